@@ -1,0 +1,4 @@
+pub mod netlink;
+pub mod netns;
+pub mod ipam;
+pub mod names;

@@ -1,0 +1,254 @@
+//! Links: bridges, veth pairs, up/down, deletion, and reading them back.
+
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo as NlLinkInfo, LinkMessage,
+};
+use netlink_packet_route::RouteNetlinkMessage;
+
+use super::{Ctx, Handle, Result};
+
+/// What a link is, as far as nsnet cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkKind {
+    Bridge,
+    Veth,
+    Loopback,
+    Other(String),
+}
+
+/// A link as the kernel reports it.
+#[derive(Debug, Clone)]
+pub struct LinkInfo {
+    pub index: u32,
+    pub name: String,
+    pub kind: LinkKind,
+    /// Index of the bridge this link is a port of.
+    pub master: Option<u32>,
+    pub mac: Option<[u8; 6]>,
+    pub mtu: u32,
+    pub up: bool,
+    pub group: u32,
+}
+
+/// A veth pair whose peer is created directly inside another namespace:
+/// creating it in place avoids a ~16 ms namespace move per link, and the
+/// peer can take a name (`eth0`) that exists in the host namespace.
+pub struct VethSpec<'a> {
+    pub host_name: &'a str,
+    pub peer_name: &'a str,
+    pub peer_netns: BorrowedFd<'a>,
+    /// Bridge to enslave the host end to, in the same request.
+    pub master: Option<u32>,
+    pub mtu: Option<u32>,
+    pub peer_mac: Option<[u8; 6]>,
+    /// Link group of the host end, so that a whole network's ports can be
+    /// deleted in one request (one RCU grace period instead of one each).
+    pub group: Option<u32>,
+}
+
+impl Handle {
+    /// Looks a link up by name; `None` if there is no such link.
+    pub fn link_by_name(&mut self, name: &str) -> Result<Option<LinkInfo>> {
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        let result = self.dump_one(msg, name);
+        match result {
+            Ok(link) => Ok(link),
+            Err(e) if e.errno() == Some(libc::ENODEV) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn dump_one(&mut self, msg: LinkMessage, target: &str) -> Result<Option<LinkInfo>> {
+        // A GET without NLM_F_DUMP answers with exactly one message.
+        let ctx = Ctx {
+            op: "looking up link",
+            target,
+        };
+        let mut found = None;
+        let seq = self.send(RouteNetlinkMessage::GetLink(msg), 0, &ctx)?;
+        self.receive(seq, &ctx, |reply| {
+            if let super::Reply::Message(RouteNetlinkMessage::NewLink(m)) = reply {
+                found = Some(link_info(&m));
+            }
+            Ok(false)
+        })?;
+        Ok(found)
+    }
+
+    /// Every link of this namespace.
+    pub fn links(&mut self) -> Result<Vec<LinkInfo>> {
+        let replies = self.dump(
+            RouteNetlinkMessage::GetLink(LinkMessage::default()),
+            Ctx {
+                op: "listing links",
+                target: "",
+            },
+        )?;
+        Ok(replies
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewLink(m) => Some(link_info(&m)),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Creates a bridge, already up, with a fixed MAC: without one the
+    /// kernel gives the bridge the lowest MAC among its ports, which changes
+    /// as ports come and go and makes neighbours' ARP caches stale.
+    pub fn create_bridge(&mut self, name: &str, mac: [u8; 6], mtu: Option<u32>) -> Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.flags = LinkFlags::Up;
+        msg.header.change_mask = LinkFlags::Up;
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
+        if let Some(mtu) = mtu {
+            msg.attributes.push(LinkAttribute::Mtu(mtu));
+        }
+        msg.attributes
+            .push(LinkAttribute::LinkInfo(vec![NlLinkInfo::Kind(InfoKind::Bridge)]));
+        self.request(
+            RouteNetlinkMessage::NewLink(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+            Ctx {
+                op: "creating bridge",
+                target: name,
+            },
+        )
+    }
+
+    /// Creates a veth pair; the host end comes up at once (on its bridge if
+    /// `master` is set), the peer stays down until configured.
+    pub fn create_veth(&mut self, spec: &VethSpec) -> Result<()> {
+        let mut peer = LinkMessage::default();
+        peer.attributes
+            .push(LinkAttribute::IfName(spec.peer_name.to_string()));
+        peer.attributes
+            .push(LinkAttribute::NetNsFd(spec.peer_netns.as_raw_fd()));
+        if let Some(mtu) = spec.mtu {
+            peer.attributes.push(LinkAttribute::Mtu(mtu));
+        }
+        if let Some(mac) = spec.peer_mac {
+            peer.attributes.push(LinkAttribute::Address(mac.to_vec()));
+        }
+
+        let mut msg = LinkMessage::default();
+        msg.header.flags = LinkFlags::Up;
+        msg.header.change_mask = LinkFlags::Up;
+        msg.attributes
+            .push(LinkAttribute::IfName(spec.host_name.to_string()));
+        if let Some(mtu) = spec.mtu {
+            msg.attributes.push(LinkAttribute::Mtu(mtu));
+        }
+        if let Some(master) = spec.master {
+            msg.attributes.push(LinkAttribute::Controller(master));
+        }
+        if let Some(group) = spec.group {
+            msg.attributes.push(LinkAttribute::Group(group));
+        }
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![
+            NlLinkInfo::Kind(InfoKind::Veth),
+            NlLinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
+        ]));
+        self.request(
+            RouteNetlinkMessage::NewLink(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+            Ctx {
+                op: "creating veth",
+                target: spec.host_name,
+            },
+        )
+    }
+
+    /// Brings a link up.
+    pub fn set_up(&mut self, index: u32, name: &str) -> Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.header.flags = LinkFlags::Up;
+        msg.header.change_mask = LinkFlags::Up;
+        self.request(
+            RouteNetlinkMessage::SetLink(msg),
+            0,
+            Ctx {
+                op: "bringing up link",
+                target: name,
+            },
+        )
+    }
+
+    /// Deletes a link. Deleting either end of a veth deletes both.
+    pub fn delete_link(&mut self, index: u32, name: &str) -> Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        self.request(
+            RouteNetlinkMessage::DelLink(msg),
+            0,
+            Ctx {
+                op: "deleting link",
+                target: name,
+            },
+        )
+    }
+
+    /// Deletes every link of a group in one request. The kernel then waits
+    /// for one RCU grace period for all of them (~0.5 ms per veth) instead
+    /// of one per link (~20 ms each).
+    pub fn delete_group(&mut self, group: u32) -> Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::Group(group));
+        self.request(
+            RouteNetlinkMessage::DelLink(msg),
+            0,
+            Ctx {
+                op: "deleting link group",
+                target: &group.to_string(),
+            },
+        )
+    }
+}
+
+fn link_info(msg: &LinkMessage) -> LinkInfo {
+    let mut info = LinkInfo {
+        index: msg.header.index,
+        name: String::new(),
+        kind: LinkKind::Other(String::new()),
+        master: None,
+        mac: None,
+        mtu: 0,
+        up: msg.header.flags.contains(LinkFlags::Up),
+        group: 0,
+    };
+    if msg.header.flags.contains(LinkFlags::Loopback) {
+        info.kind = LinkKind::Loopback;
+    }
+    for attr in &msg.attributes {
+        match attr {
+            LinkAttribute::IfName(n) => info.name = n.clone(),
+            LinkAttribute::Controller(m) => info.master = Some(*m),
+            LinkAttribute::Mtu(m) => info.mtu = *m,
+            LinkAttribute::Group(g) => info.group = *g,
+            LinkAttribute::Address(a) if a.len() == 6 => {
+                let mut mac = [0u8; 6];
+                mac.copy_from_slice(a);
+                info.mac = Some(mac);
+            }
+            LinkAttribute::LinkInfo(infos) => {
+                for i in infos {
+                    if let NlLinkInfo::Kind(kind) = i {
+                        info.kind = match kind {
+                            InfoKind::Bridge => LinkKind::Bridge,
+                            InfoKind::Veth => LinkKind::Veth,
+                            other => LinkKind::Other(other.to_string()),
+                        };
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    info
+}

@@ -1,0 +1,102 @@
+//! Routes in the main table.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+
+use super::{Ctx, Handle, Result};
+
+/// A route of the main table, as the kernel reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteInfo {
+    pub destination: IpNet,
+    pub gateway: Option<IpAddr>,
+    pub oif: Option<u32>,
+}
+
+fn ip_of(addr: &RouteAddress) -> Option<IpAddr> {
+    match addr {
+        RouteAddress::Inet(a) => Some(IpAddr::V4(*a)),
+        RouteAddress::Inet6(a) => Some(IpAddr::V6(*a)),
+        _ => None,
+    }
+}
+
+impl Handle {
+    /// Adds a default route via `gateway` out of interface `oif`.
+    pub fn add_default_route(&mut self, gateway: IpAddr, oif: u32) -> Result<()> {
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = match gateway {
+            IpAddr::V4(_) => AddressFamily::Inet,
+            IpAddr::V6(_) => AddressFamily::Inet6,
+        };
+        msg.header.table = RouteHeader::RT_TABLE_MAIN;
+        msg.header.protocol = RouteProtocol::Boot;
+        msg.header.scope = RouteScope::Universe;
+        msg.header.kind = RouteType::Unicast;
+        msg.attributes
+            .push(RouteAttribute::Gateway(RouteAddress::from(gateway)));
+        msg.attributes.push(RouteAttribute::Oif(oif));
+        let target = format!("default via {gateway}");
+        self.request(
+            RouteNetlinkMessage::NewRoute(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+            Ctx {
+                op: "adding route",
+                target: &target,
+            },
+        )
+    }
+
+    /// Routes of the main table of both families.
+    pub fn routes(&mut self) -> Result<Vec<RouteInfo>> {
+        let mut out = Vec::new();
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            let mut msg = RouteMessage::default();
+            msg.header.address_family = family;
+            let replies = self.dump(
+                RouteNetlinkMessage::GetRoute(msg),
+                Ctx {
+                    op: "listing routes",
+                    target: "",
+                },
+            )?;
+            for reply in replies {
+                let RouteNetlinkMessage::NewRoute(m) = reply else {
+                    continue;
+                };
+                if m.header.table != RouteHeader::RT_TABLE_MAIN {
+                    continue;
+                }
+                let mut dest = None;
+                let mut gateway = None;
+                let mut oif = None;
+                for attr in &m.attributes {
+                    match attr {
+                        RouteAttribute::Destination(a) => dest = ip_of(a),
+                        RouteAttribute::Gateway(a) => gateway = ip_of(a),
+                        RouteAttribute::Oif(i) => oif = Some(*i),
+                        _ => {}
+                    }
+                }
+                let dest = dest.unwrap_or(match family {
+                    AddressFamily::Inet => IpAddr::V4(0.into()),
+                    _ => IpAddr::V6(0u128.into()),
+                });
+                if let Ok(destination) = IpNet::new(dest, m.header.destination_prefix_length) {
+                    out.push(RouteInfo {
+                        destination,
+                        gateway,
+                        oif,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+}
