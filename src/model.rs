@@ -1,0 +1,114 @@
+//! The one model every front end (command line, topology file, CNI) works
+//! on: networks and their attachments, as recorded in the state file.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::ipam::Subnet;
+use crate::netns::NsRef;
+
+/// Everything nsnet has made and must be able to undo.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct State {
+    pub version: u32,
+    pub networks: BTreeMap<String, Network>,
+    /// Sysctls nsnet changed in its own namespace, with the value they had
+    /// before, so the last network's removal restores them.
+    #[serde(default)]
+    pub sysctls: BTreeMap<String, String>,
+}
+
+pub const STATE_VERSION: u32 = 1;
+
+/// A bridge plus subnets and options.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    pub name: String,
+    pub bridge: String,
+    /// The bridge existed before this network: `rm` leaves it in place.
+    pub bridge_adopted: bool,
+    pub bridge_mac: String,
+    pub subnets: Vec<Subnet>,
+    /// Gateway addresses that the adopted bridge already had: not ours to
+    /// remove.
+    #[serde(default)]
+    pub preexisting_gateways: Vec<IpAddr>,
+    pub internal: bool,
+    pub masquerade: bool,
+    pub isolate: bool,
+    pub mtu: Option<u32>,
+    /// Link group of this network's host-side veths (for batched deletion).
+    pub link_group: u32,
+    pub attachments: Vec<Attachment>,
+}
+
+/// One veth pair joining a namespace to a network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attachment {
+    pub namespace: NsRef,
+    /// nsnet created the namespace for this attachment and removes it with
+    /// the attachment's last network.
+    pub namespace_created: bool,
+    pub host_ifname: String,
+    pub ifname: String,
+    pub mac: Option<String>,
+    pub addresses: Vec<IpNet>,
+}
+
+impl Network {
+    pub fn attachment(&self, ns: &NsRef) -> Option<&Attachment> {
+        self.attachments.iter().find(|a| &a.namespace == ns)
+    }
+
+    /// Addresses leased on this network, gateways included.
+    pub fn used_addresses(&self) -> BTreeSet<IpAddr> {
+        self.attachments
+            .iter()
+            .flat_map(|a| a.addresses.iter().map(|n| n.addr()))
+            .chain(self.subnets.iter().map(|s| s.gateway))
+            .collect()
+    }
+
+    pub fn subnet_v4(&self) -> Option<&Subnet> {
+        self.subnets.iter().find(|s| s.cidr.addr().is_ipv4())
+    }
+
+    pub fn subnet_v6(&self) -> Option<&Subnet> {
+        self.subnets.iter().find(|s| s.cidr.addr().is_ipv6())
+    }
+
+    /// Whether traffic may leave this network through the host's routing.
+    pub fn forwards(&self) -> bool {
+        !self.internal
+    }
+}
+
+impl State {
+    /// Other attachments of a namespace, on any network.
+    pub fn attachments_of<'a>(&'a self, ns: &'a NsRef) -> impl Iterator<Item = (&'a Network, &'a Attachment)> {
+        self.networks.values().flat_map(move |n| {
+            n.attachments
+                .iter()
+                .filter(move |a| &a.namespace == ns)
+                .map(move |a| (n, a))
+        })
+    }
+
+    /// A link group no network uses yet, derived from the name so that it is
+    /// stable; groups 0 (the default) and small numbers are avoided because
+    /// other tools use them.
+    pub fn free_link_group(&self, name: &str) -> u32 {
+        let used: BTreeSet<u32> = self.networks.values().map(|n| n.link_group).collect();
+        let mut g = crate::names::stable_hash(&[name, "group"]) | 0x4000_0000;
+        while used.contains(&g) {
+            g = g.wrapping_add(1) | 0x4000_0000;
+        }
+        g
+    }
+}
