@@ -58,7 +58,7 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 /// A namespace as a user names it: a name under `/run/netns`, or a path to
 /// an nsfs file such as `/proc/PID/ns/net`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(untagged)]
 pub enum NsRef {
     Named(String),

@@ -1,0 +1,328 @@
+//! Attachments: a veth pair from a namespace to a network's bridge, with
+//! addresses, `lo` up and a default route via the gateway.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use crate::error::{Error, Result};
+use crate::ipam::{self, IpamError};
+use crate::kernel::LiveKernel;
+use crate::model::{Attachment, Network, State};
+use crate::netns::{self, NsRef};
+use crate::plan::{self, Op, Target};
+use crate::{names, Nsnet};
+
+/// The interface name inside the namespace when none is given.
+pub const DEFAULT_IFNAME: &str = "eth0";
+
+#[derive(Debug, Clone, Default)]
+pub struct ConnectRequest {
+    pub network: String,
+    pub namespace: String,
+    /// Addresses, with or without prefix; at most one per family.
+    pub ips: Vec<String>,
+    pub ifname: Option<String>,
+    pub mac: Option<String>,
+}
+
+/// What the kernel says about the namespace being attached.
+#[derive(Debug, Clone, Default)]
+pub struct NsFacts {
+    pub exists: bool,
+    /// Interface names already inside it.
+    pub ifnames: Vec<String>,
+    /// Host interface names in use.
+    pub host_ifnames: Vec<String>,
+}
+
+fn find_network<'a>(state: &'a State, name: &str) -> Result<&'a Network> {
+    state
+        .networks
+        .get(name)
+        .ok_or_else(|| Error::NotFound(format!("network {name} does not exist")))
+}
+
+/// Parses `--ip` values: an address, or an address with the subnet's prefix.
+fn requested_addresses(net: &Network, ips: &[String]) -> Result<Vec<IpAddr>> {
+    let mut out: Vec<IpAddr> = Vec::new();
+    for s in ips {
+        let (addr, prefix) = match s.parse::<IpNet>() {
+            Ok(n) => (n.addr(), Some(n.prefix_len())),
+            Err(_) => (
+                s.parse::<IpAddr>().map_err(|_| {
+                    Error::Invalid(format!(
+                        "invalid address {s:?}: expected an address like 172.16.1.1 or 172.16.1.1/16"
+                    ))
+                })?,
+                None,
+            ),
+        };
+        let subnet = net
+            .subnets
+            .iter()
+            .find(|sub| sub.cidr.addr().is_ipv4() == addr.is_ipv4())
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "address {s}: network {} has no {} subnet",
+                    net.name,
+                    if addr.is_ipv4() { "IPv4" } else { "IPv6" }
+                ))
+            })?;
+        if let Some(p) = prefix {
+            if p != subnet.cidr.prefix_len() {
+                return Err(Error::Invalid(format!(
+                    "address {s}: prefix /{p} does not match subnet {} of network {}",
+                    subnet.cidr, net.name
+                )));
+            }
+        }
+        if out.iter().any(|o| o.is_ipv4() == addr.is_ipv4()) {
+            return Err(Error::Invalid(format!(
+                "address {s}: at most one address per family per attachment"
+            )));
+        }
+        out.push(addr);
+    }
+    Ok(out)
+}
+
+fn ipam_error(e: IpamError, net: &Network) -> Error {
+    match e {
+        IpamError::InUse { addr } => {
+            let holder = net
+                .attachments
+                .iter()
+                .find(|a| a.addresses.iter().any(|n| n.addr() == addr))
+                .map(|a| format!(" by namespace {}", a.namespace))
+                .unwrap_or_default();
+            Error::Conflict(format!(
+                "address {addr} is already in use on network {}{holder}",
+                net.name
+            ))
+        }
+        IpamError::Exhausted { .. } => Error::Conflict(e.to_string()),
+        other => Error::Invalid(other.to_string()),
+    }
+}
+
+/// Validates a request and plans the steps that make the attachment.
+pub fn plan_connect(state: &State, req: &ConnectRequest, facts: &NsFacts) -> Result<(State, Vec<Op>)> {
+    let net = find_network(state, &req.network)?;
+    let ns = NsRef::parse(&req.namespace)?;
+    let ifname = req.ifname.clone().unwrap_or_else(|| DEFAULT_IFNAME.to_string());
+    names::validate_ifname(&ifname)?;
+    let mac = req.mac.as_deref().map(names::parse_mac).transpose()?;
+    if net.attachment(&ns).is_some() {
+        return Err(Error::Conflict(format!(
+            "namespace {ns} is already connected to network {}",
+            net.name
+        )));
+    }
+    if let Some((other, a)) = state.attachments_of(&ns).find(|(_, a)| a.ifname == ifname) {
+        return Err(Error::Conflict(format!(
+            "namespace {ns} already has interface {} (network {}); pass --ifname",
+            a.ifname, other.name
+        )));
+    }
+    if !facts.exists && ns.name().is_none() {
+        return Err(Error::NotFound(format!("namespace {ns} does not exist")));
+    }
+    if facts.ifnames.contains(&ifname) {
+        return Err(Error::Conflict(format!(
+            "namespace {ns} already has an interface named {ifname}; pass --ifname"
+        )));
+    }
+    let host_ifname = names::host_veth_name(&net.name, &ns.to_string(), &ifname);
+    if facts.host_ifnames.contains(&host_ifname) {
+        return Err(Error::Conflict(format!(
+            "host interface {host_ifname} (derived for namespace {ns}) already exists"
+        )));
+    }
+
+    let mut used: BTreeSet<IpAddr> = net.used_addresses();
+    let mut addresses = Vec::new();
+    for addr in requested_addresses(net, &req.ips)? {
+        let subnet = net
+            .subnets
+            .iter()
+            .find(|s| s.cidr.addr().is_ipv4() == addr.is_ipv4())
+            .expect("requested_addresses checked the family");
+        ipam::check_requested(subnet, addr, &used).map_err(|e| ipam_error(e, net))?;
+        used.insert(addr);
+        addresses.push(IpNet::new(addr, subnet.cidr.prefix_len()).expect("valid prefix"));
+    }
+    for subnet in &net.subnets {
+        if addresses.iter().any(|a| a.addr().is_ipv4() == subnet.cidr.addr().is_ipv4()) {
+            continue;
+        }
+        let addr = ipam::allocate(subnet, &used).map_err(|e| ipam_error(e, net))?;
+        used.insert(addr);
+        addresses.push(IpNet::new(addr, subnet.cidr.prefix_len()).expect("valid prefix"));
+    }
+
+    let target = Target::Ns(ns.clone());
+    let mut ops = Vec::new();
+    let namespace_created = !facts.exists;
+    if namespace_created {
+        ops.push(Op::CreateNetns {
+            name: ns.name().expect("checked above").to_string(),
+        });
+    }
+    ops.push(Op::CreateVeth {
+        host: host_ifname.clone(),
+        peer: ifname.clone(),
+        netns: ns.clone(),
+        bridge: net.bridge.clone(),
+        mtu: net.mtu,
+        mac,
+        group: net.link_group,
+    });
+    ops.push(Op::LinkUp {
+        target: target.clone(),
+        ifname: "lo".into(),
+    });
+    for a in &addresses {
+        ops.push(Op::AddAddress {
+            target: target.clone(),
+            ifname: ifname.clone(),
+            addr: *a,
+        });
+    }
+    ops.push(Op::LinkUp {
+        target: target.clone(),
+        ifname: ifname.clone(),
+    });
+    if !net.internal {
+        for s in &net.subnets {
+            ops.push(Op::AddDefaultRoute {
+                target: target.clone(),
+                ifname: ifname.clone(),
+                gateway: s.gateway,
+            });
+        }
+    }
+
+    let mut new_state = state.clone();
+    new_state
+        .networks
+        .get_mut(&req.network)
+        .expect("found above")
+        .attachments
+        .push(Attachment {
+            namespace: ns,
+            namespace_created,
+            host_ifname,
+            ifname,
+            mac: mac.as_ref().map(names::format_mac),
+            addresses,
+        });
+    Ok((new_state, ops))
+}
+
+/// Plans the removal of one attachment.
+pub fn plan_disconnect(state: &State, network: &str, namespace: &str) -> Result<(State, Vec<Op>)> {
+    let net = find_network(state, network)?;
+    let ns = NsRef::parse(namespace)?;
+    let att = net.attachment(&ns).ok_or_else(|| {
+        Error::NotFound(format!("namespace {ns} is not connected to network {network}"))
+    })?;
+    let mut new_state = state.clone();
+    new_state
+        .networks
+        .get_mut(network)
+        .expect("found above")
+        .attachments
+        .retain(|a| a.namespace != ns);
+    let mut ops = vec![Op::DeleteLink {
+        target: Target::Host,
+        name: att.host_ifname.clone(),
+    }];
+    if let (true, Some(name)) = (att.namespace_created, ns.name()) {
+        if new_state.attachments_of(&ns).next().is_none() {
+            ops.push(Op::DeleteNetns {
+                name: name.to_string(),
+            });
+        }
+    }
+    Ok((new_state, ops))
+}
+
+impl Nsnet {
+    pub fn connect(&self, req: &ConnectRequest) -> Result<Attachment> {
+        if !nix::unistd::geteuid().is_root() {
+            return Err(Error::NotRoot("connect namespaces"));
+        }
+        let lock = self.store.lock()?;
+        let state = self.store.load(&lock)?;
+        let mut kernel = LiveKernel::new();
+        let ifname = req.ifname.as_deref().unwrap_or(DEFAULT_IFNAME);
+        let facts = gather_facts(&mut kernel, state.networks.get(&req.network), &req.namespace, ifname)?;
+        let (new_state, ops) = plan_connect(&state, req, &facts)?;
+        let undo = plan::apply(&ops, &mut kernel)?;
+        self.save_or_undo(&lock, &new_state, undo, &mut kernel)?;
+        let ns = NsRef::parse(&req.namespace)?;
+        Ok(new_state.networks[&req.network]
+            .attachment(&ns)
+            .expect("just added")
+            .clone())
+    }
+
+    pub fn disconnect(&self, network: &str, namespace: &str) -> Result<Attachment> {
+        if !nix::unistd::geteuid().is_root() {
+            return Err(Error::NotRoot("disconnect namespaces"));
+        }
+        let lock = self.store.lock()?;
+        let state = self.store.load(&lock)?;
+        let (new_state, ops) = plan_disconnect(&state, network, namespace)?;
+        let ns = NsRef::parse(namespace)?;
+        let att = state.networks[network].attachment(&ns).expect("planned").clone();
+        let mut kernel = LiveKernel::new();
+        let errors = plan::teardown(&ops, &mut kernel);
+        if !errors.is_empty() {
+            return Err(Error::Teardown(errors));
+        }
+        self.store.save(&lock, &new_state)?;
+        Ok(att)
+    }
+}
+
+fn gather_facts(
+    kernel: &mut LiveKernel,
+    net: Option<&Network>,
+    namespace: &str,
+    ifname: &str,
+) -> Result<NsFacts> {
+    let Some(net) = net else {
+        return Ok(NsFacts::default());
+    };
+    let ns = NsRef::parse(namespace)?;
+    let exists = match ns.open() {
+        Ok(_) => true,
+        Err(netns::Error::NotFound(_)) => false,
+        Err(e) => return Err(e.into()),
+    };
+    let ifnames = if exists {
+        kernel
+            .handle(&Target::Ns(ns.clone()))?
+            .links()?
+            .into_iter()
+            .map(|l| l.name)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    // Only the derived name matters: look it up instead of dumping every
+    // host link, a list that grows with the number of attachments.
+    let host_ifname = names::host_veth_name(&net.name, &ns.to_string(), ifname);
+    let host_ifnames = match kernel.host()?.link_by_name(&host_ifname)? {
+        Some(_) => vec![host_ifname],
+        None => Vec::new(),
+    };
+    Ok(NsFacts {
+        exists,
+        ifnames,
+        host_ifnames,
+    })
+}

@@ -1,0 +1,296 @@
+//! The live kernel: carries out plan steps through netlink, namespace
+//! mounts, `/proc/sys` and the firewall module.
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, OwnedFd};
+
+use crate::netlink::{self, Handle, LinkKind};
+use crate::netns::{self, NsRef};
+use crate::plan::{Kernel, Op, Target};
+use crate::{firewall, sysctl};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Netlink(#[from] netlink::Error),
+    #[error(transparent)]
+    Netns(#[from] netns::Error),
+    #[error(transparent)]
+    Sysctl(#[from] sysctl::Error),
+    #[error(transparent)]
+    Firewall(#[from] firewall::Error),
+    #[error("no interface {ifname} in {target}")]
+    NoSuchLink { target: String, ifname: String },
+    #[error("{name} exists but is a {kind} link, not a bridge")]
+    NotABridge { name: String, kind: String },
+    #[error("injected failure at kernel operation {0} (NSNET_FAIL_AT)")]
+    Injected(usize),
+}
+
+impl Error {
+    /// The object an undo or teardown step wanted to remove is already gone.
+    pub fn is_gone(&self) -> bool {
+        match self {
+            Error::Netlink(e) => matches!(
+                e.errno(),
+                Some(libc::ENODEV) | Some(libc::EADDRNOTAVAIL) | Some(libc::ESRCH)
+            ),
+            Error::Netns(netns::Error::NotFound(_)) => true,
+            Error::NoSuchLink { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+/// The step that reverses `op`. `old_sysctl` is the value a sysctl had.
+pub fn undo_of(op: &Op, old_sysctl: Option<String>) -> Option<Op> {
+    match op {
+        Op::CreateNetns { name } => Some(Op::DeleteNetns { name: name.clone() }),
+        Op::CreateBridge { name, .. } => Some(Op::DeleteLink {
+            target: Target::Host,
+            name: name.clone(),
+        }),
+        Op::CreateVeth { host, .. } => Some(Op::DeleteLink {
+            target: Target::Host,
+            name: host.clone(),
+        }),
+        Op::AddAddress {
+            target,
+            ifname,
+            addr,
+        } => Some(Op::DeleteAddress {
+            target: target.clone(),
+            ifname: ifname.clone(),
+            addr: *addr,
+        }),
+        Op::SetSysctl { key, value } => match old_sysctl {
+            Some(old) if &old != value => Some(Op::SetSysctl {
+                key: key.clone(),
+                value: old,
+            }),
+            _ => None,
+        },
+        Op::Firewall {
+            transaction,
+            previous,
+        } => Some(Op::Firewall {
+            transaction: previous.clone(),
+            previous: transaction.clone(),
+        }),
+        // Deleting the link removes its routes; links come down with them.
+        Op::LinkUp { .. } | Op::AddDefaultRoute { .. } => None,
+        // Deletions are not undone: teardown plans keep going instead.
+        Op::DeleteNetns { .. }
+        | Op::DeleteLink { .. }
+        | Op::DeleteLinkGroup { .. }
+        | Op::DeleteAddress { .. } => None,
+    }
+}
+
+struct NsConn {
+    fd: OwnedFd,
+    handle: Handle,
+}
+
+/// The real kernel, with one netlink socket per namespace touched.
+pub struct LiveKernel {
+    host: Option<Handle>,
+    namespaces: HashMap<NsRef, NsConn>,
+    calls: usize,
+    fail_at: Option<usize>,
+}
+
+impl Default for LiveKernel {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LiveKernel {
+    pub fn new() -> LiveKernel {
+        LiveKernel {
+            host: None,
+            namespaces: HashMap::new(),
+            calls: 0,
+            // A debugging hook for fault-injection tests: the k-th operation
+            // of this process fails as if the kernel had refused it.
+            fail_at: std::env::var("NSNET_FAIL_AT")
+                .ok()
+                .and_then(|v| v.parse().ok()),
+        }
+    }
+
+    /// The host socket, opened in the calling thread's namespace, which is
+    /// the namespace nsnet was started in: nsnet never moves its main thread.
+    pub fn host(&mut self) -> Result<&mut Handle, Error> {
+        if self.host.is_none() {
+            self.host = Some(Handle::open()?);
+        }
+        Ok(self.host.as_mut().expect("just set"))
+    }
+
+    fn ns(&mut self, ns: &NsRef) -> Result<&mut NsConn, Error> {
+        if !self.namespaces.contains_key(ns) {
+            let fd = ns.open()?;
+            let handle = netns::in_netns(fd.as_fd(), &ns.to_string(), Handle::open)??;
+            self.namespaces.insert(ns.clone(), NsConn { fd, handle });
+        }
+        Ok(self.namespaces.get_mut(ns).expect("just inserted"))
+    }
+
+    /// A netlink socket in the namespace `target`.
+    pub fn handle(&mut self, target: &Target) -> Result<&mut Handle, Error> {
+        match target {
+            Target::Host => self.host(),
+            Target::Ns(ns) => Ok(&mut self.ns(ns)?.handle),
+        }
+    }
+
+    fn index_of(&mut self, target: &Target, ifname: &str) -> Result<u32, Error> {
+        self.handle(target)?
+            .link_by_name(ifname)?
+            .map(|l| l.index)
+            .ok_or_else(|| Error::NoSuchLink {
+                target: target.to_string(),
+                ifname: ifname.to_string(),
+            })
+    }
+
+    /// Drops the sockets held in a namespace: an open socket keeps a
+    /// namespace alive after its name is gone, and with it the veth inside.
+    pub fn forget(&mut self, ns: &NsRef) {
+        self.namespaces.remove(ns);
+    }
+
+    fn run(&mut self, op: &Op) -> Result<Option<Op>, Error> {
+        let mut old_sysctl = None;
+        match op {
+            Op::CreateNetns { name } => netns::add(name)?,
+            Op::DeleteNetns { name } => {
+                self.forget(&NsRef::Named(name.clone()));
+                netns::del(name)?
+            }
+            Op::CreateBridge { name, mac, mtu } => self.host()?.create_bridge(name, *mac, *mtu)?,
+            Op::CreateVeth {
+                host,
+                peer,
+                netns,
+                bridge,
+                mtu,
+                mac,
+                group,
+            } => {
+                let master = self.host()?.link_by_name(bridge)?;
+                let master = match master {
+                    Some(l) if l.kind == LinkKind::Bridge => l.index,
+                    Some(l) => {
+                        return Err(Error::NotABridge {
+                            name: bridge.clone(),
+                            kind: format!("{:?}", l.kind).to_lowercase(),
+                        })
+                    }
+                    None => {
+                        return Err(Error::NoSuchLink {
+                            target: "host".into(),
+                            ifname: bridge.clone(),
+                        })
+                    }
+                };
+                let conn = self.ns(netns)?;
+                let fd = conn.fd.try_clone().map_err(|e| {
+                    Error::Netns(netns::Error::Open {
+                        name: netns.to_string(),
+                        source: e,
+                    })
+                })?;
+                self.host()?.create_veth(&netlink::VethSpec {
+                    host_name: host,
+                    peer_name: peer,
+                    peer_netns: fd.as_fd(),
+                    master: Some(master),
+                    mtu: *mtu,
+                    peer_mac: *mac,
+                    group: Some(*group),
+                })?;
+            }
+            Op::DeleteLink { target, name } => {
+                let index = self.index_of(target, name)?;
+                self.handle(target)?.delete_link(index, name)?;
+            }
+            Op::DeleteLinkGroup { group, names } => {
+                let host = self.host()?;
+                let members: Vec<String> = host
+                    .links()?
+                    .into_iter()
+                    .filter(|l| l.group == *group)
+                    .map(|l| l.name)
+                    .collect();
+                let ours = members.iter().all(|m| names.contains(m));
+                if ours && !members.is_empty() {
+                    host.delete_group(*group)?;
+                } else {
+                    // Someone else's link shares the group: go one by one.
+                    let mut first_error = None;
+                    for name in names.iter().filter(|n| members.contains(n)) {
+                        let r = self.run(&Op::DeleteLink {
+                            target: Target::Host,
+                            name: name.clone(),
+                        });
+                        if let Err(e) = r {
+                            if !e.is_gone() && first_error.is_none() {
+                                first_error = Some(e);
+                            }
+                        }
+                    }
+                    if let Some(e) = first_error {
+                        return Err(e);
+                    }
+                }
+            }
+            Op::AddAddress {
+                target,
+                ifname,
+                addr,
+            } => {
+                let index = self.index_of(target, ifname)?;
+                self.handle(target)?.add_address(index, ifname, addr)?;
+            }
+            Op::DeleteAddress {
+                target,
+                ifname,
+                addr,
+            } => {
+                let index = self.index_of(target, ifname)?;
+                self.handle(target)?.delete_address(index, ifname, addr)?;
+            }
+            Op::LinkUp { target, ifname } => {
+                let index = self.index_of(target, ifname)?;
+                self.handle(target)?.set_up(index, ifname)?;
+            }
+            Op::AddDefaultRoute {
+                target,
+                ifname,
+                gateway,
+            } => {
+                let index = self.index_of(target, ifname)?;
+                self.handle(target)?.add_default_route(*gateway, index)?;
+            }
+            Op::SetSysctl { key, value } => {
+                old_sysctl = Some(sysctl::read(key)?);
+                sysctl::write(key, value)?;
+            }
+            Op::Firewall { transaction, .. } => firewall::apply(transaction)?,
+        }
+        Ok(undo_of(op, old_sysctl))
+    }
+}
+
+impl Kernel for LiveKernel {
+    fn apply(&mut self, op: &Op) -> Result<Option<Op>, Error> {
+        self.calls += 1;
+        if self.fail_at == Some(self.calls) {
+            return Err(Error::Injected(self.calls));
+        }
+        self.run(op)
+    }
+}
