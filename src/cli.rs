@@ -1,0 +1,290 @@
+//! Command-line syntax and dispatch.
+
+use std::io;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{CommandFactory, Parser, Subcommand};
+
+use nsnet::attach::ConnectRequest;
+use nsnet::network::CreateRequest;
+use nsnet::netns::{self, NsRef};
+use nsnet::{ping, Error, Nsnet, Result};
+
+use crate::output;
+
+#[derive(Parser)]
+#[command(
+    name = "nsnet",
+    version,
+    about = "Docker-style bridge networking for named Linux network namespaces",
+    long_about = "Docker-style bridge networking for named Linux network namespaces.\n\n\
+        Exit codes: 0 success, 1 operation failed, 2 invalid input, 3 not found, \
+        4 conflict (exists, in use, overlap)."
+)]
+pub struct Cli {
+    /// Where nsnet records networks and leases
+    #[arg(long, global = true, env = "NSNET_STATE_DIR", default_value = nsnet::state::DEFAULT_DIR)]
+    pub state_dir: PathBuf,
+    /// Machine-readable output for listings and errors
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More detail on stderr
+    #[arg(short, long, global = true, conflicts_with = "quiet")]
+    pub verbose: bool,
+    /// Print nothing but errors
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Create, list, inspect and remove networks (a bridge plus subnets)
+    #[command(subcommand)]
+    Network(NetworkCmd),
+    /// Add, delete and list named network namespaces (like `ip netns`)
+    #[command(subcommand)]
+    Ns(NsCmd),
+    /// Attach a namespace to a network (creating the namespace if needed)
+    Connect {
+        network: String,
+        /// A name under /run/netns, or a path such as /proc/PID/ns/net
+        namespace: String,
+        /// Address inside the namespace, with or without prefix (one per family)
+        #[arg(long = "ip", value_name = "ADDR")]
+        ips: Vec<String>,
+        /// Interface name inside the namespace
+        #[arg(long, value_name = "IF", default_value = nsnet::attach::DEFAULT_IFNAME)]
+        ifname: String,
+        /// MAC address of the interface inside the namespace
+        #[arg(long)]
+        mac: Option<String>,
+    },
+    /// Detach a namespace from a network (and delete the namespace if connect created it)
+    Disconnect { network: String, namespace: String },
+    /// Run a command inside a namespace
+    Exec {
+        namespace: String,
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
+    /// Send ICMP echo requests from inside a namespace
+    Ping {
+        namespace: String,
+        destination: String,
+        /// Number of requests
+        #[arg(short = 'c', long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=100000))]
+        count: u32,
+        /// Seconds to wait for each reply
+        #[arg(short = 'W', long, default_value_t = 1.0)]
+        timeout: f64,
+        /// Seconds between requests
+        #[arg(short = 'i', long, default_value_t = 1.0)]
+        interval: f64,
+    },
+    /// Show bridges, their networks and attachments (like `brctl show`, and more)
+    Show,
+    /// Run the tutorial end to end in a private sandbox (the host is untouched)
+    Demo,
+    /// Print a shell completion script
+    Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Subcommand)]
+pub enum NetworkCmd {
+    /// Create a network: a bridge, a gateway address per subnet, NAT
+    Create {
+        name: String,
+        /// IPv4 and/or IPv6 subnet (default: a free private /24)
+        #[arg(long = "subnet", value_name = "CIDR")]
+        subnets: Vec<String>,
+        /// Gateway address per subnet (default: the first host address)
+        #[arg(long = "gateway", value_name = "IP")]
+        gateways: Vec<String>,
+        /// Bridge name (default: the network name); an existing bridge is adopted
+        #[arg(long, value_name = "IFNAME")]
+        bridge: Option<String>,
+        /// No route out: traffic stays on the bridge
+        #[arg(long)]
+        internal: bool,
+        /// Do not masquerade traffic leaving the host
+        #[arg(long)]
+        no_masquerade: bool,
+        /// Allow traffic to and from other nsnet networks
+        #[arg(long)]
+        no_isolate: bool,
+        /// MTU of the bridge and its veths
+        #[arg(long)]
+        mtu: Option<u32>,
+    },
+    /// List networks
+    Ls,
+    /// Show one network in detail
+    Inspect { name: String },
+    /// Remove a network
+    Rm {
+        name: String,
+        /// Also disconnect every attachment
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum NsCmd {
+    /// Create a named namespace
+    Add { name: String },
+    /// Delete a named namespace
+    Del { name: String },
+    /// List named namespaces
+    Ls,
+}
+
+fn seconds(v: f64, what: &str) -> Result<Duration> {
+    if !(v.is_finite() && v > 0.0 && v <= 3600.0) {
+        return Err(Error::Invalid(format!(
+            "invalid {what} {v}: expected seconds between 0 and 3600"
+        )));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+pub fn run(cli: Cli) -> Result<i32> {
+    let out = output::Printer {
+        json: cli.json,
+        quiet: cli.quiet,
+    };
+    let nsnet = Nsnet::new(&cli.state_dir);
+    match cli.command {
+        Command::Network(cmd) => match cmd {
+            NetworkCmd::Create {
+                name,
+                subnets,
+                gateways,
+                bridge,
+                internal,
+                no_masquerade,
+                no_isolate,
+                mtu,
+            } => {
+                let net = nsnet.create_network(&CreateRequest {
+                    name,
+                    subnets,
+                    gateways,
+                    bridge,
+                    internal,
+                    no_masquerade,
+                    no_isolate,
+                    mtu,
+                })?;
+                out.network_created(&net);
+            }
+            NetworkCmd::Ls => out.network_list(&nsnet.state()?),
+            NetworkCmd::Inspect { name } => {
+                let state = nsnet.state()?;
+                let net = state
+                    .networks
+                    .get(&name)
+                    .ok_or_else(|| Error::NotFound(format!("network {name} does not exist")))?;
+                out.network_inspect(net);
+            }
+            NetworkCmd::Rm { name, force } => {
+                let net = nsnet.remove_network(&name, force)?;
+                out.done(&format!("removed network {}", net.name));
+            }
+        },
+        Command::Ns(cmd) => match cmd {
+            NsCmd::Add { name } => {
+                require_root("add namespaces")?;
+                netns::add(&name)?;
+                out.done(&format!("created namespace {name}"));
+            }
+            NsCmd::Del { name } => {
+                require_root("delete namespaces")?;
+                netns::validate_name(&name)?;
+                let state = nsnet.state()?;
+                let ns = NsRef::Named(name.clone());
+                if let Some((net, _)) = state.attachments_of(&ns).next() {
+                    return Err(Error::Conflict(format!(
+                        "namespace {name} is connected to network {}; disconnect it first",
+                        net.name
+                    )));
+                }
+                netns::del(&name)?;
+                out.done(&format!("deleted namespace {name}"));
+            }
+            NsCmd::Ls => out.namespace_list(&netns::list()?),
+        },
+        Command::Connect {
+            network,
+            namespace,
+            ips,
+            ifname,
+            mac,
+        } => {
+            let att = nsnet.connect(&ConnectRequest {
+                network: network.clone(),
+                namespace,
+                ips,
+                ifname: Some(ifname),
+                mac,
+            })?;
+            out.attachment(&network, &att);
+        }
+        Command::Disconnect { network, namespace } => {
+            let att = nsnet.disconnect(&network, &namespace)?;
+            out.done(&format!(
+                "disconnected {} from network {network}",
+                att.namespace
+            ));
+        }
+        Command::Exec { namespace, command } => {
+            let ns = NsRef::parse(&namespace)?;
+            return crate::exec::exec(&ns, &command);
+        }
+        Command::Ping {
+            namespace,
+            destination,
+            count,
+            timeout,
+            interval,
+        } => {
+            let ns = NsRef::parse(&namespace)?;
+            let dest: IpAddr = destination.parse().map_err(|_| {
+                Error::Invalid(format!(
+                    "invalid destination {destination:?}: expected an IPv4 or IPv6 address"
+                ))
+            })?;
+            let opts = ping::Options {
+                count,
+                timeout: seconds(timeout, "timeout")?,
+                interval: seconds(interval, "interval")?,
+            };
+            if !ns.exists() {
+                return Err(Error::NotFound(format!("namespace {ns} does not exist")));
+            }
+            out.ping_header(dest);
+            let summary = ping::ping(&ns, dest, &opts, |r| out.ping_reply(dest, r))
+                .map_err(|e| Error::Failed(e.to_string()))?;
+            out.ping_summary(dest, &summary);
+            return Ok(if summary.received > 0 { 0 } else { 1 });
+        }
+        Command::Show => out.show(&nsnet.state()?, &crate::output::live_ports()),
+        Command::Demo => return crate::demo::run(&cli.state_dir, &out),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "nsnet", &mut io::stdout());
+        }
+    }
+    Ok(0)
+}
+
+fn require_root(what: &'static str) -> Result<()> {
+    if nix::unistd::geteuid().is_root() {
+        Ok(())
+    } else {
+        Err(Error::NotRoot(what))
+    }
+}

@@ -1,0 +1,200 @@
+//! `nsnet demo`: the tutorial, end to end, in a private sandbox.
+
+use std::fs;
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use nix::mount::{mount, MsFlags};
+use nix::sched::{unshare, CloneFlags};
+
+use nsnet::attach::ConnectRequest;
+use nsnet::kernel::LiveKernel;
+use nsnet::netns::NsRef;
+use nsnet::network::CreateRequest;
+use nsnet::plan::{self, Op, Target};
+use nsnet::{ping, Error, Nsnet, Result};
+
+use crate::output::{live_ports, Printer};
+
+const UPSTREAM_NS: &str = "upstream";
+const UPSTREAM_ADDR: &str = "203.0.113.1";
+
+/// Moves the whole process into a fresh network namespace and a private
+/// mount namespace with empty tmpfs over `/run` and `/etc/netns`. Must run
+/// before any thread exists: mount namespaces cannot be unshared by a
+/// process that shares its filesystem context with other threads.
+fn enter_sandbox() -> Result<()> {
+    let fail = |what: &str, e: nix::Error| Error::Failed(format!("demo sandbox: {what}: {e}"));
+    unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS).map_err(|e| fail("unshare", e))?;
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .map_err(|e| fail("making mounts private", e))?;
+    let tmpfs = |dir: &str| {
+        mount(Some("nsnet-demo"), dir, Some("tmpfs"), MsFlags::empty(), Some("mode=0755"))
+            .map_err(|e| fail(&format!("tmpfs on {dir}"), e))
+    };
+    tmpfs("/run")?;
+    if Path::new("/etc/netns").is_dir() {
+        tmpfs("/etc/netns")?;
+    }
+    Ok(())
+}
+
+fn step(title: &str, manual: &[&str]) {
+    println!();
+    println!("==> {title}");
+    for m in manual {
+        println!("    tutorial: {m}");
+    }
+}
+
+fn run_ops(ops: &[Op]) -> Result<()> {
+    plan::apply(ops, &mut LiveKernel::new())?;
+    Ok(())
+}
+
+/// A simulated upstream network: namespace `upstream` at 203.0.113.1 with
+/// no route back to the bridge's subnet, linked to the sandbox's root
+/// namespace (203.0.113.2), which uses it as default route.
+fn make_upstream() -> Result<()> {
+    let up = Target::Ns(NsRef::Named(UPSTREAM_NS.into()));
+    run_ops(&[
+        Op::LinkUp {
+            target: Target::Host,
+            ifname: "lo".into(),
+        },
+        Op::CreateNetns {
+            name: UPSTREAM_NS.into(),
+        },
+        Op::CreateBridge {
+            name: "uplink".into(),
+            mac: nsnet::names::derived_mac(&["uplink"]),
+            mtu: None,
+        },
+        Op::AddAddress {
+            target: Target::Host,
+            ifname: "uplink".into(),
+            addr: "203.0.113.2/24".parse().expect("valid"),
+        },
+        Op::CreateVeth {
+            host: "up0".into(),
+            peer: "eth0".into(),
+            netns: NsRef::Named(UPSTREAM_NS.into()),
+            bridge: "uplink".into(),
+            mtu: None,
+            mac: None,
+            group: 0,
+        },
+        Op::AddAddress {
+            target: up.clone(),
+            ifname: "eth0".into(),
+            addr: format!("{UPSTREAM_ADDR}/24").parse().expect("valid"),
+        },
+        Op::LinkUp {
+            target: up.clone(),
+            ifname: "eth0".into(),
+        },
+        Op::LinkUp {
+            target: up,
+            ifname: "lo".into(),
+        },
+        Op::AddDefaultRoute {
+            target: Target::Host,
+            ifname: "uplink".into(),
+            gateway: UPSTREAM_ADDR.parse().expect("valid"),
+        },
+    ])
+}
+
+fn demo_ping(out: &Printer, ns: &str, dest: &str) -> Result<bool> {
+    let dest: IpAddr = dest.parse().expect("valid");
+    let opts = ping::Options {
+        count: 2,
+        timeout: Duration::from_secs(1),
+        interval: Duration::from_millis(200),
+    };
+    println!("$ nsnet ping {ns} {dest} -c 2");
+    out.ping_header(dest);
+    let s = ping::ping(&NsRef::Named(ns.into()), dest, &opts, |r| out.ping_reply(dest, r))
+        .map_err(|e| Error::Failed(e.to_string()))?;
+    out.ping_summary(dest, &s);
+    Ok(s.received > 0)
+}
+
+pub fn run(_state_dir: &Path, out: &Printer) -> Result<i32> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(Error::NotRoot("build the demo sandbox"));
+    }
+    enter_sandbox()?;
+    let state_dir = Path::new("/run/nsnet");
+    fs::create_dir_all(state_dir).map_err(|e| Error::Failed(format!("demo state dir: {e}")))?;
+    let nsnet = Nsnet::new(state_dir);
+    println!("nsnet demo: the tutorial in a private network and mount namespace; the host is untouched.");
+    make_upstream()?;
+    println!("(simulated upstream: namespace {UPSTREAM_NS} at {UPSTREAM_ADDR}, with no route back to 172.16.0.0/16)");
+
+    step(
+        "create the bridge mydocker0",
+        &["brctl addbr mydocker0", "ip link set dev mydocker0 up"],
+    );
+    println!("$ nsnet network create mydocker0 --subnet 172.16.0.0/16");
+    let net = nsnet.create_network(&CreateRequest {
+        name: "mydocker0".into(),
+        subnets: vec!["172.16.0.0/16".into()],
+        ..Default::default()
+    })?;
+    out.network_created(&net);
+
+    for (ns, ip) in [("ns1", "172.16.1.1/16"), ("ns2", "172.16.1.2/16")] {
+        step(
+            &format!("attach namespace {ns} with {ip}"),
+            &[&format!("sh add-ns-to-br.sh mydocker0 {ns} {ip}")],
+        );
+        println!("$ nsnet connect mydocker0 {ns} --ip {ip}");
+        let att = nsnet.connect(&ConnectRequest {
+            network: "mydocker0".into(),
+            namespace: ns.into(),
+            ips: vec![ip.into()],
+            ..Default::default()
+        })?;
+        out.attachment("mydocker0", &att);
+    }
+
+    step("look at the bridge", &["brctl show"]);
+    println!("$ nsnet show");
+    out.show(&nsnet.state()?, &live_ports());
+
+    step("ping between the namespaces", &["ip netns exec ns1 ping 172.16.1.2"]);
+    let mut ok = demo_ping(out, "ns1", "172.16.1.2")?;
+    ok &= demo_ping(out, "ns2", "172.16.1.1")?;
+
+    step(
+        "external communication through NAT",
+        &[
+            "echo 1 > /proc/sys/net/ipv4/ip_forward",
+            "iptables -t nat -A POSTROUTING -s 172.16.0.0/16 ! -o mydocker0 -j MASQUERADE",
+        ],
+    );
+    println!("nsnet did both when it created the network: ip_forward=1 and, in table inet nsnet,");
+    println!("    ip saddr 172.16.0.0/16 oifname != \"mydocker0\" masquerade");
+    ok &= demo_ping(out, "ns1", UPSTREAM_ADDR)?;
+
+    step(
+        "tear down",
+        &["ip netns del ns1", "ip netns del ns2", "ip link del mydocker0"],
+    );
+    for ns in ["ns1", "ns2"] {
+        println!("$ nsnet disconnect mydocker0 {ns}");
+        nsnet.disconnect("mydocker0", ns)?;
+    }
+    println!("$ nsnet network rm mydocker0");
+    nsnet.remove_network("mydocker0", false)?;
+    println!();
+    if ok {
+        println!("demo finished: every ping was answered.");
+        Ok(0)
+    } else {
+        println!("demo finished, but some pings were not answered.");
+        Ok(1)
+    }
+}
