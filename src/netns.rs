@@ -220,7 +220,7 @@ pub fn add(name: &str) -> Result<()> {
         .write(true)
         .create_new(true)
         // Only a mount point; iproute2 creates it with mode 0 too.
-        .mode(0)
+        .mode(0o000)
         .open(&path)
         .map_err(|e| match e.kind() {
             io::ErrorKind::AlreadyExists => Error::Exists(name.to_string()),

@@ -1,0 +1,166 @@
+//! The sandbox every kernel-touching test runs in: a fresh network
+//! namespace and a private mount namespace, entered by the test's own
+//! thread (libtest runs each test on a thread of its own), with tmpfs over
+//! `/run` (so `/run/netns` and `/run/nsnet` start empty) and over
+//! `/etc/netns`. Commands the test spawns inherit both namespaces. The
+//! host's root namespace is never touched; `.ci/run` checks it afterwards.
+#![allow(dead_code)]
+
+use std::fs;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use nix::mount::{mount, MsFlags};
+use nix::sched::{setns, unshare, CloneFlags};
+
+pub const NSNET: &str = env!("CARGO_BIN_EXE_nsnet");
+
+pub struct Sandbox {
+    _private: (),
+}
+
+fn netns_id() -> String {
+    fs::read_link("/proc/thread-self/ns/net")
+        .expect("reading own netns")
+        .display()
+        .to_string()
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test needs root: it creates namespaces, bridges and veths inside a private sandbox \
+             (run the README's test command as root)"
+        );
+        let outer = netns_id();
+        unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS).expect("unshare net+mount");
+        assert_ne!(netns_id(), outer, "sandbox is not isolated");
+        mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+            .expect("making mounts private");
+        mount(Some("nsnet-test"), "/run", Some("tmpfs"), MsFlags::empty(), Some("mode=0755"))
+            .expect("tmpfs on /run");
+        // As on a host where iproute2 has run: both directories exist.
+        fs::create_dir_all("/run/netns").expect("mkdir /run/netns");
+        fs::create_dir_all("/run/nsnet").expect("mkdir /run/nsnet");
+        if Path::new("/etc/netns").is_dir() {
+            mount(Some("nsnet-test"), "/etc/netns", Some("tmpfs"), MsFlags::empty(), None::<&str>)
+                .expect("tmpfs on /etc/netns");
+        }
+        let sb = Sandbox { _private: () };
+        sb.sh("ip link set lo up");
+        sb
+    }
+
+    /// Runs nsnet with `args`.
+    pub fn run(&self, args: &[&str]) -> Output {
+        Command::new(NSNET).args(args).output().expect("running nsnet")
+    }
+
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut c = Command::new(NSNET);
+        c.args(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().expect("running nsnet")
+    }
+
+    /// Runs nsnet and insists on success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "nsnet {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs nsnet and insists on failure with `code`; returns stderr.
+    pub fn fails(&self, args: &[&str], code: i32) -> String {
+        let out = self.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "nsnet {args:?}: expected exit {code}, got {}\nstdout: {}\nstderr: {stderr}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout)
+        );
+        stderr
+    }
+
+    /// Runs a shell command (iproute2, nft, ping as independent oracles).
+    pub fn sh_status(&self, cmd: &str) -> Output {
+        Command::new("bash").args(["-c", cmd]).output().expect("running bash")
+    }
+
+    pub fn sh(&self, cmd: &str) -> String {
+        let out = self.sh_status(cmd);
+        assert!(
+            out.status.success(),
+            "`{cmd}` failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Everything a teardown must restore, as text: links, addresses,
+    /// routes, the nftables ruleset, sysctls, /run/netns and the state dir.
+    pub fn snapshot(&self) -> String {
+        let mut s = String::new();
+        for cmd in [
+            "ip -j link show",
+            "ip -j addr show",
+            "ip -j route show table all",
+            "ip -6 -j route show table all",
+            "nft -j list ruleset",
+            "sysctl net.ipv4.ip_forward net.ipv6.conf.all.forwarding",
+            "ls -la /run/netns 2>/dev/null || true",
+            "ls -la /run/nsnet 2>/dev/null || true",
+        ] {
+            s.push_str(&format!("## {cmd}\n{}\n", self.sh(cmd)));
+        }
+        s
+    }
+
+    /// A simulated upstream: namespace `up` at 203.0.113.1/24, linked to the
+    /// sandbox's root namespace (203.0.113.2/24) which routes by default
+    /// through it. `up` has no route back to any bridge subnet.
+    pub fn upstream(&self) {
+        self.sh(
+            "ip netns add up && ip link add up0 type veth peer name eth0 netns up && \
+             ip addr add 203.0.113.2/24 dev up0 && ip link set up0 up && \
+             ip -n up addr add 203.0.113.1/24 dev eth0 && ip -n up link set eth0 up && \
+             ip -n up link set lo up && ip route add default via 203.0.113.1 dev up0",
+        );
+    }
+
+    /// A UDP socket bound inside namespace `ns` (a real listener).
+    pub fn udp_listener(&self, ns: &str, addr: SocketAddr) -> UdpSocket {
+        let f = fs::File::open(format!("/run/netns/{ns}")).expect("opening namespace");
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                setns(f.as_fd(), CloneFlags::CLONE_NEWNET).expect("setns");
+                let sock = UdpSocket::bind(addr).expect("bind");
+                sock.set_read_timeout(Some(std::time::Duration::from_secs(3)))
+                    .unwrap();
+                sock
+            })
+            .join()
+            .unwrap()
+        })
+    }
+
+    /// Sends one UDP datagram from inside `ns` using bash's /dev/udp.
+    pub fn udp_send(&self, ns: &str, to: IpAddr, port: u16) {
+        self.sh(&format!(
+            "ip netns exec {ns} bash -c 'echo hello > /dev/udp/{to}/{port}'"
+        ));
+    }
+}
