@@ -108,10 +108,17 @@ fn ipam_error(e: IpamError, net: &Network) -> Error {
 }
 
 /// Validates a request and plans the steps that make the attachment.
-pub fn plan_connect(state: &State, req: &ConnectRequest, facts: &NsFacts) -> Result<(State, Vec<Op>)> {
+pub fn plan_connect(
+    state: &State,
+    req: &ConnectRequest,
+    facts: &NsFacts,
+) -> Result<(State, Vec<Op>)> {
     let net = find_network(state, &req.network)?;
     let ns = NsRef::parse(&req.namespace)?;
-    let ifname = req.ifname.clone().unwrap_or_else(|| DEFAULT_IFNAME.to_string());
+    let ifname = req
+        .ifname
+        .clone()
+        .unwrap_or_else(|| DEFAULT_IFNAME.to_string());
     names::validate_ifname(&ifname)?;
     let mac = req.mac.as_deref().map(names::parse_mac).transpose()?;
     if net.attachment(&ns).is_some() {
@@ -154,7 +161,10 @@ pub fn plan_connect(state: &State, req: &ConnectRequest, facts: &NsFacts) -> Res
         addresses.push(IpNet::new(addr, subnet.cidr.prefix_len()).expect("valid prefix"));
     }
     for subnet in &net.subnets {
-        if addresses.iter().any(|a| a.addr().is_ipv4() == subnet.cidr.addr().is_ipv4()) {
+        if addresses
+            .iter()
+            .any(|a| a.addr().is_ipv4() == subnet.cidr.addr().is_ipv4())
+        {
             continue;
         }
         let addr = ipam::allocate(subnet, &used).map_err(|e| ipam_error(e, net))?;
@@ -226,7 +236,9 @@ pub fn plan_disconnect(state: &State, network: &str, namespace: &str) -> Result<
     let net = find_network(state, network)?;
     let ns = NsRef::parse(namespace)?;
     let att = net.attachment(&ns).ok_or_else(|| {
-        Error::NotFound(format!("namespace {ns} is not connected to network {network}"))
+        Error::NotFound(format!(
+            "namespace {ns} is not connected to network {network}"
+        ))
     })?;
     let mut new_state = state.clone();
     new_state
@@ -258,7 +270,12 @@ impl Nsnet {
         let state = self.store.load(&lock)?;
         let mut kernel = LiveKernel::new();
         let ifname = req.ifname.as_deref().unwrap_or(DEFAULT_IFNAME);
-        let facts = gather_facts(&mut kernel, state.networks.get(&req.network), &req.namespace, ifname)?;
+        let facts = gather_facts(
+            &mut kernel,
+            state.networks.get(&req.network),
+            &req.namespace,
+            ifname,
+        )?;
         let (new_state, ops) = plan_connect(&state, req, &facts)?;
         let undo = plan::apply(&ops, &mut kernel)?;
         self.save_or_undo(&lock, &new_state, undo, &mut kernel)?;
@@ -277,7 +294,10 @@ impl Nsnet {
         let state = self.store.load(&lock)?;
         let (new_state, ops) = plan_disconnect(&state, network, namespace)?;
         let ns = NsRef::parse(namespace)?;
-        let att = state.networks[network].attachment(&ns).expect("planned").clone();
+        let att = state.networks[network]
+            .attachment(&ns)
+            .expect("planned")
+            .clone();
         let mut kernel = LiveKernel::new();
         let errors = plan::teardown(&ops, &mut kernel);
         if !errors.is_empty() {

@@ -8,8 +8,8 @@ use std::time::Duration;
 use clap::{CommandFactory, Parser, Subcommand};
 
 use nsnet::attach::ConnectRequest;
-use nsnet::network::CreateRequest;
 use nsnet::netns::{self, NsRef};
+use nsnet::network::CreateRequest;
 use nsnet::{ping, Error, Nsnet, Result};
 
 use crate::output;

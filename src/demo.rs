@@ -27,11 +27,23 @@ const UPSTREAM_ADDR: &str = "203.0.113.1";
 fn enter_sandbox() -> Result<()> {
     let fail = |what: &str, e: nix::Error| Error::Failed(format!("demo sandbox: {what}: {e}"));
     unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS).map_err(|e| fail("unshare", e))?;
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
-        .map_err(|e| fail("making mounts private", e))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| fail("making mounts private", e))?;
     let tmpfs = |dir: &str| {
-        mount(Some("nsnet-demo"), dir, Some("tmpfs"), MsFlags::empty(), Some("mode=0755"))
-            .map_err(|e| fail(&format!("tmpfs on {dir}"), e))
+        mount(
+            Some("nsnet-demo"),
+            dir,
+            Some("tmpfs"),
+            MsFlags::empty(),
+            Some("mode=0755"),
+        )
+        .map_err(|e| fail(&format!("tmpfs on {dir}"), e))
     };
     tmpfs("/run")?;
     if Path::new("/etc/netns").is_dir() {
@@ -115,8 +127,10 @@ fn demo_ping(out: &Printer, ns: &str, dest: &str) -> Result<bool> {
     };
     println!("$ nsnet ping {ns} {dest} -c 2");
     out.ping_header(dest);
-    let s = ping::ping(&NsRef::Named(ns.into()), dest, &opts, |r| out.ping_reply(dest, r))
-        .map_err(|e| Error::Failed(e.to_string()))?;
+    let s = ping::ping(&NsRef::Named(ns.into()), dest, &opts, |r| {
+        out.ping_reply(dest, r)
+    })
+    .map_err(|e| Error::Failed(e.to_string()))?;
     out.ping_summary(dest, &s);
     Ok(s.received > 0)
 }
@@ -129,7 +143,9 @@ pub fn run(_state_dir: &Path, out: &Printer) -> Result<i32> {
     let state_dir = Path::new("/run/nsnet");
     fs::create_dir_all(state_dir).map_err(|e| Error::Failed(format!("demo state dir: {e}")))?;
     let nsnet = Nsnet::new(state_dir);
-    println!("nsnet demo: the tutorial in a private network and mount namespace; the host is untouched.");
+    println!(
+        "nsnet demo: the tutorial in a private network and mount namespace; the host is untouched."
+    );
     make_upstream()?;
     println!("(simulated upstream: namespace {UPSTREAM_NS} at {UPSTREAM_ADDR}, with no route back to 172.16.0.0/16)");
 
@@ -164,7 +180,10 @@ pub fn run(_state_dir: &Path, out: &Printer) -> Result<i32> {
     println!("$ nsnet show");
     out.show(&nsnet.state()?, &live_ports());
 
-    step("ping between the namespaces", &["ip netns exec ns1 ping 172.16.1.2"]);
+    step(
+        "ping between the namespaces",
+        &["ip netns exec ns1 ping 172.16.1.2"],
+    );
     let mut ok = demo_ping(out, "ns1", "172.16.1.2")?;
     ok &= demo_ping(out, "ns2", "172.16.1.1")?;
 
@@ -181,7 +200,11 @@ pub fn run(_state_dir: &Path, out: &Printer) -> Result<i32> {
 
     step(
         "tear down",
-        &["ip netns del ns1", "ip netns del ns2", "ip link del mydocker0"],
+        &[
+            "ip netns del ns1",
+            "ip netns del ns2",
+            "ip link del mydocker0",
+        ],
     );
     for ns in ["ns1", "ns2"] {
         println!("$ nsnet disconnect mydocker0 {ns}");

@@ -36,7 +36,8 @@ pub fn exec(ns: &NsRef, command: &[String]) -> Result<i32> {
 }
 
 fn private_mounts(name: &str) -> Result<()> {
-    let fail = |what: &str, e: nix::Error| Error::Failed(format!("exec in namespace {name}: {what}: {e}"));
+    let fail =
+        |what: &str, e: nix::Error| Error::Failed(format!("exec in namespace {name}: {what}: {e}"));
     unshare(CloneFlags::CLONE_NEWNS).map_err(|e| fail("new mount namespace", e))?;
     // Keep our mounts from propagating back to the host.
     mount(
@@ -48,16 +49,28 @@ fn private_mounts(name: &str) -> Result<()> {
     )
     .map_err(|e| fail("making / a slave mount", e))?;
     if umount2("/sys", MntFlags::MNT_DETACH).is_ok() {
-        mount(Some(name), "/sys", Some("sysfs"), MsFlags::empty(), None::<&str>)
-            .map_err(|e| fail("mounting /sys", e))?;
+        mount(
+            Some(name),
+            "/sys",
+            Some("sysfs"),
+            MsFlags::empty(),
+            None::<&str>,
+        )
+        .map_err(|e| fail("mounting /sys", e))?;
     }
     let etc = Path::new("/etc/netns").join(name);
     if let Ok(entries) = fs::read_dir(&etc) {
         for e in entries.flatten() {
             let target = Path::new("/etc").join(e.file_name());
             if target.exists() {
-                mount(Some(&e.path()), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-                    .map_err(|err| fail(&format!("binding {}", e.path().display()), err))?;
+                mount(
+                    Some(&e.path()),
+                    &target,
+                    None::<&str>,
+                    MsFlags::MS_BIND,
+                    None::<&str>,
+                )
+                .map_err(|err| fail(&format!("binding {}", e.path().display()), err))?;
             }
         }
     }

@@ -168,17 +168,11 @@ pub fn pick_free_subnet(v6: bool, taken: &[IpNet]) -> Option<IpNet> {
     let overlaps = |c: &IpNet| taken.iter().any(|t| t.contains(c) || c.contains(t));
     if v6 {
         let pool: Ipv6Net = V6_POOL.parse().expect("valid pool");
-        pool.subnets(64)
-            .ok()?
-            .map(IpNet::V6)
-            .find(|c| !overlaps(c))
+        pool.subnets(64).ok()?.map(IpNet::V6).find(|c| !overlaps(c))
     } else {
         V4_POOLS.iter().find_map(|p| {
             let pool: Ipv4Net = p.parse().expect("valid pool");
-            pool.subnets(24)
-                .ok()?
-                .map(IpNet::V4)
-                .find(|c| !overlaps(c))
+            pool.subnets(24).ok()?.map(IpNet::V4).find(|c| !overlaps(c))
         })
     }
 }
@@ -262,7 +256,10 @@ mod tests {
 
     #[test]
     fn free_subnet_avoids_taken_ones() {
-        let taken: Vec<IpNet> = vec!["172.30.0.0/24".parse().unwrap(), "172.30.1.0/25".parse().unwrap()];
+        let taken: Vec<IpNet> = vec![
+            "172.30.0.0/24".parse().unwrap(),
+            "172.30.1.0/25".parse().unwrap(),
+        ];
         assert_eq!(
             pick_free_subnet(false, &taken).unwrap(),
             "172.30.2.0/24".parse::<IpNet>().unwrap()

@@ -77,8 +77,19 @@ pub fn undo_of(op: &Op, old_sysctl: Option<String>) -> Option<Op> {
             transaction: previous.clone(),
             previous: transaction.clone(),
         }),
-        // Deleting the link removes its routes; links come down with them.
-        Op::LinkUp { .. } | Op::AddDefaultRoute { .. } => None,
+        // Only an adopted bridge is brought up on a link nsnet did not
+        // create; put it back down if a later step fails.
+        Op::LinkUp { target, ifname } if ifname != "lo" && *target == Target::Host => {
+            Some(Op::LinkDown {
+                target: target.clone(),
+                ifname: ifname.clone(),
+            })
+        }
+        // Deleting a link removes its routes; links come down with them.
+        Op::LinkUp { .. }
+        | Op::LinkDown { .. }
+        | Op::SetMac { .. }
+        | Op::AddDefaultRoute { .. } => None,
         // Deletions are not undone: teardown plans keep going instead.
         Op::DeleteNetns { .. }
         | Op::DeleteLink { .. }
@@ -265,7 +276,19 @@ impl LiveKernel {
             }
             Op::LinkUp { target, ifname } => {
                 let index = self.index_of(target, ifname)?;
-                self.handle(target)?.set_up(index, ifname)?;
+                self.handle(target)?.set_up(index, ifname, true)?;
+            }
+            Op::SetMac {
+                target,
+                ifname,
+                mac,
+            } => {
+                let index = self.index_of(target, ifname)?;
+                self.handle(target)?.set_mac(index, ifname, *mac)?;
+            }
+            Op::LinkDown { target, ifname } => {
+                let index = self.index_of(target, ifname)?;
+                self.handle(target)?.set_up(index, ifname, false)?;
             }
             Op::AddDefaultRoute {
                 target,

@@ -32,6 +32,10 @@ pub struct Network {
     pub bridge: String,
     /// The bridge existed before this network: `rm` leaves it in place.
     pub bridge_adopted: bool,
+    /// The adopted bridge was down and nsnet brought it up: `rm` puts it
+    /// back down.
+    #[serde(default)]
+    pub bridge_brought_up: bool,
     pub bridge_mac: String,
     pub subnets: Vec<Subnet>,
     /// Gateway addresses that the adopted bridge already had: not ours to
@@ -91,7 +95,10 @@ impl Network {
 
 impl State {
     /// Other attachments of a namespace, on any network.
-    pub fn attachments_of<'a>(&'a self, ns: &'a NsRef) -> impl Iterator<Item = (&'a Network, &'a Attachment)> {
+    pub fn attachments_of<'a>(
+        &'a self,
+        ns: &'a NsRef,
+    ) -> impl Iterator<Item = (&'a Network, &'a Attachment)> {
         self.networks.values().flat_map(move |n| {
             n.attachments
                 .iter()

@@ -65,7 +65,11 @@ pub fn validate_network_name(name: &str) -> Result<(), InvalidName> {
             format!("longer than {NETWORK_NAME_MAX} bytes"),
         ));
     }
-    if !name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric()) {
+    if !name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric())
+    {
         return Err(invalid(WHAT, name, "must start with a letter or digit"));
     }
     if let Some(c) = name
@@ -138,12 +142,20 @@ pub fn parse_mac(s: &str) -> Result<[u8; 6], InvalidName> {
     const WHAT: &str = "MAC address";
     let parts: Vec<&str> = s.split([':', '-']).collect();
     if parts.len() != 6 {
-        return Err(invalid(WHAT, s, "expected six hex bytes like 02:42:ac:11:00:02"));
+        return Err(invalid(
+            WHAT,
+            s,
+            "expected six hex bytes like 02:42:ac:11:00:02",
+        ));
     }
     let mut mac = [0u8; 6];
     for (i, p) in parts.iter().enumerate() {
         if p.len() != 2 {
-            return Err(invalid(WHAT, s, "expected six hex bytes like 02:42:ac:11:00:02"));
+            return Err(invalid(
+                WHAT,
+                s,
+                "expected six hex bytes like 02:42:ac:11:00:02",
+            ));
         }
         mac[i] = u8::from_str_radix(p, 16)
             .map_err(|_| invalid(WHAT, s, format!("{p:?} is not a hex byte")))?;
@@ -221,6 +233,9 @@ mod tests {
         let m = derived_mac(&["mydocker0"]);
         assert_eq!(m[0], 0x02);
         assert_eq!(m, derived_mac(&["mydocker0"]));
-        assert_eq!(format_mac(&[2, 0x42, 0xac, 0x11, 0, 2]), "02:42:ac:11:00:02");
+        assert_eq!(
+            format_mac(&[2, 0x42, 0xac, 0x11, 0, 2]),
+            "02:42:ac:11:00:02"
+        );
     }
 }

@@ -58,8 +58,7 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 /// A namespace as a user names it: a name under `/run/netns`, or a path to
 /// an nsfs file such as `/proc/PID/ns/net`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum NsRef {
     Named(String),
     Path(PathBuf),
@@ -71,6 +70,20 @@ impl fmt::Display for NsRef {
             NsRef::Named(n) => f.write_str(n),
             NsRef::Path(p) => write!(f, "{}", p.display()),
         }
+    }
+}
+
+/// Recorded as the string the user typed: a path has a `/`, a name has not.
+impl serde::Serialize for NsRef {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for NsRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        NsRef::parse(&s).map_err(serde::de::Error::custom)
     }
 }
 
@@ -307,7 +320,11 @@ pub fn list() -> Result<Vec<String>> {
 
 /// Runs `f` on a fresh thread that has joined the namespace `ns`.
 /// Whatever `f` opens belongs to that namespace for good.
-pub fn in_netns<T: Send>(ns: BorrowedFd<'_>, label: &str, f: impl FnOnce() -> T + Send) -> Result<T> {
+pub fn in_netns<T: Send>(
+    ns: BorrowedFd<'_>,
+    label: &str,
+    f: impl FnOnce() -> T + Send,
+) -> Result<T> {
     std::thread::scope(|s| {
         s.spawn(|| {
             setns(ns, CloneFlags::CLONE_NEWNET).map_err(|e| Error::Enter {
@@ -348,6 +365,18 @@ mod tests {
         for good in ["ns1", "web-1", "a.b", "x_y", "日本"] {
             assert!(validate_name(good).is_ok(), "{good:?} rejected");
         }
+    }
+
+    #[test]
+    fn refs_round_trip_through_json() {
+        for r in [
+            NsRef::Named("ns1".into()),
+            NsRef::Path("/proc/1/ns/net".into()),
+        ] {
+            let j = serde_json::to_string(&r).unwrap();
+            assert_eq!(serde_json::from_str::<NsRef>(&j).unwrap(), r);
+        }
+        assert!(serde_json::from_str::<NsRef>("\"..\"").is_err());
     }
 
     #[test]

@@ -86,10 +86,17 @@ pub fn bridge_name(req: &CreateRequest) -> Result<String> {
 
 /// Validates a request against the recorded state and the host; returns the
 /// network to record and the steps that make it.
-pub fn plan_create(state: &State, req: &CreateRequest, host: &HostFacts) -> Result<(State, Vec<Op>)> {
+pub fn plan_create(
+    state: &State,
+    req: &CreateRequest,
+    host: &HostFacts,
+) -> Result<(State, Vec<Op>)> {
     names::validate_network_name(&req.name)?;
     if state.networks.contains_key(&req.name) {
-        return Err(Error::Conflict(format!("network {} already exists", req.name)));
+        return Err(Error::Conflict(format!(
+            "network {} already exists",
+            req.name
+        )));
     }
     let bridge = bridge_name(req)?;
     if let Some(other) = state.networks.values().find(|n| n.bridge == bridge) {
@@ -111,7 +118,10 @@ pub fn plan_create(state: &State, req: &CreateRequest, host: &HostFacts) -> Resu
     let mut cidrs = Vec::new();
     for s in &req.subnets {
         let net = parse_subnet(s)?;
-        if cidrs.iter().any(|c: &IpNet| c.addr().is_ipv4() == net.addr().is_ipv4()) {
+        if cidrs
+            .iter()
+            .any(|c: &IpNet| c.addr().is_ipv4() == net.addr().is_ipv4())
+        {
             return Err(Error::Invalid(format!(
                 "subnet {net}: a network has at most one IPv4 and one IPv6 subnet"
             )));
@@ -131,7 +141,11 @@ pub fn plan_create(state: &State, req: &CreateRequest, host: &HostFacts) -> Resu
         }
     }
     if cidrs.is_empty() {
-        let taken: Vec<IpNet> = others.iter().map(|(_, t)| *t).chain(host.routes.iter().copied()).collect();
+        let taken: Vec<IpNet> = others
+            .iter()
+            .map(|(_, t)| *t)
+            .chain(host.routes.iter().copied())
+            .collect();
         let pick = ipam::pick_free_subnet(false, &taken).ok_or_else(|| {
             Error::Conflict("no free subnet left in nsnet's pools; pass --subnet".into())
         })?;
@@ -149,7 +163,8 @@ pub fn plan_create(state: &State, req: &CreateRequest, host: &HostFacts) -> Resu
             .find(|g| g.is_ipv4() == c.addr().is_ipv4())
         {
             Some(g) => {
-                ipam::check_gateway(c, g).map_err(|e| Error::Invalid(format!("invalid gateway: {e}")))?;
+                ipam::check_gateway(c, g)
+                    .map_err(|e| Error::Invalid(format!("invalid gateway: {e}")))?;
                 g
             }
             None => ipam::default_gateway(c).map_err(|e| Error::Invalid(e.to_string()))?,
@@ -185,6 +200,7 @@ pub fn plan_create(state: &State, req: &CreateRequest, host: &HostFacts) -> Resu
         name: req.name.clone(),
         bridge: bridge.clone(),
         bridge_adopted: adopted,
+        bridge_brought_up: host.existing_link.as_ref().is_some_and(|l| !l.up),
         bridge_mac: names::format_mac(&mac),
         subnets,
         preexisting_gateways: Vec::new(),
@@ -216,7 +232,16 @@ pub fn plan_create(state: &State, req: &CreateRequest, host: &HostFacts) -> Resu
             addr,
         });
     }
-    if adopted {
+    if adopted && mac != [0; 6] {
+        // Pin the adopted bridge's MAC: otherwise it follows the lowest MAC
+        // of its ports and changes as attachments come and go.
+        ops.push(Op::SetMac {
+            target: Target::Host,
+            ifname: bridge.clone(),
+            mac,
+        });
+    }
+    if network.bridge_brought_up {
         ops.push(Op::LinkUp {
             target: Target::Host,
             ifname: bridge.clone(),
@@ -229,7 +254,11 @@ pub fn plan_create(state: &State, req: &CreateRequest, host: &HostFacts) -> Resu
             keys.push(sysctl::IPV6_FORWARD);
         }
         for key in keys {
-            let current = host.sysctls.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+            let current = host
+                .sysctls
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone());
             if current.as_deref() != Some("1") {
                 new_state
                     .sysctls
@@ -258,7 +287,11 @@ pub fn plan_remove(state: &State, name: &str, force: bool) -> Result<(State, Vec
         .get(name)
         .ok_or_else(|| Error::NotFound(format!("network {name} does not exist")))?;
     if !net.attachments.is_empty() && !force {
-        let list: Vec<String> = net.attachments.iter().map(|a| a.namespace.to_string()).collect();
+        let list: Vec<String> = net
+            .attachments
+            .iter()
+            .map(|a| a.namespace.to_string())
+            .collect();
         return Err(Error::Conflict(format!(
             "network {name} is in use by {} attachment(s) ({}); disconnect them first or pass --force",
             list.len(),
@@ -271,17 +304,29 @@ pub fn plan_remove(state: &State, name: &str, force: bool) -> Result<(State, Vec
     if !net.attachments.is_empty() {
         ops.push(Op::DeleteLinkGroup {
             group: net.link_group,
-            names: net.attachments.iter().map(|a| a.host_ifname.clone()).collect(),
+            names: net
+                .attachments
+                .iter()
+                .map(|a| a.host_ifname.clone())
+                .collect(),
         });
     }
     for a in &net.attachments {
         if let (true, Some(ns)) = (a.namespace_created, a.namespace.name()) {
             if new_state.attachments_of(&a.namespace).next().is_none() {
-                ops.push(Op::DeleteNetns { name: ns.to_string() });
+                ops.push(Op::DeleteNetns {
+                    name: ns.to_string(),
+                });
             }
         }
     }
     if net.bridge_adopted {
+        if net.bridge_brought_up {
+            ops.push(Op::LinkDown {
+                target: Target::Host,
+                ifname: net.bridge.clone(),
+            });
+        }
         for s in &net.subnets {
             if !net.preexisting_gateways.contains(&s.gateway) {
                 ops.push(Op::DeleteAddress {
@@ -313,7 +358,10 @@ fn restore_sysctls(state: &mut State) -> Vec<Op> {
         .values()
         .any(|n| n.forwards() && n.subnet_v6().is_some());
     let mut ops = Vec::new();
-    for (key, needed) in [(sysctl::IPV4_FORWARD, need_v4), (sysctl::IPV6_FORWARD, need_v6)] {
+    for (key, needed) in [
+        (sysctl::IPV4_FORWARD, need_v4),
+        (sysctl::IPV6_FORWARD, need_v6),
+    ] {
         if !needed {
             if let Some(old) = state.sysctls.remove(key) {
                 ops.push(Op::SetSysctl {
@@ -359,7 +407,6 @@ impl Nsnet {
             return Err(Error::Teardown(errors));
         }
         self.store.save(&lock, &new_state)?;
-        self.store.tidy(lock);
         Ok(net.expect("plan_remove checked it exists"))
     }
 }
@@ -419,7 +466,12 @@ mod tests {
 
     #[test]
     fn tutorial_network_plan() {
-        let (state, ops) = plan_create(&State::default(), &req("mydocker0", &["172.16.0.0/16"]), &facts()).unwrap();
+        let (state, ops) = plan_create(
+            &State::default(),
+            &req("mydocker0", &["172.16.0.0/16"]),
+            &facts(),
+        )
+        .unwrap();
         let net = &state.networks["mydocker0"];
         assert_eq!(state.sysctls[sysctl::IPV4_FORWARD], "0");
         assert_eq!(net.bridge, "mydocker0");
@@ -443,8 +495,16 @@ mod tests {
         let cases: Vec<(CreateRequest, &str, i32)> = vec![
             (req("n", &["10.0.0.0/33"]), "\"10.0.0.0/33\"", 2),
             (req("n", &["::/129"]), "\"::/129\"", 2),
-            (req("n", &["172.16.1.0/16"]), "did you mean 172.16.0.0/16", 2),
-            (req("n", &["10.0.0.0/24", "10.1.0.0/24"]), "at most one IPv4", 2),
+            (
+                req("n", &["172.16.1.0/16"]),
+                "did you mean 172.16.0.0/16",
+                2,
+            ),
+            (
+                req("n", &["10.0.0.0/24", "10.1.0.0/24"]),
+                "at most one IPv4",
+                2,
+            ),
             (req("a-very-long-network-name", &[]), "pass --bridge", 2),
             (req("bad/name", &[]), "\"bad/name\"", 2),
             (
@@ -489,7 +549,8 @@ mod tests {
 
     #[test]
     fn overlapping_subnets_conflict() {
-        let (s, _) = plan_create(&State::default(), &req("a", &["172.16.0.0/16"]), &facts()).unwrap();
+        let (s, _) =
+            plan_create(&State::default(), &req("a", &["172.16.0.0/16"]), &facts()).unwrap();
         let e = plan_create(&s, &req("b", &["172.16.5.0/24"]), &facts()).unwrap_err();
         assert_eq!(e.exit_code(), 4);
         assert!(e.to_string().contains("network a"), "{e}");

@@ -33,7 +33,9 @@ pub struct LivePorts {
 }
 
 pub fn live_ports() -> LivePorts {
-    let links = Handle::open().and_then(|mut h| h.links()).unwrap_or_default();
+    let links = Handle::open()
+        .and_then(|mut h| h.links())
+        .unwrap_or_default();
     LivePorts {
         names_by_index: links.iter().map(|l| (l.index, l.name.clone())).collect(),
         by_name: links.into_iter().map(|l| (l.name.clone(), l)).collect(),
@@ -74,7 +76,10 @@ fn flags(net: &Network) -> String {
 
 impl Printer {
     fn print_json(&self, v: serde_json::Value) {
-        println!("{}", serde_json::to_string_pretty(&v).expect("serializable"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v).expect("serializable")
+        );
     }
 
     pub fn done(&self, msg: &str) {
@@ -208,12 +213,20 @@ impl Printer {
             self.print_json(json!(nets));
             return;
         }
-        println!("{:<16}{:<24}{:<16}interfaces", "bridge name", "bridge id", "STP enabled");
+        println!(
+            "{:<16}{:<24}{:<16}interfaces",
+            "bridge name", "bridge id", "STP enabled"
+        );
         for net in state.networks.values() {
             let bridge = live.by_name.get(&net.bridge);
             let id = bridge
                 .and_then(|b| b.mac)
-                .map(|m| format!("8000.{}", m.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+                .map(|m| {
+                    format!(
+                        "8000.{}",
+                        m.iter().map(|b| format!("{b:02x}")).collect::<String>()
+                    )
+                })
                 .unwrap_or_else(|| "(missing)".into());
             let ports: Vec<&str> = match bridge {
                 Some(b) => {
@@ -258,7 +271,10 @@ impl Printer {
             for a in &net.attachments {
                 let state = match live.by_name.get(&a.host_ifname) {
                     None => " (host side missing)",
-                    Some(l) if l.master.and_then(|m| live.names_by_index.get(&m)) != Some(&net.bridge) => {
+                    Some(l)
+                        if l.master.and_then(|m| live.names_by_index.get(&m))
+                            != Some(&net.bridge) =>
+                    {
                         " (not on bridge)"
                     }
                     Some(_) => "",

@@ -123,7 +123,12 @@ fn parse_reply(v6: bool, buf: &[u8], id: u16) -> Option<(u16, usize, Option<u8>)
 
 /// Sends `opts.count` echo requests from inside `ns` to `dest`, calling
 /// `on_reply` for each reply as it comes.
-pub fn ping(ns: &NsRef, dest: IpAddr, opts: &Options, mut on_reply: impl FnMut(&Reply)) -> Result<Summary, Error> {
+pub fn ping(
+    ns: &NsRef,
+    dest: IpAddr,
+    opts: &Options,
+    mut on_reply: impl FnMut(&Reply),
+) -> Result<Summary, Error> {
     let v6 = dest.is_ipv6();
     let fd = ns.open()?;
     let socket = netns::in_netns(fd.as_fd(), &ns.to_string(), || {
@@ -167,7 +172,14 @@ pub fn ping(ns: &NsRef, dest: IpAddr, opts: &Options, mut on_reply: impl FnMut(&
                 .map_err(|source| Error::Receive { dest, source })?;
             let (n, from) = match socket.recv_from(&mut buf) {
                 Ok(r) => r,
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => break,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    break
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(source) => return Err(Error::Receive { dest, source }),
             };

@@ -75,6 +75,15 @@ pub enum Op {
         target: Target,
         ifname: String,
     },
+    LinkDown {
+        target: Target,
+        ifname: String,
+    },
+    SetMac {
+        target: Target,
+        ifname: String,
+        mac: [u8; 6],
+    },
     AddDefaultRoute {
         target: Target,
         ifname: String,
@@ -116,6 +125,18 @@ impl fmt::Display for Op {
                 addr,
             } => write!(f, "delete address {addr} from {ifname} in {target}"),
             Op::LinkUp { target, ifname } => write!(f, "bring up {ifname} in {target}"),
+            Op::LinkDown { target, ifname } => write!(f, "bring down {ifname} in {target}"),
+            Op::SetMac {
+                target,
+                ifname,
+                mac,
+            } => {
+                write!(
+                    f,
+                    "set MAC of {ifname} in {target} to {}",
+                    crate::names::format_mac(mac)
+                )
+            }
             Op::AddDefaultRoute {
                 target, gateway, ..
             } => write!(f, "add default route via {gateway} in {target}"),
@@ -177,7 +198,10 @@ pub fn apply(ops: &[Op], kernel: &mut dyn Kernel) -> Result<Vec<Op>, Failed> {
 
 /// Carries out every step even when some fail; returns the failures.
 /// Steps on objects that are already gone count as done.
-pub fn teardown<'a>(ops: impl IntoIterator<Item = &'a Op>, kernel: &mut dyn Kernel) -> Vec<StepError> {
+pub fn teardown<'a>(
+    ops: impl IntoIterator<Item = &'a Op>,
+    kernel: &mut dyn Kernel,
+) -> Vec<StepError> {
     let mut errors = Vec::new();
     for op in ops {
         if let Err(source) = kernel.apply(op) {
@@ -262,8 +286,12 @@ mod tests {
                 .iter()
                 .rev()
                 .filter_map(|d| match d.as_str() {
-                    s if s.starts_with("create namespace") => Some("delete namespace ns1".to_string()),
-                    s if s.starts_with("create veth") => Some("delete link ve-ns1 in host".to_string()),
+                    s if s.starts_with("create namespace") => {
+                        Some("delete namespace ns1".to_string())
+                    }
+                    s if s.starts_with("create veth") => {
+                        Some("delete link ve-ns1 in host".to_string())
+                    }
                     s if s.starts_with("add address") => {
                         Some("delete address 10.0.0.2/24 from eth0 in namespace ns1".to_string())
                     }

@@ -37,10 +37,25 @@ pub struct Store {
     dir: PathBuf,
 }
 
-/// Held while a command reads, changes and writes the state; dropping it
-/// releases the lock.
+/// Held while a command reads, changes and writes the state. Dropping it
+/// removes the lock file when no state is left (so that a full teardown, or
+/// a command that failed before recording anything, leaves the directory
+/// exactly as before) and then releases the lock.
 pub struct Lock {
     _file: File,
+    path: PathBuf,
+    state_path: PathBuf,
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        // Unlinking while still holding the lock is safe: a waiter that
+        // then gets the old inode notices it is no longer at the path and
+        // takes the lock again (see `Store::lock`).
+        if !self.state_path.exists() {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
 }
 
 impl Store {
@@ -62,31 +77,55 @@ impl Store {
             Ok(m) if m.file_type().is_symlink() => return Err(Error::Symlink { path: shown }),
             Ok(_) => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(source) => return Err(Error::CreateDir { path: shown, source }),
+            Err(source) => {
+                return Err(Error::CreateDir {
+                    path: shown,
+                    source,
+                })
+            }
         }
-        fs::create_dir_all(&self.dir).map_err(|source| Error::CreateDir { path: shown, source })
+        fs::create_dir_all(&self.dir).map_err(|source| Error::CreateDir {
+            path: shown,
+            source,
+        })
     }
 
     /// Takes the exclusive lock (blocking until other nsnet processes are
     /// done). A separate lock file, so that replacing the state file by
     /// rename never swaps the inode someone is locking.
     pub fn lock(&self) -> Result<Lock> {
+        use std::os::unix::fs::MetadataExt;
         self.ensure_dir()?;
         let path = self.path(LOCK_FILE);
         let err = |source| Error::Lock {
             path: path.display().to_string(),
             source,
         };
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .mode(0o600)
-            .open(&path)
-            .map_err(err)?;
-        file.lock().map_err(err)?;
-        Ok(Lock { _file: file })
+        loop {
+            let file = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .mode(0o600)
+                .open(&path)
+                .map_err(err)?;
+            file.lock().map_err(err)?;
+            // The previous holder may have unlinked the file while we
+            // waited: then we hold a lock nobody else can see. Retry on the
+            // file that is at the path now.
+            let held = file.metadata().map_err(err)?;
+            match fs::symlink_metadata(&path) {
+                Ok(now) if now.ino() == held.ino() && now.dev() == held.dev() => {
+                    return Ok(Lock {
+                        _file: file,
+                        path,
+                        state_path: self.path(STATE_FILE),
+                    })
+                }
+                _ => continue,
+            }
+        }
     }
 
     /// Reads the state; a missing file is an empty state.
@@ -112,8 +151,10 @@ impl Store {
         {
             Ok(mut f) => {
                 let mut buf = Vec::new();
-                io::Read::read_to_end(&mut f, &mut buf)
-                    .map_err(|source| Error::Read { path: shown.clone(), source })?;
+                io::Read::read_to_end(&mut f, &mut buf).map_err(|source| Error::Read {
+                    path: shown.clone(),
+                    source,
+                })?;
                 buf
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -122,7 +163,12 @@ impl Store {
                     ..State::default()
                 })
             }
-            Err(source) => return Err(Error::Read { path: shown, source }),
+            Err(source) => {
+                return Err(Error::Read {
+                    path: shown,
+                    source,
+                })
+            }
         };
         let state: State = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
             path: shown.clone(),
@@ -173,15 +219,6 @@ impl Store {
             err(e)
         })
     }
-
-    /// Removes the lock file when no state is left, so that a full teardown
-    /// leaves the directory exactly as before the first command.
-    pub fn tidy(&self, lock: Lock) {
-        if !self.path(STATE_FILE).exists() {
-            let _ = fs::remove_file(self.path(LOCK_FILE));
-        }
-        drop(lock);
-    }
 }
 
 #[cfg(test)]
@@ -202,6 +239,7 @@ mod tests {
                 name: "n".into(),
                 bridge: "n".into(),
                 bridge_adopted: false,
+                bridge_brought_up: false,
                 bridge_mac: "02:00:00:00:00:01".into(),
                 subnets: vec![],
                 preexisting_gateways: vec![],
@@ -217,7 +255,7 @@ mod tests {
         assert_eq!(store.load(&lock).unwrap(), state);
         state.networks.clear();
         store.save(&lock, &state).unwrap();
-        store.tidy(lock);
+        drop(lock);
         assert_eq!(fs::read_dir(store.dir()).unwrap().count(), 0);
     }
 

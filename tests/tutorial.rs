@@ -7,7 +7,13 @@ use common::Sandbox;
 fn tutorial_bridge_two_namespaces_ping_both_ways() {
     let sb = Sandbox::new();
     let before = sb.snapshot();
-    sb.ok(&["network", "create", "mydocker0", "--subnet", "172.16.0.0/16"]);
+    sb.ok(&[
+        "network",
+        "create",
+        "mydocker0",
+        "--subnet",
+        "172.16.0.0/16",
+    ]);
     sb.ok(&["connect", "mydocker0", "ns1", "--ip", "172.16.1.1/16"]);
     sb.ok(&["connect", "mydocker0", "ns2", "--ip", "172.16.1.2/16"]);
 
@@ -15,7 +21,10 @@ fn tutorial_bridge_two_namespaces_ping_both_ways() {
     sb.sh("ip netns exec ns1 ping -c1 -W2 172.16.1.2");
     sb.sh("ip netns exec ns2 ping -c1 -W2 172.16.1.1");
     let out = sb.ok(&["ping", "ns1", "172.16.1.2", "-c", "1"]);
-    assert!(out.contains("64 bytes from 172.16.1.2: icmp_seq=1"), "{out}");
+    assert!(
+        out.contains("64 bytes from 172.16.1.2: icmp_seq=1"),
+        "{out}"
+    );
     assert!(out.contains("1 packets transmitted, 1 received"), "{out}");
 
     let addr = sb.sh("ip -n ns1 addr show dev eth0");
@@ -26,12 +35,18 @@ fn tutorial_bridge_two_namespaces_ping_both_ways() {
     assert!(route.contains("default via 172.16.0.1 dev eth0"), "{route}");
 
     let ports = sb.sh("bridge link show");
-    let ours: Vec<&str> = ports.lines().filter(|l| l.contains("master mydocker0")).collect();
+    let ours: Vec<&str> = ports
+        .lines()
+        .filter(|l| l.contains("master mydocker0"))
+        .collect();
     assert_eq!(ours.len(), 2, "{ports}");
 
     let show = sb.ok(&["show"]);
     assert!(show.contains("mydocker0"), "{show}");
-    assert!(show.contains("ns1") && show.contains("172.16.1.1/16"), "{show}");
+    assert!(
+        show.contains("ns1") && show.contains("172.16.1.1/16"),
+        "{show}"
+    );
 
     sb.ok(&["disconnect", "mydocker0", "ns1"]);
     sb.ok(&["disconnect", "mydocker0", "ns2"]);
@@ -47,14 +62,24 @@ fn ping_fails_with_exit_1_when_nobody_answers() {
     let out = sb.run(&["ping", "a", "10.10.0.200", "-c", "1", "-W", "0.3"]);
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("1 packets transmitted, 0 received, 100% packet loss"), "{text}");
+    assert!(
+        text.contains("1 packets transmitted, 0 received, 100% packet loss"),
+        "{text}"
+    );
 }
 
 #[test]
 fn nat_lets_namespaces_reach_upstream_with_the_hosts_address() {
     let sb = Sandbox::new();
     sb.upstream();
-    sb.ok(&["network", "create", "plain", "--subnet", "172.16.0.0/16", "--no-masquerade"]);
+    sb.ok(&[
+        "network",
+        "create",
+        "plain",
+        "--subnet",
+        "172.16.0.0/16",
+        "--no-masquerade",
+    ]);
     sb.ok(&["connect", "plain", "ns0"]);
     // Forwarded, but the upstream has no route back to 172.16.0.0/16.
     let out = sb.run(&["ping", "ns0", "203.0.113.1", "-c", "1", "-W", "0.5"]);
@@ -74,7 +99,10 @@ fn nat_lets_namespaces_reach_upstream_with_the_hosts_address() {
     assert_eq!(from.ip().to_string(), "203.0.113.2");
 
     let rules = sb.sh("nft list table inet nsnet");
-    assert!(rules.contains("ip saddr 172.17.0.0/16 oifname != \"nat\" masquerade"), "{rules}");
+    assert!(
+        rules.contains("ip saddr 172.17.0.0/16 oifname != \"nat\" masquerade"),
+        "{rules}"
+    );
     assert!(!rules.contains("172.16.0.0/16"), "{rules}");
 }
 
@@ -82,7 +110,14 @@ fn nat_lets_namespaces_reach_upstream_with_the_hosts_address() {
 fn internal_networks_have_no_way_out() {
     let sb = Sandbox::new();
     sb.upstream();
-    sb.ok(&["network", "create", "lab", "--subnet", "10.20.0.0/24", "--internal"]);
+    sb.ok(&[
+        "network",
+        "create",
+        "lab",
+        "--subnet",
+        "10.20.0.0/24",
+        "--internal",
+    ]);
     sb.ok(&["connect", "lab", "a"]);
     sb.ok(&["connect", "lab", "b"]);
     sb.ok(&["ping", "a", "10.20.0.3", "-c", "1"]);
@@ -98,17 +133,29 @@ fn internal_networks_have_no_way_out() {
 fn dual_stack_network_pings_over_ipv6() {
     let sb = Sandbox::new();
     sb.ok(&[
-        "network", "create", "dual", "--subnet", "10.30.0.0/24", "--subnet", "fd00:30::/64",
+        "network",
+        "create",
+        "dual",
+        "--subnet",
+        "10.30.0.0/24",
+        "--subnet",
+        "fd00:30::/64",
     ]);
     let a = sb.ok(&["--json", "connect", "dual", "a"]);
-    assert!(a.contains("10.30.0.2/24") && a.contains("fd00:30::2/64"), "{a}");
+    assert!(
+        a.contains("10.30.0.2/24") && a.contains("fd00:30::2/64"),
+        "{a}"
+    );
     sb.ok(&["connect", "dual", "b", "--ip", "fd00:30::b"]);
     sb.sh("ip netns exec a ping -6 -c1 -W2 fd00:30::b");
     sb.ok(&["ping", "a", "fd00:30::b", "-c", "1"]);
     sb.ok(&["ping", "b", "fd00:30::1", "-c", "1"]);
     sb.ok(&["ping", "b", "10.30.0.2", "-c", "1"]);
     let addr = sb.sh("ip -n b -6 addr show dev eth0");
-    let ours = addr.lines().find(|l| l.contains("fd00:30::b/64")).expect("address present");
+    let ours = addr
+        .lines()
+        .find(|l| l.contains("fd00:30::b/64"))
+        .expect("address present");
     assert!(!ours.contains("tentative"), "DAD was not skipped: {addr}");
     let route = sb.sh("ip -n b -6 route show default");
     assert!(route.contains("via fd00:30::1"), "{route}");
@@ -121,5 +168,9 @@ fn demo_runs_in_its_own_sandbox() {
     let out = sb.ok(&["demo"]);
     assert!(out.contains("every ping was answered"), "{out}");
     assert!(out.contains("brctl addbr mydocker0"), "{out}");
-    assert_eq!(sb.snapshot(), before, "demo leaked into the calling namespace");
+    assert_eq!(
+        sb.snapshot(),
+        before,
+        "demo leaked into the calling namespace"
+    );
 }

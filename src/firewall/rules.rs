@@ -21,7 +21,10 @@ const PRIO_FILTER: i32 = 0;
 /// removed and the ruleset is as before nsnet ran.
 pub fn render(state: &State) -> Value {
     let table = json!({"family": FAMILY, "name": TABLE});
-    let mut cmds = vec![json!({"add": {"table": table}}), json!({"delete": {"table": table}})];
+    let mut cmds = vec![
+        json!({"add": {"table": table}}),
+        json!({"delete": {"table": table}}),
+    ];
     if state.networks.is_empty() {
         return json!({"nftables": cmds});
     }
@@ -114,6 +117,7 @@ mod tests {
             name: name.into(),
             bridge: format!("br-{name}"),
             bridge_adopted: false,
+            bridge_brought_up: false,
             bridge_mac: "02:00:00:00:00:01".into(),
             subnets: subnets
                 .iter()

@@ -110,7 +110,9 @@ impl Handle {
             msg.attributes.push(LinkAttribute::Mtu(mtu));
         }
         msg.attributes
-            .push(LinkAttribute::LinkInfo(vec![NlLinkInfo::Kind(InfoKind::Bridge)]));
+            .push(LinkAttribute::LinkInfo(vec![NlLinkInfo::Kind(
+                InfoKind::Bridge,
+            )]));
         self.request(
             RouteNetlinkMessage::NewLink(msg),
             NLM_F_CREATE | NLM_F_EXCL,
@@ -164,17 +166,39 @@ impl Handle {
         )
     }
 
-    /// Brings a link up.
-    pub fn set_up(&mut self, index: u32, name: &str) -> Result<()> {
+    /// Brings a link up or down.
+    pub fn set_up(&mut self, index: u32, name: &str, up: bool) -> Result<()> {
         let mut msg = LinkMessage::default();
         msg.header.index = index;
-        msg.header.flags = LinkFlags::Up;
+        if up {
+            msg.header.flags = LinkFlags::Up;
+        }
         msg.header.change_mask = LinkFlags::Up;
         self.request(
             RouteNetlinkMessage::SetLink(msg),
             0,
             Ctx {
-                op: "bringing up link",
+                op: if up {
+                    "bringing up link"
+                } else {
+                    "bringing down link"
+                },
+                target: name,
+            },
+        )
+    }
+
+    /// Sets a link's MAC. Setting a bridge's MAC explicitly, even to the one
+    /// it has, pins it: the kernel stops following the lowest port MAC.
+    pub fn set_mac(&mut self, index: u32, name: &str, mac: [u8; 6]) -> Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
+        self.request(
+            RouteNetlinkMessage::SetLink(msg),
+            0,
+            Ctx {
+                op: "setting MAC of link",
                 target: name,
             },
         )

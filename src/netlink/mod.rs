@@ -87,7 +87,9 @@ impl Handle {
     pub fn open() -> Result<Self> {
         let mut socket = Socket::new(NETLINK_ROUTE).map_err(Error::Open)?;
         socket.bind_auto().map_err(Error::Open)?;
-        socket.connect(&SocketAddr::new(0, 0)).map_err(Error::Open)?;
+        socket
+            .connect(&SocketAddr::new(0, 0))
+            .map_err(Error::Open)?;
         // Strict checking makes the kernel honour dump filters (ifindex in
         // address dumps); extended acks give us the kernel's reason text,
         // capped acks keep error replies small.
@@ -160,21 +162,25 @@ impl Handle {
     ) -> Result<()> {
         loop {
             self.buf.clear();
-            let n = self.socket.recv(&mut self.buf, 0).map_err(|source| Error::Io {
-                op: ctx.op,
-                target: ctx.target.to_string(),
-                source,
-            })?;
+            let n = self
+                .socket
+                .recv(&mut self.buf, 0)
+                .map_err(|source| Error::Io {
+                    op: ctx.op,
+                    target: ctx.target.to_string(),
+                    source,
+                })?;
             let mut offset = 0;
             while offset < n {
                 let bytes = &self.buf[offset..n];
-                let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(bytes).map_err(
-                    |e| Error::Decode {
-                        op: ctx.op,
-                        target: ctx.target.to_string(),
-                        reason: e.to_string(),
-                    },
-                )?;
+                let msg =
+                    NetlinkMessage::<RouteNetlinkMessage>::deserialize(bytes).map_err(|e| {
+                        Error::Decode {
+                            op: ctx.op,
+                            target: ctx.target.to_string(),
+                            reason: e.to_string(),
+                        }
+                    })?;
                 let len = msg.header.length as usize;
                 if len == 0 {
                     return Err(Error::Decode {

@@ -17,6 +17,42 @@ use nix::sched::{setns, unshare, CloneFlags};
 
 pub const NSNET: &str = env!("CARGO_BIN_EXE_nsnet");
 
+/// Drops the kernel-derived carrier details (see `Sandbox::snapshot`).
+fn settled(v: serde_json::Value) -> String {
+    use serde_json::Value;
+    let Value::Array(items) = v else {
+        return v.to_string();
+    };
+    let mut out = Vec::new();
+    for mut item in items {
+        if item.get("dst").and_then(|d| d.as_str()) == Some("fe80::/64") {
+            continue;
+        }
+        if let Some(obj) = item.as_object_mut() {
+            obj.remove("operstate");
+            // A link gets its default qdisc the first time it comes up and
+            // keeps it when it goes down again.
+            obj.remove("qdisc");
+            if let Some(Value::Array(flags)) = obj.get_mut("flags") {
+                flags.retain(|f| {
+                    !matches!(f.as_str(), Some("NO-CARRIER" | "LOWER_UP" | "linkdown"))
+                });
+            }
+            if let Some(Value::Array(addrs)) = obj.get_mut("addr_info") {
+                addrs.retain(|a| {
+                    !(a.get("family").and_then(|f| f.as_str()) == Some("inet6")
+                        && a.get("scope").and_then(|f| f.as_str()) == Some("link"))
+                });
+            }
+        }
+        out.push(item);
+    }
+    out.iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 pub struct Sandbox {
     _private: (),
 }
@@ -38,16 +74,34 @@ impl Sandbox {
         let outer = netns_id();
         unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS).expect("unshare net+mount");
         assert_ne!(netns_id(), outer, "sandbox is not isolated");
-        mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
-            .expect("making mounts private");
-        mount(Some("nsnet-test"), "/run", Some("tmpfs"), MsFlags::empty(), Some("mode=0755"))
-            .expect("tmpfs on /run");
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .expect("making mounts private");
+        mount(
+            Some("nsnet-test"),
+            "/run",
+            Some("tmpfs"),
+            MsFlags::empty(),
+            Some("mode=0755"),
+        )
+        .expect("tmpfs on /run");
         // As on a host where iproute2 has run: both directories exist.
         fs::create_dir_all("/run/netns").expect("mkdir /run/netns");
         fs::create_dir_all("/run/nsnet").expect("mkdir /run/nsnet");
         if Path::new("/etc/netns").is_dir() {
-            mount(Some("nsnet-test"), "/etc/netns", Some("tmpfs"), MsFlags::empty(), None::<&str>)
-                .expect("tmpfs on /etc/netns");
+            mount(
+                Some("nsnet-test"),
+                "/etc/netns",
+                Some("tmpfs"),
+                MsFlags::empty(),
+                None::<&str>,
+            )
+            .expect("tmpfs on /etc/netns");
         }
         let sb = Sandbox { _private: () };
         sb.sh("ip link set lo up");
@@ -56,7 +110,10 @@ impl Sandbox {
 
     /// Runs nsnet with `args`.
     pub fn run(&self, args: &[&str]) -> Output {
-        Command::new(NSNET).args(args).output().expect("running nsnet")
+        Command::new(NSNET)
+            .args(args)
+            .output()
+            .expect("running nsnet")
     }
 
     pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -97,7 +154,10 @@ impl Sandbox {
 
     /// Runs a shell command (iproute2, nft, ping as independent oracles).
     pub fn sh_status(&self, cmd: &str) -> Output {
-        Command::new("bash").args(["-c", cmd]).output().expect("running bash")
+        Command::new("bash")
+            .args(["-c", cmd])
+            .output()
+            .expect("running bash")
     }
 
     pub fn sh(&self, cmd: &str) -> String {
@@ -112,6 +172,12 @@ impl Sandbox {
 
     /// Everything a teardown must restore, as text: links, addresses,
     /// routes, the nftables ruleset, sysctls, /run/netns and the state dir.
+    ///
+    /// Left out is only what the kernel derives by itself, late, from
+    /// carrier events: a bridge's carrier flags and operstate (updated
+    /// asynchronously by linkwatch after its last port goes) and the IPv6
+    /// link-local address (and fe80::/64 route) it gains when a port first
+    /// comes up, and the default qdisc a link keeps after its first up.
     pub fn snapshot(&self) -> String {
         let mut s = String::new();
         for cmd in [
@@ -119,6 +185,11 @@ impl Sandbox {
             "ip -j addr show",
             "ip -j route show table all",
             "ip -6 -j route show table all",
+        ] {
+            let v: serde_json::Value = serde_json::from_str(&self.sh(cmd)).expect("ip -j output");
+            s.push_str(&format!("## {cmd}\n{}\n", settled(v)));
+        }
+        for cmd in [
             "nft -j list ruleset",
             "sysctl net.ipv4.ip_forward net.ipv6.conf.all.forwarding",
             "ls -la /run/netns 2>/dev/null || true",

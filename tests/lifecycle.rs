@@ -1,0 +1,229 @@
+//! Teardown leaves nothing behind; failed commands leave nothing half-made.
+
+mod common;
+use common::Sandbox;
+
+#[test]
+fn create_connect_disconnect_rm_restores_the_host_exactly() {
+    let sb = Sandbox::new();
+    // A namespace made by iproute2 stays; one made by nsnet goes.
+    sb.sh("ip netns add pre");
+    let before = sb.snapshot();
+    sb.ok(&[
+        "network",
+        "create",
+        "t",
+        "--subnet",
+        "10.40.0.0/24",
+        "--subnet",
+        "fd00:40::/64",
+    ]);
+    for ns in ["pre", "n1", "n2"] {
+        sb.ok(&["connect", "t", ns]);
+    }
+    sb.ok(&["ping", "n1", "10.40.0.2", "-c", "1"]);
+    for ns in ["pre", "n1", "n2"] {
+        sb.ok(&["disconnect", "t", ns]);
+    }
+    sb.ok(&["network", "rm", "t"]);
+    assert_eq!(sb.snapshot(), before);
+    assert!(sb.sh("ip netns list").contains("pre"));
+}
+
+#[test]
+fn forced_rm_removes_every_attachment_in_one_go() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    sb.ok(&["network", "create", "f", "--subnet", "10.41.0.0/24"]);
+    for i in 0..5 {
+        sb.ok(&["connect", "f", &format!("ns{i}")]);
+    }
+    let err = sb.fails(&["network", "rm", "f"], 4);
+    assert!(
+        err.contains("in use by 5 attachment(s)") && err.contains("--force"),
+        "{err}"
+    );
+    sb.ok(&["network", "rm", "f", "--force"]);
+    assert_eq!(sb.snapshot(), before);
+}
+
+#[test]
+fn adopted_bridge_stays_and_gets_its_addresses_back() {
+    let sb = Sandbox::new();
+    sb.sh("ip link add br-pre type bridge && ip addr add 10.42.0.1/24 dev br-pre");
+    let before = sb.snapshot();
+    sb.ok(&[
+        "network",
+        "create",
+        "adopt",
+        "--bridge",
+        "br-pre",
+        "--subnet",
+        "10.42.0.0/24",
+        "--subnet",
+        "fd00:42::/64",
+    ]);
+    sb.ok(&["connect", "adopt", "a"]);
+    sb.ok(&["connect", "adopt", "b"]);
+    sb.ok(&["ping", "a", "10.42.0.3", "-c", "1"]);
+    sb.ok(&["ping", "a", "fd00:42::1", "-c", "1"]);
+    let inspect = sb.ok(&["network", "inspect", "adopt"]);
+    assert!(inspect.contains("(adopted)"), "{inspect}");
+    sb.ok(&["network", "rm", "adopt", "--force"]);
+    // The bridge, down again, with the address it had before and no other.
+    assert_eq!(sb.snapshot(), before);
+}
+
+#[test]
+fn namespaces_by_path_and_by_iproute2_name() {
+    let sb = Sandbox::new();
+    sb.ok(&["network", "create", "p", "--subnet", "10.43.0.0/24"]);
+    // A process-held namespace, addressed as /proc/PID/ns/net.
+    let mut child = std::process::Command::new("unshare")
+        .args(["--net", "sleep", "30"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let path = format!("/proc/{}/ns/net", child.id());
+    sb.ok(&["connect", "p", &path, "--ip", "10.43.0.10"]);
+    sb.sh("ip netns add named");
+    sb.ok(&["connect", "p", "named"]);
+    sb.sh("ip netns exec named ping -c1 -W2 10.43.0.10");
+    let addr = sb.sh(&format!("nsenter --net={path} ip -o addr show dev eth0"));
+    assert!(addr.contains("10.43.0.10/24"), "{addr}");
+    sb.ok(&["disconnect", "p", &path]);
+    sb.ok(&["disconnect", "p", "named"]);
+    assert!(
+        sb.sh("ip netns list").contains("named"),
+        "iproute2's namespace must stay"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn ns_commands_and_exec_pass_exit_status_through() {
+    let sb = Sandbox::new();
+    sb.ok(&["ns", "add", "x1"]);
+    let ls = sb.ok(&["ns", "ls"]);
+    assert!(ls.lines().any(|l| l == "x1"), "{ls}");
+    assert!(sb.sh("ip netns list").contains("x1"));
+    let err = sb.fails(&["ns", "add", "x1"], 4);
+    assert!(err.contains("x1 already exists"), "{err}");
+
+    let out = sb.run(&["exec", "x1", "--", "sh", "-c", "exit 7"]);
+    assert_eq!(out.status.code(), Some(7));
+    let links = sb.ok(&["exec", "x1", "--", "ip", "-o", "link"]);
+    assert_eq!(
+        links.lines().count(),
+        1,
+        "a fresh namespace has only lo: {links}"
+    );
+    let sys = sb.ok(&["exec", "x1", "--", "ls", "/sys/class/net"]);
+    assert_eq!(sys.trim(), "lo", "/sys is remounted for the namespace");
+    let out = sb.run(&["exec", "x1", "--", "/nonexistent-command"]);
+    assert_eq!(out.status.code(), Some(127));
+
+    sb.ok(&["ns", "del", "x1"]);
+    assert!(!sb.sh("ip netns list").contains("x1"));
+    sb.fails(&["ns", "del", "x1"], 3);
+}
+
+#[test]
+fn json_listings_and_errors() {
+    let sb = Sandbox::new();
+    sb.ok(&["network", "create", "j", "--subnet", "10.44.0.0/24"]);
+    sb.ok(&["connect", "j", "a"]);
+    let ls: serde_json::Value = serde_json::from_str(&sb.ok(&["--json", "network", "ls"])).unwrap();
+    assert_eq!(ls[0]["name"], "j");
+    assert_eq!(ls[0]["attachments"][0]["addresses"][0], "10.44.0.2/24");
+    let show: serde_json::Value = serde_json::from_str(&sb.ok(&["--json", "show"])).unwrap();
+    assert_eq!(show[0]["attachments"][0]["on_bridge"], true);
+    let out = sb.run(&["--json", "network", "inspect", "nope"]);
+    assert_eq!(out.status.code(), Some(3));
+    let err: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap();
+    assert_eq!(err["error"]["kind"], "not_found");
+    assert!(err["error"]["message"].as_str().unwrap().contains("nope"));
+}
+
+#[test]
+fn automatic_subnets_do_not_overlap() {
+    let sb = Sandbox::new();
+    // A host route inside the first pool subnet (this kernel has no dummy links).
+    sb.sh("ip link add brx type bridge && ip addr add 172.30.0.5/24 dev brx && ip link set brx up");
+    let a = sb.ok(&["network", "create", "auto1"]);
+    let b = sb.ok(&["network", "create", "auto2"]);
+    assert!(
+        a.contains("172.30.1.0/24") && a.contains("gateway 172.30.1.1"),
+        "{a}"
+    );
+    assert!(b.contains("172.30.2.0/24"), "{b}");
+}
+
+#[test]
+fn every_failure_point_of_connect_and_create_is_rolled_back() {
+    let sb = Sandbox::new();
+    sb.upstream();
+    let before = sb.snapshot();
+    // create: bridge, 2 gateway addresses, 2 sysctls, firewall.
+    let create = [
+        "network",
+        "create",
+        "r",
+        "--subnet",
+        "10.45.0.0/24",
+        "--subnet",
+        "fd00:45::/64",
+    ];
+    for k in 1..=6 {
+        let out = sb.run_env(&create, &[("NSNET_FAIL_AT", &k.to_string())]);
+        assert_eq!(out.status.code(), Some(1), "k={k}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("injected failure") && err.contains("nothing was left behind"),
+            "{err}"
+        );
+        assert_eq!(
+            sb.snapshot(),
+            before,
+            "create failing at step {k} left something behind"
+        );
+    }
+    let out = sb.run_env(&create, &[("NSNET_FAIL_AT", "7")]);
+    assert!(
+        out.status.success(),
+        "7 steps only: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mid = sb.snapshot();
+    // connect: netns, veth, lo up, 2 addresses, eth0 up, 2 routes.
+    for k in 1..=8 {
+        let out = sb.run_env(
+            &["connect", "r", "c1"],
+            &[("NSNET_FAIL_AT", &k.to_string())],
+        );
+        assert_eq!(out.status.code(), Some(1), "k={k}");
+        assert_eq!(
+            sb.snapshot(),
+            mid,
+            "connect failing at step {k} left something behind"
+        );
+    }
+    sb.ok(&["connect", "r", "c1"]);
+    sb.ok(&["ping", "c1", "203.0.113.1", "-c", "1"]);
+}
+
+#[test]
+fn a_failing_firewall_rolls_back_the_bridge() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    let out = sb.run_env(
+        &["network", "create", "fw", "--subnet", "10.46.0.0/24"],
+        &[("NSNET_NFT", "/bin/false")],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nft rejected") || err.contains("nft"), "{err}");
+    assert_eq!(sb.snapshot(), before);
+}
