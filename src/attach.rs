@@ -35,6 +35,8 @@ pub struct NsFacts {
     pub ifnames: Vec<String>,
     /// Host interface names in use.
     pub host_ifnames: Vec<String>,
+    /// Families (true = IPv4) that already have a default route inside.
+    pub default_routes: Vec<bool>,
 }
 
 fn find_network<'a>(state: &'a State, name: &str) -> Result<&'a Network> {
@@ -205,7 +207,13 @@ pub fn plan_connect(
         ifname: ifname.clone(),
     });
     if !net.internal {
-        for s in &net.subnets {
+        // A namespace on several networks keeps the default route of the
+        // first one, as with Docker; the others reach their own subnets only.
+        for s in net
+            .subnets
+            .iter()
+            .filter(|s| !facts.default_routes.contains(&s.cidr.addr().is_ipv4()))
+        {
             ops.push(Op::AddDefaultRoute {
                 target: target.clone(),
                 ifname: ifname.clone(),
@@ -323,15 +331,18 @@ fn gather_facts(
         Err(netns::Error::NotFound(_)) => false,
         Err(e) => return Err(e.into()),
     };
-    let ifnames = if exists {
-        kernel
-            .handle(&Target::Ns(ns.clone()))?
-            .links()?
+    let (ifnames, default_routes) = if exists {
+        let handle = kernel.handle(&Target::Ns(ns.clone()))?;
+        let names = handle.links()?.into_iter().map(|l| l.name).collect();
+        let defaults = handle
+            .routes()?
             .into_iter()
-            .map(|l| l.name)
-            .collect()
+            .filter(|r| r.destination.prefix_len() == 0)
+            .map(|r| r.destination.addr().is_ipv4())
+            .collect();
+        (names, defaults)
     } else {
-        Vec::new()
+        (Vec::new(), Vec::new())
     };
     // Only the derived name matters: look it up instead of dumping every
     // host link, a list that grows with the number of attachments.
@@ -344,5 +355,6 @@ fn gather_facts(
         exists,
         ifnames,
         host_ifnames,
+        default_routes,
     })
 }
