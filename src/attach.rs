@@ -249,22 +249,14 @@ pub fn plan_disconnect(state: &State, network: &str, namespace: &str) -> Result<
         ))
     })?;
     let mut new_state = state.clone();
-    new_state
-        .networks
-        .get_mut(network)
-        .expect("found above")
-        .attachments
-        .retain(|a| a.namespace != ns);
     let mut ops = vec![Op::DeleteLink {
         target: Target::Host,
         name: att.host_ifname.clone(),
     }];
-    if let (true, Some(name)) = (att.namespace_created, ns.name()) {
-        if new_state.attachments_of(&ns).next().is_none() {
-            ops.push(Op::DeleteNetns {
-                name: name.to_string(),
-            });
-        }
+    if new_state.detach(network, &ns) {
+        ops.push(Op::DeleteNetns {
+            name: ns.name().expect("detach checked it is named").to_string(),
+        });
     }
     Ok((new_state, ops))
 }

@@ -107,6 +107,35 @@ impl State {
         })
     }
 
+    /// Removes the attachment of `ns` to `network`. Returns true when the
+    /// namespace should be deleted now: nsnet created it and no other
+    /// attachment uses it. While others remain, the duty to delete it
+    /// passes to one of them.
+    pub fn detach(&mut self, network: &str, ns: &NsRef) -> bool {
+        let Some(net) = self.networks.get_mut(network) else {
+            return false;
+        };
+        let Some(pos) = net.attachments.iter().position(|a| &a.namespace == ns) else {
+            return false;
+        };
+        let att = net.attachments.remove(pos);
+        if !att.namespace_created {
+            return false;
+        }
+        let heir = self
+            .networks
+            .values_mut()
+            .flat_map(|n| n.attachments.iter_mut())
+            .find(|a| &a.namespace == ns);
+        match heir {
+            Some(a) => {
+                a.namespace_created = true;
+                false
+            }
+            None => ns.name().is_some(),
+        }
+    }
+
     /// A link group no network uses yet, derived from the name so that it is
     /// stable; groups 0 (the default) and small numbers are avoided because
     /// other tools use them.
@@ -117,5 +146,62 @@ impl State {
             g = g.wrapping_add(1) | 0x4000_0000;
         }
         g
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(name: &str, atts: &[(&str, bool)]) -> Network {
+        Network {
+            name: name.into(),
+            bridge: name.into(),
+            bridge_adopted: false,
+            bridge_brought_up: false,
+            bridge_mac: String::new(),
+            subnets: vec![],
+            preexisting_gateways: vec![],
+            internal: false,
+            masquerade: true,
+            isolate: true,
+            mtu: None,
+            link_group: 1,
+            attachments: atts
+                .iter()
+                .map(|(ns, created)| Attachment {
+                    namespace: NsRef::Named(ns.to_string()),
+                    namespace_created: *created,
+                    host_ifname: format!("ve-{ns}"),
+                    ifname: "eth0".into(),
+                    mac: None,
+                    addresses: vec![],
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_created_namespace_goes_with_its_last_attachment_whatever_the_order() {
+        let ns = NsRef::Named("multi".into());
+        let mut s = State::default();
+        s.networks.insert("a".into(), net("a", &[("multi", true)]));
+        s.networks.insert("b".into(), net("b", &[("multi", false)]));
+        assert!(!s.detach("a", &ns), "b still uses it");
+        assert!(s.detach("b", &ns), "b inherited the duty to delete it");
+
+        let mut s = State::default();
+        s.networks.insert("a".into(), net("a", &[("multi", true)]));
+        s.networks.insert("b".into(), net("b", &[("multi", false)]));
+        assert!(!s.detach("b", &ns));
+        assert!(s.detach("a", &ns));
+    }
+
+    #[test]
+    fn foreign_namespaces_are_never_deleted() {
+        let ns = NsRef::Named("pre".into());
+        let mut s = State::default();
+        s.networks.insert("a".into(), net("a", &[("pre", false)]));
+        assert!(!s.detach("a", &ns));
     }
 }

@@ -299,7 +299,6 @@ pub fn plan_remove(state: &State, name: &str, force: bool) -> Result<(State, Vec
         )));
     }
     let mut new_state = state.clone();
-    new_state.networks.remove(name);
     let mut ops = Vec::new();
     if !net.attachments.is_empty() {
         ops.push(Op::DeleteLinkGroup {
@@ -312,14 +311,13 @@ pub fn plan_remove(state: &State, name: &str, force: bool) -> Result<(State, Vec
         });
     }
     for a in &net.attachments {
-        if let (true, Some(ns)) = (a.namespace_created, a.namespace.name()) {
-            if new_state.attachments_of(&a.namespace).next().is_none() {
-                ops.push(Op::DeleteNetns {
-                    name: ns.to_string(),
-                });
-            }
+        if new_state.detach(name, &a.namespace) {
+            ops.push(Op::DeleteNetns {
+                name: a.namespace.name().expect("detach checked").to_string(),
+            });
         }
     }
+    new_state.networks.remove(name);
     if net.bridge_adopted {
         if net.bridge_brought_up {
             ops.push(Op::LinkDown {

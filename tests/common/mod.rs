@@ -25,7 +25,11 @@ fn settled(v: serde_json::Value) -> String {
     };
     let mut out = Vec::new();
     for mut item in items {
-        if item.get("dst").and_then(|d| d.as_str()) == Some("fe80::/64") {
+        if item
+            .get("dst")
+            .and_then(|d| d.as_str())
+            .is_some_and(|d| d.starts_with("fe80:"))
+        {
             continue;
         }
         if let Some(obj) = item.as_object_mut() {
@@ -176,7 +180,7 @@ impl Sandbox {
     /// Left out is only what the kernel derives by itself, late, from
     /// carrier events: a bridge's carrier flags and operstate (updated
     /// asynchronously by linkwatch after its last port goes) and the IPv6
-    /// link-local address (and fe80::/64 route) it gains when a port first
+    /// link-local address (and its fe80 routes) it gains when a port first
     /// comes up, and the default qdisc a link keeps after its first up.
     pub fn snapshot(&self) -> String {
         let mut s = String::new();
