@@ -263,27 +263,42 @@ pub fn plan_disconnect(state: &State, network: &str, namespace: &str) -> Result<
 
 impl Nsnet {
     pub fn connect(&self, req: &ConnectRequest) -> Result<Attachment> {
+        Ok(self.connect_many(std::slice::from_ref(req))?.remove(0))
+    }
+
+    /// Attaches several namespaces under one lock, with one state write and
+    /// all or nothing: if any attachment fails, none is left.
+    pub fn connect_many(&self, reqs: &[ConnectRequest]) -> Result<Vec<Attachment>> {
         if !nix::unistd::geteuid().is_root() {
             return Err(Error::NotRoot("connect namespaces"));
         }
         let lock = self.store.lock()?;
-        let state = self.store.load(&lock)?;
+        let mut state = self.store.load(&lock)?;
         let mut kernel = LiveKernel::new();
-        let ifname = req.ifname.as_deref().unwrap_or(DEFAULT_IFNAME);
-        let facts = gather_facts(
-            &mut kernel,
-            state.networks.get(&req.network),
-            &req.namespace,
-            ifname,
-        )?;
-        let (new_state, ops) = plan_connect(&state, req, &facts)?;
+        let mut ops = Vec::new();
+        for req in reqs {
+            let ifname = req.ifname.as_deref().unwrap_or(DEFAULT_IFNAME);
+            let facts = gather_facts(
+                &mut kernel,
+                state.networks.get(&req.network),
+                &req.namespace,
+                ifname,
+            )?;
+            let (next, mut more) = plan_connect(&state, req, &facts)?;
+            state = next;
+            ops.append(&mut more);
+        }
         let undo = plan::apply(&ops, &mut kernel)?;
-        self.save_or_undo(&lock, &new_state, undo, &mut kernel)?;
-        let ns = NsRef::parse(&req.namespace)?;
-        Ok(new_state.networks[&req.network]
-            .attachment(&ns)
-            .expect("just added")
-            .clone())
+        self.save_or_undo(&lock, &state, undo, &mut kernel)?;
+        reqs.iter()
+            .map(|req| {
+                let ns = NsRef::parse(&req.namespace)?;
+                Ok(state.networks[&req.network]
+                    .attachment(&ns)
+                    .expect("just added")
+                    .clone())
+            })
+            .collect()
     }
 
     pub fn disconnect(&self, network: &str, namespace: &str) -> Result<Attachment> {

@@ -48,11 +48,13 @@ pub enum Command {
     /// Add, delete and list named network namespaces (like `ip netns`)
     #[command(subcommand)]
     Ns(NsCmd),
-    /// Attach a namespace to a network (creating the namespace if needed)
+    /// Attach namespaces to a network (creating them if needed)
     Connect {
         network: String,
-        /// A name under /run/netns, or a path such as /proc/PID/ns/net
-        namespace: String,
+        /// Names under /run/netns, or paths such as /proc/PID/ns/net; several
+        /// are attached in one go, all or nothing
+        #[arg(required = true, value_name = "NAMESPACE")]
+        namespaces: Vec<String>,
         /// Address inside the namespace, with or without prefix (one per family)
         #[arg(long = "ip", value_name = "ADDR")]
         ips: Vec<String>,
@@ -157,6 +159,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         json: cli.json,
         quiet: cli.quiet,
     };
+    nsnet::kernel::set_verbose(cli.verbose);
     let nsnet = Nsnet::new(&cli.state_dir);
     match cli.command {
         Command::Network(cmd) => match cmd {
@@ -220,19 +223,30 @@ pub fn run(cli: Cli) -> Result<i32> {
         },
         Command::Connect {
             network,
-            namespace,
+            namespaces,
             ips,
             ifname,
             mac,
         } => {
-            let att = nsnet.connect(&ConnectRequest {
-                network: network.clone(),
-                namespace,
-                ips,
-                ifname: Some(ifname),
-                mac,
-            })?;
-            out.attachment(&network, &att);
+            if namespaces.len() > 1 && (!ips.is_empty() || mac.is_some()) {
+                return Err(Error::Invalid(
+                    "--ip and --mac apply to one namespace; connect the namespaces one by one"
+                        .into(),
+                ));
+            }
+            let reqs: Vec<ConnectRequest> = namespaces
+                .into_iter()
+                .map(|namespace| ConnectRequest {
+                    network: network.clone(),
+                    namespace,
+                    ips: ips.clone(),
+                    ifname: Some(ifname.clone()),
+                    mac: mac.clone(),
+                })
+                .collect();
+            for att in nsnet.connect_many(&reqs)? {
+                out.attachment(&network, &att);
+            }
         }
         Command::Disconnect { network, namespace } => {
             let att = nsnet.disconnect(&network, &namespace)?;

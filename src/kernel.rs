@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use crate::netlink::{self, Handle, LinkKind};
 use crate::netns::{self, NsRef};
@@ -40,6 +42,13 @@ impl Error {
             _ => false,
         }
     }
+}
+
+static VERBOSE: AtomicBool = AtomicBool::new(false);
+
+/// With `true`, every step is printed to stderr with its duration (`-v`).
+pub fn set_verbose(on: bool) {
+    VERBOSE.store(on, Ordering::Relaxed);
 }
 
 /// The step that reverses `op`. `old_sysctl` is the value a sysctl had.
@@ -107,6 +116,9 @@ struct NsConn {
 pub struct LiveKernel {
     host: Option<Handle>,
     namespaces: HashMap<NsRef, NsConn>,
+    /// Interface indexes already looked up: one plan touches `eth0` several
+    /// times. Entries go when their link or namespace is deleted.
+    indexes: HashMap<(Target, String), u32>,
     calls: usize,
     fail_at: Option<usize>,
 }
@@ -122,6 +134,7 @@ impl LiveKernel {
         LiveKernel {
             host: None,
             namespaces: HashMap::new(),
+            indexes: HashMap::new(),
             calls: 0,
             // A debugging hook for fault-injection tests: the k-th operation
             // of this process fails as if the kernel had refused it.
@@ -158,25 +171,48 @@ impl LiveKernel {
     }
 
     fn index_of(&mut self, target: &Target, ifname: &str) -> Result<u32, Error> {
-        self.handle(target)?
+        let key = (target.clone(), ifname.to_string());
+        if let Some(index) = self.indexes.get(&key) {
+            return Ok(*index);
+        }
+        let index = self
+            .handle(target)?
             .link_by_name(ifname)?
             .map(|l| l.index)
             .ok_or_else(|| Error::NoSuchLink {
                 target: target.to_string(),
                 ifname: ifname.to_string(),
-            })
+            })?;
+        self.indexes.insert(key, index);
+        Ok(index)
     }
 
     /// Drops the sockets held in a namespace: an open socket keeps a
     /// namespace alive after its name is gone, and with it the veth inside.
     pub fn forget(&mut self, ns: &NsRef) {
         self.namespaces.remove(ns);
+        let target = Target::Ns(ns.clone());
+        self.indexes.retain(|(t, _), _| *t != target);
     }
 
     fn run(&mut self, op: &Op) -> Result<Option<Op>, Error> {
         let mut old_sysctl = None;
         match op {
-            Op::CreateNetns { name } => netns::add(name)?,
+            Op::CreateNetns { name } => {
+                // Open the namespace's netlink socket on the thread that
+                // made it: the next steps work inside it anyway.
+                let (fd, handle) = netns::add_with(name, Handle::open)?;
+                match handle {
+                    Ok(handle) => {
+                        self.namespaces
+                            .insert(NsRef::Named(name.clone()), NsConn { fd, handle });
+                    }
+                    Err(e) => {
+                        let _ = netns::del(name);
+                        return Err(e.into());
+                    }
+                }
+            }
             Op::DeleteNetns { name } => {
                 self.forget(&NsRef::Named(name.clone()));
                 netns::del(name)?
@@ -226,6 +262,7 @@ impl LiveKernel {
             }
             Op::DeleteLink { target, name } => {
                 let index = self.index_of(target, name)?;
+                self.indexes.remove(&(target.clone(), name.clone()));
                 self.handle(target)?.delete_link(index, name)?;
             }
             Op::DeleteLinkGroup { group, names } => {
@@ -237,6 +274,9 @@ impl LiveKernel {
                     .map(|l| l.name)
                     .collect();
                 let ours = members.iter().all(|m| names.contains(m));
+                self.indexes
+                    .retain(|(t, n), _| *t != Target::Host || !members.contains(n));
+                let host = self.host()?;
                 if ours && !members.is_empty() {
                     host.delete_group(*group)?;
                 } else {
@@ -314,6 +354,19 @@ impl Kernel for LiveKernel {
         if self.fail_at == Some(self.calls) {
             return Err(Error::Injected(self.calls));
         }
-        self.run(op)
+        if !VERBOSE.load(Ordering::Relaxed) {
+            return self.run(op);
+        }
+        let start = Instant::now();
+        let result = self.run(op);
+        let status = match &result {
+            Ok(_) => "ok".to_string(),
+            Err(e) => format!("failed: {e}"),
+        };
+        eprintln!(
+            "nsnet: {:>8.3} ms  {op}: {status}",
+            start.elapsed().as_secs_f64() * 1000.0
+        );
+        result
     }
 }

@@ -225,6 +225,13 @@ fn prepare_run_dir() -> Result<()> {
 
 /// Creates a named namespace.
 pub fn add(name: &str) -> Result<()> {
+    add_with(name, || ()).map(|_| ())
+}
+
+/// Creates a named namespace and runs `f` inside it on the thread that
+/// created it (saving a second thread and `setns` for whatever the caller
+/// wants to open there). Returns an fd of the new namespace and `f`'s result.
+pub fn add_with<T: Send>(name: &str, f: impl FnOnce() -> T + Send) -> Result<(OwnedFd, T)> {
     validate_name(name)?;
     prepare_run_dir()?;
     let path = path_of(name);
@@ -243,7 +250,7 @@ pub fn add(name: &str) -> Result<()> {
             },
         })?;
     let bound = std::thread::scope(|s| {
-        s.spawn(|| -> Result<()> {
+        s.spawn(|| -> Result<(OwnedFd, T)> {
             // This thread is ours and ends right after: moving it into a
             // new namespace cannot leak into other work.
             unshare(CloneFlags::CLONE_NEWNET).map_err(|e| Error::Unshare(e.into()))?;
@@ -259,16 +266,18 @@ pub fn add(name: &str) -> Result<()> {
             .map_err(|e| Error::BindMount {
                 name: name.to_string(),
                 source: e.into(),
-            })
+            })?;
+            let fd = current()?;
+            Ok((fd, f()))
         })
         .join()
         .unwrap_or_else(|_| Err(Error::ThreadPanicked(name.to_string())))
     });
-    if let Err(e) = bound {
+    if bound.is_err() {
+        let _ = umount2(&path, MntFlags::MNT_DETACH);
         let _ = fs::remove_file(&path);
-        return Err(e);
     }
-    Ok(())
+    bound
 }
 
 /// Removes a named namespace. The kernel frees it (and any veth end in it)

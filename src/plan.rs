@@ -12,7 +12,7 @@ use ipnet::IpNet;
 use crate::netns::NsRef;
 
 /// Where an interface operation happens.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Target {
     /// The namespace nsnet itself runs in (where the bridges live).
     Host,

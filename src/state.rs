@@ -208,7 +208,7 @@ impl Store {
                 .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
                 .mode(0o600)
                 .open(&tmp)?;
-            let mut bytes = serde_json::to_vec_pretty(state).map_err(io::Error::other)?;
+            let mut bytes = serde_json::to_vec(state).map_err(io::Error::other)?;
             bytes.push(b'\n');
             f.write_all(&bytes)?;
             f.sync_all()?;

@@ -227,3 +227,31 @@ fn a_failing_firewall_rolls_back_the_bridge() {
     assert!(err.contains("nft rejected") || err.contains("nft"), "{err}");
     assert_eq!(sb.snapshot(), before);
 }
+
+#[test]
+fn several_namespaces_connect_in_one_go_or_not_at_all() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    sb.ok(&["network", "create", "m", "--subnet", "10.47.0.0/24"]);
+    // The third is already taken by an iproute2 namespace with an eth0.
+    sb.sh("ip netns add taken && ip -n taken link add eth0 type bridge");
+    let before_taken = sb.snapshot();
+    let err = sb.fails(&["connect", "m", "b1", "b2", "taken"], 4);
+    assert!(
+        err.contains("taken already has an interface named eth0"),
+        "{err}"
+    );
+    assert_eq!(
+        sb.snapshot(),
+        before_taken,
+        "a failed batch left attachments behind"
+    );
+    sb.sh("ip netns del taken");
+    let out = sb.ok(&["connect", "m", "b1", "b2", "b3"]);
+    assert_eq!(out.lines().count(), 3, "{out}");
+    sb.ok(&["ping", "b1", "10.47.0.4", "-c", "1"]);
+    let err = sb.fails(&["connect", "m", "c1", "c2", "--ip", "10.47.0.9"], 2);
+    assert!(err.contains("one namespace"), "{err}");
+    sb.ok(&["network", "rm", "m", "--force"]);
+    assert_eq!(sb.snapshot(), before);
+}

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Attach N namespaces to one bridge and tear them down: nsnet against the
+# kernel floor, side by side in one run, inside a private sandbox (fresh
+# network + mount namespaces; the host is untouched).
+#
+#   bench/attach.sh [N...]      (default: 10 100 500; as root)
+#
+# Floor (see BENCHMARKS.md): what the kernel costs without process starts:
+#   setup    = ip -batch "netns add" x N
+#            + ip -batch "link add vX type veth peer name eth0 netns nsX; link set vX master br up" x N
+#            + sum over X of ip -n nsX -batch (addr add, eth0 up, lo up)
+#            - sum over X of ip -n nsX -batch /dev/null        (process starts)
+#   teardown = ip -batch "netns del" x N + wait until no port is left on br
+# nsnet:
+#   setup    = one `nsnet connect` process per namespace (namespace created,
+#              veth, lo up, address, eth0 up, default route, state recorded)
+#   teardown = one `nsnet network rm --force` (+ wait until no port is left)
+set -euo pipefail
+if [ -z "${NSNET_BENCH_INNER:-}" ]; then
+  [ "$(id -u)" = 0 ] || { echo "bench/attach.sh: run as root" >&2; exit 2; }
+  cd "$(dirname "$0")/.."
+  cargo build --release --quiet
+  export NSNET_BENCH_INNER=1 NSNET="$PWD/target/release/nsnet"
+  exec unshare --net --mount --propagation private "$0" "$@"
+fi
+mount -t tmpfs bench /run
+mkdir -p /run/netns /run/nsnet
+ip link set lo up
+[ $# -gt 0 ] || set -- 10 100 500
+tmp=$(mktemp -d)
+
+now() { date +%s%N; }
+ms() { echo "scale=1; $1 / 1000000" | bc; }
+ports_gone() { while [ -n "$(ip -o link show master "$1" 2>/dev/null)" ]; do sleep 0.001; done; }
+settle() { sleep 2; }   # namespace deletion finishes asynchronously
+
+floor_run() {
+  local n=$1
+  ip link add brf type bridge && ip link set brf up
+  : > "$tmp/ns.batch"; : > "$tmp/veth.batch"; : > "$tmp/del.batch"
+  for i in $(seq "$n"); do
+    echo "netns add f$i" >> "$tmp/ns.batch"
+    echo "link add vf$i type veth peer name eth0 netns f$i" >> "$tmp/veth.batch"
+    echo "link set vf$i master brf up" >> "$tmp/veth.batch"
+    echo "netns del f$i" >> "$tmp/del.batch"
+  done
+  local t0 t1 t2 t3 t4 t5
+  t0=$(now)
+  ip -batch "$tmp/ns.batch"
+  ip -batch "$tmp/veth.batch"
+  t1=$(now)
+  for i in $(seq "$n"); do
+    printf 'addr add 10.99.%d.%d/16 dev eth0\nlink set eth0 up\nlink set lo up\n' $((i / 250)) $((i % 250 + 2)) > "$tmp/in.batch"
+    ip -n "f$i" -batch "$tmp/in.batch"
+  done
+  t2=$(now)
+  for i in $(seq "$n"); do ip -n "f$i" -batch /dev/null; done
+  t3=$(now)
+  ip -batch "$tmp/del.batch"
+  ports_gone brf
+  t4=$(now)
+  ip link del brf
+  t5=$(( (t1 - t0) + (t2 - t1) - (t3 - t2) ))
+  echo "$t5 $((t4 - t3))"
+}
+
+nsnet_run() {
+  local n=$1
+  "$NSNET" -q network create bench --subnet 10.98.0.0/16 >/dev/null
+  local t0 t1 t2
+  t0=$(now)
+  for i in $(seq "$n"); do "$NSNET" -q connect bench "n$i"; done
+  t1=$(now)
+  "$NSNET" -q network rm bench --force
+  ports_gone bench
+  t2=$(now)
+  echo "$((t1 - t0)) $((t2 - t1))"
+}
+
+printf '%-6s %-9s %12s %12s %10s %8s\n' N phase "nsnet ms" "floor ms" "ms/ns" ratio
+for n in "$@"; do
+  read -r fs ft < <(floor_run "$n"); settle
+  read -r ns nt < <(nsnet_run "$n"); settle
+  printf '%-6s %-9s %12s %12s %10s %8s\n' "$n" setup "$(ms "$ns")" "$(ms "$fs")" \
+    "$(echo "scale=2; $ns / $n / 1000000" | bc)" "$(echo "scale=2; $ns / $fs" | bc)"
+  printf '%-6s %-9s %12s %12s %10s %8s\n' "$n" teardown "$(ms "$nt")" "$(ms "$ft")" \
+    "$(echo "scale=2; $nt / $n / 1000000" | bc)" "$(echo "scale=2; $nt / $ft" | bc)"
+done
+if [ -x /usr/lib/cni/bridge ]; then
+  echo "(CNI reference plugins are installed; the CNI comparison comes with plugin mode)"
+else
+  echo "peers: containernetworking-plugins not installed; see BENCHMARKS.md for their figures (29-43 ms/ns setup, 97-100 ms/ns teardown)"
+fi
+rm -rf "$tmp"
