@@ -11,9 +11,11 @@
 #            + sum over X of ip -n nsX -batch (addr add, eth0 up, lo up)
 #            - sum over X of ip -n nsX -batch /dev/null        (process starts)
 #   teardown = ip -batch "netns del" x N + wait until no port is left on br
-# nsnet:
-#   setup    = one `nsnet connect` process per namespace (namespace created,
-#              veth, lo up, address, eth0 up, default route, state recorded)
+# nsnet, two ways:
+#   per-process: one `nsnet connect` process per namespace (namespace
+#              created, veth, lo up, address, eth0 up, default route, state
+#              recorded), as a script or a runtime would call it
+#   batch:     one `nsnet connect NET ns1 ... nsN` process
 #   teardown = one `nsnet network rm --force` (+ wait until no port is left)
 set -euo pipefail
 if [ -z "${NSNET_BENCH_INNER:-}" ]; then
@@ -65,11 +67,16 @@ floor_run() {
 }
 
 nsnet_run() {
-  local n=$1
+  local n=$1 mode=$2
   "$NSNET" -q network create bench --subnet 10.98.0.0/16 >/dev/null
   local t0 t1 t2
   t0=$(now)
-  for i in $(seq "$n"); do "$NSNET" -q connect bench "n$i"; done
+  if [ "$mode" = batch ]; then
+    # shellcheck disable=SC2046
+    "$NSNET" -q connect bench $(seq -f 'n%g' "$n")
+  else
+    for i in $(seq "$n"); do "$NSNET" -q connect bench "n$i"; done
+  fi
   t1=$(now)
   "$NSNET" -q network rm bench --force
   ports_gone bench
@@ -77,14 +84,19 @@ nsnet_run() {
   echo "$((t1 - t0)) $((t2 - t1))"
 }
 
-printf '%-6s %-9s %12s %12s %10s %8s\n' N phase "nsnet ms" "floor ms" "ms/ns" ratio
+row() { # n label setup_ns teardown_ns floor_setup floor_teardown
+  printf '%-5s %-22s %10s %8s %7s %12s %8s %7s\n' "$1" "$2" \
+    "$(ms "$3")" "$(echo "scale=2; $3 / $1 / 1000000" | bc)" "$(echo "scale=2; $3 / $5" | bc)" \
+    "$(ms "$4")" "$(echo "scale=2; $4 / $1 / 1000000" | bc)" "$(echo "scale=2; $4 / $6" | bc)"
+}
+printf '%-5s %-22s %10s %8s %7s %12s %8s %7s\n' N method "setup ms" "ms/ns" ratio "teardown ms" "ms/ns" ratio
 for n in "$@"; do
   read -r fs ft < <(floor_run "$n"); settle
-  read -r ns nt < <(nsnet_run "$n"); settle
-  printf '%-6s %-9s %12s %12s %10s %8s\n' "$n" setup "$(ms "$ns")" "$(ms "$fs")" \
-    "$(echo "scale=2; $ns / $n / 1000000" | bc)" "$(echo "scale=2; $ns / $fs" | bc)"
-  printf '%-6s %-9s %12s %12s %10s %8s\n' "$n" teardown "$(ms "$nt")" "$(ms "$ft")" \
-    "$(echo "scale=2; $nt / $n / 1000000" | bc)" "$(echo "scale=2; $nt / $ft" | bc)"
+  read -r ps pt < <(nsnet_run "$n" per-process); settle
+  read -r bs bt < <(nsnet_run "$n" batch); settle
+  row "$n" "floor (ip -batch)" "$fs" "$ft" "$fs" "$ft"
+  row "$n" "nsnet, process each" "$ps" "$pt" "$fs" "$ft"
+  row "$n" "nsnet, one process" "$bs" "$bt" "$fs" "$ft"
 done
 if [ -x /usr/lib/cni/bridge ]; then
   echo "(CNI reference plugins are installed; the CNI comparison comes with plugin mode)"

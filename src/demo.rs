@@ -82,6 +82,7 @@ fn make_upstream() -> Result<()> {
             name: "uplink".into(),
             mac: nsnet::names::derived_mac(&["uplink"]),
             mtu: None,
+            group: None,
         },
         Op::AddAddress {
             target: Target::Host,

@@ -217,7 +217,12 @@ impl LiveKernel {
                 self.forget(&NsRef::Named(name.clone()));
                 netns::del(name)?
             }
-            Op::CreateBridge { name, mac, mtu } => self.host()?.create_bridge(name, *mac, *mtu)?,
+            Op::CreateBridge {
+                name,
+                mac,
+                mtu,
+                group,
+            } => self.host()?.create_bridge(name, *mac, *mtu, *group)?,
             Op::CreateVeth {
                 host,
                 peer,
@@ -266,36 +271,37 @@ impl LiveKernel {
                 self.handle(target)?.delete_link(index, name)?;
             }
             Op::DeleteLinkGroup { group, names } => {
-                let host = self.host()?;
-                let members: Vec<String> = host
+                let members: Vec<String> = self
+                    .host()?
                     .links()?
                     .into_iter()
                     .filter(|l| l.group == *group)
                     .map(|l| l.name)
                     .collect();
-                let ours = members.iter().all(|m| names.contains(m));
                 self.indexes
-                    .retain(|(t, n), _| *t != Target::Host || !members.contains(n));
-                let host = self.host()?;
-                if ours && !members.is_empty() {
-                    host.delete_group(*group)?;
-                } else {
-                    // Someone else's link shares the group: go one by one.
-                    let mut first_error = None;
-                    for name in names.iter().filter(|n| members.contains(n)) {
-                        let r = self.run(&Op::DeleteLink {
-                            target: Target::Host,
-                            name: name.clone(),
-                        });
-                        if let Err(e) = r {
-                            if !e.is_gone() && first_error.is_none() {
-                                first_error = Some(e);
-                            }
+                    .retain(|(t, n), _| *t != Target::Host || !names.contains(n));
+                // One request for the whole group, but only when every member
+                // is ours: a foreign link that happens to share the number is
+                // never touched. Whatever is listed but outside the group goes
+                // one by one.
+                let batched = !members.is_empty() && members.iter().all(|m| names.contains(m));
+                if batched {
+                    self.host()?.delete_group(*group)?;
+                }
+                let mut first_error = None;
+                for name in names.iter().filter(|n| !(batched && members.contains(n))) {
+                    let r = self.run(&Op::DeleteLink {
+                        target: Target::Host,
+                        name: name.clone(),
+                    });
+                    if let Err(e) = r {
+                        if !e.is_gone() && first_error.is_none() {
+                            first_error = Some(e);
                         }
                     }
-                    if let Some(e) = first_error {
-                        return Err(e);
-                    }
+                }
+                if let Some(e) = first_error {
+                    return Err(e);
                 }
             }
             Op::AddAddress {

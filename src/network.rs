@@ -218,6 +218,7 @@ pub fn plan_create(
             name: bridge.clone(),
             mac,
             mtu: req.mtu,
+            group: Some(network.link_group),
         });
     }
     for s in &network.subnets {
@@ -300,14 +301,20 @@ pub fn plan_remove(state: &State, name: &str, force: bool) -> Result<(State, Vec
     }
     let mut new_state = state.clone();
     let mut ops = Vec::new();
-    if !net.attachments.is_empty() {
+    // The veths and a bridge nsnet created share one link group: one
+    // request deletes them all, with one RCU grace period for the lot.
+    let mut links: Vec<String> = net
+        .attachments
+        .iter()
+        .map(|a| a.host_ifname.clone())
+        .collect();
+    if !net.bridge_adopted {
+        links.push(net.bridge.clone());
+    }
+    if !links.is_empty() {
         ops.push(Op::DeleteLinkGroup {
             group: net.link_group,
-            names: net
-                .attachments
-                .iter()
-                .map(|a| a.host_ifname.clone())
-                .collect(),
+            names: links,
         });
     }
     for a in &net.attachments {
@@ -334,11 +341,6 @@ pub fn plan_remove(state: &State, name: &str, force: bool) -> Result<(State, Vec
                 });
             }
         }
-    } else {
-        ops.push(Op::DeleteLink {
-            target: Target::Host,
-            name: net.bridge.clone(),
-        });
     }
     ops.push(Op::Firewall {
         transaction: firewall::render(&new_state),
@@ -589,7 +591,9 @@ mod tests {
         assert!(s.networks["n"].bridge_adopted);
         assert!(!ops.iter().any(|o| matches!(o, Op::CreateBridge { .. })));
         let (_, ops) = plan_remove(&s, "n", false).unwrap();
-        assert!(!ops.iter().any(|o| matches!(o, Op::DeleteLink { .. })));
+        assert!(!ops
+            .iter()
+            .any(|o| matches!(o, Op::DeleteLink { .. } | Op::DeleteLinkGroup { .. })));
         assert!(ops.iter().any(|o| matches!(o, Op::DeleteAddress { .. })));
     }
 

@@ -40,6 +40,9 @@ pub enum Op {
         name: String,
         mac: [u8; 6],
         mtu: Option<u32>,
+        /// Shared with the network's veths, so that removing the network
+        /// deletes bridge and ports in one request.
+        group: Option<u32>,
     },
     CreateVeth {
         host: String,
@@ -111,9 +114,10 @@ impl fmt::Display for Op {
                 host, peer, netns, ..
             } => write!(f, "create veth {host} <-> {peer} in {netns}"),
             Op::DeleteLink { target, name } => write!(f, "delete link {name} in {target}"),
-            Op::DeleteLinkGroup { names, .. } => {
-                write!(f, "delete {} veth(s)", names.len())
-            }
+            Op::DeleteLinkGroup { names, .. } => match names.as_slice() {
+                [one] => write!(f, "delete link {one} in host"),
+                _ => write!(f, "delete {} links in host in one batch", names.len()),
+            },
             Op::AddAddress {
                 target,
                 ifname,

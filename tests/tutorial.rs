@@ -174,3 +174,46 @@ fn demo_runs_in_its_own_sandbox() {
         "demo leaked into the calling namespace"
     );
 }
+
+#[test]
+fn networks_are_isolated_unless_both_opt_out() {
+    let sb = Sandbox::new();
+    sb.ok(&["network", "create", "red", "--subnet", "10.60.0.0/24"]);
+    sb.ok(&["network", "create", "blue", "--subnet", "10.61.0.0/24"]);
+    sb.ok(&["connect", "red", "r1"]);
+    sb.ok(&["connect", "blue", "b1"]);
+    // Same network: fine. Across networks: dropped in both directions.
+    sb.ok(&["connect", "red", "r2"]);
+    sb.ok(&["ping", "r1", "10.60.0.3", "-c", "1"]);
+    for (ns, dest) in [("r1", "10.61.0.2"), ("b1", "10.60.0.2")] {
+        let out = sb.run(&["ping", ns, dest, "-c", "1", "-W", "0.5"]);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{ns} reached {dest} across networks"
+        );
+    }
+    // Two networks that both opt out reach each other through the host.
+    sb.ok(&[
+        "network",
+        "create",
+        "g1",
+        "--subnet",
+        "10.62.0.0/24",
+        "--no-isolate",
+    ]);
+    sb.ok(&[
+        "network",
+        "create",
+        "g2",
+        "--subnet",
+        "10.63.0.0/24",
+        "--no-isolate",
+    ]);
+    sb.ok(&["connect", "g1", "x1"]);
+    sb.ok(&["connect", "g2", "x2"]);
+    sb.ok(&["ping", "x1", "10.63.0.2", "-c", "1", "-W", "2"]);
+    // One isolated side is enough to keep them apart.
+    let out = sb.run(&["ping", "x1", "10.60.0.2", "-c", "1", "-W", "0.5"]);
+    assert_eq!(out.status.code(), Some(1));
+}

@@ -31,10 +31,29 @@ pub fn render(state: &State) -> Value {
     cmds.push(json!({"add": {"table": table}}));
     cmds.push(chain(POSTROUTING, "nat", "postrouting", PRIO_SRCNAT));
     cmds.push(chain(FORWARD, "filter", "forward", PRIO_FILTER));
+    // Connections to published ports (DNAT) cross networks on purpose.
+    cmds.push(rule(
+        FORWARD,
+        "nsnet: published ports",
+        vec![
+            json!({"match": {"op": "in", "left": {"ct": {"key": "status"}}, "right": "dnat"}}),
+            json!({"accept": null}),
+        ],
+    ));
+    let bridges: Vec<&str> = state.networks.values().map(|n| n.bridge.as_str()).collect();
     for net in state.networks.values() {
-        cmds.extend(network_rules(net));
+        cmds.extend(network_rules(net, &bridges));
     }
     json!({"nftables": cmds})
+}
+
+/// `{ "a", "b" }`: an anonymous set of interface names.
+fn name_set(names: &[&str]) -> Value {
+    if names.len() == 1 {
+        json!(names[0])
+    } else {
+        json!({"set": names})
+    }
 }
 
 fn chain(name: &str, kind: &str, hook: &str, prio: i32) -> Value {
@@ -62,9 +81,37 @@ fn saddr_match(subnet: &IpNet) -> Value {
         "right": {"prefix": {"addr": subnet.network().to_string(), "len": subnet.prefix_len()}}}})
 }
 
-fn network_rules(net: &Network) -> Vec<Value> {
+fn network_rules(net: &Network, bridges: &[&str]) -> Vec<Value> {
     let mut out = Vec::new();
     let comment = format!("nsnet network {}", net.name);
+    let others: Vec<&str> = bridges
+        .iter()
+        .copied()
+        .filter(|b| *b != net.bridge)
+        .collect();
+    if net.isolate && !others.is_empty() && !net.internal {
+        // Isolation: nothing is forwarded between this bridge and another
+        // nsnet bridge, in either direction (so one isolated side is
+        // enough). Internal networks drop all of it below anyway.
+        out.push(rule(
+            FORWARD,
+            &comment,
+            vec![
+                ifname_match("iifname", "==", &net.bridge),
+                json!({"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": name_set(&others)}}),
+                json!({"drop": null}),
+            ],
+        ));
+        out.push(rule(
+            FORWARD,
+            &comment,
+            vec![
+                json!({"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": name_set(&others)}}),
+                ifname_match("oifname", "==", &net.bridge),
+                json!({"drop": null}),
+            ],
+        ));
+    }
     if net.internal {
         // Internal: nothing is forwarded into or out of the bridge; traffic
         // between its own ports is bridged and never reaches this hook
@@ -151,6 +198,10 @@ mod tests {
             net("dual", &["172.16.0.0/16", "fd00:1::/64"], false, true),
             net("nonat", &["10.1.0.0/24"], false, false),
             net("internal", &["10.2.0.0/24"], true, true),
+            Network {
+                isolate: false,
+                ..net("open", &["10.3.0.0/24"], false, true)
+            },
         ] {
             state.networks.insert(n.name.clone(), n);
         }

@@ -100,7 +100,13 @@ impl Handle {
     /// Creates a bridge, already up, with a fixed MAC: without one the
     /// kernel gives the bridge the lowest MAC among its ports, which changes
     /// as ports come and go and makes neighbours' ARP caches stale.
-    pub fn create_bridge(&mut self, name: &str, mac: [u8; 6], mtu: Option<u32>) -> Result<()> {
+    pub fn create_bridge(
+        &mut self,
+        name: &str,
+        mac: [u8; 6],
+        mtu: Option<u32>,
+        group: Option<u32>,
+    ) -> Result<()> {
         let mut msg = LinkMessage::default();
         msg.header.flags = LinkFlags::Up;
         msg.header.change_mask = LinkFlags::Up;
@@ -108,6 +114,9 @@ impl Handle {
         msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
         if let Some(mtu) = mtu {
             msg.attributes.push(LinkAttribute::Mtu(mtu));
+        }
+        if let Some(group) = group {
+            msg.attributes.push(LinkAttribute::Group(group));
         }
         msg.attributes
             .push(LinkAttribute::LinkInfo(vec![NlLinkInfo::Kind(
