@@ -16,7 +16,9 @@
 #              created, veth, lo up, address, eth0 up, default route, state
 #              recorded), as a script or a runtime would call it
 #   batch:     one `nsnet connect NET ns1 ... nsN` process
-#   teardown = one `nsnet network rm --force` (+ wait until no port is left)
+#   teardown, matching: one `nsnet disconnect` per namespace, or one
+#   `nsnet disconnect NET ns1 ... nsN`, or `nsnet network rm --force`
+#   (each + wait until no port is left on the bridge)
 set -euo pipefail
 if [ -z "${NSNET_BENCH_INNER:-}" ]; then
   [ "$(id -u)" = 0 ] || { echo "bench/attach.sh: run as root" >&2; exit 2; }
@@ -71,16 +73,22 @@ nsnet_run() {
   "$NSNET" -q network create bench --subnet 10.98.0.0/16 >/dev/null
   local t0 t1 t2
   t0=$(now)
-  if [ "$mode" = batch ]; then
+  if [ "$mode" = per-process ]; then
+    for i in $(seq "$n"); do "$NSNET" -q connect bench "n$i"; done
+  else
     # shellcheck disable=SC2046
     "$NSNET" -q connect bench $(seq -f 'n%g' "$n")
-  else
-    for i in $(seq "$n"); do "$NSNET" -q connect bench "n$i"; done
   fi
   t1=$(now)
-  "$NSNET" -q network rm bench --force
+  case $mode in
+    per-process) for i in $(seq "$n"); do "$NSNET" -q disconnect bench "n$i"; done ;;
+    # shellcheck disable=SC2046
+    batch) "$NSNET" -q disconnect bench $(seq -f 'n%g' "$n") ;;
+    rm) "$NSNET" -q network rm bench --force ;;
+  esac
   ports_gone bench
   t2=$(now)
+  [ "$mode" = rm ] || "$NSNET" -q network rm bench
   echo "$((t1 - t0)) $((t2 - t1))"
 }
 
@@ -94,9 +102,11 @@ for n in "$@"; do
   read -r fs ft < <(floor_run "$n"); settle
   read -r ps pt < <(nsnet_run "$n" per-process); settle
   read -r bs bt < <(nsnet_run "$n" batch); settle
+  read -r rs rt < <(nsnet_run "$n" rm); settle
   row "$n" "floor (ip -batch)" "$fs" "$ft" "$fs" "$ft"
   row "$n" "nsnet, process each" "$ps" "$pt" "$fs" "$ft"
   row "$n" "nsnet, one process" "$bs" "$bt" "$fs" "$ft"
+  row "$n" "nsnet, rm --force" "$rs" "$rt" "$fs" "$ft"
 done
 if [ -x /usr/lib/cni/bridge ]; then
   echo "(CNI reference plugins are installed; the CNI comparison comes with plugin mode)"

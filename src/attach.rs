@@ -240,23 +240,40 @@ pub fn plan_connect(
 }
 
 /// Plans the removal of one attachment.
-pub fn plan_disconnect(state: &State, network: &str, namespace: &str) -> Result<(State, Vec<Op>)> {
+/// Plans the removal of attachments of one network: all their host veths
+/// in one batched deletion, then the namespaces nsnet created for them.
+pub fn plan_disconnect(
+    state: &State,
+    network: &str,
+    namespaces: &[String],
+) -> Result<(State, Vec<Op>)> {
     let net = find_network(state, network)?;
-    let ns = NsRef::parse(namespace)?;
-    let att = net.attachment(&ns).ok_or_else(|| {
-        Error::NotFound(format!(
-            "namespace {ns} is not connected to network {network}"
-        ))
-    })?;
+    let mut refs = Vec::new();
+    for namespace in namespaces {
+        let ns = NsRef::parse(namespace)?;
+        if net.attachment(&ns).is_none() {
+            return Err(Error::NotFound(format!(
+                "namespace {ns} is not connected to network {network}"
+            )));
+        }
+        if refs.contains(&ns) {
+            return Err(Error::Invalid(format!("namespace {ns} is listed twice")));
+        }
+        refs.push(ns);
+    }
     let mut new_state = state.clone();
-    let mut ops = vec![Op::DeleteLink {
-        target: Target::Host,
-        name: att.host_ifname.clone(),
+    let mut ops = vec![Op::DeleteLinks {
+        names: refs
+            .iter()
+            .map(|ns| net.attachment(ns).expect("checked").host_ifname.clone())
+            .collect(),
     }];
-    if new_state.detach(network, &ns) {
-        ops.push(Op::DeleteNetns {
-            name: ns.name().expect("detach checked it is named").to_string(),
-        });
+    for ns in &refs {
+        if new_state.detach(network, ns) {
+            ops.push(Op::DeleteNetns {
+                name: ns.name().expect("detach checked it is named").to_string(),
+            });
+        }
     }
     Ok((new_state, ops))
 }
@@ -302,24 +319,37 @@ impl Nsnet {
     }
 
     pub fn disconnect(&self, network: &str, namespace: &str) -> Result<Attachment> {
+        Ok(self
+            .disconnect_many(network, &[namespace.to_string()])?
+            .remove(0))
+    }
+
+    /// Detaches several namespaces from one network, keeping going past
+    /// pieces that are already gone.
+    pub fn disconnect_many(&self, network: &str, namespaces: &[String]) -> Result<Vec<Attachment>> {
         if !nix::unistd::geteuid().is_root() {
             return Err(Error::NotRoot("disconnect namespaces"));
         }
         let lock = self.store.lock()?;
         let state = self.store.load(&lock)?;
-        let (new_state, ops) = plan_disconnect(&state, network, namespace)?;
-        let ns = NsRef::parse(namespace)?;
-        let att = state.networks[network]
-            .attachment(&ns)
-            .expect("planned")
-            .clone();
+        let (new_state, ops) = plan_disconnect(&state, network, namespaces)?;
+        let removed = namespaces
+            .iter()
+            .map(|n| {
+                let ns = NsRef::parse(n).expect("planned");
+                state.networks[network]
+                    .attachment(&ns)
+                    .expect("planned")
+                    .clone()
+            })
+            .collect();
         let mut kernel = LiveKernel::new();
         let errors = plan::teardown(&ops, &mut kernel);
         if !errors.is_empty() {
             return Err(Error::Teardown(errors));
         }
         self.store.save(&lock, &new_state)?;
-        Ok(att)
+        Ok(removed)
     }
 }
 

@@ -65,8 +65,13 @@ pub enum Command {
         #[arg(long)]
         mac: Option<String>,
     },
-    /// Detach a namespace from a network (and delete the namespace if connect created it)
-    Disconnect { network: String, namespace: String },
+    /// Detach namespaces from a network (and delete those that connect created)
+    Disconnect {
+        network: String,
+        /// One or more namespaces; several are detached in one batch
+        #[arg(required = true, value_name = "NAMESPACE")]
+        namespaces: Vec<String>,
+    },
     /// Run a command inside a namespace
     Exec {
         namespace: String,
@@ -248,12 +253,16 @@ pub fn run(cli: Cli) -> Result<i32> {
                 out.attachment(&network, &att);
             }
         }
-        Command::Disconnect { network, namespace } => {
-            let att = nsnet.disconnect(&network, &namespace)?;
-            out.done(&format!(
-                "disconnected {} from network {network}",
-                att.namespace
-            ));
+        Command::Disconnect {
+            network,
+            namespaces,
+        } => {
+            for att in nsnet.disconnect_many(&network, &namespaces)? {
+                out.done(&format!(
+                    "disconnected {} from network {network}",
+                    att.namespace
+                ));
+            }
         }
         Command::Exec { namespace, command } => {
             let ns = NsRef::parse(&namespace)?;

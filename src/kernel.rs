@@ -103,6 +103,7 @@ pub fn undo_of(op: &Op, old_sysctl: Option<String>) -> Option<Op> {
         Op::DeleteNetns { .. }
         | Op::DeleteLink { .. }
         | Op::DeleteLinkGroup { .. }
+        | Op::DeleteLinks { .. }
         | Op::DeleteAddress { .. } => None,
     }
 }
@@ -193,6 +194,41 @@ impl LiveKernel {
         self.namespaces.remove(ns);
         let target = Target::Ns(ns.clone());
         self.indexes.retain(|(t, _), _| *t != target);
+    }
+
+    /// Deletes several host links with one RCU grace period: each is moved
+    /// into a link group nobody uses, then the group goes in one request.
+    /// One link is simply deleted.
+    fn delete_links(&mut self, names: &[String]) -> Result<(), Error> {
+        let present: Vec<(u32, String)> = {
+            let mut v = Vec::new();
+            for name in names {
+                match self.index_of(&Target::Host, name) {
+                    Ok(index) => v.push((index, name.clone())),
+                    Err(e) if e.is_gone() => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            v
+        };
+        self.indexes
+            .retain(|(t, n), _| *t != Target::Host || !names.contains(n));
+        let host = self.host()?;
+        if let [(index, name)] = present.as_slice() {
+            return Ok(host.delete_link(*index, name)?);
+        }
+        if present.is_empty() {
+            return Ok(());
+        }
+        let used: std::collections::HashSet<u32> = host.links()?.iter().map(|l| l.group).collect();
+        let mut group = 0x7e00_0000 | (std::process::id() & 0x00ff_ffff);
+        while used.contains(&group) {
+            group = group.wrapping_add(1) | 0x7e00_0000;
+        }
+        for (index, name) in &present {
+            host.set_group(*index, name, group)?;
+        }
+        Ok(host.delete_group(group)?)
     }
 
     fn run(&mut self, op: &Op) -> Result<Option<Op>, Error> {
@@ -304,6 +340,7 @@ impl LiveKernel {
                     return Err(e);
                 }
             }
+            Op::DeleteLinks { names } => self.delete_links(names)?,
             Op::AddAddress {
                 target,
                 ifname,

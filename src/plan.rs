@@ -64,6 +64,11 @@ pub enum Op {
         group: u32,
         names: Vec<String>,
     },
+    /// Deletes host links in one request: they are moved into a fresh,
+    /// unused link group first, and the group is deleted.
+    DeleteLinks {
+        names: Vec<String>,
+    },
     AddAddress {
         target: Target,
         ifname: String,
@@ -115,6 +120,10 @@ impl fmt::Display for Op {
             } => write!(f, "create veth {host} <-> {peer} in {netns}"),
             Op::DeleteLink { target, name } => write!(f, "delete link {name} in {target}"),
             Op::DeleteLinkGroup { names, .. } => match names.as_slice() {
+                [one] => write!(f, "delete link {one} in host"),
+                _ => write!(f, "delete {} links in host in one batch", names.len()),
+            },
+            Op::DeleteLinks { names } => match names.as_slice() {
                 [one] => write!(f, "delete link {one} in host"),
                 _ => write!(f, "delete {} links in host in one batch", names.len()),
             },

@@ -250,6 +250,15 @@ fn several_namespaces_connect_in_one_go_or_not_at_all() {
     let out = sb.ok(&["connect", "m", "b1", "b2", "b3"]);
     assert_eq!(out.lines().count(), 3, "{out}");
     sb.ok(&["ping", "b1", "10.47.0.4", "-c", "1"]);
+    // A batch disconnect of a subset leaves the others working.
+    let out = sb.ok(&["disconnect", "m", "b1", "b3"]);
+    assert_eq!(out.lines().count(), 2, "{out}");
+    let links = sb.sh("ip -o link show master m");
+    assert_eq!(links.lines().count(), 1, "{links}");
+    assert_eq!(sb.sh("ip netns list").trim().lines().count(), 1);
+    sb.fails(&["disconnect", "m", "b2", "b2"], 2);
+    sb.fails(&["disconnect", "m", "b2", "b9"], 3);
+    sb.ok(&["ping", "b2", "10.47.0.1", "-c", "1"]);
     let err = sb.fails(&["connect", "m", "c1", "c2", "--ip", "10.47.0.9"], 2);
     assert!(err.contains("one namespace"), "{err}");
     sb.ok(&["network", "rm", "m", "--force"]);

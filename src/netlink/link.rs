@@ -213,6 +213,21 @@ impl Handle {
         )
     }
 
+    /// Moves a link into a link group.
+    pub fn set_group(&mut self, index: u32, name: &str, group: u32) -> Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes.push(LinkAttribute::Group(group));
+        self.request(
+            RouteNetlinkMessage::SetLink(msg),
+            0,
+            Ctx {
+                op: "setting link group of",
+                target: name,
+            },
+        )
+    }
+
     /// Deletes a link. Deleting either end of a veth deletes both.
     pub fn delete_link(&mut self, index: u32, name: &str) -> Result<()> {
         let mut msg = LinkMessage::default();
