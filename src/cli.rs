@@ -296,7 +296,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             return Ok(if summary.received > 0 { 0 } else { 1 });
         }
         Command::Show => out.show(&nsnet.state()?, &crate::output::live_ports()),
-        Command::Demo => return crate::demo::run(&cli.state_dir, &out),
+        Command::Demo => return crate::demo::run(&out),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "nsnet", &mut io::stdout());
         }

@@ -1,12 +1,7 @@
 //! `nsnet demo`: the tutorial, end to end, in a private sandbox.
 
-use std::fs;
 use std::net::IpAddr;
-use std::path::Path;
 use std::time::Duration;
-
-use nix::mount::{mount, MsFlags};
-use nix::sched::{unshare, CloneFlags};
 
 use nsnet::attach::ConnectRequest;
 use nsnet::kernel::LiveKernel;
@@ -19,38 +14,6 @@ use crate::output::{live_ports, Printer};
 
 const UPSTREAM_NS: &str = "upstream";
 const UPSTREAM_ADDR: &str = "203.0.113.1";
-
-/// Moves the whole process into a fresh network namespace and a private
-/// mount namespace with empty tmpfs over `/run` and `/etc/netns`. Must run
-/// before any thread exists: mount namespaces cannot be unshared by a
-/// process that shares its filesystem context with other threads.
-fn enter_sandbox() -> Result<()> {
-    let fail = |what: &str, e: nix::Error| Error::Failed(format!("demo sandbox: {what}: {e}"));
-    unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS).map_err(|e| fail("unshare", e))?;
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .map_err(|e| fail("making mounts private", e))?;
-    let tmpfs = |dir: &str| {
-        mount(
-            Some("nsnet-demo"),
-            dir,
-            Some("tmpfs"),
-            MsFlags::empty(),
-            Some("mode=0755"),
-        )
-        .map_err(|e| fail(&format!("tmpfs on {dir}"), e))
-    };
-    tmpfs("/run")?;
-    if Path::new("/etc/netns").is_dir() {
-        tmpfs("/etc/netns")?;
-    }
-    Ok(())
-}
 
 fn step(title: &str, manual: &[&str]) {
     println!();
@@ -136,14 +99,15 @@ fn demo_ping(out: &Printer, ns: &str, dest: &str) -> Result<bool> {
     Ok(s.received > 0)
 }
 
-pub fn run(_state_dir: &Path, out: &Printer) -> Result<i32> {
+/// Runs the demo. It keeps its state in the sandbox, whatever `--state-dir`
+/// says: the demo never touches the host's state either.
+pub fn run(out: &Printer) -> Result<i32> {
     if !nix::unistd::geteuid().is_root() {
         return Err(Error::NotRoot("build the demo sandbox"));
     }
-    enter_sandbox()?;
-    let state_dir = Path::new("/run/nsnet");
-    fs::create_dir_all(state_dir).map_err(|e| Error::Failed(format!("demo state dir: {e}")))?;
-    let nsnet = Nsnet::new(state_dir);
+    // The process has no other thread yet, so all of it moves.
+    nsnet::sandbox::enter().map_err(|e| Error::Failed(e.to_string()))?;
+    let nsnet = Nsnet::new(nsnet::state::DEFAULT_DIR);
     println!(
         "nsnet demo: the tutorial in a private network and mount namespace; the host is untouched."
     );

@@ -149,24 +149,41 @@ impl State {
     }
 }
 
+/// A plain network for unit tests elsewhere in the crate.
+#[cfg(test)]
+pub(crate) fn test_network(name: &str, bridge: &str, subnets: &[&str]) -> Network {
+    Network {
+        name: name.into(),
+        bridge: bridge.into(),
+        bridge_adopted: false,
+        bridge_brought_up: false,
+        bridge_mac: "02:00:00:00:00:01".into(),
+        subnets: subnets
+            .iter()
+            .map(|s| {
+                let cidr: IpNet = s.parse().expect("valid test subnet");
+                Subnet {
+                    cidr,
+                    gateway: crate::ipam::default_gateway(&cidr).expect("room for a gateway"),
+                }
+            })
+            .collect(),
+        preexisting_gateways: vec![],
+        internal: false,
+        masquerade: true,
+        isolate: true,
+        mtu: None,
+        link_group: 1,
+        attachments: vec![],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn net(name: &str, atts: &[(&str, bool)]) -> Network {
         Network {
-            name: name.into(),
-            bridge: name.into(),
-            bridge_adopted: false,
-            bridge_brought_up: false,
-            bridge_mac: String::new(),
-            subnets: vec![],
-            preexisting_gateways: vec![],
-            internal: false,
-            masquerade: true,
-            isolate: true,
-            mtu: None,
-            link_group: 1,
             attachments: atts
                 .iter()
                 .map(|(ns, created)| Attachment {
@@ -178,6 +195,7 @@ mod tests {
                     addresses: vec![],
                 })
                 .collect(),
+            ..test_network(name, name, &[])
         }
     }
 

@@ -224,7 +224,6 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Network;
 
     #[test]
     fn round_trip_and_empty_state_leaves_nothing() {
@@ -235,21 +234,7 @@ mod tests {
         assert!(state.networks.is_empty());
         state.networks.insert(
             "n".into(),
-            Network {
-                name: "n".into(),
-                bridge: "n".into(),
-                bridge_adopted: false,
-                bridge_brought_up: false,
-                bridge_mac: "02:00:00:00:00:01".into(),
-                subnets: vec![],
-                preexisting_gateways: vec![],
-                internal: false,
-                masquerade: true,
-                isolate: true,
-                mtu: None,
-                link_group: 7,
-                attachments: vec![],
-            },
+            crate::model::test_network("n", "n", &["10.0.0.0/24"]),
         );
         store.save(&lock, &state).unwrap();
         assert_eq!(store.load(&lock).unwrap(), state);

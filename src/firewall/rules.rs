@@ -157,32 +157,12 @@ fn network_rules(net: &Network, bridges: &[&str]) -> Vec<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ipam::Subnet;
 
     fn net(name: &str, subnets: &[&str], internal: bool, masquerade: bool) -> Network {
         Network {
-            name: name.into(),
-            bridge: format!("br-{name}"),
-            bridge_adopted: false,
-            bridge_brought_up: false,
-            bridge_mac: "02:00:00:00:00:01".into(),
-            subnets: subnets
-                .iter()
-                .map(|s| {
-                    let cidr: IpNet = s.parse().unwrap();
-                    Subnet {
-                        cidr,
-                        gateway: crate::ipam::default_gateway(&cidr).unwrap(),
-                    }
-                })
-                .collect(),
-            preexisting_gateways: vec![],
             internal,
             masquerade,
-            isolate: true,
-            mtu: None,
-            link_group: 1,
-            attachments: vec![],
+            ..crate::model::test_network(name, &format!("br-{name}"), subnets)
         }
     }
 

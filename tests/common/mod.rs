@@ -9,11 +9,9 @@
 use std::fs;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsFd;
-use std::path::Path;
 use std::process::{Command, Output};
 
-use nix::mount::{mount, MsFlags};
-use nix::sched::{setns, unshare, CloneFlags};
+use nix::sched::{setns, CloneFlags};
 
 pub const NSNET: &str = env!("CARGO_BIN_EXE_nsnet");
 
@@ -61,13 +59,6 @@ pub struct Sandbox {
     _private: (),
 }
 
-fn netns_id() -> String {
-    fs::read_link("/proc/thread-self/ns/net")
-        .expect("reading own netns")
-        .display()
-        .to_string()
-}
-
 impl Sandbox {
     pub fn new() -> Sandbox {
         assert!(
@@ -75,38 +66,7 @@ impl Sandbox {
             "this test needs root: it creates namespaces, bridges and veths inside a private sandbox \
              (run the README's test command as root)"
         );
-        let outer = netns_id();
-        unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS).expect("unshare net+mount");
-        assert_ne!(netns_id(), outer, "sandbox is not isolated");
-        mount(
-            None::<&str>,
-            "/",
-            None::<&str>,
-            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-            None::<&str>,
-        )
-        .expect("making mounts private");
-        mount(
-            Some("nsnet-test"),
-            "/run",
-            Some("tmpfs"),
-            MsFlags::empty(),
-            Some("mode=0755"),
-        )
-        .expect("tmpfs on /run");
-        // As on a host where iproute2 has run: both directories exist.
-        fs::create_dir_all("/run/netns").expect("mkdir /run/netns");
-        fs::create_dir_all("/run/nsnet").expect("mkdir /run/nsnet");
-        if Path::new("/etc/netns").is_dir() {
-            mount(
-                Some("nsnet-test"),
-                "/etc/netns",
-                Some("tmpfs"),
-                MsFlags::empty(),
-                None::<&str>,
-            )
-            .expect("tmpfs on /etc/netns");
-        }
+        nsnet::sandbox::enter().expect("entering the test sandbox");
         let sb = Sandbox { _private: () };
         sb.sh("ip link set lo up");
         sb

@@ -1,0 +1,75 @@
+//! A throw-away network world for the demo and the tests: the calling
+//! thread enters a fresh network namespace and a private mount namespace
+//! with empty tmpfs over `/run` (so `/run/netns` and the state directory
+//! `/run/nsnet` start empty) and over `/etc/netns`. Processes the thread
+//! starts inherit both. Nothing of it reaches the host; it all vanishes
+//! when the thread (or process) that entered it ends.
+
+use std::fs;
+use std::path::Path;
+
+use nix::mount::{mount, MsFlags};
+use nix::sched::{unshare, CloneFlags};
+
+#[derive(Debug, thiserror::Error)]
+#[error("entering a private sandbox: {what}: {source}")]
+pub struct Error {
+    what: String,
+    source: std::io::Error,
+}
+
+fn fail(what: &str) -> impl FnOnce(nix::Error) -> Error + '_ {
+    move |e| Error {
+        what: what.to_string(),
+        source: e.into(),
+    }
+}
+
+fn netns_id() -> Option<std::path::PathBuf> {
+    fs::read_link("/proc/thread-self/ns/net").ok()
+}
+
+/// Moves the calling thread into a sandbox. In a process with other threads
+/// only the calling thread moves (mount namespaces are per thread once the
+/// filesystem context is unshared, which `unshare` does).
+pub fn enter() -> Result<(), Error> {
+    let outer = netns_id();
+    unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS).map_err(fail("unshare"))?;
+    if netns_id() == outer {
+        return Err(Error {
+            what: "checking isolation".into(),
+            source: std::io::Error::other("still in the original network namespace"),
+        });
+    }
+    // Private propagation first, so that nothing mounted below leaks back.
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(fail("making mounts private"))?;
+    let tmpfs = |dir: &'static str| {
+        mount(
+            Some("nsnet-sandbox"),
+            dir,
+            Some("tmpfs"),
+            MsFlags::empty(),
+            Some("mode=0755"),
+        )
+        .map_err(fail(dir))
+    };
+    tmpfs("/run")?;
+    if Path::new("/etc/netns").is_dir() {
+        tmpfs("/etc/netns")?;
+    }
+    // As on a host where iproute2 and nsnet have run before.
+    for dir in [crate::netns::RUN_DIR, crate::state::DEFAULT_DIR] {
+        fs::create_dir_all(dir).map_err(|source| Error {
+            what: format!("creating {dir}"),
+            source,
+        })?;
+    }
+    Ok(())
+}
