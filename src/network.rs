@@ -41,6 +41,9 @@ pub struct HostFacts {
     pub sysctls: Vec<(String, String)>,
 }
 
+/// IPv6 needs links of at least this MTU (RFC 8200); the kernel disables
+/// IPv6 on smaller ones.
+const IPV6_MIN_MTU: u32 = 1280;
 /// Smallest and largest MTU a bridge port can have.
 const MTU_RANGE: std::ops::RangeInclusive<u32> = 68..=65535;
 
@@ -127,6 +130,13 @@ pub fn plan_create(
             )));
         }
         cidrs.push(net);
+    }
+    if let (Some(mtu), true) = (req.mtu, cidrs.iter().any(|c| c.addr().is_ipv6())) {
+        if mtu < IPV6_MIN_MTU {
+            return Err(Error::Invalid(format!(
+                "invalid MTU {mtu}: an IPv6 subnet needs at least {IPV6_MIN_MTU}"
+            )));
+        }
     }
     let others: Vec<(&str, IpNet)> = state
         .networks
