@@ -12,6 +12,7 @@ use crate::kernel::LiveKernel;
 use crate::model::{Attachment, Network, State};
 use crate::netns::{self, NsRef};
 use crate::plan::{self, Op, Target};
+use crate::ports::PortMapping;
 use crate::{names, Nsnet};
 
 /// The interface name inside the namespace when none is given.
@@ -25,6 +26,8 @@ pub struct ConnectRequest {
     pub ips: Vec<String>,
     pub ifname: Option<String>,
     pub mac: Option<String>,
+    /// Published ports, `[HOSTIP:]HOSTPORT[-END]:PORT[-END][/PROTO]`.
+    pub publish: Vec<String>,
 }
 
 /// What the kernel says about the namespace being attached.
@@ -90,6 +93,48 @@ fn requested_addresses(net: &Network, ips: &[String]) -> Result<Vec<IpAddr>> {
     Ok(out)
 }
 
+/// Parses and checks published ports against the network and against every
+/// port already published on the host.
+fn published_ports(state: &State, net: &Network, specs: &[String]) -> Result<Vec<PortMapping>> {
+    let mut out: Vec<PortMapping> = Vec::new();
+    for spec in specs {
+        let m: PortMapping = spec
+            .parse()
+            .map_err(|e: crate::ports::PortError| Error::Invalid(e.to_string()))?;
+        if let Some(ip) = m.host_ip {
+            if !net
+                .subnets
+                .iter()
+                .any(|s| s.cidr.addr().is_ipv4() == ip.is_ipv4())
+            {
+                return Err(Error::Invalid(format!(
+                    "invalid published port {spec:?}: host address {ip} is {} but network {} has no {} subnet",
+                    if ip.is_ipv4() { "IPv4" } else { "IPv6" },
+                    net.name,
+                    if ip.is_ipv4() { "IPv4" } else { "IPv6" },
+                )));
+            }
+        }
+        if let Some(mine) = out.iter().find(|o| o.conflicts_with(&m)) {
+            return Err(Error::Conflict(format!(
+                "published ports {mine} and {m} overlap"
+            )));
+        }
+        for other in state.networks.values() {
+            for a in &other.attachments {
+                if let Some(theirs) = a.ports.iter().find(|p| p.conflicts_with(&m)) {
+                    return Err(Error::Conflict(format!(
+                        "host port {}/{} is already published by namespace {} on network {} ({theirs})",
+                        m.protocol, m.host_port, a.namespace, other.name
+                    )));
+                }
+            }
+        }
+        out.push(m);
+    }
+    Ok(out)
+}
+
 fn ipam_error(e: IpamError, net: &Network) -> Error {
     match e {
         IpamError::InUse { addr } => {
@@ -143,6 +188,7 @@ pub fn plan_connect(
             "namespace {ns} already has an interface named {ifname}; pass --ifname"
         )));
     }
+    let ports = published_ports(state, net, &req.publish)?;
     let host_ifname = names::host_veth_name(&net.name, &ns.to_string(), &ifname);
     if facts.host_ifnames.contains(&host_ifname) {
         return Err(Error::Conflict(format!(
@@ -191,6 +237,11 @@ pub fn plan_connect(
         mac,
         group: net.link_group,
     });
+    if !ports.is_empty() {
+        ops.push(Op::SetHairpin {
+            ifname: host_ifname.clone(),
+        });
+    }
     ops.push(Op::LinkUp {
         target: target.clone(),
         ifname: "lo".into(),
@@ -235,6 +286,7 @@ pub fn plan_connect(
             ifname,
             mac: mac.as_ref().map(names::format_mac),
             addresses,
+            ports,
         });
     Ok((new_state, ops))
 }
@@ -262,12 +314,19 @@ pub fn plan_disconnect(
         refs.push(ns);
     }
     let mut new_state = state.clone();
-    let mut ops = vec![Op::DeleteLinks {
+    for ns in &refs {
+        new_state.detach(network, ns);
+    }
+    // Published ports go first, so that no new connection is sent to an
+    // attachment on its way out.
+    let mut ops: Vec<Op> = Op::firewall(state, &new_state).into_iter().collect();
+    let mut new_state = state.clone();
+    ops.push(Op::DeleteLinks {
         names: refs
             .iter()
             .map(|ns| net.attachment(ns).expect("checked").host_ifname.clone())
             .collect(),
-    }];
+    });
     for ns in &refs {
         if new_state.detach(network, ns) {
             ops.push(Op::DeleteNetns {
@@ -290,7 +349,8 @@ impl Nsnet {
             return Err(Error::NotRoot("connect namespaces"));
         }
         let lock = self.store.lock()?;
-        let mut state = self.store.load(&lock)?;
+        let before = self.store.load(&lock)?;
+        let mut state = before.clone();
         let mut kernel = LiveKernel::new();
         let mut ops = Vec::new();
         for req in reqs {
@@ -305,6 +365,8 @@ impl Nsnet {
             state = next;
             ops.append(&mut more);
         }
+        // One firewall transaction for all of them, after the links exist.
+        ops.extend(Op::firewall(&before, &state));
         let undo = plan::apply(&ops, &mut kernel)?;
         self.save_or_undo(&lock, &state, undo, &mut kernel)?;
         reqs.iter()

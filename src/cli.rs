@@ -64,6 +64,9 @@ pub enum Command {
         /// MAC address of the interface inside the namespace
         #[arg(long)]
         mac: Option<String>,
+        /// Publish a port: [HOSTIP:]HOSTPORT[-END]:PORT[-END][/tcp|/udp|/sctp]
+        #[arg(short = 'p', long = "publish", value_name = "SPEC")]
+        publish: Vec<String>,
     },
     /// Detach namespaces from a network (and delete those that connect created)
     Disconnect {
@@ -232,10 +235,11 @@ pub fn run(cli: Cli) -> Result<i32> {
             ips,
             ifname,
             mac,
+            publish,
         } => {
-            if namespaces.len() > 1 && (!ips.is_empty() || mac.is_some()) {
+            if namespaces.len() > 1 && (!ips.is_empty() || mac.is_some() || !publish.is_empty()) {
                 return Err(Error::Invalid(
-                    "--ip and --mac apply to one namespace; connect the namespaces one by one"
+                    "--ip, --mac and --publish apply to one namespace; connect the namespaces one by one"
                         .into(),
                 ));
             }
@@ -247,6 +251,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                     ips: ips.clone(),
                     ifname: Some(ifname.clone()),
                     mac: mac.clone(),
+                    publish: publish.clone(),
                 })
                 .collect();
             for att in nsnet.connect_many(&reqs)? {

@@ -72,8 +72,9 @@ pub fn undo_of(op: &Op, old_sysctl: Option<String>) -> Option<Op> {
             ifname: ifname.clone(),
             addr: *addr,
         }),
-        Op::SetSysctl { key, value } => match old_sysctl {
+        Op::SetSysctl { target, key, value } => match old_sysctl {
             Some(old) if &old != value => Some(Op::SetSysctl {
+                target: target.clone(),
                 key: key.clone(),
                 value: old,
             }),
@@ -94,10 +95,12 @@ pub fn undo_of(op: &Op, old_sysctl: Option<String>) -> Option<Op> {
                 ifname: ifname.clone(),
             })
         }
-        // Deleting a link removes its routes; links come down with them.
+        // Deleting a link removes its routes and port settings; links come
+        // down with them.
         Op::LinkUp { .. }
         | Op::LinkDown { .. }
         | Op::SetMac { .. }
+        | Op::SetHairpin { .. }
         | Op::AddDefaultRoute { .. } => None,
         // Deletions are not undone: teardown plans keep going instead.
         Op::DeleteNetns { .. }
@@ -381,9 +384,33 @@ impl LiveKernel {
                 let index = self.index_of(target, ifname)?;
                 self.handle(target)?.add_default_route(*gateway, index)?;
             }
-            Op::SetSysctl { key, value } => {
+            Op::SetSysctl {
+                target: Target::Host,
+                key,
+                value,
+            } => {
                 old_sysctl = Some(sysctl::read(key)?);
                 sysctl::write(key, value)?;
+            }
+            Op::SetSysctl {
+                target: Target::Ns(ns),
+                key,
+                value,
+            } => {
+                let fd = &self.ns(ns)?.fd;
+                old_sysctl = Some(netns::in_netns(
+                    fd.as_fd(),
+                    &ns.to_string(),
+                    || -> Result<String, Error> {
+                        let old = sysctl::read(key)?;
+                        sysctl::write(key, value)?;
+                        Ok(old)
+                    },
+                )??);
+            }
+            Op::SetHairpin { ifname } => {
+                let index = self.index_of(&Target::Host, ifname)?;
+                self.host()?.set_hairpin(index, ifname, true)?;
             }
             Op::Firewall { transaction, .. } => firewall::apply(transaction)?,
         }

@@ -18,6 +18,7 @@ pub mod netns;
 pub mod network;
 pub mod ping;
 pub mod plan;
+pub mod ports;
 pub mod sandbox;
 pub mod state;
 pub mod sysctl;

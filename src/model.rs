@@ -42,6 +42,10 @@ pub struct Network {
     /// remove.
     #[serde(default)]
     pub preexisting_gateways: Vec<IpAddr>,
+    /// Sysctls of an adopted bridge that nsnet changed, with their old
+    /// values, put back by `rm`.
+    #[serde(default)]
+    pub bridge_sysctls: BTreeMap<String, String>,
     pub internal: bool,
     pub masquerade: bool,
     pub isolate: bool,
@@ -63,6 +67,9 @@ pub struct Attachment {
     pub ifname: String,
     pub mac: Option<String>,
     pub addresses: Vec<IpNet>,
+    /// Host ports published to this attachment.
+    #[serde(default)]
+    pub ports: Vec<crate::ports::PortMapping>,
 }
 
 impl Network {
@@ -169,6 +176,7 @@ pub(crate) fn test_network(name: &str, bridge: &str, subnets: &[&str]) -> Networ
             })
             .collect(),
         preexisting_gateways: vec![],
+        bridge_sysctls: BTreeMap::new(),
         internal: false,
         masquerade: true,
         isolate: true,
@@ -193,6 +201,7 @@ mod tests {
                     ifname: "eth0".into(),
                     mac: None,
                     addresses: vec![],
+                    ports: vec![],
                 })
                 .collect(),
             ..test_network(name, name, &[])

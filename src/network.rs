@@ -13,7 +13,7 @@ use crate::kernel::LiveKernel;
 use crate::model::{Network, State};
 use crate::netlink::{LinkInfo, LinkKind};
 use crate::plan::{self, Op, Target};
-use crate::{firewall, names, sysctl, Nsnet};
+use crate::{names, sysctl, Nsnet};
 
 /// What a user asks for; every front end fills this in.
 #[derive(Debug, Clone, Default)]
@@ -214,6 +214,7 @@ pub fn plan_create(
         bridge_mac: names::format_mac(&mac),
         subnets,
         preexisting_gateways: Vec::new(),
+        bridge_sysctls: Default::default(),
         internal: req.internal,
         masquerade: !req.no_masquerade && !req.internal,
         isolate: !req.no_isolate,
@@ -258,6 +259,24 @@ pub fn plan_create(
             ifname: bridge.clone(),
         });
     }
+    if network.subnet_v4().is_some() && !network.internal {
+        let key = sysctl::route_localnet(&bridge);
+        let current = host
+            .sysctls
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.clone());
+        if current.as_deref() != Some("1") {
+            if let (true, Some(old)) = (adopted, current) {
+                network.bridge_sysctls.insert(key.clone(), old);
+            }
+            ops.push(Op::SetSysctl {
+                target: Target::Host,
+                key,
+                value: "1".into(),
+            });
+        }
+    }
     let mut new_state = state.clone();
     if network.forwards() {
         let mut keys = vec![sysctl::IPV4_FORWARD];
@@ -276,6 +295,7 @@ pub fn plan_create(
                     .entry(key.to_string())
                     .or_insert_with(|| current.unwrap_or_else(|| "0".into()));
                 ops.push(Op::SetSysctl {
+                    target: Target::Host,
                     key: key.to_string(),
                     value: "1".into(),
                 });
@@ -283,10 +303,7 @@ pub fn plan_create(
         }
     }
     new_state.networks.insert(network.name.clone(), network);
-    ops.push(Op::Firewall {
-        transaction: firewall::render(&new_state),
-        previous: firewall::render(state),
-    });
+    ops.extend(Op::firewall(state, &new_state));
     Ok((new_state, ops))
 }
 
@@ -336,6 +353,13 @@ pub fn plan_remove(state: &State, name: &str, force: bool) -> Result<(State, Vec
     }
     new_state.networks.remove(name);
     if net.bridge_adopted {
+        for (key, old) in &net.bridge_sysctls {
+            ops.push(Op::SetSysctl {
+                target: Target::Host,
+                key: key.clone(),
+                value: old.clone(),
+            });
+        }
         if net.bridge_brought_up {
             ops.push(Op::LinkDown {
                 target: Target::Host,
@@ -352,10 +376,7 @@ pub fn plan_remove(state: &State, name: &str, force: bool) -> Result<(State, Vec
             }
         }
     }
-    ops.push(Op::Firewall {
-        transaction: firewall::render(&new_state),
-        previous: firewall::render(state),
-    });
+    ops.extend(Op::firewall(state, &new_state));
     ops.extend(restore_sysctls(&mut new_state));
     Ok((new_state, ops))
 }
@@ -375,6 +396,7 @@ fn restore_sysctls(state: &mut State) -> Vec<Op> {
         if !needed {
             if let Some(old) = state.sysctls.remove(key) {
                 ops.push(Op::SetSysctl {
+                    target: Target::Host,
                     key: key.to_string(),
                     value: old,
                 });
@@ -443,9 +465,16 @@ fn gather_facts(kernel: &mut LiveKernel, req: &CreateRequest) -> Result<HostFact
     } else {
         Vec::new()
     };
-    let sysctls = [sysctl::IPV4_FORWARD, sysctl::IPV6_FORWARD]
-        .iter()
-        .filter_map(|k| sysctl::read(k).ok().map(|v| (k.to_string(), v)))
+    let mut keys = vec![
+        sysctl::IPV4_FORWARD.to_string(),
+        sysctl::IPV6_FORWARD.to_string(),
+    ];
+    if existing_link.is_some() {
+        keys.push(sysctl::route_localnet(&bridge));
+    }
+    let sysctls = keys
+        .into_iter()
+        .filter_map(|k| sysctl::read(&k).ok().map(|v| (k, v)))
         .collect();
     Ok(HostFacts {
         existing_link,
@@ -492,7 +521,8 @@ mod tests {
             [
                 "create bridge mydocker0",
                 "add address 172.16.0.1/16 to mydocker0 in host",
-                "set net/ipv4/ip_forward = 1",
+                "set net/ipv4/conf/mydocker0/route_localnet = 1 in host",
+                "set net/ipv4/ip_forward = 1 in host",
                 "apply nftables table inet nsnet",
             ]
         );
@@ -613,6 +643,7 @@ mod tests {
         let (after, ops) = plan_remove(&s, "a", false).unwrap();
         assert!(after.sysctls.is_empty());
         assert!(ops.contains(&Op::SetSysctl {
+            target: Target::Host,
             key: sysctl::IPV4_FORWARD.into(),
             value: "0".into()
         }));

@@ -98,8 +98,14 @@ pub enum Op {
         gateway: IpAddr,
     },
     SetSysctl {
+        target: Target,
         key: String,
         value: String,
+    },
+    /// Lets a bridge port send frames back out of the port they came in
+    /// on: needed for a namespace to reach its own published port.
+    SetHairpin {
+        ifname: String,
     },
     /// Replaces nsnet's nftables table. `previous` is what to restore if a
     /// later step fails.
@@ -153,9 +159,24 @@ impl fmt::Display for Op {
             Op::AddDefaultRoute {
                 target, gateway, ..
             } => write!(f, "add default route via {gateway} in {target}"),
-            Op::SetSysctl { key, value } => write!(f, "set {key} = {value}"),
+            Op::SetSysctl { target, key, value } => write!(f, "set {key} = {value} in {target}"),
+            Op::SetHairpin { ifname } => write!(f, "turn on hairpin mode of bridge port {ifname}"),
             Op::Firewall { .. } => write!(f, "apply nftables table inet nsnet"),
         }
+    }
+}
+
+impl Op {
+    /// The firewall step that turns nsnet's table for `old` into the one
+    /// for `new`, if anything changes. Its undo is the reverse change.
+    pub fn firewall(old: &crate::model::State, new: &crate::model::State) -> Option<Op> {
+        let transaction = crate::firewall::update(old, new)?;
+        let previous =
+            crate::firewall::update(new, old).unwrap_or_else(|| crate::firewall::render(old));
+        Some(Op::Firewall {
+            transaction,
+            previous,
+        })
     }
 }
 

@@ -21,6 +21,13 @@ pub const IPV4_FORWARD: &str = "net/ipv4/ip_forward";
 /// IPv6 forwarding on all interfaces.
 pub const IPV6_FORWARD: &str = "net/ipv6/conf/all/forwarding";
 
+/// Lets a bridge route packets whose source is 127.0.0.0/8: a host
+/// connection to a port published on 127.0.0.1 leaves with that source
+/// after DNAT, until masquerade rewrites it.
+pub fn route_localnet(ifname: &str) -> String {
+    format!("net/ipv4/conf/{ifname}/route_localnet")
+}
+
 fn path(key: &str) -> String {
     format!("/proc/sys/{key}")
 }

@@ -165,7 +165,27 @@ fn every_failure_point_of_connect_and_create_is_rolled_back() {
     let sb = Sandbox::new();
     sb.upstream();
     let before = sb.snapshot();
-    // create: bridge, 2 gateway addresses, 2 sysctls, firewall.
+    // Fail each step in turn until the command has no step left to fail.
+    let inject = |args: &[&str], expected: &str| -> usize {
+        for k in 1..=30 {
+            let out = sb.run_env(args, &[("NSNET_FAIL_AT", &k.to_string())]);
+            if out.status.success() {
+                return k - 1;
+            }
+            assert_eq!(out.status.code(), Some(1), "{args:?} k={k}");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.contains("injected failure") && err.contains("nothing was left behind"),
+                "{err}"
+            );
+            assert_eq!(
+                sb.snapshot(),
+                expected,
+                "{args:?} failing at step {k} left something behind"
+            );
+        }
+        panic!("{args:?} still failing after 30 injected failures");
+    };
     let create = [
         "network",
         "create",
@@ -175,41 +195,13 @@ fn every_failure_point_of_connect_and_create_is_rolled_back() {
         "--subnet",
         "fd00:45::/64",
     ];
-    for k in 1..=6 {
-        let out = sb.run_env(&create, &[("NSNET_FAIL_AT", &k.to_string())]);
-        assert_eq!(out.status.code(), Some(1), "k={k}");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            err.contains("injected failure") && err.contains("nothing was left behind"),
-            "{err}"
-        );
-        assert_eq!(
-            sb.snapshot(),
-            before,
-            "create failing at step {k} left something behind"
-        );
-    }
-    let out = sb.run_env(&create, &[("NSNET_FAIL_AT", "7")]);
-    assert!(
-        out.status.success(),
-        "7 steps only: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-
+    // bridge, 2 gateway addresses, route_localnet, 2 forwarding sysctls, firewall
+    assert_eq!(inject(&create, &before), 7);
     let mid = sb.snapshot();
-    // connect: netns, veth, lo up, 2 addresses, eth0 up, 2 routes.
-    for k in 1..=8 {
-        let out = sb.run_env(
-            &["connect", "r", "c1"],
-            &[("NSNET_FAIL_AT", &k.to_string())],
-        );
-        assert_eq!(out.status.code(), Some(1), "k={k}");
-        assert_eq!(
-            sb.snapshot(),
-            mid,
-            "connect failing at step {k} left something behind"
-        );
-    }
+    // netns, veth, hairpin, lo up, 2 addresses, eth0 up, 2 routes, firewall
+    assert_eq!(inject(&["connect", "r", "c1", "-p", "8080:80"], &mid), 10);
+    sb.ok(&["disconnect", "r", "c1"]);
+    assert_eq!(sb.snapshot(), mid);
     sb.ok(&["connect", "r", "c1"]);
     sb.ok(&["ping", "c1", "203.0.113.1", "-c", "1"]);
 }

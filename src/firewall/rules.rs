@@ -1,23 +1,89 @@
 //! Rendering the model into nftables JSON (libnftables-json(5)).
+//!
+//! The table has a fixed *structure* (maps, chains, rules), which changes
+//! only with networks, and map *elements*, one per published host port,
+//! which change with attachments. Port lookups are map lookups, so the cost
+//! per packet and per added mapping does not grow with the number of
+//! mappings. A change of elements only is sent as element additions and
+//! deletions; a change of structure replaces the table.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 
 use ipnet::IpNet;
 use serde_json::{json, Value};
 
 use crate::model::{Network, State};
+use crate::ports::PortMapping;
 
 /// The one table nsnet owns.
 pub const TABLE: &str = "nsnet";
 const FAMILY: &str = "inet";
+const PREROUTING: &str = "prerouting";
+const OUTPUT: &str = "output";
 const POSTROUTING: &str = "postrouting";
 const FORWARD: &str = "forward";
-/// `srcnat` priority; numeric because nft 1.0.6 rejects named priorities in
-/// some inet-table contexts.
+/// Numeric priorities: nft 1.0.6 rejects the named `dstnat` for an output
+/// nat chain of an inet table.
+const PRIO_DSTNAT: i32 = -100;
 const PRIO_SRCNAT: i32 = 100;
 const PRIO_FILTER: i32 = 0;
 
+/// The port maps. Each kind is a pair with the same key: `NAME_dest` gives
+/// the namespace's address, `NAME_dport` its port. (One map with
+/// concatenated address . port data would do, but nft 1.0.6 cannot declare
+/// one in JSON.) `any`: published on every host address of the family,
+/// keyed by protocol and port. `addr`: on one host address, keyed by
+/// address, protocol and port. `local`: on a loopback address; looked up
+/// only for the host's own traffic (output hook), never for packets from
+/// outside, so that a neighbour routing 127.0.0.1 to us cannot reach them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum PortMap {
+    Any,
+    Addr,
+    Local,
+}
+
+impl PortMap {
+    fn dest(self, v4: bool) -> &'static str {
+        match (self, v4) {
+            (PortMap::Any, true) => "ports4_any_dest",
+            (PortMap::Addr, true) => "ports4_addr_dest",
+            (PortMap::Local, true) => "ports4_local_dest",
+            (PortMap::Any, false) => "ports6_any_dest",
+            (PortMap::Addr, false) => "ports6_addr_dest",
+            (PortMap::Local, false) => "ports6_local_dest",
+        }
+    }
+
+    fn dport(self, v4: bool) -> &'static str {
+        match (self, v4) {
+            (PortMap::Any, true) => "ports4_any_dport",
+            (PortMap::Addr, true) => "ports4_addr_dport",
+            (PortMap::Local, true) => "ports4_local_dport",
+            (PortMap::Any, false) => "ports6_any_dport",
+            (PortMap::Addr, false) => "ports6_addr_dport",
+            (PortMap::Local, false) => "ports6_local_dport",
+        }
+    }
+
+    fn of(m: &PortMapping) -> PortMap {
+        match m.host_ip {
+            None => PortMap::Any,
+            Some(ip) if ip.is_unspecified() => PortMap::Any,
+            Some(ip) if ip.is_loopback() => PortMap::Local,
+            Some(_) => PortMap::Addr,
+        }
+    }
+}
+
+/// A map element: key and data, kept as JSON text so that sets of them can
+/// be compared and diffed.
+type Elements = BTreeMap<&'static str, BTreeSet<String>>;
+
 /// The whole `inet nsnet` table for `state`, as one transaction that
 /// replaces whatever the table held. `add` before `delete` makes the delete
-/// valid when the table does not exist yet; with no networks, the table is
+/// valid when the table does not exist yet; with no networks the table is
 /// removed and the ruleset is as before nsnet ran.
 pub fn render(state: &State) -> Value {
     let table = json!({"family": FAMILY, "name": TABLE});
@@ -25,26 +91,234 @@ pub fn render(state: &State) -> Value {
         json!({"add": {"table": table}}),
         json!({"delete": {"table": table}}),
     ];
-    if state.networks.is_empty() {
-        return json!({"nftables": cmds});
+    if !state.networks.is_empty() {
+        cmds.extend(structure(state));
+        for (map, elems) in elements(state) {
+            if !elems.is_empty() {
+                cmds.push(element_cmd("add", map, &elems));
+            }
+        }
     }
-    cmds.push(json!({"add": {"table": table}}));
+    json!({"nftables": cmds})
+}
+
+/// The smallest transaction that turns the table for `old` into the table
+/// for `new`: element changes only when the structure is the same, the
+/// whole table otherwise. `None` when nothing changes.
+pub fn update(old: &State, new: &State) -> Option<Value> {
+    let same_structure = !old.networks.is_empty() && structure(old) == structure(new);
+    if !same_structure {
+        if old.networks.is_empty() && new.networks.is_empty() {
+            return None;
+        }
+        return Some(render(new));
+    }
+    let (before, after) = (elements(old), elements(new));
+    let mut cmds = Vec::new();
+    for (map, elems) in &before {
+        let gone: BTreeSet<String> = elems.difference(&after[map]).cloned().collect();
+        if !gone.is_empty() {
+            cmds.push(element_cmd("delete", map, &gone));
+        }
+    }
+    for (map, elems) in &after {
+        let added: BTreeSet<String> = elems.difference(&before[map]).cloned().collect();
+        if !added.is_empty() {
+            cmds.push(element_cmd("add", map, &added));
+        }
+    }
+    if cmds.is_empty() {
+        None
+    } else {
+        Some(json!({"nftables": cmds}))
+    }
+}
+
+fn element_cmd(verb: &str, map: &str, elems: &BTreeSet<String>) -> Value {
+    // nft wants at least one element per command; callers skip empty sets.
+    let elem: Vec<Value> = elems
+        .iter()
+        .map(|e| serde_json::from_str(e).expect("elements are JSON we wrote"))
+        .collect();
+    json!({verb: {"element": {"family": FAMILY, "table": TABLE, "name": map, "elem": elem}}})
+}
+
+/// Every map element for `state`, with an entry (maybe empty) per map.
+fn elements(state: &State) -> Elements {
+    let mut out: Elements = BTreeMap::new();
+    for v4 in [true, false] {
+        for map in [PortMap::Any, PortMap::Addr, PortMap::Local] {
+            out.insert(map.dest(v4), BTreeSet::new());
+            out.insert(map.dport(v4), BTreeSet::new());
+        }
+    }
+    for net in state.networks.values() {
+        for att in &net.attachments {
+            for m in &att.ports {
+                for target in &att.addresses {
+                    let v4 = target.addr().is_ipv4();
+                    if !m.covers_family(v4) {
+                        continue;
+                    }
+                    let map = PortMap::of(m);
+                    for i in 0..m.count {
+                        let mut key = vec![json!(m.protocol.as_str()), json!(m.host_port + i)];
+                        if map != PortMap::Any {
+                            key.insert(
+                                0,
+                                json!(m.host_ip.expect("addr maps have an ip").to_string()),
+                            );
+                        }
+                        let key = json!({"concat": key});
+                        let dest = json!([key, target.addr().to_string()]).to_string();
+                        let dport = json!([key, m.port + i]).to_string();
+                        out.get_mut(map.dest(v4))
+                            .expect("all maps listed")
+                            .insert(dest);
+                        out.get_mut(map.dport(v4))
+                            .expect("all maps listed")
+                            .insert(dport);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Tables, maps, chains and rules: everything but map elements.
+fn structure(state: &State) -> Vec<Value> {
+    let table = json!({"family": FAMILY, "name": TABLE});
+    let mut cmds = vec![json!({"add": {"table": table}})];
+    for v4 in [true, false] {
+        let addr = if v4 { "ipv4_addr" } else { "ipv6_addr" };
+        for map in [PortMap::Any, PortMap::Addr, PortMap::Local] {
+            let key: Vec<&str> = match map {
+                PortMap::Any => vec!["inet_proto", "inet_service"],
+                _ => vec![addr, "inet_proto", "inet_service"],
+            };
+            for (name, data) in [(map.dest(v4), addr), (map.dport(v4), "inet_service")] {
+                cmds.push(json!({"add": {"map": {
+                    "family": FAMILY, "table": TABLE, "name": name, "type": key, "map": data
+                }}}));
+            }
+        }
+    }
+    cmds.push(chain(PREROUTING, "nat", "prerouting", PRIO_DSTNAT));
+    cmds.push(chain(OUTPUT, "nat", "output", PRIO_DSTNAT));
     cmds.push(chain(POSTROUTING, "nat", "postrouting", PRIO_SRCNAT));
     cmds.push(chain(FORWARD, "filter", "forward", PRIO_FILTER));
+    cmds.extend(port_rules());
     // Connections to published ports (DNAT) cross networks on purpose.
     cmds.push(rule(
         FORWARD,
         "nsnet: published ports",
-        vec![
-            json!({"match": {"op": "in", "left": {"ct": {"key": "status"}}, "right": "dnat"}}),
-            json!({"accept": null}),
-        ],
+        vec![ct_dnat(), json!({"accept": null})],
     ));
     let bridges: Vec<&str> = state.networks.values().map(|n| n.bridge.as_str()).collect();
     for net in state.networks.values() {
         cmds.extend(network_rules(net, &bridges));
     }
-    json!({"nftables": cmds})
+    cmds
+}
+
+fn ct_dnat() -> Value {
+    json!({"match": {"op": "in", "left": {"ct": {"key": "status"}}, "right": "dnat"}})
+}
+
+fn proto(v4: bool) -> &'static str {
+    if v4 {
+        "ip"
+    } else {
+        "ip6"
+    }
+}
+
+fn loopback(v4: bool) -> Value {
+    if v4 {
+        json!({"prefix": {"addr": "127.0.0.0", "len": 8}})
+    } else {
+        json!("::1")
+    }
+}
+
+/// `dnat ip to KEY map @NAME_dest : KEY map @NAME_dport`, where KEY is
+/// `[ip daddr .] meta l4proto . th dport`.
+fn dnat_lookup(v4: bool, map: PortMap) -> Value {
+    let mut key = vec![
+        json!({"meta": {"key": "l4proto"}}),
+        json!({"payload": {"protocol": "th", "field": "dport"}}),
+    ];
+    if map != PortMap::Any {
+        key.insert(
+            0,
+            json!({"payload": {"protocol": proto(v4), "field": "daddr"}}),
+        );
+    }
+    let lookup = |name: &str| json!({"map": {"key": {"concat": key}, "data": format!("@{name}")}});
+    json!({"dnat": {"family": proto(v4), "addr": lookup(map.dest(v4)), "port": lookup(map.dport(v4))}})
+}
+
+fn to_local_address() -> Value {
+    json!({"match": {"op": "==", "left": {"fib": {"result": "type", "flags": ["daddr"]}}, "right": "local"}})
+}
+
+fn nfproto(v4: bool) -> Value {
+    json!({"match": {"op": "==", "left": {"meta": {"key": "nfproto"}}, "right": if v4 { "ipv4" } else { "ipv6" }}})
+}
+
+/// The published-port lookups, the same for every network.
+fn port_rules() -> Vec<Value> {
+    let mut out = Vec::new();
+    const C: &str = "nsnet: published ports";
+    for v4 in [true, false] {
+        let daddr = json!({"payload": {"protocol": proto(v4), "field": "daddr"}});
+        // From outside: never towards loopback, whatever a neighbour routes
+        // to us (Docker's CVE-class bug: moby#45610).
+        out.push(rule(
+            PREROUTING,
+            C,
+            vec![
+                json!({"match": {"op": "==", "left": daddr, "right": loopback(v4)}}),
+                json!({"return": null}),
+            ],
+        ));
+        out.push(rule(
+            PREROUTING,
+            C,
+            vec![
+                to_local_address(),
+                nfproto(v4),
+                dnat_lookup(v4, PortMap::Any),
+            ],
+        ));
+        out.push(rule(PREROUTING, C, vec![dnat_lookup(v4, PortMap::Addr)]));
+        // From the host itself, including its loopback addresses.
+        out.push(rule(
+            OUTPUT,
+            C,
+            vec![
+                to_local_address(),
+                nfproto(v4),
+                dnat_lookup(v4, PortMap::Any),
+            ],
+        ));
+        out.push(rule(OUTPUT, C, vec![dnat_lookup(v4, PortMap::Addr)]));
+        out.push(rule(OUTPUT, C, vec![dnat_lookup(v4, PortMap::Local)]));
+        // A connection from loopback, now going to a namespace, needs a
+        // source the namespace can answer.
+        let saddr = json!({"payload": {"protocol": proto(v4), "field": "saddr"}});
+        out.push(rule(
+            POSTROUTING,
+            C,
+            vec![
+                json!({"match": {"op": "==", "left": saddr, "right": loopback(v4)}}),
+                ct_dnat(),
+                json!({"masquerade": null}),
+            ],
+        ));
+    }
+    out
 }
 
 /// `{ "a", "b" }`: an anonymous set of interface names.
@@ -74,10 +348,9 @@ fn ifname_match(key: &str, op: &str, name: &str) -> Value {
     json!({"match": {"op": op, "left": {"meta": {"key": key}}, "right": name}})
 }
 
-fn saddr_match(subnet: &IpNet) -> Value {
-    let proto = if subnet.addr().is_ipv4() { "ip" } else { "ip6" };
+fn addr_match(field: &str, subnet: &IpNet) -> Value {
     json!({"match": {"op": "==",
-        "left": {"payload": {"protocol": proto, "field": "saddr"}},
+        "left": {"payload": {"protocol": proto(subnet.addr().is_ipv4()), "field": field}},
         "right": {"prefix": {"addr": subnet.network().to_string(), "len": subnet.prefix_len()}}}})
 }
 
@@ -136,15 +409,30 @@ fn network_rules(net: &Network, bridges: &[&str]) -> Vec<Value> {
         ));
         return out;
     }
-    if net.masquerade {
-        // Traffic from the subnet that leaves through any interface but the
-        // bridge takes the address of that interface, as Docker does.
-        for s in &net.subnets {
+    for s in &net.subnets {
+        // Hairpin: a namespace reaching a published port of a neighbour on
+        // the same bridge (or its own) through a host address. The reply
+        // must come back through the host, so the source becomes the
+        // gateway. Matching on addresses, not on the bridge name, also
+        // catches the path where br_netfilter bridges the packet.
+        out.push(rule(
+            POSTROUTING,
+            &comment,
+            vec![
+                ct_dnat(),
+                addr_match("saddr", &s.cidr),
+                addr_match("daddr", &s.cidr),
+                json!({"masquerade": null}),
+            ],
+        ));
+        if net.masquerade {
+            // Traffic from the subnet that leaves through any interface but
+            // the bridge takes the address of that interface, as Docker does.
             out.push(rule(
                 POSTROUTING,
                 &comment,
                 vec![
-                    saddr_match(&s.cidr),
+                    addr_match("saddr", &s.cidr),
                     ifname_match("oifname", "!=", &net.bridge),
                     json!({"masquerade": null}),
                 ],
@@ -154,9 +442,20 @@ fn network_rules(net: &Network, bridges: &[&str]) -> Vec<Value> {
     out
 }
 
+/// Host addresses a port mapping is published on, for display.
+pub fn host_addresses(m: &PortMapping) -> String {
+    match m.host_ip {
+        None => "*".to_string(),
+        Some(IpAddr::V6(ip)) => format!("[{ip}]"),
+        Some(ip) => ip.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Attachment;
+    use crate::netns::NsRef;
 
     fn net(name: &str, subnets: &[&str], internal: bool, masquerade: bool) -> Network {
         Network {
@@ -164,6 +463,19 @@ mod tests {
             masquerade,
             ..crate::model::test_network(name, &format!("br-{name}"), subnets)
         }
+    }
+
+    fn with_ports(mut n: Network, ns: &str, addrs: &[&str], ports: &[&str]) -> Network {
+        n.attachments.push(Attachment {
+            namespace: NsRef::Named(ns.into()),
+            namespace_created: true,
+            host_ifname: format!("ve-{ns}"),
+            ifname: "eth0".into(),
+            mac: None,
+            addresses: addrs.iter().map(|a| a.parse().unwrap()).collect(),
+            ports: ports.iter().map(|p| p.parse().unwrap()).collect(),
+        });
+        n
     }
 
     #[test]
@@ -175,7 +487,17 @@ mod tests {
     fn option_matrix() {
         let mut state = State::default();
         for n in [
-            net("dual", &["172.16.0.0/16", "fd00:1::/64"], false, true),
+            with_ports(
+                net("dual", &["172.16.0.0/16", "fd00:1::/64"], false, true),
+                "web",
+                &["172.16.0.2/16", "fd00:1::2/64"],
+                &[
+                    "8080:80",
+                    "127.0.0.1:8443:443",
+                    "[2001:db8::1]:53:53/udp",
+                    "7000-7001:70-71/sctp",
+                ],
+            ),
             net("nonat", &["10.1.0.0/24"], false, false),
             net("internal", &["10.2.0.0/24"], true, true),
             Network {
@@ -186,5 +508,43 @@ mod tests {
             state.networks.insert(n.name.clone(), n);
         }
         insta::assert_json_snapshot!(render(&state));
+    }
+
+    #[test]
+    fn port_changes_are_element_changes_only() {
+        let mut old = State::default();
+        let n = with_ports(
+            net("a", &["10.0.0.0/24"], false, true),
+            "x",
+            &["10.0.0.2/24"],
+            &["8080:80"],
+        );
+        old.networks.insert("a".into(), n.clone());
+        let mut new = old.clone();
+        let n2 = with_ports(n, "y", &["10.0.0.3/24"], &["9090:90/udp"]);
+        new.networks.insert("a".into(), n2);
+        insta::assert_json_snapshot!(update(&old, &new).unwrap());
+        // And back: the same elements are deleted.
+        let back = update(&new, &old).unwrap();
+        assert_eq!(
+            back["nftables"][0]["delete"]["element"]["name"],
+            "ports4_any_dest"
+        );
+        assert_eq!(
+            back["nftables"][1]["delete"]["element"]["name"],
+            "ports4_any_dport"
+        );
+        assert_eq!(back["nftables"].as_array().unwrap().len(), 2);
+        assert!(update(&old, &old).is_none());
+        assert!(update(&State::default(), &State::default()).is_none());
+    }
+
+    #[test]
+    fn a_new_network_replaces_the_table() {
+        let mut new = State::default();
+        new.networks
+            .insert("a".into(), net("a", &["10.0.0.0/24"], false, true));
+        let t = update(&State::default(), &new).unwrap();
+        assert!(t["nftables"][1]["delete"]["table"].is_object());
     }
 }

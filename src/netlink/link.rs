@@ -4,7 +4,8 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo as NlLinkInfo, LinkMessage,
+    InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute,
+    LinkFlags, LinkInfo as NlLinkInfo, LinkMessage,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 
@@ -208,6 +209,27 @@ impl Handle {
             0,
             Ctx {
                 op: "setting MAC of link",
+                target: name,
+            },
+        )
+    }
+
+    /// Turns hairpin mode of a bridge port on or off (`ip link set dev X
+    /// type bridge_slave hairpin on`).
+    pub fn set_hairpin(&mut self, index: u32, name: &str, on: bool) -> Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![
+            NlLinkInfo::PortKind(InfoPortKind::Bridge),
+            NlLinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
+                on,
+            )])),
+        ]));
+        self.request(
+            RouteNetlinkMessage::NewLink(msg),
+            0,
+            Ctx {
+                op: "setting hairpin mode of",
                 target: name,
             },
         )

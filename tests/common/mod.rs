@@ -156,8 +156,9 @@ impl Sandbox {
         for cmd in [
             "nft -j list ruleset",
             "sysctl net.ipv4.ip_forward net.ipv6.conf.all.forwarding",
-            "ls -la /run/netns 2>/dev/null || true",
-            "ls -la /run/nsnet 2>/dev/null || true",
+            // Names, types and modes; not times (a directory's mtime moves
+            // whenever an entry comes and goes).
+            "find /run/netns /run/nsnet -printf '%p %y %m %s\\n' 2>/dev/null | sort",
         ] {
             s.push_str(&format!("## {cmd}\n{}\n", self.sh(cmd)));
         }

@@ -1,0 +1,296 @@
+//! Published ports: `[HOSTIP:]HOSTPORT[-END]:PORT[-END][/tcp|/udp|/sctp]`.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Sctp,
+}
+
+impl Protocol {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Sctp => "sctp",
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One published port or range: `count` consecutive host ports starting at
+/// `host_port` lead to as many ports starting at `port` in the namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortMapping {
+    /// The host address it is published on; none means every address of
+    /// the host; `0.0.0.0` or `::` mean every address of that family.
+    pub host_ip: Option<IpAddr>,
+    pub host_port: u16,
+    pub port: u16,
+    pub count: u16,
+    pub protocol: Protocol,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid published port {spec:?}: {reason}")]
+pub struct PortError {
+    pub spec: String,
+    pub reason: String,
+}
+
+fn err(spec: &str, reason: impl Into<String>) -> PortError {
+    PortError {
+        spec: spec.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// `80` or `8000-8010`: first port and count.
+fn range(spec: &str, s: &str, what: &str) -> Result<(u16, u16), PortError> {
+    let port = |p: &str| -> Result<u16, PortError> {
+        let n: u32 = p
+            .parse()
+            .map_err(|_| err(spec, format!("{what} {p:?} is not a port number")))?;
+        if n == 0 || n > 65535 {
+            return Err(err(spec, format!("{what} {n} is outside 1-65535")));
+        }
+        Ok(n as u16)
+    };
+    match s.split_once('-') {
+        None => Ok((port(s)?, 1)),
+        Some((a, b)) => {
+            let (a, b) = (port(a)?, port(b)?);
+            if b < a {
+                return Err(err(spec, format!("{what} range {a}-{b} is reversed")));
+            }
+            Ok((a, b - a + 1))
+        }
+    }
+}
+
+impl FromStr for PortMapping {
+    type Err = PortError;
+
+    fn from_str(spec: &str) -> Result<Self, PortError> {
+        let (rest, protocol) = match spec.rsplit_once('/') {
+            None => (spec, Protocol::Tcp),
+            Some((rest, p)) => (
+                rest,
+                match p.to_ascii_lowercase().as_str() {
+                    "tcp" => Protocol::Tcp,
+                    "udp" => Protocol::Udp,
+                    "sctp" => Protocol::Sctp,
+                    _ => {
+                        return Err(err(
+                            spec,
+                            format!("unknown protocol {p:?} (tcp, udp or sctp)"),
+                        ))
+                    }
+                },
+            ),
+        };
+        // An IPv6 host address comes in brackets: [::1]:8080:80.
+        let (host_ip, ports) = if let Some(after) = rest.strip_prefix('[') {
+            let (ip, ports) = after
+                .split_once("]:")
+                .ok_or_else(|| err(spec, "expected [IPv6]:HOSTPORT:PORT"))?;
+            let ip: IpAddr = ip
+                .parse()
+                .map_err(|_| err(spec, format!("{ip:?} is not an IPv6 address")))?;
+            if ip.is_ipv4() {
+                return Err(err(spec, "brackets are for IPv6 addresses"));
+            }
+            (Some(ip), ports)
+        } else {
+            let parts: Vec<&str> = rest.split(':').collect();
+            match parts.as_slice() {
+                [_, _] => (None, rest),
+                [ip, h, c] => {
+                    let ip: IpAddr = ip
+                        .parse()
+                        .map_err(|_| err(spec, format!("{ip:?} is not an IP address")))?;
+                    (Some(ip), &rest[rest.len() - h.len() - c.len() - 1..])
+                }
+                _ if parts.len() > 3 => {
+                    return Err(err(
+                        spec,
+                        "IPv6 host addresses go in brackets: [::1]:8080:80",
+                    ))
+                }
+                _ => return Err(err(spec, "expected [HOSTIP:]HOSTPORT:PORT[/PROTOCOL]")),
+            }
+        };
+        let (host, inner) = ports
+            .split_once(':')
+            .ok_or_else(|| err(spec, "expected [HOSTIP:]HOSTPORT:PORT[/PROTOCOL]"))?;
+        let (host_port, host_count) = range(spec, host, "host port")?;
+        let (port, count) = range(spec, inner, "port")?;
+        if host_count != count {
+            return Err(err(
+                spec,
+                format!("host range has {host_count} ports but the target range has {count}"),
+            ));
+        }
+        Ok(PortMapping {
+            host_ip,
+            host_port,
+            port,
+            count,
+            protocol,
+        })
+    }
+}
+
+impl fmt::Display for PortMapping {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.host_ip {
+            Some(IpAddr::V6(ip)) => write!(f, "[{ip}]:")?,
+            Some(ip) => write!(f, "{ip}:")?,
+            None => {}
+        }
+        let last = |p: u16| p + (self.count - 1);
+        if self.count == 1 {
+            write!(f, "{}:{}", self.host_port, self.port)?;
+        } else {
+            write!(
+                f,
+                "{}-{}:{}-{}",
+                self.host_port,
+                last(self.host_port),
+                self.port,
+                last(self.port)
+            )?;
+        }
+        write!(f, "/{}", self.protocol)
+    }
+}
+
+impl PortMapping {
+    /// Host ports covered.
+    pub fn host_ports(&self) -> std::ops::RangeInclusive<u32> {
+        let start = u32::from(self.host_port);
+        start..=start + u32::from(self.count) - 1
+    }
+
+    /// Whether the mapping applies to host addresses of the family of `v4`.
+    pub fn covers_family(&self, v4: bool) -> bool {
+        self.host_ip.is_none_or(|ip| ip.is_ipv4() == v4)
+    }
+
+    /// Two mappings compete for the same host port: same protocol,
+    /// overlapping ports, and host addresses that overlap (a wildcard
+    /// overlaps every address of its family).
+    pub fn conflicts_with(&self, other: &PortMapping) -> bool {
+        if self.protocol != other.protocol {
+            return false;
+        }
+        let (a, b) = (self.host_ports(), other.host_ports());
+        if a.end() < b.start() || b.end() < a.start() {
+            return false;
+        }
+        match (self.host_ip, other.host_ip) {
+            (None, _) | (_, None) => true,
+            (Some(x), Some(y)) if x.is_ipv4() != y.is_ipv4() => false,
+            (Some(x), Some(y)) => x == y || x.is_unspecified() || y.is_unspecified(),
+        }
+    }
+
+    /// Published only on loopback (127.0.0.0/8 or ::1): reachable from the
+    /// host itself and never from a neighbour.
+    pub fn loopback_only(&self) -> bool {
+        self.host_ip.is_some_and(|ip| ip.is_loopback())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> PortMapping {
+        s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    #[test]
+    fn forms_that_parse() {
+        let m = p("8080:80");
+        assert_eq!(
+            (m.host_ip, m.host_port, m.port, m.count, m.protocol),
+            (None, 8080, 80, 1, Protocol::Tcp)
+        );
+        assert_eq!(p("53:5353/udp").protocol, Protocol::Udp);
+        assert_eq!(p("9:9/SCTP").protocol, Protocol::Sctp);
+        let m = p("127.0.0.1:8080:80");
+        assert_eq!(m.host_ip, Some("127.0.0.1".parse().unwrap()));
+        assert!(m.loopback_only());
+        let m = p("[::1]:8080:80/udp");
+        assert_eq!(m.host_ip, Some("::1".parse().unwrap()));
+        let m = p("8000-8009:9000-9009");
+        assert_eq!((m.host_port, m.port, m.count), (8000, 9000, 10));
+        assert_eq!(m.to_string(), "8000-8009:9000-9009/tcp");
+        assert_eq!(
+            p("[2001:db8::1]:1:2/udp").to_string(),
+            "[2001:db8::1]:1:2/udp"
+        );
+        assert_eq!(p("65535:1").host_port, 65535);
+    }
+
+    #[test]
+    fn bad_specs_say_what_is_wrong() {
+        for (spec, needle) in [
+            ("0:80", "outside 1-65535"),
+            ("8080:65536", "outside 1-65535"),
+            ("8080:0", "outside 1-65535"),
+            ("9000-8000:1-1001", "reversed"),
+            ("8000-8010:9000-9001", "11 ports"),
+            ("8080:80/icmp", "unknown protocol"),
+            ("8080", "expected"),
+            ("a:80", "not a port number"),
+            ("1.2.3:8080:80", "not an IP address"),
+            ("::1:8080:80", "brackets"),
+            ("[1.2.3.4]:8080:80", "brackets are for IPv6"),
+            ("[::1]8080:80", "expected [IPv6]"),
+            ("", "expected"),
+            ("1:2:3:4", "brackets"),
+        ] {
+            let e = spec.parse::<PortMapping>().unwrap_err();
+            assert!(e.to_string().contains(needle), "{spec}: {e}");
+            assert!(e.to_string().contains(&format!("{spec:?}")), "{e}");
+        }
+    }
+
+    #[test]
+    fn conflicts() {
+        let c = |a: &str, b: &str| p(a).conflicts_with(&p(b));
+        assert!(c("8080:80", "8080:81"));
+        assert!(!c("8080:80", "8080:80/udp"));
+        assert!(c("8000-8010:1-11", "8010:5"));
+        assert!(!c("8000-8010:1-11", "8011:5"));
+        assert!(c("127.0.0.1:8080:80", "8080:80"));
+        assert!(!c("127.0.0.1:8080:80", "127.0.0.2:8080:80"));
+        assert!(c("0.0.0.0:8080:80", "127.0.0.2:8080:80"));
+        assert!(!c("[::1]:8080:80", "127.0.0.1:8080:80"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn display_round_trips(host in 1u16..60000, port in 1u16..60000, count in 1u16..100, proto in 0..3u8) {
+            let protocol = [Protocol::Tcp, Protocol::Udp, Protocol::Sctp][proto as usize];
+            let m = PortMapping { host_ip: None, host_port: host, port, count, protocol };
+            let back: PortMapping = m.to_string().parse().unwrap();
+            proptest::prop_assert_eq!(back, m);
+        }
+    }
+}
