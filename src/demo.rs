@@ -47,6 +47,10 @@ fn make_upstream() -> Result<()> {
             mtu: None,
             group: None,
         },
+        Op::LinkUp {
+            target: Target::Host,
+            ifname: "uplink".into(),
+        },
         Op::AddAddress {
             target: Target::Host,
             ifname: "uplink".into(),

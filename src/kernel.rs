@@ -38,6 +38,10 @@ impl Error {
                 Some(libc::ENODEV) | Some(libc::EADDRNOTAVAIL) | Some(libc::ESRCH)
             ),
             Error::Netns(netns::Error::NotFound(_)) => true,
+            // The interface whose sysctl was to be put back is gone.
+            Error::Sysctl(
+                sysctl::Error::Read { source, .. } | sysctl::Error::Write { source, .. },
+            ) => source.kind() == std::io::ErrorKind::NotFound,
             Error::NoSuchLink { .. } => true,
             _ => false,
         }

@@ -231,6 +231,17 @@ pub fn plan_create(
             mtu: req.mtu,
             group: Some(network.link_group),
         });
+        if network.subnet_v6().is_some() {
+            // Without DAD the bridge's link-local address is usable at
+            // once. While it is tentative (1-2 s) the kernel cannot send
+            // neighbour solicitations for forwarded packets, and the first
+            // IPv6 connections into the network are lost.
+            ops.push(Op::SetSysctl {
+                target: Target::Host,
+                key: sysctl::accept_dad(&bridge),
+                value: "0".into(),
+            });
+        }
     }
     for s in &network.subnets {
         let addr = IpNet::new(s.gateway, s.cidr.prefix_len()).expect("prefix from a valid net");
@@ -253,7 +264,7 @@ pub fn plan_create(
             mac,
         });
     }
-    if network.bridge_brought_up {
+    if !adopted || network.bridge_brought_up {
         ops.push(Op::LinkUp {
             target: Target::Host,
             ifname: bridge.clone(),
@@ -521,6 +532,7 @@ mod tests {
             [
                 "create bridge mydocker0",
                 "add address 172.16.0.1/16 to mydocker0 in host",
+                "bring up mydocker0 in host",
                 "set net/ipv4/conf/mydocker0/route_localnet = 1 in host",
                 "set net/ipv4/ip_forward = 1 in host",
                 "apply nftables table inet nsnet",

@@ -58,6 +58,14 @@ fn addresses(a: &Attachment) -> String {
         .join(",")
 }
 
+fn ports(a: &Attachment) -> String {
+    a.ports
+        .iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn flags(net: &Network) -> String {
     let mut f = Vec::new();
     if net.internal {
@@ -157,6 +165,9 @@ impl Printer {
                 a.ifname,
                 addresses(a)
             );
+            if !a.ports.is_empty() {
+                println!("      published: {}", ports(a));
+            }
         }
     }
 
@@ -181,6 +192,9 @@ impl Printer {
                 addresses(a),
                 a.host_ifname
             );
+            if !a.ports.is_empty() {
+                println!("published {}", ports(a));
+            }
         }
     }
 
@@ -200,7 +214,7 @@ impl Printer {
                             let port = live.by_name.get(&a.host_ifname);
                             json!({
                                 "namespace": a.namespace, "host_ifname": a.host_ifname,
-                                "ifname": a.ifname, "addresses": a.addresses,
+                                "ifname": a.ifname, "addresses": a.addresses, "ports": a.ports,
                                 "present": port.is_some(),
                                 "on_bridge": port.and_then(|p| p.master) == bridge.map(|b| b.index),
                             })
@@ -286,6 +300,9 @@ impl Printer {
                     a.ifname,
                     addresses(a)
                 );
+                if !a.ports.is_empty() {
+                    println!("  {:<16}    published: {}", "", ports(a));
+                }
             }
         }
     }

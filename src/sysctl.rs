@@ -28,6 +28,11 @@ pub fn route_localnet(ifname: &str) -> String {
     format!("net/ipv4/conf/{ifname}/route_localnet")
 }
 
+/// Duplicate address detection of an interface's IPv6 addresses.
+pub fn accept_dad(ifname: &str) -> String {
+    format!("net/ipv6/conf/{ifname}/accept_dad")
+}
+
 fn path(key: &str) -> String {
     format!("/proc/sys/{key}")
 }

@@ -107,6 +107,48 @@ fn every_bad_input_is_refused_cleanly() {
             2,
             "\"nonsense\"",
         ),
+        // Published ports.
+        (
+            vec!["connect", "net", "ns2", "-p", "0:80"],
+            2,
+            "outside 1-65535",
+        ),
+        (
+            vec!["connect", "net", "ns2", "-p", "8080:65536"],
+            2,
+            "outside 1-65535",
+        ),
+        (
+            vec!["connect", "net", "ns2", "-p", "9000-8000:1-1001"],
+            2,
+            "reversed",
+        ),
+        (
+            vec!["connect", "net", "ns2", "-p", "8000-8010:9000-9001"],
+            2,
+            "11 ports",
+        ),
+        (
+            vec!["connect", "net", "ns2", "-p", "8080:80/icmp"],
+            2,
+            "unknown protocol",
+        ),
+        (
+            vec!["connect", "net", "ns2", "-p", "[::1]:8080:80"],
+            2,
+            "no IPv6 subnet",
+        ),
+        (vec!["connect", "net", "ns2", "-p", "8080"], 2, "\"8080\""),
+        (
+            vec!["connect", "net", "ns2", "-p", "localhost:8080:80"],
+            2,
+            "\"localhost\"",
+        ),
+        (
+            vec!["connect", "net", "ns2", "-p", "8080:80", "-p", "8080:81"],
+            4,
+            "overlap",
+        ),
         // Subnets.
         (
             vec!["network", "create", "n2", "--subnet", "172.16.5.0/24"],
@@ -233,10 +275,10 @@ fn every_bad_input_is_refused_cleanly() {
             err.contains(needle),
             "nsnet {args:?}: {err:?} does not mention {needle:?}"
         );
-        assert_eq!(
-            sb.snapshot(),
-            before,
-            "nsnet {args:?} left something behind"
+        common::assert_same(
+            &sb.snapshot(),
+            &before,
+            &format!("nsnet {args:?} left something behind"),
         );
     }
 }

@@ -26,7 +26,7 @@ fn create_connect_disconnect_rm_restores_the_host_exactly() {
         sb.ok(&["disconnect", "t", ns]);
     }
     sb.ok(&["network", "rm", "t"]);
-    assert_eq!(sb.snapshot(), before);
+    common::assert_same(&sb.snapshot(), &before, "teardown");
     assert!(sb.sh("ip netns list").contains("pre"));
 }
 
@@ -44,7 +44,7 @@ fn forced_rm_removes_every_attachment_in_one_go() {
         "{err}"
     );
     sb.ok(&["network", "rm", "f", "--force"]);
-    assert_eq!(sb.snapshot(), before);
+    common::assert_same(&sb.snapshot(), &before, "teardown");
 }
 
 #[test]
@@ -71,7 +71,7 @@ fn adopted_bridge_stays_and_gets_its_addresses_back() {
     assert!(inspect.contains("(adopted)"), "{inspect}");
     sb.ok(&["network", "rm", "adopt", "--force"]);
     // The bridge, down again, with the address it had before and no other.
-    assert_eq!(sb.snapshot(), before);
+    common::assert_same(&sb.snapshot(), &before, "teardown");
 }
 
 #[test]
@@ -178,10 +178,10 @@ fn every_failure_point_of_connect_and_create_is_rolled_back() {
                 err.contains("injected failure") && err.contains("nothing was left behind"),
                 "{err}"
             );
-            assert_eq!(
-                sb.snapshot(),
+            common::assert_same(
+                &sb.snapshot(),
                 expected,
-                "{args:?} failing at step {k} left something behind"
+                &format!("{args:?} failing at step {k} left something behind"),
             );
         }
         panic!("{args:?} still failing after 30 injected failures");
@@ -195,13 +195,14 @@ fn every_failure_point_of_connect_and_create_is_rolled_back() {
         "--subnet",
         "fd00:45::/64",
     ];
-    // bridge, 2 gateway addresses, route_localnet, 2 forwarding sysctls, firewall
-    assert_eq!(inject(&create, &before), 7);
+    // bridge, accept_dad, 2 gateway addresses, up, route_localnet,
+    // 2 forwarding sysctls, firewall
+    assert_eq!(inject(&create, &before), 9);
     let mid = sb.snapshot();
     // netns, veth, hairpin, lo up, 2 addresses, eth0 up, 2 routes, firewall
     assert_eq!(inject(&["connect", "r", "c1", "-p", "8080:80"], &mid), 10);
     sb.ok(&["disconnect", "r", "c1"]);
-    assert_eq!(sb.snapshot(), mid);
+    common::assert_same(&sb.snapshot(), &mid, "teardown");
     sb.ok(&["connect", "r", "c1"]);
     sb.ok(&["ping", "c1", "203.0.113.1", "-c", "1"]);
 }
@@ -217,7 +218,7 @@ fn a_failing_firewall_rolls_back_the_bridge() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("nft rejected") || err.contains("nft"), "{err}");
-    assert_eq!(sb.snapshot(), before);
+    common::assert_same(&sb.snapshot(), &before, "teardown");
 }
 
 #[test]
@@ -233,10 +234,10 @@ fn several_namespaces_connect_in_one_go_or_not_at_all() {
         err.contains("taken already has an interface named eth0"),
         "{err}"
     );
-    assert_eq!(
-        sb.snapshot(),
-        before_taken,
-        "a failed batch left attachments behind"
+    common::assert_same(
+        &sb.snapshot(),
+        &before_taken,
+        "a failed batch left attachments behind",
     );
     sb.sh("ip netns del taken");
     let out = sb.ok(&["connect", "m", "b1", "b2", "b3"]);
@@ -254,5 +255,5 @@ fn several_namespaces_connect_in_one_go_or_not_at_all() {
     let err = sb.fails(&["connect", "m", "c1", "c2", "--ip", "10.47.0.9"], 2);
     assert!(err.contains("one namespace"), "{err}");
     sb.ok(&["network", "rm", "m", "--force"]);
-    assert_eq!(sb.snapshot(), before);
+    common::assert_same(&sb.snapshot(), &before, "teardown");
 }

@@ -5,7 +5,7 @@
 
 mod rules;
 
-pub use rules::{host_addresses, render, update, TABLE};
+pub use rules::{render, update, TABLE};
 
 use std::io::{self, Write};
 use std::process::{Command, Stdio};

@@ -8,7 +8,6 @@
 //! deletions; a change of structure replaces the table.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
 
 use ipnet::IpNet;
 use serde_json::{json, Value};
@@ -440,15 +439,6 @@ fn network_rules(net: &Network, bridges: &[&str]) -> Vec<Value> {
         }
     }
     out
-}
-
-/// Host addresses a port mapping is published on, for display.
-pub fn host_addresses(m: &PortMapping) -> String {
-    match m.host_ip {
-        None => "*".to_string(),
-        Some(IpAddr::V6(ip)) => format!("[{ip}]"),
-        Some(ip) => ip.to_string(),
-    }
 }
 
 #[cfg(test)]

@@ -98,9 +98,11 @@ impl Handle {
             .collect())
     }
 
-    /// Creates a bridge, already up, with a fixed MAC: without one the
-    /// kernel gives the bridge the lowest MAC among its ports, which changes
-    /// as ports come and go and makes neighbours' ARP caches stale.
+    /// Creates a bridge, down, with a fixed MAC: without one the kernel
+    /// gives the bridge the lowest MAC among its ports, which changes as
+    /// ports come and go and makes neighbours' ARP caches stale. It stays
+    /// down so that per-interface sysctls (IPv6 DAD) can be set before its
+    /// first up.
     pub fn create_bridge(
         &mut self,
         name: &str,
@@ -109,8 +111,7 @@ impl Handle {
         group: Option<u32>,
     ) -> Result<()> {
         let mut msg = LinkMessage::default();
-        msg.header.flags = LinkFlags::Up;
-        msg.header.change_mask = LinkFlags::Up;
+
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
         msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
         if let Some(mtu) = mtu {

@@ -23,11 +23,8 @@ fn settled(v: serde_json::Value) -> String {
     };
     let mut out = Vec::new();
     for mut item in items {
-        if item
-            .get("dst")
-            .and_then(|d| d.as_str())
-            .is_some_and(|d| d.starts_with("fe80:"))
-        {
+        let dst = item.get("dst").and_then(|d| d.as_str()).unwrap_or("");
+        if dst.starts_with("fe80:") || dst == "ff00::/8" {
             continue;
         }
         if let Some(obj) = item.as_object_mut() {
@@ -140,8 +137,8 @@ impl Sandbox {
     /// Left out is only what the kernel derives by itself, late, from
     /// carrier events: a bridge's carrier flags and operstate (updated
     /// asynchronously by linkwatch after its last port goes) and the IPv6
-    /// link-local address (and its fe80 routes) it gains when a port first
-    /// comes up, and the default qdisc a link keeps after its first up.
+    /// link-local address (and its fe80 routes) and the ff00::/8 multicast
+    /// route it gains when IPv6 first comes up with carrier, and the default qdisc a link keeps after its first up.
     pub fn snapshot(&self) -> String {
         let mut s = String::new();
         for cmd in [
@@ -199,4 +196,150 @@ impl Sandbox {
             "ip netns exec {ns} bash -c 'echo hello > /dev/udp/{to}/{port}'"
         ));
     }
+}
+
+/// A TCP or UDP echo server inside a namespace: it answers every request
+/// with `NAME:REQUEST`, so a test sees which namespace served it. It stops
+/// (and releases its namespace) when dropped.
+pub struct Echo {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Echo {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn enter(ns: &str) {
+    let f = fs::File::open(format!("/run/netns/{ns}")).expect("opening namespace");
+    setns(f.as_fd(), CloneFlags::CLONE_NEWNET).expect("setns");
+}
+
+impl Sandbox {
+    /// Starts an echo server in `ns` on `port`, all addresses, both families.
+    pub fn echo(&self, ns: &str, port: u16, udp: bool) -> Echo {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let name = ns.to_string();
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            enter(&name);
+            let tick = std::time::Duration::from_millis(20);
+            // [::] with IPV6_V6ONLY off takes IPv4 too.
+            let addr: SocketAddr = format!("[::]:{port}").parse().unwrap();
+            if udp {
+                let sock = UdpSocket::bind(addr).expect("udp bind");
+                sock.set_read_timeout(Some(tick)).unwrap();
+                ready_tx.send(()).unwrap();
+                let mut buf = [0u8; 512];
+                while !flag.load(Ordering::Relaxed) {
+                    if let Ok((n, from)) = sock.recv_from(&mut buf) {
+                        let reply = format!("{name}:{}", String::from_utf8_lossy(&buf[..n]));
+                        let _ = sock.send_to(reply.as_bytes(), from);
+                    }
+                }
+            } else {
+                let listener = std::net::TcpListener::bind(addr).expect("tcp bind");
+                listener.set_nonblocking(true).unwrap();
+                ready_tx.send(()).unwrap();
+                while !flag.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((mut conn, _)) => {
+                            conn.set_nonblocking(false).unwrap();
+                            conn.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+                                .unwrap();
+                            let mut buf = [0u8; 512];
+                            if let Ok(n) = conn.read(&mut buf) {
+                                let reply =
+                                    format!("{name}:{}", String::from_utf8_lossy(&buf[..n]));
+                                let _ = conn.write_all(reply.as_bytes());
+                            }
+                        }
+                        Err(_) => std::thread::sleep(tick),
+                    }
+                }
+            }
+        });
+        ready_rx.recv().expect("echo server started");
+        Echo {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Sends "hi" over TCP or UDP from `from` (a namespace, or `None` for
+    /// the sandbox's own namespace, "the host") to `to`, and returns the
+    /// answer, or the error.
+    pub fn ask(&self, from: Option<&str>, to: &str, udp: bool) -> std::io::Result<String> {
+        use std::io::{Read, Write};
+        let to: SocketAddr = to.parse().expect("socket address");
+        let from = from.map(str::to_string);
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                if let Some(ns) = &from {
+                    enter(ns);
+                }
+                let timeout = std::time::Duration::from_millis(1500);
+                if udp {
+                    let bind: SocketAddr = if to.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }
+                        .parse()
+                        .unwrap();
+                    let sock = UdpSocket::bind(bind)?;
+                    sock.set_read_timeout(Some(timeout))?;
+                    sock.send_to(b"hi", to)?;
+                    let mut buf = [0u8; 512];
+                    let (n, _) = sock.recv_from(&mut buf)?;
+                    Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+                } else {
+                    let mut conn = std::net::TcpStream::connect_timeout(&to, timeout)?;
+                    conn.set_read_timeout(Some(timeout))?;
+                    conn.write_all(b"hi")?;
+                    let mut reply = String::new();
+                    conn.read_to_string(&mut reply)?;
+                    Ok(reply)
+                }
+            })
+            .join()
+            .expect("client thread")
+        })
+    }
+
+    /// Like `upstream`, with IPv6 too: `up` at 2001:db8::1/64, the sandbox
+    /// at 2001:db8::2/64.
+    pub fn upstream_dual(&self) {
+        self.upstream();
+        self.sh(
+            "ip -n up addr add 2001:db8::1/64 dev eth0 nodad && ip addr add 2001:db8::2/64 dev up0 nodad && \
+             ip -6 route add default via 2001:db8::1 dev up0",
+        );
+    }
+}
+
+/// Asserts two snapshots are equal, showing only the lines that differ.
+#[track_caller]
+pub fn assert_same(after: &str, before: &str, what: &str) {
+    if after == before {
+        return;
+    }
+    let b: Vec<&str> = before.lines().collect();
+    let a: Vec<&str> = after.lines().collect();
+    let mut diff = String::new();
+    for l in &b {
+        if !a.contains(l) {
+            diff.push_str(&format!("- {}\n", &l[..l.len().min(300)]));
+        }
+    }
+    for l in &a {
+        if !b.contains(l) {
+            diff.push_str(&format!("+ {}\n", &l[..l.len().min(300)]));
+        }
+    }
+    panic!("{what}: the host differs from before (- before, + after):\n{diff}");
 }
