@@ -327,6 +327,15 @@ pub fn plan_disconnect(
             .map(|ns| net.attachment(ns).expect("checked").host_ifname.clone())
             .collect(),
     });
+    let published: Vec<IpAddr> = refs
+        .iter()
+        .map(|ns| net.attachment(ns).expect("checked"))
+        .filter(|a| !a.ports.is_empty())
+        .flat_map(|a| a.addresses.iter().map(|n| n.addr()))
+        .collect();
+    if !published.is_empty() {
+        ops.push(Op::ForgetFlows { addrs: published });
+    }
     for ns in &refs {
         if new_state.detach(network, ns) {
             ops.push(Op::DeleteNetns {

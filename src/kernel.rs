@@ -21,6 +21,8 @@ pub enum Error {
     Sysctl(#[from] sysctl::Error),
     #[error(transparent)]
     Firewall(#[from] firewall::Error),
+    #[error(transparent)]
+    Conntrack(#[from] crate::conntrack::Error),
     #[error("no interface {ifname} in {target}")]
     NoSuchLink { target: String, ifname: String },
     #[error("{name} exists but is a {kind} link, not a bridge")]
@@ -111,6 +113,7 @@ pub fn undo_of(op: &Op, old_sysctl: Option<String>) -> Option<Op> {
         | Op::DeleteLink { .. }
         | Op::DeleteLinkGroup { .. }
         | Op::DeleteLinks { .. }
+        | Op::ForgetFlows { .. }
         | Op::DeleteAddress { .. } => None,
     }
 }
@@ -411,6 +414,9 @@ impl LiveKernel {
                         Ok(old)
                     },
                 )??);
+            }
+            Op::ForgetFlows { addrs } => {
+                crate::conntrack::forget_flows_to(addrs)?;
             }
             Op::SetHairpin { ifname } => {
                 let index = self.index_of(&Target::Host, ifname)?;

@@ -355,6 +355,15 @@ pub fn plan_remove(state: &State, name: &str, force: bool) -> Result<(State, Vec
             names: links,
         });
     }
+    let published: Vec<std::net::IpAddr> = net
+        .attachments
+        .iter()
+        .filter(|a| !a.ports.is_empty())
+        .flat_map(|a| a.addresses.iter().map(|n| n.addr()))
+        .collect();
+    if !published.is_empty() {
+        ops.push(Op::ForgetFlows { addrs: published });
+    }
     for a in &net.attachments {
         if new_state.detach(name, &a.namespace) {
             ops.push(Op::DeleteNetns {

@@ -102,6 +102,11 @@ pub enum Op {
         key: String,
         value: String,
     },
+    /// Forgets tracked connections answered by these addresses: flows to
+    /// published ports of an attachment that is going away.
+    ForgetFlows {
+        addrs: Vec<IpAddr>,
+    },
     /// Lets a bridge port send frames back out of the port they came in
     /// on: needed for a namespace to reach its own published port.
     SetHairpin {
@@ -160,6 +165,10 @@ impl fmt::Display for Op {
                 target, gateway, ..
             } => write!(f, "add default route via {gateway} in {target}"),
             Op::SetSysctl { target, key, value } => write!(f, "set {key} = {value} in {target}"),
+            Op::ForgetFlows { addrs } => {
+                let list: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+                write!(f, "forget tracked connections to {}", list.join(", "))
+            }
             Op::SetHairpin { ifname } => write!(f, "turn on hairpin mode of bridge port {ifname}"),
             Op::Firewall { .. } => write!(f, "apply nftables table inet nsnet"),
         }

@@ -291,3 +291,37 @@ fn conflicts_are_refused_and_teardown_is_exact() {
     sb.ok(&["network", "rm", "b"]);
     common::assert_same(&sb.snapshot(), &before, "teardown");
 }
+
+#[test]
+fn a_udp_client_follows_the_port_to_its_new_owner() {
+    let sb = Sandbox::new();
+    sb.upstream();
+    sb.ok(&["network", "create", "a", "--subnet", "10.77.0.0/24"]);
+    sb.ok(&["connect", "a", "old", "-p", "5353:53/udp"]);
+    let client = sb.udp_socket("up", "203.0.113.1:40000");
+    let mut buf = [0u8; 64];
+    let mut ask = || -> std::io::Result<String> {
+        client.send_to(b"hi", format!("{HOST}:5353"))?;
+        let (n, _) = client.recv_from(&mut buf)?;
+        Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+    };
+    {
+        let _old = sb.echo("old", 53, true);
+        served_by(ask(), "old", "before the switch");
+    }
+    sb.ok(&["disconnect", "a", "old"]);
+    // A different address, so that a stale flow would lead nowhere.
+    sb.ok(&[
+        "connect",
+        "a",
+        "new",
+        "--ip",
+        "10.77.0.9",
+        "-p",
+        "5353:53/udp",
+    ]);
+    let _new = sb.echo("new", 53, true);
+    // Same client, same source port: without forgetting the old flow the
+    // datagram would still be sent to the old (gone) address.
+    served_by(ask(), "new", "after the switch");
+}

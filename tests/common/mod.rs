@@ -311,6 +311,24 @@ impl Sandbox {
         })
     }
 
+    /// A UDP socket bound inside `ns`, kept by the test (a client that keeps
+    /// its source port).
+    pub fn udp_socket(&self, ns: &str, bind: &str) -> UdpSocket {
+        let bind: SocketAddr = bind.parse().expect("socket address");
+        let ns = ns.to_string();
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                enter(&ns);
+                let sock = UdpSocket::bind(bind).expect("bind");
+                sock.set_read_timeout(Some(std::time::Duration::from_millis(1500)))
+                    .unwrap();
+                sock
+            })
+            .join()
+            .expect("socket thread")
+        })
+    }
+
     /// Like `upstream`, with IPv6 too: `up` at 2001:db8::1/64, the sandbox
     /// at 2001:db8::2/64.
     pub fn upstream_dual(&self) {
