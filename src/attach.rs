@@ -376,6 +376,7 @@ impl Nsnet {
         }
         // One firewall transaction for all of them, after the links exist.
         ops.extend(Op::firewall(&before, &state));
+        plan::heal_firewall(&mut ops, &before).map_err(|e| Error::Kernel(e.into()))?;
         let undo = plan::apply(&ops, &mut kernel)?;
         self.save_or_undo(&lock, &state, undo, &mut kernel)?;
         reqs.iter()
@@ -403,7 +404,8 @@ impl Nsnet {
         }
         let lock = self.store.lock()?;
         let state = self.store.load(&lock)?;
-        let (new_state, ops) = plan_disconnect(&state, network, namespaces)?;
+        let (new_state, mut ops) = plan_disconnect(&state, network, namespaces)?;
+        plan::heal_firewall(&mut ops, &state).map_err(|e| Error::Kernel(e.into()))?;
         let removed = namespaces
             .iter()
             .map(|n| {

@@ -97,6 +97,15 @@ pub enum Command {
     },
     /// Show bridges, their networks and attachments (like `brctl show`, and more)
     Show,
+    /// Compare what nsnet recorded with the kernel and the firewall (exit 1 on drift)
+    Check {
+        /// Only this network (the firewall is always checked whole)
+        network: Option<String>,
+        /// Put back what can be restored from the record: the firewall table,
+        /// forwarding sysctls, bridges brought down
+        #[arg(long)]
+        repair: bool,
+    },
     /// Run the tutorial end to end in a private sandbox (the host is untouched)
     Demo,
     /// Print a shell completion script
@@ -299,6 +308,15 @@ pub fn run(cli: Cli) -> Result<i32> {
                 .map_err(|e| Error::Failed(e.to_string()))?;
             out.ping_summary(dest, &summary);
             return Ok(if summary.received > 0 { 0 } else { 1 });
+        }
+        Command::Check { network, repair } => {
+            let report = if repair {
+                nsnet.repair(network.as_deref())?
+            } else {
+                nsnet.check(network.as_deref())?
+            };
+            out.check(&report);
+            return Ok(if report.clean() { 0 } else { 1 });
         }
         Command::Show => out.show(&nsnet.state()?, &crate::output::live_ports()),
         Command::Demo => return crate::demo::run(&out),

@@ -89,9 +89,13 @@ pub fn undo_of(op: &Op, old_sysctl: Option<String>) -> Option<Op> {
         Op::Firewall {
             transaction,
             previous,
+            full,
+            full_previous,
         } => Some(Op::Firewall {
             transaction: previous.clone(),
             previous: transaction.clone(),
+            full: full_previous.clone(),
+            full_previous: full.clone(),
         }),
         // Only an adopted bridge is brought up on a link nsnet did not
         // create; put it back down if a later step fails.
@@ -422,7 +426,18 @@ impl LiveKernel {
                 let index = self.index_of(&Target::Host, ifname)?;
                 self.host()?.set_hairpin(index, ifname, true)?;
             }
-            Op::Firewall { transaction, .. } => firewall::apply(transaction)?,
+            Op::Firewall {
+                transaction, full, ..
+            } => {
+                if let Err(e) = firewall::apply(transaction) {
+                    if transaction == full {
+                        return Err(e.into());
+                    }
+                    // The table is not what nsnet left (flushed, edited):
+                    // put all of it back instead.
+                    firewall::apply(full)?;
+                }
+            }
         }
         Ok(undo_of(op, old_sysctl))
     }

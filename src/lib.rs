@@ -7,6 +7,7 @@
 //! (nftables).
 
 pub mod attach;
+pub mod check;
 pub mod conntrack;
 pub mod error;
 pub mod firewall;

@@ -307,6 +307,22 @@ impl Printer {
         }
     }
 
+    pub fn check(&self, report: &nsnet::check::Report) {
+        if self.json {
+            self.print_json(json!({"clean": report.clean(), "drift": report.drift, "warnings": report.warnings}));
+            return;
+        }
+        for d in &report.drift {
+            println!("drift: {d}");
+        }
+        for w in &report.warnings {
+            println!("warning: {w}");
+        }
+        if report.clean() && !self.quiet {
+            println!("no drift: the kernel and the firewall match what nsnet recorded");
+        }
+    }
+
     pub fn ping_header(&self, dest: IpAddr) {
         if !self.json && !self.quiet {
             println!(

@@ -117,6 +117,11 @@ pub enum Op {
     Firewall {
         transaction: serde_json::Value,
         previous: serde_json::Value,
+        /// The whole table, applied instead when `transaction` is refused
+        /// (someone flushed or changed the table): re-running a command
+        /// then also repairs the firewall.
+        full: serde_json::Value,
+        full_previous: serde_json::Value,
     },
 }
 
@@ -185,8 +190,35 @@ impl Op {
         Some(Op::Firewall {
             transaction,
             previous,
+            full: crate::firewall::render(new),
+            full_previous: crate::firewall::render(old),
         })
     }
+}
+
+/// When nsnet's table is not intact (flushed, edited by hand), turns
+/// element-only firewall steps into whole-table ones, so that any command
+/// that touches the firewall also repairs it. `before` is the state the
+/// live table should match.
+pub fn heal_firewall(
+    ops: &mut [Op],
+    before: &crate::model::State,
+) -> Result<(), crate::firewall::Error> {
+    let incremental = ops
+        .iter()
+        .any(|o| matches!(o, Op::Firewall { transaction, full, .. } if transaction != full));
+    if !incremental || before.networks.is_empty() || crate::firewall::intact(before)? {
+        return Ok(());
+    }
+    for op in ops.iter_mut() {
+        if let Op::Firewall {
+            transaction, full, ..
+        } = op
+        {
+            *transaction = full.clone();
+        }
+    }
+    Ok(())
 }
 
 /// A failed step.

@@ -325,3 +325,83 @@ fn a_udp_client_follows_the_port_to_its_new_owner() {
     // datagram would still be sent to the old (gone) address.
     served_by(ask(), "new", "after the switch");
 }
+
+#[test]
+fn check_reports_damage_and_commands_repair_the_firewall() {
+    let sb = Sandbox::new();
+    sb.upstream();
+    sb.ok(&[
+        "network",
+        "create",
+        "a",
+        "--subnet",
+        "10.78.0.0/24",
+        "--subnet",
+        "fd00:78::/64",
+    ]);
+    sb.ok(&["connect", "a", "web", "-p", "8080:80"]);
+    sb.ok(&["connect", "a", "db"]);
+    let out = sb.ok(&["check"]);
+    assert!(out.contains("no drift"), "{out}");
+
+    // Damage: a flushed table, a deleted veth, a removed address, a
+    // forwarding sysctl turned off, a foreign FORWARD drop policy.
+    // (flush keeps map elements; a lost port is removed by hand.)
+    sb.sh("nft flush table inet nsnet && nft delete element inet nsnet ports4_any_dest '{ tcp . 8080 }'");
+    let veth = sb.sh("ip -o link show master a | grep -o 've-db-[0-9a-f]*' | head -1");
+    sb.sh(&format!("ip link del {}", veth.trim()));
+    sb.sh("ip -n web addr del 10.78.0.2/24 dev eth0");
+    sb.sh("sysctl -qw net.ipv6.conf.all.forwarding=0");
+    sb.sh("nft add table ip filter && nft add chain ip filter FORWARD '{ type filter hook forward priority 0; policy drop; }'");
+    let out = sb.run(&["check"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "namespace db: host interface",
+        "namespace web: address 10.78.0.2/24 is missing from eth0",
+        "sysctl net/ipv6/conf/all/forwarding is not 1",
+        "chain forward: ",
+        "map ports4_any_dest: 1 published port(s) missing",
+        "warning: chain FORWARD of table ip filter drops forwarded traffic",
+    ] {
+        assert!(
+            text.contains(needle),
+            "check output lacks {needle:?}:\n{text}"
+        );
+    }
+    let json: serde_json::Value = serde_json::from_str(
+        &sb.run(&["--json", "check"])
+            .stdout
+            .iter()
+            .map(|b| *b as char)
+            .collect::<String>(),
+    )
+    .unwrap();
+    assert_eq!(json["clean"], false);
+    sb.sh("nft delete table ip filter");
+
+    // Re-running a command that changes ports restores the whole table.
+    sb.ok(&["connect", "a", "other", "-p", "9090:90"]);
+    let out = sb.run(&["check"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !text.contains("chain ") && !text.contains("map "),
+        "firewall not restored:\n{text}"
+    );
+    // --repair puts back the sysctl; links and addresses are reported.
+    sb.sh("nft flush table inet nsnet");
+    let out = sb.run(&["check", "--repair"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !text.contains("sysctl") && !text.contains("chain "),
+        "{text}"
+    );
+    assert!(text.contains("address 10.78.0.2/24 is missing"), "{text}");
+    let _web = sb.echo("web", 80, false);
+    // Deleting the address took the default route with it (check said so).
+    sb.sh("ip -n web addr add 10.78.0.2/24 dev eth0 && ip -n web route add default via 10.78.0.1");
+    let r = sb
+        .ask(Some("up"), "203.0.113.2:8080", false)
+        .expect("port works after repair");
+    assert_eq!(r, "web:hi");
+}

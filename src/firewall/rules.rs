@@ -538,3 +538,271 @@ mod tests {
         assert!(t["nftables"][1]["delete"]["table"].is_object());
     }
 }
+
+/// Sorts the members of anonymous sets, which nft may list in another
+/// order than they were given.
+fn normalized(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let mut out = serde_json::Map::new();
+            for (k, val) in m {
+                let mut val = normalized(val);
+                if k == "set" {
+                    if let Value::Array(items) = &mut val {
+                        items.sort_by_key(|i| i.to_string());
+                    }
+                }
+                out.insert(k.clone(), val);
+            }
+            Value::Object(out)
+        }
+        Value::Array(a) => Value::Array(a.iter().map(normalized).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Differences between the table nsnet expects for `state` and the one nft
+/// lists (`None`: no table), each as a sentence.
+pub fn drift(state: &State, live: Option<&Value>) -> Vec<String> {
+    let mut out = structure_drift(state, live);
+    if let Some(live) = live {
+        if !state.networks.is_empty() {
+            out.extend(element_drift(state, live));
+        }
+    }
+    out
+}
+
+/// `drift` without map elements: what a terse listing (`nft -t`) can show.
+pub fn structure_drift(state: &State, live: Option<&Value>) -> Vec<String> {
+    let mut out = Vec::new();
+    let Some(live) = live else {
+        if !state.networks.is_empty() {
+            out.push(format!("nftables table inet {TABLE} is missing"));
+        }
+        return out;
+    };
+    if state.networks.is_empty() {
+        out.push(format!(
+            "nftables table inet {TABLE} exists but nsnet has no network"
+        ));
+        return out;
+    }
+    let items = live["nftables"].as_array().cloned().unwrap_or_default();
+    let objects =
+        |kind: &str| -> Vec<Value> { items.iter().filter_map(|i| i.get(kind).cloned()).collect() };
+    let (live_chains, live_rules) = (objects("chain"), objects("rule"));
+    let expected = structure(state);
+    let added = |kind: &str| -> Vec<Value> {
+        expected
+            .iter()
+            .filter_map(|c| c["add"].get(kind).cloned())
+            .collect()
+    };
+    for chain in added("chain") {
+        let name = chain["name"].as_str().unwrap_or_default();
+        match live_chains.iter().find(|c| c["name"] == chain["name"]) {
+            None => out.push(format!("chain {name} is missing")),
+            Some(c) => {
+                for key in ["type", "hook", "prio", "policy"] {
+                    if c[key] != chain[key] {
+                        out.push(format!(
+                            "chain {name}: {key} is {} instead of {}",
+                            c[key], chain[key]
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    for chain in &live_chains {
+        let name = chain["name"].as_str().unwrap_or_default();
+        if !added("chain").iter().any(|c| c["name"] == chain["name"]) {
+            out.push(format!("chain {name} was not made by nsnet"));
+        }
+    }
+    let rules_of = |rules: &[Value], chain: &str| -> Vec<Value> {
+        rules
+            .iter()
+            .filter(|r| r["chain"] == chain)
+            .map(|r| normalized(&r["expr"]))
+            .collect()
+    };
+    let expected_rules = added("rule");
+    for chain in [PREROUTING, OUTPUT, POSTROUTING, FORWARD] {
+        let want = rules_of(&expected_rules, chain);
+        let have = rules_of(&live_rules, chain);
+        let missing = want.iter().filter(|w| !have.contains(w)).count();
+        let foreign = have.iter().filter(|h| !want.contains(h)).count();
+        if missing > 0 {
+            out.push(format!("chain {chain}: {missing} rule(s) missing"));
+        }
+        if foreign > 0 {
+            out.push(format!(
+                "chain {chain}: {foreign} rule(s) not made by nsnet"
+            ));
+        }
+        if missing == 0 && foreign == 0 && want != have {
+            out.push(format!("chain {chain}: rules are out of order"));
+        }
+    }
+    out
+}
+
+fn element_drift(state: &State, live: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let live_maps: Vec<Value> = live["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i.get("map").cloned())
+        .collect();
+    let want_elems = elements(state);
+    for (map, want) in &want_elems {
+        let Some(m) = live_maps.iter().find(|m| m["name"] == *map) else {
+            out.push(format!("map {map} is missing"));
+            continue;
+        };
+        let have: BTreeSet<String> = m["elem"]
+            .as_array()
+            .map(|a| a.iter().map(|e| e.to_string()).collect())
+            .unwrap_or_default();
+        let missing = want.difference(&have).count();
+        let foreign = have.difference(want).count();
+        if missing > 0 {
+            out.push(format!("map {map}: {missing} published port(s) missing"));
+        }
+        if foreign > 0 {
+            out.push(format!("map {map}: {foreign} element(s) not made by nsnet"));
+        }
+    }
+    out
+}
+
+/// Forward-hook base chains with a drop policy in tables other than ours.
+pub fn foreign_forward_drops(chains: &Value) -> Vec<String> {
+    chains["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i.get("chain"))
+        .filter(|c| c["hook"] == "forward" && c["policy"] == "drop")
+        .filter(|c| !(c["family"] == FAMILY && c["table"] == TABLE))
+        .map(|c| {
+            format!(
+                "chain {} of table {} {} drops forwarded traffic by default (policy drop): \
+                 nsnet's networks cannot reach outside, or each other through published ports, \
+                 unless that table accepts them",
+                c["name"].as_str().unwrap_or("?"),
+                c["family"].as_str().unwrap_or("?"),
+                c["table"].as_str().unwrap_or("?")
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod drift_tests {
+    use super::*;
+
+    /// The table as nft would list it right after `render`.
+    fn listed(state: &State) -> Value {
+        let mut items = vec![];
+        let full = render(state);
+        let elems = elements(state);
+        for cmd in full["nftables"].as_array().unwrap().iter().skip(2) {
+            let Some(add) = cmd.get("add") else { continue };
+            if let Some(map) = add.get("map") {
+                let mut m = map.clone();
+                let name = m["name"].as_str().unwrap().to_string();
+                let e: Vec<Value> = elems[name.as_str()]
+                    .iter()
+                    .map(|s| serde_json::from_str(s).unwrap())
+                    .collect();
+                if !e.is_empty() {
+                    m["elem"] = json!(e);
+                }
+                items.push(json!({"map": m}));
+            } else if let Some(k) = ["chain", "rule", "table"]
+                .iter()
+                .find(|k| add.get(**k).is_some())
+            {
+                items.push(json!({*k: add[*k]}));
+            }
+        }
+        json!({"nftables": items})
+    }
+
+    fn state() -> State {
+        let mut s = State::default();
+        let mut n = crate::model::test_network("a", "br-a", &["10.0.0.0/24"]);
+        n.attachments.push(crate::model::Attachment {
+            namespace: crate::netns::NsRef::Named("x".into()),
+            namespace_created: true,
+            host_ifname: "ve-x".into(),
+            ifname: "eth0".into(),
+            mac: None,
+            addresses: vec!["10.0.0.2/24".parse().unwrap()],
+            ports: vec!["8080:80".parse().unwrap()],
+        });
+        s.networks.insert("a".into(), n);
+        s.networks.insert(
+            "b".into(),
+            crate::model::test_network("b", "br-b", &["10.1.0.0/24"]),
+        );
+        s
+    }
+
+    #[test]
+    fn a_fresh_table_has_no_drift() {
+        let s = state();
+        assert_eq!(drift(&s, Some(&listed(&s))), Vec::<String>::new());
+    }
+
+    #[test]
+    fn each_kind_of_damage_is_named() {
+        let s = state();
+        assert_eq!(
+            drift(&s, None),
+            vec!["nftables table inet nsnet is missing"]
+        );
+        let mut l = listed(&s);
+        let items = l["nftables"].as_array_mut().unwrap();
+        // A flushed forward chain, a foreign rule, a lost port.
+        items.retain(|i| i.get("rule").is_none_or(|r| r["chain"] != "forward"));
+        items.push(json!({"rule": {"chain": "postrouting", "expr": [{"accept": null}]}}));
+        for i in items.iter_mut() {
+            if i.get("map").is_some_and(|m| m["name"] == "ports4_any_dest") {
+                i["map"].as_object_mut().unwrap().remove("elem");
+            }
+        }
+        let d = drift(&s, Some(&l));
+        assert!(
+            d.contains(&"chain forward: 5 rule(s) missing".to_string()),
+            "{d:?}"
+        );
+        assert!(
+            d.contains(&"chain postrouting: 1 rule(s) not made by nsnet".to_string()),
+            "{d:?}"
+        );
+        assert!(
+            d.contains(&"map ports4_any_dest: 1 published port(s) missing".to_string()),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn foreign_drop_policies_are_found() {
+        let chains = json!({"nftables": [
+            {"chain": {"family": "ip", "table": "filter", "name": "FORWARD", "hook": "forward", "policy": "drop"}},
+            {"chain": {"family": "inet", "table": "nsnet", "name": "forward", "hook": "forward", "policy": "accept"}},
+            {"chain": {"family": "ip", "table": "filter", "name": "INPUT", "hook": "input", "policy": "drop"}},
+        ]});
+        let found = foreign_forward_drops(&chains);
+        assert_eq!(found.len(), 1);
+        assert!(
+            found[0].starts_with("chain FORWARD of table ip filter"),
+            "{found:?}"
+        );
+    }
+}
