@@ -199,9 +199,9 @@ impl Nsnet {
             let full = firewall::render(&state);
             ops.push(Op::Firewall {
                 transaction: full.clone(),
-                previous: full.clone(),
-                full: full.clone(),
-                full_previous: full,
+                previous: full,
+                after: Box::new(state.clone()),
+                before: Box::new(state.clone()),
             });
         }
         let mut kernel = LiveKernel::new();

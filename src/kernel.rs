@@ -89,13 +89,13 @@ pub fn undo_of(op: &Op, old_sysctl: Option<String>) -> Option<Op> {
         Op::Firewall {
             transaction,
             previous,
-            full,
-            full_previous,
+            after,
+            before,
         } => Some(Op::Firewall {
             transaction: previous.clone(),
             previous: transaction.clone(),
-            full: full_previous.clone(),
-            full_previous: full.clone(),
+            after: before.clone(),
+            before: after.clone(),
         }),
         // Only an adopted bridge is brought up on a link nsnet did not
         // create; put it back down if a later step fails.
@@ -427,15 +427,15 @@ impl LiveKernel {
                 self.host()?.set_hairpin(index, ifname, true)?;
             }
             Op::Firewall {
-                transaction, full, ..
+                transaction, after, ..
             } => {
                 if let Err(e) = firewall::apply(transaction) {
-                    if transaction == full {
+                    if firewall::replaces_table(transaction) {
                         return Err(e.into());
                     }
                     // The table is not what nsnet left (flushed, edited):
                     // put all of it back instead.
-                    firewall::apply(full)?;
+                    firewall::apply(&firewall::render(after))?;
                 }
             }
         }

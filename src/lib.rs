@@ -18,6 +18,7 @@ pub mod names;
 pub mod netlink;
 pub mod netns;
 pub mod network;
+pub mod nfnetlink;
 pub mod ping;
 pub mod plan;
 pub mod ports;

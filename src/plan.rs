@@ -117,11 +117,12 @@ pub enum Op {
     Firewall {
         transaction: serde_json::Value,
         previous: serde_json::Value,
-        /// The whole table, applied instead when `transaction` is refused
-        /// (someone flushed or changed the table): re-running a command
-        /// then also repairs the firewall.
-        full: serde_json::Value,
-        full_previous: serde_json::Value,
+        /// The states the table is for after and before the step. When
+        /// `transaction` is refused (someone flushed or changed the table),
+        /// the whole table for `after` is rendered and applied instead:
+        /// re-running a command then also repairs the firewall.
+        after: Box<crate::model::State>,
+        before: Box<crate::model::State>,
     },
 }
 
@@ -190,8 +191,8 @@ impl Op {
         Some(Op::Firewall {
             transaction,
             previous,
-            full: crate::firewall::render(new),
-            full_previous: crate::firewall::render(old),
+            after: Box::new(new.clone()),
+            before: Box::new(old.clone()),
         })
     }
 }
@@ -204,18 +205,18 @@ pub fn heal_firewall(
     ops: &mut [Op],
     before: &crate::model::State,
 ) -> Result<(), crate::firewall::Error> {
-    let incremental = ops
-        .iter()
-        .any(|o| matches!(o, Op::Firewall { transaction, full, .. } if transaction != full));
+    let incremental = ops.iter().any(
+        |o| matches!(o, Op::Firewall { transaction, .. } if !crate::firewall::replaces_table(transaction)),
+    );
     if !incremental || before.networks.is_empty() || crate::firewall::intact(before)? {
         return Ok(());
     }
     for op in ops.iter_mut() {
         if let Op::Firewall {
-            transaction, full, ..
+            transaction, after, ..
         } = op
         {
-            *transaction = full.clone();
+            *transaction = crate::firewall::render(after);
         }
     }
     Ok(())

@@ -5,7 +5,7 @@
 
 mod rules;
 
-pub use rules::{render, update, TABLE};
+pub use rules::{render, replaces_table, update, TABLE};
 
 use std::io::{self, Write};
 use std::process::{Command, Stdio};
@@ -76,12 +76,79 @@ pub fn list_table() -> Result<Option<serde_json::Value>, Error> {
     list(&["-j", "list", "table", "inet", TABLE])
 }
 
-/// Whether nsnet's table still has the chains and rules `state` calls for
-/// (map elements are not listed: the answer costs the same for 10 or
-/// 10,000 published ports). Element-only updates rely on it.
+/// Whether nsnet's table still has the rules `state` calls for, counted
+/// per chain. Element-only updates rely on it; a table that was flushed or
+/// edited is replaced whole instead.
+///
+/// This reads the rules over nf_tables netlink rather than with `nft list`:
+/// nft 1.0.6 fetches every map element for any listing that includes rules
+/// (130 ms at 10,000 published ports), while the kernel's rule dump costs
+/// the same for 10 or 10,000 ports. It only reads, and only this table.
 pub fn intact(state: &crate::model::State) -> Result<bool, Error> {
-    let live = list(&["-t", "-j", "list", "table", "inet", TABLE])?;
-    Ok(rules::structure_drift(state, live.as_ref()).is_empty())
+    let live = rule_counts().map_err(Error::Spawn)?;
+    Ok(live == Some(rules::rule_counts(state)))
+}
+
+/// Rules per chain of nsnet's table, `None` when the table does not exist.
+fn rule_counts() -> io::Result<Option<std::collections::BTreeMap<String, usize>>> {
+    use crate::nfnetlink::{attr, find, message, NfSocket, NLM_F_DUMP};
+    const NFNL_SUBSYS_NFTABLES: u16 = 10;
+    const NFT_MSG_GETRULE: u16 = 7;
+    const NFPROTO_INET: u8 = 1;
+    const NFTA_RULE_TABLE: u16 = 1;
+    const NFTA_RULE_CHAIN: u16 = 2;
+    let mut socket = NfSocket::open()?;
+    let filter = attr(NFTA_RULE_TABLE, format!("{TABLE}\0").as_bytes());
+    let req = message(
+        NFNL_SUBSYS_NFTABLES,
+        NFT_MSG_GETRULE,
+        NLM_F_DUMP,
+        1,
+        NFPROTO_INET,
+        &filter,
+    );
+    let mut counts = std::collections::BTreeMap::new();
+    let mut in_table = false;
+    let result = socket.dump(&req, |body| {
+        let table = find(body, NFTA_RULE_TABLE)
+            .map(|(t, _)| t.split(|b| *b == 0).next().unwrap_or_default());
+        if table != Some(TABLE.as_bytes()) {
+            return;
+        }
+        in_table = true;
+        if let Some((chain, _)) = find(body, NFTA_RULE_CHAIN) {
+            let name = String::from_utf8_lossy(chain.split(|b| *b == 0).next().unwrap_or_default())
+                .into_owned();
+            *counts.entry(name).or_insert(0) += 1;
+        }
+    });
+    match result {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    if !in_table && !crate::firewall::table_exists()? {
+        return Ok(None);
+    }
+    Ok(Some(counts))
+}
+
+/// Whether the table exists (an empty table has no rules to dump).
+fn table_exists() -> io::Result<bool> {
+    use crate::nfnetlink::{attr, message, NfSocket, NLM_F_ACK};
+    const NFNL_SUBSYS_NFTABLES: u16 = 10;
+    const NFT_MSG_GETTABLE: u16 = 1;
+    const NFTA_TABLE_NAME: u16 = 1;
+    let mut socket = NfSocket::open()?;
+    let req = message(
+        NFNL_SUBSYS_NFTABLES,
+        NFT_MSG_GETTABLE,
+        NLM_F_ACK,
+        1,
+        1,
+        &attr(NFTA_TABLE_NAME, format!("{TABLE}\0").as_bytes()),
+    );
+    Ok(socket.request(&req)? != libc::ENOENT)
 }
 
 fn list(args: &[&str]) -> Result<Option<serde_json::Value>, Error> {

@@ -12,7 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use ipnet::IpNet;
 use serde_json::{json, Value};
 
-use crate::model::{Network, State};
+use crate::model::{Attachment, Network, State};
+use crate::netns::NsRef;
 use crate::ports::PortMapping;
 
 /// The one table nsnet owns.
@@ -112,12 +113,15 @@ pub fn update(old: &State, new: &State) -> Option<Value> {
         }
         return Some(render(new));
     }
-    let (before, after) = (elements(old), elements(new));
+    // Only attachments that came, went or changed have elements to diff:
+    // the cost of a change does not grow with the ports already published.
+    let (gone, came) = changed_attachments(old, new);
+    let (before, after) = (elements_of(gone), elements_of(came));
     let mut cmds = Vec::new();
     for (map, elems) in &before {
-        let gone: BTreeSet<String> = elems.difference(&after[map]).cloned().collect();
-        if !gone.is_empty() {
-            cmds.push(element_cmd("delete", map, &gone));
+        let removed: BTreeSet<String> = elems.difference(&after[map]).cloned().collect();
+        if !removed.is_empty() {
+            cmds.push(element_cmd("delete", map, &removed));
         }
     }
     for (map, elems) in &after {
@@ -133,6 +137,36 @@ pub fn update(old: &State, new: &State) -> Option<Value> {
     }
 }
 
+/// Attachments of `old` that are not in `new` as they were, and the other
+/// way round.
+fn changed_attachments<'a>(
+    old: &'a State,
+    new: &'a State,
+) -> (Vec<&'a Attachment>, Vec<&'a Attachment>) {
+    let index = |s: &'a State| -> BTreeMap<(&'a str, &'a NsRef), &'a Attachment> {
+        s.networks
+            .values()
+            .flat_map(|n| {
+                n.attachments
+                    .iter()
+                    .map(move |a| ((n.name.as_str(), &a.namespace), a))
+            })
+            .collect()
+    };
+    let (o, n) = (index(old), index(new));
+    let gone = o
+        .iter()
+        .filter(|(k, a)| n.get(*k) != Some(*a))
+        .map(|(_, a)| *a)
+        .collect();
+    let came = n
+        .iter()
+        .filter(|(k, a)| o.get(*k) != Some(*a))
+        .map(|(_, a)| *a)
+        .collect();
+    (gone, came)
+}
+
 fn element_cmd(verb: &str, map: &str, elems: &BTreeSet<String>) -> Value {
     // nft wants at least one element per command; callers skip empty sets.
     let elem: Vec<Value> = elems
@@ -144,6 +178,11 @@ fn element_cmd(verb: &str, map: &str, elems: &BTreeSet<String>) -> Value {
 
 /// Every map element for `state`, with an entry (maybe empty) per map.
 fn elements(state: &State) -> Elements {
+    elements_of(state.networks.values().flat_map(|n| n.attachments.iter()))
+}
+
+/// The map elements of some attachments, with an entry (maybe empty) per map.
+fn elements_of<'a>(atts: impl IntoIterator<Item = &'a Attachment>) -> Elements {
     let mut out: Elements = BTreeMap::new();
     for v4 in [true, false] {
         for map in [PortMap::Any, PortMap::Addr, PortMap::Local] {
@@ -151,8 +190,8 @@ fn elements(state: &State) -> Elements {
             out.insert(map.dport(v4), BTreeSet::new());
         }
     }
-    for net in state.networks.values() {
-        for att in &net.attachments {
+    {
+        for att in atts {
             for m in &att.ports {
                 for target in &att.addresses {
                     let v4 = target.addr().is_ipv4();
@@ -444,8 +483,6 @@ fn network_rules(net: &Network, bridges: &[&str]) -> Vec<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Attachment;
-    use crate::netns::NsRef;
 
     fn net(name: &str, subnets: &[&str], internal: bool, masquerade: bool) -> Network {
         Network {
@@ -537,6 +574,25 @@ mod tests {
         let t = update(&State::default(), &new).unwrap();
         assert!(t["nftables"][1]["delete"]["table"].is_object());
     }
+}
+
+/// How many rules each chain of the table for `state` has.
+pub fn rule_counts(state: &State) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    if state.networks.is_empty() {
+        return counts;
+    }
+    for cmd in structure(state) {
+        if let Some(chain) = cmd["add"]["rule"]["chain"].as_str() {
+            *counts.entry(chain.to_string()).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+/// Whether a transaction replaces the whole table (it deletes it first).
+pub fn replaces_table(transaction: &Value) -> bool {
+    transaction["nftables"][1]["delete"]["table"].is_object()
 }
 
 /// Sorts the members of anonymous sets, which nft may list in another
