@@ -102,6 +102,15 @@ fn published_ports(state: &State, net: &Network, specs: &[String]) -> Result<Vec
             .parse()
             .map_err(|e: crate::ports::PortError| Error::Invalid(e.to_string()))?;
         if let Some(ip) = m.host_ip {
+            if ip.is_ipv6() && ip.is_loopback() {
+                // IPv6 has no route_localnet: after DNAT, a packet from ::1
+                // may not leave the loopback device, so the kernel cannot
+                // forward such a port (Docker needs a userland proxy).
+                return Err(Error::Invalid(format!(
+                    "invalid published port {spec:?}: the kernel cannot forward ports published on ::1 \
+                     (IPv6 has no route_localnet); publish on 127.0.0.1 or on a host address"
+                )));
+            }
             if !net
                 .subnets
                 .iter()

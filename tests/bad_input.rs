@@ -134,9 +134,14 @@ fn every_bad_input_is_refused_cleanly() {
             "unknown protocol",
         ),
         (
-            vec!["connect", "net", "ns2", "-p", "[::1]:8080:80"],
+            vec!["connect", "net", "ns2", "-p", "[2001:db8::1]:8080:80"],
             2,
             "no IPv6 subnet",
+        ),
+        (
+            vec!["connect", "net", "ns2", "-p", "[::1]:8080:80"],
+            2,
+            "cannot forward ports published on ::1",
         ),
         (vec!["connect", "net", "ns2", "-p", "8080"], 2, "\"8080\""),
         (

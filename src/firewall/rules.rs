@@ -45,14 +45,24 @@ enum PortMap {
 }
 
 impl PortMap {
+    /// The kinds a family has. IPv6 has no loopback kind: the kernel cannot
+    /// forward a connection from ::1 (there is no route_localnet for IPv6),
+    /// so such mappings are refused up front.
+    fn kinds(v4: bool) -> &'static [PortMap] {
+        if v4 {
+            &[PortMap::Any, PortMap::Addr, PortMap::Local]
+        } else {
+            &[PortMap::Any, PortMap::Addr]
+        }
+    }
+
     fn dest(self, v4: bool) -> &'static str {
         match (self, v4) {
             (PortMap::Any, true) => "ports4_any_dest",
             (PortMap::Addr, true) => "ports4_addr_dest",
-            (PortMap::Local, true) => "ports4_local_dest",
+            (PortMap::Local, _) => "ports4_local_dest",
             (PortMap::Any, false) => "ports6_any_dest",
             (PortMap::Addr, false) => "ports6_addr_dest",
-            (PortMap::Local, false) => "ports6_local_dest",
         }
     }
 
@@ -60,10 +70,9 @@ impl PortMap {
         match (self, v4) {
             (PortMap::Any, true) => "ports4_any_dport",
             (PortMap::Addr, true) => "ports4_addr_dport",
-            (PortMap::Local, true) => "ports4_local_dport",
+            (PortMap::Local, _) => "ports4_local_dport",
             (PortMap::Any, false) => "ports6_any_dport",
             (PortMap::Addr, false) => "ports6_addr_dport",
-            (PortMap::Local, false) => "ports6_local_dport",
         }
     }
 
@@ -185,7 +194,7 @@ fn elements(state: &State) -> Elements {
 fn elements_of<'a>(atts: impl IntoIterator<Item = &'a Attachment>) -> Elements {
     let mut out: Elements = BTreeMap::new();
     for v4 in [true, false] {
-        for map in [PortMap::Any, PortMap::Addr, PortMap::Local] {
+        for map in PortMap::kinds(v4) {
             out.insert(map.dest(v4), BTreeSet::new());
             out.insert(map.dport(v4), BTreeSet::new());
         }
@@ -230,7 +239,7 @@ fn structure(state: &State) -> Vec<Value> {
     let mut cmds = vec![json!({"add": {"table": table}})];
     for v4 in [true, false] {
         let addr = if v4 { "ipv4_addr" } else { "ipv6_addr" };
-        for map in [PortMap::Any, PortMap::Addr, PortMap::Local] {
+        for map in PortMap::kinds(v4) {
             let key: Vec<&str> = match map {
                 PortMap::Any => vec!["inet_proto", "inet_service"],
                 _ => vec![addr, "inet_proto", "inet_service"],
@@ -342,7 +351,9 @@ fn port_rules() -> Vec<Value> {
             ],
         ));
         out.push(rule(OUTPUT, C, vec![dnat_lookup(v4, PortMap::Addr)]));
-        out.push(rule(OUTPUT, C, vec![dnat_lookup(v4, PortMap::Local)]));
+        if v4 {
+            out.push(rule(OUTPUT, C, vec![dnat_lookup(v4, PortMap::Local)]));
+        }
         // A connection from loopback, now going to a namespace, needs a
         // source the namespace can answer.
         let saddr = json!({"payload": {"protocol": proto(v4), "field": "saddr"}});
