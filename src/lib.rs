@@ -25,6 +25,7 @@ pub mod ports;
 pub mod sandbox;
 pub mod state;
 pub mod sysctl;
+pub mod topology;
 
 pub use error::{Error, Result};
 
