@@ -13,7 +13,7 @@ use crate::model::{Attachment, Network, State};
 use crate::netns::{self, NsRef};
 use crate::plan::{self, Op, Target};
 use crate::ports::PortMapping;
-use crate::{names, Nsnet};
+use crate::{names, Mode, Nsnet};
 
 /// The interface name inside the namespace when none is given.
 pub const DEFAULT_IFNAME: &str = "eth0";
@@ -296,6 +296,7 @@ pub fn plan_connect(
             mac: mac.as_ref().map(names::format_mac),
             addresses,
             ports,
+            owner: None,
         });
     Ok((new_state, ops))
 }
@@ -366,8 +367,7 @@ impl Nsnet {
         if !nix::unistd::geteuid().is_root() {
             return Err(Error::NotRoot("connect namespaces"));
         }
-        let lock = self.store.lock()?;
-        let before = self.store.load(&lock)?;
+        let (lock, before) = self.begin()?;
         let mut state = before.clone();
         let mut kernel = LiveKernel::new();
         let mut ops = Vec::new();
@@ -386,8 +386,14 @@ impl Nsnet {
         // One firewall transaction for all of them, after the links exist.
         ops.extend(Op::firewall(&before, &state));
         plan::heal_firewall(&mut ops, &before).map_err(|e| Error::Kernel(e.into()))?;
-        let undo = plan::apply(&ops, &mut kernel)?;
-        self.save_or_undo(&lock, &state, undo, &mut kernel)?;
+        self.commit(
+            &lock,
+            &before,
+            &state,
+            &ops,
+            Mode::AllOrNothing,
+            &mut kernel,
+        )?;
         reqs.iter()
             .map(|req| {
                 let ns = NsRef::parse(&req.namespace)?;
@@ -411,8 +417,7 @@ impl Nsnet {
         if !nix::unistd::geteuid().is_root() {
             return Err(Error::NotRoot("disconnect namespaces"));
         }
-        let lock = self.store.lock()?;
-        let state = self.store.load(&lock)?;
+        let (lock, state) = self.begin()?;
         let (new_state, mut ops) = plan_disconnect(&state, network, namespaces)?;
         plan::heal_firewall(&mut ops, &state).map_err(|e| Error::Kernel(e.into()))?;
         let removed = namespaces
@@ -426,11 +431,14 @@ impl Nsnet {
             })
             .collect();
         let mut kernel = LiveKernel::new();
-        let errors = plan::teardown(&ops, &mut kernel);
-        if !errors.is_empty() {
-            return Err(Error::Teardown(errors));
-        }
-        self.store.save(&lock, &new_state)?;
+        self.commit(
+            &lock,
+            &state,
+            &new_state,
+            &ops,
+            Mode::KeepGoing,
+            &mut kernel,
+        )?;
         Ok(removed)
     }
 }

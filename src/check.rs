@@ -177,8 +177,7 @@ impl Nsnet {
         if !nix::unistd::geteuid().is_root() {
             return Err(Error::NotRoot("repair"));
         }
-        let lock = self.store.lock()?;
-        let state = self.store.load(&lock)?;
+        let (lock, state) = self.begin()?;
         let mut ops = vec![];
         for net in state.networks.values() {
             if network.is_none_or(|n| n == net.name) {

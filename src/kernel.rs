@@ -23,6 +23,11 @@ pub enum Error {
     Firewall(#[from] firewall::Error),
     #[error(transparent)]
     Conntrack(#[from] crate::conntrack::Error),
+    #[error("{path}: {source}")]
+    Resolv {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("no interface {ifname} in {target}")]
     NoSuchLink { target: String, ifname: String },
     #[error("{name} exists but is a {kind} link, not a bridge")]
@@ -112,12 +117,16 @@ pub fn undo_of(op: &Op, old_sysctl: Option<String>) -> Option<Op> {
         | Op::SetMac { .. }
         | Op::SetHairpin { .. }
         | Op::AddDefaultRoute { .. } => None,
+        Op::WriteResolvConf { namespace, .. } => Some(Op::RemoveResolvConf {
+            namespace: namespace.clone(),
+        }),
         // Deletions are not undone: teardown plans keep going instead.
         Op::DeleteNetns { .. }
         | Op::DeleteLink { .. }
         | Op::DeleteLinkGroup { .. }
         | Op::DeleteLinks { .. }
         | Op::ForgetFlows { .. }
+        | Op::RemoveResolvConf { .. }
         | Op::DeleteAddress { .. } => None,
     }
 }
@@ -418,6 +427,18 @@ impl LiveKernel {
                         Ok(old)
                     },
                 )??);
+            }
+            Op::WriteResolvConf { namespace, servers } => {
+                crate::resolv::write(namespace, servers).map_err(|source| Error::Resolv {
+                    path: crate::resolv::path(namespace).display().to_string(),
+                    source,
+                })?;
+            }
+            Op::RemoveResolvConf { namespace } => {
+                crate::resolv::remove(namespace).map_err(|source| Error::Resolv {
+                    path: crate::resolv::path(namespace).display().to_string(),
+                    source,
+                })?;
             }
             Op::ForgetFlows { addrs } => {
                 crate::conntrack::forget_flows_to(addrs)?;

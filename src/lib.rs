@@ -12,6 +12,7 @@ pub mod conntrack;
 pub mod error;
 pub mod firewall;
 pub mod ipam;
+pub mod journal;
 pub mod kernel;
 pub mod model;
 pub mod names;
@@ -22,6 +23,7 @@ pub mod nfnetlink;
 pub mod ping;
 pub mod plan;
 pub mod ports;
+pub mod resolv;
 pub mod sandbox;
 pub mod state;
 pub mod sysctl;
@@ -52,22 +54,84 @@ impl Nsnet {
         Ok(self.store.read()?)
     }
 
-    /// Records `state`; if that fails, undoes the kernel steps just made so
-    /// that the kernel and the record never disagree.
-    fn save_or_undo(
+    /// Takes the lock and loads the state, first finishing a command that
+    /// was interrupted (see `journal`).
+    pub(crate) fn begin(&self) -> Result<(state::Lock, State)> {
+        let lock = self.store.lock()?;
+        if let Some(j) = self.store.read_journal(&lock)? {
+            let current = self.store.load(&lock)?;
+            // Recorded already: the command died just before tidying up.
+            if current != j.after {
+                let (kept, ops) = journal::recover(&j.before, &j.after);
+                let errors = plan::teardown(&ops, &mut LiveKernel::new());
+                if !errors.is_empty() {
+                    return Err(Error::Teardown(errors));
+                }
+                self.store.save(&lock, &kept)?;
+            }
+            self.store.remove_journal(&lock)?;
+        }
+        let state = self.store.load(&lock)?;
+        Ok((lock, state))
+    }
+
+    /// Carries out `ops`, which take the kernel from `before` to `after`,
+    /// and records `after`. The intent is journaled first, so that a kill
+    /// at any point is finished by the next command. `AllOrNothing` undoes
+    /// completed steps when one fails; `KeepGoing` (teardown) carries on
+    /// past failures, reports them and keeps the old record for a retry.
+    pub(crate) fn commit(
         &self,
         lock: &state::Lock,
-        state: &State,
-        undo: Vec<Op>,
+        before: &State,
+        after: &State,
+        ops: &[Op],
+        mode: Mode,
         kernel: &mut LiveKernel,
     ) -> Result<()> {
-        if let Err(e) = self.store.save(lock, state) {
-            let errors = plan::teardown(&undo, kernel);
-            if !errors.is_empty() {
-                return Err(Error::Teardown(errors));
+        let journal = model::Journal {
+            before: before.clone(),
+            after: after.clone(),
+        };
+        self.store.write_journal(lock, &journal)?;
+        match mode {
+            Mode::AllOrNothing => match plan::apply(ops, kernel) {
+                Err(failed) => {
+                    // A clean rollback left `before`; a failed one leaves
+                    // the journal for the next command to finish.
+                    if failed.rollback.is_empty() {
+                        self.store.remove_journal(lock)?;
+                    }
+                    return Err(failed.into());
+                }
+                Ok(undo) => {
+                    if let Err(e) = self.store.save(lock, after) {
+                        let errors = plan::teardown(&undo, kernel);
+                        if !errors.is_empty() {
+                            return Err(Error::Teardown(errors));
+                        }
+                        self.store.remove_journal(lock)?;
+                        return Err(e.into());
+                    }
+                }
+            },
+            Mode::KeepGoing => {
+                let errors = plan::teardown(ops, kernel);
+                if !errors.is_empty() {
+                    self.store.remove_journal(lock)?;
+                    return Err(Error::Teardown(errors));
+                }
+                self.store.save(lock, after)?;
             }
-            return Err(e.into());
         }
+        self.store.remove_journal(lock)?;
         Ok(())
     }
+}
+
+/// How `Nsnet::commit` treats a failing step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    AllOrNothing,
+    KeepGoing,
 }

@@ -20,9 +20,29 @@ pub struct State {
     /// before, so the last network's removal restores them.
     #[serde(default)]
     pub sysctls: BTreeMap<String, String>,
+    /// `/etc/netns/NAME/resolv.conf` files nsnet wrote, by namespace name.
+    #[serde(default)]
+    pub resolv_confs: BTreeMap<String, ResolvConf>,
 }
 
 pub const STATE_VERSION: u32 = 1;
+
+/// A per-namespace resolv.conf (the iproute2 convention: `ip netns exec`
+/// bind-mounts `/etc/netns/NAME/resolv.conf` over `/etc/resolv.conf`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResolvConf {
+    pub servers: Vec<IpAddr>,
+    /// The topology file that asked for it.
+    pub owner: String,
+}
+
+/// A command's intent: written before it touches the kernel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Journal {
+    pub before: State,
+    pub after: State,
+}
 
 /// A bridge plus subnets and options.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,6 +73,9 @@ pub struct Network {
     /// Link group of this network's host-side veths (for batched deletion).
     pub link_group: u32,
     pub attachments: Vec<Attachment>,
+    /// The topology file whose `up` created it; none for the command line.
+    #[serde(default)]
+    pub owner: Option<String>,
 }
 
 /// One veth pair joining a namespace to a network.
@@ -70,6 +93,9 @@ pub struct Attachment {
     /// Host ports published to this attachment.
     #[serde(default)]
     pub ports: Vec<crate::ports::PortMapping>,
+    /// The topology file whose `up` created it; none for the command line.
+    #[serde(default)]
+    pub owner: Option<String>,
 }
 
 impl Network {
@@ -101,6 +127,11 @@ impl Network {
 }
 
 impl State {
+    /// Nothing recorded: no file needs to exist.
+    pub fn is_empty(&self) -> bool {
+        self.networks.is_empty() && self.sysctls.is_empty() && self.resolv_confs.is_empty()
+    }
+
     /// Other attachments of a namespace, on any network.
     pub fn attachments_of<'a>(
         &'a self,
@@ -183,6 +214,7 @@ pub(crate) fn test_network(name: &str, bridge: &str, subnets: &[&str]) -> Networ
         mtu: None,
         link_group: 1,
         attachments: vec![],
+        owner: None,
     }
 }
 
@@ -202,6 +234,7 @@ mod tests {
                     mac: None,
                     addresses: vec![],
                     ports: vec![],
+                    owner: None,
                 })
                 .collect(),
             ..test_network(name, name, &[])

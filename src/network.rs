@@ -12,8 +12,8 @@ use crate::ipam::{self, Subnet};
 use crate::kernel::LiveKernel;
 use crate::model::{Network, State};
 use crate::netlink::{LinkInfo, LinkKind};
-use crate::plan::{self, Op, Target};
-use crate::{names, sysctl, Nsnet};
+use crate::plan::{Op, Target};
+use crate::{names, sysctl, Mode, Nsnet};
 
 /// What a user asks for; every front end fills this in.
 #[derive(Debug, Clone, Default)]
@@ -221,6 +221,7 @@ pub fn plan_create(
         mtu: req.mtu,
         link_group: state.free_link_group(&req.name),
         attachments: Vec::new(),
+        owner: None,
     };
 
     let mut ops = Vec::new();
@@ -402,7 +403,7 @@ pub fn plan_remove(state: &State, name: &str, force: bool) -> Result<(State, Vec
 }
 
 /// Puts back the sysctls nsnet changed once no network needs them.
-fn restore_sysctls(state: &mut State) -> Vec<Op> {
+pub(crate) fn restore_sysctls(state: &mut State) -> Vec<Op> {
     let need_v4 = state.networks.values().any(|n| n.forwards());
     let need_v6 = state
         .networks
@@ -437,28 +438,35 @@ fn require_root(what: &'static str) -> Result<()> {
 impl Nsnet {
     pub fn create_network(&self, req: &CreateRequest) -> Result<Network> {
         require_root("create networks")?;
-        let lock = self.store.lock()?;
-        let state = self.store.load(&lock)?;
+        let (lock, state) = self.begin()?;
         let mut kernel = LiveKernel::new();
         let facts = gather_facts(&mut kernel, req)?;
         let (new_state, ops) = plan_create(&state, req, &facts)?;
-        let undo = plan::apply(&ops, &mut kernel)?;
-        self.save_or_undo(&lock, &new_state, undo, &mut kernel)?;
+        self.commit(
+            &lock,
+            &state,
+            &new_state,
+            &ops,
+            Mode::AllOrNothing,
+            &mut kernel,
+        )?;
         Ok(new_state.networks[&req.name].clone())
     }
 
     pub fn remove_network(&self, name: &str, force: bool) -> Result<Network> {
         require_root("remove networks")?;
-        let lock = self.store.lock()?;
-        let state = self.store.load(&lock)?;
+        let (lock, state) = self.begin()?;
         let net = state.networks.get(name).cloned();
         let (new_state, ops) = plan_remove(&state, name, force)?;
         let mut kernel = LiveKernel::new();
-        let errors = plan::teardown(&ops, &mut kernel);
-        if !errors.is_empty() {
-            return Err(Error::Teardown(errors));
-        }
-        self.store.save(&lock, &new_state)?;
+        self.commit(
+            &lock,
+            &state,
+            &new_state,
+            &ops,
+            Mode::KeepGoing,
+            &mut kernel,
+        )?;
         Ok(net.expect("plan_remove checked it exists"))
     }
 }

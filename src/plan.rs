@@ -107,6 +107,15 @@ pub enum Op {
     ForgetFlows {
         addrs: Vec<IpAddr>,
     },
+    /// Writes `/etc/netns/NAMESPACE/resolv.conf`.
+    WriteResolvConf {
+        namespace: String,
+        servers: Vec<IpAddr>,
+    },
+    /// Removes it (and the directory, when it is left empty).
+    RemoveResolvConf {
+        namespace: String,
+    },
     /// Lets a bridge port send frames back out of the port they came in
     /// on: needed for a namespace to reach its own published port.
     SetHairpin {
@@ -174,6 +183,12 @@ impl fmt::Display for Op {
             Op::ForgetFlows { addrs } => {
                 let list: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
                 write!(f, "forget tracked connections to {}", list.join(", "))
+            }
+            Op::WriteResolvConf { namespace, .. } => {
+                write!(f, "write /etc/netns/{namespace}/resolv.conf")
+            }
+            Op::RemoveResolvConf { namespace } => {
+                write!(f, "remove /etc/netns/{namespace}/resolv.conf")
             }
             Op::SetHairpin { ifname } => write!(f, "turn on hairpin mode of bridge port {ifname}"),
             Op::Firewall { .. } => write!(f, "apply nftables table inet nsnet"),

@@ -7,11 +7,12 @@ use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::model::{State, STATE_VERSION};
+use crate::model::{Journal, State, STATE_VERSION};
 
 pub const DEFAULT_DIR: &str = "/run/nsnet";
 const STATE_FILE: &str = "state.json";
 const LOCK_FILE: &str = "lock";
+const JOURNAL_FILE: &str = "journal.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -187,19 +188,58 @@ impl Store {
     /// removes the file, so that a create-then-remove leaves the directory as
     /// it was.
     pub fn save(&self, _lock: &Lock, state: &State) -> Result<()> {
-        let path = self.path(STATE_FILE);
-        let shown = path.display().to_string();
-        let err = |source| Error::Write {
-            path: shown.clone(),
-            source,
-        };
-        if state.networks.is_empty() && state.sysctls.is_empty() {
-            return match fs::remove_file(&path) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(err(e)),
-                _ => Ok(()),
-            };
+        if state.is_empty() {
+            return self.remove(STATE_FILE);
         }
-        let tmp = self.path(&format!(".{STATE_FILE}.{}", std::process::id()));
+        self.write_json(STATE_FILE, state)
+    }
+
+    /// Records what a command is about to do: the state before and the
+    /// state it aims at. Written before the kernel is touched and removed
+    /// once the new state is recorded; if it is still there, the command
+    /// was interrupted and `journal::recover` finishes the job.
+    pub fn write_journal(&self, _lock: &Lock, journal: &Journal) -> Result<()> {
+        self.write_json(JOURNAL_FILE, journal)
+    }
+
+    pub fn read_journal(&self, _lock: &Lock) -> Result<Option<Journal>> {
+        let path = self.path(JOURNAL_FILE);
+        let shown = path.display().to_string();
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| Error::Corrupt {
+                    path: shown,
+                    reason: e.to_string(),
+                }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(Error::Read {
+                path: shown,
+                source,
+            }),
+        }
+    }
+
+    pub fn remove_journal(&self, _lock: &Lock) -> Result<()> {
+        self.remove(JOURNAL_FILE)
+    }
+
+    fn remove(&self, file: &str) -> Result<()> {
+        let path = self.path(file);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::Write {
+                path: path.display().to_string(),
+                source: e,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Writes a file of the state directory atomically: temp file, fsync,
+    /// rename.
+    fn write_json(&self, file: &str, value: &impl serde::Serialize) -> Result<()> {
+        let path = self.path(file);
+        let tmp = self.path(&format!(".{file}.{}", std::process::id()));
         let write = || -> io::Result<()> {
             let mut f = OpenOptions::new()
                 .write(true)
@@ -208,15 +248,18 @@ impl Store {
                 .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
                 .mode(0o600)
                 .open(&tmp)?;
-            let mut bytes = serde_json::to_vec(state).map_err(io::Error::other)?;
+            let mut bytes = serde_json::to_vec(value).map_err(io::Error::other)?;
             bytes.push(b'\n');
             f.write_all(&bytes)?;
             f.sync_all()?;
             fs::rename(&tmp, &path)
         };
-        write().map_err(|e| {
+        write().map_err(|source| {
             let _ = fs::remove_file(&tmp);
-            err(e)
+            Error::Write {
+                path: path.display().to_string(),
+                source,
+            }
         })
     }
 }

@@ -512,6 +512,7 @@ mod tests {
             mac: None,
             addresses: addrs.iter().map(|a| a.parse().unwrap()).collect(),
             ports: ports.iter().map(|p| p.parse().unwrap()).collect(),
+            owner: None,
         });
         n
     }
@@ -811,6 +812,7 @@ mod drift_tests {
             mac: None,
             addresses: vec!["10.0.0.2/24".parse().unwrap()],
             ports: vec!["8080:80".parse().unwrap()],
+            owner: None,
         });
         s.networks.insert("a".into(), n);
         s.networks.insert(
