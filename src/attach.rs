@@ -443,7 +443,7 @@ impl Nsnet {
     }
 }
 
-fn gather_facts(
+pub(crate) fn gather_facts(
     kernel: &mut LiveKernel,
     net: Option<&Network>,
     namespace: &str,

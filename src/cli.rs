@@ -97,6 +97,23 @@ pub enum Command {
     },
     /// Show bridges, their networks and attachments (like `brctl show`, and more)
     Show,
+    /// Make the host match a topology file; only what differs is changed
+    Up {
+        /// The topology file
+        #[arg(short = 'f', long = "file", default_value = "nsnet.toml")]
+        file: PathBuf,
+        /// Print what would change, change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Remove everything an `up` of a topology file created
+    Down {
+        /// The topology file
+        #[arg(short = 'f', long = "file", default_value = "nsnet.toml")]
+        file: PathBuf,
+    },
+    /// Forget attachments whose namespace no longer exists (removing their veths, leases, ports)
+    Gc,
     /// Compare what nsnet recorded with the kernel and the firewall (exit 1 on drift)
     Check {
         /// Only this network (the firewall is always checked whole)
@@ -308,6 +325,22 @@ pub fn run(cli: Cli) -> Result<i32> {
                 .map_err(|e| Error::Failed(e.to_string()))?;
             out.ping_summary(dest, &summary);
             return Ok(if summary.received > 0 { 0 } else { 1 });
+        }
+        Command::Up { file, dry_run } => {
+            let topo = nsnet::topology::load(&file)?;
+            let outcome = nsnet.up(&topo, dry_run)?;
+            out.outcome(&outcome, &file.display().to_string(), dry_run);
+        }
+        Command::Down { file } => {
+            // The file's identity, even when it was edited or deleted since.
+            let owner = std::fs::canonicalize(&file)
+                .unwrap_or_else(|_| std::env::current_dir().unwrap_or_default().join(&file));
+            let outcome = nsnet.down(&owner.display().to_string())?;
+            out.outcome(&outcome, &file.display().to_string(), false);
+        }
+        Command::Gc => {
+            let outcome = nsnet.gc()?;
+            out.outcome(&outcome, "gc", false);
         }
         Command::Check { network, repair } => {
             let report = if repair {

@@ -145,6 +145,10 @@ pub struct LiveKernel {
     indexes: HashMap<(Target, String), u32>,
     calls: usize,
     fail_at: Option<usize>,
+    abort_at: Option<usize>,
+    /// When progress is shown (a terminal, many steps): the step count at
+    /// the start, and the steps expected.
+    progress: Option<(usize, usize)>,
 }
 
 impl Default for LiveKernel {
@@ -165,6 +169,34 @@ impl LiveKernel {
             fail_at: std::env::var("NSNET_FAIL_AT")
                 .ok()
                 .and_then(|v| v.parse().ok()),
+            // Crash tests: the process dies (SIGABRT, no cleanup) just
+            // before the k-th operation, as if it had been killed there.
+            abort_at: std::env::var("NSNET_ABORT_AT")
+                .ok()
+                .and_then(|v| v.parse().ok()),
+            progress: None,
+        }
+    }
+
+    /// Shows progress on stderr for `total` steps, if stderr is a terminal
+    /// and there are enough of them to be worth it.
+    pub fn set_progress(&mut self, total: usize) {
+        use std::io::IsTerminal;
+        if total > 30 && std::io::stderr().is_terminal() {
+            self.progress = Some((self.calls, total));
+        }
+    }
+
+    fn show_progress(&self, op: &Op) {
+        if let Some((start, total)) = self.progress {
+            let done = self.calls - start;
+            if done % 16 == 0 || done >= total {
+                let text: String = op.to_string().chars().take(60).collect();
+                eprint!("\r\x1b[Knsnet: [{}/{}] {text}", done.min(total), total);
+                if done >= total {
+                    eprintln!();
+                }
+            }
         }
     }
 
@@ -467,9 +499,13 @@ impl LiveKernel {
 impl Kernel for LiveKernel {
     fn apply(&mut self, op: &Op) -> Result<Option<Op>, Error> {
         self.calls += 1;
+        if self.abort_at == Some(self.calls) {
+            std::process::abort();
+        }
         if self.fail_at == Some(self.calls) {
             return Err(Error::Injected(self.calls));
         }
+        self.show_progress(op);
         if !VERBOSE.load(Ordering::Relaxed) {
             return self.run(op);
         }

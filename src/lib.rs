@@ -9,6 +9,7 @@
 pub mod attach;
 pub mod check;
 pub mod conntrack;
+pub mod converge;
 pub mod error;
 pub mod firewall;
 pub mod ipam;

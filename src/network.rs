@@ -471,7 +471,7 @@ impl Nsnet {
     }
 }
 
-fn gather_facts(kernel: &mut LiveKernel, req: &CreateRequest) -> Result<HostFacts> {
+pub(crate) fn gather_facts(kernel: &mut LiveKernel, req: &CreateRequest) -> Result<HostFacts> {
     let bridge = bridge_name(req)?;
     let host = kernel.host()?;
     let existing_link = host.link_by_name(&bridge)?;

@@ -307,6 +307,28 @@ impl Printer {
         }
     }
 
+    pub fn outcome(&self, o: &nsnet::converge::Outcome, what: &str, dry_run: bool) {
+        if self.json {
+            self.print_json(
+                json!({"changes": o.changes, "applied": o.applied, "dry_run": dry_run}),
+            );
+            return;
+        }
+        if self.quiet {
+            return;
+        }
+        if o.changes.is_empty() {
+            println!("no changes: nothing to do for {what}");
+            return;
+        }
+        for c in &o.changes {
+            println!("{}{c}", if dry_run { "would " } else { "" });
+        }
+        if !dry_run {
+            println!("{} change(s) applied for {what}", o.changes.len());
+        }
+    }
+
     pub fn check(&self, report: &nsnet::check::Report) {
         if self.json {
             self.print_json(json!({"clean": report.clean(), "drift": report.drift, "warnings": report.warnings}));
