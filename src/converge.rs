@@ -58,7 +58,7 @@ fn network_matches(net: &Network, req: &CreateRequest) -> bool {
         && net.bridge == bridge
         && net.internal == req.internal
         && net.masquerade == (!req.no_masquerade && !req.internal)
-        && net.isolate == !req.no_isolate
+        && net.isolate != req.no_isolate
         && net.mtu == req.mtu
 }
 
@@ -212,9 +212,9 @@ impl Nsnet {
             .iter()
             .filter(|r| {
                 let ns = NsRef::parse(&r.namespace).ok();
-                !mid.networks
+                mid.networks
                     .get(&r.network)
-                    .is_some_and(|n| ns.as_ref().is_some_and(|ns| n.attachment(ns).is_some()))
+                    .is_none_or(|n| ns.as_ref().is_none_or(|ns| n.attachment(ns).is_none()))
             })
             .collect();
         let missing_dns: Vec<(&String, &Vec<IpAddr>)> = topo

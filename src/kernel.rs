@@ -190,7 +190,7 @@ impl LiveKernel {
     fn show_progress(&self, op: &Op) {
         if let Some((start, total)) = self.progress {
             let done = self.calls - start;
-            if done % 16 == 0 || done >= total {
+            if done.is_multiple_of(16) || done >= total {
                 let text: String = op.to_string().chars().take(60).collect();
                 eprint!("\r\x1b[Knsnet: [{}/{}] {text}", done.min(total), total);
                 if done >= total {

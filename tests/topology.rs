@@ -1,0 +1,248 @@
+//! Declarative topologies: up, down, edits, crashes, gc, bad files.
+
+mod common;
+use common::{assert_same, Sandbox};
+
+const TUTORIAL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/tutorial.toml");
+
+fn write(dir: &tempfile::TempDir, text: &str) -> String {
+    let path = dir.path().join("lab.toml");
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+fn ifindex(sb: &Sandbox, ns: &str) -> String {
+    sb.sh(&format!("ip -n {ns} -o link show eth0 | cut -d: -f1"))
+}
+
+#[test]
+fn the_tutorial_file_up_ping_down() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    let out = sb.ok(&["up", "-f", TUTORIAL]);
+    assert!(out.contains("create network mydocker0"), "{out}");
+    sb.sh("ip netns exec ns1 ping -c1 -W2 172.16.1.2");
+    sb.sh("ip netns exec ns2 ping -c1 -W2 172.16.1.1");
+    let snap = sb.snapshot();
+    let again = sb.ok(&["up", "-f", TUTORIAL]);
+    assert!(again.contains("no changes"), "{again}");
+    assert_same(&sb.snapshot(), &snap, "a second up changed the host");
+    sb.ok(&["down", "-f", TUTORIAL]);
+    assert_same(&sb.snapshot(), &before, "down");
+    let twice = sb.ok(&["down", "-f", TUTORIAL]);
+    assert!(twice.contains("no changes"), "{twice}");
+}
+
+const LAB: &str = r#"
+[networks.front]
+subnets = ["10.91.0.0/24", "fd00:91::/64"]
+
+[networks.back]
+subnets = ["10.92.0.0/24"]
+internal = true
+
+[namespaces.web]
+dns = ["192.0.2.53"]
+attach = [
+  { network = "front", ip = "10.91.0.10", publish = ["8080:80"] },
+  { network = "back", ifname = "eth1" },
+]
+
+[namespaces.db]
+attach = [{ network = "back", ip = "10.92.0.20" }]
+
+[namespaces.cache]
+attach = [{ network = "back" }]
+"#;
+
+#[test]
+fn edits_apply_only_the_difference() {
+    let sb = Sandbox::new();
+    sb.upstream();
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(&dir, LAB);
+    sb.ok(&["up", "-f", &file]);
+    let resolv = sb.sh("ip netns exec web cat /etc/resolv.conf");
+    assert!(resolv.contains("nameserver 192.0.2.53"), "{resolv}");
+    let web = ifindex(&sb, "web");
+    let web_back = sb.sh("ip -n web -o link show eth1 | cut -d: -f1");
+
+    // Change one address, drop a namespace, add one, publish another port.
+    let edited = LAB
+        .replace("ip = \"10.92.0.20\"", "ip = \"10.92.0.21\"")
+        .replace(
+            "[namespaces.cache]\nattach = [{ network = \"back\" }]",
+            "[namespaces.new]\nattach = [{ network = \"front\" }]",
+        )
+        .replace(
+            "publish = [\"8080:80\"]",
+            "publish = [\"8080:80\", \"9090:90\"]",
+        );
+    let file = write(&dir, &edited);
+    let plan = sb.ok(&["up", "-f", &file, "--dry-run"]);
+    assert_eq!(
+        plan.lines().collect::<Vec<_>>(),
+        [
+            "would disconnect namespace cache on network back",
+            "would reconnect namespace db on network back",
+            "would reconnect namespace web on network front",
+            "would connect namespace db to network back",
+            "would connect namespace new to network front",
+            "would connect namespace web to network front",
+        ],
+        "{plan}"
+    );
+    sb.ok(&["up", "-f", &file]);
+    assert!(sb
+        .sh("ip -n db -o addr show eth0")
+        .contains("10.92.0.21/24"));
+    assert!(!sb.sh("ip netns list").contains("cache"));
+    assert!(sb.sh("ip netns list").contains("new"));
+    // web's eth1 (back) was not touched; its eth0 (front) was reconnected.
+    assert_eq!(sb.sh("ip -n web -o link show eth1 | cut -d: -f1"), web_back);
+    assert_ne!(
+        ifindex(&sb, "web"),
+        web,
+        "web's front attachment changed, so it was remade"
+    );
+    let _e = sb.echo("web", 90, false);
+    let r = sb
+        .ask(Some("up"), "203.0.113.2:9090", false)
+        .expect("new published port works");
+    assert_eq!(r, "web:hi");
+    assert!(sb.ok(&["up", "-f", &file]).contains("no changes"));
+    let check = sb.ok(&["check"]);
+    assert!(check.contains("no drift"), "{check}");
+}
+
+#[test]
+fn untouched_attachments_keep_their_interfaces() {
+    let sb = Sandbox::new();
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(&dir, LAB);
+    sb.ok(&["up", "-f", &file]);
+    let db = ifindex(&sb, "db");
+    let veths = sb.sh("ip -o link show master back | cut -d: -f1,2");
+    let file = write(
+        &dir,
+        &LAB.replace("ip = \"10.91.0.10\"", "ip = \"10.91.0.11\""),
+    );
+    let out = sb.ok(&["up", "-f", &file]);
+    assert_eq!(
+        out.lines().next().unwrap(),
+        "reconnect namespace web on network front",
+        "{out}"
+    );
+    assert_eq!(ifindex(&sb, "db"), db);
+    assert_eq!(sb.sh("ip -o link show master back | cut -d: -f1,2"), veths);
+}
+
+#[test]
+fn objects_made_elsewhere_are_never_touched() {
+    let sb = Sandbox::new();
+    let dir = tempfile::tempdir().unwrap();
+    sb.ok(&["network", "create", "mine", "--subnet", "10.93.0.0/24"]);
+    sb.ok(&["connect", "mine", "keepme"]);
+    let file = write(&dir, LAB);
+    sb.ok(&["up", "-f", &file]);
+    sb.ok(&["down", "-f", &file]);
+    assert!(sb.sh("ip netns list").contains("keepme"));
+    assert!(sb.ok(&["network", "ls"]).contains("mine"));
+    // A file that names a network made by hand is refused.
+    let clash = write(&dir, "[networks.mine]\nsubnets = [\"10.93.0.0/24\"]\n");
+    let err = sb.fails(&["up", "-f", &clash], 4);
+    assert!(
+        err.contains("network mine exists and was not created by"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_killed_up_is_finished_by_the_next_command() {
+    let sb = Sandbox::new();
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(&dir, LAB);
+    let before = sb.snapshot();
+    // Count the steps of a full up.
+    let out = sb.run(&["-v", "up", "-f", &file]);
+    let steps = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.contains(" ms "))
+        .count();
+    sb.ok(&["down", "-f", &file]);
+    assert_same(&sb.snapshot(), &before, "down after a full up");
+    assert!(steps > 20, "{steps} steps");
+    // Kill up before its k-th step, for k across the whole run.
+    for k in (1..=steps).step_by(3) {
+        let out = sb.run_env(&["up", "-f", &file], &[("NSNET_ABORT_AT", &k.to_string())]);
+        assert!(!out.status.success(), "k={k}: up was not killed");
+        // The next up converges...
+        sb.ok(&["up", "-f", &file]);
+        let check = sb.ok(&["check"]);
+        assert!(check.contains("no drift"), "k={k}: {check}");
+        sb.ok(&["ping", "web", "10.92.0.20", "-c", "1"]);
+        // ...and down leaves the host as before.
+        sb.ok(&["down", "-f", &file]);
+        assert_same(
+            &sb.snapshot(),
+            &before,
+            &format!("killed at step {k}, then up and down"),
+        );
+    }
+    // Killed, then straight down.
+    let out = sb.run_env(
+        &["up", "-f", &file],
+        &[("NSNET_ABORT_AT", &(steps / 2).to_string())],
+    );
+    assert!(!out.status.success());
+    sb.ok(&["down", "-f", &file]);
+    assert_same(&sb.snapshot(), &before, "killed, then down");
+}
+
+#[test]
+fn gc_cleans_up_after_namespaces_deleted_behind_its_back() {
+    let sb = Sandbox::new();
+    let dir = tempfile::tempdir().unwrap();
+    sb.upstream();
+    let file = write(&dir, LAB);
+    sb.ok(&["up", "-f", &file]);
+    sb.sh("ip netns del web");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let check = sb.run(&["check"]);
+    assert!(String::from_utf8_lossy(&check.stdout).contains("namespace web: the namespace is gone"));
+    let out = sb.ok(&["gc"]);
+    assert!(
+        out.contains("forget namespace web on network front"),
+        "{out}"
+    );
+    assert!(
+        out.contains("forget namespace web on network back"),
+        "{out}"
+    );
+    let map = sb.sh("nft list map inet nsnet ports4_any_dest");
+    assert!(!map.contains("8080"), "port mapping left: {map}");
+    assert!(!sb.sh("ip -o link").contains("ve-web"), "veth left");
+    assert!(sb.ok(&["check"]).contains("no drift"));
+    assert!(sb.ok(&["gc"]).contains("no changes"));
+}
+
+#[test]
+fn bad_files_are_refused_with_line_and_column() {
+    let sb = Sandbox::new();
+    let dir = tempfile::tempdir().unwrap();
+    let before = sb.snapshot();
+    for (text, at) in [
+        ("[networks.a]\nsubnets = [\"10.0.0.0/24\"]\nbogus = true\n", ":3:1: unknown field `bogus`"),
+        ("[networks.a]\nsubnets = [\"10.0.0.0/24\"]\n[networks.b]\nsubnets = [\"10.0.0.128/25\"]\n", ":4:12: subnet 10.0.0.128/25 overlaps"),
+        ("[networks.a]\nsubnets = [\"10.0.0.0/24\"]\n[namespaces.x]\nattach = [{ network = \"nope\" }]\n", ":4:23: unknown network \"nope\""),
+        ("[networks.a]\nsubnets = [\"10.0.0.0/24\"]\n[namespaces.x]\nattach = [{ network = \"a\", ip = \"10.0.1.1\" }]\n", ":4:33: address 10.0.1.1 is outside"),
+        ("[networks.a]\nsubnets = [\"10.0.0.0/24\"]\n[namespaces.x]\nattach = [{ network = \"a\", ip = \"10.0.0.9\" }]\n[namespaces.y]\nattach = [{ network = \"a\", ip = \"10.0.0.9\" }]\n", ":6:33: address 10.0.0.9 is also given to namespace x"),
+        ("[networks.a]\nsubnets = [\"10.0.0.0/24\"]\n[networks.a]\nsubnets = [\"10.1.0.0/24\"]\n", ":3:"),
+    ] {
+        let file = write(&dir, text);
+        let err = sb.fails(&["up", "-f", &file], 2);
+        assert!(err.contains(&format!("{file}{at}")), "{text:?}: {err}");
+        assert_same(&sb.snapshot(), &before, "a refused file changed the host");
+    }
+    sb.fails(&["up", "-f", "/nonexistent.toml"], 3);
+}
