@@ -19,6 +19,8 @@
 #   teardown, matching: one `nsnet disconnect` per namespace, or one
 #   `nsnet disconnect NET ns1 ... nsN`, or `nsnet network rm --force`
 #   (each + wait until no port is left on the bridge)
+#   and declaratively: `nsnet up` / `nsnet down` of a topology file with
+#   the N namespaces, with nsnet's peak RSS (GNU time) for each.
 set -euo pipefail
 if [ -z "${NSNET_BENCH_INNER:-}" ]; then
   [ "$(id -u)" = 0 ] || { echo "bench/attach.sh: run as root" >&2; exit 2; }
@@ -92,6 +94,25 @@ nsnet_run() {
   echo "$((t1 - t0)) $((t2 - t1))"
 }
 
+topology_run() {
+  local n=$1 file="$tmp/topology.toml"
+  {
+    echo '[networks.bench]'
+    echo 'subnets = ["10.98.0.0/16"]'
+    for i in $(seq "$n"); do
+      printf '[namespaces.n%s]\nattach = [{ network = "bench" }]\n' "$i"
+    done
+  } > "$file"
+  local t0 t1 t2
+  t0=$(now)
+  /usr/bin/time -f '%M' -o "$tmp/rss_up" "$NSNET" -q up -f "$file"
+  t1=$(now)
+  /usr/bin/time -f '%M' -o "$tmp/rss_down" "$NSNET" -q down -f "$file"
+  ports_gone bench 2>/dev/null || true
+  t2=$(now)
+  echo "$((t1 - t0)) $((t2 - t1)) $(cat "$tmp/rss_up") $(cat "$tmp/rss_down")"
+}
+
 row() { # n label setup_ns teardown_ns floor_setup floor_teardown
   printf '%-5s %-22s %10s %8s %7s %12s %8s %7s\n' "$1" "$2" \
     "$(ms "$3")" "$(echo "scale=2; $3 / $1 / 1000000" | bc)" "$(echo "scale=2; $3 / $5" | bc)" \
@@ -103,10 +124,13 @@ for n in "$@"; do
   read -r ps pt < <(nsnet_run "$n" per-process); settle
   read -r bs bt < <(nsnet_run "$n" batch); settle
   read -r rs rt < <(nsnet_run "$n" rm); settle
+  read -r us ut urss drss < <(topology_run "$n"); settle
   row "$n" "floor (ip -batch)" "$fs" "$ft" "$fs" "$ft"
   row "$n" "nsnet, process each" "$ps" "$pt" "$fs" "$ft"
   row "$n" "nsnet, one process" "$bs" "$bt" "$fs" "$ft"
   row "$n" "nsnet, rm --force" "$rs" "$rt" "$fs" "$ft"
+  row "$n" "nsnet up / down" "$us" "$ut" "$fs" "$ft"
+  echo "      peak RSS: up $((urss / 1024)) MB, down $((drss / 1024)) MB"
 done
 if [ -x /usr/lib/cni/bridge ]; then
   echo "(CNI reference plugins are installed; the CNI comparison comes with plugin mode)"
