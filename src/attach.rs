@@ -383,6 +383,7 @@ impl Nsnet {
             state = next;
             ops.append(&mut more);
         }
+        let mut ops = plan::batch_namespaces(ops);
         // One firewall transaction for all of them, after the links exist.
         ops.extend(Op::firewall(&before, &state));
         plan::heal_firewall(&mut ops, &before).map_err(|e| Error::Kernel(e.into()))?;

@@ -329,6 +329,7 @@ impl Nsnet {
                 },
             );
         }
+        let mut ops = plan::batch_namespaces(ops);
         ops.extend(Op::firewall(&mid, &after));
         plan::heal_firewall(&mut ops, &mid).map_err(|e| Error::Kernel(e.into()))?;
         kernel.set_progress(ops.len());

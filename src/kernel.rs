@@ -66,6 +66,9 @@ pub fn set_verbose(on: bool) {
 pub fn undo_of(op: &Op, old_sysctl: Option<String>) -> Option<Op> {
     match op {
         Op::CreateNetns { name } => Some(Op::DeleteNetns { name: name.clone() }),
+        Op::CreateNamespaces { names } => Some(Op::DeleteNamespaces {
+            names: names.clone(),
+        }),
         Op::CreateBridge { name, .. } => Some(Op::DeleteLink {
             target: Target::Host,
             name: name.clone(),
@@ -122,6 +125,7 @@ pub fn undo_of(op: &Op, old_sysctl: Option<String>) -> Option<Op> {
         }),
         // Deletions are not undone: teardown plans keep going instead.
         Op::DeleteNetns { .. }
+        | Op::DeleteNamespaces { .. }
         | Op::DeleteLink { .. }
         | Op::DeleteLinkGroup { .. }
         | Op::DeleteLinks { .. }
@@ -302,6 +306,53 @@ impl LiveKernel {
                         let _ = netns::del(name);
                         return Err(e.into());
                     }
+                }
+            }
+            Op::CreateNamespaces { names } => {
+                let workers = std::thread::available_parallelism()
+                    .map_or(2, |n| n.get())
+                    .min(4);
+                let results = netns::add_many(names, workers, Handle::open);
+                let mut first_error: Option<Error> = None;
+                for (name, r) in names.iter().zip(results) {
+                    match r {
+                        Ok((fd, Ok(handle))) => {
+                            self.namespaces
+                                .insert(NsRef::Named(name.clone()), NsConn { fd, handle });
+                        }
+                        Ok((_, Err(e))) => {
+                            let _ = netns::del(name);
+                            first_error.get_or_insert(e.into());
+                        }
+                        Err(e) => {
+                            first_error.get_or_insert(e.into());
+                        }
+                    }
+                }
+                if let Some(e) = first_error {
+                    // All or nothing, within the step too.
+                    for name in names {
+                        if self.namespaces.contains_key(&NsRef::Named(name.clone())) {
+                            self.forget(&NsRef::Named(name.clone()));
+                            let _ = netns::del(name);
+                        }
+                    }
+                    return Err(e);
+                }
+            }
+            Op::DeleteNamespaces { names } => {
+                let mut first_error = None;
+                for name in names {
+                    self.forget(&NsRef::Named(name.clone()));
+                    if let Err(e) = netns::del(name) {
+                        let e = Error::from(e);
+                        if !e.is_gone() && first_error.is_none() {
+                            first_error = Some(e);
+                        }
+                    }
+                }
+                if let Some(e) = first_error {
+                    return Err(e);
                 }
             }
             Op::DeleteNetns { name } => {

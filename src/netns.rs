@@ -232,6 +232,53 @@ pub fn add(name: &str) -> Result<()> {
 /// created it (saving a second thread and `setns` for whatever the caller
 /// wants to open there). Returns an fd of the new namespace and `f`'s result.
 pub fn add_with<T: Send>(name: &str, f: impl FnOnce() -> T + Send) -> Result<(OwnedFd, T)> {
+    std::thread::scope(|s| {
+        // This thread is ours and ends right after: moving it into a new
+        // namespace cannot leak into other work.
+        s.spawn(|| add_on_throwaway_thread(name, f))
+            .join()
+            .unwrap_or_else(|_| Err(Error::ThreadPanicked(name.to_string())))
+    })
+}
+
+/// Creates several namespaces, `workers` at a time, running `f` inside
+/// each. Namespace creation is the costly part of an attachment that the
+/// kernel lets run in parallel (it takes the pernet lock for reading only).
+/// Results come back in the order of `names`.
+pub fn add_many<T: Send>(
+    names: &[String],
+    workers: usize,
+    f: impl Fn() -> T + Sync,
+) -> Vec<Result<(OwnedFd, T)>> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<Result<(OwnedFd, T)>>>> =
+        Mutex::new((0..names.len()).map(|_| None).collect());
+    std::thread::scope(|s| {
+        for _ in 0..workers.clamp(1, names.len().max(1)) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(name) = names.get(i) else { break };
+                // Each worker is a throw-away thread: it moves from one new
+                // namespace to the next and ends with the batch.
+                let r = add_on_throwaway_thread(name, &f);
+                results.lock().expect("no worker panics while holding it")[i] = Some(r);
+            });
+        }
+    });
+    results
+        .into_inner()
+        .expect("workers are done")
+        .into_iter()
+        .zip(names)
+        .map(|(r, name)| r.unwrap_or_else(|| Err(Error::ThreadPanicked(name.clone()))))
+        .collect()
+}
+
+/// The work of `add_with`. Moves the calling thread into the new namespace
+/// for good: only for threads that end soon after and run nothing else.
+fn add_on_throwaway_thread<T>(name: &str, f: impl FnOnce() -> T) -> Result<(OwnedFd, T)> {
     validate_name(name)?;
     prepare_run_dir()?;
     let path = path_of(name);
@@ -249,30 +296,24 @@ pub fn add_with<T: Send>(name: &str, f: impl FnOnce() -> T + Send) -> Result<(Ow
                 source: e,
             },
         })?;
-    let bound = std::thread::scope(|s| {
-        s.spawn(|| -> Result<(OwnedFd, T)> {
-            // This thread is ours and ends right after: moving it into a
-            // new namespace cannot leak into other work.
-            unshare(CloneFlags::CLONE_NEWNET).map_err(|e| Error::Unshare(e.into()))?;
-            // /proc/thread-self, not /proc/self: the latter names the main
-            // thread, which is still in the old namespace.
-            mount(
-                Some("/proc/thread-self/ns/net"),
-                &path,
-                None::<&str>,
-                MsFlags::MS_BIND,
-                None::<&str>,
-            )
-            .map_err(|e| Error::BindMount {
-                name: name.to_string(),
-                source: e.into(),
-            })?;
-            let fd = current()?;
-            Ok((fd, f()))
-        })
-        .join()
-        .unwrap_or_else(|_| Err(Error::ThreadPanicked(name.to_string())))
-    });
+    let bound = (|| {
+        unshare(CloneFlags::CLONE_NEWNET).map_err(|e| Error::Unshare(e.into()))?;
+        // /proc/thread-self, not /proc/self: the latter names the main
+        // thread, which is still in the old namespace.
+        mount(
+            Some("/proc/thread-self/ns/net"),
+            &path,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| Error::BindMount {
+            name: name.to_string(),
+            source: e.into(),
+        })?;
+        let fd = current()?;
+        Ok((fd, f()))
+    })();
     if bound.is_err() {
         let _ = umount2(&path, MntFlags::MNT_DETACH);
         let _ = fs::remove_file(&path);

@@ -36,6 +36,13 @@ pub enum Op {
     DeleteNetns {
         name: String,
     },
+    /// Several namespaces, created in parallel.
+    CreateNamespaces {
+        names: Vec<String>,
+    },
+    DeleteNamespaces {
+        names: Vec<String>,
+    },
     CreateBridge {
         name: String,
         mac: [u8; 6],
@@ -140,6 +147,8 @@ impl fmt::Display for Op {
         match self {
             Op::CreateNetns { name } => write!(f, "create namespace {name}"),
             Op::DeleteNetns { name } => write!(f, "delete namespace {name}"),
+            Op::CreateNamespaces { names } => write!(f, "create {} namespaces", names.len()),
+            Op::DeleteNamespaces { names } => write!(f, "delete {} namespaces", names.len()),
             Op::CreateBridge { name, .. } => write!(f, "create bridge {name}"),
             Op::CreateVeth {
                 host, peer, netns, ..
@@ -210,6 +219,28 @@ impl Op {
             before: Box::new(old.clone()),
         })
     }
+}
+
+/// Gathers the namespace creations of a plan into one step at its start,
+/// which creates them in parallel. Nothing before a namespace's creation
+/// depends on it, so moving them first is safe.
+pub fn batch_namespaces(ops: Vec<Op>) -> Vec<Op> {
+    let names: Vec<String> = ops
+        .iter()
+        .filter_map(|o| match o {
+            Op::CreateNetns { name } => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    if names.len() < 2 {
+        return ops;
+    }
+    std::iter::once(Op::CreateNamespaces { names })
+        .chain(
+            ops.into_iter()
+                .filter(|o| !matches!(o, Op::CreateNetns { .. })),
+        )
+        .collect()
 }
 
 /// When nsnet's table is not intact (flushed, edited by hand), turns
