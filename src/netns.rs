@@ -253,8 +253,8 @@ pub fn add_many<T: Send>(
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Mutex;
     let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<Result<(OwnedFd, T)>>>> =
-        Mutex::new((0..names.len()).map(|_| None).collect());
+    type Slot<T> = Option<Result<(OwnedFd, T)>>;
+    let results: Mutex<Vec<Slot<T>>> = Mutex::new((0..names.len()).map(|_| None).collect());
     std::thread::scope(|s| {
         for _ in 0..workers.clamp(1, names.len().max(1)) {
             s.spawn(|| loop {
