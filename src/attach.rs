@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::error::{Error, Result};
+use crate::error::{require_root, Error, Result};
 use crate::ipam::{self, IpamError};
 use crate::kernel::LiveKernel;
 use crate::model::{Attachment, Network, State};
@@ -364,9 +364,7 @@ impl Nsnet {
     /// Attaches several namespaces under one lock, with one state write and
     /// all or nothing: if any attachment fails, none is left.
     pub fn connect_many(&self, reqs: &[ConnectRequest]) -> Result<Vec<Attachment>> {
-        if !nix::unistd::geteuid().is_root() {
-            return Err(Error::NotRoot("connect namespaces"));
-        }
+        require_root("connect namespaces")?;
         let (lock, before) = self.begin()?;
         let mut state = before.clone();
         let mut kernel = LiveKernel::new();
@@ -415,9 +413,7 @@ impl Nsnet {
     /// Detaches several namespaces from one network, keeping going past
     /// pieces that are already gone.
     pub fn disconnect_many(&self, network: &str, namespaces: &[String]) -> Result<Vec<Attachment>> {
-        if !nix::unistd::geteuid().is_root() {
-            return Err(Error::NotRoot("disconnect namespaces"));
-        }
+        require_root("disconnect namespaces")?;
         let (lock, state) = self.begin()?;
         let (new_state, mut ops) = plan_disconnect(&state, network, namespaces)?;
         plan::heal_firewall(&mut ops, &state).map_err(|e| Error::Kernel(e.into()))?;

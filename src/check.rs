@@ -6,7 +6,7 @@
 use ipnet::IpNet;
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::{require_root, Error, Result};
 use crate::kernel::LiveKernel;
 use crate::model::{Network, State};
 use crate::netlink::LinkKind;
@@ -174,9 +174,7 @@ impl Nsnet {
     /// Restores the firewall table, the forwarding sysctls and bridges'
     /// up state from the record; then checks again.
     pub fn repair(&self, network: Option<&str>) -> Result<Report> {
-        if !nix::unistd::geteuid().is_root() {
-            return Err(Error::NotRoot("repair"));
-        }
+        require_root("repair")?;
         let (lock, state) = self.begin()?;
         let mut ops = vec![];
         for net in state.networks.values() {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{CommandFactory, Parser, Subcommand};
 
 use nsnet::attach::ConnectRequest;
+use nsnet::error::require_root;
 use nsnet::netns::{self, NsRef};
 use nsnet::network::CreateRequest;
 use nsnet::{ping, Error, Nsnet, Result};
@@ -358,12 +359,4 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
     }
     Ok(0)
-}
-
-fn require_root(what: &'static str) -> Result<()> {
-    if nix::unistd::geteuid().is_root() {
-        Ok(())
-    } else {
-        Err(Error::NotRoot(what))
-    }
 }

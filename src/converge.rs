@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use crate::attach::{self, plan_connect, plan_disconnect, ConnectRequest, DEFAULT_IFNAME};
-use crate::error::{Error, Result};
+use crate::error::{require_root, Error, Result};
 use crate::ipam;
 use crate::kernel::LiveKernel;
 use crate::model::{Attachment, Network, ResolvConf};
@@ -90,14 +90,6 @@ fn attachment_matches(att: &Attachment, req: &ConnectRequest) -> bool {
 fn without_firewall(ops: Vec<Op>) -> impl Iterator<Item = Op> {
     ops.into_iter()
         .filter(|o| !matches!(o, Op::Firewall { .. }))
-}
-
-fn require_root(what: &'static str) -> Result<()> {
-    if nix::unistd::geteuid().is_root() {
-        Ok(())
-    } else {
-        Err(Error::NotRoot(what))
-    }
 }
 
 impl Nsnet {

@@ -106,9 +106,7 @@ fn demo_ping(out: &Printer, ns: &str, dest: &str) -> Result<bool> {
 /// Runs the demo. It keeps its state in the sandbox, whatever `--state-dir`
 /// says: the demo never touches the host's state either.
 pub fn run(out: &Printer) -> Result<i32> {
-    if !nix::unistd::geteuid().is_root() {
-        return Err(Error::NotRoot("build the demo sandbox"));
-    }
+    nsnet::error::require_root("build the demo sandbox")?;
     // The process has no other thread yet, so all of it moves.
     nsnet::sandbox::enter().map_err(|e| Error::Failed(e.to_string()))?;
     let nsnet = Nsnet::new(nsnet::state::DEFAULT_DIR);

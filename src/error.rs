@@ -95,6 +95,16 @@ impl From<Failed> for Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// Refuses early, with a clear message, when not running as root: the
+/// kernel would otherwise answer the first step with a bare EPERM.
+pub fn require_root(what: &'static str) -> Result<()> {
+    if nix::unistd::geteuid().is_root() {
+        Ok(())
+    } else {
+        Err(Error::NotRoot(what))
+    }
+}
+
 impl From<crate::netlink::Error> for Error {
     fn from(e: crate::netlink::Error) -> Self {
         Error::Kernel(e.into())

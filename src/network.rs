@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::error::{Error, Result};
+use crate::error::{require_root, Error, Result};
 use crate::ipam::{self, Subnet};
 use crate::kernel::LiveKernel;
 use crate::model::{Network, State};
@@ -425,14 +425,6 @@ pub(crate) fn restore_sysctls(state: &mut State) -> Vec<Op> {
         }
     }
     ops
-}
-
-fn require_root(what: &'static str) -> Result<()> {
-    if nix::unistd::geteuid().is_root() {
-        Ok(())
-    } else {
-        Err(Error::NotRoot(what))
-    }
 }
 
 impl Nsnet {
