@@ -1,7 +1,8 @@
 //! A throw-away network world for the demo and the tests: the calling
 //! thread enters a fresh network namespace and a private mount namespace
-//! with empty tmpfs over `/run` (so `/run/netns` and the state directory
-//! `/run/nsnet` start empty) and over `/etc/netns`. Processes the thread
+//! with an empty tmpfs over `/run` (so `/run/netns` and the state
+//! directory `/run/nsnet` start empty) and an overlay over `/etc` whose
+//! changes stay on that tmpfs (`/etc/netns` starts empty). Processes the thread
 //! starts inherit both. Nothing of it reaches the host; it all vanishes
 //! when the thread (or process) that entered it ends.
 
@@ -61,9 +62,34 @@ pub fn enter() -> Result<(), Error> {
         .map_err(fail(dir))
     };
     tmpfs("/run")?;
-    if Path::new("/etc/netns").is_dir() {
-        tmpfs("/etc/netns")?;
+    // Writes to /etc (per-namespace resolv.conf under /etc/netns) land in
+    // an overlay whose upper layer lives on that tmpfs: whether or not the
+    // host has /etc/netns, nothing reaches the host's /etc.
+    let layers = Path::new("/run/.nsnet-sandbox-etc");
+    for d in ["upper", "work"] {
+        fs::create_dir_all(layers.join(d)).map_err(|source| Error {
+            what: format!("creating {}", layers.join(d).display()),
+            source,
+        })?;
     }
+    let opts = format!(
+        "lowerdir=/etc,upperdir={},workdir={}",
+        layers.join("upper").display(),
+        layers.join("work").display()
+    );
+    mount(
+        Some("overlay"),
+        "/etc",
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(opts.as_str()),
+    )
+    .map_err(fail("overlay on /etc"))?;
+    fs::create_dir_all("/etc/netns").map_err(|source| Error {
+        what: "creating /etc/netns".into(),
+        source,
+    })?;
+    tmpfs("/etc/netns")?;
     // As on a host where iproute2 and nsnet have run before.
     for dir in [crate::netns::RUN_DIR, crate::state::DEFAULT_DIR] {
         fs::create_dir_all(dir).map_err(|source| Error {

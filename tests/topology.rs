@@ -246,3 +246,33 @@ fn bad_files_are_refused_with_line_and_column() {
     }
     sb.fails(&["up", "-f", "/nonexistent.toml"], 3);
 }
+
+#[test]
+fn every_example_validates_and_the_lab_comes_up_and_down() {
+    let sb = Sandbox::new();
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 3, "{files:?}");
+    for f in &files {
+        let out = sb.ok(&["up", "--dry-run", "-f", f.to_str().unwrap()]);
+        assert!(
+            out.contains("would create network"),
+            "{}: {out}",
+            f.display()
+        );
+    }
+    let before = sb.snapshot();
+    let lab = format!("{dir}/web-db.toml");
+    sb.ok(&["up", "-f", &lab]);
+    sb.ok(&["ping", "web", "10.82.0.20", "-c", "1"]);
+    // db is on the internal network only: no way out.
+    assert!(!sb.sh("ip -n db route").contains("default"));
+    assert!(sb.ok(&["check"]).contains("no drift"));
+    sb.ok(&["down", "-f", &lab]);
+    assert_same(&sb.snapshot(), &before, "web-db up and down");
+}
