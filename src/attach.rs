@@ -28,6 +28,8 @@ pub struct ConnectRequest {
     pub mac: Option<String>,
     /// Published ports, `[HOSTIP:]HOSTPORT[-END]:PORT[-END][/PROTO]`.
     pub publish: Vec<String>,
+    /// Set when a CNI runtime asks: how it names the attachment.
+    pub cni: Option<crate::model::CniKey>,
 }
 
 /// What the kernel says about the namespace being attached.
@@ -297,6 +299,7 @@ pub fn plan_connect(
             addresses,
             ports,
             owner: None,
+            cni: req.cni.clone(),
         });
     Ok((new_state, ops))
 }

@@ -279,6 +279,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                     ifname: Some(ifname.clone()),
                     mac: mac.clone(),
                     publish: publish.clone(),
+                    cni: None,
                 })
                 .collect();
             for att in nsnet.connect_many(&reqs)? {

@@ -126,6 +126,7 @@ mod tests {
             addresses: vec![],
             ports: vec![],
             owner: None,
+            cni: None,
         }
     }
 

@@ -8,6 +8,7 @@
 
 pub mod attach;
 pub mod check;
+pub mod cni;
 pub mod conntrack;
 pub mod converge;
 pub mod error;

@@ -8,6 +8,13 @@ mod output;
 use clap::Parser;
 
 fn main() {
+    // A container runtime runs us as its CNI plugin: stdin and stdout belong
+    // to the CNI protocol, there is no command line.
+    if std::env::var_os("CNI_COMMAND").is_some() {
+        let state_dir =
+            std::env::var("NSNET_STATE_DIR").unwrap_or_else(|_| nsnet::state::DEFAULT_DIR.into());
+        std::process::exit(nsnet::cni::main(&nsnet::Nsnet::new(state_dir)));
+    }
     let args = cli::Cli::parse();
     let json = args.json;
     let code = match cli::run(args) {

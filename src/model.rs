@@ -96,6 +96,16 @@ pub struct Attachment {
     /// The topology file whose `up` created it; none for the command line.
     #[serde(default)]
     pub owner: Option<String>,
+    /// The CNI attachment this is, when a container runtime made it.
+    #[serde(default)]
+    pub cni: Option<CniKey>,
+}
+
+/// How a CNI runtime names an attachment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CniKey {
+    pub container_id: String,
+    pub ifname: String,
 }
 
 impl Network {
@@ -235,6 +245,7 @@ mod tests {
                     addresses: vec![],
                     ports: vec![],
                     owner: None,
+                    cni: None,
                 })
                 .collect(),
             ..test_network(name, name, &[])

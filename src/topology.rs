@@ -358,6 +358,7 @@ pub fn parse(path: &str, owner: &str, text: &str) -> Result<Topology> {
                 ifname: Some(ifname),
                 mac: a.mac.as_ref().map(|m| m.get_ref().clone()),
                 publish: a.publish.iter().map(|p| p.get_ref().clone()).collect(),
+                cni: None,
             });
         }
     }

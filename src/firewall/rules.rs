@@ -513,6 +513,7 @@ mod tests {
             addresses: addrs.iter().map(|a| a.parse().unwrap()).collect(),
             ports: ports.iter().map(|p| p.parse().unwrap()).collect(),
             owner: None,
+            cni: None,
         });
         n
     }
@@ -813,6 +814,7 @@ mod drift_tests {
             addresses: vec!["10.0.0.2/24".parse().unwrap()],
             ports: vec!["8080:80".parse().unwrap()],
             owner: None,
+            cni: None,
         });
         s.networks.insert("a".into(), n);
         s.networks.insert(

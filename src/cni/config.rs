@@ -1,0 +1,252 @@
+//! The network configuration a runtime passes on stdin: the reference
+//! `bridge` plugin's keys, nsnet's own, and the runtime's capabilities.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{CniError, Env, SUPPORTED};
+use crate::model::CniKey;
+use crate::network::CreateRequest;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Range {
+    subnet: String,
+    gateway: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Ipam {
+    #[serde(rename = "type", default)]
+    kind: String,
+    /// host-local style: sets of ranges.
+    #[serde(default)]
+    ranges: Vec<Vec<Range>>,
+    /// The older single-range form.
+    subnet: Option<String>,
+    gateway: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PortMappingConf {
+    host_port: u32,
+    container_port: u32,
+    #[serde(default)]
+    protocol: Option<String>,
+    #[serde(rename = "hostIP", default)]
+    host_ip: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RuntimeConfig {
+    #[serde(default)]
+    port_mappings: Vec<PortMappingConf>,
+    #[serde(default)]
+    ips: Vec<String>,
+    mac: Option<String>,
+}
+
+/// The configuration; unknown keys (other plugins' options, `args`,
+/// `capabilities`) are ignored, as the spec asks.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetConf {
+    pub cni_version: String,
+    pub name: String,
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    pub bridge: Option<String>,
+    /// Accepted for compatibility: nsnet always puts the gateway on the
+    /// bridge and routes through it.
+    #[allow(dead_code)]
+    is_gateway: Option<bool>,
+    /// Accepted: nsnet always adds the default route (unless internal).
+    #[allow(dead_code)]
+    is_default_gateway: Option<bool>,
+    ip_masq: Option<bool>,
+    mtu: Option<u32>,
+    /// Accepted: nsnet turns hairpin on for ports that publish.
+    #[allow(dead_code)]
+    hairpin_mode: Option<bool>,
+    #[serde(default)]
+    ipam: Option<Ipam>,
+    // nsnet's own keys.
+    #[serde(default)]
+    subnets: Vec<String>,
+    internal: Option<bool>,
+    isolate: Option<bool>,
+    #[serde(default)]
+    runtime_config: RuntimeConfig,
+    pub prev_result: Option<Value>,
+    #[serde(default)]
+    pub dns: Option<Value>,
+    #[serde(rename = "cni.dev/valid-attachments", default)]
+    valid_attachments: Vec<Value>,
+}
+
+impl NetConf {
+    pub fn parse(stdin: &[u8]) -> Result<NetConf, CniError> {
+        let conf: NetConf = serde_json::from_slice(stdin).map_err(|e| {
+            CniError::new(6, "cannot decode the network configuration").with(e.to_string())
+        })?;
+        if !SUPPORTED.contains(&conf.cni_version.as_str()) {
+            return Err(
+                CniError::new(1, format!("unsupported cniVersion {:?}", conf.cni_version))
+                    .with(format!("nsnet supports {}", SUPPORTED.join(", "))),
+            );
+        }
+        crate::names::validate_network_name(&conf.name)
+            .map_err(|e| CniError::new(7, "invalid network name").with(e.to_string()))?;
+        Ok(conf)
+    }
+
+    /// The IPAM plugin to run instead of nsnet's own, if any.
+    pub fn delegated_ipam(&self) -> Option<&str> {
+        match self.ipam.as_ref().map(|i| i.kind.as_str()) {
+            None | Some("") | Some("nsnet") => None,
+            Some(other) => Some(other),
+        }
+    }
+
+    /// The nsnet network this configuration describes.
+    pub fn network_request(&self) -> Result<CreateRequest, CniError> {
+        let mut subnets = self.subnets.clone();
+        let mut gateways = Vec::new();
+        if let Some(ipam) = &self.ipam {
+            for set in &ipam.ranges {
+                for r in set {
+                    subnets.push(r.subnet.clone());
+                    gateways.extend(r.gateway.clone());
+                }
+            }
+            subnets.extend(ipam.subnet.clone());
+            gateways.extend(ipam.gateway.clone());
+        }
+        subnets.dedup();
+        if subnets.is_empty() {
+            return Err(CniError::new(7, "no subnet").with(
+                "set \"subnets\", or \"ipam\": {\"ranges\": [[{\"subnet\": ...}]]}, in the network configuration",
+            ));
+        }
+        let internal = self.internal.unwrap_or(false);
+        Ok(CreateRequest {
+            name: self.name.clone(),
+            subnets,
+            gateways,
+            bridge: Some(self.bridge.clone().unwrap_or_else(|| "cni0".into())),
+            internal,
+            // The reference plugin masquerades only with ipMasq.
+            no_masquerade: !self.ip_masq.unwrap_or(false),
+            no_isolate: !self.isolate.unwrap_or(true),
+            mtu: self.mtu,
+        })
+    }
+
+    pub fn runtime_ips(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for ip in &self.runtime_config.ips {
+            // Podman sends them twice on `network reload`.
+            if !out.contains(ip) {
+                out.push(ip.clone());
+            }
+        }
+        out
+    }
+
+    pub fn runtime_mac(&self) -> Option<String> {
+        self.runtime_config.mac.clone()
+    }
+
+    /// `portMappings` as `--publish` specs.
+    pub fn port_specs(&self) -> Vec<String> {
+        self.runtime_config
+            .port_mappings
+            .iter()
+            .map(|p| {
+                let host = match p.host_ip.as_deref() {
+                    None | Some("") => String::new(),
+                    Some(ip) if ip.contains(':') => format!("[{ip}]:"),
+                    Some(ip) => format!("{ip}:"),
+                };
+                format!(
+                    "{host}{}:{}/{}",
+                    p.host_port,
+                    p.container_port,
+                    p.protocol.as_deref().unwrap_or("tcp")
+                )
+            })
+            .collect()
+    }
+
+    pub fn valid_attachments(&self) -> Vec<CniKey> {
+        self.valid_attachments
+            .iter()
+            .filter_map(|v| {
+                Some(CniKey {
+                    container_id: v["containerID"].as_str()?.to_string(),
+                    ifname: v["ifname"].as_str()?.to_string(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// Runs an IPAM plugin found in `CNI_PATH`, as the reference bridge does:
+/// the same environment with `CNI_COMMAND` set, the same stdin; its
+/// result (ADD) or nothing (DEL).
+pub fn delegate(
+    kind: &str,
+    command: &str,
+    env: &Env,
+    stdin: &[u8],
+) -> Result<Option<Value>, CniError> {
+    if kind.contains('/') {
+        return Err(CniError::new(7, format!("invalid IPAM type {kind:?}")));
+    }
+    let binary = env
+        .path
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .map(|d| std::path::Path::new(d).join(kind))
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            CniError::new(7, format!("IPAM plugin {kind:?} not found in CNI_PATH"))
+                .with(env.path.clone())
+        })?;
+    let mut child = Command::new(&binary)
+        .env("CNI_COMMAND", command)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| CniError::new(5, format!("running IPAM plugin {kind}")).with(e.to_string()))?;
+    if let Some(mut input) = child.stdin.take() {
+        input.write_all(stdin).map_err(|e| {
+            CniError::new(5, format!("writing to IPAM plugin {kind}")).with(e.to_string())
+        })?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| CniError::new(5, format!("running IPAM plugin {kind}")).with(e.to_string()))?;
+    let parsed: Option<Value> = serde_json::from_slice(&out.stdout).ok();
+    if !out.status.success() {
+        let msg = parsed
+            .as_ref()
+            .and_then(|v| v["msg"].as_str().map(str::to_string))
+            .unwrap_or_else(|| format!("IPAM plugin {kind} failed"));
+        return Err(CniError::new(
+            parsed
+                .as_ref()
+                .and_then(|v| v["code"].as_u64())
+                .unwrap_or(100) as u32,
+            msg,
+        ));
+    }
+    Ok(parsed)
+}

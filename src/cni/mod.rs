@@ -1,0 +1,386 @@
+//! CNI plugin mode (spec 1.1.0, and the results of 0.3.x, 0.4.0 and 1.0.0):
+//! when `CNI_COMMAND` is set, nsnet is a plugin of type `nsnet`. It takes
+//! the reference `bridge` plugin's configuration keys, so that a conflist
+//! written for `bridge` works after changing `type`, and turns each request
+//! into the same model requests the command line makes. stdout carries the
+//! result or the error JSON and nothing else.
+
+mod config;
+mod result;
+
+pub use config::NetConf;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::net::IpAddr;
+
+use serde_json::{json, Value};
+
+use crate::attach::ConnectRequest;
+use crate::model::{Attachment, CniKey, State};
+use crate::netns::NsRef;
+use crate::{Error, Nsnet};
+
+pub const SUPPORTED: [&str; 5] = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
+
+/// A CNI error: the spec's code, a message, details.
+#[derive(Debug)]
+pub struct CniError {
+    pub code: u32,
+    pub msg: String,
+    pub details: String,
+}
+
+impl CniError {
+    pub fn new(code: u32, msg: impl Into<String>) -> CniError {
+        CniError {
+            code,
+            msg: msg.into(),
+            details: String::new(),
+        }
+    }
+
+    fn with(mut self, details: impl Into<String>) -> CniError {
+        self.details = details.into();
+        self
+    }
+}
+
+/// Spec codes: 1 incompatible version, 2 unsupported field, 3 unknown
+/// container, 4 invalid environment, 5 I/O, 6 decoding, 7 invalid network
+/// config, 11 try again later; 100+ are nsnet's own.
+impl From<Error> for CniError {
+    fn from(e: Error) -> CniError {
+        let code = match &e {
+            Error::Invalid(_) => 7,
+            Error::NotFound(_) => 3,
+            Error::Conflict(_) => 101,
+            Error::NotRoot(_) => 102,
+            _ => 100,
+        };
+        CniError::new(code, e.kind()).with(e.to_string())
+    }
+}
+
+/// The environment of one invocation.
+#[derive(Debug, Default, Clone)]
+pub struct Env {
+    pub command: String,
+    pub container_id: String,
+    pub netns: String,
+    pub ifname: String,
+    pub args: String,
+    pub path: String,
+}
+
+impl Env {
+    pub fn from_process() -> Env {
+        let var = |k: &str| std::env::var(k).unwrap_or_default();
+        Env {
+            command: var("CNI_COMMAND"),
+            container_id: var("CNI_CONTAINERID"),
+            netns: var("CNI_NETNS"),
+            ifname: var("CNI_IFNAME"),
+            args: var("CNI_ARGS"),
+            path: var("CNI_PATH"),
+        }
+    }
+
+    fn require(&self, what: &str, value: &str) -> Result<(), CniError> {
+        if value.is_empty() {
+            return Err(CniError::new(4, format!("{what} is not set")));
+        }
+        Ok(())
+    }
+
+    fn key(&self) -> CniKey {
+        CniKey {
+            container_id: self.container_id.clone(),
+            ifname: self.ifname.clone(),
+        }
+    }
+
+    /// `CNI_ARGS`: `K=V;K=V`. IP and MAC are understood; anything else is an
+    /// error unless `IgnoreUnknown` is true, as the spec asks.
+    fn parsed_args(&self) -> Result<BTreeMap<String, String>, CniError> {
+        let mut out = BTreeMap::new();
+        for pair in self.args.split(';').filter(|p| !p.is_empty()) {
+            let (k, v) = pair
+                .split_once('=')
+                .ok_or_else(|| CniError::new(4, format!("CNI_ARGS: {pair:?} is not KEY=VALUE")))?;
+            out.insert(k.to_string(), v.to_string());
+        }
+        let ignore = out
+            .get("IgnoreUnknown")
+            .is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
+        if !ignore {
+            if let Some(k) = out
+                .keys()
+                .find(|k| !matches!(k.as_str(), "IP" | "MAC" | "IgnoreUnknown"))
+            {
+                return Err(CniError::new(
+                    4,
+                    format!("CNI_ARGS: unknown key {k:?} (set IgnoreUnknown=1 to allow)"),
+                ));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Runs one request; returns what to print on stdout and the exit code.
+pub fn run(env: &Env, stdin: &[u8], nsnet: &Nsnet) -> (String, i32) {
+    let version = serde_json::from_slice::<Value>(stdin)
+        .ok()
+        .and_then(|v| v["cniVersion"].as_str().map(str::to_string))
+        .unwrap_or_else(|| "1.1.0".into());
+    match dispatch(env, stdin, nsnet) {
+        Ok(Some(out)) => (out.to_string(), 0),
+        Ok(None) => (String::new(), 0),
+        Err(e) => (
+            json!({"cniVersion": version, "code": e.code, "msg": e.msg, "details": e.details})
+                .to_string(),
+            1,
+        ),
+    }
+}
+
+/// Reads stdin and the environment of this process and runs the request.
+pub fn main(nsnet: &Nsnet) -> i32 {
+    let mut stdin = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut stdin);
+    let (out, code) = run(&Env::from_process(), &stdin, nsnet);
+    if !out.is_empty() {
+        println!("{out}");
+    }
+    code
+}
+
+fn dispatch(env: &Env, stdin: &[u8], nsnet: &Nsnet) -> Result<Option<Value>, CniError> {
+    if env.command == "VERSION" {
+        let asked = serde_json::from_slice::<Value>(stdin)
+            .ok()
+            .and_then(|v| v["cniVersion"].as_str().map(str::to_string))
+            .unwrap_or_else(|| "1.1.0".into());
+        return Ok(Some(
+            json!({"cniVersion": asked, "supportedVersions": SUPPORTED}),
+        ));
+    }
+    let conf = NetConf::parse(stdin)?;
+    match env.command.as_str() {
+        "ADD" => add(env, &conf, stdin, nsnet).map(Some),
+        "DEL" => del(env, &conf, stdin, nsnet).map(|_| None),
+        "CHECK" => check(env, &conf, nsnet).map(|_| None),
+        "STATUS" => status(&conf, nsnet).map(|_| None),
+        "GC" => gc(&conf, nsnet).map(|_| None),
+        "" => Err(CniError::new(4, "CNI_COMMAND is not set")),
+        other => Err(CniError::new(4, format!("unknown CNI_COMMAND {other:?}"))),
+    }
+}
+
+fn find<'a>(state: &'a State, network: &str, key: &CniKey) -> Option<&'a Attachment> {
+    state
+        .networks
+        .get(network)?
+        .attachments
+        .iter()
+        .find(|a| a.cni.as_ref() == Some(key))
+}
+
+/// Creates the network of the configuration if it does not exist yet
+/// (concurrent ADDs may race to it: losing that race is fine).
+fn ensure_network(conf: &NetConf, nsnet: &Nsnet) -> Result<(), CniError> {
+    if nsnet.state()?.networks.contains_key(&conf.name) {
+        return Ok(());
+    }
+    match nsnet.create_network(&conf.network_request()?) {
+        Ok(_) => Ok(()),
+        Err(Error::Conflict(_)) if nsnet.state()?.networks.contains_key(&conf.name) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn add(env: &Env, conf: &NetConf, stdin: &[u8], nsnet: &Nsnet) -> Result<Value, CniError> {
+    env.require("CNI_CONTAINERID", &env.container_id)?;
+    env.require("CNI_NETNS", &env.netns)?;
+    env.require("CNI_IFNAME", &env.ifname)?;
+    let args = env.parsed_args()?;
+    ensure_network(conf, nsnet)?;
+    if find(&nsnet.state()?, &conf.name, &env.key()).is_some() {
+        return Err(CniError::new(
+            101,
+            format!(
+                "container {} already has interface {} on network {}",
+                env.container_id, env.ifname, conf.name
+            ),
+        ));
+    }
+    // Addresses: asked for (CNI_ARGS IP=, runtimeConfig.ips), or from a
+    // delegated IPAM plugin, or nsnet's own IPAM.
+    let mut ips: Vec<String> = args
+        .get("IP")
+        .into_iter()
+        .flat_map(|v| v.split(','))
+        .map(str::to_string)
+        .collect();
+    for ip in &conf.runtime_ips() {
+        if !ips.contains(ip) {
+            ips.push(ip.clone());
+        }
+    }
+    let delegated = match conf.delegated_ipam() {
+        Some(kind) => {
+            let res = config::delegate(kind, "ADD", env, stdin)?;
+            ips = res
+                .as_ref()
+                .and_then(|r| r["ips"].as_array().cloned())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|i| i["address"].as_str().map(str::to_string))
+                .collect();
+            true
+        }
+        None => false,
+    };
+    let req = ConnectRequest {
+        network: conf.name.clone(),
+        namespace: env.netns.clone(),
+        ips,
+        ifname: Some(env.ifname.clone()),
+        mac: args.get("MAC").cloned().or_else(|| conf.runtime_mac()),
+        publish: conf.port_specs(),
+        cni: Some(env.key()),
+    };
+    let att = match nsnet.connect(&req) {
+        Ok(a) => a,
+        Err(e) => {
+            if let (true, Some(kind)) = (delegated, conf.delegated_ipam()) {
+                let _ = config::delegate(kind, "DEL", env, stdin);
+            }
+            return Err(e.into());
+        }
+    };
+    let state = nsnet.state()?;
+    let net = &state.networks[&conf.name];
+    Ok(result::render(conf, net, &att, &env.netns))
+}
+
+fn del(env: &Env, conf: &NetConf, stdin: &[u8], nsnet: &Nsnet) -> Result<(), CniError> {
+    env.require("CNI_CONTAINERID", &env.container_id)?;
+    env.require("CNI_IFNAME", &env.ifname)?;
+    if let Some(att) = find(&nsnet.state()?, &conf.name, &env.key()) {
+        match nsnet.disconnect(&conf.name, &att.namespace.to_string()) {
+            // A concurrent DEL of the same attachment won: fine.
+            Ok(_) | Err(Error::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if let Some(kind) = conf.delegated_ipam() {
+        config::delegate(kind, "DEL", env, stdin)?;
+    }
+    Ok(())
+}
+
+fn check(env: &Env, conf: &NetConf, nsnet: &Nsnet) -> Result<(), CniError> {
+    env.require("CNI_CONTAINERID", &env.container_id)?;
+    env.require("CNI_NETNS", &env.netns)?;
+    env.require("CNI_IFNAME", &env.ifname)?;
+    let state = nsnet.state()?;
+    let Some(att) = find(&state, &conf.name, &env.key()) else {
+        return Err(CniError::new(
+            3,
+            format!(
+                "container {} has no interface {} on network {}",
+                env.container_id, env.ifname, conf.name
+            ),
+        ));
+    };
+    // What the runtime remembers must be what nsnet recorded...
+    if let Some(prev) = &conf.prev_result {
+        let theirs: Vec<String> = prev["ips"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i["address"].as_str().map(str::to_string))
+            .collect();
+        let ours: Vec<String> = att.addresses.iter().map(|a| a.to_string()).collect();
+        for addr in &theirs {
+            if !ours.contains(addr) {
+                return Err(CniError::new(100, "drift").with(format!(
+                    "prevResult has address {addr}, nsnet recorded {}",
+                    ours.join(", ")
+                )));
+            }
+        }
+    }
+    // ...and the kernel must still have it all.
+    let report = nsnet.check(Some(&conf.name))?;
+    let mine: Vec<&String> = report
+        .drift
+        .iter()
+        .filter(|d| {
+            d.contains(&format!("namespace {}", att.namespace))
+                || d.contains(&format!("network {}:", conf.name))
+        })
+        .collect();
+    if let Some(first) = mine.first() {
+        return Err(CniError::new(100, "drift").with(first.to_string()));
+    }
+    if NsRef::parse(&env.netns).ok().as_ref() != Some(&att.namespace) {
+        return Err(CniError::new(100, "drift").with(format!(
+            "CNI_NETNS is {} but the attachment was made in {}",
+            env.netns, att.namespace
+        )));
+    }
+    Ok(())
+}
+
+/// Ready when nsnet can make or use the network: root, nft, a readable
+/// state, and the bridge present when the network exists.
+fn status(conf: &NetConf, nsnet: &Nsnet) -> Result<(), CniError> {
+    let fail = |msg: String| CniError::new(50, "the plugin is not available").with(msg);
+    crate::error::require_root("manage networks").map_err(|e| fail(e.to_string()))?;
+    let state = nsnet.state().map_err(|e| fail(e.to_string()))?;
+    crate::firewall::list_table().map_err(|e| fail(e.to_string()))?;
+    if let Some(net) = state.networks.get(&conf.name) {
+        let report = nsnet
+            .check(Some(&conf.name))
+            .map_err(|e| fail(e.to_string()))?;
+        if let Some(d) = report.drift.iter().find(|d| d.contains("bridge")) {
+            return Err(fail(format!("network {}: {d}", net.name)));
+        }
+    }
+    Ok(())
+}
+
+/// Releases every attachment of the network that the runtime does not list
+/// in `cni.dev/valid-attachments`.
+fn gc(conf: &NetConf, nsnet: &Nsnet) -> Result<(), CniError> {
+    let valid = conf.valid_attachments();
+    let state = nsnet.state()?;
+    let Some(net) = state.networks.get(&conf.name) else {
+        return Ok(());
+    };
+    let stale: Vec<String> = net
+        .attachments
+        .iter()
+        .filter(|a| a.cni.as_ref().is_some_and(|k| !valid.contains(k)))
+        .map(|a| a.namespace.to_string())
+        .collect();
+    if !stale.is_empty() {
+        nsnet.disconnect_many(&conf.name, &stale)?;
+    }
+    Ok(())
+}
+
+/// Addresses of a result, for tests.
+pub fn result_addresses(result: &Value) -> Vec<IpAddr> {
+    result["ips"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["address"].as_str())
+        .filter_map(|a| a.parse::<ipnet::IpNet>().ok())
+        .map(|n| n.addr())
+        .collect()
+}
