@@ -1,0 +1,379 @@
+//! The CNI plugin, driven as a runtime drives it: environment plus stdin,
+//! result or error JSON on stdout.
+
+mod common;
+use common::{assert_same, Sandbox, NSNET};
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use serde_json::{json, Value};
+
+struct Call<'a> {
+    command: &'a str,
+    id: &'a str,
+    netns: &'a str,
+    ifname: &'a str,
+    args: &'a str,
+}
+
+fn cni(call: &Call, conf: &Value) -> (Value, i32) {
+    let mut child = Command::new(NSNET)
+        .env("CNI_COMMAND", call.command)
+        .env("CNI_CONTAINERID", call.id)
+        .env("CNI_NETNS", call.netns)
+        .env("CNI_IFNAME", call.ifname)
+        .env("CNI_ARGS", call.args)
+        .env("CNI_PATH", "/usr/lib/cni")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(conf.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v = if stdout.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {stdout:?}"))
+    };
+    (v, out.status.code().unwrap_or(-1))
+}
+
+fn add(id: &str, ns: &str, conf: &Value) -> Value {
+    let netns = format!("/run/netns/{ns}");
+    let (v, code) = cni(
+        &Call {
+            command: "ADD",
+            id,
+            netns: &netns,
+            ifname: "eth0",
+            args: "",
+        },
+        conf,
+    );
+    assert_eq!(code, 0, "ADD {id}: {v}");
+    v
+}
+
+fn del(id: &str, netns: &str, conf: &Value) {
+    let (v, code) = cni(
+        &Call {
+            command: "DEL",
+            id,
+            netns,
+            ifname: "eth0",
+            args: "",
+        },
+        conf,
+    );
+    assert_eq!(code, 0, "DEL {id}: {v}");
+    assert_eq!(v, Value::Null, "DEL prints nothing");
+}
+
+fn conf(version: &str) -> Value {
+    json!({
+        "cniVersion": version, "name": "podnet", "type": "nsnet", "bridge": "cni-pod",
+        "isGateway": true, "ipMasq": true,
+        "ipam": {"type": "nsnet", "ranges": [[{"subnet": "10.88.0.0/24", "gateway": "10.88.0.1"}]]}
+    })
+}
+
+#[test]
+fn version_lists_every_supported_version() {
+    let _sb = Sandbox::new();
+    for asked in ["0.3.0", "0.4.0", "1.0.0", "1.1.0"] {
+        let (v, code) = cni(
+            &Call {
+                command: "VERSION",
+                id: "",
+                netns: "dummy",
+                ifname: "dummy",
+                args: "",
+            },
+            &json!({"cniVersion": asked}),
+        );
+        assert_eq!(code, 0);
+        assert_eq!(v["cniVersion"], asked);
+        assert_eq!(
+            v["supportedVersions"],
+            json!(["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"])
+        );
+    }
+}
+
+#[test]
+fn add_and_del_in_every_version() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    for (i, version) in ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
+        .iter()
+        .enumerate()
+    {
+        let (a, b) = (format!("a{i}"), format!("b{i}"));
+        sb.sh(&format!("ip netns add {a} && ip netns add {b}"));
+        let c = conf(version);
+        let ra = add(&format!("id-a{i}"), &a, &c);
+        let rb = add(&format!("id-b{i}"), &b, &c);
+        assert_eq!(ra["cniVersion"], *version);
+        let ifs = ra["interfaces"].as_array().unwrap();
+        assert_eq!(ifs[0]["name"], "cni-pod");
+        assert_eq!(ifs[2]["name"], "eth0");
+        assert_eq!(ifs[2]["sandbox"], format!("/run/netns/{a}"));
+        let ip = &ra["ips"][0];
+        assert_eq!(ip["interface"], 2);
+        assert_eq!(ip["gateway"], "10.88.0.1");
+        assert_eq!(
+            ip.get("version").is_some(),
+            version.starts_with('0'),
+            "{version}: {ip}"
+        );
+        assert_eq!(ra["routes"][0]["dst"], "0.0.0.0/0");
+        // The result tells the truth: the address is there, and works.
+        let addr_b = rb["ips"][0]["address"]
+            .as_str()
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string();
+        assert!(sb
+            .sh(&format!("ip -n {a} -o addr show eth0"))
+            .contains(ra["ips"][0]["address"].as_str().unwrap()));
+        sb.sh(&format!("ip netns exec {a} ping -c1 -W2 {addr_b}"));
+        del(&format!("id-a{i}"), &format!("/run/netns/{a}"), &c);
+        del(&format!("id-b{i}"), &format!("/run/netns/{b}"), &c);
+        sb.sh(&format!("ip netns del {a} && ip netns del {b}"));
+    }
+    // The network stays, as with the reference bridge plugin; removing it
+    // leaves the host as before.
+    sb.ok(&["network", "rm", "podnet"]);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_same(&sb.snapshot(), &before, "ADD/DEL then network rm");
+}
+
+#[test]
+fn errors_use_the_specs_codes() {
+    let sb = Sandbox::new();
+    sb.sh("ip netns add c");
+    let c = conf("1.0.0");
+    let call = |command, netns, args| Call {
+        command,
+        id: "x",
+        netns,
+        ifname: "eth0",
+        args,
+    };
+    let cases: Vec<(Call, Value, i64, &str)> = vec![
+        (call("ADD", "", ""), c.clone(), 4, "CNI_NETNS"),
+        (
+            call("ADD", "/run/netns/c", ""),
+            json!("not an object"),
+            6,
+            "decode",
+        ),
+        (
+            call("ADD", "/run/netns/c", ""),
+            json!({"cniVersion": "9.9.9", "name": "podnet"}),
+            1,
+            "9.9.9",
+        ),
+        (
+            call("ADD", "/run/netns/c", "IP=10.99.0.5"),
+            c.clone(),
+            7,
+            "outside subnet",
+        ),
+        (
+            call("ADD", "/run/netns/c", "K8S_POD_NAME=x"),
+            c.clone(),
+            4,
+            "IgnoreUnknown",
+        ),
+        (
+            call("ADD", "/run/netns/nope", ""),
+            c.clone(),
+            3,
+            "does not exist",
+        ),
+        (call("FROB", "/run/netns/c", ""), c.clone(), 4, "FROB"),
+    ];
+    for (call, stdin, code, needle) in cases {
+        let (v, exit) = cni(&call, &stdin);
+        assert_ne!(exit, 0, "{stdin}: {v}");
+        assert_eq!(v["code"], code, "{stdin}: {v}");
+        let text = format!("{} {}", v["msg"], v["details"]);
+        assert!(text.contains(needle), "{needle:?} not in {v}");
+    }
+    // Repeated ADD of the same container and interface.
+    add("x", "c", &c);
+    let (v, exit) = cni(&call("ADD", "/run/netns/c", ""), &c);
+    assert_eq!((exit, v["code"].as_i64()), (1, Some(101)), "{v}");
+}
+
+#[test]
+fn del_is_idempotent_and_works_without_the_namespace() {
+    let sb = Sandbox::new();
+    sb.upstream();
+    let c = json!({
+        "cniVersion": "1.0.0", "name": "podnet", "type": "nsnet", "bridge": "cni-pod", "ipMasq": true,
+        "ipam": {"type": "nsnet", "ranges": [[{"subnet": "10.88.0.0/24"}]]},
+        "runtimeConfig": {"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]}
+    });
+    sb.sh("ip netns add c");
+    add("gone", "c", &c);
+    let _e = sb.echo("c", 80, false);
+    assert_eq!(
+        sb.ask(Some("up"), "203.0.113.2:8080", false).unwrap(),
+        "c:hi"
+    );
+    drop(_e);
+    // The runtime deleted the namespace first; DEL must still release the
+    // host side, the lease and the port.
+    sb.sh("ip netns del c");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    del("gone", "", &c);
+    del("gone", "", &c);
+    del("never-added", "/run/netns/whatever", &c);
+    assert!(sb.sh("ip -o link show master cni-pod").trim().is_empty());
+    assert!(!sb
+        .sh("nft list map inet nsnet ports4_any_dest")
+        .contains("8080"));
+    let ls: Value = serde_json::from_str(&sb.ok(&["--json", "network", "ls"])).unwrap();
+    assert_eq!(ls[0]["attachments"], json!([]));
+}
+
+#[test]
+fn check_status_and_gc() {
+    let sb = Sandbox::new();
+    let c = conf("1.1.0");
+    sb.sh("ip netns add c1 && ip netns add c2");
+    let r1 = add("one", "c1", &c);
+    add("two", "c2", &c);
+    let mut with_prev = c.clone();
+    with_prev["prevResult"] = r1.clone();
+    let check = |conf: &Value| {
+        cni(
+            &Call {
+                command: "CHECK",
+                id: "one",
+                netns: "/run/netns/c1",
+                ifname: "eth0",
+                args: "",
+            },
+            conf,
+        )
+    };
+    assert_eq!(check(&with_prev).1, 0, "{}", check(&with_prev).0);
+    // Drift: the address is removed behind nsnet's back.
+    let addr = r1["ips"][0]["address"].as_str().unwrap();
+    sb.sh(&format!("ip -n c1 addr del {addr} dev eth0"));
+    let (v, code) = check(&with_prev);
+    assert_eq!((code, v["code"].as_i64()), (1, Some(100)), "{v}");
+    assert!(v["details"].as_str().unwrap().contains("is missing"), "{v}");
+    // A prevResult that disagrees with the record.
+    let mut wrong = c.clone();
+    wrong["prevResult"] = json!({"ips": [{"address": "10.88.0.77/24"}]});
+    assert!(check(&wrong).0["details"]
+        .as_str()
+        .unwrap()
+        .contains("10.88.0.77/24"));
+
+    let status = |conf: &Value| {
+        cni(
+            &Call {
+                command: "STATUS",
+                id: "",
+                netns: "",
+                ifname: "",
+                args: "",
+            },
+            conf,
+        )
+    };
+    assert_eq!(status(&c).1, 0);
+    sb.sh("ip link del cni-pod");
+    let (v, code) = status(&c);
+    assert_eq!((code, v["code"].as_i64()), (1, Some(50)), "{v}");
+
+    // GC keeps only the valid attachments.
+    let mut gc = c.clone();
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "two", "ifname": "eth0"}]);
+    let (v, code) = cni(
+        &Call {
+            command: "GC",
+            id: "",
+            netns: "",
+            ifname: "",
+            args: "",
+        },
+        &gc,
+    );
+    assert_eq!(code, 0, "{v}");
+    let ls: Value = serde_json::from_str(&sb.ok(&["--json", "network", "ls"])).unwrap();
+    let left: Vec<&Value> = ls[0]["attachments"].as_array().unwrap().iter().collect();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0]["cni"]["container_id"], "two");
+}
+
+#[test]
+fn a_delegated_ipam_plugin_is_run_through_cni_path() {
+    let sb = Sandbox::new();
+    assert!(
+        std::path::Path::new("/usr/lib/cni/host-local").exists(),
+        "the reference plugins are needed (Debian package containernetworking-plugins)"
+    );
+    let data = tempfile::tempdir().unwrap();
+    let c = json!({
+        "cniVersion": "1.0.0", "name": "hl", "type": "nsnet", "bridge": "cni-hl",
+        "ipam": {"type": "host-local", "dataDir": data.path(), "ranges": [[{"subnet": "10.89.0.0/24", "rangeStart": "10.89.0.50"}]]}
+    });
+    sb.sh("ip netns add h1");
+    let r = add("h1", "h1", &c);
+    assert_eq!(
+        r["ips"][0]["address"], "10.89.0.50/24",
+        "host-local chose the address: {r}"
+    );
+    assert!(
+        data.path().join("hl/10.89.0.50").exists(),
+        "host-local recorded its lease"
+    );
+    del("h1", "/run/netns/h1", &c);
+    assert!(
+        !data.path().join("hl/10.89.0.50").exists(),
+        "DEL released host-local's lease"
+    );
+}
+
+#[test]
+fn concurrent_adds_get_distinct_addresses() {
+    let sb = Sandbox::new();
+    let c = conf("1.0.0");
+    for i in 0..20 {
+        sb.sh(&format!("ip netns add p{i}"));
+    }
+    let results: Vec<Value> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..20)
+            .map(|i| {
+                let c = c.clone();
+                s.spawn(move || add(&format!("par{i}"), &format!("p{i}"), &c))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut addrs: Vec<String> = results
+        .iter()
+        .map(|r| r["ips"][0]["address"].as_str().unwrap().to_string())
+        .collect();
+    addrs.sort();
+    addrs.dedup();
+    assert_eq!(addrs.len(), 20, "{addrs:?}");
+    assert!(sb.ok(&["check"]).contains("no drift"));
+}
