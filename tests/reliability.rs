@@ -4,8 +4,11 @@
 mod common;
 use common::{assert_same, Sandbox};
 
-/// (network create options, per-attachment connect options)
-fn matrix() -> Vec<(&'static str, Vec<&'static str>, Vec<Vec<&'static str>>)> {
+/// A combination: its name, `network create` options, and the `connect`
+/// options of each of its three attachments.
+type Case = (&'static str, Vec<&'static str>, Vec<Vec<&'static str>>);
+
+fn matrix() -> Vec<Case> {
     let none: Vec<Vec<&str>> = vec![vec![], vec![], vec![]];
     vec![
         ("v4", vec!["--subnet", "10.110.0.0/24"], none.clone()),
