@@ -18,6 +18,10 @@ struct Call<'a> {
 }
 
 fn cni(call: &Call, conf: &Value) -> (Value, i32) {
+    cni_raw(call, conf.to_string().as_bytes())
+}
+
+fn cni_raw(call: &Call, stdin: &[u8]) -> (Value, i32) {
     let mut child = Command::new(NSNET)
         .env("CNI_COMMAND", call.command)
         .env("CNI_CONTAINERID", call.id)
@@ -30,12 +34,7 @@ fn cni(call: &Call, conf: &Value) -> (Value, i32) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(conf.to_string().as_bytes())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let v = if stdout.trim().is_empty() {
@@ -376,4 +375,166 @@ fn concurrent_adds_get_distinct_addresses() {
     addrs.dedup();
     assert_eq!(addrs.len(), 20, "{addrs:?}");
     assert!(sb.ok(&["check"]).contains("no drift"));
+}
+
+#[test]
+fn hostile_cni_input_is_refused_cleanly() {
+    let sb = Sandbox::new();
+    sb.sh("ip netns add h");
+    let before = sb.snapshot();
+    let base = conf("1.0.0");
+    let with = |key: &str, value: Value| {
+        let mut c = base.clone();
+        c[key] = value;
+        c
+    };
+    let cases: Vec<(Value, &str)> = vec![
+        (with("name", json!("a/b")), "network name"),
+        (with("name", json!("")), "network name"),
+        (with("name", json!("x".repeat(100))), "network name"),
+        (with("name", json!(7)), "decode"),
+        (with("cniVersion", json!(1)), "decode"),
+        (
+            with("bridge", json!("a-bridge-name-that-is-long")),
+            "26 bytes",
+        ),
+        (with("bridge", json!("a/b")), "\"a/b\""),
+        (
+            with(
+                "ipam",
+                json!({"type": "nsnet", "ranges": [[{"subnet": "10.0.0.0/33"}]]}),
+            ),
+            "10.0.0.0/33",
+        ),
+        (
+            with(
+                "ipam",
+                json!({"type": "nsnet", "ranges": [[{"subnet": "::/129"}]]}),
+            ),
+            "::/129",
+        ),
+        (with("ipam", json!({"type": "nsnet"})), "no subnet"),
+        (
+            with(
+                "ipam",
+                json!({"type": "../../bin/sh", "ranges": [[{"subnet": "10.0.0.0/24"}]]}),
+            ),
+            "invalid IPAM type",
+        ),
+        (
+            with(
+                "ipam",
+                json!({"type": "no-such-plugin", "ranges": [[{"subnet": "10.0.0.0/24"}]]}),
+            ),
+            "not found in CNI_PATH",
+        ),
+        (
+            with(
+                "runtimeConfig",
+                json!({"portMappings": [{"hostPort": 0, "containerPort": 80}]}),
+            ),
+            "outside 1-65535",
+        ),
+        (
+            with(
+                "runtimeConfig",
+                json!({"portMappings": [{"hostPort": 70000, "containerPort": 80}]}),
+            ),
+            "outside 1-65535",
+        ),
+        (
+            with(
+                "runtimeConfig",
+                json!({"portMappings": [{"hostPort": 80, "containerPort": 80, "protocol": "icmp"}]}),
+            ),
+            "unknown protocol",
+        ),
+        (
+            with(
+                "runtimeConfig",
+                json!({"portMappings": [{"hostPort": 80, "containerPort": 80, "hostIP": "::1"}]}),
+            ),
+            "::1",
+        ),
+        (
+            with("runtimeConfig", json!({"ips": ["10.99.9.9"]})),
+            "outside subnet",
+        ),
+        (
+            with("runtimeConfig", json!({"ips": ["not-an-ip"]})),
+            "not-an-ip",
+        ),
+        (
+            with("runtimeConfig", json!({"mac": "01:00:5e:00:00:01"})),
+            "multicast",
+        ),
+        (with("mtu", json!(20)), "MTU 20"),
+    ];
+    for (i, (c, needle)) in cases.iter().enumerate() {
+        let (v, code) = cni(
+            &Call {
+                command: "ADD",
+                id: &format!("h{i}"),
+                netns: "/run/netns/h",
+                ifname: "eth0",
+                args: "",
+            },
+            c,
+        );
+        assert_eq!(code, 1, "case {i}: {v}");
+        let text = format!(
+            "{} {}",
+            v["msg"].as_str().unwrap_or(""),
+            v["details"].as_str().unwrap_or("")
+        );
+        assert!(text.contains(needle), "case {i}: {needle:?} not in {v}");
+        // Whatever failed, nothing was left behind (but the network, which a
+        // later valid ADD uses; it is removed below).
+        let _ = sb.run(&["network", "rm", "podnet", "--force"]);
+        assert_same(&sb.snapshot(), &before, &format!("hostile CNI input {i}"));
+    }
+    // 100,000 levels of nesting in a key the spec says to ignore: no crash.
+    let deep = format!(
+        "{{\"cniVersion\":\"1.0.0\",\"name\":\"podnet\",\"nested\":{}1{}}}",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let (v, code) = cni_raw(
+        &Call {
+            command: "STATUS",
+            id: "",
+            netns: "",
+            ifname: "",
+            args: "",
+        },
+        deep.as_bytes(),
+    );
+    assert_eq!(code, 0, "{v}");
+    // Bad CNI_ARGS and interface names.
+    for (args, ifname, needle) in [
+        ("IP", "eth0", "KEY=VALUE"),
+        ("MAC=zz", "eth0", "zz"),
+        ("", "a-very-long-ifname", "bytes"),
+        ("", "a/b", "\"a/b\""),
+    ] {
+        let (v, code) = cni(
+            &Call {
+                command: "ADD",
+                id: "args",
+                netns: "/run/netns/h",
+                ifname,
+                args,
+            },
+            &base,
+        );
+        assert_eq!(code, 1, "{args} {ifname}: {v}");
+        let text = format!(
+            "{} {}",
+            v["msg"].as_str().unwrap_or(""),
+            v["details"].as_str().unwrap_or("")
+        );
+        assert!(text.contains(needle), "{needle:?} not in {v}");
+        let _ = sb.run(&["network", "rm", "podnet", "--force"]);
+        assert_same(&sb.snapshot(), &before, "hostile CNI_ARGS");
+    }
 }
