@@ -22,20 +22,11 @@
 #   and declaratively: `nsnet up` / `nsnet down` of a topology file with
 #   the N namespaces, with nsnet's peak RSS (GNU time) for each.
 set -euo pipefail
-if [ -z "${NSNET_BENCH_INNER:-}" ]; then
-  [ "$(id -u)" = 0 ] || { echo "bench/attach.sh: run as root" >&2; exit 2; }
-  cd "$(dirname "$0")/.."
-  cargo build --release --quiet
-  export NSNET_BENCH_INNER=1 NSNET="$PWD/target/release/nsnet"
-  exec unshare --net --mount --propagation private "$0" "$@"
-fi
-mount -t tmpfs bench /run
-mkdir -p /run/netns /run/nsnet
-ip link set lo up
+. "$(dirname "$0")/lib.sh"
+enter_sandbox "$@"
 [ $# -gt 0 ] || set -- 10 100 500
 tmp=$(mktemp -d)
 
-now() { date +%s%N; }
 ms() { echo "scale=1; $1 / 1000000" | bc; }
 ports_gone() { while [ -n "$(ip -o link show master "$1" 2>/dev/null)" ]; do sleep 0.001; done; }
 settle() { sleep 2; }   # namespace deletion finishes asynchronously

@@ -5,22 +5,13 @@
 # plugin process each, as a runtime calls them.
 #   bench/cni.sh [N]     (default 100; as root)
 set -euo pipefail
-if [ -z "${NSNET_BENCH_INNER:-}" ]; then
-  [ "$(id -u)" = 0 ] || { echo "bench/cni.sh: run as root" >&2; exit 2; }
-  [ -x /usr/lib/cni/bridge ] || { echo "bench/cni.sh: needs containernetworking-plugins" >&2; exit 2; }
-  cd "$(dirname "$0")/.."
-  cargo build --release --quiet
-  export NSNET_BENCH_INNER=1 NSNET="$PWD/target/release/nsnet"
-  exec unshare --net --mount --propagation private "$0" "$@"
-fi
-mount -t tmpfs bench /run
-mkdir -p /run/netns /run/nsnet
-ip link set lo up
+[ -x /usr/lib/cni/bridge ] || { echo "bench/cni.sh: needs containernetworking-plugins" >&2; exit 2; }
+. "$(dirname "$0")/lib.sh"
+enter_sandbox "$@"
 n=${1:-100}
 tmp=$(mktemp -d)
 mkdir -p "$tmp/plugins"
 ln -s "$NSNET" "$tmp/plugins/nsnet"
-now() { date +%s%N; }
 
 conf() { # type bridge subnet ipam-type
   cat <<CONF

@@ -8,18 +8,9 @@
 #      number of mappings.
 #   bench/ports.sh [R]     (default R=9; as root)
 set -euo pipefail
-if [ -z "${NSNET_BENCH_INNER:-}" ]; then
-  [ "$(id -u)" = 0 ] || { echo "bench/ports.sh: run as root" >&2; exit 2; }
-  cd "$(dirname "$0")/.."
-  cargo build --release --quiet
-  export NSNET_BENCH_INNER=1 NSNET="$PWD/target/release/nsnet"
-  exec unshare --net --mount --propagation private "$0" "$@"
-fi
-mount -t tmpfs bench /run
-mkdir -p /run/netns /run/nsnet
-ip link set lo up
+. "$(dirname "$0")/lib.sh"
+enter_sandbox "$@"
 runs=${1:-9}
-now() { date +%s%N; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 # The firewall step's own time, as `nsnet -v` prints it.
 fw_ms() { grep 'apply nftables' | awk '{print $2}'; }

@@ -442,11 +442,7 @@ mod tests {
     use crate::network::HostFacts;
 
     fn req(name: &str, subnets: &[&str]) -> CreateRequest {
-        CreateRequest {
-            name: name.into(),
-            subnets: subnets.iter().map(|s| s.to_string()).collect(),
-            ..Default::default()
-        }
+        CreateRequest::for_test(name, subnets)
     }
 
     #[test]

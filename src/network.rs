@@ -28,6 +28,18 @@ pub struct CreateRequest {
     pub mtu: Option<u32>,
 }
 
+#[cfg(test)]
+impl CreateRequest {
+    /// A request with just a name and subnets, for unit tests.
+    pub(crate) fn for_test(name: &str, subnets: &[&str]) -> CreateRequest {
+        CreateRequest {
+            name: name.into(),
+            subnets: subnets.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+}
+
 /// What the host looks like, as far as creating a network cares.
 #[derive(Debug, Clone, Default)]
 pub struct HostFacts {
@@ -509,11 +521,7 @@ mod tests {
     use super::*;
 
     fn req(name: &str, subnets: &[&str]) -> CreateRequest {
-        CreateRequest {
-            name: name.into(),
-            subnets: subnets.iter().map(|s| s.to_string()).collect(),
-            ..Default::default()
-        }
+        CreateRequest::for_test(name, subnets)
     }
 
     fn facts() -> HostFacts {
