@@ -87,6 +87,50 @@ fn attachment_matches(att: &Attachment, req: &ConnectRequest) -> bool {
     att.ifname == ifname && mac_matches && ports.is_ok_and(|p| p == att.ports) && ips_match
 }
 
+/// Objects of a file that the kernel no longer has as recorded.
+#[derive(Default)]
+struct Damaged {
+    networks: BTreeSet<String>,
+    /// (network, namespace)
+    attachments: BTreeSet<(String, String)>,
+    /// nsnet's table is missing or not as recorded.
+    firewall: bool,
+}
+
+/// Asks `check` about each network of the file: a damaged bridge or gateway
+/// means the network is remade; a damaged attachment, that it is.
+fn damaged_objects(state: &crate::model::State, owner: Option<&str>) -> Result<Damaged> {
+    let mut out = Damaged::default();
+    // A dry run by a user who may not read the kernel's state plans from
+    // the record alone.
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(out);
+    }
+    for net in state
+        .networks
+        .values()
+        .filter(|n| n.owner.as_deref() == owner && owner.is_some())
+    {
+        let report = crate::check::check(state, Some(&net.name))?;
+        out.firewall |= report.drift.iter().any(|l| {
+            l.starts_with("chain ") || l.starts_with("map ") || l.starts_with("nftables table")
+        });
+        let network_prefix = format!("network {}: ", net.name);
+        for line in &report.drift {
+            if line.starts_with(&network_prefix) {
+                out.networks.insert(net.name.clone());
+            }
+            for a in &net.attachments {
+                if line.starts_with(&format!("network {}, namespace {}:", net.name, a.namespace)) {
+                    out.attachments
+                        .insert((net.name.clone(), a.namespace.to_string()));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn without_firewall(ops: Vec<Op>) -> impl Iterator<Item = Op> {
     ops.into_iter()
         .filter(|o| !matches!(o, Op::Firewall { .. }))
@@ -127,12 +171,18 @@ impl Nsnet {
         }
         let mut out = Outcome::default();
 
+        // What the kernel no longer has of the file's objects (a bridge or
+        // veth deleted by hand, a namespace gone): remade, so that `up`
+        // repairs as well as converges.
+        let damaged = damaged_objects(&before, owner.as_deref())?;
+
         // 1. What the file no longer wants, or wants differently, goes.
         let mut mid = before.clone();
         let mut removals = Vec::new();
         for net in before.networks.values().filter(|n| n.owner == owner) {
             let wanted = topo.networks.iter().find(|r| r.name == net.name);
-            if wanted.is_none_or(|r| !network_matches(net, r)) {
+            let broken = damaged.networks.contains(&net.name);
+            if broken || wanted.is_none_or(|r| !network_matches(net, r)) {
                 let (next, ops) = plan_remove(&mid, &net.name, true)?;
                 mid = next;
                 removals.extend(without_firewall(ops));
@@ -154,7 +204,10 @@ impl Nsnet {
                     r.network == net.name
                         && NsRef::parse(&r.namespace).ok().as_ref() == Some(&a.namespace)
                 });
-                if wanted.is_none_or(|r| !attachment_matches(a, r)) {
+                let broken = damaged
+                    .attachments
+                    .contains(&(net.name.clone(), a.namespace.to_string()));
+                if broken || wanted.is_none_or(|r| !attachment_matches(a, r)) {
                     leaving
                         .entry(net.name.clone())
                         .or_default()
@@ -232,6 +285,10 @@ impl Nsnet {
             }
             out.changes
                 .push(format!("write DNS servers of namespace {ns}"));
+        }
+        if damaged.firewall {
+            out.changes
+                .push("repair the nftables table inet nsnet".into());
         }
         if dry_run || out.changes.is_empty() {
             return Ok(out);
@@ -322,7 +379,18 @@ impl Nsnet {
             );
         }
         let mut ops = plan::batch_namespaces(ops);
-        ops.extend(Op::firewall(&mid, &after));
+        if damaged.firewall {
+            // The whole table, whatever the live one looks like.
+            let table = crate::firewall::render(&after);
+            ops.push(Op::Firewall {
+                transaction: table.clone(),
+                previous: crate::firewall::render(&mid),
+                after: Box::new(after.clone()),
+                before: Box::new(mid.clone()),
+            });
+        } else {
+            ops.extend(Op::firewall(&mid, &after));
+        }
         plan::heal_firewall(&mut ops, &mid).map_err(|e| Error::Kernel(e.into()))?;
         kernel.set_progress(ops.len());
         self.commit(&lock, &mid, &after, &ops, Mode::AllOrNothing, &mut kernel)?;

@@ -276,3 +276,34 @@ fn every_example_validates_and_the_lab_comes_up_and_down() {
     sb.ok(&["down", "-f", &lab]);
     assert_same(&sb.snapshot(), &before, "web-db up and down");
 }
+
+#[test]
+fn up_repairs_what_was_damaged_by_hand() {
+    let sb = Sandbox::new();
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(&dir, LAB);
+    sb.ok(&["up", "-f", &file]);
+    // A bridge deleted, a veth deleted, a namespace deleted, the table flushed.
+    sb.sh("ip link del front");
+    let veth = sb.sh("ip -o link show master back | grep -o 've-cach-[0-9a-f]*' | head -1");
+    sb.sh(&format!("ip link del {}", veth.trim()));
+    sb.sh("ip netns del db");
+    sb.sh("nft flush table inet nsnet");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(sb.run(&["check"]).status.code(), Some(1));
+    let out = sb.ok(&["up", "-f", &file]);
+    for want in [
+        "recreate network front",
+        "reconnect namespace cache on network back",
+        "reconnect namespace db on network back",
+        "repair the nftables table inet nsnet",
+    ] {
+        assert!(out.contains(want), "{want:?} not in:\n{out}");
+    }
+    let check = sb.ok(&["check"]);
+    assert!(check.contains("no drift"), "{check}");
+    // db is a new namespace again (its eth0 is numbered alike: 2).
+    assert!(sb.sh("ip netns list").contains("db"));
+    sb.ok(&["ping", "web", "10.92.0.20", "-c", "1"]);
+    assert!(sb.ok(&["up", "-f", &file]).contains("no changes"));
+}
