@@ -12,7 +12,6 @@ pub use config::NetConf;
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::net::IpAddr;
 
 use serde_json::{json, Value};
 
@@ -371,16 +370,4 @@ fn gc(conf: &NetConf, nsnet: &Nsnet) -> Result<(), CniError> {
         nsnet.disconnect_many(&conf.name, &stale)?;
     }
     Ok(())
-}
-
-/// Addresses of a result, for tests.
-pub fn result_addresses(result: &Value) -> Vec<IpAddr> {
-    result["ips"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|i| i["address"].as_str())
-        .filter_map(|a| a.parse::<ipnet::IpNet>().ok())
-        .map(|n| n.addr())
-        .collect()
 }
