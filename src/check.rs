@@ -141,16 +141,20 @@ fn needed_sysctls(state: &State) -> Vec<(&'static str, &'static str)> {
 }
 
 pub fn check(state: &State, network: Option<&str>) -> Result<Report> {
+    if let Some(name) = network {
+        if !state.networks.contains_key(name) {
+            return Err(Error::NotFound(format!("network {name} does not exist")));
+        }
+    }
+    check_where(state, |n| network.is_none_or(|name| n.name == name))
+}
+
+/// `check` for the networks `keep` selects; the sysctls and the firewall
+/// table are checked once, whatever the selection.
+pub fn check_where(state: &State, keep: impl Fn(&Network) -> bool) -> Result<Report> {
     let mut report = Report::default();
     let mut kernel = LiveKernel::new();
-    let nets: Vec<&Network> = match network {
-        Some(name) => vec![state
-            .networks
-            .get(name)
-            .ok_or_else(|| Error::NotFound(format!("network {name} does not exist")))?],
-        None => state.networks.values().collect(),
-    };
-    for net in nets {
+    for net in state.networks.values().filter(|n| keep(n)) {
         check_network(net, &mut kernel, &mut report.drift)?;
     }
     for (key, value) in needed_sysctls(state) {

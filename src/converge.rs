@@ -106,15 +106,17 @@ fn damaged_objects(state: &crate::model::State, owner: Option<&str>) -> Result<D
     if !nix::unistd::geteuid().is_root() {
         return Ok(out);
     }
-    for net in state
-        .networks
-        .values()
-        .filter(|n| n.owner.as_deref() == owner && owner.is_some())
-    {
-        let report = crate::check::check(state, Some(&net.name))?;
-        out.firewall |= report.drift.iter().any(|l| {
-            l.starts_with("chain ") || l.starts_with("map ") || l.starts_with("nftables table")
-        });
+    let owned = |n: &Network| owner.is_some() && n.owner.as_deref() == owner;
+    if !state.networks.values().any(owned) {
+        return Ok(out);
+    }
+    // One check for all of the file's networks: the firewall table is
+    // listed once, not once per network.
+    let report = crate::check::check_where(state, owned)?;
+    out.firewall = report.drift.iter().any(|l| {
+        l.starts_with("chain ") || l.starts_with("map ") || l.starts_with("nftables table")
+    });
+    for net in state.networks.values().filter(|n| owned(n)) {
         let network_prefix = format!("network {}: ", net.name);
         for line in &report.drift {
             if line.starts_with(&network_prefix) {

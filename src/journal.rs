@@ -113,21 +113,11 @@ pub fn recover(before: &State, after: &State) -> (State, Vec<Op>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{test_network, Attachment};
+    use crate::model::{test_attachment, test_network, Attachment};
     use crate::netns::NsRef;
 
     fn att(ns: &str) -> Attachment {
-        Attachment {
-            namespace: NsRef::Named(ns.into()),
-            namespace_created: true,
-            host_ifname: format!("ve-{ns}"),
-            ifname: "eth0".into(),
-            mac: None,
-            addresses: vec![],
-            ports: vec![],
-            owner: None,
-            cni: None,
-        }
+        test_attachment(ns)
     }
 
     #[test]

@@ -228,6 +228,23 @@ pub(crate) fn test_network(name: &str, bridge: &str, subnets: &[&str]) -> Networ
     }
 }
 
+/// An attachment of namespace `ns` (created by nsnet, `ve-NS` on the host,
+/// `eth0` inside, no addresses or ports), for unit tests elsewhere.
+#[cfg(test)]
+pub(crate) fn test_attachment(ns: &str) -> Attachment {
+    Attachment {
+        namespace: NsRef::Named(ns.to_string()),
+        namespace_created: true,
+        host_ifname: format!("ve-{ns}"),
+        ifname: "eth0".into(),
+        mac: None,
+        addresses: vec![],
+        ports: vec![],
+        owner: None,
+        cni: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,15 +254,8 @@ mod tests {
             attachments: atts
                 .iter()
                 .map(|(ns, created)| Attachment {
-                    namespace: NsRef::Named(ns.to_string()),
                     namespace_created: *created,
-                    host_ifname: format!("ve-{ns}"),
-                    ifname: "eth0".into(),
-                    mac: None,
-                    addresses: vec![],
-                    ports: vec![],
-                    owner: None,
-                    cni: None,
+                    ..test_attachment(ns)
                 })
                 .collect(),
             ..test_network(name, name, &[])

@@ -505,15 +505,9 @@ mod tests {
 
     fn with_ports(mut n: Network, ns: &str, addrs: &[&str], ports: &[&str]) -> Network {
         n.attachments.push(Attachment {
-            namespace: NsRef::Named(ns.into()),
-            namespace_created: true,
-            host_ifname: format!("ve-{ns}"),
-            ifname: "eth0".into(),
-            mac: None,
             addresses: addrs.iter().map(|a| a.parse().unwrap()).collect(),
             ports: ports.iter().map(|p| p.parse().unwrap()).collect(),
-            owner: None,
-            cni: None,
+            ..crate::model::test_attachment(ns)
         });
         n
     }
@@ -806,15 +800,9 @@ mod drift_tests {
         let mut s = State::default();
         let mut n = crate::model::test_network("a", "br-a", &["10.0.0.0/24"]);
         n.attachments.push(crate::model::Attachment {
-            namespace: crate::netns::NsRef::Named("x".into()),
-            namespace_created: true,
-            host_ifname: "ve-x".into(),
-            ifname: "eth0".into(),
-            mac: None,
             addresses: vec!["10.0.0.2/24".parse().unwrap()],
             ports: vec!["8080:80".parse().unwrap()],
-            owner: None,
-            cni: None,
+            ..crate::model::test_attachment("x")
         });
         s.networks.insert("a".into(), n);
         s.networks.insert(
