@@ -5,7 +5,7 @@
 #
 #   bench/attach.sh [N...]      (default: 10 100 500; as root)
 #
-# Floor (see BENCHMARKS.md): what the kernel costs without process starts:
+# Floor (see bench/README.md): what the kernel costs without process starts:
 #   setup    = ip -batch "netns add" x N
 #            + ip -batch "link add vX type veth peer name eth0 netns nsX; link set vX master br up" x N
 #            + sum over X of ip -n nsX -batch (addr add, eth0 up, lo up)
@@ -126,6 +126,6 @@ done
 if [ -x /usr/lib/cni/bridge ]; then
   echo "(CNI reference plugins are installed; the CNI comparison comes with plugin mode)"
 else
-  echo "peers: containernetworking-plugins not installed; see BENCHMARKS.md for their figures (29-43 ms/ns setup, 97-100 ms/ns teardown)"
+  echo "peers: containernetworking-plugins not installed; see bench/README.md for their figures (29-43 ms/ns setup, 97-100 ms/ns teardown)"
 fi
 rm -rf "$tmp"

@@ -1,9 +1,6 @@
 //! The `nsnet` command: a thin front end over the library.
 
 mod cli;
-mod demo;
-mod exec;
-mod output;
 
 use clap::Parser;
 
@@ -12,7 +9,7 @@ fn main() {
     // to the CNI protocol, there is no command line.
     if std::env::var_os("CNI_COMMAND").is_some() {
         let state_dir =
-            std::env::var("NSNET_STATE_DIR").unwrap_or_else(|_| nsnet::state::DEFAULT_DIR.into());
+            std::env::var("NSNET_STATE_DIR").unwrap_or_else(|_| nsnet::store::DEFAULT_DIR.into());
         std::process::exit(nsnet::cni::main(&nsnet::Nsnet::new(state_dir)));
     }
     let args = cli::Cli::parse();
@@ -20,7 +17,7 @@ fn main() {
     let code = match cli::run(args) {
         Ok(code) => code,
         Err(e) => {
-            output::error(&e, json);
+            cli::output::error(&e, json);
             e.exit_code()
         }
     };

@@ -1,5 +1,7 @@
 //! Bad input: a clear message naming the value, the documented exit code,
 //! and nothing left behind.
+// Table-driven tests: their length is their cases, not their logic.
+#![allow(clippy::too_many_lines)]
 
 mod common;
 use common::Sandbox;

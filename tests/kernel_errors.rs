@@ -6,7 +6,7 @@ use common::Sandbox;
 #[test]
 fn netlink_errors_carry_errno_and_the_kernels_text() {
     let _sb = Sandbox::new();
-    let mut h = nsnet::netlink::Handle::open().expect("netlink socket");
+    let mut h = nsnet::kernel::netlink::Handle::open().expect("netlink socket");
     let lo = h.link_by_name("lo").unwrap().expect("lo exists");
     // A gateway that is not on-link: the kernel refuses with a reason.
     let err = h

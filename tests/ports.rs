@@ -13,8 +13,18 @@ fn served_by(r: std::io::Result<String>, ns: &str, what: &str) {
     }
 }
 
+/// The connection was dropped (a timeout) or refused (RST): not some
+/// other failure of the client, such as an unreachable route.
 fn refused(r: std::io::Result<String>, what: &str) {
-    assert!(r.is_err(), "{what} should not get through, got {r:?}");
+    use std::io::ErrorKind::*;
+    match r {
+        Err(e)
+            if matches!(
+                e.kind(),
+                TimedOut | WouldBlock | ConnectionRefused | ConnectionReset
+            ) => {}
+        other => panic!("{what} should be dropped or refused, got {other:?}"),
+    }
 }
 
 #[test]

@@ -1,5 +1,7 @@
 //! Reliability, measured: a leak matrix over option combinations, a fault
 //! at every step of an `up`, concurrency storms, damaged state.
+// Table-driven tests: their length is their cases, not their logic.
+#![allow(clippy::too_many_lines)]
 
 mod common;
 use common::{assert_same, Sandbox};

@@ -1,7 +1,7 @@
 //! `--publish` specs: never panics, and what parses prints back the same.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use nsnet::ports::PortMapping;
+use nsnet::model::ports::PortMapping;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {

@@ -8,8 +8,10 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{CniError, Env, SUPPORTED};
+use crate::model::ports::PortMapping;
+use crate::model::rejection::{parse_ip, parse_subnet};
 use crate::model::CniKey;
-use crate::network::CreateRequest;
+use crate::model::{CreateRequest, RequestedIp};
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -101,7 +103,7 @@ impl NetConf {
                     .with(format!("nsnet supports {}", SUPPORTED.join(", "))),
             );
         }
-        crate::names::validate_network_name(&conf.name)
+        crate::model::names::validate_network_name(&conf.name)
             .map_err(|e| CniError::new(7, "invalid network name").with(e.to_string()))?;
         Ok(conf)
     }
@@ -134,37 +136,51 @@ impl NetConf {
                 "set \"subnets\", or \"ipam\": {\"ranges\": [[{\"subnet\": ...}]]}, in the network configuration",
             ));
         }
-        let internal = self.internal.unwrap_or(false);
+        let invalid = |e: crate::model::Rejection| {
+            CniError::new(7, "invalid network configuration").with(e.to_string())
+        };
         Ok(CreateRequest {
-            name: self.name.clone(),
-            subnets,
-            gateways,
+            subnets: subnets
+                .iter()
+                .map(|s| parse_subnet(s))
+                .collect::<Result<_, _>>()
+                .map_err(invalid)?,
+            gateways: gateways
+                .iter()
+                .map(|g| parse_ip(g, "gateway"))
+                .collect::<Result<_, _>>()
+                .map_err(invalid)?,
             bridge: Some(self.bridge.clone().unwrap_or_else(|| "cni0".into())),
-            internal,
+            internal: self.internal.unwrap_or(false),
             // The reference plugin masquerades only with ipMasq.
-            no_masquerade: !self.ip_masq.unwrap_or(false),
-            no_isolate: !self.isolate.unwrap_or(true),
+            masquerade: self.ip_masq.unwrap_or(false),
+            isolate: self.isolate.unwrap_or(true),
             mtu: self.mtu,
+            ..CreateRequest::named(&self.name)
         })
     }
 
-    pub fn runtime_ips(&self) -> Vec<String> {
-        let mut out: Vec<String> = Vec::new();
-        for ip in &self.runtime_config.ips {
-            // Podman sends them twice on `network reload`.
-            if !out.contains(ip) {
-                out.push(ip.clone());
-            }
-        }
-        out
+    /// `runtimeConfig.ips`, as text.
+    pub fn runtime_ips(&self) -> &[String] {
+        &self.runtime_config.ips
     }
 
     pub fn runtime_mac(&self) -> Option<String> {
         self.runtime_config.mac.clone()
     }
 
-    /// `portMappings` as `--publish` specs.
-    pub fn port_specs(&self) -> Vec<String> {
+    /// `portMappings`, parsed by the same parser as `--publish`.
+    pub fn port_mappings(&self) -> Result<Vec<PortMapping>, CniError> {
+        self.port_specs()
+            .iter()
+            .map(|spec| {
+                spec.parse::<PortMapping>()
+                    .map_err(|e| CniError::new(7, "invalid portMappings").with(e.to_string()))
+            })
+            .collect()
+    }
+
+    fn port_specs(&self) -> Vec<String> {
         self.runtime_config
             .port_mappings
             .iter()
@@ -249,4 +265,30 @@ pub fn delegate(
         ));
     }
     Ok(parsed)
+}
+
+/// Addresses as a runtime gives them (`CNI_ARGS IP=`, `runtimeConfig.ips`
+/// or a delegated IPAM result), each once: podman sends them twice on
+/// `network reload`.
+pub fn requested_ips<'a>(
+    texts: impl IntoIterator<Item = &'a str>,
+) -> Result<Vec<RequestedIp>, CniError> {
+    let mut out: Vec<RequestedIp> = Vec::new();
+    for t in texts {
+        let ip: RequestedIp = t.parse().map_err(|e: crate::model::Rejection| {
+            CniError::new(7, "invalid address").with(e.to_string())
+        })?;
+        if !out.contains(&ip) {
+            out.push(ip);
+        }
+    }
+    Ok(out)
+}
+
+/// The `cniVersion` of a configuration, if it has one (also for input
+/// that is otherwise not a valid configuration).
+pub fn cni_version(stdin: &[u8]) -> Option<String> {
+    serde_json::from_slice::<Value>(stdin)
+        .ok()
+        .and_then(|v| v["cniVersion"].as_str().map(str::to_string))
 }

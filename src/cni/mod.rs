@@ -3,7 +3,8 @@
 //! the reference `bridge` plugin's configuration keys, so that a conflist
 //! written for `bridge` works after changing `type`, and turns each request
 //! into the same model requests the command line makes. stdout carries the
-//! result or the error JSON and nothing else.
+//! result or the error JSON and nothing else. A front end: may import
+//! `api`, `check` and `model`; no other front end.
 
 mod config;
 mod result;
@@ -15,10 +16,10 @@ use std::io::Read;
 
 use serde_json::{json, Value};
 
-use crate::attach::ConnectRequest;
-use crate::model::{Attachment, CniKey, State};
-use crate::netns::NsRef;
-use crate::{Error, Nsnet};
+use crate::apply::LiveKernel;
+use crate::check::{Finding, LiveProbe, Report};
+use crate::model::{Attachment, Class, CniKey, ConnectRequest, NsRef, Rejection, State};
+use crate::{error_chain, Error, Nsnet};
 
 pub const SUPPORTED: [&str; 5] = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
 
@@ -50,14 +51,14 @@ impl CniError {
 /// config, 11 try again later; 100+ are nsnet's own.
 impl From<Error> for CniError {
     fn from(e: Error) -> CniError {
-        let code = match &e {
-            Error::Invalid(_) => 7,
-            Error::NotFound(_) => 3,
-            Error::Conflict(_) => 101,
-            Error::NotRoot(_) => 102,
-            _ => 100,
+        let code = match (&e, e.class()) {
+            (_, Some(Class::Invalid)) => 7,
+            (_, Some(Class::NotFound)) => 3,
+            (_, Some(Class::Conflict)) => 101,
+            (Error::NotRoot(_), None) => 102,
+            (_, None) => 100,
         };
-        CniError::new(code, e.kind()).with(e.to_string())
+        CniError::new(code, e.kind()).with(error_chain(&e))
     }
 }
 
@@ -129,10 +130,7 @@ impl Env {
 
 /// Runs one request; returns what to print on stdout and the exit code.
 pub fn run(env: &Env, stdin: &[u8], nsnet: &Nsnet) -> (String, i32) {
-    let version = serde_json::from_slice::<Value>(stdin)
-        .ok()
-        .and_then(|v| v["cniVersion"].as_str().map(str::to_string))
-        .unwrap_or_else(|| "1.1.0".into());
+    let version = config::cni_version(stdin).unwrap_or_else(|| "1.1.0".into());
     match dispatch(env, stdin, nsnet) {
         Ok(Some(out)) => (out.to_string(), 0),
         Ok(None) => (String::new(), 0),
@@ -157,10 +155,7 @@ pub fn main(nsnet: &Nsnet) -> i32 {
 
 fn dispatch(env: &Env, stdin: &[u8], nsnet: &Nsnet) -> Result<Option<Value>, CniError> {
     if env.command == "VERSION" {
-        let asked = serde_json::from_slice::<Value>(stdin)
-            .ok()
-            .and_then(|v| v["cniVersion"].as_str().map(str::to_string))
-            .unwrap_or_else(|| "1.1.0".into());
+        let asked = config::cni_version(stdin).unwrap_or_else(|| "1.1.0".into());
         return Ok(Some(
             json!({"cniVersion": asked, "supportedVersions": SUPPORTED}),
         ));
@@ -194,7 +189,7 @@ fn ensure_network(conf: &NetConf, nsnet: &Nsnet) -> Result<(), CniError> {
     }
     match nsnet.create_network(&conf.network_request()?) {
         Ok(_) => Ok(()),
-        Err(Error::Conflict(_)) if nsnet.state()?.networks.contains_key(&conf.name) => Ok(()),
+        Err(Error::Rejected(Rejection::NetworkExists { .. })) => Ok(()),
         Err(e) => Err(e.into()),
     }
 }
@@ -214,46 +209,11 @@ fn add(env: &Env, conf: &NetConf, stdin: &[u8], nsnet: &Nsnet) -> Result<Value, 
             ),
         ));
     }
-    // Addresses: asked for (CNI_ARGS IP=, runtimeConfig.ips), or from a
-    // delegated IPAM plugin, or nsnet's own IPAM.
-    let mut ips: Vec<String> = args
-        .get("IP")
-        .into_iter()
-        .flat_map(|v| v.split(','))
-        .map(str::to_string)
-        .collect();
-    for ip in &conf.runtime_ips() {
-        if !ips.contains(ip) {
-            ips.push(ip.clone());
-        }
-    }
-    let delegated = match conf.delegated_ipam() {
-        Some(kind) => {
-            let res = config::delegate(kind, "ADD", env, stdin)?;
-            ips = res
-                .as_ref()
-                .and_then(|r| r["ips"].as_array().cloned())
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|i| i["address"].as_str().map(str::to_string))
-                .collect();
-            true
-        }
-        None => false,
-    };
-    let req = ConnectRequest {
-        network: conf.name.clone(),
-        namespace: env.netns.clone(),
-        ips,
-        ifname: Some(env.ifname.clone()),
-        mac: args.get("MAC").cloned().or_else(|| conf.runtime_mac()),
-        publish: conf.port_specs(),
-        cni: Some(env.key()),
-    };
+    let req = connect_request(env, conf, &args, stdin)?;
     let att = match nsnet.connect(&req) {
         Ok(a) => a,
         Err(e) => {
-            if let (true, Some(kind)) = (delegated, conf.delegated_ipam()) {
+            if let Some(kind) = conf.delegated_ipam() {
                 let _ = config::delegate(kind, "DEL", env, stdin);
             }
             return Err(e.into());
@@ -261,16 +221,76 @@ fn add(env: &Env, conf: &NetConf, stdin: &[u8], nsnet: &Nsnet) -> Result<Value, 
     };
     let state = nsnet.state()?;
     let net = &state.networks[&conf.name];
-    Ok(result::render(conf, net, &att, &env.netns))
+    let macs = result::live_macs(
+        &att,
+        &mut LiveProbe {
+            kernel: &mut LiveKernel::new(),
+        },
+    );
+    Ok(result::render(conf, net, &att, &env.netns, macs))
+}
+
+/// The model request of an ADD. Addresses: asked for (CNI_ARGS IP=,
+/// runtimeConfig.ips), or from a delegated IPAM plugin (which is run
+/// here), or nsnet's own IPAM.
+fn connect_request(
+    env: &Env,
+    conf: &NetConf,
+    args: &BTreeMap<String, String>,
+    stdin: &[u8],
+) -> Result<ConnectRequest, CniError> {
+    let namespace = NsRef::parse(&env.netns)
+        .map_err(|e| CniError::new(4, "invalid CNI_NETNS").with(e.to_string()))?;
+    let mac = match args.get("MAC").cloned().or_else(|| conf.runtime_mac()) {
+        Some(m) => Some(
+            crate::model::names::parse_mac(&m)
+                .map_err(|e| CniError::new(7, "invalid MAC address").with(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let publish = conf.port_mappings()?;
+    let mut texts: Vec<String> = args
+        .get("IP")
+        .into_iter()
+        .flat_map(|v| v.split(','))
+        .map(str::to_string)
+        .collect();
+    texts.extend(conf.runtime_ips().iter().cloned());
+    let mut ips = config::requested_ips(texts.iter().map(String::as_str))?;
+    if let Some(kind) = conf.delegated_ipam() {
+        let res = config::delegate(kind, "ADD", env, stdin)?;
+        let leased: Vec<String> = res
+            .as_ref()
+            .and_then(|r| r["ips"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|i| i["address"].as_str().map(str::to_string))
+            .collect();
+        ips = match config::requested_ips(leased.iter().map(String::as_str)) {
+            Ok(ips) => ips,
+            Err(e) => {
+                let _ = config::delegate(kind, "DEL", env, stdin);
+                return Err(e);
+            }
+        };
+    }
+    Ok(ConnectRequest {
+        ips,
+        ifname: Some(env.ifname.clone()),
+        mac,
+        publish,
+        cni: Some(env.key()),
+        ..ConnectRequest::new(&conf.name, namespace)
+    })
 }
 
 fn del(env: &Env, conf: &NetConf, stdin: &[u8], nsnet: &Nsnet) -> Result<(), CniError> {
     env.require("CNI_CONTAINERID", &env.container_id)?;
     env.require("CNI_IFNAME", &env.ifname)?;
     if let Some(att) = find(&nsnet.state()?, &conf.name, &env.key()) {
-        match nsnet.disconnect(&conf.name, &att.namespace.to_string()) {
+        match nsnet.disconnect(&conf.name, &att.namespace) {
             // A concurrent DEL of the same attachment won: fine.
-            Ok(_) | Err(Error::NotFound(_)) => {}
+            Ok(_) | Err(Error::Rejected(Rejection::NotConnected { .. })) => {}
             Err(e) => return Err(e.into()),
         }
     }
@@ -313,16 +333,7 @@ fn check(env: &Env, conf: &NetConf, nsnet: &Nsnet) -> Result<(), CniError> {
         }
     }
     // ...and the kernel must still have it all.
-    let report = nsnet.check(Some(&conf.name))?;
-    let mine: Vec<&String> = report
-        .drift
-        .iter()
-        .filter(|d| {
-            d.contains(&format!("namespace {}", att.namespace))
-                || d.contains(&format!("network {}:", conf.name))
-        })
-        .collect();
-    if let Some(first) = mine.first() {
+    if let Some(first) = drift_of(&nsnet.check(Some(&conf.name))?, &conf.name, &att.namespace) {
         return Err(CniError::new(100, "drift").with(first.to_string()));
     }
     if NsRef::parse(&env.netns).ok().as_ref() != Some(&att.namespace) {
@@ -338,14 +349,14 @@ fn check(env: &Env, conf: &NetConf, nsnet: &Nsnet) -> Result<(), CniError> {
 /// state, and the bridge present when the network exists.
 fn status(conf: &NetConf, nsnet: &Nsnet) -> Result<(), CniError> {
     let fail = |msg: String| CniError::new(50, "the plugin is not available").with(msg);
-    crate::error::require_root("manage networks").map_err(|e| fail(e.to_string()))?;
-    let state = nsnet.state().map_err(|e| fail(e.to_string()))?;
-    crate::firewall::list_table().map_err(|e| fail(e.to_string()))?;
+    crate::require_root("manage networks").map_err(|e| fail(error_chain(&e)))?;
+    let state = nsnet.state().map_err(|e| fail(error_chain(&e)))?;
+    crate::firewall::list_table().map_err(|e| fail(error_chain(&e)))?;
     if let Some(net) = state.networks.get(&conf.name) {
         let report = nsnet
             .check(Some(&conf.name))
-            .map_err(|e| fail(e.to_string()))?;
-        if let Some(d) = report.drift.iter().find(|d| d.contains("bridge")) {
+            .map_err(|e| fail(error_chain(&e)))?;
+        if let Some(d) = bridge_drift(&report) {
             return Err(fail(format!("network {}: {d}", net.name)));
         }
     }
@@ -360,14 +371,82 @@ fn gc(conf: &NetConf, nsnet: &Nsnet) -> Result<(), CniError> {
     let Some(net) = state.networks.get(&conf.name) else {
         return Ok(());
     };
-    let stale: Vec<String> = net
+    let stale: Vec<NsRef> = net
         .attachments
         .iter()
         .filter(|a| a.cni.as_ref().is_some_and(|k| !valid.contains(k)))
-        .map(|a| a.namespace.to_string())
+        .map(|a| a.namespace.clone())
         .collect();
     if !stale.is_empty() {
         nsnet.disconnect_many(&conf.name, &stale)?;
     }
     Ok(())
+}
+
+/// CHECK's question: the first finding about this attachment or about its
+/// network's bridge.
+fn drift_of<'a>(report: &'a Report, network: &str, ns: &NsRef) -> Option<&'a Finding> {
+    report.drift.iter().find(|d| {
+        d.is_about(network, ns) || (d.network() == Some(network) && d.is_about_the_bridge())
+    })
+}
+
+/// STATUS's question: is the bridge itself broken (not one attachment)?
+fn bridge_drift(report: &Report) -> Option<&Finding> {
+    report.drift.iter().find(|d| d.is_about_the_bridge())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(drift: Vec<Finding>) -> Report {
+        Report {
+            drift,
+            warnings: vec![],
+        }
+    }
+
+    fn ns(name: &str) -> NsRef {
+        NsRef::Named(name.into())
+    }
+
+    #[test]
+    fn status_is_not_fooled_by_a_port_off_its_bridge() {
+        let off = Finding::HostVethOffBridge {
+            network: "podnet".into(),
+            namespace: ns("c1"),
+            ifname: "ve-c1".into(),
+            bridge: "cni0".into(),
+        };
+        assert!(off.to_string().contains("bridge"));
+        assert_eq!(bridge_drift(&report(vec![off])), None);
+        let down = Finding::BridgeDown {
+            network: "podnet".into(),
+            bridge: "cni0".into(),
+        };
+        assert_eq!(bridge_drift(&report(vec![down.clone()])), Some(&down));
+    }
+
+    #[test]
+    fn check_is_not_fooled_by_a_longer_namespace_name() {
+        let other = Finding::InterfaceMissing {
+            network: "podnet".into(),
+            namespace: ns("ns10"),
+            ifname: "eth0".into(),
+        };
+        assert!(other.to_string().contains("namespace ns1"));
+        let r = report(vec![other.clone()]);
+        assert_eq!(drift_of(&r, "podnet", &ns("ns1")), None);
+        assert_eq!(drift_of(&r, "podnet", &ns("ns10")), Some(&other));
+        // A problem of the bridge concerns every attachment of the network,
+        // and no attachment of another one.
+        let bridge = Finding::BridgeMissing {
+            network: "podnet".into(),
+            bridge: "cni0".into(),
+        };
+        let r = report(vec![bridge.clone()]);
+        assert_eq!(drift_of(&r, "podnet", &ns("ns1")), Some(&bridge));
+        assert_eq!(drift_of(&r, "other", &ns("ns1")), None);
+    }
 }

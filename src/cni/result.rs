@@ -3,41 +3,32 @@
 use serde_json::{json, Value};
 
 use super::NetConf;
-use crate::model::{Attachment, Network};
-use crate::netlink::Handle;
-use crate::netns;
+use crate::check::Probe;
+use crate::model::{names, Attachment, Network};
+use crate::plan::Target;
 
 fn mac_string(mac: Option<[u8; 6]>) -> String {
-    mac.map(|m| crate::names::format_mac(&m))
-        .unwrap_or_default()
+    mac.map(|m| names::format_mac(&m)).unwrap_or_default()
 }
 
 /// MACs as the kernel has them now (the sandbox side's is set in its
-/// namespace).
-fn live_macs(att: &Attachment) -> (String, String) {
-    let host = Handle::open()
-        .ok()
-        .and_then(|mut h| h.link_by_name(&att.host_ifname).ok().flatten())
-        .and_then(|l| l.mac);
-    let inside = att.namespace.open().ok().and_then(|fd| {
-        netns::in_netns(
-            std::os::fd::AsFd::as_fd(&fd),
-            &att.namespace.to_string(),
-            || {
-                Handle::open()
-                    .ok()
-                    .and_then(|mut h| h.link_by_name(&att.ifname).ok().flatten())
-                    .and_then(|l| l.mac)
-            },
-        )
-        .ok()
-        .flatten()
-    });
+/// namespace): host end, then the namespace's end.
+pub fn live_macs(att: &Attachment, probe: &mut dyn Probe) -> (String, String) {
+    let mut mac_of =
+        |target: Target, name: &str| probe.link(&target, name).ok().flatten().and_then(|l| l.mac);
+    let host = mac_of(Target::Host, &att.host_ifname);
+    let inside = mac_of(Target::Ns(att.namespace.clone()), &att.ifname);
     (mac_string(host), mac_string(inside))
 }
 
-pub fn render(conf: &NetConf, net: &Network, att: &Attachment, netns: &str) -> Value {
-    let (host_mac, inside_mac) = live_macs(att);
+pub fn render(
+    conf: &NetConf,
+    net: &Network,
+    att: &Attachment,
+    netns: &str,
+    macs: (String, String),
+) -> Value {
+    let (host_mac, inside_mac) = macs;
     let old = matches!(conf.cni_version.as_str(), "0.3.0" | "0.3.1" | "0.4.0");
     let interfaces = json!([
         {"name": net.bridge, "mac": net.bridge_mac},

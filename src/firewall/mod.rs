@@ -1,9 +1,13 @@
 //! nsnet's firewall: one nftables table, `inet nsnet`, rendered from the
-//! model and applied as one atomic `nft -j -f -` transaction. No other
-//! module speaks to nftables, and no other table, chain or policy is ever
-//! read or changed.
+//! model (`rules`, pure) and applied as one atomic `nft -j -f -` transaction
+//! (this module, the backend). No other module speaks to nftables, and no
+//! other table, chain or policy is ever read or changed.
+//!
+//! `rules` imports only `model`; the backend also the kernel layer's
+//! nf_tables netlink reader. Writes reach the backend through
+//! `apply::Kernel`, reads through `check::Probe`: both have fakes.
 
-mod rules;
+pub mod rules;
 
 pub use rules::{render, replaces_table, update, TABLE};
 
@@ -14,7 +18,7 @@ use std::process::{Command, Stdio};
 pub enum Error {
     #[error("the nft command is not installed (Debian/Ubuntu: apt-get install nftables)")]
     NftMissing,
-    #[error("running nft: {0}")]
+    #[error("running nft")]
     Spawn(#[source] io::Error),
     #[error("nft rejected the ruleset for table inet {TABLE}: {0}")]
     Rejected(String),
@@ -28,10 +32,7 @@ pub fn apply(transaction: &serde_json::Value) -> Result<(), Error> {
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => Error::NftMissing,
-            _ => Error::Spawn(e),
-        })?;
+        .map_err(spawn_error)?;
     let body = serde_json::to_vec(transaction).expect("JSON values serialize");
     if let Some(mut stdin) = child.stdin.take() {
         stdin.write_all(&body).map_err(Error::Spawn)?;
@@ -52,15 +53,19 @@ fn nft_binary() -> String {
     std::env::var("NSNET_NFT").unwrap_or_else(|_| "nft".to_string())
 }
 
+fn spawn_error(e: io::Error) -> Error {
+    match e.kind() {
+        io::ErrorKind::NotFound => Error::NftMissing,
+        _ => Error::Spawn(e),
+    }
+}
+
 fn run_nft(args: &[&str]) -> Result<String, Error> {
     let out = Command::new(nft_binary())
         .args(args)
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => Error::NftMissing,
-            _ => Error::Spawn(e),
-        })?;
+        .map_err(spawn_error)?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
@@ -91,7 +96,7 @@ pub fn intact(state: &crate::model::State) -> Result<bool, Error> {
 
 /// Rules per chain of nsnet's table, `None` when the table does not exist.
 fn rule_counts() -> io::Result<Option<std::collections::BTreeMap<String, usize>>> {
-    use crate::nfnetlink::{attr, find, message, NfSocket, NLM_F_DUMP};
+    use crate::kernel::nfnetlink::{attr, find, message, NfSocket, NLM_F_DUMP};
     const NFNL_SUBSYS_NFTABLES: u16 = 10;
     const NFT_MSG_GETRULE: u16 = 7;
     const NFPROTO_INET: u8 = 1;
@@ -127,7 +132,7 @@ fn rule_counts() -> io::Result<Option<std::collections::BTreeMap<String, usize>>
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
         Err(e) => return Err(e),
     }
-    if !in_table && !crate::firewall::table_exists()? {
+    if !in_table && !table_exists()? {
         return Ok(None);
     }
     Ok(Some(counts))
@@ -135,7 +140,7 @@ fn rule_counts() -> io::Result<Option<std::collections::BTreeMap<String, usize>>
 
 /// Whether the table exists (an empty table has no rules to dump).
 fn table_exists() -> io::Result<bool> {
-    use crate::nfnetlink::{attr, message, NfSocket, NLM_F_ACK};
+    use crate::kernel::nfnetlink::{attr, message, NfSocket, NLM_F_ACK};
     const NFNL_SUBSYS_NFTABLES: u16 = 10;
     const NFT_MSG_GETTABLE: u16 = 1;
     const NFTA_TABLE_NAME: u16 = 1;

@@ -12,9 +12,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use ipnet::IpNet;
 use serde_json::{json, Value};
 
+use crate::model::ports::PortMapping;
+use crate::model::NsRef;
 use crate::model::{Attachment, Network, State};
-use crate::netns::NsRef;
-use crate::ports::PortMapping;
 
 /// The one table nsnet owns.
 pub const TABLE: &str = "nsnet";
@@ -764,36 +764,44 @@ pub fn foreign_forward_drops(chains: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The table as `nft -j list table` shows it right after `render` was
+/// applied: what an intact table looks like (fakes and tests use it).
+pub fn render_listing(state: &State) -> Value {
+    let mut items = vec![];
+    let full = render(state);
+    let elems = elements(state);
+    let cmds = full["nftables"]
+        .as_array()
+        .expect("render makes a command list");
+    for cmd in cmds.iter().skip(2) {
+        let Some(add) = cmd.get("add") else { continue };
+        if let Some(map) = add.get("map") {
+            let mut m = map.clone();
+            let name = m["name"].as_str().expect("maps are named").to_string();
+            let e: Vec<Value> = elems[name.as_str()]
+                .iter()
+                .map(|s| serde_json::from_str(s).expect("elements are JSON"))
+                .collect();
+            if !e.is_empty() {
+                m["elem"] = json!(e);
+            }
+            items.push(json!({"map": m}));
+        } else if let Some(k) = ["chain", "rule", "table"]
+            .iter()
+            .find(|k| add.get(**k).is_some())
+        {
+            items.push(json!({*k: add[*k]}));
+        }
+    }
+    json!({"nftables": items})
+}
+
 #[cfg(test)]
 mod drift_tests {
     use super::*;
 
-    /// The table as nft would list it right after `render`.
     fn listed(state: &State) -> Value {
-        let mut items = vec![];
-        let full = render(state);
-        let elems = elements(state);
-        for cmd in full["nftables"].as_array().unwrap().iter().skip(2) {
-            let Some(add) = cmd.get("add") else { continue };
-            if let Some(map) = add.get("map") {
-                let mut m = map.clone();
-                let name = m["name"].as_str().unwrap().to_string();
-                let e: Vec<Value> = elems[name.as_str()]
-                    .iter()
-                    .map(|s| serde_json::from_str(s).unwrap())
-                    .collect();
-                if !e.is_empty() {
-                    m["elem"] = json!(e);
-                }
-                items.push(json!({"map": m}));
-            } else if let Some(k) = ["chain", "rule", "table"]
-                .iter()
-                .find(|k| add.get(**k).is_some())
-            {
-                items.push(json!({*k: add[*k]}));
-            }
-        }
-        json!({"nftables": items})
+        render_listing(state)
     }
 
     fn state() -> State {

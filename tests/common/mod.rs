@@ -63,7 +63,7 @@ impl Sandbox {
             "this test needs root: it creates namespaces, bridges and veths inside a private sandbox \
              (run the README's test command as root)"
         );
-        nsnet::sandbox::enter().expect("entering the test sandbox");
+        nsnet::kernel::sandbox::enter().expect("entering the test sandbox");
         let sb = Sandbox { _private: () };
         sb.sh("ip link set lo up");
         sb
@@ -360,4 +360,20 @@ pub fn assert_same(after: &str, before: &str, what: &str) {
         }
     }
     panic!("{what}: the host differs from before (- before, + after):\n{diff}");
+}
+
+/// `nsnet ping` ran and got no reply: ping's status 1 with its statistics
+/// saying so, not a failure of nsnet (which also exits 1, with no output).
+pub fn assert_no_reply(out: &std::process::Output, what: &str) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{what}: {stdout}");
+    assert!(
+        stdout.contains("1 packets transmitted, 0 received"),
+        "{what}: {stdout}"
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Podman 4.x with its CNI backend as a real client of nsnet's plugin mode.
 # Run by tests/podman.rs inside the test's sandbox (fresh network namespace,
-# private mounts, tmpfs /run, overlay /etc). This script adds a private pid
-# namespace (conmon and the containers die with it) and an overlay on
-# /var/lib (libcni's cache, podman's storage), and uses a cgroup parent of
-# its own, removed at the end: cgroupfs is not namespaced.
+# private mounts, tmpfs /run and /dev/shm, overlays on /etc and /var/lib:
+# podman's lock file, libcni's cache and podman's storage stay in it). This
+# script adds a private pid namespace (conmon and the containers die with
+# it), and uses a cgroup parent of its own, removed at the end: cgroupfs is
+# not namespaced.
 #   usage: run.sh NSNET_BINARY
 set -euo pipefail
 if [ -z "${NSNET_PODMAN_INNER:-}" ]; then
@@ -23,9 +24,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-mkdir -p "$W"/{plugins,cni-conf,ipam,tmp,volumes,storage,ov/varlib-up,ov/varlib-work}
-mount -t overlay nsnet-podman-varlib \
-  -o "lowerdir=/var/lib,upperdir=$W/ov/varlib-up,workdir=$W/ov/varlib-work" /var/lib
+mkdir -p "$W"/{plugins,cni-conf,ipam,tmp,volumes,storage}
 ln -s "$NSNET" "$W/plugins/nsnet"
 
 cat > "$W/containers.conf" <<CONF

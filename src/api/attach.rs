@@ -1,0 +1,110 @@
+//! `connect` and `disconnect`.
+
+use super::{facts, require_root, Mode, Nsnet, Result};
+use crate::apply::LiveKernel;
+use crate::check::{LiveProbe, Probe};
+use crate::model::{Attachment, ConnectRequest, NsRef, State};
+use crate::plan::attach::{plan_connect, plan_disconnect};
+use crate::plan::{self, Op};
+
+/// Turns element-wise firewall steps into whole-table ones when the live
+/// table is not intact: the fact is gathered only when a step needs it.
+pub(crate) fn heal_firewall(ops: &mut [Op], before: &State, probe: &mut dyn Probe) -> Result<()> {
+    if plan::needs_intact_table(ops, before) {
+        let intact = probe.firewall_intact(before)?;
+        plan::heal_firewall(ops, intact);
+    }
+    Ok(())
+}
+
+impl Nsnet {
+    pub fn connect(&self, req: &ConnectRequest) -> Result<Attachment> {
+        Ok(self.connect_many(std::slice::from_ref(req))?.remove(0))
+    }
+
+    /// Attaches several namespaces under one lock, with one state write and
+    /// all or nothing: if any attachment fails, none is left.
+    pub fn connect_many(&self, reqs: &[ConnectRequest]) -> Result<Vec<Attachment>> {
+        require_root("connect namespaces")?;
+        let (lock, before) = self.begin()?;
+        let mut state = before.clone();
+        let mut kernel = LiveKernel::new();
+        let mut ops = Vec::new();
+        for req in reqs {
+            let mut probe = LiveProbe {
+                kernel: &mut kernel,
+            };
+            let facts = facts::namespace_facts(&mut probe, state.networks.get(&req.network), req)?;
+            let (next, more) = plan_connect(&state, req, &facts)?;
+            state = next;
+            ops.extend(more);
+        }
+        let mut ops = plan::batch_namespaces(ops);
+        // One firewall transaction for all of them, after the links exist.
+        ops.extend(Op::firewall(&before, &state));
+        heal_firewall(
+            &mut ops,
+            &before,
+            &mut LiveProbe {
+                kernel: &mut kernel,
+            },
+        )?;
+        self.commit(
+            &lock,
+            &before,
+            &state,
+            &ops,
+            Mode::AllOrNothing,
+            &mut kernel,
+        )?;
+        Ok(reqs
+            .iter()
+            .map(|req| {
+                state.networks[&req.network]
+                    .attachment(&req.namespace)
+                    .expect("just added")
+                    .clone()
+            })
+            .collect())
+    }
+
+    pub fn disconnect(&self, network: &str, namespace: &NsRef) -> Result<Attachment> {
+        Ok(self
+            .disconnect_many(network, std::slice::from_ref(namespace))?
+            .remove(0))
+    }
+
+    /// Detaches several namespaces from one network, keeping going past
+    /// pieces that are already gone.
+    pub fn disconnect_many(&self, network: &str, namespaces: &[NsRef]) -> Result<Vec<Attachment>> {
+        require_root("disconnect namespaces")?;
+        let (lock, state) = self.begin()?;
+        let (new_state, mut ops) = plan_disconnect(&state, network, namespaces)?;
+        let mut kernel = LiveKernel::new();
+        heal_firewall(
+            &mut ops,
+            &state,
+            &mut LiveProbe {
+                kernel: &mut kernel,
+            },
+        )?;
+        let removed = namespaces
+            .iter()
+            .map(|ns| {
+                state.networks[network]
+                    .attachment(ns)
+                    .expect("planned")
+                    .clone()
+            })
+            .collect();
+        self.commit(
+            &lock,
+            &state,
+            &new_state,
+            &ops,
+            Mode::KeepGoing,
+            &mut kernel,
+        )?;
+        Ok(removed)
+    }
+}

@@ -1,0 +1,66 @@
+//! `check` and `check --repair`.
+
+use super::{require_root, Nsnet, Result};
+use crate::apply::{self, LiveKernel};
+use crate::check::{self, LiveProbe, Report};
+use crate::model::{Rejection, State};
+use crate::plan::{Op, Target};
+
+impl Nsnet {
+    pub fn check(&self, network: Option<&str>) -> Result<Report> {
+        check_state(&self.state()?, network)
+    }
+
+    /// Restores the firewall table, the forwarding sysctls and bridges'
+    /// up state from the record; then checks again.
+    pub fn repair(&self, network: Option<&str>) -> Result<Report> {
+        require_root("repair")?;
+        let (lock, state) = self.begin()?;
+        let mut ops = vec![];
+        for net in state.networks.values() {
+            if network.is_none_or(|n| n == net.name) {
+                ops.push(Op::LinkUp {
+                    target: Target::Host,
+                    ifname: net.bridge.clone(),
+                });
+            }
+        }
+        for (key, value) in check::needed_sysctls(&state) {
+            ops.push(Op::SetSysctl {
+                target: Target::Host,
+                key: key.to_string(),
+                value: value.to_string(),
+            });
+        }
+        if !state.networks.is_empty() {
+            ops.push(Op::whole_firewall(&state, &state));
+        }
+        let errors = apply::teardown(&ops, &mut LiveKernel::new());
+        drop(lock);
+        if !errors.is_empty() {
+            return Err(super::Error::Teardown(errors));
+        }
+        check_state(&state, network)
+    }
+}
+
+/// `check` of one network or all, on the live machine.
+pub fn check_state(state: &State, network: Option<&str>) -> Result<Report> {
+    if let Some(name) = network {
+        if !state.networks.contains_key(name) {
+            return Err(Rejection::NoSuchNetwork {
+                network: name.to_string(),
+            }
+            .into());
+        }
+    }
+    let mut kernel = LiveKernel::new();
+    let mut probe = LiveProbe {
+        kernel: &mut kernel,
+    };
+    Ok(check::check_where(
+        state,
+        |n| network.is_none_or(|name| n.name == name),
+        &mut probe,
+    )?)
+}

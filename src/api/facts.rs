@@ -1,0 +1,197 @@
+//! Gathering the facts plans need, through a `Probe`: the same code serves
+//! the live machine and the fakes of the unit tests.
+
+use crate::check::Probe;
+use crate::kernel::netlink::LinkKind;
+use crate::model::{names, sysctl, ConnectRequest, CreateRequest, Network};
+use crate::plan::attach::NsFacts;
+use crate::plan::network::{bridge_name, ExistingLink, HostFacts};
+use crate::plan::Target;
+
+use super::Result;
+
+/// What the kernel says about the namespace `req` attaches.
+pub fn namespace_facts(
+    probe: &mut dyn Probe,
+    net: Option<&Network>,
+    req: &ConnectRequest,
+) -> Result<NsFacts> {
+    let Some(net) = net else {
+        return Ok(NsFacts::default());
+    };
+    let ns = &req.namespace;
+    let exists = probe.namespace_exists(ns)?;
+    let (ifnames, default_routes) = if exists {
+        let inside = Target::Ns(ns.clone());
+        let names = probe.links(&inside)?.into_iter().map(|l| l.name).collect();
+        let defaults = probe
+            .routes(&inside)?
+            .into_iter()
+            .filter(|r| r.destination.prefix_len() == 0)
+            .map(|r| r.destination.addr().is_ipv4())
+            .collect();
+        (names, defaults)
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    // Only the derived name matters: look it up instead of dumping every
+    // host link, a list that grows with the number of attachments.
+    let host_ifname = names::host_veth_name(&net.name, &ns.to_string(), req.ifname());
+    let host_ifnames = match probe.link(&Target::Host, &host_ifname)? {
+        Some(_) => vec![host_ifname],
+        None => Vec::new(),
+    };
+    Ok(NsFacts {
+        exists,
+        ifnames,
+        host_ifnames,
+        default_routes,
+    })
+}
+
+fn kind_name(kind: &LinkKind) -> String {
+    match kind {
+        LinkKind::Bridge => "bridge".into(),
+        LinkKind::Veth => "veth".into(),
+        LinkKind::Loopback => "loopback".into(),
+        LinkKind::Other(k) => k.clone(),
+    }
+}
+
+/// What the host looks like, as far as creating the network of `req`
+/// cares.
+pub fn host_facts(probe: &mut dyn Probe, req: &CreateRequest) -> Result<HostFacts> {
+    let bridge = bridge_name(req)?;
+    let link = probe.link(&Target::Host, &bridge)?;
+    let existing_addresses = match &link {
+        Some(l) => probe
+            .addresses(&Target::Host)?
+            .into_iter()
+            .filter(|a| a.index == l.index)
+            .map(|a| a.addr)
+            .collect(),
+        None => Vec::new(),
+    };
+    let routes = if req.subnets.is_empty() {
+        probe
+            .routes(&Target::Host)?
+            .into_iter()
+            .map(|r| r.destination)
+            .filter(|d| d.prefix_len() > 0)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut keys = vec![
+        sysctl::IPV4_FORWARD.to_string(),
+        sysctl::IPV6_FORWARD.to_string(),
+    ];
+    if link.is_some() {
+        keys.push(sysctl::route_localnet(&bridge));
+    }
+    let sysctls = keys
+        .into_iter()
+        .filter_map(|k| probe.sysctl(&k).map(|v| (k, v)))
+        .collect();
+    Ok(HostFacts {
+        existing_link: link.map(|l| ExistingLink {
+            name: l.name,
+            kind: kind_name(&l.kind),
+            mac: l.mac,
+            up: l.up,
+        }),
+        existing_addresses,
+        routes,
+        sysctls,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::FakeProbe;
+    use crate::kernel::netlink::{AddressInfo, LinkInfo, RouteInfo};
+    use crate::model::{test_network, NsRef};
+
+    fn link(index: u32, name: &str, kind: LinkKind) -> LinkInfo {
+        LinkInfo {
+            index,
+            name: name.into(),
+            kind,
+            master: None,
+            mac: Some([2, 0, 0, 0, 0, 9]),
+            mtu: 1500,
+            up: false,
+            group: 0,
+        }
+    }
+
+    #[test]
+    fn an_existing_namespace_reports_its_interfaces_and_default_routes() {
+        let net = test_network("n", "br-n", &["10.0.0.0/24"]);
+        let ns = NsRef::Named("a".into());
+        let mut probe = FakeProbe::default();
+        probe.add_link(&Target::Ns(ns.clone()), link(1, "lo", LinkKind::Loopback));
+        probe
+            .namespaces
+            .get_mut(&ns)
+            .unwrap()
+            .routes
+            .push(RouteInfo {
+                destination: "0.0.0.0/0".parse().unwrap(),
+                gateway: None,
+                oif: Some(1),
+            });
+        let req = ConnectRequest::new("n", ns.clone());
+        let host_end = names::host_veth_name("n", "a", "eth0");
+        probe.add_link(&Target::Host, link(7, &host_end, LinkKind::Veth));
+        let facts = namespace_facts(&mut probe, Some(&net), &req).unwrap();
+        assert_eq!(
+            facts,
+            NsFacts {
+                exists: true,
+                ifnames: vec!["lo".into()],
+                host_ifnames: vec![host_end],
+                default_routes: vec![true],
+            }
+        );
+        let missing = ConnectRequest::new("n", NsRef::Named("b".into()));
+        assert!(
+            !namespace_facts(&mut probe, Some(&net), &missing)
+                .unwrap()
+                .exists
+        );
+    }
+
+    #[test]
+    fn an_existing_bridge_is_reported_for_adoption() {
+        let mut probe = FakeProbe::default();
+        probe.add_link(&Target::Host, link(5, "br0", LinkKind::Bridge));
+        probe.host.addresses.push(AddressInfo {
+            index: 5,
+            addr: "10.0.0.1/24".parse().unwrap(),
+        });
+        probe
+            .sysctls
+            .insert(sysctl::IPV4_FORWARD.into(), "0".into());
+        let req = CreateRequest {
+            bridge: Some("br0".into()),
+            ..CreateRequest::for_test("n", &["10.0.0.0/24"])
+        };
+        let facts = host_facts(&mut probe, &req).unwrap();
+        let l = facts.existing_link.as_ref().unwrap();
+        assert!(l.is_bridge() && !l.up);
+        assert_eq!(
+            facts.existing_addresses,
+            vec!["10.0.0.1/24".parse().unwrap()]
+        );
+        assert_eq!(
+            facts.sysctls,
+            vec![(sysctl::IPV4_FORWARD.to_string(), "0".to_string())]
+        );
+        let (state, _) =
+            crate::plan::network::plan_create(&Default::default(), &req, &facts).unwrap();
+        assert!(state.networks["n"].bridge_adopted);
+        assert_eq!(state.networks["n"].preexisting_gateways.len(), 1);
+    }
+}

@@ -1,0 +1,134 @@
+//! The library's face: `Nsnet` and its commands. Each command takes the
+//! lock, finishes an interrupted command (the journal), gathers facts
+//! through a `check::Probe`, plans (pure), and commits through `apply`.
+//! Front ends (`cli`, `topology`, `cni`) call these and nothing below.
+//!
+//! May import every layer below it: `model`, `plan`, `apply`, `check`,
+//! `store`, `kernel`, `firewall`; never a front end.
+
+mod attach;
+mod check;
+pub mod error;
+pub(crate) mod facts;
+mod network;
+
+pub(crate) use attach::heal_firewall;
+pub use error::{require_root, Error, Result};
+
+use std::path::PathBuf;
+
+use crate::apply::{self, Kernel, LiveKernel};
+use crate::model::State;
+use crate::plan::{self, Op};
+use crate::store;
+
+/// The library's entry point: one state directory, and the operations on it.
+pub struct Nsnet {
+    store: store::Store,
+}
+
+/// How `Nsnet::commit` treats a failing step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Undo the completed steps when one fails (making things).
+    AllOrNothing,
+    /// Carry on past failures and report them all (removing things).
+    KeepGoing,
+}
+
+impl Nsnet {
+    pub fn new(state_dir: impl Into<PathBuf>) -> Nsnet {
+        Nsnet {
+            store: store::Store::new(state_dir),
+        }
+    }
+
+    /// The recorded state (read without taking the lock).
+    pub fn state(&self) -> Result<State> {
+        Ok(self.store.read()?)
+    }
+
+    /// Takes the lock and loads the state, first finishing a command that
+    /// was interrupted (see `plan::recover`).
+    pub fn begin(&self) -> Result<(store::Lock, State)> {
+        let lock = self.store.lock()?;
+        if let Some(j) = self.store.read_journal(&lock)? {
+            let current = self.store.load(&lock)?;
+            // Recorded already: the command died just before tidying up.
+            if current != j.after {
+                let (kept, ops) = plan::recover::recover(&j.before, &j.after);
+                let errors = apply::teardown(&ops, &mut LiveKernel::new());
+                if !errors.is_empty() {
+                    return Err(Error::Teardown(errors));
+                }
+                self.store.save(&lock, &kept)?;
+            }
+            self.store.remove_journal(&lock)?;
+        }
+        let state = self.store.load(&lock)?;
+        Ok((lock, state))
+    }
+
+    /// Carries out `ops`, which take the kernel from `before` to `after`,
+    /// and records `after`. The intent is journaled first, so that a kill
+    /// at any point is finished by the next command. `AllOrNothing` undoes
+    /// completed steps when one fails; `KeepGoing` (teardown) carries on
+    /// past failures, reports them and keeps the old record for a retry.
+    pub fn commit(
+        &self,
+        lock: &store::Lock,
+        before: &State,
+        after: &State,
+        ops: &[Op],
+        mode: Mode,
+        kernel: &mut dyn Kernel,
+    ) -> Result<()> {
+        let journal = crate::model::Journal {
+            before: before.clone(),
+            after: after.clone(),
+        };
+        self.store.write_journal(lock, &journal)?;
+        match mode {
+            Mode::AllOrNothing => self.commit_all_or_nothing(lock, after, ops, kernel)?,
+            Mode::KeepGoing => {
+                let errors = apply::teardown(ops, kernel);
+                if !errors.is_empty() {
+                    self.store.remove_journal(lock)?;
+                    return Err(Error::Teardown(errors));
+                }
+                self.store.save(lock, after)?;
+            }
+        }
+        self.store.remove_journal(lock)?;
+        Ok(())
+    }
+
+    fn commit_all_or_nothing(
+        &self,
+        lock: &store::Lock,
+        after: &State,
+        ops: &[Op],
+        kernel: &mut dyn Kernel,
+    ) -> Result<()> {
+        let undo = match apply::apply(ops, kernel) {
+            Ok(undo) => undo,
+            Err(failed) => {
+                // A clean rollback left `before`; a failed one leaves the
+                // journal for the next command to finish.
+                if failed.rollback.is_empty() {
+                    self.store.remove_journal(lock)?;
+                }
+                return Err(failed.into());
+            }
+        };
+        if let Err(e) = self.store.save(lock, after) {
+            let errors = apply::teardown(&undo, kernel);
+            if !errors.is_empty() {
+                return Err(Error::Teardown(errors));
+            }
+            self.store.remove_journal(lock)?;
+            return Err(e.into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,47 @@
+//! `network create` and `network rm`.
+
+use super::{facts, require_root, Mode, Nsnet, Result};
+use crate::apply::LiveKernel;
+use crate::check::LiveProbe;
+use crate::model::{CreateRequest, Network};
+use crate::plan::network::{plan_create, plan_remove};
+
+impl Nsnet {
+    pub fn create_network(&self, req: &CreateRequest) -> Result<Network> {
+        require_root("create networks")?;
+        let (lock, state) = self.begin()?;
+        let mut kernel = LiveKernel::new();
+        let facts = facts::host_facts(
+            &mut LiveProbe {
+                kernel: &mut kernel,
+            },
+            req,
+        )?;
+        let (new_state, ops) = plan_create(&state, req, &facts)?;
+        self.commit(
+            &lock,
+            &state,
+            &new_state,
+            &ops,
+            Mode::AllOrNothing,
+            &mut kernel,
+        )?;
+        Ok(new_state.networks[&req.name].clone())
+    }
+
+    pub fn remove_network(&self, name: &str, force: bool) -> Result<Network> {
+        require_root("remove networks")?;
+        let (lock, state) = self.begin()?;
+        let (new_state, ops) = plan_remove(&state, name, force)?;
+        let net = state.networks[name].clone();
+        self.commit(
+            &lock,
+            &state,
+            &new_state,
+            &ops,
+            Mode::KeepGoing,
+            &mut LiveKernel::new(),
+        )?;
+        Ok(net)
+    }
+}

@@ -1,0 +1,393 @@
+//! The live kernel: carries out plan steps through netlink, namespace
+//! mounts, `/proc/sys`, conntrack, resolv.conf files and the firewall
+//! backend.
+
+use std::collections::{HashMap, HashSet};
+use std::os::fd::{AsFd, OwnedFd};
+
+use super::instrument::Instrument;
+use super::{Error, Kernel};
+use crate::firewall;
+use crate::kernel::netlink::{self, Handle, LinkKind};
+use crate::kernel::{self, conntrack, netns, resolv, sysctl};
+use crate::model::NsRef;
+use crate::plan::{undo_of, Op, Target};
+
+struct NsConn {
+    fd: OwnedFd,
+    handle: Handle,
+}
+
+/// The real kernel, with one netlink socket per namespace touched.
+pub struct LiveKernel {
+    host: Option<Handle>,
+    namespaces: HashMap<NsRef, NsConn>,
+    /// Interface indexes already looked up: one plan touches `eth0` several
+    /// times. Entries go when their link or namespace is deleted.
+    indexes: HashMap<(Target, String), u32>,
+    instrument: Instrument,
+}
+
+impl Default for LiveKernel {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+type KResult<T> = Result<T, kernel::Error>;
+
+impl LiveKernel {
+    pub fn new() -> LiveKernel {
+        LiveKernel {
+            host: None,
+            namespaces: HashMap::new(),
+            indexes: HashMap::new(),
+            instrument: Instrument::from_env(),
+        }
+    }
+
+    /// Shows progress on stderr for `total` steps, if stderr is a terminal
+    /// and there are enough of them to be worth it.
+    pub fn set_progress(&mut self, total: usize) {
+        self.instrument.set_progress(total);
+    }
+
+    /// The host socket, opened in the calling thread's namespace, which is
+    /// the namespace nsnet was started in: nsnet never moves its main thread.
+    pub fn host(&mut self) -> KResult<&mut Handle> {
+        if self.host.is_none() {
+            self.host = Some(Handle::open()?);
+        }
+        Ok(self.host.as_mut().expect("just set"))
+    }
+
+    fn ns(&mut self, ns: &NsRef) -> KResult<&mut NsConn> {
+        if !self.namespaces.contains_key(ns) {
+            let fd = netns::open(ns)?;
+            let handle = netns::in_netns(fd.as_fd(), &ns.to_string(), Handle::open)??;
+            self.namespaces.insert(ns.clone(), NsConn { fd, handle });
+        }
+        Ok(self.namespaces.get_mut(ns).expect("just inserted"))
+    }
+
+    /// A netlink socket in the namespace `target`.
+    pub fn handle(&mut self, target: &Target) -> KResult<&mut Handle> {
+        match target {
+            Target::Host => self.host(),
+            Target::Ns(ns) => Ok(&mut self.ns(ns)?.handle),
+        }
+    }
+
+    fn index_of(&mut self, target: &Target, ifname: &str) -> KResult<u32> {
+        let key = (target.clone(), ifname.to_string());
+        if let Some(index) = self.indexes.get(&key) {
+            return Ok(*index);
+        }
+        let index = self
+            .handle(target)?
+            .link_by_name(ifname)?
+            .map(|l| l.index)
+            .ok_or_else(|| kernel::Error::NoSuchLink {
+                target: target.to_string(),
+                ifname: ifname.to_string(),
+            })?;
+        self.indexes.insert(key, index);
+        Ok(index)
+    }
+
+    /// Drops the sockets held in a namespace: an open socket keeps a
+    /// namespace alive after its name is gone, and with it the veth inside.
+    pub fn forget(&mut self, ns: &NsRef) {
+        self.namespaces.remove(ns);
+        let target = Target::Ns(ns.clone());
+        self.indexes.retain(|(t, _), _| *t != target);
+    }
+
+    fn forget_host_links(&mut self, names: &[String]) {
+        self.indexes
+            .retain(|(t, n), _| *t != Target::Host || !names.contains(n));
+    }
+
+    fn create_netns(&mut self, name: &str) -> KResult<()> {
+        // Open the namespace's netlink socket on the thread that made it:
+        // the next steps work inside it anyway.
+        let (fd, handle) = netns::add_with(name, Handle::open)?;
+        match handle {
+            Ok(handle) => {
+                self.namespaces
+                    .insert(NsRef::Named(name.to_string()), NsConn { fd, handle });
+                Ok(())
+            }
+            Err(e) => {
+                let _ = netns::del(name);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Creates namespaces in parallel, all or nothing within the step too.
+    fn create_namespaces(&mut self, names: &[String]) -> KResult<()> {
+        let workers = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .min(4);
+        let results = netns::add_many(names, workers, Handle::open);
+        let mut first_error: Option<kernel::Error> = None;
+        for (name, r) in names.iter().zip(results) {
+            match r {
+                Ok((fd, Ok(handle))) => {
+                    self.namespaces
+                        .insert(NsRef::Named(name.clone()), NsConn { fd, handle });
+                }
+                Ok((_, Err(e))) => {
+                    let _ = netns::del(name);
+                    first_error.get_or_insert(e.into());
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e.into());
+                }
+            }
+        }
+        let Some(e) = first_error else {
+            return Ok(());
+        };
+        for name in names {
+            let ns = NsRef::Named(name.clone());
+            if self.namespaces.contains_key(&ns) {
+                self.forget(&ns);
+                let _ = netns::del(name);
+            }
+        }
+        Err(e)
+    }
+
+    fn delete_netns(&mut self, name: &str) -> KResult<()> {
+        self.forget(&NsRef::Named(name.to_string()));
+        Ok(netns::del(name)?)
+    }
+
+    fn create_veth(
+        &mut self,
+        spec: &Op,
+        host: &str,
+        peer: &str,
+        netns: &NsRef,
+        bridge: &str,
+    ) -> KResult<()> {
+        let Op::CreateVeth {
+            mtu, mac, group, ..
+        } = spec
+        else {
+            unreachable!("called for CreateVeth only")
+        };
+        let master = match self.host()?.link_by_name(bridge)? {
+            Some(l) if l.kind == LinkKind::Bridge => l.index,
+            Some(l) => {
+                return Err(kernel::Error::NotABridge {
+                    name: bridge.to_string(),
+                    kind: format!("{:?}", l.kind).to_lowercase(),
+                })
+            }
+            None => {
+                return Err(kernel::Error::NoSuchLink {
+                    target: "host".into(),
+                    ifname: bridge.to_string(),
+                })
+            }
+        };
+        let conn = self.ns(netns)?;
+        let fd = conn.fd.try_clone().map_err(|e| {
+            kernel::Error::Netns(netns::Error::Open {
+                name: netns.to_string(),
+                source: e,
+            })
+        })?;
+        self.host()?.create_veth(&netlink::VethSpec {
+            host_name: host,
+            peer_name: peer,
+            peer_netns: fd.as_fd(),
+            master: Some(master),
+            mtu: *mtu,
+            peer_mac: *mac,
+            group: Some(*group),
+        })?;
+        Ok(())
+    }
+
+    fn delete_link(&mut self, target: &Target, name: &str) -> KResult<()> {
+        let index = self.index_of(target, name)?;
+        self.indexes.remove(&(target.clone(), name.to_string()));
+        Ok(self.handle(target)?.delete_link(index, name)?)
+    }
+
+    /// Deletes the listed host links in one request when they are exactly
+    /// the members of `group`: a foreign link that happens to share the
+    /// number is never touched. Whatever is listed but outside the group
+    /// goes one by one.
+    fn delete_link_group(&mut self, group: u32, names: &[String]) -> KResult<()> {
+        let members: Vec<String> = self
+            .host()?
+            .links()?
+            .into_iter()
+            .filter(|l| l.group == group)
+            .map(|l| l.name)
+            .collect();
+        self.forget_host_links(names);
+        let batched = !members.is_empty() && members.iter().all(|m| names.contains(m));
+        if batched {
+            self.host()?.delete_group(group)?;
+        }
+        let rest = names.iter().filter(|n| !(batched && members.contains(n)));
+        kernel::each_keep_going(rest, |name| self.delete_link(&Target::Host, name))
+    }
+
+    /// Deletes several host links with one RCU grace period: each is moved
+    /// into a link group nobody uses, then the group goes in one request.
+    /// One link is simply deleted.
+    fn delete_links(&mut self, names: &[String]) -> KResult<()> {
+        let mut present: Vec<(u32, String)> = Vec::new();
+        for name in names {
+            match self.index_of(&Target::Host, name) {
+                Ok(index) => present.push((index, name.clone())),
+                Err(e) if e.is_gone() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.forget_host_links(names);
+        let host = self.host()?;
+        match present.as_slice() {
+            [] => return Ok(()),
+            [(index, name)] => return Ok(host.delete_link(*index, name)?),
+            _ => {}
+        }
+        let used: HashSet<u32> = host.links()?.iter().map(|l| l.group).collect();
+        let mut group = 0x7e00_0000 | (std::process::id() & 0x00ff_ffff);
+        while used.contains(&group) {
+            group = group.wrapping_add(1) | 0x7e00_0000;
+        }
+        for (index, name) in &present {
+            host.set_group(*index, name, group)?;
+        }
+        Ok(host.delete_group(group)?)
+    }
+
+    /// Sets a sysctl in `target`; returns the value it had.
+    fn set_sysctl(&mut self, target: &Target, key: &str, value: &str) -> KResult<String> {
+        let swap = || -> KResult<String> {
+            let old = sysctl::read(key)?;
+            sysctl::write(key, value)?;
+            Ok(old)
+        };
+        match target {
+            Target::Host => swap(),
+            Target::Ns(ns) => {
+                let fd = &self.ns(ns)?.fd;
+                netns::in_netns(fd.as_fd(), &ns.to_string(), swap)?
+            }
+        }
+    }
+
+    /// Steps on one interface, found by name in `target`.
+    fn link_step(&mut self, op: &Op) -> KResult<()> {
+        let (target, ifname) = match op {
+            Op::AddAddress { target, ifname, .. }
+            | Op::DeleteAddress { target, ifname, .. }
+            | Op::LinkUp { target, ifname }
+            | Op::LinkDown { target, ifname }
+            | Op::SetMac { target, ifname, .. }
+            | Op::AddDefaultRoute { target, ifname, .. } => (target, ifname),
+            Op::SetHairpin { ifname } => (&Target::Host, ifname),
+            _ => unreachable!("called for interface steps only"),
+        };
+        let index = self.index_of(target, ifname)?;
+        let h = self.handle(target)?;
+        match op {
+            Op::AddAddress { addr, .. } => h.add_address(index, ifname, addr)?,
+            Op::DeleteAddress { addr, .. } => h.delete_address(index, ifname, addr)?,
+            Op::LinkUp { .. } => h.set_up(index, ifname, true)?,
+            Op::LinkDown { .. } => h.set_up(index, ifname, false)?,
+            Op::SetMac { mac, .. } => h.set_mac(index, ifname, *mac)?,
+            Op::AddDefaultRoute { gateway, .. } => h.add_default_route(*gateway, index)?,
+            Op::SetHairpin { .. } => h.set_hairpin(index, ifname, true)?,
+            _ => unreachable!("matched above"),
+        }
+        Ok(())
+    }
+
+    /// Applies a firewall transaction. An element-wise one that nft refuses
+    /// means the table is not what nsnet left (flushed, edited): all of it
+    /// is put back instead.
+    fn firewall(transaction: &serde_json::Value, after: &crate::model::State) -> Result<(), Error> {
+        if let Err(e) = firewall::apply(transaction) {
+            if firewall::replaces_table(transaction) {
+                return Err(e.into());
+            }
+            firewall::apply(&firewall::render(after))?;
+        }
+        Ok(())
+    }
+
+    fn run(&mut self, op: &Op) -> Result<Option<Op>, Error> {
+        let mut old_sysctl = None;
+        let resolv_error = |namespace: &str, source| kernel::Error::Resolv {
+            path: resolv::path(namespace).display().to_string(),
+            source,
+        };
+        match op {
+            Op::CreateNetns { name } => self.create_netns(name)?,
+            Op::CreateNamespaces { names } => self.create_namespaces(names)?,
+            Op::DeleteNamespaces { names } => {
+                kernel::each_keep_going(names, |name| self.delete_netns(name))?
+            }
+            Op::DeleteNetns { name } => self.delete_netns(name)?,
+            Op::CreateBridge {
+                name,
+                mac,
+                mtu,
+                group,
+            } => self.host()?.create_bridge(name, *mac, *mtu, *group)?,
+            Op::CreateVeth {
+                host,
+                peer,
+                netns,
+                bridge,
+                ..
+            } => self.create_veth(op, host, peer, netns, bridge)?,
+            Op::DeleteLink { target, name } => self.delete_link(target, name)?,
+            Op::DeleteLinkGroup { group, names } => self.delete_link_group(*group, names)?,
+            Op::DeleteLinks { names } => self.delete_links(names)?,
+            Op::AddAddress { .. }
+            | Op::DeleteAddress { .. }
+            | Op::LinkUp { .. }
+            | Op::LinkDown { .. }
+            | Op::SetMac { .. }
+            | Op::AddDefaultRoute { .. }
+            | Op::SetHairpin { .. } => self.link_step(op)?,
+            Op::SetSysctl { target, key, value } => {
+                old_sysctl = Some(self.set_sysctl(target, key, value)?)
+            }
+            Op::WriteResolvConf { namespace, servers } => resolv::write(namespace, servers)
+                .map_err(|source| resolv_error(namespace, source))?,
+            Op::RemoveResolvConf { namespace } => {
+                resolv::remove(namespace).map_err(|source| resolv_error(namespace, source))?
+            }
+            Op::ForgetFlows { addrs } => {
+                conntrack::forget_flows_to(addrs)?;
+            }
+            Op::Firewall {
+                transaction, after, ..
+            } => Self::firewall(transaction, after)?,
+        }
+        Ok(undo_of(op, old_sysctl))
+    }
+}
+
+impl Kernel for LiveKernel {
+    fn apply(&mut self, op: &Op) -> Result<Option<Op>, Error> {
+        let timed = self.instrument.before(op)?;
+        let result = self.run(op);
+        if let Some(start) = timed {
+            Instrument::after(op, start, &result);
+        }
+        result
+    }
+}

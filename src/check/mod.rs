@@ -1,0 +1,440 @@
+//! Drift: the recorded state against the kernel and the firewall, as typed
+//! findings. `check`, `up`'s repair, CNI CHECK and STATUS all decide on the
+//! variants; the sentence a user reads is rendered here, in one place.
+//! Read-only: every question goes through `Probe`.
+//!
+//! May import `model`, `plan` (for `Target`), `kernel`'s value types, the
+//! firewall's rendering and backend reads, and `apply::LiveKernel` (whose
+//! sockets the live probe shares).
+
+pub mod probe;
+
+use std::fmt;
+
+use ipnet::IpNet;
+use serde::Serialize;
+
+use crate::firewall::rules as fw;
+use crate::kernel::netlink::LinkKind;
+use crate::model::{sysctl, Attachment, Network, NsRef, State};
+use crate::plan::Target;
+pub use probe::{FakeProbe, LiveProbe, Probe};
+
+/// One thing nsnet made that is missing or different.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finding {
+    BridgeMissing {
+        network: String,
+        bridge: String,
+    },
+    NotABridge {
+        network: String,
+        bridge: String,
+    },
+    BridgeDown {
+        network: String,
+        bridge: String,
+    },
+    GatewayMissing {
+        network: String,
+        bridge: String,
+        address: IpNet,
+    },
+    HostVethMissing {
+        network: String,
+        namespace: NsRef,
+        ifname: String,
+    },
+    HostVethOffBridge {
+        network: String,
+        namespace: NsRef,
+        ifname: String,
+        bridge: String,
+    },
+    NamespaceGone {
+        network: String,
+        namespace: NsRef,
+    },
+    InterfaceMissing {
+        network: String,
+        namespace: NsRef,
+        ifname: String,
+    },
+    InterfaceDown {
+        network: String,
+        namespace: NsRef,
+        ifname: String,
+    },
+    AddressMissing {
+        network: String,
+        namespace: NsRef,
+        ifname: String,
+        address: IpNet,
+    },
+    DefaultRouteMissing {
+        network: String,
+        namespace: NsRef,
+        ipv4: bool,
+    },
+    /// A forwarding sysctl nsnet's networks need.
+    Sysctl {
+        key: String,
+        wanted: String,
+    },
+    /// nsnet's nftables table differs from the record (`detail` says how).
+    Firewall {
+        detail: String,
+    },
+}
+
+impl Finding {
+    /// The network concerned, if any.
+    pub fn network(&self) -> Option<&str> {
+        use Finding::*;
+        match self {
+            BridgeMissing { network, .. }
+            | NotABridge { network, .. }
+            | BridgeDown { network, .. }
+            | GatewayMissing { network, .. }
+            | HostVethMissing { network, .. }
+            | HostVethOffBridge { network, .. }
+            | NamespaceGone { network, .. }
+            | InterfaceMissing { network, .. }
+            | InterfaceDown { network, .. }
+            | AddressMissing { network, .. }
+            | DefaultRouteMissing { network, .. } => Some(network),
+            Sysctl { .. } | Firewall { .. } => None,
+        }
+    }
+
+    /// The attachment's namespace, for findings about one attachment.
+    pub fn namespace(&self) -> Option<&NsRef> {
+        use Finding::*;
+        match self {
+            HostVethMissing { namespace, .. }
+            | HostVethOffBridge { namespace, .. }
+            | NamespaceGone { namespace, .. }
+            | InterfaceMissing { namespace, .. }
+            | InterfaceDown { namespace, .. }
+            | AddressMissing { namespace, .. }
+            | DefaultRouteMissing { namespace, .. } => Some(namespace),
+            _ => None,
+        }
+    }
+
+    /// About the network's bridge itself (its presence, kind, state or
+    /// gateway addresses), not about one attachment.
+    pub fn is_about_the_bridge(&self) -> bool {
+        matches!(
+            self,
+            Finding::BridgeMissing { .. }
+                | Finding::NotABridge { .. }
+                | Finding::BridgeDown { .. }
+                | Finding::GatewayMissing { .. }
+        )
+    }
+
+    /// About the attachment of `ns` to `network`.
+    pub fn is_about(&self, network: &str, ns: &NsRef) -> bool {
+        self.network() == Some(network) && self.namespace() == Some(ns)
+    }
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use Finding::*;
+        match self {
+            BridgeMissing { network, bridge } => {
+                write!(f, "network {network}: bridge {bridge} is missing")
+            }
+            NotABridge { network, bridge } => {
+                write!(f, "network {network}: {bridge} is no longer a bridge")
+            }
+            BridgeDown { network, bridge } => {
+                write!(f, "network {network}: bridge {bridge} is down")
+            }
+            GatewayMissing {
+                network,
+                bridge,
+                address,
+            } => write!(
+                f,
+                "network {network}: gateway address {address} is missing from {bridge}"
+            ),
+            HostVethMissing {
+                network,
+                namespace,
+                ifname,
+            } => write!(
+                f,
+                "network {network}, namespace {namespace}: host interface {ifname} is missing"
+            ),
+            HostVethOffBridge {
+                network,
+                namespace,
+                ifname,
+                bridge,
+            } => write!(
+                f,
+                "network {network}, namespace {namespace}: host interface {ifname} is not on bridge {bridge}"
+            ),
+            NamespaceGone { network, namespace } => write!(
+                f,
+                "network {network}, namespace {namespace}: the namespace is gone (nsnet gc cleans up after it)"
+            ),
+            InterfaceMissing {
+                network,
+                namespace,
+                ifname,
+            } => write!(
+                f,
+                "network {network}, namespace {namespace}: interface {ifname} is missing"
+            ),
+            InterfaceDown {
+                network,
+                namespace,
+                ifname,
+            } => write!(
+                f,
+                "network {network}, namespace {namespace}: interface {ifname} is down"
+            ),
+            AddressMissing {
+                network,
+                namespace,
+                ifname,
+                address,
+            } => write!(
+                f,
+                "network {network}, namespace {namespace}: address {address} is missing from {ifname}"
+            ),
+            DefaultRouteMissing {
+                network,
+                namespace,
+                ipv4,
+            } => write!(
+                f,
+                "network {network}, namespace {namespace}: no {} default route",
+                if *ipv4 { "IPv4" } else { "IPv6" }
+            ),
+            Sysctl { key, wanted } => write!(f, "sysctl {key} is not {wanted}"),
+            Firewall { detail } => f.write_str(detail),
+        }
+    }
+}
+
+/// Findings serialize as the sentence a user reads.
+impl Serialize for Finding {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    /// Things nsnet made that are missing or different.
+    pub drift: Vec<Finding>,
+    /// Things of others that get in nsnet's way.
+    pub warnings: Vec<String>,
+}
+
+impl Report {
+    pub fn clean(&self) -> bool {
+        self.drift.is_empty()
+    }
+
+    /// Whether nsnet's firewall table needs to be put back whole.
+    pub fn firewall_damaged(&self) -> bool {
+        self.drift
+            .iter()
+            .any(|d| matches!(d, Finding::Firewall { .. }))
+    }
+}
+
+type Result<T> = probe::Result<T>;
+
+/// The bridge of `net` and its gateway addresses; returns the bridge's
+/// index when it is there to compare ports against.
+fn bridge_findings(net: &Network, host: &HostView, out: &mut Vec<Finding>) -> Option<u32> {
+    let network = net.name.clone();
+    let bridge = net.bridge.clone();
+    let Some(link) = host.links.iter().find(|l| l.name == net.bridge) else {
+        out.push(Finding::BridgeMissing { network, bridge });
+        return None;
+    };
+    if link.kind != LinkKind::Bridge {
+        out.push(Finding::NotABridge {
+            network: network.clone(),
+            bridge: bridge.clone(),
+        });
+    }
+    if !link.up {
+        out.push(Finding::BridgeDown {
+            network: network.clone(),
+            bridge: bridge.clone(),
+        });
+    }
+    let addrs: Vec<IpNet> = host
+        .addresses
+        .iter()
+        .filter(|a| a.index == link.index)
+        .map(|a| a.addr)
+        .collect();
+    for s in &net.subnets {
+        if !addrs.contains(&s.gateway_net()) {
+            out.push(Finding::GatewayMissing {
+                network: network.clone(),
+                bridge: bridge.clone(),
+                address: s.gateway_net(),
+            });
+        }
+    }
+    Some(link.index)
+}
+
+/// The host's links and addresses, read once per check: they are shared
+/// by every network and attachment.
+struct HostView {
+    links: Vec<crate::kernel::netlink::LinkInfo>,
+    addresses: Vec<crate::kernel::netlink::AddressInfo>,
+}
+
+/// One attachment: its host end on the bridge, and inside the namespace
+/// its interface, addresses and default routes.
+fn attachment_findings(
+    net: &Network,
+    a: &Attachment,
+    bridge: u32,
+    host: &HostView,
+    probe: &mut dyn Probe,
+    out: &mut Vec<Finding>,
+) -> Result<()> {
+    let network = net.name.clone();
+    let namespace = a.namespace.clone();
+    match host.links.iter().find(|l| l.name == a.host_ifname) {
+        None => out.push(Finding::HostVethMissing {
+            network: network.clone(),
+            namespace: namespace.clone(),
+            ifname: a.host_ifname.clone(),
+        }),
+        Some(l) if l.master != Some(bridge) => out.push(Finding::HostVethOffBridge {
+            network: network.clone(),
+            namespace: namespace.clone(),
+            ifname: a.host_ifname.clone(),
+            bridge: net.bridge.clone(),
+        }),
+        Some(_) => {}
+    }
+    if !probe.namespace_exists(&a.namespace)? {
+        out.push(Finding::NamespaceGone { network, namespace });
+        return Ok(());
+    }
+    let inside = Target::Ns(a.namespace.clone());
+    let Some(link) = probe.link(&inside, &a.ifname)? else {
+        out.push(Finding::InterfaceMissing {
+            network,
+            namespace,
+            ifname: a.ifname.clone(),
+        });
+        return Ok(());
+    };
+    if !link.up {
+        out.push(Finding::InterfaceDown {
+            network: network.clone(),
+            namespace: namespace.clone(),
+            ifname: a.ifname.clone(),
+        });
+    }
+    let have: Vec<IpNet> = probe
+        .addresses(&inside)?
+        .into_iter()
+        .filter(|x| x.index == link.index)
+        .map(|x| x.addr)
+        .collect();
+    for want in a.addresses.iter().filter(|w| !have.contains(w)) {
+        out.push(Finding::AddressMissing {
+            network: network.clone(),
+            namespace: namespace.clone(),
+            ifname: a.ifname.clone(),
+            address: *want,
+        });
+    }
+    if net.internal {
+        return Ok(());
+    }
+    let routes = probe.routes(&inside)?;
+    for ipv4 in [true, false] {
+        let needs = net.subnets.iter().any(|s| s.cidr.addr().is_ipv4() == ipv4);
+        let has = routes
+            .iter()
+            .any(|r| r.destination.prefix_len() == 0 && r.destination.addr().is_ipv4() == ipv4);
+        if needs && !has {
+            out.push(Finding::DefaultRouteMissing {
+                network: network.clone(),
+                namespace: namespace.clone(),
+                ipv4,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The sysctls the networks need, with the value they need.
+pub fn needed_sysctls(state: &State) -> Vec<(&'static str, &'static str)> {
+    let mut out = Vec::new();
+    if state.networks.values().any(|n| n.forwards()) {
+        out.push((sysctl::IPV4_FORWARD, "1"));
+    }
+    if state
+        .networks
+        .values()
+        .any(|n| n.forwards() && n.subnet_v6().is_some())
+    {
+        out.push((sysctl::IPV6_FORWARD, "1"));
+    }
+    out
+}
+
+/// Drift of the networks `keep` selects; the sysctls and the firewall
+/// table are checked once, whatever the selection.
+pub fn check_where(
+    state: &State,
+    keep: impl Fn(&Network) -> bool,
+    probe: &mut dyn Probe,
+) -> Result<Report> {
+    let mut report = Report::default();
+    let selected: Vec<&Network> = state.networks.values().filter(|n| keep(n)).collect();
+    if !selected.is_empty() {
+        let host = HostView {
+            links: probe.links(&Target::Host)?,
+            addresses: probe.addresses(&Target::Host)?,
+        };
+        for net in selected {
+            if let Some(bridge) = bridge_findings(net, &host, &mut report.drift) {
+                for a in &net.attachments {
+                    attachment_findings(net, a, bridge, &host, probe, &mut report.drift)?;
+                }
+            }
+        }
+    }
+    for (key, value) in needed_sysctls(state) {
+        if probe.sysctl(key).as_deref() != Some(value) {
+            report.drift.push(Finding::Sysctl {
+                key: key.to_string(),
+                wanted: value.to_string(),
+            });
+        }
+    }
+    let live = probe.firewall_table()?;
+    report.drift.extend(
+        fw::drift(state, live.as_ref())
+            .into_iter()
+            .map(|detail| Finding::Firewall { detail }),
+    );
+    if !state.networks.is_empty() {
+        report.warnings = probe.foreign_forward_drops()?;
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests;

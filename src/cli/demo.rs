@@ -1,0 +1,185 @@
+//! `nsnet demo`: the tutorial, end to end, in a private sandbox.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use nsnet::apply::{self, LiveKernel};
+use nsnet::kernel::{ping, sandbox};
+use nsnet::model::{names, ConnectRequest, CreateRequest, NsRef};
+use nsnet::plan::{Op, Target};
+use nsnet::{Nsnet, Result};
+
+use super::output::{live_ports, Printer};
+
+const UPSTREAM_NS: &str = "upstream";
+const UPSTREAM_ADDR: &str = "203.0.113.1";
+
+fn step(title: &str, manual: &[&str]) {
+    println!();
+    println!("==> {title}");
+    for m in manual {
+        println!("    tutorial: {m}");
+    }
+}
+
+fn run_ops(ops: &[Op]) -> Result<()> {
+    apply::apply(ops, &mut LiveKernel::new())?;
+    Ok(())
+}
+
+/// A simulated upstream network: namespace `upstream` at 203.0.113.1 with
+/// no route back to the bridge's subnet, linked to the sandbox's root
+/// namespace (203.0.113.2), which uses it as default route.
+fn make_upstream() -> Result<()> {
+    let up = Target::Ns(NsRef::Named(UPSTREAM_NS.into()));
+    run_ops(&[
+        Op::LinkUp {
+            target: Target::Host,
+            ifname: "lo".into(),
+        },
+        Op::CreateNetns {
+            name: UPSTREAM_NS.into(),
+        },
+        Op::CreateBridge {
+            name: "uplink".into(),
+            mac: names::derived_mac(&["uplink"]),
+            mtu: None,
+            group: None,
+        },
+        Op::LinkUp {
+            target: Target::Host,
+            ifname: "uplink".into(),
+        },
+        Op::AddAddress {
+            target: Target::Host,
+            ifname: "uplink".into(),
+            addr: "203.0.113.2/24".parse().expect("valid"),
+        },
+        Op::CreateVeth {
+            host: "up0".into(),
+            peer: "eth0".into(),
+            netns: NsRef::Named(UPSTREAM_NS.into()),
+            bridge: "uplink".into(),
+            mtu: None,
+            mac: None,
+            group: 0,
+        },
+        Op::AddAddress {
+            target: up.clone(),
+            ifname: "eth0".into(),
+            addr: format!("{UPSTREAM_ADDR}/24").parse().expect("valid"),
+        },
+        Op::LinkUp {
+            target: up.clone(),
+            ifname: "eth0".into(),
+        },
+        Op::LinkUp {
+            target: up,
+            ifname: "lo".into(),
+        },
+        Op::AddDefaultRoute {
+            target: Target::Host,
+            ifname: "uplink".into(),
+            gateway: UPSTREAM_ADDR.parse().expect("valid"),
+        },
+    ])
+}
+
+fn demo_ping(out: &Printer, ns: &str, dest: &str) -> Result<bool> {
+    let dest: IpAddr = dest.parse().expect("valid");
+    let opts = ping::Options {
+        count: 2,
+        timeout: Duration::from_secs(1),
+        interval: Duration::from_millis(200),
+    };
+    println!("$ nsnet ping {ns} {dest} -c 2");
+    out.ping_header(dest);
+    let s = ping::ping(&NsRef::Named(ns.into()), dest, &opts, |r| {
+        out.ping_reply(dest, r)
+    })?;
+    out.ping_summary(dest, &s);
+    Ok(s.received > 0)
+}
+
+/// Runs the demo. It keeps its state in the sandbox, whatever `--state-dir`
+/// says: the demo never touches the host's state either.
+pub fn run(out: &Printer) -> Result<i32> {
+    nsnet::require_root("build the demo sandbox")?;
+    // The process has no other thread yet, so all of it moves.
+    sandbox::enter()?;
+    let nsnet = Nsnet::new(nsnet::store::DEFAULT_DIR);
+    println!(
+        "nsnet demo: the tutorial in a private network and mount namespace; the host is untouched."
+    );
+    make_upstream()?;
+    println!("(simulated upstream: namespace {UPSTREAM_NS} at {UPSTREAM_ADDR}, with no route back to 172.16.0.0/16)");
+
+    step(
+        "create the bridge mydocker0",
+        &["brctl addbr mydocker0", "ip link set dev mydocker0 up"],
+    );
+    println!("$ nsnet network create mydocker0 --subnet 172.16.0.0/16");
+    let net = nsnet.create_network(&CreateRequest {
+        subnets: vec!["172.16.0.0/16".parse().expect("valid")],
+        ..CreateRequest::named("mydocker0")
+    })?;
+    out.network_created(&net);
+
+    for (ns, ip) in [("ns1", "172.16.1.1/16"), ("ns2", "172.16.1.2/16")] {
+        step(
+            &format!("attach namespace {ns} with {ip}"),
+            &[&format!("sh add-ns-to-br.sh mydocker0 {ns} {ip}")],
+        );
+        println!("$ nsnet connect mydocker0 {ns} --ip {ip}");
+        let att = nsnet.connect(&ConnectRequest {
+            ips: vec![ip.parse()?],
+            ..ConnectRequest::new("mydocker0", NsRef::Named(ns.into()))
+        })?;
+        out.attachment("mydocker0", &att);
+    }
+
+    step("look at the bridge", &["brctl show"]);
+    println!("$ nsnet show");
+    out.show(&nsnet.state()?, &live_ports());
+
+    step(
+        "ping between the namespaces",
+        &["ip netns exec ns1 ping 172.16.1.2"],
+    );
+    let mut ok = demo_ping(out, "ns1", "172.16.1.2")?;
+    ok &= demo_ping(out, "ns2", "172.16.1.1")?;
+
+    step(
+        "external communication through NAT",
+        &[
+            "echo 1 > /proc/sys/net/ipv4/ip_forward",
+            "iptables -t nat -A POSTROUTING -s 172.16.0.0/16 ! -o mydocker0 -j MASQUERADE",
+        ],
+    );
+    println!("nsnet did both when it created the network: ip_forward=1 and, in table inet nsnet,");
+    println!("    ip saddr 172.16.0.0/16 oifname != \"mydocker0\" masquerade");
+    ok &= demo_ping(out, "ns1", UPSTREAM_ADDR)?;
+
+    step(
+        "tear down",
+        &[
+            "ip netns del ns1",
+            "ip netns del ns2",
+            "ip link del mydocker0",
+        ],
+    );
+    for ns in ["ns1", "ns2"] {
+        println!("$ nsnet disconnect mydocker0 {ns}");
+        nsnet.disconnect("mydocker0", &NsRef::Named(ns.into()))?;
+    }
+    println!("$ nsnet network rm mydocker0");
+    nsnet.remove_network("mydocker0", false)?;
+    println!();
+    if ok {
+        println!("demo finished: every ping was answered.");
+        Ok(0)
+    } else {
+        println!("demo finished, but some pings were not answered.");
+        Ok(1)
+    }
+}

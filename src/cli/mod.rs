@@ -1,0 +1,404 @@
+//! The command line, a front end (in the binary): clap syntax, parsing of
+//! each value into model requests, dispatch, and the human/JSON output
+//! (`output`), `exec`, and the `demo`. Holds no logic another front end
+//! would need; uses the library's public API only.
+
+pub mod demo;
+pub mod exec;
+pub mod output;
+
+use std::io;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{CommandFactory, Parser, Subcommand};
+
+use nsnet::kernel::{netns, ping};
+use nsnet::model::ports::PortMapping;
+use nsnet::model::rejection::{parse_ip, parse_subnet};
+use nsnet::model::{names, ConnectRequest, CreateRequest, NsRef, Rejection};
+use nsnet::{require_root, Nsnet, Result};
+
+#[derive(Parser)]
+#[command(
+    name = "nsnet",
+    version,
+    about = "Docker-style bridge networking for named Linux network namespaces",
+    long_about = "Docker-style bridge networking for named Linux network namespaces.\n\n\
+        Exit codes: 0 success, 1 operation failed, 2 invalid input, 3 not found, \
+        4 conflict (exists, in use, overlap)."
+)]
+pub struct Cli {
+    /// Where nsnet records networks and leases
+    #[arg(long, global = true, env = "NSNET_STATE_DIR", default_value = nsnet::store::DEFAULT_DIR)]
+    pub state_dir: PathBuf,
+    /// Machine-readable output for listings and errors
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More detail on stderr
+    #[arg(short, long, global = true, conflicts_with = "quiet")]
+    pub verbose: bool,
+    /// Print nothing but errors
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Create, list, inspect and remove networks (a bridge plus subnets)
+    #[command(subcommand)]
+    Network(NetworkCmd),
+    /// Add, delete and list named network namespaces (like `ip netns`)
+    #[command(subcommand)]
+    Ns(NsCmd),
+    /// Attach namespaces to a network (creating them if needed)
+    Connect {
+        network: String,
+        /// Names under /run/netns, or paths such as /proc/PID/ns/net; several
+        /// are attached in one go, all or nothing
+        #[arg(required = true, value_name = "NAMESPACE")]
+        namespaces: Vec<String>,
+        /// Address inside the namespace, with or without prefix (one per family)
+        #[arg(long = "ip", value_name = "ADDR")]
+        ips: Vec<String>,
+        /// Interface name inside the namespace
+        #[arg(long, value_name = "IF", default_value = nsnet::model::DEFAULT_IFNAME)]
+        ifname: String,
+        /// MAC address of the interface inside the namespace
+        #[arg(long)]
+        mac: Option<String>,
+        /// Publish a port: [HOSTIP:]HOSTPORT[-END]:PORT[-END][/tcp|/udp|/sctp]
+        #[arg(short = 'p', long = "publish", value_name = "SPEC")]
+        publish: Vec<String>,
+    },
+    /// Detach namespaces from a network (and delete those that connect created)
+    Disconnect {
+        network: String,
+        /// One or more namespaces; several are detached in one batch
+        #[arg(required = true, value_name = "NAMESPACE")]
+        namespaces: Vec<String>,
+    },
+    /// Run a command inside a namespace
+    Exec {
+        namespace: String,
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
+    /// Send ICMP echo requests from inside a namespace
+    Ping {
+        namespace: String,
+        destination: String,
+        /// Number of requests
+        #[arg(short = 'c', long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=100000))]
+        count: u32,
+        /// Seconds to wait for each reply
+        #[arg(short = 'W', long, default_value_t = 1.0)]
+        timeout: f64,
+        /// Seconds between requests
+        #[arg(short = 'i', long, default_value_t = 1.0)]
+        interval: f64,
+    },
+    /// Show bridges, their networks and attachments (like `brctl show`, and more)
+    Show,
+    /// Make the host match a topology file; only what differs is changed
+    Up {
+        /// The topology file
+        #[arg(short = 'f', long = "file", default_value = "nsnet.toml")]
+        file: PathBuf,
+        /// Print what would change, change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Remove everything an `up` of a topology file created
+    Down {
+        /// The topology file
+        #[arg(short = 'f', long = "file", default_value = "nsnet.toml")]
+        file: PathBuf,
+    },
+    /// Forget attachments whose namespace no longer exists (removing their veths, leases, ports)
+    Gc,
+    /// Compare what nsnet recorded with the kernel and the firewall (exit 1 on drift)
+    Check {
+        /// Only this network (the firewall is always checked whole)
+        network: Option<String>,
+        /// Put back what can be restored from the record: the firewall table,
+        /// forwarding sysctls, bridges brought down
+        #[arg(long)]
+        repair: bool,
+    },
+    /// Run the tutorial end to end in a private sandbox (the host is untouched)
+    Demo,
+    /// Print a shell completion script
+    Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Subcommand)]
+pub enum NetworkCmd {
+    /// Create a network: a bridge, a gateway address per subnet, NAT
+    Create {
+        name: String,
+        /// IPv4 and/or IPv6 subnet (default: a free private /24)
+        #[arg(long = "subnet", value_name = "CIDR")]
+        subnets: Vec<String>,
+        /// Gateway address per subnet (default: the first host address)
+        #[arg(long = "gateway", value_name = "IP")]
+        gateways: Vec<String>,
+        /// Bridge name (default: the network name); an existing bridge is adopted
+        #[arg(long, value_name = "IFNAME")]
+        bridge: Option<String>,
+        /// No route out: traffic stays on the bridge
+        #[arg(long)]
+        internal: bool,
+        /// Do not masquerade traffic leaving the host
+        #[arg(long)]
+        no_masquerade: bool,
+        /// Allow traffic to and from other nsnet networks
+        #[arg(long)]
+        no_isolate: bool,
+        /// MTU of the bridge and its veths
+        #[arg(long)]
+        mtu: Option<u32>,
+    },
+    /// List networks
+    Ls,
+    /// Show one network in detail
+    Inspect { name: String },
+    /// Remove a network
+    Rm {
+        name: String,
+        /// Also disconnect every attachment
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum NsCmd {
+    /// Create a named namespace
+    Add { name: String },
+    /// Delete a named namespace
+    Del { name: String },
+    /// List named namespaces
+    Ls,
+}
+
+fn seconds(v: f64, what: &'static str) -> Result<Duration> {
+    if !(v.is_finite() && v > 0.0 && v <= 3600.0) {
+        return Err(Rejection::OutOfRange {
+            what,
+            value: v.to_string(),
+            expected: "expected seconds between 0 and 3600",
+        }
+        .into());
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+/// Parses each text with `parse`.
+fn all<T>(
+    texts: &[String],
+    parse: impl Fn(&str) -> std::result::Result<T, Rejection>,
+) -> Result<Vec<T>> {
+    Ok(texts
+        .iter()
+        .map(|t| parse(t))
+        .collect::<std::result::Result<_, _>>()?)
+}
+
+pub fn run(cli: Cli) -> Result<i32> {
+    let out = output::Printer {
+        json: cli.json,
+        quiet: cli.quiet,
+    };
+    nsnet::apply::set_verbose(cli.verbose);
+    let nsnet = Nsnet::new(&cli.state_dir);
+    match cli.command {
+        Command::Network(cmd) => network(&nsnet, &out, cmd)?,
+        Command::Ns(cmd) => namespace(&nsnet, &out, cmd)?,
+        Command::Connect {
+            network,
+            namespaces,
+            ips,
+            ifname,
+            mac,
+            publish,
+        } => {
+            if namespaces.len() > 1 && (!ips.is_empty() || mac.is_some() || !publish.is_empty()) {
+                return Err(Rejection::OptionsForOneNamespace {
+                    what: "--ip, --mac and --publish",
+                }
+                .into());
+            }
+            let template = ConnectRequest {
+                ips: all(&ips, str::parse)?,
+                ifname: Some(ifname),
+                mac: mac.as_deref().map(names::parse_mac).transpose()?,
+                publish: all(&publish, |p| Ok(p.parse::<PortMapping>()?))?,
+                ..ConnectRequest::new(&network, NsRef::Named(String::new()))
+            };
+            let reqs = all(&namespaces, |n| {
+                Ok(ConnectRequest {
+                    namespace: NsRef::parse(n)?,
+                    ..template.clone()
+                })
+            })?;
+            for att in nsnet.connect_many(&reqs)? {
+                out.attachment(&network, &att);
+            }
+        }
+        Command::Disconnect {
+            network,
+            namespaces,
+        } => {
+            let refs = all(&namespaces, |n| Ok(NsRef::parse(n)?))?;
+            for att in nsnet.disconnect_many(&network, &refs)? {
+                out.done(&format!(
+                    "disconnected {} from network {network}",
+                    att.namespace
+                ));
+            }
+        }
+        Command::Exec { namespace, command } => {
+            let ns = NsRef::parse(&namespace)?;
+            return exec::exec(&ns, &command);
+        }
+        Command::Ping {
+            namespace,
+            destination,
+            count,
+            timeout,
+            interval,
+        } => {
+            let opts = ping::Options {
+                count,
+                timeout: seconds(timeout, "timeout")?,
+                interval: seconds(interval, "interval")?,
+            };
+            return ping_command(&out, &namespace, &destination, &opts);
+        }
+        Command::Up { file, dry_run } => {
+            let topo = nsnet::topology::load(&file)?;
+            let outcome = nsnet.up(&topo, dry_run)?;
+            out.outcome(&outcome, &file.display().to_string(), dry_run);
+        }
+        Command::Down { file } => {
+            // The file's identity, even when it was edited or deleted since.
+            let outcome = nsnet.down(&nsnet::topology::owner_of(&file))?;
+            out.outcome(&outcome, &file.display().to_string(), false);
+        }
+        Command::Gc => {
+            let outcome = nsnet.gc()?;
+            out.outcome(&outcome, "gc", false);
+        }
+        Command::Check { network, repair } => {
+            let report = if repair {
+                nsnet.repair(network.as_deref())?
+            } else {
+                nsnet.check(network.as_deref())?
+            };
+            out.check(&report);
+            return Ok(if report.clean() { 0 } else { 1 });
+        }
+        Command::Show => out.show(&nsnet.state()?, &output::live_ports()),
+        Command::Demo => return demo::run(&out),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "nsnet", &mut io::stdout());
+        }
+    }
+    Ok(0)
+}
+
+fn network(nsnet: &Nsnet, out: &output::Printer, cmd: NetworkCmd) -> Result<()> {
+    match cmd {
+        NetworkCmd::Create {
+            name,
+            subnets,
+            gateways,
+            bridge,
+            internal,
+            no_masquerade,
+            no_isolate,
+            mtu,
+        } => {
+            let net = nsnet.create_network(&CreateRequest {
+                subnets: all(&subnets, parse_subnet)?,
+                gateways: all(&gateways, |g| parse_ip(g, "gateway"))?,
+                bridge,
+                internal,
+                masquerade: !no_masquerade,
+                isolate: !no_isolate,
+                mtu,
+                ..CreateRequest::named(&name)
+            })?;
+            out.network_created(&net);
+        }
+        NetworkCmd::Ls => out.network_list(&nsnet.state()?),
+        NetworkCmd::Inspect { name } => {
+            let state = nsnet.state()?;
+            let net = state
+                .networks
+                .get(&name)
+                .ok_or(Rejection::NoSuchNetwork { network: name })?;
+            out.network_inspect(net);
+        }
+        NetworkCmd::Rm { name, force } => {
+            let net = nsnet.remove_network(&name, force)?;
+            out.done(&format!("removed network {}", net.name));
+        }
+    }
+    Ok(())
+}
+
+fn namespace(nsnet: &Nsnet, out: &output::Printer, cmd: NsCmd) -> Result<()> {
+    match cmd {
+        NsCmd::Add { name } => {
+            require_root("add namespaces")?;
+            netns::add(&name)?;
+            out.done(&format!("created namespace {name}"));
+        }
+        NsCmd::Del { name } => {
+            require_root("delete namespaces")?;
+            netns::validate_name(&name)?;
+            let state = nsnet.state()?;
+            let ns = NsRef::Named(name.clone());
+            if let Some((net, _)) = state.attachments_of(&ns).next() {
+                return Err(Rejection::NamespaceInUse {
+                    namespace: name,
+                    network: net.name.clone(),
+                }
+                .into());
+            }
+            netns::del(&name)?;
+            out.done(&format!("deleted namespace {name}"));
+        }
+        NsCmd::Ls => out.namespace_list(&netns::list()?),
+    }
+    Ok(())
+}
+
+fn ping_command(
+    out: &output::Printer,
+    namespace: &str,
+    destination: &str,
+    opts: &ping::Options,
+) -> Result<i32> {
+    let ns = NsRef::parse(namespace)?;
+    let dest: IpAddr = destination.parse().map_err(|_| Rejection::Unparsable {
+        what: "destination",
+        value: destination.to_string(),
+        expected: "expected an IPv4 or IPv6 address",
+    })?;
+    if !netns::exists(&ns) {
+        return Err(Rejection::NoSuchNamespace {
+            namespace: ns.to_string(),
+        }
+        .into());
+    }
+    out.ping_header(dest);
+    let summary = ping::ping(&ns, dest, opts, |r| out.ping_reply(dest, r))?;
+    out.ping_summary(dest, &summary);
+    Ok(if summary.received > 0 { 0 } else { 1 })
+}

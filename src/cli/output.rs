@@ -1,0 +1,413 @@
+//! Human and JSON output. Results go to stdout, errors to stderr.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use serde_json::json;
+
+use nsnet::kernel::netlink::{Handle, LinkInfo};
+use nsnet::kernel::ping::{Reply, Summary};
+use nsnet::model::{Attachment, Network, State};
+use nsnet::{error_chain, Error};
+
+pub struct Printer {
+    pub json: bool,
+    pub quiet: bool,
+}
+
+pub fn error(e: &Error, json: bool) {
+    if json {
+        eprintln!(
+            "{}",
+            json!({"error": {"kind": e.kind(), "exit_code": e.exit_code(), "message": error_chain(e)}})
+        );
+    } else {
+        eprintln!("nsnet: {}", error_chain(e));
+    }
+}
+
+/// Host links by name, read live, to show what the kernel has.
+pub struct LivePorts {
+    pub by_name: HashMap<String, LinkInfo>,
+    pub names_by_index: HashMap<u32, String>,
+}
+
+pub fn live_ports() -> LivePorts {
+    let links = Handle::open()
+        .and_then(|mut h| h.links())
+        .unwrap_or_default();
+    LivePorts {
+        names_by_index: links.iter().map(|l| (l.index, l.name.clone())).collect(),
+        by_name: links.into_iter().map(|l| (l.name.clone(), l)).collect(),
+    }
+}
+
+/// `show --json`.
+fn show_json(state: &State, live: &LivePorts) -> serde_json::Value {
+    let nets: Vec<serde_json::Value> = state
+        .networks
+        .values()
+        .map(|n| {
+            let bridge = live.by_name.get(&n.bridge);
+            let atts: Vec<serde_json::Value> = n
+                .attachments
+                .iter()
+                .map(|a| {
+                    let port = live.by_name.get(&a.host_ifname);
+                    json!({
+                        "namespace": a.namespace, "host_ifname": a.host_ifname,
+                        "ifname": a.ifname, "addresses": a.addresses, "ports": a.ports,
+                        "present": port.is_some(),
+                        "on_bridge": port.and_then(|p| p.master) == bridge.map(|b| b.index),
+                    })
+                })
+                .collect();
+            json!({"network": n.name, "bridge": n.bridge, "present": bridge.is_some(),
+                   "subnets": n.subnets, "attachments": atts})
+        })
+        .collect();
+    json!(nets)
+}
+
+/// The `brctl show` table.
+fn print_bridges(state: &State, live: &LivePorts) {
+    println!(
+        "{:<16}{:<24}{:<16}interfaces",
+        "bridge name", "bridge id", "STP enabled"
+    );
+    for net in state.networks.values() {
+        let bridge = live.by_name.get(&net.bridge);
+        let id = bridge
+            .and_then(|b| b.mac)
+            .map(|m| {
+                format!(
+                    "8000.{}",
+                    m.iter().map(|b| format!("{b:02x}")).collect::<String>()
+                )
+            })
+            .unwrap_or_else(|| "(missing)".into());
+        let ports: Vec<&str> = match bridge {
+            Some(b) => {
+                let mut p: Vec<&str> = live
+                    .by_name
+                    .values()
+                    .filter(|l| l.master == Some(b.index))
+                    .map(|l| l.name.as_str())
+                    .collect();
+                p.sort();
+                p
+            }
+            None => Vec::new(),
+        };
+        let mut first = true;
+        if ports.is_empty() {
+            println!("{:<16}{:<24}{:<16}", net.bridge, id, "no");
+        }
+        for p in ports {
+            if first {
+                println!("{:<16}{:<24}{:<16}{p}", net.bridge, id, "no");
+                first = false;
+            } else {
+                println!("{:<56}{p}", "");
+            }
+        }
+    }
+}
+
+/// One network and its attachments, with what the kernel lacks of them.
+fn print_network(net: &Network, live: &LivePorts) {
+    println!();
+    let gws: Vec<String> = net
+        .subnets
+        .iter()
+        .map(|s| format!("{} via {}", s.cidr, s.gateway))
+        .collect();
+    println!(
+        "network {} (bridge {}): {} [{}]",
+        net.name,
+        net.bridge,
+        gws.join(", "),
+        flags(net)
+    );
+    for a in &net.attachments {
+        let state = match live.by_name.get(&a.host_ifname) {
+            None => " (host side missing)",
+            Some(l) if l.master.and_then(|m| live.names_by_index.get(&m)) != Some(&net.bridge) => {
+                " (not on bridge)"
+            }
+            Some(_) => "",
+        };
+        println!(
+            "  {:<16} -> {:<20} {:<8} {}{state}",
+            a.host_ifname,
+            a.namespace.to_string(),
+            a.ifname,
+            addresses(a)
+        );
+        if !a.ports.is_empty() {
+            println!("  {:<16}    published: {}", "", ports(a));
+        }
+    }
+}
+
+fn subnets(net: &Network) -> String {
+    net.subnets
+        .iter()
+        .map(|s| s.cidr.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn addresses(a: &Attachment) -> String {
+    a.addresses
+        .iter()
+        .map(|n| n.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn ports(a: &Attachment) -> String {
+    a.ports
+        .iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn flags(net: &Network) -> String {
+    let mut f = Vec::new();
+    if net.internal {
+        f.push("internal");
+    } else if net.masquerade {
+        f.push("nat");
+    }
+    if net.isolate {
+        f.push("isolated");
+    }
+    if net.bridge_adopted {
+        f.push("adopted-bridge");
+    }
+    f.join(",")
+}
+
+impl Printer {
+    fn print_json(&self, v: serde_json::Value) {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v).expect("serializable")
+        );
+    }
+
+    pub fn done(&self, msg: &str) {
+        if self.json {
+            self.print_json(json!({"ok": true, "message": msg}));
+        } else if !self.quiet {
+            println!("{msg}");
+        }
+    }
+
+    pub fn network_created(&self, net: &Network) {
+        if self.json {
+            self.print_json(json!(net));
+        } else if !self.quiet {
+            let gws: Vec<String> = net.subnets.iter().map(|s| s.gateway.to_string()).collect();
+            println!(
+                "created network {} (bridge {}, subnet {}, gateway {})",
+                net.name,
+                net.bridge,
+                subnets(net),
+                gws.join(",")
+            );
+        }
+    }
+
+    pub fn network_list(&self, state: &State) {
+        if self.json {
+            let list: Vec<&Network> = state.networks.values().collect();
+            self.print_json(json!(list));
+            return;
+        }
+        println!(
+            "{:<20} {:<16} {:<36} {:>11}  FLAGS",
+            "NAME", "BRIDGE", "SUBNETS", "ATTACHMENTS"
+        );
+        for net in state.networks.values() {
+            println!(
+                "{:<20} {:<16} {:<36} {:>11}  {}",
+                net.name,
+                net.bridge,
+                subnets(net),
+                net.attachments.len(),
+                flags(net)
+            );
+        }
+    }
+
+    pub fn network_inspect(&self, net: &Network) {
+        if self.json {
+            self.print_json(json!(net));
+            return;
+        }
+        println!("network:     {}", net.name);
+        println!(
+            "bridge:      {}{} (mac {})",
+            net.bridge,
+            if net.bridge_adopted { " (adopted)" } else { "" },
+            net.bridge_mac
+        );
+        for s in &net.subnets {
+            println!("subnet:      {} gateway {}", s.cidr, s.gateway);
+        }
+        println!("internal:    {}", net.internal);
+        println!("masquerade:  {}", net.masquerade);
+        println!("isolate:     {}", net.isolate);
+        if let Some(mtu) = net.mtu {
+            println!("mtu:         {mtu}");
+        }
+        println!("attachments: {}", net.attachments.len());
+        for a in &net.attachments {
+            println!(
+                "  {} {} -> {} {}",
+                a.host_ifname,
+                a.namespace,
+                a.ifname,
+                addresses(a)
+            );
+            if !a.ports.is_empty() {
+                println!("      published: {}", ports(a));
+            }
+        }
+    }
+
+    pub fn namespace_list(&self, names: &[String]) {
+        if self.json {
+            self.print_json(json!(names));
+        } else {
+            for n in names {
+                println!("{n}");
+            }
+        }
+    }
+
+    pub fn attachment(&self, network: &str, a: &Attachment) {
+        if self.json {
+            self.print_json(json!({"network": network, "attachment": a}));
+        } else if !self.quiet {
+            println!(
+                "connected {} to {network}: {} {} (host side {})",
+                a.namespace,
+                a.ifname,
+                addresses(a),
+                a.host_ifname
+            );
+            if !a.ports.is_empty() {
+                println!("published {}", ports(a));
+            }
+        }
+    }
+
+    /// What `brctl show` printed in the tutorial, then per network its
+    /// subnets and per attachment its namespace, interface and addresses.
+    pub fn show(&self, state: &State, live: &LivePorts) {
+        if self.json {
+            self.print_json(show_json(state, live));
+            return;
+        }
+        print_bridges(state, live);
+        for net in state.networks.values() {
+            print_network(net, live);
+        }
+    }
+
+    pub fn outcome(&self, o: &nsnet::topology::converge::Outcome, what: &str, dry_run: bool) {
+        if self.json {
+            self.print_json(
+                json!({"changes": o.changes, "applied": o.applied, "dry_run": dry_run}),
+            );
+            return;
+        }
+        if self.quiet {
+            return;
+        }
+        if o.changes.is_empty() {
+            println!("no changes: nothing to do for {what}");
+            return;
+        }
+        for c in &o.changes {
+            println!("{}{c}", if dry_run { "would " } else { "" });
+        }
+        if !dry_run {
+            println!("{} change(s) applied for {what}", o.changes.len());
+        }
+    }
+
+    pub fn check(&self, report: &nsnet::check::Report) {
+        if self.json {
+            self.print_json(json!({"clean": report.clean(), "drift": report.drift, "warnings": report.warnings}));
+            return;
+        }
+        for d in &report.drift {
+            println!("drift: {d}");
+        }
+        for w in &report.warnings {
+            println!("warning: {w}");
+        }
+        if report.clean() && !self.quiet {
+            println!("no drift: the kernel and the firewall match what nsnet recorded");
+        }
+    }
+
+    pub fn ping_header(&self, dest: IpAddr) {
+        if !self.json && !self.quiet {
+            println!(
+                "PING {dest} ({dest}) {}({}) bytes of data.",
+                nsnet::kernel::ping::PAYLOAD,
+                nsnet::kernel::ping::PAYLOAD + 8 + if dest.is_ipv4() { 20 } else { 40 }
+            );
+        }
+    }
+
+    pub fn ping_reply(&self, dest: IpAddr, r: &Reply) {
+        if !self.json && !self.quiet {
+            let ttl = r.ttl.map(|t| format!(" ttl={t}")).unwrap_or_default();
+            println!(
+                "{} bytes from {dest}: icmp_seq={}{ttl} time={:.3} ms",
+                r.bytes,
+                r.seq,
+                r.rtt.as_secs_f64() * 1000.0
+            );
+        }
+    }
+
+    pub fn ping_summary(&self, dest: IpAddr, s: &Summary) {
+        let ms: Vec<f64> = s.rtts.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+        let loss = if s.transmitted == 0 {
+            0.0
+        } else {
+            100.0 * f64::from(s.transmitted - s.received) / f64::from(s.transmitted)
+        };
+        if self.json {
+            self.print_json(json!({"destination": dest, "transmitted": s.transmitted,
+                "received": s.received, "loss_percent": loss, "rtt_ms": ms}));
+            return;
+        }
+        if self.quiet {
+            return;
+        }
+        println!();
+        println!("--- {dest} ping statistics ---");
+        println!(
+            "{} packets transmitted, {} received, {loss:.0}% packet loss, time {}ms",
+            s.transmitted,
+            s.received,
+            s.elapsed.as_millis()
+        );
+        if !ms.is_empty() {
+            let min = ms.iter().cloned().fold(f64::MAX, f64::min);
+            let max = ms.iter().cloned().fold(0.0, f64::max);
+            let avg = ms.iter().sum::<f64>() / ms.len() as f64;
+            let mdev = (ms.iter().map(|m| (m - avg).powi(2)).sum::<f64>() / ms.len() as f64).sqrt();
+            println!("rtt min/avg/max/mdev = {min:.3}/{avg:.3}/{max:.3}/{mdev:.3} ms");
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! Everything privileged, and nothing else: rtnetlink (`netlink`), the
+//! nf_tables and conntrack netlink families (`nfnetlink`, `conntrack`),
+//! namespaces (`netns`), `/proc/sys` (`sysctl`), per-namespace resolv.conf
+//! files (`resolv`), ICMP echo (`ping`) and the test sandbox (`sandbox`).
+//!
+//! This layer knows links, addresses, routes, namespaces and files; it
+//! knows nothing of nsnet's networks, plans or records. It may import
+//! `model` for the plain values it is handed (`NsRef`), and nothing else
+//! of the crate.
+
+pub mod conntrack;
+pub mod netlink;
+pub mod netns;
+pub mod nfnetlink;
+pub mod ping;
+pub mod resolv;
+pub mod sandbox;
+pub mod sysctl;
+
+/// A failed kernel operation, from whichever interface carried it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Netlink(#[from] netlink::Error),
+    #[error(transparent)]
+    Netns(#[from] netns::Error),
+    #[error(transparent)]
+    Sysctl(#[from] sysctl::Error),
+    #[error(transparent)]
+    Conntrack(#[from] conntrack::Error),
+    #[error("writing {path}")]
+    Resolv {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("no interface {ifname} in {target}")]
+    NoSuchLink { target: String, ifname: String },
+    #[error("{name} exists but is a {kind} link, not a bridge")]
+    NotABridge { name: String, kind: String },
+}
+
+impl Error {
+    /// The object an undo or teardown step wanted to remove is already gone.
+    pub fn is_gone(&self) -> bool {
+        match self {
+            Error::Netlink(e) => matches!(
+                e.errno(),
+                Some(libc::ENODEV) | Some(libc::EADDRNOTAVAIL) | Some(libc::ESRCH)
+            ),
+            Error::Netns(netns::Error::NotFound(_)) => true,
+            // The interface whose sysctl was to be put back is gone.
+            Error::Sysctl(
+                sysctl::Error::Read { source, .. } | sysctl::Error::Write { source, .. },
+            ) => source.kind() == std::io::ErrorKind::NotFound,
+            Error::NoSuchLink { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+/// Runs `step` for every item, carrying on past failures; returns the first
+/// failure that is not about an object already gone. Teardown steps that
+/// remove several objects all use it.
+pub fn each_keep_going<T>(
+    items: impl IntoIterator<Item = T>,
+    mut step: impl FnMut(T) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let mut first = None;
+    for item in items {
+        if let Err(e) = step(item) {
+            if !e.is_gone() && first.is_none() {
+                first = Some(e);
+            }
+        }
+    }
+    first.map_or(Ok(()), Err)
+}

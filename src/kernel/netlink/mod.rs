@@ -1,0 +1,278 @@
+//! Synchronous rtnetlink: one blocking socket per network namespace.
+//!
+//! A netlink socket belongs to the namespace of the thread that created it
+//! (see `netns::in_netns`), so a `Handle` opened inside a namespace keeps
+//! talking to that namespace from any thread afterwards. This layer knows
+//! links, addresses and routes; it knows nothing of nsnet's networks.
+
+mod addr;
+mod link;
+mod route;
+
+pub use addr::AddressInfo;
+pub use link::{LinkInfo, LinkKind, VethSpec};
+pub use route::RouteInfo;
+
+use std::io;
+use std::num::NonZeroI32;
+
+use netlink_packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST,
+};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+
+/// Receive buffer size. Dumps of many links come in multi-message datagrams
+/// of up to a page each, but the kernel may use up to 32 KiB when the
+/// receiver's buffer allows it.
+const RECV_BUF: usize = 64 * 1024;
+/// `NLMSGERR_ATTR_MSG`: the extended-ack attribute carrying the kernel's
+/// human-readable reason, as iproute2 prints after "Error:".
+const NLMSGERR_ATTR_MSG: u16 = 1;
+
+/// A failed netlink operation: what was attempted, on what, and the kernel's
+/// answer (errno plus the extended-ack text when the kernel gave one).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The kernel's answer is the leaf of the chain: printed inline, not a
+    /// `source`.
+    #[error("{op} {target}: {answer}{}", ext_ack.as_deref().map(|m| format!(" ({m})")).unwrap_or_default())]
+    Kernel {
+        op: &'static str,
+        target: String,
+        answer: io::Error,
+        ext_ack: Option<String>,
+    },
+    #[error("opening a netlink socket")]
+    Open(#[source] io::Error),
+    #[error("{op} {target}: netlink I/O")]
+    Io {
+        op: &'static str,
+        target: String,
+        source: io::Error,
+    },
+    #[error("{op} {target}: malformed netlink reply: {reason}")]
+    Decode {
+        op: &'static str,
+        target: String,
+        reason: String,
+    },
+}
+
+impl Error {
+    /// The errno the kernel answered with, if this is a kernel refusal.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            Error::Kernel { answer, .. } => answer.raw_os_error(),
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// What a request is about, for error messages: `("creating link", "br0")`.
+pub(crate) struct Ctx<'a> {
+    pub op: &'static str,
+    pub target: &'a str,
+}
+
+/// A blocking rtnetlink socket bound to one network namespace.
+pub struct Handle {
+    socket: Socket,
+    seq: u32,
+    buf: Vec<u8>,
+}
+
+impl Handle {
+    /// Opens a socket in the calling thread's network namespace.
+    pub fn open() -> Result<Self> {
+        let mut socket = Socket::new(NETLINK_ROUTE).map_err(Error::Open)?;
+        socket.bind_auto().map_err(Error::Open)?;
+        socket
+            .connect(&SocketAddr::new(0, 0))
+            .map_err(Error::Open)?;
+        // Strict checking makes the kernel honour dump filters (ifindex in
+        // address dumps); extended acks give us the kernel's reason text,
+        // capped acks keep error replies small.
+        socket
+            .set_netlink_get_strict_chk(true)
+            .map_err(Error::Open)?;
+        socket.set_ext_ack(true).map_err(Error::Open)?;
+        socket.set_cap_ack(true).map_err(Error::Open)?;
+        Ok(Handle {
+            socket,
+            seq: 0,
+            buf: Vec::with_capacity(RECV_BUF),
+        })
+    }
+
+    fn send(&mut self, msg: RouteNetlinkMessage, flags: u16, ctx: &Ctx) -> Result<u32> {
+        self.seq = self.seq.wrapping_add(1);
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | flags;
+        header.sequence_number = self.seq;
+        let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(msg));
+        packet.finalize();
+        let mut bytes = vec![0u8; packet.buffer_len()];
+        packet.serialize(&mut bytes);
+        self.socket.send(&bytes, 0).map_err(|source| Error::Io {
+            op: ctx.op,
+            target: ctx.target.to_string(),
+            source,
+        })?;
+        Ok(self.seq)
+    }
+
+    /// Sends a request that changes something and waits for the kernel's ACK.
+    pub(crate) fn request(&mut self, msg: RouteNetlinkMessage, flags: u16, ctx: Ctx) -> Result<()> {
+        let seq = self.send(msg, flags | NLM_F_ACK, &ctx)?;
+        let mut done = false;
+        self.receive(seq, &ctx, |reply| {
+            if let Reply::Ack = reply {
+                done = true;
+            }
+            Ok(!done)
+        })
+    }
+
+    /// Sends a dump request and collects every reply message.
+    pub(crate) fn dump(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        ctx: Ctx,
+    ) -> Result<Vec<RouteNetlinkMessage>> {
+        let seq = self.send(msg, NLM_F_DUMP, &ctx)?;
+        let mut out = Vec::new();
+        self.receive(seq, &ctx, |reply| match reply {
+            Reply::Message(m) => {
+                out.push(m);
+                Ok(true)
+            }
+            Reply::Done | Reply::Ack => Ok(false),
+        })?;
+        Ok(out)
+    }
+
+    /// Reads datagrams until `on_reply` says stop. Several netlink messages
+    /// may share one datagram; each carries its own length.
+    fn receive(
+        &mut self,
+        seq: u32,
+        ctx: &Ctx,
+        mut on_reply: impl FnMut(Reply) -> Result<bool>,
+    ) -> Result<()> {
+        loop {
+            self.buf.clear();
+            let n = self
+                .socket
+                .recv(&mut self.buf, 0)
+                .map_err(|source| Error::Io {
+                    op: ctx.op,
+                    target: ctx.target.to_string(),
+                    source,
+                })?;
+            let mut offset = 0;
+            while offset < n {
+                let bytes = &self.buf[offset..n];
+                let msg =
+                    NetlinkMessage::<RouteNetlinkMessage>::deserialize(bytes).map_err(|e| {
+                        Error::Decode {
+                            op: ctx.op,
+                            target: ctx.target.to_string(),
+                            reason: e.to_string(),
+                        }
+                    })?;
+                let len = msg.header.length as usize;
+                if len == 0 {
+                    return Err(Error::Decode {
+                        op: ctx.op,
+                        target: ctx.target.to_string(),
+                        reason: "zero-length message".into(),
+                    });
+                }
+                offset += (len + 3) & !3;
+                if msg.header.sequence_number != seq {
+                    // A late reply to an earlier request: not ours to read.
+                    continue;
+                }
+                let reply = match msg.payload {
+                    NetlinkPayload::Done(_) => Reply::Done,
+                    NetlinkPayload::Error(err) => match err.code {
+                        None => Reply::Ack,
+                        Some(code) => return Err(kernel_error(code, &err.header, ctx)),
+                    },
+                    NetlinkPayload::InnerMessage(m) => Reply::Message(m),
+                    _ => continue,
+                };
+                if !on_reply(reply)? {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+enum Reply {
+    Message(RouteNetlinkMessage),
+    Ack,
+    Done,
+}
+
+/// Builds the error for a NACK. With `NETLINK_CAP_ACK` the echoed request is
+/// only its 16-byte header; the extended-ack attributes follow it.
+fn kernel_error(code: NonZeroI32, echoed: &[u8], ctx: &Ctx) -> Error {
+    Error::Kernel {
+        op: ctx.op,
+        target: ctx.target.to_string(),
+        answer: io::Error::from_raw_os_error(-code.get()),
+        ext_ack: echoed.get(16..).and_then(ext_ack_message),
+    }
+}
+
+/// Finds `NLMSGERR_ATTR_MSG` among netlink attributes (4-byte aligned TLVs).
+fn ext_ack_message(mut attrs: &[u8]) -> Option<String> {
+    while attrs.len() >= 4 {
+        let len = u16::from_ne_bytes([attrs[0], attrs[1]]) as usize;
+        let kind = u16::from_ne_bytes([attrs[2], attrs[3]]) & 0x3fff;
+        if len < 4 || len > attrs.len() {
+            return None;
+        }
+        if kind == NLMSGERR_ATTR_MSG {
+            let text = &attrs[4..len];
+            let text = text.split(|b| *b == 0).next().unwrap_or_default();
+            return Some(String::from_utf8_lossy(text).into_owned());
+        }
+        let step = (len + 3) & !3;
+        attrs = attrs.get(step..)?;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ext_ack_text_is_found_after_other_attributes() {
+        let mut attrs = Vec::new();
+        // NLMSGERR_ATTR_OFFS (2), u32
+        attrs.extend_from_slice(&8u16.to_ne_bytes());
+        attrs.extend_from_slice(&2u16.to_ne_bytes());
+        attrs.extend_from_slice(&40u32.to_ne_bytes());
+        let msg = b"Unknown device type\0";
+        attrs.extend_from_slice(&((4 + msg.len()) as u16).to_ne_bytes());
+        attrs.extend_from_slice(&NLMSGERR_ATTR_MSG.to_ne_bytes());
+        attrs.extend_from_slice(msg);
+        assert_eq!(
+            ext_ack_message(&attrs).as_deref(),
+            Some("Unknown device type")
+        );
+    }
+
+    #[test]
+    fn truncated_attributes_give_no_text() {
+        assert_eq!(ext_ack_message(&[200, 0, 1, 0, b'x']), None);
+        assert_eq!(ext_ack_message(&[]), None);
+    }
+}

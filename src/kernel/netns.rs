@@ -1,0 +1,308 @@
+//! Named network namespaces, iproute2-compatible: a namespace is kept alive
+//! by a bind mount of its nsfs inode onto `/run/netns/NAME`, so `ip netns`,
+//! `ip -n` and `ip netns exec` see the same namespaces nsnet does.
+//!
+//! Namespace membership is per thread. nsnet never moves a thread it does
+//! not own: work inside a namespace runs on a throw-away thread (`in_netns`),
+//! and whatever that thread opens (netlink socket, ICMP socket, /proc/sys
+//! file) stays bound to the namespace after the thread is gone.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sched::{setns, unshare, CloneFlags};
+
+pub use crate::model::nsref::{path_of, validate_name, NsRef, RUN_DIR};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    InvalidName(#[from] crate::model::nsref::InvalidNsName),
+    #[error("namespace {0} does not exist")]
+    NotFound(String),
+    #[error("namespace {0} already exists")]
+    Exists(String),
+    #[error("{path} is not a network namespace")]
+    NotANamespace { path: String },
+    #[error("creating {RUN_DIR}")]
+    RunDir(#[source] io::Error),
+    #[error("creating mount point for namespace {name}")]
+    MountPoint { name: String, source: io::Error },
+    #[error("creating a new network namespace")]
+    Unshare(#[source] io::Error),
+    #[error("bind-mounting namespace {name}")]
+    BindMount { name: String, source: io::Error },
+    #[error("unmounting namespace {name}")]
+    Unmount { name: String, source: io::Error },
+    #[error("removing {path}")]
+    Remove { path: String, source: io::Error },
+    #[error("opening namespace {name}")]
+    Open { name: String, source: io::Error },
+    #[error("entering namespace {name}")]
+    Enter { name: String, source: io::Error },
+    #[error("listing {RUN_DIR}")]
+    List(#[source] io::Error),
+    #[error("a thread working in namespace {0} panicked")]
+    ThreadPanicked(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Opens the namespace. Names never follow a symlink out of
+/// `/run/netns`.
+pub fn open(ns: &NsRef) -> Result<OwnedFd> {
+    let (path, nofollow) = ns.file();
+    let mut opts = OpenOptions::new();
+    opts.read(true).custom_flags(libc::O_CLOEXEC);
+    if nofollow {
+        opts.custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW);
+    }
+    let file = opts.open(&path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => Error::NotFound(ns.to_string()),
+        _ if e.raw_os_error() == Some(libc::ELOOP) => Error::NotANamespace {
+            path: path.display().to_string(),
+        },
+        _ => Error::Open {
+            name: ns.to_string(),
+            source: e,
+        },
+    })?;
+    if !is_netns(&file) {
+        return Err(Error::NotANamespace {
+            path: path.display().to_string(),
+        });
+    }
+    Ok(file.into())
+}
+
+/// Whether the namespace exists (and is one).
+pub fn exists(ns: &NsRef) -> bool {
+    open(ns).is_ok()
+}
+
+/// True when `file` is an nsfs inode of a network namespace. An empty file
+/// left behind by an interrupted `ip netns add` is not.
+fn is_netns(file: &File) -> bool {
+    // NS_GET_NSTYPE (_IO(0xb7, 0x3)) answers CLONE_NEWNET for a network
+    // namespace and fails with ENOTTY on anything that is not nsfs.
+    const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+    // SAFETY: the ioctl takes no argument and only reads the fd, which
+    // `file` keeps open for the duration of the call.
+    let kind = unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(file), NS_GET_NSTYPE) };
+    kind == libc::CLONE_NEWNET
+}
+
+/// Makes `/run/netns` a shared mount point, as iproute2 does, so that
+/// namespace mounts made later propagate into mount namespaces created by
+/// `ip netns exec` and friends.
+fn prepare_run_dir() -> Result<()> {
+    fs::create_dir_all(RUN_DIR).map_err(Error::RunDir)?;
+    let shared = || {
+        mount(
+            None::<&str>,
+            RUN_DIR,
+            None::<&str>,
+            MsFlags::MS_SHARED | MsFlags::MS_REC,
+            None::<&str>,
+        )
+    };
+    match shared() {
+        Ok(()) => Ok(()),
+        // Not a mount point yet: bind it onto itself, then make it shared.
+        Err(nix::Error::EINVAL) => {
+            mount(
+                Some(RUN_DIR),
+                RUN_DIR,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .map_err(|e| Error::RunDir(e.into()))?;
+            shared().map_err(|e| Error::RunDir(e.into()))
+        }
+        Err(e) => Err(Error::RunDir(e.into())),
+    }
+}
+
+/// Creates a named namespace.
+pub fn add(name: &str) -> Result<()> {
+    add_with(name, || ()).map(|_| ())
+}
+
+/// Creates a named namespace and runs `f` inside it on the thread that
+/// created it (saving a second thread and `setns` for whatever the caller
+/// wants to open there). Returns an fd of the new namespace and `f`'s result.
+pub fn add_with<T: Send>(name: &str, f: impl FnOnce() -> T + Send) -> Result<(OwnedFd, T)> {
+    std::thread::scope(|s| {
+        // This thread is ours and ends right after: moving it into a new
+        // namespace cannot leak into other work.
+        s.spawn(|| add_on_throwaway_thread(name, f))
+            .join()
+            .unwrap_or_else(|_| Err(Error::ThreadPanicked(name.to_string())))
+    })
+}
+
+/// Creates several namespaces, `workers` at a time, running `f` inside
+/// each. Namespace creation is the costly part of an attachment that the
+/// kernel lets run in parallel (it takes the pernet lock for reading only).
+/// Results come back in the order of `names`.
+pub fn add_many<T: Send>(
+    names: &[String],
+    workers: usize,
+    f: impl Fn() -> T + Sync,
+) -> Vec<Result<(OwnedFd, T)>> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    let next = AtomicUsize::new(0);
+    type Slot<T> = Option<Result<(OwnedFd, T)>>;
+    let results: Mutex<Vec<Slot<T>>> = Mutex::new((0..names.len()).map(|_| None).collect());
+    std::thread::scope(|s| {
+        for _ in 0..workers.clamp(1, names.len().max(1)) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(name) = names.get(i) else { break };
+                // Each worker is a throw-away thread: it moves from one new
+                // namespace to the next and ends with the batch.
+                let r = add_on_throwaway_thread(name, &f);
+                results.lock().expect("no worker panics while holding it")[i] = Some(r);
+            });
+        }
+    });
+    results
+        .into_inner()
+        .expect("workers are done")
+        .into_iter()
+        .zip(names)
+        .map(|(r, name)| r.unwrap_or_else(|| Err(Error::ThreadPanicked(name.clone()))))
+        .collect()
+}
+
+/// The work of `add_with`. Moves the calling thread into the new namespace
+/// for good: only for threads that end soon after and run nothing else.
+fn add_on_throwaway_thread<T>(name: &str, f: impl FnOnce() -> T) -> Result<(OwnedFd, T)> {
+    validate_name(name)?;
+    prepare_run_dir()?;
+    let path = path_of(name);
+    // O_EXCL: two concurrent adds of one name cannot both succeed.
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        // Only a mount point; iproute2 creates it with mode 0 too.
+        .mode(0o000)
+        .open(&path)
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::AlreadyExists => Error::Exists(name.to_string()),
+            _ => Error::MountPoint {
+                name: name.to_string(),
+                source: e,
+            },
+        })?;
+    let bound = (|| {
+        unshare(CloneFlags::CLONE_NEWNET).map_err(|e| Error::Unshare(e.into()))?;
+        // /proc/thread-self, not /proc/self: the latter names the main
+        // thread, which is still in the old namespace.
+        mount(
+            Some("/proc/thread-self/ns/net"),
+            &path,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| Error::BindMount {
+            name: name.to_string(),
+            source: e.into(),
+        })?;
+        let fd = current()?;
+        Ok((fd, f()))
+    })();
+    if bound.is_err() {
+        let _ = umount2(&path, MntFlags::MNT_DETACH);
+        let _ = fs::remove_file(&path);
+    }
+    bound
+}
+
+/// Removes a named namespace. The kernel frees it (and any veth end in it)
+/// once nothing else holds it: no process inside, no open fd.
+pub fn del(name: &str) -> Result<()> {
+    validate_name(name)?;
+    let path = path_of(name);
+    match fs::symlink_metadata(&path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(Error::NotFound(name.to_string()))
+        }
+        Ok(m) if m.file_type().is_symlink() => {
+            return Err(Error::NotANamespace {
+                path: path.display().to_string(),
+            })
+        }
+        _ => {}
+    }
+    match umount2(&path, MntFlags::MNT_DETACH) {
+        // EINVAL: not a mount point (a leftover placeholder): just unlink.
+        Ok(()) | Err(nix::Error::EINVAL) => {}
+        Err(e) => {
+            return Err(Error::Unmount {
+                name: name.to_string(),
+                source: e.into(),
+            })
+        }
+    }
+    fs::remove_file(&path).map_err(|source| Error::Remove {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Names under `/run/netns`, sorted.
+pub fn list() -> Result<Vec<String>> {
+    let entries = match fs::read_dir(RUN_DIR) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::List(e)),
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// Runs `f` on a fresh thread that has joined the namespace `ns`.
+/// Whatever `f` opens belongs to that namespace for good.
+pub fn in_netns<T: Send>(
+    ns: BorrowedFd<'_>,
+    label: &str,
+    f: impl FnOnce() -> T + Send,
+) -> Result<T> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            setns(ns, CloneFlags::CLONE_NEWNET).map_err(|e| Error::Enter {
+                name: label.to_string(),
+                source: e.into(),
+            })?;
+            Ok(f())
+        })
+        .join()
+        .unwrap_or_else(|_| Err(Error::ThreadPanicked(label.to_string())))
+    })
+}
+
+/// Moves the *calling* thread into `ns`. Only for a process about to exec
+/// (`nsnet exec`) or for a private sandbox set up before any thread exists.
+pub fn enter_for_exec(ns: &impl AsFd, label: &str) -> Result<()> {
+    setns(ns.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| Error::Enter {
+        name: label.to_string(),
+        source: e.into(),
+    })
+}
+
+/// The calling thread's namespace.
+pub fn current() -> Result<OwnedFd> {
+    open(&NsRef::Path(PathBuf::from("/proc/thread-self/ns/net")))
+}

@@ -1,0 +1,317 @@
+//! Address management: which addresses of a subnet may be handed out, the
+//! next free one, and the choice of a free subnet. Pure functions over the
+//! recorded leases; the state store makes them durable.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use serde::{Deserialize, Serialize};
+
+/// One subnet of a network and its gateway address (on the bridge).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subnet {
+    pub cidr: IpNet,
+    pub gateway: IpAddr,
+}
+
+impl Subnet {
+    /// The gateway with the subnet's prefix, as the bridge carries it.
+    pub fn gateway_net(&self) -> IpNet {
+        IpNet::new(self.gateway, self.cidr.prefix_len()).expect("prefix of a valid subnet")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IpamError {
+    #[error("address {addr} is outside subnet {subnet}")]
+    OutsideSubnet { addr: IpAddr, subnet: IpNet },
+    #[error("address {addr} is the network address of {subnet}")]
+    NetworkAddress { addr: IpAddr, subnet: IpNet },
+    #[error("address {addr} is the broadcast address of {subnet}")]
+    BroadcastAddress { addr: IpAddr, subnet: IpNet },
+    #[error("address {addr} is the gateway of {subnet}")]
+    Gateway { addr: IpAddr, subnet: IpNet },
+    #[error("address {addr} is already in use")]
+    InUse { addr: IpAddr },
+    #[error("subnet {subnet} has no free address left")]
+    Exhausted { subnet: IpNet },
+    #[error("subnet {subnet} is too small: it has no address for hosts")]
+    TooSmall { subnet: IpNet },
+}
+
+/// The first and last address a host may use: IPv4 excludes the network and
+/// broadcast addresses (except in /31 and /32), IPv6 excludes the
+/// subnet-router anycast address (the all-zero host part).
+fn host_bounds(subnet: &IpNet) -> Option<(u128, u128)> {
+    match subnet {
+        IpNet::V4(n) => {
+            let (lo, hi) = (u32::from(n.network()), u32::from(n.broadcast()));
+            match n.prefix_len() {
+                32 => Some((lo as u128, lo as u128)),
+                31 => Some((lo as u128, hi as u128)),
+                _ => Some((lo as u128 + 1, hi as u128 - 1)),
+            }
+        }
+        IpNet::V6(n) => {
+            let (lo, hi) = (u128::from(n.network()), u128::from(n.broadcast()));
+            if n.prefix_len() == 128 {
+                Some((lo, lo))
+            } else {
+                Some((lo + 1, hi))
+            }
+        }
+    }
+}
+
+fn to_ip(subnet: &IpNet, v: u128) -> IpAddr {
+    match subnet {
+        IpNet::V4(_) => IpAddr::V4(Ipv4Addr::from(v as u32)),
+        IpNet::V6(_) => IpAddr::V6(Ipv6Addr::from(v)),
+    }
+}
+
+fn to_u128(ip: &IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(a) => u32::from(*a) as u128,
+        IpAddr::V6(a) => u128::from(*a),
+    }
+}
+
+/// The default gateway: the first host address.
+pub fn default_gateway(subnet: &IpNet) -> Result<IpAddr, IpamError> {
+    let (lo, hi) = host_bounds(subnet).ok_or(IpamError::TooSmall { subnet: *subnet })?;
+    if lo >= hi {
+        // A gateway plus at least one host are needed.
+        return Err(IpamError::TooSmall { subnet: *subnet });
+    }
+    Ok(to_ip(subnet, lo))
+}
+
+/// Checks that `addr` can be a gateway of `subnet`.
+pub fn check_gateway(subnet: &IpNet, addr: IpAddr) -> Result<(), IpamError> {
+    check_host(subnet, addr)
+}
+
+fn check_host(subnet: &IpNet, addr: IpAddr) -> Result<(), IpamError> {
+    if !subnet.contains(&addr) {
+        return Err(IpamError::OutsideSubnet {
+            addr,
+            subnet: *subnet,
+        });
+    }
+    let (lo, hi) = host_bounds(subnet).ok_or(IpamError::TooSmall { subnet: *subnet })?;
+    let v = to_u128(&addr);
+    if v < lo {
+        return Err(IpamError::NetworkAddress {
+            addr,
+            subnet: *subnet,
+        });
+    }
+    if v > hi {
+        return Err(IpamError::BroadcastAddress {
+            addr,
+            subnet: *subnet,
+        });
+    }
+    Ok(())
+}
+
+/// Checks a requested address: inside the subnet, a host address, not the
+/// gateway, not leased.
+pub fn check_requested(
+    subnet: &Subnet,
+    addr: IpAddr,
+    used: &BTreeSet<IpAddr>,
+) -> Result<(), IpamError> {
+    check_host(&subnet.cidr, addr)?;
+    if addr == subnet.gateway {
+        return Err(IpamError::Gateway {
+            addr,
+            subnet: subnet.cidr,
+        });
+    }
+    if used.contains(&addr) {
+        return Err(IpamError::InUse { addr });
+    }
+    Ok(())
+}
+
+/// The lowest free host address. Runs in O(leases), whatever the size of
+/// the subnet: it walks from the bottom and only ever skips taken addresses.
+pub fn allocate(subnet: &Subnet, used: &BTreeSet<IpAddr>) -> Result<IpAddr, IpamError> {
+    let (lo, hi) = host_bounds(&subnet.cidr).ok_or(IpamError::Exhausted {
+        subnet: subnet.cidr,
+    })?;
+    let mut taken: BTreeSet<u128> = used
+        .iter()
+        .filter(|a| subnet.cidr.contains(*a))
+        .map(to_u128)
+        .collect();
+    taken.insert(to_u128(&subnet.gateway));
+    let mut candidate = lo;
+    for t in taken.range(lo..) {
+        if *t == candidate {
+            candidate += 1;
+        } else if *t > candidate {
+            break;
+        }
+    }
+    if candidate > hi {
+        return Err(IpamError::Exhausted {
+            subnet: subnet.cidr,
+        });
+    }
+    Ok(to_ip(&subnet.cidr, candidate))
+}
+
+/// Pools that automatic subnets come from, split into /24 and /64.
+const V4_POOLS: [&str; 2] = ["172.30.0.0/16", "10.200.0.0/16"];
+const V6_POOL: &str = "fd6e:736e:6574::/48";
+
+/// The first pool subnet that overlaps none of `taken` (nsnet's networks
+/// and the host's routes; default routes are left out by the caller).
+pub fn pick_free_subnet(v6: bool, taken: &[IpNet]) -> Option<IpNet> {
+    let overlaps = |c: &IpNet| taken.iter().any(|t| t.contains(c) || c.contains(t));
+    if v6 {
+        let pool: Ipv6Net = V6_POOL.parse().expect("valid pool");
+        pool.subnets(64).ok()?.map(IpNet::V6).find(|c| !overlaps(c))
+    } else {
+        V4_POOLS.iter().find_map(|p| {
+            let pool: Ipv4Net = p.parse().expect("valid pool");
+            pool.subnets(24).ok()?.map(IpNet::V4).find(|c| !overlaps(c))
+        })
+    }
+}
+
+/// True when two subnets share any address.
+pub fn overlap(a: &IpNet, b: &IpNet) -> bool {
+    a.contains(b) || b.contains(a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn subnet(c: &str) -> Subnet {
+        let cidr: IpNet = c.parse().unwrap();
+        Subnet {
+            cidr,
+            gateway: default_gateway(&cidr).unwrap(),
+        }
+    }
+
+    #[test]
+    fn allocation_skips_gateway_and_network_address() {
+        let s = subnet("172.16.0.0/16");
+        assert_eq!(s.gateway, "172.16.0.1".parse::<IpAddr>().unwrap());
+        let a = allocate(&s, &BTreeSet::new()).unwrap();
+        assert_eq!(a, "172.16.0.2".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn slash_30_has_one_host_after_gateway() {
+        let s = subnet("10.0.0.0/30");
+        let mut used = BTreeSet::new();
+        let a = allocate(&s, &used).unwrap();
+        assert_eq!(a, "10.0.0.2".parse::<IpAddr>().unwrap());
+        used.insert(a);
+        assert_eq!(
+            allocate(&s, &used),
+            Err(IpamError::Exhausted { subnet: s.cidr })
+        );
+    }
+
+    #[test]
+    fn requested_addresses_are_checked() {
+        let s = subnet("172.16.0.0/16");
+        let used: BTreeSet<IpAddr> = ["172.16.1.1".parse().unwrap()].into();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(matches!(
+            check_requested(&s, ip("172.17.0.5"), &used),
+            Err(IpamError::OutsideSubnet { .. })
+        ));
+        assert!(matches!(
+            check_requested(&s, ip("172.16.0.0"), &used),
+            Err(IpamError::NetworkAddress { .. })
+        ));
+        assert!(matches!(
+            check_requested(&s, ip("172.16.255.255"), &used),
+            Err(IpamError::BroadcastAddress { .. })
+        ));
+        assert!(matches!(
+            check_requested(&s, ip("172.16.0.1"), &used),
+            Err(IpamError::Gateway { .. })
+        ));
+        assert!(matches!(
+            check_requested(&s, ip("172.16.1.1"), &used),
+            Err(IpamError::InUse { .. })
+        ));
+        assert!(check_requested(&s, ip("172.16.1.2"), &used).is_ok());
+    }
+
+    #[test]
+    fn ipv6_allocation() {
+        let s = subnet("fd00:1::/64");
+        assert_eq!(s.gateway, "fd00:1::1".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            allocate(&s, &BTreeSet::new()).unwrap(),
+            "fd00:1::2".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn free_subnet_avoids_taken_ones() {
+        let taken: Vec<IpNet> = vec![
+            "172.30.0.0/24".parse().unwrap(),
+            "172.30.1.0/25".parse().unwrap(),
+        ];
+        assert_eq!(
+            pick_free_subnet(false, &taken).unwrap(),
+            "172.30.2.0/24".parse::<IpNet>().unwrap()
+        );
+        let all: Vec<IpNet> = vec!["172.30.0.0/16".parse().unwrap()];
+        assert_eq!(
+            pick_free_subnet(false, &all).unwrap(),
+            "10.200.0.0/24".parse::<IpNet>().unwrap()
+        );
+        assert_eq!(
+            pick_free_subnet(true, &[]).unwrap(),
+            "fd6e:736e:6574::/64".parse::<IpNet>().unwrap()
+        );
+    }
+
+    proptest! {
+        /// Allocating until exhaustion never repeats an address, never leaves
+        /// the subnet and never hands out the gateway.
+        #[test]
+        fn allocation_never_repeats(prefix in 24u8..=30, base in any::<u32>(), pre in proptest::collection::vec(any::<u8>(), 0..20)) {
+            let cidr = IpNet::V4(Ipv4Net::new(Ipv4Addr::from(base), prefix).unwrap().trunc());
+            let s = Subnet { cidr, gateway: default_gateway(&cidr).unwrap() };
+            let mut used = BTreeSet::new();
+            // Some addresses taken up front, as if requested with --ip.
+            for p in pre {
+                let a = IpAddr::V4(Ipv4Addr::from(u32::from(cidr.network().to_string().parse::<Ipv4Addr>().unwrap()) + u32::from(p)));
+                if check_requested(&s, a, &used).is_ok() {
+                    used.insert(a);
+                }
+            }
+            loop {
+                match allocate(&s, &used) {
+                    Ok(a) => {
+                        prop_assert!(cidr.contains(&a));
+                        prop_assert_ne!(a, s.gateway);
+                        prop_assert!(check_requested(&s, a, &used).is_ok());
+                        prop_assert!(used.insert(a), "handed out twice: {}", a);
+                    }
+                    Err(IpamError::Exhausted { .. }) => break,
+                    Err(e) => prop_assert!(false, "unexpected {}", e),
+                }
+            }
+            // Every host address except the gateway is now leased.
+            let hosts = cidr.hosts().count();
+            prop_assert_eq!(used.len(), hosts - 1);
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! The one model every front end (command line, topology file, CNI) works
+//! on: networks and their attachments as recorded, the typed requests that
+//! change them, and the values they are made of (names, namespaces, ports,
+//! subnets and leases). Pure: no syscalls, no I/O; imports nothing else of
+//! the crate.
+
+pub mod ipam;
+pub mod names;
+pub mod nsref;
+pub mod ports;
+pub mod rejection;
+pub mod request;
+pub mod sysctl;
+
+pub use nsref::NsRef;
+pub use rejection::{Class, Rejection, RequestedIp};
+pub use request::{ConnectRequest, CreateRequest, DEFAULT_IFNAME};
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use ipam::Subnet;
+
+/// Everything nsnet has made and must be able to undo.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct State {
+    pub version: u32,
+    pub networks: BTreeMap<String, Network>,
+    /// Sysctls nsnet changed in its own namespace, with the value they had
+    /// before, so the last network's removal restores them.
+    #[serde(default)]
+    pub sysctls: BTreeMap<String, String>,
+    /// `/etc/netns/NAME/resolv.conf` files nsnet wrote, by namespace name.
+    #[serde(default)]
+    pub resolv_confs: BTreeMap<String, ResolvConf>,
+}
+
+pub const STATE_VERSION: u32 = 1;
+
+/// A per-namespace resolv.conf (the iproute2 convention: `ip netns exec`
+/// bind-mounts `/etc/netns/NAME/resolv.conf` over `/etc/resolv.conf`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResolvConf {
+    pub servers: Vec<IpAddr>,
+    /// The topology file that asked for it.
+    pub owner: String,
+}
+
+/// A command's intent: written before it touches the kernel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Journal {
+    pub before: State,
+    pub after: State,
+}
+
+/// A bridge plus subnets and options.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    pub name: String,
+    pub bridge: String,
+    /// The bridge existed before this network: `rm` leaves it in place.
+    pub bridge_adopted: bool,
+    /// The adopted bridge was down and nsnet brought it up: `rm` puts it
+    /// back down.
+    #[serde(default)]
+    pub bridge_brought_up: bool,
+    pub bridge_mac: String,
+    pub subnets: Vec<Subnet>,
+    /// Gateway addresses that the adopted bridge already had: not ours to
+    /// remove.
+    #[serde(default)]
+    pub preexisting_gateways: Vec<IpAddr>,
+    /// Sysctls of an adopted bridge that nsnet changed, with their old
+    /// values, put back by `rm`.
+    #[serde(default)]
+    pub bridge_sysctls: BTreeMap<String, String>,
+    pub internal: bool,
+    pub masquerade: bool,
+    pub isolate: bool,
+    pub mtu: Option<u32>,
+    /// Link group of this network's host-side veths (for batched deletion).
+    pub link_group: u32,
+    pub attachments: Vec<Attachment>,
+    /// The topology file whose `up` created it; none for the command line.
+    #[serde(default)]
+    pub owner: Option<String>,
+}
+
+/// One veth pair joining a namespace to a network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attachment {
+    pub namespace: NsRef,
+    /// nsnet created the namespace for this attachment and removes it with
+    /// the attachment's last network.
+    pub namespace_created: bool,
+    pub host_ifname: String,
+    pub ifname: String,
+    pub mac: Option<String>,
+    pub addresses: Vec<IpNet>,
+    /// Host ports published to this attachment.
+    #[serde(default)]
+    pub ports: Vec<ports::PortMapping>,
+    /// The topology file whose `up` created it; none for the command line.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// The CNI attachment this is, when a container runtime made it.
+    #[serde(default)]
+    pub cni: Option<CniKey>,
+}
+
+/// How a CNI runtime names an attachment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CniKey {
+    pub container_id: String,
+    pub ifname: String,
+}
+
+impl Network {
+    pub fn attachment(&self, ns: &NsRef) -> Option<&Attachment> {
+        self.attachments.iter().find(|a| &a.namespace == ns)
+    }
+
+    /// Addresses leased on this network, gateways included.
+    pub fn used_addresses(&self) -> BTreeSet<IpAddr> {
+        self.attachments
+            .iter()
+            .flat_map(|a| a.addresses.iter().map(|n| n.addr()))
+            .chain(self.subnets.iter().map(|s| s.gateway))
+            .collect()
+    }
+
+    pub fn subnet_v4(&self) -> Option<&Subnet> {
+        self.subnets.iter().find(|s| s.cidr.addr().is_ipv4())
+    }
+
+    pub fn subnet_v6(&self) -> Option<&Subnet> {
+        self.subnets.iter().find(|s| s.cidr.addr().is_ipv6())
+    }
+
+    /// Whether traffic may leave this network through the host's routing.
+    pub fn forwards(&self) -> bool {
+        !self.internal
+    }
+}
+
+impl State {
+    /// Nothing recorded: no file needs to exist.
+    pub fn is_empty(&self) -> bool {
+        self.networks.is_empty() && self.sysctls.is_empty() && self.resolv_confs.is_empty()
+    }
+
+    /// Other attachments of a namespace, on any network.
+    pub fn attachments_of<'a>(
+        &'a self,
+        ns: &'a NsRef,
+    ) -> impl Iterator<Item = (&'a Network, &'a Attachment)> {
+        self.networks.values().flat_map(move |n| {
+            n.attachments
+                .iter()
+                .filter(move |a| &a.namespace == ns)
+                .map(move |a| (n, a))
+        })
+    }
+
+    /// Removes the attachment of `ns` to `network`. Returns true when the
+    /// namespace should be deleted now: nsnet created it and no other
+    /// attachment uses it. While others remain, the duty to delete it
+    /// passes to one of them.
+    pub fn detach(&mut self, network: &str, ns: &NsRef) -> bool {
+        let Some(net) = self.networks.get_mut(network) else {
+            return false;
+        };
+        let Some(pos) = net.attachments.iter().position(|a| &a.namespace == ns) else {
+            return false;
+        };
+        let att = net.attachments.remove(pos);
+        if !att.namespace_created {
+            return false;
+        }
+        let heir = self
+            .networks
+            .values_mut()
+            .flat_map(|n| n.attachments.iter_mut())
+            .find(|a| &a.namespace == ns);
+        match heir {
+            Some(a) => {
+                a.namespace_created = true;
+                false
+            }
+            None => ns.name().is_some(),
+        }
+    }
+
+    /// A link group no network uses yet, derived from the name so that it is
+    /// stable; groups 0 (the default) and small numbers are avoided because
+    /// other tools use them.
+    pub fn free_link_group(&self, name: &str) -> u32 {
+        let used: BTreeSet<u32> = self.networks.values().map(|n| n.link_group).collect();
+        let mut g = names::stable_hash(&[name, "group"]) | 0x4000_0000;
+        while used.contains(&g) {
+            g = g.wrapping_add(1) | 0x4000_0000;
+        }
+        g
+    }
+}
+
+/// A plain network for unit tests elsewhere in the crate.
+#[cfg(test)]
+pub(crate) fn test_network(name: &str, bridge: &str, subnets: &[&str]) -> Network {
+    Network {
+        name: name.into(),
+        bridge: bridge.into(),
+        bridge_adopted: false,
+        bridge_brought_up: false,
+        bridge_mac: "02:00:00:00:00:01".into(),
+        subnets: subnets
+            .iter()
+            .map(|s| {
+                let cidr: IpNet = s.parse().expect("valid test subnet");
+                Subnet {
+                    cidr,
+                    gateway: ipam::default_gateway(&cidr).expect("room for a gateway"),
+                }
+            })
+            .collect(),
+        preexisting_gateways: vec![],
+        bridge_sysctls: BTreeMap::new(),
+        internal: false,
+        masquerade: true,
+        isolate: true,
+        mtu: None,
+        link_group: 1,
+        attachments: vec![],
+        owner: None,
+    }
+}
+
+/// An attachment of namespace `ns` (created by nsnet, `ve-NS` on the host,
+/// `eth0` inside, no addresses or ports), for unit tests elsewhere.
+#[cfg(test)]
+pub(crate) fn test_attachment(ns: &str) -> Attachment {
+    Attachment {
+        namespace: NsRef::Named(ns.to_string()),
+        namespace_created: true,
+        host_ifname: format!("ve-{ns}"),
+        ifname: "eth0".into(),
+        mac: None,
+        addresses: vec![],
+        ports: vec![],
+        owner: None,
+        cni: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(name: &str, atts: &[(&str, bool)]) -> Network {
+        Network {
+            attachments: atts
+                .iter()
+                .map(|(ns, created)| Attachment {
+                    namespace_created: *created,
+                    ..test_attachment(ns)
+                })
+                .collect(),
+            ..test_network(name, name, &[])
+        }
+    }
+
+    #[test]
+    fn a_created_namespace_goes_with_its_last_attachment_whatever_the_order() {
+        let ns = NsRef::Named("multi".into());
+        let mut s = State::default();
+        s.networks.insert("a".into(), net("a", &[("multi", true)]));
+        s.networks.insert("b".into(), net("b", &[("multi", false)]));
+        assert!(!s.detach("a", &ns), "b still uses it");
+        assert!(s.detach("b", &ns), "b inherited the duty to delete it");
+
+        let mut s = State::default();
+        s.networks.insert("a".into(), net("a", &[("multi", true)]));
+        s.networks.insert("b".into(), net("b", &[("multi", false)]));
+        assert!(!s.detach("b", &ns));
+        assert!(s.detach("a", &ns));
+    }
+
+    #[test]
+    fn foreign_namespaces_are_never_deleted() {
+        let ns = NsRef::Named("pre".into());
+        let mut s = State::default();
+        s.networks.insert("a".into(), net("a", &[("pre", false)]));
+        assert!(!s.detach("a", &ns));
+    }
+}

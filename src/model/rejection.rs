@@ -1,0 +1,322 @@
+//! Why a request is refused before anything is made: each variant carries
+//! the offending values, renders the one sentence a user sees, and falls in
+//! one of the contract's classes (exit 2 invalid, 3 not found, 4 conflict).
+//! Front ends decide on the variant or its class, never on the text.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use super::ipam::IpamError;
+use super::names::InvalidName;
+use super::nsref::{InvalidNsName, NsRef};
+use super::ports::{PortError, PortMapping};
+
+/// The contract's classes of refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    Invalid,
+    NotFound,
+    Conflict,
+}
+
+impl Class {
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Class::Invalid => 2,
+            Class::NotFound => 3,
+            Class::Conflict => 4,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Rejection {
+    // Invalid input (2).
+    #[error(transparent)]
+    Name(#[from] InvalidName),
+    #[error(transparent)]
+    NsName(#[from] InvalidNsName),
+    #[error(transparent)]
+    Port(#[from] PortError),
+    /// A value that does not parse; `expected` says what would.
+    #[error("invalid {what} {value:?}: {expected}")]
+    Unparsable {
+        what: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    /// A number outside the range it must be in.
+    #[error("invalid {what} {value}: {expected}")]
+    OutOfRange {
+        what: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("invalid subnet {value:?}: host bits are set; did you mean {network}?")]
+    HostBitsSet { value: String, network: IpNet },
+    #[error("subnet {subnet}: a network has at most one IPv4 and one IPv6 subnet")]
+    TwoSubnetsOfAFamily { subnet: IpNet },
+    #[error("invalid MTU {mtu}: must be between {min} and {max}")]
+    MtuOutOfRange { mtu: u32, min: u32, max: u32 },
+    #[error("invalid MTU {mtu}: an IPv6 subnet needs at least {min}")]
+    MtuTooSmallForIpv6 { mtu: u32, min: u32 },
+    #[error(
+        "network name {network:?} cannot be the bridge's name ({reason}); pass --bridge IFNAME"
+    )]
+    NetworkNameNotAnIfname { network: String, reason: String },
+    #[error("invalid gateway: {0}")]
+    BadGateway(IpamError),
+    #[error("gateway {gateway} belongs to no subnet of network {network} (or there are two gateways of one family)")]
+    GatewayOutsideSubnets { gateway: IpAddr, network: String },
+    #[error("address {value}: network {network} has no {family} subnet")]
+    NoSubnetOfFamily {
+        value: String,
+        network: String,
+        family: &'static str,
+    },
+    #[error(
+        "address {value}: prefix /{prefix} does not match subnet {subnet} of network {network}"
+    )]
+    PrefixMismatch {
+        value: String,
+        prefix: u8,
+        subnet: IpNet,
+        network: String,
+    },
+    #[error("address {value}: at most one address per family per attachment")]
+    TwoAddressesOfAFamily { value: String },
+    /// IPv6 has no route_localnet: after DNAT, a packet from ::1 may not
+    /// leave the loopback device, so the kernel cannot forward such a port.
+    #[error("invalid published port {mapping:?}: the kernel cannot forward ports published on ::1 (IPv6 has no route_localnet); publish on 127.0.0.1 or on a host address")]
+    PublishedOnIpv6Loopback { mapping: String },
+    #[error("invalid published port {mapping:?}: host address {host_ip} is {family} but network {network} has no {family} subnet")]
+    PublishedFamilyMissing {
+        mapping: String,
+        host_ip: IpAddr,
+        family: &'static str,
+        network: String,
+    },
+    #[error("{0}")]
+    Address(IpamError),
+    #[error("{path} is not a network namespace")]
+    NotANamespace { path: String },
+    #[error("namespace {namespace} is listed twice")]
+    ListedTwice { namespace: NsRef },
+    #[error("{what} apply to one namespace; connect the namespaces one by one")]
+    OptionsForOneNamespace { what: &'static str },
+
+    // Not found (3).
+    #[error("network {network} does not exist")]
+    NoSuchNetwork { network: String },
+    #[error("namespace {namespace} does not exist")]
+    NoSuchNamespace { namespace: String },
+    #[error("namespace {namespace} is not connected to network {network}")]
+    NotConnected { namespace: NsRef, network: String },
+
+    // Conflicts (4).
+    #[error("network {network} already exists")]
+    NetworkExists { network: String },
+    #[error("namespace {namespace} already exists")]
+    NamespaceExists { namespace: String },
+    #[error("bridge {bridge} already belongs to network {network}")]
+    BridgeTaken { bridge: String, network: String },
+    #[error("subnet {subnet} overlaps subnet {theirs} of network {network}")]
+    SubnetOverlap {
+        subnet: IpNet,
+        theirs: IpNet,
+        network: String,
+    },
+    #[error("no free subnet left in nsnet's pools; pass --subnet")]
+    NoFreeSubnet,
+    #[error("interface {ifname} already exists and is not a bridge ({kind})")]
+    NotABridge { ifname: String, kind: String },
+    #[error("network {network} is in use by {} attachment(s) ({}); disconnect them first or pass --force", .namespaces.len(), .namespaces.join(", "))]
+    NetworkInUse {
+        network: String,
+        namespaces: Vec<String>,
+    },
+    #[error("namespace {namespace} is connected to network {network}; disconnect it first")]
+    NamespaceInUse { namespace: String, network: String },
+    #[error("namespace {namespace} is already connected to network {network}")]
+    AlreadyConnected { namespace: NsRef, network: String },
+    #[error(
+        "namespace {namespace} already has interface {ifname} (network {network}); pass --ifname"
+    )]
+    IfnameOnOtherNetwork {
+        namespace: NsRef,
+        ifname: String,
+        network: String,
+    },
+    #[error("namespace {namespace} already has an interface named {ifname}; pass --ifname")]
+    IfnameTaken { namespace: NsRef, ifname: String },
+    #[error("host interface {host_ifname} (derived for namespace {namespace}) already exists")]
+    HostIfnameTaken {
+        host_ifname: String,
+        namespace: NsRef,
+    },
+    #[error("address {address} is already in use on network {network}{}", .holder.as_ref().map(|h| format!(" by namespace {h}")).unwrap_or_default())]
+    AddressInUse {
+        address: IpAddr,
+        network: String,
+        holder: Option<NsRef>,
+    },
+    #[error("{0}")]
+    PoolExhausted(IpamError),
+    #[error("published ports {mine} and {theirs} overlap")]
+    PortsOverlap {
+        mine: PortMapping,
+        theirs: PortMapping,
+    },
+    #[error("host port {}/{} is already published by namespace {namespace} on network {network} ({theirs})", .mapping.protocol, .mapping.host_port)]
+    PortTaken {
+        mapping: PortMapping,
+        namespace: NsRef,
+        network: String,
+        theirs: PortMapping,
+    },
+    #[error("{what} exists and was not created by {owner}; remove it or rename it in the file")]
+    NotOwnedByFile { what: String, owner: String },
+    #[error(
+        "namespace {namespace} is connected to network {network} by someone else than {owner}"
+    )]
+    AttachmentNotOwnedByFile {
+        namespace: String,
+        network: String,
+        owner: String,
+    },
+    #[error("{path} exists and was not written by nsnet")]
+    ForeignFile { path: String },
+}
+
+impl Rejection {
+    pub fn class(&self) -> Class {
+        use Rejection::*;
+        match self {
+            NoSuchNetwork { .. } | NoSuchNamespace { .. } | NotConnected { .. } => Class::NotFound,
+            NetworkExists { .. }
+            | NamespaceExists { .. }
+            | BridgeTaken { .. }
+            | SubnetOverlap { .. }
+            | NoFreeSubnet
+            | NotABridge { .. }
+            | NetworkInUse { .. }
+            | NamespaceInUse { .. }
+            | AlreadyConnected { .. }
+            | IfnameOnOtherNetwork { .. }
+            | IfnameTaken { .. }
+            | HostIfnameTaken { .. }
+            | AddressInUse { .. }
+            | PoolExhausted(_)
+            | PortsOverlap { .. }
+            | PortTaken { .. }
+            | NotOwnedByFile { .. }
+            | AttachmentNotOwnedByFile { .. }
+            | ForeignFile { .. } => Class::Conflict,
+            _ => Class::Invalid,
+        }
+    }
+
+    pub fn exit_code(&self) -> i32 {
+        self.class().exit_code()
+    }
+}
+
+/// Parses a CIDR, insisting on a network address so that a typo such as
+/// `172.16.1.0/16` is caught instead of silently widened.
+pub fn parse_subnet(s: &str) -> Result<IpNet, Rejection> {
+    let net: IpNet = s.parse().map_err(|_| Rejection::Unparsable {
+        what: "subnet",
+        value: s.to_string(),
+        expected: "expected CIDR notation such as 172.16.0.0/16 or fd00::/64",
+    })?;
+    if net.trunc() != net {
+        return Err(Rejection::HostBitsSet {
+            value: s.to_string(),
+            network: net.trunc(),
+        });
+    }
+    Ok(net)
+}
+
+/// Parses an address; `what` names it in the error ("gateway").
+pub fn parse_ip(s: &str, what: &'static str) -> Result<IpAddr, Rejection> {
+    s.parse().map_err(|_| Rejection::Unparsable {
+        what,
+        value: s.to_string(),
+        expected: "not an IPv4 or IPv6 address",
+    })
+}
+
+/// An address asked for an attachment, with the prefix if one was given
+/// (it must then be the subnet's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestedIp {
+    pub addr: IpAddr,
+    pub prefix: Option<u8>,
+}
+
+impl std::fmt::Display for RequestedIp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.prefix {
+            Some(p) => write!(f, "{}/{p}", self.addr),
+            None => write!(f, "{}", self.addr),
+        }
+    }
+}
+
+impl std::str::FromStr for RequestedIp {
+    type Err = Rejection;
+    fn from_str(s: &str) -> Result<RequestedIp, Rejection> {
+        if let Ok(n) = s.parse::<IpNet>() {
+            return Ok(RequestedIp {
+                addr: n.addr(),
+                prefix: Some(n.prefix_len()),
+            });
+        }
+        let addr = s.parse::<IpAddr>().map_err(|_| Rejection::Unparsable {
+            what: "address",
+            value: s.to_string(),
+            expected: "expected an address like 172.16.1.1 or 172.16.1.1/16",
+        })?;
+        Ok(RequestedIp { addr, prefix: None })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_follow_the_contract() {
+        let cases: Vec<(Rejection, i32)> = vec![
+            (parse_subnet("10.0.0.0/33").unwrap_err(), 2),
+            (parse_subnet("172.16.1.0/16").unwrap_err(), 2),
+            (
+                Rejection::NoSuchNetwork {
+                    network: "x".into(),
+                },
+                3,
+            ),
+            (Rejection::NoFreeSubnet, 4),
+        ];
+        for (r, code) in cases {
+            assert_eq!(r.exit_code(), code, "{r}");
+        }
+        assert!(parse_subnet("172.16.1.0/16")
+            .unwrap_err()
+            .to_string()
+            .contains("did you mean 172.16.0.0/16"));
+    }
+
+    #[test]
+    fn requested_addresses_keep_their_prefix() {
+        let r: RequestedIp = "10.0.0.2/24".parse().unwrap();
+        assert_eq!(r.prefix, Some(24));
+        let r: RequestedIp = "10.0.0.2".parse().unwrap();
+        assert_eq!(r.prefix, None);
+        let e = "nope".parse::<RequestedIp>().unwrap_err();
+        assert!(e.to_string().contains("\"nope\""), "{e}");
+        assert_eq!(e.exit_code(), 2);
+    }
+}

@@ -1,0 +1,19 @@
+//! The kernel parameters nsnet's plans set, by key under `/proc/sys`.
+//! Only names: reading and writing them is `kernel::sysctl`.
+
+/// IPv4 forwarding between interfaces, needed for traffic to leave a bridge.
+pub const IPV4_FORWARD: &str = "net/ipv4/ip_forward";
+/// IPv6 forwarding on all interfaces.
+pub const IPV6_FORWARD: &str = "net/ipv6/conf/all/forwarding";
+
+/// Lets a bridge route packets whose source is 127.0.0.0/8: a host
+/// connection to a port published on 127.0.0.1 leaves with that source
+/// after DNAT, until masquerade rewrites it.
+pub fn route_localnet(ifname: &str) -> String {
+    format!("net/ipv4/conf/{ifname}/route_localnet")
+}
+
+/// Duplicate address detection of an interface's IPv6 addresses.
+pub fn accept_dad(ifname: &str) -> String {
+    format!("net/ipv6/conf/{ifname}/accept_dad")
+}

@@ -1,0 +1,507 @@
+//! Planning attachments: a veth pair from a namespace to a network's
+//! bridge, with addresses, `lo` up and a default route via the gateway;
+//! and their removal. Pure over the record and `NsFacts`.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use super::{Op, Target};
+use crate::model::ipam::{self, IpamError, Subnet};
+use crate::model::ports::PortMapping;
+use crate::model::{
+    names, Attachment, ConnectRequest, Network, NsRef, Rejection, RequestedIp, State,
+};
+
+type Result<T> = std::result::Result<T, Rejection>;
+
+/// What the kernel says about the namespace being attached.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NsFacts {
+    pub exists: bool,
+    /// Interface names already inside it.
+    pub ifnames: Vec<String>,
+    /// Host interface names in use.
+    pub host_ifnames: Vec<String>,
+    /// Families (true = IPv4) that already have a default route inside.
+    pub default_routes: Vec<bool>,
+}
+
+pub fn find_network<'a>(state: &'a State, name: &str) -> Result<&'a Network> {
+    state
+        .networks
+        .get(name)
+        .ok_or_else(|| Rejection::NoSuchNetwork {
+            network: name.to_string(),
+        })
+}
+
+fn family(v4: bool) -> &'static str {
+    if v4 {
+        "IPv4"
+    } else {
+        "IPv6"
+    }
+}
+
+/// The subnet of `net` of the family of `addr`.
+fn subnet_for<'a>(net: &'a Network, addr: &IpAddr) -> Option<&'a Subnet> {
+    net.subnets
+        .iter()
+        .find(|s| s.cidr.addr().is_ipv4() == addr.is_ipv4())
+}
+
+/// Checks `--ip` values against the network's subnets.
+fn requested_addresses(net: &Network, ips: &[RequestedIp]) -> Result<Vec<IpAddr>> {
+    let mut out: Vec<IpAddr> = Vec::new();
+    for ip in ips {
+        let subnet = subnet_for(net, &ip.addr).ok_or_else(|| Rejection::NoSubnetOfFamily {
+            value: ip.to_string(),
+            network: net.name.clone(),
+            family: family(ip.addr.is_ipv4()),
+        })?;
+        if let Some(p) = ip.prefix.filter(|p| *p != subnet.cidr.prefix_len()) {
+            return Err(Rejection::PrefixMismatch {
+                value: ip.to_string(),
+                prefix: p,
+                subnet: subnet.cidr,
+                network: net.name.clone(),
+            });
+        }
+        if out.iter().any(|o| o.is_ipv4() == ip.addr.is_ipv4()) {
+            return Err(Rejection::TwoAddressesOfAFamily {
+                value: ip.to_string(),
+            });
+        }
+        out.push(ip.addr);
+    }
+    Ok(out)
+}
+
+/// Checks published ports against the network and against every port
+/// already published on the host.
+fn published_ports(state: &State, net: &Network, wanted: &[PortMapping]) -> Result<()> {
+    for (i, m) in wanted.iter().enumerate() {
+        if let Some(ip) = m.host_ip {
+            if ip.is_ipv6() && ip.is_loopback() {
+                return Err(Rejection::PublishedOnIpv6Loopback {
+                    mapping: m.to_string(),
+                });
+            }
+            if subnet_for(net, &ip).is_none() {
+                return Err(Rejection::PublishedFamilyMissing {
+                    mapping: m.to_string(),
+                    host_ip: ip,
+                    family: family(ip.is_ipv4()),
+                    network: net.name.clone(),
+                });
+            }
+        }
+        if let Some(mine) = wanted[..i].iter().find(|o| o.conflicts_with(m)) {
+            return Err(Rejection::PortsOverlap {
+                mine: mine.clone(),
+                theirs: m.clone(),
+            });
+        }
+        for other in state.networks.values() {
+            for a in &other.attachments {
+                if let Some(theirs) = a.ports.iter().find(|p| p.conflicts_with(m)) {
+                    return Err(Rejection::PortTaken {
+                        mapping: m.clone(),
+                        namespace: a.namespace.clone(),
+                        network: other.name.clone(),
+                        theirs: theirs.clone(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn ipam_rejection(e: IpamError, net: &Network) -> Rejection {
+    match e {
+        IpamError::InUse { addr } => Rejection::AddressInUse {
+            address: addr,
+            network: net.name.clone(),
+            holder: net
+                .attachments
+                .iter()
+                .find(|a| a.addresses.iter().any(|n| n.addr() == addr))
+                .map(|a| a.namespace.clone()),
+        },
+        IpamError::Exhausted { .. } => Rejection::PoolExhausted(e),
+        other => Rejection::Address(other),
+    }
+}
+
+/// The attachment's addresses: those asked for, then one lease per subnet
+/// of a family not asked for.
+fn lease_addresses(net: &Network, ips: &[RequestedIp]) -> Result<Vec<IpNet>> {
+    let mut used: BTreeSet<IpAddr> = net.used_addresses();
+    let mut addresses = Vec::new();
+    for addr in requested_addresses(net, ips)? {
+        let subnet = subnet_for(net, &addr).expect("requested_addresses checked the family");
+        ipam::check_requested(subnet, addr, &used).map_err(|e| ipam_rejection(e, net))?;
+        used.insert(addr);
+        addresses.push(IpNet::new(addr, subnet.cidr.prefix_len()).expect("valid prefix"));
+    }
+    for subnet in &net.subnets {
+        let v4 = subnet.cidr.addr().is_ipv4();
+        if addresses.iter().any(|a| a.addr().is_ipv4() == v4) {
+            continue;
+        }
+        let addr = ipam::allocate(subnet, &used).map_err(|e| ipam_rejection(e, net))?;
+        used.insert(addr);
+        addresses.push(IpNet::new(addr, subnet.cidr.prefix_len()).expect("valid prefix"));
+    }
+    Ok(addresses)
+}
+
+/// Refuses what the record or the kernel already has under the names the
+/// attachment would take.
+fn check_free(state: &State, net: &Network, req: &ConnectRequest, facts: &NsFacts) -> Result<()> {
+    let ns = &req.namespace;
+    let ifname = req.ifname();
+    if net.attachment(ns).is_some() {
+        return Err(Rejection::AlreadyConnected {
+            namespace: ns.clone(),
+            network: net.name.clone(),
+        });
+    }
+    if let Some((other, a)) = state.attachments_of(ns).find(|(_, a)| a.ifname == ifname) {
+        return Err(Rejection::IfnameOnOtherNetwork {
+            namespace: ns.clone(),
+            ifname: a.ifname.clone(),
+            network: other.name.clone(),
+        });
+    }
+    if !facts.exists && ns.name().is_none() {
+        return Err(Rejection::NoSuchNamespace {
+            namespace: ns.to_string(),
+        });
+    }
+    if facts.ifnames.iter().any(|i| i == ifname) {
+        return Err(Rejection::IfnameTaken {
+            namespace: ns.clone(),
+            ifname: ifname.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// The steps that make one attachment in the kernel.
+fn connect_steps(
+    net: &Network,
+    att: &Attachment,
+    facts: &NsFacts,
+    mac: Option<[u8; 6]>,
+) -> Vec<Op> {
+    let target = Target::Ns(att.namespace.clone());
+    let mut ops = Vec::new();
+    if att.namespace_created {
+        ops.push(Op::CreateNetns {
+            name: att
+                .namespace
+                .name()
+                .expect("only named ones are created")
+                .to_string(),
+        });
+    }
+    ops.push(Op::CreateVeth {
+        host: att.host_ifname.clone(),
+        peer: att.ifname.clone(),
+        netns: att.namespace.clone(),
+        bridge: net.bridge.clone(),
+        mtu: net.mtu,
+        mac,
+        group: net.link_group,
+    });
+    if !att.ports.is_empty() {
+        ops.push(Op::SetHairpin {
+            ifname: att.host_ifname.clone(),
+        });
+    }
+    ops.push(Op::LinkUp {
+        target: target.clone(),
+        ifname: "lo".into(),
+    });
+    for a in &att.addresses {
+        ops.push(Op::AddAddress {
+            target: target.clone(),
+            ifname: att.ifname.clone(),
+            addr: *a,
+        });
+    }
+    ops.push(Op::LinkUp {
+        target: target.clone(),
+        ifname: att.ifname.clone(),
+    });
+    if !net.internal {
+        // A namespace on several networks keeps the default route of the
+        // first one, as with Docker; the others reach their own subnets only.
+        for s in net
+            .subnets
+            .iter()
+            .filter(|s| !facts.default_routes.contains(&s.cidr.addr().is_ipv4()))
+        {
+            ops.push(Op::AddDefaultRoute {
+                target: target.clone(),
+                ifname: att.ifname.clone(),
+                gateway: s.gateway,
+            });
+        }
+    }
+    ops
+}
+
+/// Validates a request and plans the steps that make the attachment.
+pub fn plan_connect(
+    state: &State,
+    req: &ConnectRequest,
+    facts: &NsFacts,
+) -> Result<(State, Vec<Op>)> {
+    let net = find_network(state, &req.network)?;
+    let ns = &req.namespace;
+    let ifname = req.ifname().to_string();
+    names::validate_ifname(&ifname)?;
+    check_free(state, net, req, facts)?;
+    published_ports(state, net, &req.publish)?;
+    let host_ifname = names::host_veth_name(&net.name, &ns.to_string(), &ifname);
+    if facts.host_ifnames.contains(&host_ifname) {
+        return Err(Rejection::HostIfnameTaken {
+            host_ifname,
+            namespace: ns.clone(),
+        });
+    }
+    let att = Attachment {
+        namespace: ns.clone(),
+        namespace_created: !facts.exists,
+        host_ifname,
+        ifname,
+        mac: req.mac.as_ref().map(names::format_mac),
+        addresses: lease_addresses(net, &req.ips)?,
+        ports: req.publish.clone(),
+        owner: None,
+        cni: req.cni.clone(),
+    };
+    let ops = connect_steps(net, &att, facts, req.mac);
+    let mut new_state = state.clone();
+    new_state
+        .networks
+        .get_mut(&req.network)
+        .expect("found above")
+        .attachments
+        .push(att);
+    Ok((new_state, ops))
+}
+
+/// Plans the removal of attachments of one network: all their host veths
+/// in one batched deletion, then the namespaces nsnet created for them.
+pub fn plan_disconnect(
+    state: &State,
+    network: &str,
+    namespaces: &[NsRef],
+) -> Result<(State, Vec<Op>)> {
+    let net = find_network(state, network)?;
+    let mut leaving: Vec<&Attachment> = Vec::new();
+    for ns in namespaces {
+        let att = net.attachment(ns).ok_or_else(|| Rejection::NotConnected {
+            namespace: ns.clone(),
+            network: network.to_string(),
+        })?;
+        if leaving.iter().any(|a| &a.namespace == ns) {
+            return Err(Rejection::ListedTwice {
+                namespace: ns.clone(),
+            });
+        }
+        leaving.push(att);
+    }
+    let mut new_state = state.clone();
+    for ns in namespaces {
+        new_state.detach(network, ns);
+    }
+    // Published ports go first, so that no new connection is sent to an
+    // attachment on its way out.
+    let mut ops: Vec<Op> = Op::firewall(state, &new_state).into_iter().collect();
+    let mut new_state = state.clone();
+    ops.push(Op::DeleteLinks {
+        names: leaving.iter().map(|a| a.host_ifname.clone()).collect(),
+    });
+    ops.extend(Op::forget_flows(leaving.iter().copied()));
+    for ns in namespaces {
+        if new_state.detach(network, ns) {
+            ops.push(Op::DeleteNetns {
+                name: ns.name().expect("detach checked it is named").to_string(),
+            });
+        }
+    }
+    Ok((new_state, ops))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{test_attachment, test_network};
+
+    fn state() -> State {
+        let mut s = State::default();
+        s.networks.insert(
+            "n".into(),
+            test_network("n", "br-n", &["10.0.0.0/24", "fd00::/64"]),
+        );
+        s
+    }
+
+    fn req(ns: &str) -> ConnectRequest {
+        ConnectRequest::new("n", NsRef::Named(ns.into()))
+    }
+
+    #[test]
+    fn a_new_namespace_gets_every_step_and_a_lease_per_family() {
+        let (s, ops) = plan_connect(&state(), &req("a"), &NsFacts::default()).unwrap();
+        let steps: Vec<String> = ops.iter().map(|o| o.to_string()).collect();
+        assert_eq!(steps[0], "create namespace a");
+        assert!(steps[1].starts_with("create veth ve-a-"), "{steps:?}");
+        assert_eq!(
+            steps
+                .iter()
+                .filter(|s| s.starts_with("add default route"))
+                .count(),
+            2
+        );
+        let att = &s.networks["n"].attachments[0];
+        assert_eq!(att.addresses[0].to_string(), "10.0.0.2/24");
+        assert_eq!(att.addresses[1].to_string(), "fd00::2/64");
+        assert!(att.namespace_created);
+    }
+
+    #[test]
+    fn an_existing_namespace_with_a_default_route_keeps_it() {
+        let facts = NsFacts {
+            exists: true,
+            default_routes: vec![true],
+            ..Default::default()
+        };
+        let (s, ops) = plan_connect(&state(), &req("a"), &facts).unwrap();
+        assert!(!ops.iter().any(|o| matches!(o, Op::CreateNetns { .. })));
+        let routes: Vec<&Op> = ops
+            .iter()
+            .filter(|o| matches!(o, Op::AddDefaultRoute { .. }))
+            .collect();
+        assert_eq!(routes.len(), 1, "only the IPv6 default route is added");
+        assert!(!s.networks["n"].attachments[0].namespace_created);
+    }
+
+    #[test]
+    fn refusals_name_the_value_and_class() {
+        let mut taken = state();
+        let mut holder = test_attachment("h");
+        holder.addresses = vec!["10.0.0.7/24".parse().unwrap()];
+        taken
+            .networks
+            .get_mut("n")
+            .unwrap()
+            .attachments
+            .push(holder);
+        let facts_with_eth0 = NsFacts {
+            exists: true,
+            ifnames: vec!["eth0".into()],
+            ..Default::default()
+        };
+        let cases: Vec<(ConnectRequest, NsFacts, &str, i32)> = vec![
+            (
+                ConnectRequest {
+                    network: "nope".into(),
+                    ..req("a")
+                },
+                NsFacts::default(),
+                "network nope does not exist",
+                3,
+            ),
+            (
+                ConnectRequest::new("n", NsRef::Path("/proc/999999/ns/net".into())),
+                NsFacts::default(),
+                "does not exist",
+                3,
+            ),
+            (
+                req("a"),
+                facts_with_eth0,
+                "already has an interface named eth0",
+                4,
+            ),
+            (
+                ConnectRequest {
+                    ips: vec!["10.0.0.7".parse().unwrap()],
+                    ..req("a")
+                },
+                NsFacts::default(),
+                "already in use on network n by namespace h",
+                4,
+            ),
+            (
+                ConnectRequest {
+                    ips: vec!["10.0.0.8/16".parse().unwrap()],
+                    ..req("a")
+                },
+                NsFacts::default(),
+                "prefix /16 does not match",
+                2,
+            ),
+            (
+                ConnectRequest {
+                    publish: vec!["[::1]:80:80".parse().unwrap()],
+                    ..req("a")
+                },
+                NsFacts::default(),
+                "::1",
+                2,
+            ),
+            (
+                ConnectRequest {
+                    ifname: Some("x".repeat(16)),
+                    ..req("a")
+                },
+                NsFacts::default(),
+                "16 bytes",
+                2,
+            ),
+        ];
+        for (r, facts, needle, code) in cases {
+            let e = plan_connect(&taken, &r, &facts).unwrap_err();
+            assert!(e.to_string().contains(needle), "{e} lacks {needle}");
+            assert_eq!(e.exit_code(), code, "{e}");
+        }
+    }
+
+    #[test]
+    fn disconnect_batches_links_and_deletes_created_namespaces() {
+        let (s, _) = plan_connect(&state(), &req("a"), &NsFacts::default()).unwrap();
+        let with_port = ConnectRequest {
+            publish: vec!["8080:80".parse().unwrap()],
+            ..req("b")
+        };
+        let (s, _) = plan_connect(&s, &with_port, &NsFacts::default()).unwrap();
+        let nss = [NsRef::Named("a".into()), NsRef::Named("b".into())];
+        let (after, ops) = plan_disconnect(&s, "n", &nss).unwrap();
+        assert!(after.networks["n"].attachments.is_empty());
+        assert!(matches!(&ops[0], Op::Firewall { .. }));
+        assert!(matches!(&ops[1], Op::DeleteLinks { names } if names.len() == 2));
+        assert!(
+            matches!(&ops[2], Op::ForgetFlows { addrs } if addrs.len() == 2),
+            "the flows of b's published port are forgotten: {ops:?}"
+        );
+        assert_eq!(
+            ops.iter()
+                .filter(|o| matches!(o, Op::DeleteNetns { .. }))
+                .count(),
+            2
+        );
+        let e = plan_disconnect(&s, "n", &[nss[0].clone(), nss[0].clone()]).unwrap_err();
+        assert!(matches!(e, Rejection::ListedTwice { .. }), "{e}");
+        let e = plan_disconnect(&s, "n", &[NsRef::Named("zz".into())]).unwrap_err();
+        assert_eq!(e.exit_code(), 3);
+    }
+}

@@ -1,0 +1,314 @@
+//! Plans: the kernel and firewall steps one command needs, in order, each
+//! with its own undo (`undo`). Planning is pure: it reads the recorded
+//! model and facts gathered beforehand (`HostFacts`, `NsFacts`, whether the
+//! firewall table is intact) and does no I/O; `apply` carries plans out.
+//!
+//! May import `model` and the firewall's pure rendering
+//! (`firewall::rules`); never `kernel`, the firewall backend, `store` or
+//! `apply`.
+
+pub mod attach;
+pub mod network;
+pub mod recover;
+pub mod undo;
+
+pub use crate::model::Rejection;
+pub use undo::undo_of;
+
+use std::fmt;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use crate::firewall::rules as fw;
+use crate::model::{Attachment, NsRef, State};
+
+/// Where an interface operation happens.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// The namespace nsnet itself runs in (where the bridges live).
+    Host,
+    Ns(NsRef),
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Host => f.write_str("host"),
+            Target::Ns(ns) => write!(f, "namespace {ns}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    CreateNetns {
+        name: String,
+    },
+    DeleteNetns {
+        name: String,
+    },
+    /// Several namespaces, created in parallel.
+    CreateNamespaces {
+        names: Vec<String>,
+    },
+    DeleteNamespaces {
+        names: Vec<String>,
+    },
+    CreateBridge {
+        name: String,
+        mac: [u8; 6],
+        mtu: Option<u32>,
+        /// Shared with the network's veths, so that removing the network
+        /// deletes bridge and ports in one request.
+        group: Option<u32>,
+    },
+    CreateVeth {
+        host: String,
+        peer: String,
+        netns: NsRef,
+        bridge: String,
+        mtu: Option<u32>,
+        mac: Option<[u8; 6]>,
+        group: u32,
+    },
+    DeleteLink {
+        target: Target,
+        name: String,
+    },
+    /// Deletes the listed host links in one request when they are exactly
+    /// the members of `group`; otherwise one by one, so that a foreign link
+    /// that happens to share the group number is never touched.
+    DeleteLinkGroup {
+        group: u32,
+        names: Vec<String>,
+    },
+    /// Deletes host links in one request: they are moved into a fresh,
+    /// unused link group first, and the group is deleted.
+    DeleteLinks {
+        names: Vec<String>,
+    },
+    AddAddress {
+        target: Target,
+        ifname: String,
+        addr: IpNet,
+    },
+    DeleteAddress {
+        target: Target,
+        ifname: String,
+        addr: IpNet,
+    },
+    LinkUp {
+        target: Target,
+        ifname: String,
+    },
+    LinkDown {
+        target: Target,
+        ifname: String,
+    },
+    SetMac {
+        target: Target,
+        ifname: String,
+        mac: [u8; 6],
+    },
+    AddDefaultRoute {
+        target: Target,
+        ifname: String,
+        gateway: IpAddr,
+    },
+    SetSysctl {
+        target: Target,
+        key: String,
+        value: String,
+    },
+    /// Forgets tracked connections answered by these addresses: flows to
+    /// published ports of an attachment that is going away.
+    ForgetFlows {
+        addrs: Vec<IpAddr>,
+    },
+    /// Writes `/etc/netns/NAMESPACE/resolv.conf`.
+    WriteResolvConf {
+        namespace: String,
+        servers: Vec<IpAddr>,
+    },
+    /// Removes it (and the directory, when it is left empty).
+    RemoveResolvConf {
+        namespace: String,
+    },
+    /// Lets a bridge port send frames back out of the port they came in
+    /// on: needed for a namespace to reach its own published port.
+    SetHairpin {
+        ifname: String,
+    },
+    /// Replaces nsnet's nftables table. `previous` is what to restore if a
+    /// later step fails.
+    Firewall {
+        transaction: serde_json::Value,
+        previous: serde_json::Value,
+        /// The states the table is for after and before the step. When
+        /// `transaction` is refused (someone flushed or changed the table),
+        /// the whole table for `after` is rendered and applied instead:
+        /// re-running a command then also repairs the firewall.
+        after: Box<State>,
+        before: Box<State>,
+    },
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Op::CreateNetns { name } => write!(f, "create namespace {name}"),
+            Op::DeleteNetns { name } => write!(f, "delete namespace {name}"),
+            Op::CreateNamespaces { names } => write!(f, "create {} namespaces", names.len()),
+            Op::DeleteNamespaces { names } => write!(f, "delete {} namespaces", names.len()),
+            Op::CreateBridge { name, .. } => write!(f, "create bridge {name}"),
+            Op::CreateVeth {
+                host, peer, netns, ..
+            } => write!(f, "create veth {host} <-> {peer} in {netns}"),
+            Op::DeleteLink { target, name } => write!(f, "delete link {name} in {target}"),
+            Op::DeleteLinkGroup { names, .. } => match names.as_slice() {
+                [one] => write!(f, "delete link {one} in host"),
+                _ => write!(f, "delete {} links in host in one batch", names.len()),
+            },
+            Op::DeleteLinks { names } => match names.as_slice() {
+                [one] => write!(f, "delete link {one} in host"),
+                _ => write!(f, "delete {} links in host in one batch", names.len()),
+            },
+            Op::AddAddress {
+                target,
+                ifname,
+                addr,
+            } => write!(f, "add address {addr} to {ifname} in {target}"),
+            Op::DeleteAddress {
+                target,
+                ifname,
+                addr,
+            } => write!(f, "delete address {addr} from {ifname} in {target}"),
+            Op::LinkUp { target, ifname } => write!(f, "bring up {ifname} in {target}"),
+            Op::LinkDown { target, ifname } => write!(f, "bring down {ifname} in {target}"),
+            Op::SetMac {
+                target,
+                ifname,
+                mac,
+            } => {
+                write!(
+                    f,
+                    "set MAC of {ifname} in {target} to {}",
+                    crate::model::names::format_mac(mac)
+                )
+            }
+            Op::AddDefaultRoute {
+                target, gateway, ..
+            } => write!(f, "add default route via {gateway} in {target}"),
+            Op::SetSysctl { target, key, value } => write!(f, "set {key} = {value} in {target}"),
+            Op::ForgetFlows { addrs } => {
+                let list: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+                write!(f, "forget tracked connections to {}", list.join(", "))
+            }
+            Op::WriteResolvConf { namespace, .. } => {
+                write!(f, "write /etc/netns/{namespace}/resolv.conf")
+            }
+            Op::RemoveResolvConf { namespace } => {
+                write!(f, "remove /etc/netns/{namespace}/resolv.conf")
+            }
+            Op::SetHairpin { ifname } => write!(f, "turn on hairpin mode of bridge port {ifname}"),
+            Op::Firewall { .. } => write!(f, "apply nftables table inet nsnet"),
+        }
+    }
+}
+
+impl Op {
+    /// The firewall step that turns nsnet's table for `old` into the one
+    /// for `new`, if anything changes. Its undo is the reverse change.
+    pub fn firewall(old: &State, new: &State) -> Option<Op> {
+        let transaction = fw::update(old, new)?;
+        let previous = fw::update(new, old).unwrap_or_else(|| fw::render(old));
+        Some(Op::Firewall {
+            transaction,
+            previous,
+            after: Box::new(new.clone()),
+            before: Box::new(old.clone()),
+        })
+    }
+
+    /// A step that replaces the whole table with the one for `after`,
+    /// whatever the live table looks like (repairs); its undo puts back the
+    /// table for `before`.
+    pub fn whole_firewall(before: &State, after: &State) -> Op {
+        Op::Firewall {
+            transaction: fw::render(after),
+            previous: fw::render(before),
+            after: Box::new(after.clone()),
+            before: Box::new(before.clone()),
+        }
+    }
+
+    /// Forgets the tracked connections to the published ports of
+    /// `attachments` (none when nothing was published).
+    pub fn forget_flows<'a>(attachments: impl IntoIterator<Item = &'a Attachment>) -> Option<Op> {
+        let addrs: Vec<IpAddr> = attachments
+            .into_iter()
+            .filter(|a| !a.ports.is_empty())
+            .flat_map(|a| a.addresses.iter().map(|n| n.addr()))
+            .collect();
+        (!addrs.is_empty()).then_some(Op::ForgetFlows { addrs })
+    }
+}
+
+/// The steps of a plan without its firewall steps: plans that are merged
+/// get one firewall step for the whole, computed from the merged states.
+pub fn without_firewall(ops: Vec<Op>) -> impl Iterator<Item = Op> {
+    ops.into_iter()
+        .filter(|o| !matches!(o, Op::Firewall { .. }))
+}
+
+/// Gathers the namespace creations of a plan into one step at its start,
+/// which creates them in parallel. Nothing before a namespace's creation
+/// depends on it, so moving them first is safe.
+pub fn batch_namespaces(ops: Vec<Op>) -> Vec<Op> {
+    let names: Vec<String> = ops
+        .iter()
+        .filter_map(|o| match o {
+            Op::CreateNetns { name } => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    if names.len() < 2 {
+        return ops;
+    }
+    std::iter::once(Op::CreateNamespaces { names })
+        .chain(
+            ops.into_iter()
+                .filter(|o| !matches!(o, Op::CreateNetns { .. })),
+        )
+        .collect()
+}
+
+/// When nsnet's table is not intact (flushed, edited by hand: a fact
+/// gathered before planning), turns element-only firewall steps into
+/// whole-table ones, so that any command that touches the firewall also
+/// repairs it.
+pub fn heal_firewall(ops: &mut [Op], table_intact: bool) {
+    if table_intact {
+        return;
+    }
+    for op in ops.iter_mut() {
+        if let Op::Firewall {
+            transaction, after, ..
+        } = op
+        {
+            if !fw::replaces_table(transaction) {
+                *transaction = fw::render(after);
+            }
+        }
+    }
+}
+
+/// Whether applying `ops` needs to know if the live table is intact: only
+/// element-wise firewall steps do, on top of a table that should exist.
+pub fn needs_intact_table(ops: &[Op], before: &State) -> bool {
+    !before.networks.is_empty()
+        && ops.iter().any(
+            |o| matches!(o, Op::Firewall { transaction, .. } if !fw::replaces_table(transaction)),
+        )
+}

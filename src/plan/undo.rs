@@ -1,0 +1,76 @@
+//! The step that reverses each step of a plan.
+
+use super::{Op, Target};
+
+/// The step that reverses `op`. `old_sysctl` is the value a sysctl had.
+pub fn undo_of(op: &Op, old_sysctl: Option<String>) -> Option<Op> {
+    match op {
+        Op::CreateNetns { name } => Some(Op::DeleteNetns { name: name.clone() }),
+        Op::CreateNamespaces { names } => Some(Op::DeleteNamespaces {
+            names: names.clone(),
+        }),
+        Op::CreateBridge { name, .. } => Some(Op::DeleteLink {
+            target: Target::Host,
+            name: name.clone(),
+        }),
+        Op::CreateVeth { host, .. } => Some(Op::DeleteLink {
+            target: Target::Host,
+            name: host.clone(),
+        }),
+        Op::AddAddress {
+            target,
+            ifname,
+            addr,
+        } => Some(Op::DeleteAddress {
+            target: target.clone(),
+            ifname: ifname.clone(),
+            addr: *addr,
+        }),
+        Op::SetSysctl { target, key, value } => match old_sysctl {
+            Some(old) if &old != value => Some(Op::SetSysctl {
+                target: target.clone(),
+                key: key.clone(),
+                value: old,
+            }),
+            _ => None,
+        },
+        Op::Firewall {
+            transaction,
+            previous,
+            after,
+            before,
+        } => Some(Op::Firewall {
+            transaction: previous.clone(),
+            previous: transaction.clone(),
+            after: before.clone(),
+            before: after.clone(),
+        }),
+        // Only an adopted bridge is brought up on a link nsnet did not
+        // create; put it back down if a later step fails.
+        Op::LinkUp { target, ifname } if ifname != "lo" && *target == Target::Host => {
+            Some(Op::LinkDown {
+                target: target.clone(),
+                ifname: ifname.clone(),
+            })
+        }
+        // Deleting a link removes its routes and port settings; links come
+        // down with them.
+        Op::LinkUp { .. }
+        | Op::LinkDown { .. }
+        | Op::SetMac { .. }
+        | Op::SetHairpin { .. }
+        | Op::AddDefaultRoute { .. } => None,
+        Op::WriteResolvConf { namespace, .. } => Some(Op::RemoveResolvConf {
+            namespace: namespace.clone(),
+        }),
+        // Deletions are not undone: teardown plans keep going instead.
+        Op::DeleteNetns { .. }
+        | Op::DeleteNamespaces { .. }
+        | Op::DeleteLink { .. }
+        | Op::DeleteLinkGroup { .. }
+        | Op::DeleteLinks { .. }
+        | Op::ForgetFlows { .. }
+        | Op::RemoveResolvConf { .. }
+        | Op::DeleteAddress { .. } => None,
+    }
+}

@@ -1,0 +1,503 @@
+//! Topology files, a front end: a declarative description of networks and
+//! namespaces in TOML, parsed once into model requests and validated before
+//! anything is applied (every error names the file, line and column of the
+//! offending value); `converge` makes the host match it. May import `api`
+//! and the layers it uses; no other front end.
+//!
+//! ```toml
+//! [networks.mydocker0]
+//! subnets = ["172.16.0.0/16"]
+//!
+//! [namespaces.ns1]
+//! dns = ["192.0.2.53"]
+//! attach = [{ network = "mydocker0", ip = "172.16.1.1/16", publish = ["8080:80"] }]
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::ops::Range;
+use std::path::Path;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use toml::Spanned;
+
+pub mod converge;
+
+use crate::api::{Error, Result};
+use crate::model::ports::PortMapping;
+use crate::model::rejection::parse_subnet;
+use crate::model::{
+    ipam, names, nsref, ConnectRequest, CreateRequest, NsRef, RequestedIp, DEFAULT_IFNAME,
+};
+
+/// Largest topology file read: a topology is text a person writes.
+const MAX_FILE_BYTES: u64 = 4 << 20;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSpec {
+    #[serde(default)]
+    networks: BTreeMap<Spanned<String>, NetworkSpec>,
+    #[serde(default)]
+    namespaces: BTreeMap<Spanned<String>, NamespaceSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NetworkSpec {
+    #[serde(default)]
+    subnets: Vec<Spanned<String>>,
+    #[serde(default)]
+    gateways: Vec<Spanned<String>>,
+    bridge: Option<Spanned<String>>,
+    #[serde(default)]
+    internal: bool,
+    masquerade: Option<bool>,
+    isolate: Option<bool>,
+    mtu: Option<Spanned<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NamespaceSpec {
+    #[serde(default)]
+    dns: Vec<Spanned<String>>,
+    #[serde(default)]
+    attach: Vec<AttachSpec>,
+}
+
+/// `ip = "10.0.0.2"` or `ip = ["10.0.0.2", "fd00::2"]`. (Spans do not
+/// survive serde's untagged enums, so the span is the whole value's.)
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AttachSpec {
+    network: Spanned<String>,
+    ip: Option<Spanned<OneOrMany>>,
+    ifname: Option<Spanned<String>>,
+    mac: Option<Spanned<String>>,
+    #[serde(default)]
+    publish: Vec<Spanned<String>>,
+}
+
+/// A validated topology: requests for the model, plus per-namespace DNS.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    /// The file's canonical path: it marks what an `up` of it created.
+    pub owner: String,
+    pub networks: Vec<CreateRequest>,
+    pub attachments: Vec<ConnectRequest>,
+    pub dns: BTreeMap<String, Vec<IpAddr>>,
+}
+
+/// Line and column (1-based) of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+struct Ctx<'a> {
+    path: &'a str,
+    text: &'a str,
+}
+
+impl Ctx<'_> {
+    fn err(&self, span: Range<usize>, msg: impl std::fmt::Display) -> Error {
+        let (line, col) = line_col(self.text, span.start);
+        Error::InvalidFile {
+            location: format!("{}:{line}:{col}", self.path),
+            message: msg.to_string(),
+        }
+    }
+}
+
+/// The path that marks what an `up` of the file made: the canonical one,
+/// so that `up`, `down` and `up` again from another directory agree.
+/// A file that no longer exists (`down` after deleting it) keeps the
+/// absolute path it had.
+pub fn owner_of(path: &Path) -> String {
+    std::fs::canonicalize(path)
+        .unwrap_or_else(|_| std::env::current_dir().unwrap_or_default().join(path))
+        .display()
+        .to_string()
+}
+
+/// Reads and validates a topology file.
+pub fn load(path: &Path) -> Result<Topology> {
+    let shown = path.display().to_string();
+    let read_error = |source: std::io::Error| match source.kind() {
+        std::io::ErrorKind::NotFound => Error::NoSuchFile {
+            path: shown.clone(),
+        },
+        _ => Error::ReadFile {
+            path: shown.clone(),
+            source,
+        },
+    };
+    let meta = std::fs::metadata(path).map_err(read_error)?;
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(Error::FileTooLarge {
+            path: shown,
+            size: meta.len(),
+            limit: MAX_FILE_BYTES,
+        });
+    }
+    let text = std::fs::read_to_string(path).map_err(read_error)?;
+    parse(&shown, &owner_of(path), &text)
+}
+
+/// What the networks of a file define, for checking its attachments.
+#[derive(Default)]
+struct Defined {
+    subnets_of: BTreeMap<String, Vec<IpNet>>,
+    all_subnets: Vec<(IpNet, String)>,
+    bridges: BTreeMap<String, String>,
+}
+
+/// Parses and validates topology text; `path` is used in messages, `owner`
+/// marks the objects it creates.
+pub fn parse(path: &str, owner: &str, text: &str) -> Result<Topology> {
+    let cx = Ctx { path, text };
+    let spec: FileSpec = toml::from_str(text).map_err(|e| {
+        let msg = e.message().to_string();
+        match e.span() {
+            Some(span) => cx.err(span, msg),
+            None => Error::InvalidFile {
+                location: path.to_string(),
+                message: msg,
+            },
+        }
+    })?;
+    let mut defined = Defined::default();
+    let mut networks = Vec::new();
+    for (name, n) in &spec.networks {
+        networks.push(network(&cx, name, n, &mut defined)?);
+    }
+    let mut attachments = Vec::new();
+    let mut dns = BTreeMap::new();
+    let mut taken = Taken::default();
+    for (ns, spec_ns) in &spec.namespaces {
+        nsref::validate_name(ns.get_ref()).map_err(|e| cx.err(ns.span(), e))?;
+        let servers = spec_ns
+            .dns
+            .iter()
+            .map(|d| {
+                d.get_ref().parse::<IpAddr>().map_err(|_| {
+                    cx.err(
+                        d.span(),
+                        format!("invalid DNS server {:?}: not an IP address", d.get_ref()),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if !servers.is_empty() {
+            dns.insert(ns.get_ref().clone(), servers);
+        }
+        let mut seen_networks = BTreeSet::new();
+        let mut seen_ifnames = BTreeSet::new();
+        for a in &spec_ns.attach {
+            let req = attachment(&cx, ns, a, &defined, &mut taken)?;
+            if !seen_networks.insert(req.network.clone()) {
+                return Err(cx.err(
+                    a.network.span(),
+                    format!(
+                        "namespace {} is attached to network {} twice",
+                        ns.get_ref(),
+                        req.network
+                    ),
+                ));
+            }
+            if !seen_ifnames.insert(req.ifname().to_string()) {
+                let span = a
+                    .ifname
+                    .as_ref()
+                    .map_or_else(|| a.network.span(), |i| i.span());
+                return Err(cx.err(
+                    span,
+                    format!(
+                        "namespace {} has two interfaces named {}; set ifname",
+                        ns.get_ref(),
+                        req.ifname()
+                    ),
+                ));
+            }
+            attachments.push(req);
+        }
+    }
+    Ok(Topology {
+        owner: owner.to_string(),
+        networks,
+        attachments,
+        dns,
+    })
+}
+
+/// One `[networks.NAME]` table, checked against the networks before it.
+fn network(
+    cx: &Ctx,
+    name: &Spanned<String>,
+    n: &NetworkSpec,
+    defined: &mut Defined,
+) -> Result<CreateRequest> {
+    names::validate_network_name(name.get_ref()).map_err(|e| cx.err(name.span(), e))?;
+    let mut cidrs = Vec::new();
+    for s in &n.subnets {
+        let net = parse_subnet(s.get_ref()).map_err(|e| cx.err(s.span(), e))?;
+        if let Some((_, other)) = defined
+            .all_subnets
+            .iter()
+            .find(|(o, _)| ipam::overlap(o, &net))
+        {
+            return Err(cx.err(
+                s.span(),
+                format!("subnet {net} overlaps a subnet of network {other}"),
+            ));
+        }
+        defined.all_subnets.push((net, name.get_ref().clone()));
+        cidrs.push(net);
+    }
+    if cidrs.is_empty() {
+        return Err(cx.err(
+            name.span(),
+            format!("network {} has no subnets (a topology names them, so that it means the same everywhere)", name.get_ref()),
+        ));
+    }
+    let mut gateways = Vec::new();
+    for g in &n.gateways {
+        let ip: IpAddr = g
+            .get_ref()
+            .parse()
+            .map_err(|_| cx.err(g.span(), format!("invalid gateway {:?}", g.get_ref())))?;
+        if !cidrs.iter().any(|c| c.contains(&ip)) {
+            return Err(cx.err(
+                g.span(),
+                format!("gateway {ip} is in no subnet of network {}", name.get_ref()),
+            ));
+        }
+        gateways.push(ip);
+    }
+    let bridge = n.bridge.as_ref().unwrap_or(name);
+    names::validate_ifname(bridge.get_ref()).map_err(|e| {
+        let hint = if n.bridge.is_none() {
+            "; set bridge = \"...\""
+        } else {
+            ""
+        };
+        cx.err(bridge.span(), format!("{e}{hint}"))
+    })?;
+    if let Some(other) = defined
+        .bridges
+        .insert(bridge.get_ref().clone(), name.get_ref().clone())
+    {
+        return Err(cx.err(
+            bridge.span(),
+            format!(
+                "bridge {} is also the bridge of network {other}",
+                bridge.get_ref()
+            ),
+        ));
+    }
+    if let Some(mtu) = n
+        .mtu
+        .as_ref()
+        .filter(|m| !(68..=65535).contains(m.get_ref()))
+    {
+        return Err(cx.err(
+            mtu.span(),
+            format!(
+                "invalid MTU {}: must be between 68 and 65535",
+                mtu.get_ref()
+            ),
+        ));
+    }
+    defined
+        .subnets_of
+        .insert(name.get_ref().clone(), cidrs.clone());
+    Ok(CreateRequest {
+        subnets: cidrs,
+        gateways,
+        bridge: n.bridge.as_ref().map(|b| b.get_ref().clone()),
+        internal: n.internal,
+        masquerade: n.masquerade.unwrap_or(true),
+        isolate: n.isolate.unwrap_or(true),
+        mtu: n.mtu.as_ref().map(|m| *m.get_ref()),
+        ..CreateRequest::named(name.get_ref())
+    })
+}
+
+/// Addresses and host ports already given out by earlier attachments.
+#[derive(Default)]
+struct Taken {
+    ips: BTreeMap<IpAddr, String>,
+    ports: Vec<(PortMapping, String)>,
+}
+
+/// One attachment of namespace `ns`.
+fn attachment(
+    cx: &Ctx,
+    ns: &Spanned<String>,
+    a: &AttachSpec,
+    defined: &Defined,
+    taken: &mut Taken,
+) -> Result<ConnectRequest> {
+    let net = a.network.get_ref();
+    let Some(cidrs) = defined.subnets_of.get(net) else {
+        return Err(cx.err(
+            a.network.span(),
+            format!("unknown network {net:?}: it is not defined in [networks]"),
+        ));
+    };
+    let mut req = ConnectRequest::new(net, NsRef::Named(ns.get_ref().clone()));
+    if let Some(i) = &a.ifname {
+        names::validate_ifname(i.get_ref()).map_err(|e| cx.err(i.span(), e))?;
+    }
+    req.ifname = Some(
+        a.ifname
+            .as_ref()
+            .map_or_else(|| DEFAULT_IFNAME.to_string(), |i| i.get_ref().clone()),
+    );
+    if let Some(m) = &a.mac {
+        req.mac = Some(names::parse_mac(m.get_ref()).map_err(|e| cx.err(m.span(), e))?);
+    }
+    let (ips, ip_span): (Vec<String>, Range<usize>) = match &a.ip {
+        None => (vec![], 0..0),
+        Some(s) => (
+            match s.get_ref() {
+                OneOrMany::One(one) => vec![one.clone()],
+                OneOrMany::Many(v) => v.clone(),
+            },
+            s.span(),
+        ),
+    };
+    for text_ip in &ips {
+        let err = |msg: String| cx.err(ip_span.clone(), msg);
+        let ip: RequestedIp = text_ip
+            .parse()
+            .map_err(|_| err(format!("invalid address {text_ip:?}")))?;
+        let Some(cidr) = cidrs.iter().find(|c| c.contains(&ip.addr)) else {
+            return Err(err(format!(
+                "address {} is outside the subnets of network {net}",
+                ip.addr
+            )));
+        };
+        if ip.prefix.is_some_and(|p| p != cidr.prefix_len()) {
+            return Err(err(format!(
+                "address {text_ip}: prefix does not match subnet {cidr}"
+            )));
+        }
+        if let Some(other) = taken.ips.insert(ip.addr, ns.get_ref().clone()) {
+            return Err(err(format!(
+                "address {} is also given to namespace {other}",
+                ip.addr
+            )));
+        }
+        req.ips.push(ip);
+    }
+    for p in &a.publish {
+        let m: PortMapping = p.get_ref().parse().map_err(|e| cx.err(p.span(), e))?;
+        if let Some((_, other)) = taken.ports.iter().find(|(o, _)| o.conflicts_with(&m)) {
+            return Err(cx.err(
+                p.span(),
+                format!("published port {m} is also published by namespace {other}"),
+            ));
+        }
+        taken.ports.push((m.clone(), ns.get_ref().clone()));
+        req.publish.push(m);
+    }
+    Ok(req)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bad(text: &str) -> String {
+        crate::error_chain(&parse("t.toml", "/t.toml", text).unwrap_err())
+    }
+
+    #[test]
+    fn the_tutorial_parses() {
+        let t = parse(
+            "t.toml",
+            "/t.toml",
+            r#"
+[networks.mydocker0]
+subnets = ["172.16.0.0/16"]
+
+[namespaces.ns1]
+attach = [{ network = "mydocker0", ip = "172.16.1.1/16" }]
+
+[namespaces.ns2]
+dns = ["192.0.2.53"]
+[[namespaces.ns2.attach]]
+network = "mydocker0"
+ip = ["172.16.1.2/16"]
+publish = ["8080:80"]
+"#,
+        )
+        .unwrap();
+        assert_eq!(t.networks.len(), 1);
+        assert_eq!(t.attachments.len(), 2);
+        assert_eq!(t.attachments[1].publish, vec!["8080:80".parse().unwrap()]);
+        assert_eq!(t.dns["ns2"], vec!["192.0.2.53".parse::<IpAddr>().unwrap()]);
+    }
+
+    #[test]
+    fn errors_carry_line_and_column() {
+        let cases = [
+            ("[networks.a]\nsubnets = [\"10.0.0.0/24\"]\ncolour = 1\n", "t.toml:3:1:", "unknown field `colour`"),
+            ("[networks.a]\nsubnets = [\"10.0.0.0/33\"]\n", "t.toml:2:12:", "\"10.0.0.0/33\""),
+            (
+                "[networks.a]\nsubnets = [\"10.0.0.0/16\"]\n[networks.b]\nsubnets = [\"10.0.1.0/24\"]\n",
+                "t.toml:4:12:",
+                "overlaps a subnet of network a",
+            ),
+            (
+                "[networks.a]\nsubnets = [\"10.0.0.0/24\"]\n[namespaces.x]\nattach = [{ network = \"b\" }]\n",
+                "t.toml:4:23:",
+                "unknown network \"b\"",
+            ),
+            (
+                "[networks.a]\nsubnets = [\"10.0.0.0/24\"]\n[namespaces.x]\nattach = [{ network = \"a\", ip = \"10.1.0.5\" }]\n",
+                "t.toml:4:33:",
+                "outside the subnets",
+            ),
+            (
+                "[networks.a]\nsubnets = [\"10.0.0.0/24\"]\n[namespaces.x]\nattach = [{ network = \"a\", ip = \"10.0.0.5\" }]\n[namespaces.y]\nattach = [{ network = \"a\", ip = \"10.0.0.5\" }]\n",
+                "t.toml:6:33:",
+                "also given to namespace x",
+            ),
+            ("[networks.a]\nsubnets = [\"10.0.0.0/24\"]\n[networks.a]\n", "t.toml:3:", "duplicate"),
+            ("[namespaces.\"a/b\"]\n", "t.toml:1:", "must not contain /"),
+            ("[networks.a]\nsubnets = [\"10.0.0.0/24\"]\nmtu = 10\n", "t.toml:3:7:", "MTU 10"),
+            ("[networks.a]\n", "t.toml:1:", "no subnets"),
+            (
+                "[networks.a]\nsubnets = [\"10.0.0.0/24\"]\n[namespaces.x]\nattach = [{ network = \"a\", publish = [\"0:1\"] }]\n",
+                "t.toml:4:",
+                "outside 1-65535",
+            ),
+            ("[networks.a\n", "t.toml:1:", ""),
+        ];
+        for (text, at, needle) in cases {
+            let e = bad(text);
+            assert!(e.starts_with(at), "{text:?}: {e}");
+            assert!(e.contains(needle), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn line_and_column_count_characters() {
+        assert_eq!(line_col("ab\ncd", 4), (2, 2));
+        assert_eq!(line_col("ü\nx", 3), (2, 1));
+        assert_eq!(line_col("x", 0), (1, 1));
+    }
+}

@@ -1,0 +1,172 @@
+//! The source tree's layering, checked: each folder of `src/` imports only
+//! the folders below it (so there is no import cycle between folders), and
+//! planning imports nothing privileged. Reads the sources; needs no root.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// Each folder and the folders it may import. The crate root's re-exports
+/// (`crate::Error`, `crate::Nsnet`, ...) count as `api`; `error_chain` is a
+/// root helper anyone may use.
+fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
+    let below = |v: &[&'static str]| v.to_vec();
+    BTreeMap::from([
+        ("model", below(&[])),
+        ("kernel", below(&["model"])),
+        ("firewall", below(&["model", "kernel"])),
+        ("plan", below(&["model", "firewall::rules"])),
+        ("store", below(&["model"])),
+        ("apply", below(&["plan", "model", "kernel", "firewall"])),
+        (
+            "check",
+            below(&["apply", "plan", "model", "kernel", "firewall"]),
+        ),
+        (
+            "api",
+            below(&[
+                "check", "apply", "plan", "store", "model", "kernel", "firewall",
+            ]),
+        ),
+        (
+            "topology",
+            below(&[
+                "api", "check", "apply", "plan", "store", "model", "kernel", "firewall",
+            ]),
+        ),
+        (
+            "cni",
+            below(&[
+                "api", "check", "apply", "plan", "store", "model", "kernel", "firewall",
+            ]),
+        ),
+    ])
+}
+
+/// The crate paths a file names: `crate::a::b` and `use crate::{a, b::c}`.
+fn imports(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let code: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut rest = code.as_str();
+    while let Some(i) = rest.find("crate::") {
+        rest = &rest[i + "crate::".len()..];
+        if let Some(group) = rest.strip_prefix('{') {
+            let end = group.find('}').unwrap_or(group.len());
+            for item in group[..end].split(',') {
+                out.insert(path_of(item.trim()));
+            }
+        } else {
+            out.insert(path_of(rest));
+        }
+    }
+    out
+}
+
+/// `firewall::rules::render(...)` → `firewall::rules`; `model` → `model`.
+fn path_of(s: &str) -> String {
+    let p: String = s
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
+        .collect();
+    let parts: Vec<&str> = p.split("::").filter(|x| !x.is_empty()).collect();
+    parts.iter().take(2).copied().collect::<Vec<_>>().join("::")
+}
+
+fn folder_of_root_item(item: &str) -> &str {
+    match item {
+        "Error" | "Nsnet" | "Result" | "Mode" | "require_root" => "api",
+        other => other.split("::").next().unwrap_or(other),
+    }
+}
+
+fn may_import(allowed: &[&str], own: &str, path: &str) -> bool {
+    let head = folder_of_root_item(path);
+    head == own
+        || head == "error_chain"
+        || allowed
+            .iter()
+            .any(|a| *a == head || (a.contains("::") && path.starts_with(a)))
+}
+
+#[test]
+fn each_folder_imports_only_the_layers_below_it() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let rules = allowed();
+    let mut seen = BTreeSet::new();
+    let mut violations = Vec::new();
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let path = entry.unwrap().path();
+        if !path.is_dir() {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(
+                name == "main.rs" || name == "lib.rs",
+                "src/ holds only main.rs and lib.rs besides folders, found {name}"
+            );
+            continue;
+        }
+        let folder = path.file_name().unwrap().to_string_lossy().into_owned();
+        if folder == "cli" {
+            continue; // the binary's: it sees only the library's public API
+        }
+        let allowed = rules
+            .get(folder.as_str())
+            .unwrap_or_else(|| panic!("folder src/{folder} has no place in the layering"));
+        seen.insert(folder.clone());
+        for file in walk(&path) {
+            let text = std::fs::read_to_string(&file).unwrap();
+            let production = text.split("#[cfg(test)]").next().unwrap_or("");
+            assert!(
+                text.starts_with("//!"),
+                "{} opens without a module comment",
+                file.display()
+            );
+            for import in imports(production) {
+                if !may_import(allowed, &folder, &import) {
+                    violations.push(format!("{}: crate::{import}", file.display()));
+                }
+            }
+        }
+    }
+    assert_eq!(seen.len(), rules.len(), "every layer is a folder: {seen:?}");
+    assert!(
+        violations.is_empty(),
+        "imports against the layering:\n{}",
+        violations.join("\n")
+    );
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else if p.extension().is_some_and(|e| e == "rs") {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn the_checker_sees_grouped_and_nested_imports() {
+    let found = imports("use crate::{kernel::netns, model};\nlet x = crate::firewall::rules::render(s);\n// crate::api in a comment\n");
+    let want: BTreeSet<String> = ["kernel::netns", "model", "firewall::rules"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(found, want);
+    assert!(!may_import(
+        &["model", "firewall::rules"],
+        "plan",
+        "firewall::apply"
+    ));
+    assert!(may_import(
+        &["model", "firewall::rules"],
+        "plan",
+        "firewall::rules"
+    ));
+}
