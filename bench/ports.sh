@@ -6,6 +6,10 @@
 #      10,000 existing mappings (median of R runs each), and their ratio:
 #      map lookups and element-only updates make it independent of the
 #      number of mappings.
+#   3. with direct-access protection (gateway mode nat) and the routed
+#      filter: one more attachment with a published port, with 0 and with
+#      NSNET_BENCH_ATTACHMENTS (200) attachments, and the rule count a
+#      packet may walk through (it must not grow with attachments).
 #   bench/ports.sh [R]     (default R=9; as root)
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -51,3 +55,33 @@ printf '%-34s %14s %16s\n' "with 0 existing mappings" "$(echo "scale=2; $c0/1000
 printf '%-34s %14s %16s\n' "with 10,000 existing mappings" "$(echo "scale=2; $c1/1000" | bc)" "$f1"
 printf '%-34s %14s %16s\n' "ratio (10,000 / 0)" "$(echo "scale=2; $c1/$c0" | bc)" "$(echo "scale=2; $f1/$f0" | bc)"
 "$NSNET" -q network rm bench --force
+
+# Direct-access protection and the routed filter: one rule per subnet,
+# one set element per published container port. One more attachment (with
+# a published port) on a nat network and on a routed one, with 0 and with
+# A attachments already there, and the rules a packet walks through.
+attachments=${NSNET_BENCH_ATTACHMENTS:-200}
+one_more_attachment() { # network
+  local cmd=()
+  for i in $(seq "$runs"); do
+    local t0 t1
+    t0=$(now)
+    "$NSNET" -q connect "$1" "extra$i" -p "$((40000 + i)):80"
+    t1=$(now)
+    cmd+=("$(( (t1 - t0) / 1000 ))")
+    "$NSNET" -q disconnect "$1" "extra$i"
+  done
+  printf '%s\n' "${cmd[@]}" | median
+}
+rules() { nft list table inet nsnet | grep -c -E '^\s+(ip|ip6|oifname|iifname|meta|fib|ct) '; }
+printf '\n%-44s %10s %10s %8s %12s\n' "one more attachment with a published port" "0 before" "$attachments before" "ratio" "rules 0/$attachments"
+for mode in nat routed; do
+  "$NSNET" -q network create "p$mode" --subnet "10.$([ $mode = nat ] && echo 98 || echo 99).0.0/16" --gateway-mode "$mode"
+  a0=$(one_more_attachment "p$mode"); r0=$(rules)
+  names=(); for i in $(seq "$attachments"); do names+=("q$mode$i"); done
+  "$NSNET" -q connect "p$mode" "${names[@]}"
+  a1=$(one_more_attachment "p$mode"); r1=$(rules)
+  printf '%-44s %10s %10s %8s %12s\n' "gateway mode $mode (ms)" "$(echo "scale=2; $a0/1000" | bc)" \
+    "$(echo "scale=2; $a1/1000" | bc)" "$(echo "scale=2; $a1/$a0" | bc)" "$r0/$r1"
+  "$NSNET" -q network rm "p$mode" --force
+done

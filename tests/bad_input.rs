@@ -64,7 +64,13 @@ fn every_bad_input_is_refused_cleanly() {
         ),
         // Namespace names.
         (vec!["connect", "net", ".."], 2, "\"..\""),
-        (vec!["connect", "net", "a/../../etc"], 3, "does not exist"),
+        // A relative path is neither a name nor a path to a namespace.
+        (vec!["connect", "net", "a/../../etc"], 2, "absolute path"),
+        (
+            vec!["connect", "net", "/run/netns/nope"],
+            3,
+            "does not exist",
+        ),
         (vec!["ns", "add", "bad name"], 2, "\"bad name\""),
         (vec!["ns", "add", ".."], 2, "\"..\""),
         (vec!["ns", "del", "a/b"], 2, "\"a/b\""),
@@ -80,8 +86,9 @@ fn every_bad_input_is_refused_cleanly() {
             "172.16.1.1 is already in use",
         ),
         (
+            // The gateway's address is in use (by the bridge): a conflict.
             vec!["connect", "net", "ns2", "--ip", "172.16.0.1"],
-            2,
+            4,
             "is the gateway",
         ),
         (

@@ -2,30 +2,9 @@
 //! user expects them to work from, and from places they must not.
 
 mod common;
-use common::Sandbox;
+use common::{refused, served_by, Sandbox};
 
 const HOST: &str = "203.0.113.2";
-
-fn served_by(r: std::io::Result<String>, ns: &str, what: &str) {
-    match r {
-        Ok(reply) => assert_eq!(reply, format!("{ns}:hi"), "{what}"),
-        Err(e) => panic!("{what}: {e}"),
-    }
-}
-
-/// The connection was dropped (a timeout) or refused (RST): not some
-/// other failure of the client, such as an unreachable route.
-fn refused(r: std::io::Result<String>, what: &str) {
-    use std::io::ErrorKind::*;
-    match r {
-        Err(e)
-            if matches!(
-                e.kind(),
-                TimedOut | WouldBlock | ConnectionRefused | ConnectionReset
-            ) => {}
-        other => panic!("{what} should be dropped or refused, got {other:?}"),
-    }
-}
 
 #[test]
 fn a_published_port_is_reachable_from_everywhere_it_should_be() {

@@ -3,6 +3,7 @@
 
 use crate::check::Probe;
 use crate::kernel::netlink::LinkKind;
+use crate::model::ports::HostListener;
 use crate::model::{names, sysctl, ConnectRequest, CreateRequest, Network};
 use crate::plan::attach::NsFacts;
 use crate::plan::network::{bridge_name, ExistingLink, HostFacts};
@@ -21,6 +22,15 @@ pub fn namespace_facts(
     };
     let ns = &req.namespace;
     let exists = probe.namespace_exists(ns)?;
+    let is_host = exists && probe.is_host_namespace(ns)?;
+    if is_host {
+        // Nothing more to learn: the plan refuses it.
+        return Ok(NsFacts {
+            exists,
+            is_host,
+            ..NsFacts::default()
+        });
+    }
     let (ifnames, default_routes) = if exists {
         let inside = Target::Ns(ns.clone());
         let names = probe.links(&inside)?.into_iter().map(|l| l.name).collect();
@@ -43,10 +53,36 @@ pub fn namespace_facts(
     };
     Ok(NsFacts {
         exists,
+        is_host,
+        host_listeners: host_listeners(probe, req)?,
+        bridge_netfilter: bridge_netfilter(probe, net),
         ifnames,
         host_ifnames,
         default_routes,
     })
+}
+
+/// The host's listening sockets on the protocols `req` publishes (none
+/// asked when it may take them anyway).
+pub fn host_listeners(probe: &mut dyn Probe, req: &ConnectRequest) -> Result<Vec<HostListener>> {
+    if req.take_host_ports {
+        return Ok(Vec::new());
+    }
+    let mut protocols: Vec<_> = req.publish.iter().map(|m| m.protocol).collect();
+    protocols.sort();
+    protocols.dedup();
+    let mut out = Vec::new();
+    for p in protocols {
+        out.extend(probe.host_listeners(p)?);
+    }
+    Ok(out)
+}
+
+/// Whether br_netfilter hands bridged frames of both families to the inet
+/// hooks (asked only for `--no-icc` networks, the ones it matters to).
+pub fn bridge_netfilter(probe: &mut dyn Probe, net: &Network) -> bool {
+    let mut on = |key| probe.sysctl(key).as_deref() == Some("1");
+    !net.icc && on(sysctl::BRIDGE_CALL_IPTABLES) && on(sysctl::BRIDGE_CALL_IP6TABLES)
 }
 
 fn kind_name(kind: &LinkKind) -> String {
@@ -150,6 +186,9 @@ mod tests {
             facts,
             NsFacts {
                 exists: true,
+                is_host: false,
+                bridge_netfilter: false,
+                host_listeners: vec![],
                 ifnames: vec!["lo".into()],
                 host_ifnames: vec![host_end],
                 default_routes: vec![true],
@@ -161,6 +200,26 @@ mod tests {
                 .unwrap()
                 .exists
         );
+    }
+
+    #[test]
+    fn the_host_namespace_is_refused_before_anything_is_made() {
+        let net = test_network("n", "br-n", &["10.0.0.0/24"]);
+        let host = NsRef::Path("/proc/1/ns/net".into());
+        let mut probe = FakeProbe {
+            host_aliases: vec![host.clone()],
+            ..FakeProbe::default()
+        };
+        let req = ConnectRequest::new("n", host);
+        let facts = namespace_facts(&mut probe, Some(&net), &req).unwrap();
+        assert!(facts.is_host);
+        let state = crate::model::State {
+            networks: [("n".to_string(), net.clone())].into(),
+            ..Default::default()
+        };
+        let e = crate::plan::attach::plan_connect(&state, &req, &facts).unwrap_err();
+        assert_eq!(e.exit_code(), 2, "{e}");
+        assert!(e.to_string().contains("host's network namespace"), "{e}");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use super::instrument::Instrument;
 use super::{Error, Kernel};
 use crate::firewall;
-use crate::kernel::netlink::{self, Handle, LinkKind};
+use crate::kernel::netlink::{self, Handle, LinkKind, PortOption};
 use crate::kernel::{self, conntrack, netns, resolv, sysctl};
 use crate::model::NsRef;
 use crate::plan::{undo_of, Op, Target};
@@ -295,7 +295,7 @@ impl LiveKernel {
             | Op::LinkDown { target, ifname }
             | Op::SetMac { target, ifname, .. }
             | Op::AddDefaultRoute { target, ifname, .. } => (target, ifname),
-            Op::SetHairpin { ifname } => (&Target::Host, ifname),
+            Op::SetHairpin { ifname } | Op::SetPortIsolated { ifname } => (&Target::Host, ifname),
             _ => unreachable!("called for interface steps only"),
         };
         let index = self.index_of(target, ifname)?;
@@ -307,7 +307,10 @@ impl LiveKernel {
             Op::LinkDown { .. } => h.set_up(index, ifname, false)?,
             Op::SetMac { mac, .. } => h.set_mac(index, ifname, *mac)?,
             Op::AddDefaultRoute { gateway, .. } => h.add_default_route(*gateway, index)?,
-            Op::SetHairpin { .. } => h.set_hairpin(index, ifname, true)?,
+            Op::SetHairpin { .. } => h.set_port_option(index, ifname, PortOption::Hairpin(true))?,
+            Op::SetPortIsolated { .. } => {
+                h.set_port_option(index, ifname, PortOption::Isolated(true))?
+            }
             _ => unreachable!("matched above"),
         }
         Ok(())
@@ -361,7 +364,8 @@ impl LiveKernel {
             | Op::LinkDown { .. }
             | Op::SetMac { .. }
             | Op::AddDefaultRoute { .. }
-            | Op::SetHairpin { .. } => self.link_step(op)?,
+            | Op::SetHairpin { .. }
+            | Op::SetPortIsolated { .. } => self.link_step(op)?,
             Op::SetSysctl { target, key, value } => {
                 old_sysctl = Some(self.set_sysctl(target, key, value)?)
             }

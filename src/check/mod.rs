@@ -279,7 +279,7 @@ fn bridge_findings(net: &Network, host: &HostView, out: &mut Vec<Finding>) -> Op
         .filter(|a| a.index == link.index)
         .map(|a| a.addr)
         .collect();
-    for s in &net.subnets {
+    for s in net.subnets.iter().filter(|_| net.has_gateway_addresses()) {
         if !addrs.contains(&s.gateway_net()) {
             out.push(Finding::GatewayMissing {
                 network: network.clone(),

@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::apply::{Error, LiveKernel};
 use crate::kernel::netlink::{AddressInfo, LinkInfo, RouteInfo};
 use crate::kernel::{netns, sysctl};
+use crate::model::ports::{HostListener, Protocol};
 use crate::model::{NsRef, State};
 use crate::plan::Target;
 
@@ -19,6 +20,8 @@ pub type Result<T> = std::result::Result<T, Error>;
 pub trait Probe {
     /// Whether the namespace exists (and is one).
     fn namespace_exists(&mut self, ns: &NsRef) -> Result<bool>;
+    /// Whether the namespace is the one nsnet runs in (the host's).
+    fn is_host_namespace(&mut self, ns: &NsRef) -> Result<bool>;
     fn links(&mut self, target: &Target) -> Result<Vec<LinkInfo>>;
     /// One link by name: cheaper than `links` on a host with many.
     fn link(&mut self, target: &Target, name: &str) -> Result<Option<LinkInfo>>;
@@ -34,6 +37,8 @@ pub trait Probe {
     fn foreign_forward_drops(&mut self) -> Result<Vec<String>>;
     /// Whether a file exists (a resolv.conf nsnet is about to write).
     fn file_exists(&mut self, path: &std::path::Path) -> bool;
+    /// The host's sockets listening for `protocol`.
+    fn host_listeners(&mut self, protocol: Protocol) -> Result<Vec<HostListener>>;
 }
 
 /// The machine itself.
@@ -48,6 +53,10 @@ impl Probe for LiveProbe<'_> {
             Err(netns::Error::NotFound(_)) => Ok(false),
             Err(e) => Err(e.into()),
         }
+    }
+
+    fn is_host_namespace(&mut self, ns: &NsRef) -> Result<bool> {
+        Ok(netns::is_current(ns)?)
     }
 
     fn links(&mut self, target: &Target) -> Result<Vec<LinkInfo>> {
@@ -85,6 +94,11 @@ impl Probe for LiveProbe<'_> {
     fn file_exists(&mut self, path: &std::path::Path) -> bool {
         path.exists()
     }
+
+    fn host_listeners(&mut self, protocol: Protocol) -> Result<Vec<HostListener>> {
+        crate::kernel::sockdiag::listeners(protocol)
+            .map_err(|e| crate::kernel::Error::SockDiag(e).into())
+    }
 }
 
 /// One namespace (or the host) as a test describes it.
@@ -106,6 +120,9 @@ pub struct FakeProbe {
     pub firewall: Option<Value>,
     pub firewall_intact: bool,
     pub files: Vec<std::path::PathBuf>,
+    /// Paths that lead to the host's own namespace.
+    pub host_aliases: Vec<NsRef>,
+    pub listeners: Vec<HostListener>,
 }
 
 impl FakeProbe {
@@ -134,7 +151,11 @@ impl FakeProbe {
 
 impl Probe for FakeProbe {
     fn namespace_exists(&mut self, ns: &NsRef) -> Result<bool> {
-        Ok(self.namespaces.contains_key(ns))
+        Ok(self.namespaces.contains_key(ns) || self.host_aliases.contains(ns))
+    }
+
+    fn is_host_namespace(&mut self, ns: &NsRef) -> Result<bool> {
+        Ok(self.host_aliases.contains(ns))
     }
 
     fn links(&mut self, target: &Target) -> Result<Vec<LinkInfo>> {
@@ -176,6 +197,15 @@ impl Probe for FakeProbe {
 
     fn file_exists(&mut self, path: &std::path::Path) -> bool {
         self.files.iter().any(|f| f == path)
+    }
+
+    fn host_listeners(&mut self, protocol: Protocol) -> Result<Vec<HostListener>> {
+        Ok(self
+            .listeners
+            .iter()
+            .filter(|l| l.protocol == protocol)
+            .cloned()
+            .collect())
     }
 }
 

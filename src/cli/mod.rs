@@ -17,7 +17,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use nsnet::kernel::{netns, ping};
 use nsnet::model::ports::PortMapping;
 use nsnet::model::rejection::{parse_ip, parse_subnet};
-use nsnet::model::{names, ConnectRequest, CreateRequest, NsRef, Rejection};
+use nsnet::model::{names, ConnectRequest, CreateRequest, GatewayMode, NsRef, Rejection};
 use nsnet::{require_root, Nsnet, Result};
 
 #[derive(Parser)]
@@ -73,6 +73,10 @@ pub enum Command {
         /// Publish a port: [HOSTIP:]HOSTPORT[-END]:PORT[-END][/tcp|/udp|/sctp]
         #[arg(short = 'p', long = "publish", value_name = "SPEC")]
         publish: Vec<String>,
+        /// Publish even where a host service listens on the port (its
+        /// traffic then goes to the namespace)
+        #[arg(long)]
+        force: bool,
     },
     /// Detach namespaces from a network (and delete those that connect created)
     Disconnect {
@@ -152,9 +156,28 @@ pub enum NetworkCmd {
         /// No route out: traffic stays on the bridge
         #[arg(long)]
         internal: bool,
-        /// Do not masquerade traffic leaving the host
+        /// How the network meets the outside (IPv4, and IPv6 unless
+        /// --gateway-mode-v6 is given): nat (masquerade, and nothing routed
+        /// to the namespaces from outside gets in), nat-unprotected
+        /// (masquerade only), routed (no masquerade; only published
+        /// container ports and ping reach the namespaces), isolated (with
+        /// --internal: no address on the bridge)
+        #[arg(long, value_name = "MODE", default_value = "nat")]
+        gateway_mode: String,
+        /// The gateway mode for IPv6, when it differs
+        #[arg(long, value_name = "MODE")]
+        gateway_mode_v6: Option<String>,
+        /// Same as --gateway-mode routed
         #[arg(long)]
         no_masquerade: bool,
+        /// Namespaces of the network cannot reach each other (except through
+        /// published ports); the gateway still answers
+        #[arg(long)]
+        no_icc: bool,
+        /// A host interface whose traffic may reach the namespaces directly
+        /// (exempt from the direct-access protection); repeatable
+        #[arg(long = "trusted-interface", value_name = "IFNAME")]
+        trusted_interfaces: Vec<String>,
         /// Allow traffic to and from other nsnet networks
         #[arg(long)]
         no_isolate: bool,
@@ -197,6 +220,12 @@ fn seconds(v: f64, what: &'static str) -> Result<Duration> {
     Ok(Duration::from_secs_f64(v))
 }
 
+fn parse_mode(s: &str) -> std::result::Result<GatewayMode, Rejection> {
+    s.parse().map_err(|_| Rejection::BadGatewayMode {
+        value: s.to_string(),
+    })
+}
+
 /// Parses each text with `parse`.
 fn all<T>(
     texts: &[String],
@@ -225,29 +254,17 @@ pub fn run(cli: Cli) -> Result<i32> {
             ifname,
             mac,
             publish,
+            force,
         } => {
-            if namespaces.len() > 1 && (!ips.is_empty() || mac.is_some() || !publish.is_empty()) {
-                return Err(Rejection::OptionsForOneNamespace {
-                    what: "--ip, --mac and --publish",
-                }
-                .into());
-            }
             let template = ConnectRequest {
                 ips: all(&ips, str::parse)?,
                 ifname: Some(ifname),
                 mac: mac.as_deref().map(names::parse_mac).transpose()?,
                 publish: all(&publish, |p| Ok(p.parse::<PortMapping>()?))?,
+                take_host_ports: force,
                 ..ConnectRequest::new(&network, NsRef::Named(String::new()))
             };
-            let reqs = all(&namespaces, |n| {
-                Ok(ConnectRequest {
-                    namespace: NsRef::parse(n)?,
-                    ..template.clone()
-                })
-            })?;
-            for att in nsnet.connect_many(&reqs)? {
-                out.attachment(&network, &att);
-            }
+            connect(&nsnet, &out, &namespaces, template)?;
         }
         Command::Disconnect {
             network,
@@ -311,6 +328,33 @@ pub fn run(cli: Cli) -> Result<i32> {
     Ok(0)
 }
 
+/// `connect`: the request for each namespace is `template` with its name.
+fn connect(
+    nsnet: &Nsnet,
+    out: &output::Printer,
+    namespaces: &[String],
+    template: ConnectRequest,
+) -> Result<()> {
+    let per_namespace =
+        !template.ips.is_empty() || template.mac.is_some() || !template.publish.is_empty();
+    if namespaces.len() > 1 && per_namespace {
+        return Err(Rejection::OptionsForOneNamespace {
+            what: "--ip, --mac and --publish",
+        }
+        .into());
+    }
+    let reqs = all(namespaces, |n| {
+        Ok(ConnectRequest {
+            namespace: NsRef::parse(n)?,
+            ..template.clone()
+        })
+    })?;
+    for att in nsnet.connect_many(&reqs)? {
+        out.attachment(&template.network, &att);
+    }
+    Ok(())
+}
+
 fn network(nsnet: &Nsnet, out: &output::Printer, cmd: NetworkCmd) -> Result<()> {
     match cmd {
         NetworkCmd::Create {
@@ -319,16 +363,33 @@ fn network(nsnet: &Nsnet, out: &output::Printer, cmd: NetworkCmd) -> Result<()> 
             gateways,
             bridge,
             internal,
+            gateway_mode,
+            gateway_mode_v6,
             no_masquerade,
+            no_icc,
+            trusted_interfaces,
             no_isolate,
             mtu,
         } => {
+            let mut gateway_mode = parse_mode(&gateway_mode)?;
+            if no_masquerade {
+                if !matches!(gateway_mode, GatewayMode::Nat | GatewayMode::Routed) {
+                    return Err(Rejection::MasqueradeContradiction {
+                        mode: gateway_mode.to_string(),
+                    }
+                    .into());
+                }
+                gateway_mode = GatewayMode::Routed;
+            }
             let net = nsnet.create_network(&CreateRequest {
+                gateway_mode,
+                gateway_mode_v6: gateway_mode_v6.as_deref().map(parse_mode).transpose()?,
+                icc: !no_icc,
+                trusted_interfaces,
                 subnets: all(&subnets, parse_subnet)?,
                 gateways: all(&gateways, |g| parse_ip(g, "gateway"))?,
                 bridge,
                 internal,
-                masquerade: !no_masquerade,
                 isolate: !no_isolate,
                 mtu,
                 ..CreateRequest::named(&name)

@@ -176,16 +176,28 @@ fn ports(a: &Attachment) -> String {
 
 fn flags(net: &Network) -> String {
     let mut f = Vec::new();
+    let mode = |v4| net.mode(v4).as_str().to_string();
     if net.internal {
-        f.push("internal");
-    } else if net.masquerade {
-        f.push("nat");
+        f.push("internal".to_string());
+        if !net.has_gateway_addresses() {
+            f.push("no-gateway-address".into());
+        }
+    } else if net.gateway_mode == net.gateway_mode_v6 || net.subnet_v6().is_none() {
+        f.push(mode(true));
+    } else {
+        f.push(format!("{}/v6:{}", mode(true), mode(false)));
     }
     if net.isolate {
-        f.push("isolated");
+        f.push("isolated".into());
+    }
+    if !net.icc {
+        f.push("no-icc".into());
+    }
+    if !net.trusted_interfaces.is_empty() {
+        f.push(format!("trusted:{}", net.trusted_interfaces.join("+")));
     }
     if net.bridge_adopted {
-        f.push("adopted-bridge");
+        f.push("adopted-bridge".into());
     }
     f.join(",")
 }
@@ -259,8 +271,16 @@ impl Printer {
             println!("subnet:      {} gateway {}", s.cidr, s.gateway);
         }
         println!("internal:    {}", net.internal);
-        println!("masquerade:  {}", net.masquerade);
+        println!(
+            "gateway mode: {} (IPv6: {})",
+            net.gateway_mode, net.gateway_mode_v6
+        );
+        println!("masquerade:  {}", net.masquerades(true));
         println!("isolate:     {}", net.isolate);
+        println!("icc:         {}", net.icc);
+        if !net.trusted_interfaces.is_empty() {
+            println!("trusted:     {}", net.trusted_interfaces.join(", "));
+        }
         if let Some(mtu) = net.mtu {
             println!("mtu:         {mtu}");
         }

@@ -83,6 +83,10 @@ pub struct NetConf {
     subnets: Vec<String>,
     internal: Option<bool>,
     isolate: Option<bool>,
+    gateway_mode: Option<String>,
+    icc: Option<bool>,
+    #[serde(default)]
+    trusted_interfaces: Vec<String>,
     #[serde(default)]
     runtime_config: RuntimeConfig,
     pub prev_result: Option<Value>,
@@ -113,6 +117,19 @@ impl NetConf {
         match self.ipam.as_ref().map(|i| i.kind.as_str()) {
             None | Some("") | Some("nsnet") => None,
             Some(other) => Some(other),
+        }
+    }
+
+    /// `gatewayMode`, or what `ipMasq` means: the reference plugin
+    /// masquerades only with ipMasq, and without it nsnet routes (with the
+    /// inbound filter of `routed`).
+    fn gateway_mode(&self) -> Result<crate::model::GatewayMode, CniError> {
+        match (&self.gateway_mode, self.ip_masq) {
+            (Some(m), _) => m
+                .parse()
+                .map_err(|e: String| CniError::new(7, "invalid gatewayMode").with(e)),
+            (None, Some(true)) => Ok(crate::model::GatewayMode::Nat),
+            (None, _) => Ok(crate::model::GatewayMode::Routed),
         }
     }
 
@@ -152,8 +169,10 @@ impl NetConf {
                 .map_err(invalid)?,
             bridge: Some(self.bridge.clone().unwrap_or_else(|| "cni0".into())),
             internal: self.internal.unwrap_or(false),
-            // The reference plugin masquerades only with ipMasq.
-            masquerade: self.ip_masq.unwrap_or(false),
+            gateway_mode: self.gateway_mode()?,
+            gateway_mode_v6: None,
+            icc: self.icc.unwrap_or(true),
+            trusted_interfaces: self.trusted_interfaces.clone(),
             isolate: self.isolate.unwrap_or(true),
             mtu: self.mtu,
             ..CreateRequest::named(&self.name)

@@ -280,6 +280,9 @@ fn connect_request(
         mac,
         publish,
         cni: Some(env.key()),
+        // The runtime owns its port mappings, and may hold the host ports
+        // itself to reserve them.
+        take_host_ports: true,
         ..ConnectRequest::new(&conf.name, namespace)
     })
 }

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use crate::model::ports::PortMapping;
 use crate::model::NsRef;
-use crate::model::{Attachment, Network, State};
+use crate::model::{Attachment, GatewayMode, Network, State};
 
 /// The one table nsnet owns.
 pub const TABLE: &str = "nsnet";
@@ -23,6 +23,13 @@ const PREROUTING: &str = "prerouting";
 const OUTPUT: &str = "output";
 const POSTROUTING: &str = "postrouting";
 const FORWARD: &str = "forward";
+/// Direct-access protection: before connection tracking and NAT.
+const RAW_PREROUTING: &str = "raw_prerouting";
+const PRIO_RAW: i32 = -300;
+/// Published container ports of `routed` networks, by address, protocol
+/// and port: what may come in from outside.
+const ROUTED4: &str = "routed4";
+const ROUTED6: &str = "routed6";
 /// Numeric priorities: nft 1.0.6 rejects the named `dstnat` for an output
 /// nat chain of an inet table.
 const PRIO_DSTNAT: i32 = -100;
@@ -148,30 +155,29 @@ pub fn update(old: &State, new: &State) -> Option<Value> {
 
 /// Attachments of `old` that are not in `new` as they were, and the other
 /// way round.
-fn changed_attachments<'a>(
-    old: &'a State,
-    new: &'a State,
-) -> (Vec<&'a Attachment>, Vec<&'a Attachment>) {
-    let index = |s: &'a State| -> BTreeMap<(&'a str, &'a NsRef), &'a Attachment> {
+type Placed<'a> = (&'a Network, &'a Attachment);
+
+fn changed_attachments<'a>(old: &'a State, new: &'a State) -> (Vec<Placed<'a>>, Vec<Placed<'a>>) {
+    let index = |s: &'a State| -> BTreeMap<(&'a str, &'a NsRef), Placed<'a>> {
         s.networks
             .values()
             .flat_map(|n| {
                 n.attachments
                     .iter()
-                    .map(move |a| ((n.name.as_str(), &a.namespace), a))
+                    .map(move |a| ((n.name.as_str(), &a.namespace), (n, a)))
             })
             .collect()
     };
     let (o, n) = (index(old), index(new));
     let gone = o
         .iter()
-        .filter(|(k, a)| n.get(*k) != Some(*a))
-        .map(|(_, a)| *a)
+        .filter(|(k, (_, a))| n.get(*k).map(|p| p.1) != Some(*a))
+        .map(|(_, p)| *p)
         .collect();
     let came = n
         .iter()
-        .filter(|(k, a)| o.get(*k) != Some(*a))
-        .map(|(_, a)| *a)
+        .filter(|(k, (_, a))| o.get(*k).map(|p| p.1) != Some(*a))
+        .map(|(_, p)| *p)
         .collect();
     (gone, came)
 }
@@ -187,11 +193,16 @@ fn element_cmd(verb: &str, map: &str, elems: &BTreeSet<String>) -> Value {
 
 /// Every map element for `state`, with an entry (maybe empty) per map.
 fn elements(state: &State) -> Elements {
-    elements_of(state.networks.values().flat_map(|n| n.attachments.iter()))
+    elements_of(
+        state
+            .networks
+            .values()
+            .flat_map(|n| n.attachments.iter().map(move |a| (n, a))),
+    )
 }
 
 /// The map elements of some attachments, with an entry (maybe empty) per map.
-fn elements_of<'a>(atts: impl IntoIterator<Item = &'a Attachment>) -> Elements {
+fn elements_of<'a>(atts: impl IntoIterator<Item = Placed<'a>>) -> Elements {
     let mut out: Elements = BTreeMap::new();
     for v4 in [true, false] {
         for map in PortMap::kinds(v4) {
@@ -199,8 +210,11 @@ fn elements_of<'a>(atts: impl IntoIterator<Item = &'a Attachment>) -> Elements {
             out.insert(map.dport(v4), BTreeSet::new());
         }
     }
+    out.insert(ROUTED4, BTreeSet::new());
+    out.insert(ROUTED6, BTreeSet::new());
     {
-        for att in atts {
+        for (net, att) in atts {
+            routed_elements(net, att, &mut out);
             for m in &att.ports {
                 for target in &att.addresses {
                     let v4 = target.addr().is_ipv4();
@@ -233,6 +247,26 @@ fn elements_of<'a>(atts: impl IntoIterator<Item = &'a Attachment>) -> Elements {
     out
 }
 
+/// The published container ports of an attachment of a `routed` network,
+/// reachable at its own address from outside.
+fn routed_elements(net: &Network, att: &Attachment, out: &mut Elements) {
+    for target in &att.addresses {
+        let v4 = target.addr().is_ipv4();
+        if net.internal || net.mode(v4) != GatewayMode::Routed {
+            continue;
+        }
+        for m in att.ports.iter().filter(|m| m.covers_family(v4)) {
+            for i in 0..m.count {
+                let key =
+                    json!({"concat": [target.addr().to_string(), m.protocol.as_str(), m.port + i]});
+                out.get_mut(if v4 { ROUTED4 } else { ROUTED6 })
+                    .expect("all sets listed")
+                    .insert(key.to_string());
+            }
+        }
+    }
+}
+
 /// Tables, maps, chains and rules: everything but map elements.
 fn structure(state: &State) -> Vec<Value> {
     let table = json!({"family": FAMILY, "name": TABLE});
@@ -251,6 +285,13 @@ fn structure(state: &State) -> Vec<Value> {
             }
         }
     }
+    for (name, addr) in [(ROUTED4, "ipv4_addr"), (ROUTED6, "ipv6_addr")] {
+        cmds.push(json!({"add": {"set": {
+            "family": FAMILY, "table": TABLE, "name": name,
+            "type": [addr, "inet_proto", "inet_service"]
+        }}}));
+    }
+    cmds.push(chain(RAW_PREROUTING, "filter", "prerouting", PRIO_RAW));
     cmds.push(chain(PREROUTING, "nat", "prerouting", PRIO_DSTNAT));
     cmds.push(chain(OUTPUT, "nat", "output", PRIO_DSTNAT));
     cmds.push(chain(POSTROUTING, "nat", "postrouting", PRIO_SRCNAT));
@@ -266,7 +307,110 @@ fn structure(state: &State) -> Vec<Value> {
     for net in state.networks.values() {
         cmds.extend(network_rules(net, &bridges));
     }
+    for net in state.networks.values() {
+        cmds.extend(protection_rules(net, state));
+    }
     cmds
+}
+
+/// Interfaces whose traffic may reach `net`'s namespaces directly: its
+/// bridge, its trusted interfaces, and the bridges of other networks when
+/// neither side is isolated.
+fn exempt_interfaces<'a>(net: &'a Network, state: &'a State) -> Vec<&'a str> {
+    let mut out = vec![net.bridge.as_str()];
+    out.extend(net.trusted_interfaces.iter().map(String::as_str));
+    if !net.isolate {
+        out.extend(
+            state
+                .networks
+                .values()
+                .filter(|n| n.name != net.name && !n.isolate && !n.internal)
+                .map(|n| n.bridge.as_str()),
+        );
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Direct-access protection and the inbound filter of `routed`, per
+/// subnet (never per namespace), and inter-namespace isolation.
+fn protection_rules(net: &Network, state: &State) -> Vec<Value> {
+    let mut out = Vec::new();
+    let comment = format!("nsnet network {}", net.name);
+    let exempt = exempt_interfaces(net, state);
+    let not_from = |names: &[&str]| json!({"match": {"op": "!=", "left": {"meta": {"key": "iifname"}}, "right": name_set(names)}});
+    for s in &net.subnets {
+        let v4 = s.cidr.addr().is_ipv4();
+        let mode = net.mode(v4);
+        if mode == GatewayMode::Nat || (net.internal && mode != GatewayMode::NatUnprotected) {
+            // Addressed to the subnet (the gateway included) but arriving
+            // elsewhere than on the bridge: routed at us from outside.
+            // Raw prerouting runs before NAT, so published ports, which
+            // are addressed to the host, are untouched.
+            let mut from: Vec<&str> = exempt.clone();
+            from.push("lo");
+            from.sort();
+            from.dedup();
+            out.push(rule(
+                RAW_PREROUTING,
+                &comment,
+                vec![
+                    addr_match("daddr", &s.cidr),
+                    not_from(&from),
+                    json!({"drop": null}),
+                ],
+            ));
+        }
+        if net.internal || !mode.filters_inbound() {
+            continue;
+        }
+        // After conntrack: replies to connections the namespaces opened
+        // pass; new connections from outside do not, but for the published
+        // container ports and ping of a routed network.
+        let inbound = vec![
+            ifname_match("oifname", "==", &net.bridge),
+            addr_match("daddr", &s.cidr),
+            not_from(&exempt),
+            json!({"match": {"op": "!=", "left": {"ct": {"key": "state"}}, "right": {"set": ["established", "related"]}}}),
+        ];
+        if mode == GatewayMode::Routed {
+            let (icmp, set) = if v4 {
+                ("icmp", ROUTED4)
+            } else {
+                ("icmpv6", ROUTED6)
+            };
+            let mut echo = inbound.clone();
+            echo.push(json!({"match": {"op": "==", "left": {"payload": {"protocol": icmp, "field": "type"}}, "right": "echo-request"}}));
+            echo.push(json!({"accept": null}));
+            out.push(rule(FORWARD, &comment, echo));
+            let mut published = inbound.clone();
+            published.push(json!({"match": {"op": "==", "left": {"concat": [
+                {"payload": {"protocol": proto(v4), "field": "daddr"}},
+                {"meta": {"key": "l4proto"}},
+                {"payload": {"protocol": "th", "field": "dport"}}
+            ]}, "right": format!("@{set}")}}));
+            published.push(json!({"accept": null}));
+            out.push(rule(FORWARD, &comment, published));
+        }
+        let mut drop = inbound;
+        drop.push(json!({"drop": null}));
+        out.push(rule(FORWARD, &comment, drop));
+    }
+    if !net.icc {
+        // Published ports (DNAT) were accepted above; anything else that
+        // the host would route from the bridge back onto it is not.
+        out.push(rule(
+            FORWARD,
+            &comment,
+            vec![
+                ifname_match("iifname", "==", &net.bridge),
+                ifname_match("oifname", "==", &net.bridge),
+                json!({"drop": null}),
+            ],
+        ));
+    }
+    out
 }
 
 fn ct_dnat() -> Value {
@@ -474,7 +618,7 @@ fn network_rules(net: &Network, bridges: &[&str]) -> Vec<Value> {
                 json!({"masquerade": null}),
             ],
         ));
-        if net.masquerade {
+        if net.masquerades(s.cidr.addr().is_ipv4()) {
             // Traffic from the subnet that leaves through any interface but
             // the bridge takes the address of that interface, as Docker does.
             out.push(rule(
@@ -496,9 +640,16 @@ mod tests {
     use super::*;
 
     fn net(name: &str, subnets: &[&str], internal: bool, masquerade: bool) -> Network {
+        let mode = if masquerade {
+            GatewayMode::Nat
+        } else {
+            GatewayMode::Routed
+        };
         Network {
             internal,
             masquerade,
+            gateway_mode: mode,
+            gateway_mode_v6: mode,
             ..crate::model::test_network(name, &format!("br-{name}"), subnets)
         }
     }
@@ -532,7 +683,19 @@ mod tests {
                     "7000-7001:70-71/sctp",
                 ],
             ),
-            net("nonat", &["10.1.0.0/24"], false, false),
+            with_ports(
+                net("nonat", &["10.1.0.0/24", "fd00:2::/64"], false, false),
+                "direct",
+                &["10.1.0.2/24", "fd00:2::2/64"],
+                &["8081:81", "5300-5301:53-54/udp"],
+            ),
+            Network {
+                gateway_mode: GatewayMode::NatUnprotected,
+                gateway_mode_v6: GatewayMode::Routed,
+                icc: false,
+                trusted_interfaces: vec!["eth9".into()],
+                ..net("mixed", &["10.4.0.0/24", "fd00:4::/64"], false, true)
+            },
             net("internal", &["10.2.0.0/24"], true, true),
             Network {
                 isolate: false,
@@ -692,7 +855,7 @@ pub fn structure_drift(state: &State, live: Option<&Value>) -> Vec<String> {
             .collect()
     };
     let expected_rules = added("rule");
-    for chain in [PREROUTING, OUTPUT, POSTROUTING, FORWARD] {
+    for chain in [RAW_PREROUTING, PREROUTING, OUTPUT, POSTROUTING, FORWARD] {
         let want = rules_of(&expected_rules, chain);
         let have = rules_of(&live_rules, chain);
         let missing = want.iter().filter(|w| !have.contains(w)).count();
@@ -718,7 +881,7 @@ fn element_drift(state: &State, live: &Value) -> Vec<String> {
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|i| i.get("map").cloned())
+        .filter_map(|i| i.get("map").or_else(|| i.get("set")).cloned())
         .collect();
     let want_elems = elements(state);
     for (map, want) in &want_elems {
@@ -775,7 +938,10 @@ pub fn render_listing(state: &State) -> Value {
         .expect("render makes a command list");
     for cmd in cmds.iter().skip(2) {
         let Some(add) = cmd.get("add") else { continue };
-        if let Some(map) = add.get("map") {
+        if let Some((kind, map)) = ["map", "set"]
+            .iter()
+            .find_map(|k| add.get(*k).map(|m| (*k, m)))
+        {
             let mut m = map.clone();
             let name = m["name"].as_str().expect("maps are named").to_string();
             let e: Vec<Value> = elems[name.as_str()]
@@ -785,7 +951,7 @@ pub fn render_listing(state: &State) -> Value {
             if !e.is_empty() {
                 m["elem"] = json!(e);
             }
-            items.push(json!({"map": m}));
+            items.push(json!({kind: m}));
         } else if let Some(k) = ["chain", "rule", "table"]
             .iter()
             .find(|k| add.get(**k).is_some())
@@ -845,7 +1011,7 @@ mod drift_tests {
         }
         let d = drift(&s, Some(&l));
         assert!(
-            d.contains(&"chain forward: 5 rule(s) missing".to_string()),
+            d.contains(&"chain forward: 7 rule(s) missing".to_string()),
             "{d:?}"
         );
         assert!(

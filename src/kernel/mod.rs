@@ -1,7 +1,8 @@
 //! Everything privileged, and nothing else: rtnetlink (`netlink`), the
 //! nf_tables and conntrack netlink families (`nfnetlink`, `conntrack`),
 //! namespaces (`netns`), `/proc/sys` (`sysctl`), per-namespace resolv.conf
-//! files (`resolv`), ICMP echo (`ping`) and the test sandbox (`sandbox`).
+//! files (`resolv`), ICMP echo (`ping`), listening sockets (`sockdiag`) and
+//! the test sandbox (`sandbox`).
 //!
 //! This layer knows links, addresses, routes, namespaces and files; it
 //! knows nothing of nsnet's networks, plans or records. It may import
@@ -15,6 +16,7 @@ pub mod nfnetlink;
 pub mod ping;
 pub mod resolv;
 pub mod sandbox;
+pub mod sockdiag;
 pub mod sysctl;
 
 /// A failed kernel operation, from whichever interface carried it.
@@ -33,6 +35,8 @@ pub enum Error {
         path: String,
         source: std::io::Error,
     },
+    #[error("listing the host's listening sockets (sock_diag)")]
+    SockDiag(#[source] std::io::Error),
     #[error("no interface {ifname} in {target}")]
     NoSuchLink { target: String, ifname: String },
     #[error("{name} exists but is a {kind} link, not a bridge")]

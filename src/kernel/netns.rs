@@ -306,3 +306,18 @@ pub fn enter_for_exec(ns: &impl AsFd, label: &str) -> Result<()> {
 pub fn current() -> Result<OwnedFd> {
     open(&NsRef::Path(PathBuf::from("/proc/thread-self/ns/net")))
 }
+
+/// Whether `ns` is the namespace the calling thread is in: the host's, as
+/// far as nsnet is concerned (its bridges live there). Compared by nsfs
+/// inode, so any path to it (`/proc/1/ns/net`, a bind mount) is found.
+pub fn is_current(ns: &NsRef) -> Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let id = |fd: OwnedFd| -> Result<(u64, u64)> {
+        let m = File::from(fd).metadata().map_err(|source| Error::Open {
+            name: ns.to_string(),
+            source,
+        })?;
+        Ok((m.dev(), m.ino()))
+    };
+    Ok(id(open(ns)?)? == id(current()?)?)
+}

@@ -4,6 +4,7 @@
 //! subnets and leases). Pure: no syscalls, no I/O; imports nothing else of
 //! the crate.
 
+pub mod gateway;
 pub mod ipam;
 pub mod names;
 pub mod nsref;
@@ -12,6 +13,7 @@ pub mod rejection;
 pub mod request;
 pub mod sysctl;
 
+pub use gateway::GatewayMode;
 pub use nsref::NsRef;
 pub use rejection::{Class, Rejection, RequestedIp};
 pub use request::{ConnectRequest, CreateRequest, DEFAULT_IFNAME};
@@ -51,6 +53,10 @@ pub struct ResolvConf {
     pub owner: String,
 }
 
+fn yes() -> bool {
+    true
+}
+
 /// A command's intent: written before it touches the kernel.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Journal {
@@ -81,7 +87,21 @@ pub struct Network {
     #[serde(default)]
     pub bridge_sysctls: BTreeMap<String, String>,
     pub internal: bool,
+    /// Whether IPv4 traffic leaving the host is masqueraded (kept for
+    /// records of nsnet 0.1; `gateway_mode` decides).
     pub masquerade: bool,
+    /// How the network meets the outside, for IPv4 and for IPv6.
+    #[serde(default)]
+    pub gateway_mode: GatewayMode,
+    #[serde(default)]
+    pub gateway_mode_v6: GatewayMode,
+    /// Namespaces of this network may talk to each other (Docker's ICC).
+    #[serde(default = "yes")]
+    pub icc: bool,
+    /// Host interfaces whose traffic is exempt from direct-access
+    /// protection (Docker's `trusted_host_interfaces`).
+    #[serde(default)]
+    pub trusted_interfaces: Vec<String>,
     pub isolate: bool,
     pub mtu: Option<u32>,
     /// Link group of this network's host-side veths (for batched deletion).
@@ -147,6 +167,25 @@ impl Network {
     /// Whether traffic may leave this network through the host's routing.
     pub fn forwards(&self) -> bool {
         !self.internal
+    }
+
+    /// The gateway mode of one family.
+    pub fn mode(&self, v4: bool) -> GatewayMode {
+        if v4 {
+            self.gateway_mode
+        } else {
+            self.gateway_mode_v6
+        }
+    }
+
+    /// Whether traffic of that family leaving the host is masqueraded.
+    pub fn masquerades(&self, v4: bool) -> bool {
+        !self.internal && self.mode(v4).masquerades()
+    }
+
+    /// Whether the bridge carries gateway addresses.
+    pub fn has_gateway_addresses(&self) -> bool {
+        !(self.internal && self.gateway_mode == GatewayMode::Isolated)
     }
 }
 
@@ -234,6 +273,10 @@ pub(crate) fn test_network(name: &str, bridge: &str, subnets: &[&str]) -> Networ
         bridge_sysctls: BTreeMap::new(),
         internal: false,
         masquerade: true,
+        gateway_mode: GatewayMode::Nat,
+        gateway_mode_v6: GatewayMode::Nat,
+        icc: true,
+        trusted_interfaces: vec![],
         isolate: true,
         mtu: None,
         link_group: 1,

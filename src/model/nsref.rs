@@ -64,6 +64,12 @@ impl NsRef {
                     reason: "contains a NUL byte",
                 });
             }
+            if !s.starts_with('/') {
+                return Err(InvalidNsName {
+                    name: s.into(),
+                    reason: "a namespace given with a / must be an absolute path (such as /proc/PID/ns/net); names have no /",
+                });
+            }
             Ok(NsRef::Path(PathBuf::from(s)))
         } else {
             validate_name(s)?;
@@ -155,6 +161,8 @@ mod tests {
         );
         assert_eq!(NsRef::parse("ns1").unwrap(), NsRef::Named("ns1".into()));
         assert!(NsRef::parse("..").is_err());
+        let e = NsRef::parse("ns/bad").unwrap_err();
+        assert!(e.to_string().contains("absolute path"), "{e}");
         assert_eq!(NsRef::Named("x".into()).file(), (path_of("x"), true));
     }
 }

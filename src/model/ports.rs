@@ -215,9 +215,73 @@ impl PortMapping {
     }
 }
 
+/// A socket of the host that listens on (or, for UDP, is bound to) a port:
+/// a mapping covering it would silently take its traffic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostListener {
+    pub protocol: Protocol,
+    pub addr: IpAddr,
+    pub port: u16,
+    /// `name[pid]` of a process holding it, where one was found.
+    pub process: Option<String>,
+}
+
+impl HostListener {
+    /// Whether publishing `m` would take this listener's traffic. A
+    /// listener on `::` counts for IPv4 too (dual-stack sockets are the
+    /// default).
+    pub fn is_hijacked_by(&self, m: &PortMapping) -> bool {
+        let dual = self.addr.is_ipv6() && self.addr.is_unspecified();
+        let as_mapping = PortMapping {
+            host_ip: if dual { None } else { Some(self.addr) },
+            host_port: self.port,
+            port: self.port,
+            count: 1,
+            protocol: self.protocol,
+        };
+        as_mapping.conflicts_with(m)
+    }
+}
+
+impl fmt::Display for HostListener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let addr = match self.addr {
+            IpAddr::V6(a) => format!("[{a}]"),
+            IpAddr::V4(a) => a.to_string(),
+        };
+        write!(f, "{addr}:{}/{}", self.port, self.protocol)?;
+        if let Some(p) = &self.process {
+            write!(f, " ({p})")?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listeners_are_hijacked_by_mappings_that_cover_them() {
+        let l = |addr: &str, port, protocol| HostListener {
+            protocol,
+            addr: addr.parse().unwrap(),
+            port,
+            process: None,
+        };
+        let m: PortMapping = "8080:80".parse().unwrap();
+        assert!(l("0.0.0.0", 8080, Protocol::Tcp).is_hijacked_by(&m));
+        assert!(l("::", 8080, Protocol::Tcp).is_hijacked_by(&m));
+        assert!(l("127.0.0.1", 8080, Protocol::Tcp).is_hijacked_by(&m));
+        assert!(!l("0.0.0.0", 8080, Protocol::Udp).is_hijacked_by(&m));
+        assert!(!l("0.0.0.0", 8081, Protocol::Tcp).is_hijacked_by(&m));
+        let one: PortMapping = "192.0.2.7:8080:80".parse().unwrap();
+        assert!(l("0.0.0.0", 8080, Protocol::Tcp).is_hijacked_by(&one));
+        assert!(!l("192.0.2.8", 8080, Protocol::Tcp).is_hijacked_by(&one));
+        assert!(l("::", 8080, Protocol::Tcp).is_hijacked_by(&one));
+        let range: PortMapping = "9000-9009:9000-9009/udp".parse().unwrap();
+        assert!(l("0.0.0.0", 9005, Protocol::Udp).is_hijacked_by(&range));
+    }
 
     fn p(s: &str) -> PortMapping {
         s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))

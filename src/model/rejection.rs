@@ -99,6 +99,21 @@ pub enum Rejection {
     },
     #[error("{0}")]
     Address(IpamError),
+    #[error(
+        "network {network}: gateway mode isolated is only for internal networks (add --internal)"
+    )]
+    IsolatedNeedsInternal { network: String },
+    #[error("network {network}: gateway mode isolated applies to both address families")]
+    IsolatedForOneFamily { network: String },
+    #[error(
+        "invalid gateway mode {value:?}: expected one of nat, nat-unprotected, routed, isolated"
+    )]
+    BadGatewayMode { value: String },
+    #[error("--no-masquerade is gateway mode routed; it contradicts --gateway-mode {mode}")]
+    MasqueradeContradiction { mode: String },
+    #[error("{namespace} is the host's network namespace: nsnet attaches namespaces to its networks, never the host itself")]
+    HostNamespace { namespace: String },
+
     #[error("{path} is not a network namespace")]
     NotANamespace { path: String },
     #[error("namespace {namespace} is listed twice")]
@@ -163,6 +178,9 @@ pub enum Rejection {
     },
     #[error("{0}")]
     PoolExhausted(IpamError),
+    /// The address asked for is the network's gateway: in use by the bridge.
+    #[error("{0}")]
+    AddressIsGateway(IpamError),
     #[error("published ports {mine} and {theirs} overlap")]
     PortsOverlap {
         mine: PortMapping,
@@ -174,6 +192,11 @@ pub enum Rejection {
         namespace: NsRef,
         network: String,
         theirs: PortMapping,
+    },
+    #[error("published port {mapping} would take the traffic of {listener}, which listens on the host; stop that service, publish another host port, or pass --force")]
+    HostPortInUse {
+        mapping: PortMapping,
+        listener: super::ports::HostListener,
     },
     #[error("{what} exists and was not created by {owner}; remove it or rename it in the file")]
     NotOwnedByFile { what: String, owner: String },
@@ -208,8 +231,10 @@ impl Rejection {
             | HostIfnameTaken { .. }
             | AddressInUse { .. }
             | PoolExhausted(_)
+            | AddressIsGateway(_)
             | PortsOverlap { .. }
             | PortTaken { .. }
+            | HostPortInUse { .. }
             | NotOwnedByFile { .. }
             | AttachmentNotOwnedByFile { .. }
             | ForeignFile { .. } => Class::Conflict,

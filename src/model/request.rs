@@ -8,7 +8,7 @@ use ipnet::IpNet;
 
 use super::ports::PortMapping;
 use super::rejection::RequestedIp;
-use super::{CniKey, NsRef};
+use super::{CniKey, GatewayMode, NsRef};
 
 /// The interface name inside the namespace when none is given.
 pub const DEFAULT_IFNAME: &str = "eth0";
@@ -21,15 +21,20 @@ pub struct CreateRequest {
     pub gateways: Vec<IpAddr>,
     pub bridge: Option<String>,
     pub internal: bool,
-    /// Outgoing traffic is masqueraded (never on an internal network).
-    pub masquerade: bool,
+    /// How the network meets the outside: IPv4, and IPv6 when different.
+    pub gateway_mode: GatewayMode,
+    pub gateway_mode_v6: Option<GatewayMode>,
+    /// Namespaces of the network may talk to each other.
+    pub icc: bool,
+    /// Host interfaces exempt from direct-access protection.
+    pub trusted_interfaces: Vec<String>,
     /// Other networks cannot reach this one.
     pub isolate: bool,
     pub mtu: Option<u32>,
 }
 
 impl CreateRequest {
-    /// A request with the defaults: masquerade and isolation on.
+    /// A request with the defaults: `nat` mode, isolation and ICC on.
     pub fn named(name: &str) -> CreateRequest {
         CreateRequest {
             name: name.to_string(),
@@ -37,15 +42,18 @@ impl CreateRequest {
             gateways: Vec::new(),
             bridge: None,
             internal: false,
-            masquerade: true,
+            gateway_mode: GatewayMode::Nat,
+            gateway_mode_v6: None,
+            icc: true,
+            trusted_interfaces: Vec::new(),
             isolate: true,
             mtu: None,
         }
     }
 
-    /// Whether the network masquerades: never when internal.
-    pub fn masquerades(&self) -> bool {
-        self.masquerade && !self.internal
+    /// The IPv6 gateway mode: the IPv4 one unless given.
+    pub fn mode_v6(&self) -> GatewayMode {
+        self.gateway_mode_v6.unwrap_or(self.gateway_mode)
     }
 }
 
@@ -75,6 +83,8 @@ pub struct ConnectRequest {
     pub publish: Vec<PortMapping>,
     /// Set when a CNI runtime asks: how it names the attachment.
     pub cni: Option<CniKey>,
+    /// Publish even over a host service listening on the port (`--force`).
+    pub take_host_ports: bool,
 }
 
 impl ConnectRequest {
@@ -87,6 +97,7 @@ impl ConnectRequest {
             mac: None,
             publish: Vec::new(),
             cni: None,
+            take_host_ports: false,
         }
     }
 

@@ -17,3 +17,8 @@ pub fn route_localnet(ifname: &str) -> String {
 pub fn accept_dad(ifname: &str) -> String {
     format!("net/ipv6/conf/{ifname}/accept_dad")
 }
+
+/// br_netfilter: bridged IPv4 and IPv6 frames pass the inet hooks (the
+/// forward chain sees traffic between two ports of one bridge).
+pub const BRIDGE_CALL_IPTABLES: &str = "net/bridge/bridge-nf-call-iptables";
+pub const BRIDGE_CALL_IP6TABLES: &str = "net/bridge/bridge-nf-call-ip6tables";

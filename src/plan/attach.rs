@@ -9,7 +9,7 @@ use ipnet::IpNet;
 
 use super::{Op, Target};
 use crate::model::ipam::{self, IpamError, Subnet};
-use crate::model::ports::PortMapping;
+use crate::model::ports::{HostListener, PortMapping};
 use crate::model::{
     names, Attachment, ConnectRequest, Network, NsRef, Rejection, RequestedIp, State,
 };
@@ -20,12 +20,22 @@ type Result<T> = std::result::Result<T, Rejection>;
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct NsFacts {
     pub exists: bool,
+    /// It is the host's own namespace (where the bridges are).
+    pub is_host: bool,
     /// Interface names already inside it.
     pub ifnames: Vec<String>,
     /// Host interface names in use.
     pub host_ifnames: Vec<String>,
     /// Families (true = IPv4) that already have a default route inside.
     pub default_routes: Vec<bool>,
+    /// br_netfilter hands bridged IPv4 and IPv6 frames to the forward
+    /// chain, whose rules then keep namespaces of a `--no-icc` network
+    /// apart. Without it, their bridge ports are isolated at layer 2 (with
+    /// it, port isolation would also stop published ports between them:
+    /// br_netfilter bridges a DNAT to the same bridge port to port).
+    pub bridge_netfilter: bool,
+    /// Host sockets listening on the protocols the request publishes.
+    pub host_listeners: Vec<HostListener>,
 }
 
 pub fn find_network<'a>(state: &'a State, name: &str) -> Result<&'a Network> {
@@ -120,6 +130,20 @@ fn published_ports(state: &State, net: &Network, wanted: &[PortMapping]) -> Resu
     Ok(())
 }
 
+/// A published port must not silently take the traffic of a host service
+/// that listens on it (Docker and podman refuse such mappings too).
+fn check_host_listeners(wanted: &[PortMapping], listeners: &[HostListener]) -> Result<()> {
+    for m in wanted {
+        if let Some(l) = listeners.iter().find(|l| l.is_hijacked_by(m)) {
+            return Err(Rejection::HostPortInUse {
+                mapping: m.clone(),
+                listener: l.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
 fn ipam_rejection(e: IpamError, net: &Network) -> Rejection {
     match e {
         IpamError::InUse { addr } => Rejection::AddressInUse {
@@ -132,6 +156,7 @@ fn ipam_rejection(e: IpamError, net: &Network) -> Rejection {
                 .map(|a| a.namespace.clone()),
         },
         IpamError::Exhausted { .. } => Rejection::PoolExhausted(e),
+        IpamError::Gateway { .. } => Rejection::AddressIsGateway(e),
         other => Rejection::Address(other),
     }
 }
@@ -175,6 +200,11 @@ fn check_free(state: &State, net: &Network, req: &ConnectRequest, facts: &NsFact
             namespace: ns.clone(),
             ifname: a.ifname.clone(),
             network: other.name.clone(),
+        });
+    }
+    if facts.is_host {
+        return Err(Rejection::HostNamespace {
+            namespace: ns.to_string(),
         });
     }
     if !facts.exists && ns.name().is_none() {
@@ -223,6 +253,11 @@ fn connect_steps(
             ifname: att.host_ifname.clone(),
         });
     }
+    if !net.icc && !facts.bridge_netfilter {
+        ops.push(Op::SetPortIsolated {
+            ifname: att.host_ifname.clone(),
+        });
+    }
     ops.push(Op::LinkUp {
         target: target.clone(),
         ifname: "lo".into(),
@@ -268,6 +303,9 @@ pub fn plan_connect(
     names::validate_ifname(&ifname)?;
     check_free(state, net, req, facts)?;
     published_ports(state, net, &req.publish)?;
+    if !req.take_host_ports {
+        check_host_listeners(&req.publish, &facts.host_listeners)?;
+    }
     let host_ifname = names::host_veth_name(&net.name, &ns.to_string(), &ifname);
     if facts.host_ifnames.contains(&host_ifname) {
         return Err(Rejection::HostIfnameTaken {

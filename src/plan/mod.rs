@@ -140,6 +140,11 @@ pub enum Op {
     SetHairpin {
         ifname: String,
     },
+    /// Isolates a bridge port from the other isolated ports (inter-
+    /// namespace communication off).
+    SetPortIsolated {
+        ifname: String,
+    },
     /// Replaces nsnet's nftables table. `previous` is what to restore if a
     /// later step fails.
     Firewall {
@@ -212,6 +217,7 @@ impl fmt::Display for Op {
                 write!(f, "remove /etc/netns/{namespace}/resolv.conf")
             }
             Op::SetHairpin { ifname } => write!(f, "turn on hairpin mode of bridge port {ifname}"),
+            Op::SetPortIsolated { ifname } => write!(f, "isolate bridge port {ifname}"),
             Op::Firewall { .. } => write!(f, "apply nftables table inet nsnet"),
         }
     }

@@ -7,7 +7,7 @@ use ipnet::IpNet;
 
 use super::{Op, Target};
 use crate::model::ipam::{self, Subnet};
-use crate::model::{names, sysctl, CreateRequest, Network, Rejection, State};
+use crate::model::{names, sysctl, CreateRequest, GatewayMode, Network, Rejection, State};
 
 type Result<T> = std::result::Result<T, Rejection>;
 
@@ -81,6 +81,28 @@ pub fn gateway_for(cidr: &IpNet, asked: &[IpAddr]) -> Result<IpAddr> {
         }
         None => ipam::default_gateway(cidr).map_err(Rejection::Address),
     }
+}
+
+/// `isolated` is for internal networks, and for the whole network; trusted
+/// interfaces are interface names.
+fn check_modes(req: &CreateRequest) -> Result<()> {
+    let modes = [req.gateway_mode, req.mode_v6()];
+    if modes.contains(&GatewayMode::Isolated) {
+        if !req.internal {
+            return Err(Rejection::IsolatedNeedsInternal {
+                network: req.name.clone(),
+            });
+        }
+        if modes != [GatewayMode::Isolated; 2] {
+            return Err(Rejection::IsolatedForOneFamily {
+                network: req.name.clone(),
+            });
+        }
+    }
+    for ifname in &req.trusted_interfaces {
+        names::validate_ifname(ifname)?;
+    }
+    Ok(())
 }
 
 fn check_mtu(req: &CreateRequest) -> Result<()> {
@@ -184,7 +206,12 @@ fn bridge_steps(network: &mut Network, host: &HostFacts, mac: [u8; 6]) -> Vec<Op
             });
         }
     }
-    for s in network.subnets.clone() {
+    let addresses = if network.has_gateway_addresses() {
+        network.subnets.clone()
+    } else {
+        Vec::new()
+    };
+    for s in addresses {
         let addr = s.gateway_net();
         if host.existing_addresses.contains(&addr) {
             network.preexisting_gateways.push(s.gateway);
@@ -276,6 +303,7 @@ pub fn plan_create(
             network: other.name.clone(),
         });
     }
+    check_modes(req)?;
     let subnets = subnets_for(state, req, host)?;
     let adopted = match &host.existing_link {
         Some(l) if l.is_bridge() => true,
@@ -301,7 +329,11 @@ pub fn plan_create(
         preexisting_gateways: Vec::new(),
         bridge_sysctls: Default::default(),
         internal: req.internal,
-        masquerade: req.masquerades(),
+        masquerade: !req.internal && req.gateway_mode.masquerades(),
+        gateway_mode: req.gateway_mode,
+        gateway_mode_v6: req.mode_v6(),
+        icc: req.icc,
+        trusted_interfaces: req.trusted_interfaces.clone(),
         isolate: req.isolate,
         mtu: req.mtu,
         link_group: state.free_link_group(&req.name),
@@ -333,7 +365,7 @@ fn release_adopted_bridge(net: &Network) -> Vec<Op> {
             ifname: net.bridge.clone(),
         });
     }
-    for s in &net.subnets {
+    for s in net.subnets.iter().filter(|_| net.has_gateway_addresses()) {
         if !net.preexisting_gateways.contains(&s.gateway) {
             ops.push(Op::DeleteAddress {
                 target: Target::Host,

@@ -59,6 +59,7 @@ pub fn undo_of(op: &Op, old_sysctl: Option<String>) -> Option<Op> {
         | Op::LinkDown { .. }
         | Op::SetMac { .. }
         | Op::SetHairpin { .. }
+        | Op::SetPortIsolated { .. }
         | Op::AddDefaultRoute { .. } => None,
         Op::WriteResolvConf { namespace, .. } => Some(Op::RemoveResolvConf {
             namespace: namespace.clone(),

@@ -46,7 +46,10 @@ fn network_matches(net: &Network, req: &CreateRequest) -> bool {
     gateways_match
         && net.bridge == bridge
         && net.internal == req.internal
-        && net.masquerade == req.masquerades()
+        && net.gateway_mode == req.gateway_mode
+        && net.gateway_mode_v6 == req.mode_v6()
+        && net.icc == req.icc
+        && net.trusted_interfaces == req.trusted_interfaces
         && net.isolate == req.isolate
         && net.mtu == req.mtu
 }
@@ -306,6 +309,20 @@ fn plan_creations(
         let mut facts = match planned.get(&req.namespace) {
             Some(_) => NsFacts {
                 exists: true,
+                bridge_netfilter: after.networks.get(&req.network).is_some_and(|n| {
+                    facts::bridge_netfilter(
+                        &mut LiveProbe {
+                            kernel: &mut *kernel,
+                        },
+                        n,
+                    )
+                }),
+                host_listeners: facts::host_listeners(
+                    &mut LiveProbe {
+                        kernel: &mut *kernel,
+                    },
+                    req,
+                )?,
                 ..Default::default()
             },
             None => facts::namespace_facts(

@@ -28,7 +28,8 @@ use crate::api::{Error, Result};
 use crate::model::ports::PortMapping;
 use crate::model::rejection::parse_subnet;
 use crate::model::{
-    ipam, names, nsref, ConnectRequest, CreateRequest, NsRef, RequestedIp, DEFAULT_IFNAME,
+    ipam, names, nsref, ConnectRequest, CreateRequest, GatewayMode, NsRef, RequestedIp,
+    DEFAULT_IFNAME,
 };
 
 /// Largest topology file read: a topology is text a person writes.
@@ -54,6 +55,11 @@ struct NetworkSpec {
     #[serde(default)]
     internal: bool,
     masquerade: Option<bool>,
+    gateway_mode: Option<Spanned<String>>,
+    gateway_mode_v6: Option<Spanned<String>>,
+    icc: Option<bool>,
+    #[serde(default)]
+    trusted_interfaces: Vec<Spanned<String>>,
     isolate: Option<bool>,
     mtu: Option<Spanned<u32>>,
 }
@@ -319,6 +325,12 @@ fn network(
             ),
         ));
     }
+    let (gateway_mode, gateway_mode_v6) = modes(cx, n)?;
+    let mut trusted_interfaces = Vec::new();
+    for t in &n.trusted_interfaces {
+        names::validate_ifname(t.get_ref()).map_err(|e| cx.err(t.span(), e))?;
+        trusted_interfaces.push(t.get_ref().clone());
+    }
     defined
         .subnets_of
         .insert(name.get_ref().clone(), cidrs.clone());
@@ -327,11 +339,35 @@ fn network(
         gateways,
         bridge: n.bridge.as_ref().map(|b| b.get_ref().clone()),
         internal: n.internal,
-        masquerade: n.masquerade.unwrap_or(true),
+        gateway_mode,
+        gateway_mode_v6,
+        icc: n.icc.unwrap_or(true),
+        trusted_interfaces,
         isolate: n.isolate.unwrap_or(true),
         mtu: n.mtu.as_ref().map(|m| *m.get_ref()),
         ..CreateRequest::named(name.get_ref())
     })
+}
+
+/// `gateway_mode` (and `gateway_mode_v6`), or `masquerade = false`, its
+/// older spelling of `routed`.
+fn modes(cx: &Ctx, n: &NetworkSpec) -> Result<(GatewayMode, Option<GatewayMode>)> {
+    let parse = |s: &Spanned<String>| -> Result<GatewayMode> {
+        s.get_ref().parse().map_err(|e: String| cx.err(s.span(), e))
+    };
+    let v4 = match (&n.gateway_mode, n.masquerade) {
+        (Some(m), Some(false)) if parse(m)? != GatewayMode::Routed => {
+            return Err(cx.err(
+                m.span(),
+                "masquerade = false is gateway mode routed; it contradicts this gateway_mode",
+            ))
+        }
+        (Some(m), _) => parse(m)?,
+        (None, Some(false)) => GatewayMode::Routed,
+        (None, _) => GatewayMode::Nat,
+    };
+    let v6 = n.gateway_mode_v6.as_ref().map(parse).transpose()?;
+    Ok((v4, v6))
 }
 
 /// Addresses and host ports already given out by earlier attachments.

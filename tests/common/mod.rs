@@ -377,3 +377,27 @@ pub fn assert_no_reply(out: &std::process::Output, what: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The request was answered by the echo server of namespace `ns`.
+#[track_caller]
+pub fn served_by(r: std::io::Result<String>, ns: &str, what: &str) {
+    match r {
+        Ok(reply) => assert_eq!(reply, format!("{ns}:hi"), "{what}"),
+        Err(e) => panic!("{what}: {e}"),
+    }
+}
+
+/// The connection was dropped (a timeout) or refused (RST): not some
+/// other failure of the client, such as an unreachable route.
+#[track_caller]
+pub fn refused(r: std::io::Result<String>, what: &str) {
+    use std::io::ErrorKind::*;
+    match r {
+        Err(e)
+            if matches!(
+                e.kind(),
+                TimedOut | WouldBlock | ConnectionRefused | ConnectionReset
+            ) => {}
+        other => panic!("{what} should be dropped or refused, got {other:?}"),
+    }
+}

@@ -34,6 +34,17 @@ pub struct LinkInfo {
     pub group: u32,
 }
 
+/// Options of a bridge port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortOption {
+    /// Frames may go back out of the port they came in on.
+    Hairpin(bool),
+    /// The port cannot exchange frames with other isolated ports, only
+    /// with the bridge itself and non-isolated ports: at layer 2, so for
+    /// ARP, ND, IPv4 and IPv6 alike.
+    Isolated(bool),
+}
+
 /// A veth pair whose peer is created directly inside another namespace:
 /// creating it in place avoids a ~16 ms namespace move per link, and the
 /// peer can take a name (`eth0`) that exists in the host namespace.
@@ -215,24 +226,23 @@ impl Handle {
         )
     }
 
-    /// Turns hairpin mode of a bridge port on or off (`ip link set dev X
-    /// type bridge_slave hairpin on`).
-    pub fn set_hairpin(&mut self, index: u32, name: &str, on: bool) -> Result<()> {
+    /// Sets an option of a bridge port (`ip link set dev X type
+    /// bridge_slave hairpin on|isolated on`).
+    pub fn set_port_option(&mut self, index: u32, name: &str, option: PortOption) -> Result<()> {
+        let (attr, op) = match option {
+            PortOption::Hairpin(on) => (InfoBridgePort::HairpinMode(on), "setting hairpin mode of"),
+            PortOption::Isolated(on) => (InfoBridgePort::Isolated(on), "setting port isolation of"),
+        };
         let mut msg = LinkMessage::default();
         msg.header.index = index;
         msg.attributes.push(LinkAttribute::LinkInfo(vec![
             NlLinkInfo::PortKind(InfoPortKind::Bridge),
-            NlLinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
-                on,
-            )])),
+            NlLinkInfo::PortData(InfoPortData::BridgePort(vec![attr])),
         ]));
         self.request(
             RouteNetlinkMessage::NewLink(msg),
             0,
-            Ctx {
-                op: "setting hairpin mode of",
-                target: name,
-            },
+            Ctx { op, target: name },
         )
     }
 

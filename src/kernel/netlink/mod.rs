@@ -10,7 +10,7 @@ mod link;
 mod route;
 
 pub use addr::AddressInfo;
-pub use link::{LinkInfo, LinkKind, VethSpec};
+pub use link::{LinkInfo, LinkKind, PortOption, VethSpec};
 pub use route::RouteInfo;
 
 use std::io;
