@@ -205,6 +205,29 @@ fn every_failure_point_of_connect_and_create_is_rolled_back() {
     common::assert_same(&sb.snapshot(), &mid, "teardown");
     sb.ok(&["connect", "r", "c1"]);
     sb.ok(&["ping", "c1", "203.0.113.1", "-c", "1"]);
+    // With the protection rules, a routed v6 family, no ICC and a trusted
+    // interface: the same steps but the forwarding sysctls, already on
+    // (the rules are part of the one firewall step), and an isolated port
+    // where br_netfilter is off.
+    let create = [
+        "network",
+        "create",
+        "s",
+        "--subnet",
+        "10.48.0.0/24",
+        "--subnet",
+        "fd00:48::/64",
+        "--gateway-mode-v6",
+        "routed",
+        "--no-icc",
+        "--trusted-interface",
+        "up0",
+    ];
+    assert_eq!(inject(&create, &sb.snapshot()), 7);
+    sb.sh("sysctl -qw net.bridge.bridge-nf-call-iptables=0");
+    let mid = sb.snapshot();
+    // ... plus the port isolation step
+    assert_eq!(inject(&["connect", "s", "c2", "-p", "8081:80"], &mid), 11);
 }
 
 #[test]
