@@ -174,7 +174,11 @@ impl LiveKernel {
         bridge: &str,
     ) -> KResult<()> {
         let Op::CreateVeth {
-            mtu, mac, group, ..
+            mtu,
+            mac,
+            group,
+            ipv6,
+            ..
         } = spec
         else {
             unreachable!("called for CreateVeth only")
@@ -209,8 +213,31 @@ impl LiveKernel {
             mtu: *mtu,
             peer_mac: *mac,
             group: Some(*group),
+            up: *ipv6,
         })?;
+        if !*ipv6 {
+            self.ipv4_only(host, peer, netns, &fd)?;
+        }
         Ok(())
+    }
+
+    /// Turns IPv6 off on both ends of a new veth, then brings the host end
+    /// up: it never gets a link-local address.
+    fn ipv4_only(&mut self, host: &str, peer: &str, netns: &NsRef, fd: &OwnedFd) -> KResult<()> {
+        // A kernel without IPv6 has no such key: nothing to turn off.
+        let off = |key: &str| match sysctl::write(key, "1") {
+            Err(sysctl::Error::Write { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                Ok(())
+            }
+            other => other,
+        };
+        off(&crate::model::sysctl::disable_ipv6(host))?;
+        let peer_key = crate::model::sysctl::disable_ipv6(peer);
+        netns::in_netns(fd.as_fd(), &netns.to_string(), || off(&peer_key))??;
+        let index = self.index_of(&Target::Host, host)?;
+        Ok(self.host()?.set_up(index, host, true)?)
     }
 
     fn delete_link(&mut self, target: &Target, name: &str) -> KResult<()> {

@@ -164,6 +164,7 @@ mod tests {
                 mtu: None,
                 mac: None,
                 group: 9,
+                ipv6: true,
             },
             Op::AddAddress {
                 target: Target::Ns(NsRef::Named("ns1".into())),

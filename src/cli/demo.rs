@@ -63,6 +63,7 @@ fn make_upstream() -> Result<()> {
             mtu: None,
             mac: None,
             group: 0,
+            ipv6: true,
         },
         Op::AddAddress {
             target: up.clone(),

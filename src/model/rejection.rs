@@ -178,6 +178,13 @@ pub enum Rejection {
     },
     #[error("{0}")]
     PoolExhausted(IpamError),
+    /// A Linux bridge numbers its ports in 10 bits, 0 reserved.
+    #[error("network {network} is full: its bridge holds at most {limit} ports and {count} are attached; use another network")]
+    BridgeFull {
+        network: String,
+        limit: usize,
+        count: usize,
+    },
     /// The address asked for is the network's gateway: in use by the bridge.
     #[error("{0}")]
     AddressIsGateway(IpamError),
@@ -231,6 +238,7 @@ impl Rejection {
             | HostIfnameTaken { .. }
             | AddressInUse { .. }
             | PoolExhausted(_)
+            | BridgeFull { .. }
             | AddressIsGateway(_)
             | PortsOverlap { .. }
             | PortTaken { .. }

@@ -38,6 +38,10 @@ pub struct NsFacts {
     pub host_listeners: Vec<HostListener>,
 }
 
+/// Ports a Linux bridge holds: port numbers have 10 bits, and 0 is
+/// reserved.
+pub const BRIDGE_PORT_LIMIT: usize = 1023;
+
 pub fn find_network<'a>(state: &'a State, name: &str) -> Result<&'a Network> {
     state
         .networks
@@ -189,6 +193,13 @@ fn lease_addresses(net: &Network, ips: &[RequestedIp]) -> Result<Vec<IpNet>> {
 fn check_free(state: &State, net: &Network, req: &ConnectRequest, facts: &NsFacts) -> Result<()> {
     let ns = &req.namespace;
     let ifname = req.ifname();
+    if net.attachments.len() >= BRIDGE_PORT_LIMIT {
+        return Err(Rejection::BridgeFull {
+            network: net.name.clone(),
+            limit: BRIDGE_PORT_LIMIT,
+            count: net.attachments.len(),
+        });
+    }
     if net.attachment(ns).is_some() {
         return Err(Rejection::AlreadyConnected {
             namespace: ns.clone(),
@@ -247,6 +258,7 @@ fn connect_steps(
         mtu: net.mtu,
         mac,
         group: net.link_group,
+        ipv6: net.subnet_v6().is_some(),
     });
     if !att.ports.is_empty() {
         ops.push(Op::SetHairpin {
@@ -512,6 +524,26 @@ mod tests {
             assert!(e.to_string().contains(needle), "{e} lacks {needle}");
             assert_eq!(e.exit_code(), code, "{e}");
         }
+    }
+
+    #[test]
+    fn a_full_bridge_is_refused_before_anything_is_made() {
+        let mut s = state();
+        let net = s.networks.get_mut("n").unwrap();
+        for i in 0..BRIDGE_PORT_LIMIT {
+            net.attachments.push(test_attachment(&format!("x{i}")));
+        }
+        let e = plan_connect(&s, &req("one-more"), &NsFacts::default()).unwrap_err();
+        assert_eq!(e.exit_code(), 4);
+        let text = e.to_string();
+        assert!(
+            text.contains("network n")
+                && text.contains("1023")
+                && text.contains("1023 are attached"),
+            "{text}"
+        );
+        s.networks.get_mut("n").unwrap().attachments.pop();
+        assert!(plan_connect(&s, &req("one-more"), &NsFacts::default()).is_ok());
     }
 
     #[test]

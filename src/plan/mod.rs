@@ -71,6 +71,9 @@ pub enum Op {
         mtu: Option<u32>,
         mac: Option<[u8; 6]>,
         group: u32,
+        /// IPv6 on both ends; off for IPv4-only networks, set before
+        /// either end is up so that no IPv6 autoconfiguration ever runs.
+        ipv6: bool,
     },
     DeleteLink {
         target: Target,
@@ -168,8 +171,16 @@ impl fmt::Display for Op {
             Op::DeleteNamespaces { names } => write!(f, "delete {} namespaces", names.len()),
             Op::CreateBridge { name, .. } => write!(f, "create bridge {name}"),
             Op::CreateVeth {
-                host, peer, netns, ..
-            } => write!(f, "create veth {host} <-> {peer} in {netns}"),
+                host,
+                peer,
+                netns,
+                ipv6,
+                ..
+            } => write!(
+                f,
+                "create veth {host} <-> {peer} in {netns}{}",
+                if *ipv6 { "" } else { " (IPv4 only)" }
+            ),
             Op::DeleteLink { target, name } => write!(f, "delete link {name} in {target}"),
             Op::DeleteLinkGroup { names, .. } => match names.as_slice() {
                 [one] => write!(f, "delete link {one} in host"),

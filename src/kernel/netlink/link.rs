@@ -59,6 +59,8 @@ pub struct VethSpec<'a> {
     /// Link group of the host end, so that a whole network's ports can be
     /// deleted in one request (one RCU grace period instead of one each).
     pub group: Option<u32>,
+    /// Bring the host end up in the same request.
+    pub up: bool,
 }
 
 impl Handle {
@@ -161,8 +163,10 @@ impl Handle {
         }
 
         let mut msg = LinkMessage::default();
-        msg.header.flags = LinkFlags::Up;
-        msg.header.change_mask = LinkFlags::Up;
+        if spec.up {
+            msg.header.flags = LinkFlags::Up;
+            msg.header.change_mask = LinkFlags::Up;
+        }
         msg.attributes
             .push(LinkAttribute::IfName(spec.host_name.to_string()));
         if let Some(mtu) = spec.mtu {
