@@ -280,3 +280,21 @@ fn several_namespaces_connect_in_one_go_or_not_at_all() {
     sb.ok(&["network", "rm", "m", "--force"]);
     common::assert_same(&sb.snapshot(), &before, "teardown");
 }
+
+#[test]
+fn a_disconnected_namespace_can_come_back_at_once() {
+    let sb = Sandbox::new();
+    sb.ok(&["network", "create", "back", "--subnet", "10.49.0.0/24"]);
+    sb.ok(&["connect", "back", "peer"]);
+    for round in 0..5 {
+        sb.ok(&["connect", "back", "again"]);
+        sb.ok(&["ping", "again", "10.49.0.2", "-c", "1"]);
+        sb.ok(&["disconnect", "back", "again"]);
+        // Off the bridge at once, whatever the kernel still has to destroy.
+        let ports = sb.sh("ip -o link show master back");
+        assert_eq!(ports.lines().count(), 1, "round {round}: {ports}");
+        assert!(!sb.sh("ip netns list").contains("again"), "round {round}");
+    }
+    sb.ok(&["disconnect", "back", "peer"]);
+    sb.ok(&["network", "rm", "back"]);
+}

@@ -163,11 +163,11 @@ fn a_killed_up_is_finished_by_the_next_command() {
     let dir = tempfile::tempdir().unwrap();
     let file = write(&dir, LAB);
     let before = sb.snapshot();
-    // Count the steps of a full up.
+    // Count the steps of a full up (-v also times its phases, in parentheses).
     let out = sb.run(&["-v", "up", "-f", &file]);
     let steps = String::from_utf8_lossy(&out.stderr)
         .lines()
-        .filter(|l| l.contains(" ms "))
+        .filter(|l| l.contains(" ms ") && l.ends_with(": ok"))
         .count();
     sb.ok(&["down", "-f", &file]);
     assert_same(&sb.snapshot(), &before, "down after a full up");

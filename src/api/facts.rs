@@ -47,9 +47,20 @@ pub fn namespace_facts(
     // Only the derived name matters: look it up instead of dumping every
     // host link, a list that grows with the number of attachments.
     let host_ifname = names::host_veth_name(&net.name, &ns.to_string(), req.ifname());
-    let host_ifnames = match probe.link(&Target::Host, &host_ifname)? {
-        Some(_) => vec![host_ifname],
-        None => Vec::new(),
+    let (host_ifnames, parked_host_end) = match probe.link(&Target::Host, &host_ifname)? {
+        // Parked by a disconnect of this network (its link group, down, off
+        // the bridge, recorded nowhere): going with its old namespace.
+        Some(l)
+            if l.kind == LinkKind::Veth
+                && !l.up
+                && l.master.is_none()
+                && l.group == net.link_group
+                && !net.attachments.iter().any(|a| a.host_ifname == l.name) =>
+        {
+            (Vec::new(), true)
+        }
+        Some(_) => (vec![host_ifname], false),
+        None => (Vec::new(), false),
     };
     Ok(NsFacts {
         exists,
@@ -58,6 +69,7 @@ pub fn namespace_facts(
         bridge_netfilter: bridge_netfilter(probe, net),
         ifnames,
         host_ifnames,
+        parked_host_end,
         default_routes,
     })
 }
@@ -191,6 +203,7 @@ mod tests {
                 host_listeners: vec![],
                 ifnames: vec!["lo".into()],
                 host_ifnames: vec![host_end],
+                parked_host_end: false,
                 default_routes: vec![true],
             }
         );

@@ -51,12 +51,14 @@ impl Nsnet {
     /// Takes the lock and loads the state, first finishing a command that
     /// was interrupted (see `plan::recover`).
     pub fn begin(&self) -> Result<(store::Lock, State)> {
+        let start = std::time::Instant::now();
         let lock = self.store.lock()?;
         if let Some(j) = self.store.read_journal(&lock)? {
             let current = self.store.load(&lock)?;
+            let (before, after) = j.states(&current);
             // Recorded already: the command died just before tidying up.
-            if current != j.after {
-                let (kept, ops) = plan::recover::recover(&j.before, &j.after);
+            if current != after {
+                let (kept, ops) = plan::recover::recover(&before, &after);
                 let errors = apply::teardown(&ops, &mut LiveKernel::new());
                 if !errors.is_empty() {
                     return Err(Error::Teardown(errors));
@@ -66,6 +68,7 @@ impl Nsnet {
             self.store.remove_journal(&lock)?;
         }
         let state = self.store.load(&lock)?;
+        apply::phase("lock and load the state", start);
         Ok((lock, state))
     }
 
@@ -83,11 +86,12 @@ impl Nsnet {
         mode: Mode,
         kernel: &mut dyn Kernel,
     ) -> Result<()> {
-        let journal = crate::model::Journal {
-            before: before.clone(),
-            after: after.clone(),
+        let start = std::time::Instant::now();
+        let journal = crate::model::Journal::Change {
+            change: crate::model::delta::diff(before, after),
         };
         self.store.write_journal(lock, &journal)?;
+        apply::phase("write the journal", start);
         match mode {
             Mode::AllOrNothing => self.commit_all_or_nothing(lock, after, ops, kernel)?,
             Mode::KeepGoing => {
@@ -121,7 +125,10 @@ impl Nsnet {
                 return Err(failed.into());
             }
         };
-        if let Err(e) = self.store.save(lock, after) {
+        let start = std::time::Instant::now();
+        let saved = self.store.save(lock, after);
+        apply::phase("record the state", start);
+        if let Err(e) = saved {
             let errors = apply::teardown(&undo, kernel);
             if !errors.is_empty() {
                 return Err(Error::Teardown(errors));

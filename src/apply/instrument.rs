@@ -15,6 +15,17 @@ pub fn set_verbose(on: bool) {
     VERBOSE.store(on, Ordering::Relaxed);
 }
 
+/// With `-v`, prints how long a phase of the command took (taking the
+/// lock and loading the state, writing the journal, recording the state).
+pub fn phase(what: &str, start: Instant) {
+    if VERBOSE.load(Ordering::Relaxed) {
+        eprintln!(
+            "nsnet: {:>8.3} ms  ({what})",
+            start.elapsed().as_secs_f64() * 1000.0
+        );
+    }
+}
+
 pub(super) struct Instrument {
     calls: usize,
     /// The k-th operation of this process fails as if the kernel had

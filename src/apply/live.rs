@@ -198,6 +198,9 @@ impl LiveKernel {
                 })
             }
         };
+        // The name may have belonged to a link deleted or parked earlier in
+        // this run: whatever index was looked up for it is stale.
+        self.indexes.remove(&(Target::Host, host.to_string()));
         let conn = self.ns(netns)?;
         let fd = conn.fd.try_clone().map_err(|e| {
             kernel::Error::Netns(netns::Error::Open {
@@ -251,15 +254,22 @@ impl LiveKernel {
     /// number is never touched. Whatever is listed but outside the group
     /// goes one by one.
     fn delete_link_group(&mut self, group: u32, names: &[String]) -> KResult<()> {
-        let members: Vec<String> = self
+        let in_group: Vec<netlink::LinkInfo> = self
             .host()?
             .links()?
             .into_iter()
             .filter(|l| l.group == group)
-            .map(|l| l.name)
             .collect();
         self.forget_host_links(names);
-        let batched = !members.is_empty() && members.iter().all(|m| names.contains(m));
+        // Host ends parked by a disconnect, on their way out with their
+        // namespace, are ours too.
+        let parked =
+            |l: &netlink::LinkInfo| l.kind == LinkKind::Veth && !l.up && l.master.is_none();
+        let batched = !in_group.is_empty()
+            && in_group
+                .iter()
+                .all(|l| names.contains(&l.name) || parked(l));
+        let members: Vec<String> = in_group.into_iter().map(|l| l.name).collect();
         if batched {
             self.host()?.delete_group(group)?;
         }
@@ -385,6 +395,18 @@ impl LiveKernel {
             Op::DeleteLink { target, name } => self.delete_link(target, name)?,
             Op::DeleteLinkGroup { group, names } => self.delete_link_group(*group, names)?,
             Op::DeleteLinks { names } => self.delete_links(names)?,
+            Op::ClearParked { name } => match self.delete_link(&Target::Host, name) {
+                Err(e) if e.is_gone() => {}
+                other => other?,
+            },
+            Op::ParkLinks { names } => {
+                kernel::each_keep_going(names, |name| {
+                    let index = self.index_of(&Target::Host, name)?;
+                    Ok(self.host()?.park(index, name)?)
+                })?;
+                // A new link may take the name while this one goes.
+                self.forget_host_links(names);
+            }
             Op::AddAddress { .. }
             | Op::DeleteAddress { .. }
             | Op::LinkUp { .. }

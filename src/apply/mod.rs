@@ -12,7 +12,7 @@
 mod instrument;
 pub mod live;
 
-pub use instrument::set_verbose;
+pub use instrument::{phase, set_verbose};
 pub use live::LiveKernel;
 
 use crate::plan::Op;

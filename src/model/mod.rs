@@ -4,6 +4,7 @@
 //! subnets and leases). Pure: no syscalls, no I/O; imports nothing else of
 //! the crate.
 
+pub mod delta;
 pub mod gateway;
 pub mod ipam;
 pub mod names;
@@ -57,11 +58,24 @@ fn yes() -> bool {
     true
 }
 
-/// A command's intent: written before it touches the kernel.
+/// A command's intent, written before it touches the kernel: the change
+/// from the recorded state (which is the state before, until the command
+/// records the state after). nsnet 0.1 wrote both whole states.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Journal {
-    pub before: State,
-    pub after: State,
+#[serde(untagged)]
+pub enum Journal {
+    Change { change: delta::StateDelta },
+    Whole { before: State, after: State },
+}
+
+impl Journal {
+    /// The states before and after, given the recorded one.
+    pub fn states(self, recorded: &State) -> (State, State) {
+        match self {
+            Journal::Change { change } => (recorded.clone(), delta::apply(recorded, &change)),
+            Journal::Whole { before, after } => (before, after),
+        }
+    }
 }
 
 /// A bridge plus subnets and options.
@@ -167,6 +181,51 @@ impl Network {
     /// Whether traffic may leave this network through the host's routing.
     pub fn forwards(&self) -> bool {
         !self.internal
+    }
+
+    /// Whether two records describe the same network but for their
+    /// attachments. (The destructuring makes a new field a compile error
+    /// here until it is compared.)
+    pub fn same_settings(&self, other: &Network) -> bool {
+        let Network {
+            name,
+            bridge,
+            bridge_adopted,
+            bridge_brought_up,
+            bridge_mac,
+            subnets,
+            preexisting_gateways,
+            bridge_sysctls,
+            internal,
+            masquerade,
+            gateway_mode,
+            gateway_mode_v6,
+            icc,
+            trusted_interfaces,
+            isolate,
+            mtu,
+            link_group,
+            attachments: _,
+            owner,
+        } = self;
+        *name == other.name
+            && *bridge == other.bridge
+            && *bridge_adopted == other.bridge_adopted
+            && *bridge_brought_up == other.bridge_brought_up
+            && *bridge_mac == other.bridge_mac
+            && *subnets == other.subnets
+            && *preexisting_gateways == other.preexisting_gateways
+            && *bridge_sysctls == other.bridge_sysctls
+            && *internal == other.internal
+            && *masquerade == other.masquerade
+            && *gateway_mode == other.gateway_mode
+            && *gateway_mode_v6 == other.gateway_mode_v6
+            && *icc == other.icc
+            && *trusted_interfaces == other.trusted_interfaces
+            && *isolate == other.isolate
+            && *mtu == other.mtu
+            && *link_group == other.link_group
+            && *owner == other.owner
     }
 
     /// The gateway mode of one family.

@@ -26,6 +26,9 @@ pub struct NsFacts {
     pub ifnames: Vec<String>,
     /// Host interface names in use.
     pub host_ifnames: Vec<String>,
+    /// The derived host end exists, parked by a disconnect of this network
+    /// and on its way out with its old namespace: it is deleted first.
+    pub parked_host_end: bool,
     /// Families (true = IPv4) that already have a default route inside.
     pub default_routes: Vec<bool>,
     /// br_netfilter hands bridged IPv4 and IPv6 frames to the forward
@@ -336,7 +339,15 @@ pub fn plan_connect(
         owner: None,
         cni: req.cni.clone(),
     };
-    let ops = connect_steps(net, &att, facts, req.mac);
+    let mut ops = connect_steps(net, &att, facts, req.mac);
+    if facts.parked_host_end {
+        ops.insert(
+            0,
+            Op::ClearParked {
+                name: att.host_ifname.clone(),
+            },
+        );
+    }
     let mut new_state = state.clone();
     new_state
         .networks
@@ -376,16 +387,34 @@ pub fn plan_disconnect(
     // attachment on its way out.
     let mut ops: Vec<Op> = Op::firewall(state, &new_state).into_iter().collect();
     let mut new_state = state.clone();
-    ops.push(Op::DeleteLinks {
-        names: leaving.iter().map(|a| a.host_ifname.clone()).collect(),
-    });
-    ops.extend(Op::forget_flows(leaving.iter().copied()));
+    let mut doomed = Vec::new();
     for ns in namespaces {
         if new_state.detach(network, ns) {
-            ops.push(Op::DeleteNetns {
-                name: ns.name().expect("detach checked it is named").to_string(),
-            });
+            doomed.push(ns.name().expect("detach checked it is named").to_string());
         }
+    }
+    // The veths of namespaces that go with them are only parked: the
+    // namespace's deletion takes them along, asynchronously. The others
+    // are deleted, all in one request.
+    let (park, delete): (Vec<&Attachment>, Vec<&Attachment>) = leaving.iter().partition(|a| {
+        a.namespace
+            .name()
+            .is_some_and(|n| doomed.iter().any(|d| d == n))
+    });
+    let names = |v: &[&Attachment]| v.iter().map(|a| a.host_ifname.clone()).collect::<Vec<_>>();
+    if !delete.is_empty() {
+        ops.push(Op::DeleteLinks {
+            names: names(&delete),
+        });
+    }
+    if !park.is_empty() {
+        ops.push(Op::ParkLinks {
+            names: names(&park),
+        });
+    }
+    ops.extend(Op::forget_flows(leaving.iter().copied()));
+    for name in doomed {
+        ops.push(Op::DeleteNetns { name });
     }
     Ok((new_state, ops))
 }
@@ -527,6 +556,35 @@ mod tests {
     }
 
     #[test]
+    fn a_parked_host_end_is_cleared_and_a_kept_namespace_loses_its_veth() {
+        let facts = NsFacts {
+            parked_host_end: true,
+            ..NsFacts::default()
+        };
+        let (s, ops) = plan_connect(&state(), &req("a"), &facts).unwrap();
+        assert!(matches!(&ops[0], Op::ClearParked { name } if name.starts_with("ve-a-")));
+        // A namespace nsnet did not create stays: its veth is deleted.
+        let existing = NsFacts {
+            exists: true,
+            ..NsFacts::default()
+        };
+        let (s, _) = plan_connect(&s, &req("kept"), &existing).unwrap();
+        let nss = [NsRef::Named("a".into()), NsRef::Named("kept".into())];
+        let (_, ops) = plan_disconnect(&s, "n", &nss).unwrap();
+        let steps: Vec<String> = ops.iter().map(|o| o.to_string()).collect();
+        assert!(
+            matches!(&ops[0], Op::DeleteLinks { names } if names.len() == 1 && names[0].starts_with("ve-kept-")),
+            "{steps:?}"
+        );
+        assert!(
+            matches!(&ops[1], Op::ParkLinks { names } if names.len() == 1 && names[0].starts_with("ve-a-")),
+            "{steps:?}"
+        );
+        assert_eq!(steps[2], "delete namespace a");
+        assert_eq!(ops.len(), 3, "{steps:?}");
+    }
+
+    #[test]
     fn a_full_bridge_is_refused_before_anything_is_made() {
         let mut s = state();
         let net = s.networks.get_mut("n").unwrap();
@@ -558,7 +616,9 @@ mod tests {
         let (after, ops) = plan_disconnect(&s, "n", &nss).unwrap();
         assert!(after.networks["n"].attachments.is_empty());
         assert!(matches!(&ops[0], Op::Firewall { .. }));
-        assert!(matches!(&ops[1], Op::DeleteLinks { names } if names.len() == 2));
+        // Both namespaces go: their veths are parked, the deletion of the
+        // namespaces takes them along.
+        assert!(matches!(&ops[1], Op::ParkLinks { names } if names.len() == 2));
         assert!(
             matches!(&ops[2], Op::ForgetFlows { addrs } if addrs.len() == 2),
             "the flows of b's published port are forgotten: {ops:?}"

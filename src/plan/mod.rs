@@ -91,6 +91,17 @@ pub enum Op {
     DeleteLinks {
         names: Vec<String>,
     },
+    /// Takes host veths down and off their bridge; deleting their
+    /// namespaces afterwards lets the kernel destroy the pairs
+    /// asynchronously, instead of one RCU grace period per deletion.
+    ParkLinks {
+        names: Vec<String>,
+    },
+    /// Deletes a parked host end that is still on its way out (an
+    /// immediate re-connect wants its name); fine if it is gone already.
+    ClearParked {
+        name: String,
+    },
     AddAddress {
         target: Target,
         ifname: String,
@@ -189,6 +200,11 @@ impl fmt::Display for Op {
             Op::DeleteLinks { names } => match names.as_slice() {
                 [one] => write!(f, "delete link {one} in host"),
                 _ => write!(f, "delete {} links in host in one batch", names.len()),
+            },
+            Op::ClearParked { name } => write!(f, "delete the parked host end {name}"),
+            Op::ParkLinks { names } => match names.as_slice() {
+                [one] => write!(f, "take {one} down and off its bridge"),
+                _ => write!(f, "take {} links down and off their bridge", names.len()),
             },
             Op::AddAddress {
                 target,

@@ -131,9 +131,10 @@ mod tests {
         assert_eq!(kept.networks["a"].attachments, vec![att("kept")]);
         let steps: Vec<String> = ops.iter().map(|o| o.to_string()).collect();
         for want in [
-            "delete link ve-leaving in host",
+            // Namespaces that go take their parked veths along.
+            "take ve-leaving down and off its bridge",
             "delete namespace leaving",
-            "delete link ve-coming in host",
+            "take ve-coming down and off its bridge",
             "delete namespace coming",
             "delete link b in host",
             "apply nftables table inet nsnet",

@@ -70,6 +70,8 @@ pub fn undo_of(op: &Op, old_sysctl: Option<String>) -> Option<Op> {
         | Op::DeleteLink { .. }
         | Op::DeleteLinkGroup { .. }
         | Op::DeleteLinks { .. }
+        | Op::ParkLinks { .. }
+        | Op::ClearParked { .. }
         | Op::ForgetFlows { .. }
         | Op::RemoveResolvConf { .. }
         | Op::DeleteAddress { .. } => None,

@@ -417,7 +417,9 @@ impl Nsnet {
         if dry_run || out.changes.is_empty() {
             return Ok(out);
         }
-        if !removals.is_empty() && mid != before {
+        // Recorded even without steps: the journal of the next commit is a
+        // change from the recorded state.
+        if mid != before {
             self.commit(
                 &lock,
                 &before,

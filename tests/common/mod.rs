@@ -140,6 +140,7 @@ impl Sandbox {
     /// link-local address (and its fe80 routes) and the ff00::/8 multicast
     /// route it gains when IPv6 first comes up with carrier, and the default qdisc a link keeps after its first up.
     pub fn snapshot(&self) -> String {
+        self.settle();
         let mut s = String::new();
         for cmd in [
             "ip -j link show",
@@ -160,6 +161,22 @@ impl Sandbox {
             s.push_str(&format!("## {cmd}\n{}\n", self.sh(cmd)));
         }
         s
+    }
+
+    /// Waits (at most 3 s) until no host end parked by a disconnect is left:
+    /// the kernel destroys those with their namespace, asynchronously.
+    pub fn settle(&self) {
+        for _ in 0..150 {
+            let links = self.sh("ip -o link show type veth");
+            let parked = links.lines().any(|l| {
+                let name = l.split(": ").nth(1).unwrap_or("");
+                name.starts_with("ve-") && !l.contains(",UP") && !l.contains("master ")
+            });
+            if !parked {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     /// A simulated upstream: namespace `up` at 203.0.113.1/24, linked to the

@@ -192,6 +192,24 @@ impl Handle {
         )
     }
 
+    /// Takes a bridge port down and off its bridge in one request: it
+    /// carries no traffic from then on, at no RCU grace period's cost (the
+    /// deletion of a device costs one).
+    pub fn park(&mut self, index: u32, name: &str) -> Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.header.change_mask = LinkFlags::Up;
+        msg.attributes.push(LinkAttribute::Controller(0));
+        self.request(
+            RouteNetlinkMessage::SetLink(msg),
+            0,
+            Ctx {
+                op: "taking down and off its bridge",
+                target: name,
+            },
+        )
+    }
+
     /// Brings a link up or down.
     pub fn set_up(&mut self, index: u32, name: &str, up: bool) -> Result<()> {
         let mut msg = LinkMessage::default();

@@ -1,0 +1,190 @@
+//! The difference between two states, small when the change is: a
+//! command's journal records it instead of both whole states, so that
+//! writing the intent costs what the change costs, not what the state
+//! holds. `apply(before, &diff(before, after)) == after`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Attachment, Network, NsRef, ResolvConf, State};
+
+/// Attachments of a network whose own settings stayed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AttachmentDelta {
+    pub removed: Vec<NsRef>,
+    /// New ones (appended, in order) and changed ones (replaced in place).
+    pub upserted: Vec<Attachment>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StateDelta {
+    /// Networks that came, went or whose settings changed: their value
+    /// after (`None`: removed), attachments included.
+    pub networks: BTreeMap<String, Option<Network>>,
+    pub attachments: BTreeMap<String, AttachmentDelta>,
+    /// The whole map after, when it changed (it is small).
+    pub sysctls: Option<BTreeMap<String, String>>,
+    pub resolv_confs: BTreeMap<String, Option<ResolvConf>>,
+}
+
+fn attachment_delta(before: &Network, after: &Network) -> AttachmentDelta {
+    let index = |n: &'_ Network| -> std::collections::HashMap<NsRef, usize> {
+        n.attachments
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.namespace.clone(), i))
+            .collect()
+    };
+    let (b, a) = (index(before), index(after));
+    let mut d = AttachmentDelta::default();
+    for att in &before.attachments {
+        if !a.contains_key(&att.namespace) {
+            d.removed.push(att.namespace.clone());
+        }
+    }
+    for att in &after.attachments {
+        if b.get(&att.namespace).map(|i| &before.attachments[*i]) != Some(att) {
+            d.upserted.push(att.clone());
+        }
+    }
+    d
+}
+
+pub fn diff(before: &State, after: &State) -> StateDelta {
+    let mut d = StateDelta::default();
+    for (name, b) in &before.networks {
+        match after.networks.get(name) {
+            None => {
+                d.networks.insert(name.clone(), None);
+            }
+            Some(a) if !b.same_settings(a) => {
+                d.networks.insert(name.clone(), Some(a.clone()));
+            }
+            Some(a) if a.attachments != b.attachments => {
+                d.attachments.insert(name.clone(), attachment_delta(b, a));
+            }
+            Some(_) => {}
+        }
+    }
+    for (name, a) in &after.networks {
+        if !before.networks.contains_key(name) {
+            d.networks.insert(name.clone(), Some(a.clone()));
+        }
+    }
+    if before.sysctls != after.sysctls {
+        d.sysctls = Some(after.sysctls.clone());
+    }
+    for key in before.resolv_confs.keys().chain(after.resolv_confs.keys()) {
+        let (b, a) = (before.resolv_confs.get(key), after.resolv_confs.get(key));
+        if b != a {
+            d.resolv_confs.insert(key.clone(), a.cloned());
+        }
+    }
+    d
+}
+
+/// `before` with the change applied. Idempotent: applying it to the state
+/// after gives that state again.
+pub fn apply(before: &State, d: &StateDelta) -> State {
+    let mut s = before.clone();
+    for (name, net) in &d.networks {
+        match net {
+            Some(n) => s.networks.insert(name.clone(), n.clone()),
+            None => s.networks.remove(name),
+        };
+    }
+    for (name, ad) in &d.attachments {
+        let Some(net) = s.networks.get_mut(name) else {
+            continue;
+        };
+        net.attachments
+            .retain(|a| !ad.removed.contains(&a.namespace));
+        for a in &ad.upserted {
+            match net
+                .attachments
+                .iter_mut()
+                .find(|x| x.namespace == a.namespace)
+            {
+                Some(slot) => *slot = a.clone(),
+                None => net.attachments.push(a.clone()),
+            }
+        }
+    }
+    if let Some(sysctls) = &d.sysctls {
+        s.sysctls = sysctls.clone();
+    }
+    for (key, conf) in &d.resolv_confs {
+        match conf {
+            Some(c) => s.resolv_confs.insert(key.clone(), c.clone()),
+            None => s.resolv_confs.remove(key),
+        };
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{test_attachment, test_network};
+
+    fn state(nets: &[(&str, &[&str])]) -> State {
+        let mut s = State::default();
+        for (i, (name, nss)) in nets.iter().enumerate() {
+            let mut n = test_network(name, name, &[&format!("10.{i}.0.0/24")]);
+            n.attachments = nss.iter().map(|ns| test_attachment(ns)).collect();
+            s.networks.insert(name.to_string(), n);
+        }
+        s
+    }
+
+    #[test]
+    fn applying_the_difference_gives_the_state_after() {
+        let before = state(&[("a", &["x", "y", "z"]), ("b", &["w"]), ("gone", &[])]);
+        let mut after = state(&[
+            ("a", &["x", "z", "new1", "new2"]),
+            ("b", &["w"]),
+            ("came", &["q"]),
+        ]);
+        // A change in place: the heir of a namespace nsnet created.
+        after.networks.get_mut("b").unwrap().attachments[0].namespace_created = false;
+        after
+            .sysctls
+            .insert("net/ipv4/ip_forward".into(), "0".into());
+        after.resolv_confs.insert(
+            "x".into(),
+            ResolvConf {
+                servers: vec!["192.0.2.53".parse().unwrap()],
+                owner: "/f.toml".into(),
+            },
+        );
+        let d = diff(&before, &after);
+        assert_eq!(apply(&before, &d), after);
+        assert_eq!(apply(&after, &d), after, "idempotent");
+        // Only what changed is in it.
+        assert_eq!(d.attachments["a"].removed, vec![NsRef::Named("y".into())]);
+        assert_eq!(d.attachments["a"].upserted.len(), 2);
+        assert_eq!(d.attachments["b"].upserted.len(), 1);
+        assert!(d.networks.contains_key("gone") && d.networks.contains_key("came"));
+        assert!(!d.networks.contains_key("a"));
+        assert_eq!(diff(&after, &after), StateDelta::default());
+    }
+
+    #[test]
+    fn one_more_attachment_is_a_small_difference() {
+        let many: Vec<String> = (0..1000).map(|i| format!("n{i}")).collect();
+        let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+        let before = state(&[("big", &refs)]);
+        let mut after = before.clone();
+        after
+            .networks
+            .get_mut("big")
+            .unwrap()
+            .attachments
+            .push(test_attachment("one-more"));
+        let d = diff(&before, &after);
+        let size = serde_json::to_vec(&d).unwrap().len();
+        assert!(size < 1000, "the journal of one connect is {size} bytes");
+        assert_eq!(apply(&before, &d), after);
+    }
+}
