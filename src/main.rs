@@ -4,7 +4,19 @@ mod cli;
 
 use clap::Parser;
 
+/// A closed stdout (`nsnet show | head`) ends the process quietly, as it
+/// does `ip` and every C tool: Rust ignores SIGPIPE by default, and every
+/// later write would then panic.
+fn die_quietly_on_closed_pipes() {
+    // SAFETY: called first thing in main, before any thread exists;
+    // restoring a signal's default disposition has no other effect.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() {
+    die_quietly_on_closed_pipes();
     // A container runtime runs us as its CNI plugin: stdin and stdout belong
     // to the CNI protocol, there is no command line.
     if std::env::var_os("CNI_COMMAND").is_some() {

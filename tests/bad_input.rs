@@ -344,3 +344,41 @@ fn commands_refuse_to_run_unprivileged() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("needs root"), "{err}");
 }
+
+#[test]
+fn a_closed_stdout_ends_listings_quietly() {
+    use std::process::{Command, Stdio};
+    let sb = Sandbox::new();
+    sb.ok(&["network", "create", "net", "--subnet", "10.51.0.0/24"]);
+    for i in 0..3 {
+        sb.ok(&["connect", "net", &format!("p{i}")]);
+    }
+    let listings: [&[&str]; 6] = [
+        &["completions", "fish"],
+        &["show"],
+        &["network", "ls"],
+        &["--json", "network", "inspect", "net"],
+        &["ns", "ls"],
+        &["--help"],
+    ];
+    for args in listings {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_nsnet"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes away before nsnet writes a byte: a real pipe,
+        // closed, as `| head -0` does.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.is_empty(), "{args:?}: {err}");
+        use std::os::unix::process::ExitStatusExt;
+        assert!(
+            out.status.success() || out.status.signal() == Some(libc::SIGPIPE),
+            "{args:?}: {:?}",
+            out.status
+        );
+    }
+}
