@@ -311,3 +311,40 @@ pub fn cni_version(stdin: &[u8]) -> Option<String> {
         .ok()
         .and_then(|v| v["cniVersion"].as_str().map(str::to_string))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::GatewayMode;
+
+    fn conf(extra: &str) -> NetConf {
+        let text = format!(
+            r#"{{"cniVersion": "1.0.0", "name": "podnet", "type": "nsnet", "subnets": ["10.66.0.0/24"]{extra}}}"#
+        );
+        NetConf::parse(text.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn gateway_mode_icc_and_trusted_interfaces_are_read() {
+        let req = conf(r#", "ipMasq": true"#).network_request().unwrap();
+        assert_eq!((req.gateway_mode, req.icc), (GatewayMode::Nat, true));
+        // The reference plugin masquerades only with ipMasq: without it,
+        // nsnet routes, with the inbound filter.
+        let req = conf("").network_request().unwrap();
+        assert_eq!(req.gateway_mode, GatewayMode::Routed);
+        let req = conf(
+            r#", "gatewayMode": "nat-unprotected", "icc": false, "trustedInterfaces": ["eth1"]"#,
+        )
+        .network_request()
+        .unwrap();
+        assert_eq!(
+            (req.gateway_mode, req.icc, req.trusted_interfaces),
+            (GatewayMode::NatUnprotected, false, vec!["eth1".to_string()])
+        );
+        let e = conf(r#", "gatewayMode": "bridge""#)
+            .network_request()
+            .unwrap_err();
+        assert_eq!(e.code, 7);
+        assert!(e.details.contains("bridge"), "{}", e.details);
+    }
+}

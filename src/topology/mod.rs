@@ -461,6 +461,41 @@ mod tests {
     }
 
     #[test]
+    fn gateway_modes_icc_and_trusted_interfaces_parse() {
+        let t = parse(
+            "t.toml",
+            "/t.toml",
+            r#"
+[networks.a]
+subnets = ["10.0.0.0/24", "fd00::/64"]
+gateway_mode = "nat"
+gateway_mode_v6 = "routed"
+icc = false
+trusted_interfaces = ["eth1"]
+[networks.b]
+subnets = ["10.1.0.0/24"]
+masquerade = false
+"#,
+        )
+        .unwrap();
+        let a = &t.networks[0];
+        assert_eq!(
+            (a.gateway_mode, a.mode_v6(), a.icc),
+            (GatewayMode::Nat, GatewayMode::Routed, false)
+        );
+        assert_eq!(a.trusted_interfaces, vec!["eth1"]);
+        assert_eq!(t.networks[1].gateway_mode, GatewayMode::Routed);
+        for (text, needle) in [
+            ("[networks.a]\nsubnets = [\"10.0.0.0/24\"]\ngateway_mode = \"bridge\"\n", "t.toml:3:16: invalid gateway mode \"bridge\""),
+            ("[networks.a]\nsubnets = [\"10.0.0.0/24\"]\nmasquerade = false\ngateway_mode = \"nat\"\n", "contradicts"),
+            ("[networks.a]\nsubnets = [\"10.0.0.0/24\"]\ntrusted_interfaces = [\"a/b\"]\n", "t.toml:3:23:"),
+        ] {
+            let e = bad(text);
+            assert!(e.contains(needle), "{e}");
+        }
+    }
+
+    #[test]
     fn the_tutorial_parses() {
         let t = parse(
             "t.toml",
