@@ -166,6 +166,13 @@ fn routed_networks_expose_published_container_ports_only() {
     );
     sb.ok(&["ping", "up", "10.82.0.2", "-c", "1"]);
     sb.ok(&["ping", "up", "fd00:82::2", "-c", "1"]);
+    // Replies to the namespace's own connections pass the inbound filter.
+    let _server = sb.echo("up", 7000, false);
+    served_by(
+        sb.ask(Some("w"), "203.0.113.1:7000", false),
+        "up",
+        "routed, a reply to the namespace's own connection",
+    );
     // Outgoing traffic keeps the namespace's address.
     let listener = sb.udp_listener("up", "203.0.113.1:9999".parse().unwrap());
     sb.udp_send("w", "203.0.113.1".parse().unwrap(), 9999);
