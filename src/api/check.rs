@@ -48,10 +48,7 @@ impl Nsnet {
 pub fn check_state(state: &State, network: Option<&str>) -> Result<Report> {
     if let Some(name) = network {
         if !state.networks.contains_key(name) {
-            return Err(Rejection::NoSuchNetwork {
-                network: name.to_string(),
-            }
-            .into());
+            return Err(Rejection::no_such_network(name, state.networks.keys()).into());
         }
     }
     let mut kernel = LiveKernel::new();

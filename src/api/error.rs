@@ -189,9 +189,7 @@ mod tests {
             "{text}"
         );
         assert_eq!(e.exit_code(), 1);
-        let r = Error::from(Rejection::NoSuchNetwork {
-            network: "x".into(),
-        });
+        let r = Error::from(Rejection::no_such_network("x", &[]));
         assert_eq!((r.exit_code(), r.kind()), (3, "not_found"));
     }
 }

@@ -140,6 +140,37 @@ impl Finding {
     }
 }
 
+impl Finding {
+    /// What puts it right: `check --repair` for what the record alone
+    /// restores, otherwise the command to run.
+    pub fn remedy(&self) -> String {
+        use Finding::*;
+        match self {
+            Sysctl { .. } | Firewall { .. } | BridgeDown { .. } => "nsnet check --repair".into(),
+            NamespaceGone { .. } => "nsnet gc".into(),
+            BridgeMissing { network, .. } | NotABridge { network, .. } | GatewayMissing { network, .. } => format!(
+                "nsnet network rm {network} --force, then create it again (or nsnet up -f FILE if a topology file made it)"
+            ),
+            HostVethMissing { network, namespace, .. }
+            | HostVethOffBridge { network, namespace, .. }
+            | InterfaceMissing { network, namespace, .. }
+            | InterfaceDown { network, namespace, .. }
+            | AddressMissing { network, namespace, .. }
+            | DefaultRouteMissing { network, namespace, .. } => format!(
+                "nsnet disconnect {network} {namespace} && nsnet connect {network} {namespace} (or nsnet up -f FILE if a topology file made it)"
+            ),
+        }
+    }
+
+    /// Whether `check --repair` puts it right.
+    pub fn repairable(&self) -> bool {
+        matches!(
+            self,
+            Finding::Sysctl { .. } | Finding::Firewall { .. } | Finding::BridgeDown { .. }
+        )
+    }
+}
+
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use Finding::*;

@@ -31,16 +31,22 @@ use nsnet::{require_root, Nsnet, Result};
 )]
 pub struct Cli {
     /// Where nsnet records networks and leases
-    #[arg(long, global = true, env = "NSNET_STATE_DIR", default_value = nsnet::store::DEFAULT_DIR)]
+    #[arg(long, global = true, help_heading = "Global options", env = "NSNET_STATE_DIR", default_value = nsnet::store::DEFAULT_DIR)]
     pub state_dir: PathBuf,
     /// Machine-readable output for listings and errors
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     pub json: bool,
     /// More detail on stderr
-    #[arg(short, long, global = true, conflicts_with = "quiet")]
+    #[arg(
+        short,
+        long,
+        global = true,
+        help_heading = "Global options",
+        conflicts_with = "quiet"
+    )]
     pub verbose: bool,
     /// Print nothing but errors
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = "Global options")]
     pub quiet: bool,
     #[command(subcommand)]
     pub command: Command,
@@ -55,7 +61,13 @@ pub enum Command {
     #[command(subcommand)]
     Ns(NsCmd),
     /// Attach namespaces to a network (creating them if needed)
+    #[command(after_help = "Examples (the tutorial's steps):\n  \
+        nsnet connect mydocker0 ns1 --ip 172.16.1.1/16\n  \
+        nsnet connect mydocker0 ns2 --ip 172.16.1.2/16\n  \
+        nsnet connect mydocker0 web -p 8080:80\n  \
+        nsnet connect mydocker0 a b c          (three namespaces, all or nothing)")]
     Connect {
+        /// The network to attach to (see `nsnet network ls`)
         network: String,
         /// Names under /run/netns, or paths such as /proc/PID/ns/net; several
         /// are attached in one go, all or nothing
@@ -80,20 +92,34 @@ pub enum Command {
     },
     /// Detach namespaces from a network (and delete those that connect created)
     Disconnect {
+        /// The network to detach from
         network: String,
         /// One or more namespaces; several are detached in one batch
         #[arg(required = true, value_name = "NAMESPACE")]
         namespaces: Vec<String>,
     },
-    /// Run a command inside a namespace
+    /// Run a command inside a namespace (like `ip netns exec`)
+    #[command(
+        after_help = "Examples:\n  nsnet exec ns1 ip addr\n  nsnet exec ns1 -- ping -c 1 172.16.1.2"
+    )]
     Exec {
+        /// A name under /run/netns, or a path such as /proc/PID/ns/net
         namespace: String,
-        #[arg(last = true, required = true, value_name = "COMMAND")]
+        /// The command and its arguments (`--` before it is optional; it
+        /// lets the command have options nsnet would take for its own)
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            required = true,
+            value_name = "COMMAND"
+        )]
         command: Vec<String>,
     },
     /// Send ICMP echo requests from inside a namespace
     Ping {
+        /// The namespace to ping from
         namespace: String,
+        /// An IPv4 or IPv6 address
         destination: String,
         /// Number of requests
         #[arg(short = 'c', long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=100000))]
@@ -108,6 +134,9 @@ pub enum Command {
     /// Show bridges, their networks and attachments (like `brctl show`, and more)
     Show,
     /// Make the host match a topology file; only what differs is changed
+    #[command(
+        after_help = "Examples:\n  nsnet up -f examples/tutorial.toml --dry-run\n  nsnet up -f examples/tutorial.toml\n  nsnet down -f examples/tutorial.toml"
+    )]
     Up {
         /// The topology file
         #[arg(short = 'f', long = "file", default_value = "nsnet.toml")]
@@ -136,14 +165,25 @@ pub enum Command {
     /// Run the tutorial end to end in a private sandbox (the host is untouched)
     Demo,
     /// Print a shell completion script
-    Completions { shell: clap_complete::Shell },
+    Completions {
+        /// bash, elvish, fish, powershell or zsh
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Subcommand)]
 pub enum NetworkCmd {
     /// Create a network: a bridge, a gateway address per subnet, NAT
+    #[command(after_help = "Examples (the tutorial's bridge, and more):\n  \
+        nsnet network create mydocker0 --subnet 172.16.0.0/16\n  \
+        nsnet network create lab --subnet 10.20.0.0/24 --subnet fd00:20::/64 --no-icc\n  \
+        nsnet network create back --internal")]
     Create {
+        /// The network's name (also the bridge's, unless --bridge is given)
         name: String,
+        /// A subnet given without --subnet: refused with a hint
+        #[arg(hide = true)]
+        stray: Vec<String>,
         /// IPv4 and/or IPv6 subnet (default: a free private /24)
         #[arg(long = "subnet", value_name = "CIDR")]
         subnets: Vec<String>,
@@ -188,10 +228,16 @@ pub enum NetworkCmd {
     /// List networks
     Ls,
     /// Show one network in detail
-    Inspect { name: String },
-    /// Remove a network
-    Rm {
+    Inspect {
+        /// The network's name
         name: String,
+    },
+    /// Remove networks (all or none: each must exist and, without --force,
+    /// have no attachment)
+    Rm {
+        /// One or more networks
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
         /// Also disconnect every attachment
         #[arg(long)]
         force: bool,
@@ -201,9 +247,15 @@ pub enum NetworkCmd {
 #[derive(Subcommand)]
 pub enum NsCmd {
     /// Create a named namespace
-    Add { name: String },
+    Add {
+        /// Its name under /run/netns
+        name: String,
+    },
     /// Delete a named namespace
-    Del { name: String },
+    Del {
+        /// Its name under /run/netns
+        name: String,
+    },
     /// List named namespaces
     Ls,
 }
@@ -316,7 +368,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             } else {
                 nsnet.check(network.as_deref())?
             };
-            out.check(&report);
+            out.check(&report, repair);
             return Ok(if report.clean() { 0 } else { 1 });
         }
         Command::Show => out.show(&nsnet.state()?, &output::live_ports()),
@@ -359,6 +411,7 @@ fn network(nsnet: &Nsnet, out: &output::Printer, cmd: NetworkCmd) -> Result<()> 
     match cmd {
         NetworkCmd::Create {
             name,
+            stray,
             subnets,
             gateways,
             bridge,
@@ -371,6 +424,17 @@ fn network(nsnet: &Nsnet, out: &output::Printer, cmd: NetworkCmd) -> Result<()> 
             no_isolate,
             mtu,
         } => {
+            if let Some(extra) = stray.first() {
+                return Err(Rejection::StrayArgument {
+                    value: extra.clone(),
+                    hint: if parse_subnet(extra).is_ok() {
+                        format!("a subnet is given with --subnet: nsnet network create {name} --subnet {extra}")
+                    } else {
+                        "network create takes one name; options start with --".to_string()
+                    },
+                }
+                .into());
+            }
             let mut gateway_mode = parse_mode(&gateway_mode)?;
             if no_masquerade {
                 if !matches!(gateway_mode, GatewayMode::Nat | GatewayMode::Routed) {
@@ -402,12 +466,19 @@ fn network(nsnet: &Nsnet, out: &output::Printer, cmd: NetworkCmd) -> Result<()> 
             let net = state
                 .networks
                 .get(&name)
-                .ok_or(Rejection::NoSuchNetwork { network: name })?;
+                .ok_or_else(|| Rejection::no_such_network(&name, state.networks.keys()))?;
             out.network_inspect(net);
         }
-        NetworkCmd::Rm { name, force } => {
-            let net = nsnet.remove_network(&name, force)?;
-            out.done(&format!("removed network {}", net.name));
+        NetworkCmd::Rm { names, force } => {
+            // All or none: every removal is checked before the first one.
+            let state = nsnet.state()?;
+            for name in &names {
+                nsnet::plan::network::plan_remove(&state, name, force)?;
+            }
+            for name in &names {
+                let net = nsnet.remove_network(name, force)?;
+                out.done(&format!("removed network {}", net.name));
+            }
         }
     }
     Ok(())

@@ -361,13 +361,34 @@ impl Printer {
         }
     }
 
-    pub fn check(&self, report: &nsnet::check::Report) {
+    pub fn check(&self, report: &nsnet::check::Report, repaired: bool) {
         if self.json {
             self.print_json(json!({"clean": report.clean(), "drift": report.drift, "warnings": report.warnings}));
             return;
         }
+        if repaired && !self.quiet {
+            println!("repaired from the record: the firewall table, IP forwarding and bridges' up state");
+        }
         for d in &report.drift {
             println!("drift: {d}");
+        }
+        let mut remedies: Vec<String> = Vec::new();
+        for d in &report.drift {
+            let r = d.remedy();
+            let done_by_repair = repaired && d.repairable();
+            if !done_by_repair && !remedies.contains(&r) {
+                remedies.push(r);
+            }
+        }
+        if !remedies.is_empty() && !self.quiet {
+            let why = if repaired {
+                "--repair cannot restore this; run"
+            } else {
+                "to put it right, run"
+            };
+            for r in remedies {
+                println!("hint: {why}: {r}");
+            }
         }
         for w in &report.warnings {
             println!("warning: {w}");

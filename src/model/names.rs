@@ -175,9 +175,55 @@ pub fn parse_mac(s: &str) -> Result<[u8; 6], InvalidName> {
     Ok(mac)
 }
 
+/// The candidate closest to `name` by edit distance, when it is close
+/// enough to be a likely typo (at most a third of the name's length, and
+/// at least one edit allowed).
+pub fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a String>) -> Option<String> {
+    let limit = (name.chars().count() / 3).max(1);
+    candidates
+        .into_iter()
+        .map(|c| (edit_distance(name, c), c))
+        .filter(|(d, _)| *d <= limit)
+        .min()
+        .map(|(_, c)| c.clone())
+}
+
+/// Levenshtein distance, by characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                prev
+            } else {
+                1 + prev.min(cur).min(row[j])
+            };
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn typos_find_the_closest_name() {
+        let names: Vec<String> = ["mydocker0", "lab", "web-db"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(closest("mydocker1", &names).as_deref(), Some("mydocker0"));
+        assert_eq!(closest("mydokcer0", &names).as_deref(), Some("mydocker0"));
+        assert_eq!(closest("lb", &names).as_deref(), Some("lab"));
+        assert_eq!(closest("zzz", &names), None);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
     use proptest::prelude::*;
 
     #[test]

@@ -118,12 +118,18 @@ pub enum Rejection {
     NotANamespace { path: String },
     #[error("namespace {namespace} is listed twice")]
     ListedTwice { namespace: NsRef },
+    #[error("unexpected argument {value:?}: {hint}")]
+    StrayArgument { value: String, hint: String },
     #[error("{what} apply to one namespace; connect the namespaces one by one")]
     OptionsForOneNamespace { what: &'static str },
 
     // Not found (3).
-    #[error("network {network} does not exist")]
-    NoSuchNetwork { network: String },
+    #[error("network {network} does not exist{}", .suggestion.as_ref().map(|s| format!("; did you mean {s}?")).unwrap_or_default())]
+    NoSuchNetwork {
+        network: String,
+        /// The closest existing name, if one is close.
+        suggestion: Option<String>,
+    },
     #[error("namespace {namespace} does not exist")]
     NoSuchNamespace { namespace: String },
     #[error("namespace {namespace} is not connected to network {network}")]
@@ -220,6 +226,17 @@ pub enum Rejection {
 }
 
 impl Rejection {
+    /// `network` is not among `existing`; suggests the closest of them.
+    pub fn no_such_network<'a>(
+        network: &str,
+        existing: impl IntoIterator<Item = &'a String>,
+    ) -> Rejection {
+        Rejection::NoSuchNetwork {
+            network: network.to_string(),
+            suggestion: super::names::closest(network, existing),
+        }
+    }
+
     pub fn class(&self) -> Class {
         use Rejection::*;
         match self {
@@ -325,12 +342,7 @@ mod tests {
         let cases: Vec<(Rejection, i32)> = vec![
             (parse_subnet("10.0.0.0/33").unwrap_err(), 2),
             (parse_subnet("172.16.1.0/16").unwrap_err(), 2),
-            (
-                Rejection::NoSuchNetwork {
-                    network: "x".into(),
-                },
-                3,
-            ),
+            (Rejection::no_such_network("x", &[]), 3),
             (Rejection::NoFreeSubnet, 4),
         ];
         for (r, code) in cases {

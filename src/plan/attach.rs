@@ -49,9 +49,7 @@ pub fn find_network<'a>(state: &'a State, name: &str) -> Result<&'a Network> {
     state
         .networks
         .get(name)
-        .ok_or_else(|| Rejection::NoSuchNetwork {
-            network: name.to_string(),
-        })
+        .ok_or_else(|| Rejection::no_such_network(name, state.networks.keys()))
 }
 
 fn family(v4: bool) -> &'static str {

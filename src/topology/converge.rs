@@ -462,6 +462,14 @@ impl Nsnet {
                 let (next, more) = plan_remove(&after, &net.name, true)?;
                 after = next;
                 ops.extend(without_firewall(more));
+                // The same lines as `up` listed, in reverse: what goes with
+                // the network is named too.
+                for a in &net.attachments {
+                    out.changes.push(format!(
+                        "disconnect namespace {} from network {}",
+                        a.namespace, net.name
+                    ));
+                }
                 out.changes.push(format!("remove network {}", net.name));
                 continue;
             }

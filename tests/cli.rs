@@ -1,0 +1,158 @@
+//! What a new user meets at the command line: help with examples and a
+//! line per argument, hints where users commonly go wrong, several
+//! networks removed in one go (all or none).
+
+mod common;
+use common::Sandbox;
+
+#[test]
+fn help_has_examples_and_describes_every_argument() {
+    let sb = Sandbox::new();
+    for (cmd, needles) in [
+        (
+            vec!["connect", "--help"],
+            vec![
+                "Examples",
+                "nsnet connect mydocker0 ns1 --ip 172.16.1.1/16",
+                "The network to attach to",
+                "Global options:",
+            ],
+        ),
+        (
+            vec!["network", "create", "--help"],
+            vec!["Examples", "--subnet 172.16.0.0/16", "The network's name"],
+        ),
+        (
+            vec!["up", "--help"],
+            vec!["Examples", "nsnet up -f examples/tutorial.toml"],
+        ),
+        (
+            vec!["exec", "--help"],
+            vec!["<NAMESPACE>", "<COMMAND>...", "optional"],
+        ),
+        (vec!["ping", "--help"], vec!["An IPv4 or IPv6 address"]),
+    ] {
+        // Columns are aligned with spaces: compare with single spaces.
+        let text = sb.ok(&cmd).split_whitespace().collect::<Vec<_>>().join(" ");
+        for n in needles {
+            assert!(text.contains(n), "{cmd:?} lacks {n:?}:\n{text}");
+        }
+    }
+}
+
+#[test]
+fn hints_where_users_go_wrong() {
+    let sb = Sandbox::new();
+    sb.ok(&[
+        "network",
+        "create",
+        "mydocker0",
+        "--subnet",
+        "172.16.0.0/16",
+    ]);
+    let e = sb.fails(&["network", "inspect", "mydokcer0"], 3);
+    assert!(e.contains("did you mean mydocker0?"), "{e}");
+    let e = sb.fails(&["connect", "mydocker1", "ns1"], 3);
+    assert!(e.contains("did you mean mydocker0?"), "{e}");
+    let e = sb.fails(&["network", "create", "net2", "172.17.0.0/16"], 2);
+    assert!(
+        e.contains("nsnet network create net2 --subnet 172.17.0.0/16"),
+        "{e}"
+    );
+    // The command of `exec` may come with or without `--`.
+    sb.ok(&["connect", "mydocker0", "ns1"]);
+    assert!(sb
+        .ok(&["exec", "ns1", "ip", "-o", "addr"])
+        .contains("172.16.0.2"));
+    assert!(sb
+        .ok(&["exec", "ns1", "--", "ip", "-o", "link"])
+        .contains("eth0"));
+}
+
+#[test]
+fn check_says_what_repair_can_and_cannot_do() {
+    let sb = Sandbox::new();
+    sb.ok(&["network", "create", "r", "--subnet", "10.53.0.0/24"]);
+    sb.ok(&["connect", "r", "a"]);
+    sb.sh("ip -n a addr flush dev eth0 && nft flush table inet nsnet");
+    let out = sb.run(&["check"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("hint: to put it right, run: nsnet check --repair"),
+        "{text}"
+    );
+    assert!(
+        text.contains("nsnet disconnect r a && nsnet connect r a"),
+        "{text}"
+    );
+    let out = sb.run(&["check", "--repair"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("repaired from the record: the firewall table"), "{text}");
+    assert!(!text.contains("chain "), "the table was repaired: {text}");
+    assert!(
+        text.contains(
+            "hint: --repair cannot restore this; run: nsnet disconnect r a && nsnet connect r a"
+        ),
+        "{text}"
+    );
+    sb.ok(&["disconnect", "r", "a"]);
+    sb.ok(&["connect", "r", "a"]);
+    sb.ok(&["check"]);
+}
+
+#[test]
+fn several_networks_are_removed_all_or_none() {
+    let sb = Sandbox::new();
+    sb.ok(&["network", "create", "a", "--subnet", "10.54.0.0/24"]);
+    sb.ok(&["network", "create", "b", "--subnet", "10.55.0.0/24"]);
+    sb.ok(&["connect", "b", "x"]);
+    let e = sb.fails(&["network", "rm", "a", "nope"], 3);
+    assert!(e.contains("network nope does not exist"), "{e}");
+    let e = sb.fails(&["network", "rm", "a", "b"], 4);
+    assert!(e.contains("in use"), "{e}");
+    let ls = sb.ok(&["network", "ls"]);
+    assert!(
+        ls.contains("a ") || ls.contains("a\t") || ls.lines().any(|l| l.starts_with("a")),
+        "nothing was removed: {ls}"
+    );
+    sb.ok(&["network", "rm", "a", "b", "--force"]);
+    let ls = sb.ok(&["--json", "network", "ls"]);
+    assert_eq!(ls.trim(), "[]", "{ls}");
+}
+
+#[test]
+fn up_and_down_report_the_same_objects() {
+    let sb = Sandbox::new();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("web-db.toml");
+    std::fs::write(
+        &file,
+        "[networks.front]\nsubnets = [\"10.56.0.0/24\"]\n[networks.back]\nsubnets = [\"10.57.0.0/24\"]\n\
+         [namespaces.web]\nattach = [{ network = \"front\" }, { network = \"back\", ifname = \"eth1\" }]\n\
+         [namespaces.db]\nattach = [{ network = \"back\" }]\n",
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    let changes = |out: String| -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_string())
+            .collect()
+    };
+    let up = changes(sb.ok(&["--json", "up", "-f", f]));
+    let down = changes(sb.ok(&["--json", "down", "-f", f]));
+    assert_eq!(up.len(), 5, "{up:?}");
+    assert_eq!(down.len(), up.len(), "up: {up:?}\ndown: {down:?}");
+    for ns in ["web", "db"] {
+        assert!(
+            down.iter()
+                .any(|c| c.contains(&format!("namespace {ns} from network back"))),
+            "{down:?}"
+        );
+    }
+}
