@@ -89,7 +89,10 @@ fn check_says_what_repair_can_and_cannot_do() {
     let out = sb.run(&["check", "--repair"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
-    assert!(text.contains("repaired from the record: the firewall table"), "{text}");
+    assert!(
+        text.contains("repaired from the record: the firewall table"),
+        "{text}"
+    );
     assert!(!text.contains("chain "), "the table was repaired: {text}");
     assert!(
         text.contains(
@@ -154,5 +157,31 @@ fn up_and_down_report_the_same_objects() {
                 .any(|c| c.contains(&format!("namespace {ns} from network back"))),
             "{down:?}"
         );
+    }
+}
+
+#[test]
+fn manual_pages_are_generated_from_the_same_definitions() {
+    let sb = Sandbox::new();
+    let dir = tempfile::tempdir().unwrap();
+    let out = sb.ok(&["man", dir.path().to_str().unwrap()]);
+    assert!(out.contains("manual pages"), "{out}");
+    for (page, needle) in [
+        ("nsnet.1", "Docker-style bridge networking"),
+        (
+            "nsnet-connect.1",
+            "Publish even where a host service listens",
+        ),
+        ("nsnet-network-create.1", "gateway"),
+    ] {
+        // roff escapes hyphens.
+        let text = std::fs::read_to_string(dir.path().join(page))
+            .unwrap()
+            .replace("\\-", "-");
+        assert!(
+            text.starts_with(".ie") || text.contains(".TH"),
+            "{page} is no man page"
+        );
+        assert!(text.contains(needle), "{page} lacks {needle:?}");
     }
 }

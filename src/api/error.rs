@@ -35,6 +35,11 @@ pub enum Error {
         path: String,
         source: std::io::Error,
     },
+    #[error("writing {path}")]
+    WriteFile {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("topology file {path} is {size} bytes; the limit is {limit}")]
     FileTooLarge { path: String, size: u64, limit: u64 },
     #[error(transparent)]

@@ -164,6 +164,12 @@ pub enum Command {
     },
     /// Run the tutorial end to end in a private sandbox (the host is untouched)
     Demo,
+    /// Write the manual pages: nsnet(1) and one per command (nsnet-connect(1), ...)
+    #[command(after_help = "Example:\n  nsnet man /usr/local/share/man/man1 && man nsnet-connect")]
+    Man {
+        /// The directory to write them to (created if needed)
+        dir: PathBuf,
+    },
     /// Print a shell completion script
     Completions {
         /// bash, elvish, fish, powershell or zsh
@@ -272,6 +278,35 @@ fn seconds(v: f64, what: &'static str) -> Result<Duration> {
     Ok(Duration::from_secs_f64(v))
 }
 
+/// nsnet(1) and a page per command and subcommand, generated from the
+/// same definitions as `--help`.
+fn man_pages(dir: &std::path::Path) -> Result<usize> {
+    fn write(
+        cmd: clap::Command,
+        name: String,
+        dir: &std::path::Path,
+        n: &mut usize,
+    ) -> io::Result<()> {
+        let cmd = cmd.name(name.clone());
+        let mut page = Vec::new();
+        clap_mangen::Man::new(cmd.clone()).render(&mut page)?;
+        std::fs::write(dir.join(format!("{name}.1")), page)?;
+        *n += 1;
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            write(sub.clone(), format!("{name}-{}", sub.get_name()), dir, n)?;
+        }
+        Ok(())
+    }
+    let mut n = 0;
+    std::fs::create_dir_all(dir)
+        .and_then(|_| write(Cli::command(), "nsnet".into(), dir, &mut n))
+        .map_err(|source| nsnet::Error::WriteFile {
+            path: dir.display().to_string(),
+            source,
+        })?;
+    Ok(n)
+}
+
 fn parse_mode(s: &str) -> std::result::Result<GatewayMode, Rejection> {
     s.parse().map_err(|_| Rejection::BadGatewayMode {
         value: s.to_string(),
@@ -373,6 +408,13 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         Command::Show => out.show(&nsnet.state()?, &output::live_ports()),
         Command::Demo => return demo::run(&out),
+        Command::Man { dir } => {
+            let written = man_pages(&dir)?;
+            out.done(&format!(
+                "wrote {written} manual pages to {}",
+                dir.display()
+            ));
+        }
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "nsnet", &mut io::stdout());
         }

@@ -367,7 +367,9 @@ impl Printer {
             return;
         }
         if repaired && !self.quiet {
-            println!("repaired from the record: the firewall table, IP forwarding and bridges' up state");
+            println!(
+                "repaired from the record: the firewall table, IP forwarding and bridges' up state"
+            );
         }
         for d in &report.drift {
             println!("drift: {d}");
