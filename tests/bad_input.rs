@@ -152,7 +152,7 @@ fn every_bad_input_is_refused_cleanly() {
             2,
             "cannot forward ports published on ::1",
         ),
-        (vec!["connect", "net", "ns2", "-p", "8080"], 2, "\"8080\""),
+        (vec!["connect", "net", "ns2", "-p", "8080:"], 2, "\"8080:\""),
         (
             vec!["connect", "net", "ns2", "-p", "localhost:8080:80"],
             2,

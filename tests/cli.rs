@@ -61,6 +61,8 @@ fn hints_where_users_go_wrong() {
     );
     // The command of `exec` may come with or without `--`.
     sb.ok(&["connect", "mydocker0", "ns1"]);
+    let e = sb.fails(&["disconnect", "mydocker0", "nsl"], 3);
+    assert!(e.contains("did you mean ns1?"), "{e}");
     assert!(sb
         .ok(&["exec", "ns1", "ip", "-o", "addr"])
         .contains("172.16.0.2"));
@@ -184,4 +186,23 @@ fn manual_pages_are_generated_from_the_same_definitions() {
         );
         assert!(text.contains(needle), "{page} lacks {needle:?}");
     }
+}
+
+#[test]
+fn colour_only_where_asked_or_on_a_terminal() {
+    let sb = Sandbox::new();
+    sb.ok(&["network", "create", "c", "--subnet", "10.58.0.0/24"]);
+    sb.sh("nft flush table inet nsnet");
+    let text = |args: &[&str], env: &[(&str, &str)]| {
+        String::from_utf8_lossy(&sb.run_env(args, env).stdout).into_owned()
+    };
+    // A pipe stays plain, whatever NO_COLOR says.
+    assert!(
+        text(&["check"], &[]).contains("\ndrift: ") || text(&["check"], &[]).starts_with("drift: ")
+    );
+    assert!(!text(&["check"], &[]).contains('\x1b'));
+    assert!(text(&["check", "--color", "always"], &[]).contains("\x1b[31mdrift:\x1b[0m"));
+    assert!(!text(&["check", "--color", "never"], &[]).contains('\x1b'));
+    assert!(!text(&["--json", "check", "--color", "always"], &[]).contains('\x1b'));
+    assert!(!text(&["check", "--color", "auto"], &[("NO_COLOR", "1")]).contains('\x1b'));
 }

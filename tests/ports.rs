@@ -394,3 +394,25 @@ fn check_reports_damage_and_commands_repair_the_firewall() {
         .expect("port works after repair");
     assert_eq!(r, "web:hi");
 }
+
+#[test]
+fn a_bare_port_is_published_on_a_free_host_port() {
+    let sb = Sandbox::new();
+    sb.upstream();
+    sb.ok(&["network", "create", "a", "--subnet", "10.79.0.0/24"]);
+    // A host service holds the first port of the range: it is skipped.
+    let _held = std::net::TcpListener::bind("0.0.0.0:32768").unwrap();
+    let out = sb.ok(&["connect", "a", "web", "-p", "80"]);
+    assert!(out.contains("32769:80/tcp"), "{out}");
+    let out = sb.ok(&["connect", "a", "web2", "-p", "80", "-p", "81"]);
+    assert!(
+        out.contains("32770:80/tcp") && out.contains("32771:81/tcp"),
+        "{out}"
+    );
+    let _web = sb.echo("web", 80, false);
+    served_by(
+        sb.ask(Some("up"), &format!("{HOST}:32769"), false),
+        "web",
+        "picked port",
+    );
+}

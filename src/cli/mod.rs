@@ -48,6 +48,15 @@ pub struct Cli {
     /// Print nothing but errors
     #[arg(short, long, global = true, help_heading = "Global options")]
     pub quiet: bool,
+    /// Colour labels: auto (on a terminal, unless NO_COLOR is set), always, never
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "auto",
+        help_heading = "Global options"
+    )]
+    pub color: output::ColorChoice,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -328,6 +337,7 @@ pub fn run(cli: Cli) -> Result<i32> {
     let out = output::Printer {
         json: cli.json,
         quiet: cli.quiet,
+        color: !cli.json && cli.color.enabled(),
     };
     nsnet::apply::set_verbose(cli.verbose);
     let nsnet = Nsnet::new(&cli.state_dir);

@@ -13,6 +13,41 @@ use nsnet::{error_chain, Error};
 pub struct Printer {
     pub json: bool,
     pub quiet: bool,
+    /// ANSI colour on labels (a terminal, or `--color always`).
+    pub color: bool,
+}
+
+/// When to colour: `auto` colours a terminal unless `NO_COLOR` is set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorChoice {
+    pub fn enabled(self) -> bool {
+        use std::io::IsTerminal;
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                    && std::io::stdout().is_terminal()
+            }
+        }
+    }
+}
+
+impl Printer {
+    /// `label` in `code` (an SGR number) when colouring.
+    fn paint(&self, label: &str, code: u8) -> String {
+        if self.color {
+            format!("\x1b[{code}m{label}\x1b[0m")
+        } else {
+            label.to_string()
+        }
+    }
 }
 
 pub fn error(e: &Error, json: bool) {
@@ -372,7 +407,7 @@ impl Printer {
             );
         }
         for d in &report.drift {
-            println!("drift: {d}");
+            println!("{} {d}", self.paint("drift:", 31));
         }
         let mut remedies: Vec<String> = Vec::new();
         for d in &report.drift {
@@ -389,11 +424,11 @@ impl Printer {
                 "to put it right, run"
             };
             for r in remedies {
-                println!("hint: {why}: {r}");
+                println!("{} {why}: {r}", self.paint("hint:", 33));
             }
         }
         for w in &report.warnings {
-            println!("warning: {w}");
+            println!("{} {w}", self.paint("warning:", 33));
         }
         if report.clean() && !self.quiet {
             println!("no drift: the kernel and the firewall match what nsnet recorded");

@@ -117,6 +117,18 @@ impl FromStr for PortMapping {
         } else {
             let parts: Vec<&str> = rest.split(':').collect();
             match parts.as_slice() {
+                // `80` or `8000-8009`: container ports, on host ports that
+                // nsnet picks (as `docker run -p 80`).
+                [only] if !only.is_empty() => {
+                    let (port, count) = range(spec, only, "port")?;
+                    return Ok(PortMapping {
+                        host_ip: None,
+                        host_port: AUTO,
+                        port,
+                        count,
+                        protocol,
+                    });
+                }
                 [_, _] => (None, rest),
                 [ip, h, c] => {
                     let ip: IpAddr = ip
@@ -162,7 +174,11 @@ impl fmt::Display for PortMapping {
             None => {}
         }
         let last = |p: u16| p + (self.count - 1);
-        if self.count == 1 {
+        if self.host_port == AUTO && self.count == 1 {
+            write!(f, "{}", self.port)?;
+        } else if self.host_port == AUTO {
+            write!(f, "{}-{}", self.port, last(self.port))?;
+        } else if self.count == 1 {
             write!(f, "{}:{}", self.host_port, self.port)?;
         } else {
             write!(
@@ -178,7 +194,31 @@ impl fmt::Display for PortMapping {
     }
 }
 
+/// The host port of a mapping whose host ports nsnet is to pick.
+pub const AUTO: u16 = 0;
+/// Where picked host ports come from: Linux's default ephemeral range, as
+/// Docker does.
+pub const AUTO_RANGE: std::ops::RangeInclusive<u16> = 32768..=60999;
+
 impl PortMapping {
+    /// The host ports are nsnet's to pick.
+    pub fn is_auto(&self) -> bool {
+        self.host_port == AUTO
+    }
+
+    /// Whether a recorded mapping is what `wanted` asked for: picked host
+    /// ports match whatever was picked.
+    pub fn fulfils(&self, wanted: &PortMapping) -> bool {
+        if wanted.is_auto() {
+            self.host_ip == wanted.host_ip
+                && self.port == wanted.port
+                && self.count == wanted.count
+                && self.protocol == wanted.protocol
+        } else {
+            self == wanted
+        }
+    }
+
     /// Host ports covered.
     pub fn host_ports(&self) -> std::ops::RangeInclusive<u32> {
         let start = u32::from(self.host_port);
@@ -262,6 +302,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_bare_port_asks_for_a_picked_host_port() {
+        let m = p("80");
+        assert!(m.is_auto());
+        assert_eq!((m.port, m.count, m.protocol), (80, 1, Protocol::Tcp));
+        assert_eq!(m.to_string(), "80/tcp");
+        assert_eq!(p("80/tcp"), m);
+        let r = p("5000-5002/udp");
+        assert_eq!(
+            (r.port, r.count, r.protocol, r.is_auto()),
+            (5000, 3, Protocol::Udp, true)
+        );
+        assert_eq!(p(&r.to_string()), r);
+        let picked = PortMapping {
+            host_port: 32768,
+            ..m.clone()
+        };
+        assert!(picked.fulfils(&m) && !picked.fulfils(&p("8080:80")));
+    }
+
+    #[test]
     fn listeners_are_hijacked_by_mappings_that_cover_them() {
         let l = |addr: &str, port, protocol| HostListener {
             protocol,
@@ -320,7 +380,10 @@ mod tests {
             ("9000-8000:1-1001", "reversed"),
             ("8000-8010:9000-9001", "11 ports"),
             ("8080:80/icmp", "unknown protocol"),
-            ("8080", "expected"),
+            // A bare port is a container port on a picked host port (as
+            // `docker run -p 80`); it must still be a port.
+            ("0", "outside 1-65535"),
+            ("80-70", "reversed"),
             ("a:80", "not a port number"),
             ("1.2.3:8080:80", "not an IP address"),
             ("::1:8080:80", "brackets"),

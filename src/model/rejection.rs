@@ -132,8 +132,13 @@ pub enum Rejection {
     },
     #[error("namespace {namespace} does not exist")]
     NoSuchNamespace { namespace: String },
-    #[error("namespace {namespace} is not connected to network {network}")]
-    NotConnected { namespace: NsRef, network: String },
+    #[error("namespace {namespace} is not connected to network {network}{}", .suggestion.as_ref().map(|s| format!("; did you mean {s}?")).unwrap_or_default())]
+    NotConnected {
+        namespace: NsRef,
+        network: String,
+        /// The closest namespace that is connected, if one is close.
+        suggestion: Option<String>,
+    },
 
     // Conflicts (4).
     #[error("network {network} already exists")]
@@ -194,6 +199,8 @@ pub enum Rejection {
     /// The address asked for is the network's gateway: in use by the bridge.
     #[error("{0}")]
     AddressIsGateway(IpamError),
+    #[error("no free host port left for {mapping} in 32768-60999")]
+    NoFreeHostPort { mapping: PortMapping },
     #[error("published ports {mine} and {theirs} overlap")]
     PortsOverlap {
         mine: PortMapping,
@@ -259,6 +266,7 @@ impl Rejection {
             | AddressIsGateway(_)
             | PortsOverlap { .. }
             | PortTaken { .. }
+            | NoFreeHostPort { .. }
             | HostPortInUse { .. }
             | NotOwnedByFile { .. }
             | AttachmentNotOwnedByFile { .. }

@@ -135,6 +135,44 @@ fn published_ports(state: &State, net: &Network, wanted: &[PortMapping]) -> Resu
     Ok(())
 }
 
+/// Mappings whose host ports nsnet picks get the lowest free ones of the
+/// ephemeral range: not published by anyone, by no earlier mapping of the
+/// request, and with no host service listening.
+fn pick_host_ports(
+    state: &State,
+    wanted: &[PortMapping],
+    listeners: &[HostListener],
+) -> Result<Vec<PortMapping>> {
+    use crate::model::ports::AUTO_RANGE;
+    let mut out: Vec<PortMapping> = Vec::new();
+    for m in wanted {
+        if !m.is_auto() {
+            out.push(m.clone());
+            continue;
+        }
+        let taken = |c: &PortMapping| {
+            out.iter().any(|o| o.conflicts_with(c))
+                || wanted.iter().any(|o| !o.is_auto() && o.conflicts_with(c))
+                || state
+                    .networks
+                    .values()
+                    .flat_map(|n| n.attachments.iter())
+                    .any(|a| a.ports.iter().any(|p| p.conflicts_with(c)))
+                || listeners.iter().any(|l| l.is_hijacked_by(c))
+        };
+        let last_start = AUTO_RANGE.end() - (m.count - 1);
+        let picked = (*AUTO_RANGE.start()..=last_start)
+            .map(|host_port| PortMapping {
+                host_port,
+                ..m.clone()
+            })
+            .find(|c| !taken(c))
+            .ok_or_else(|| Rejection::NoFreeHostPort { mapping: m.clone() })?;
+        out.push(picked);
+    }
+    Ok(out)
+}
+
 /// A published port must not silently take the traffic of a host service
 /// that listens on it (Docker and podman refuse such mappings too).
 fn check_host_listeners(wanted: &[PortMapping], listeners: &[HostListener]) -> Result<()> {
@@ -315,9 +353,10 @@ pub fn plan_connect(
     let ifname = req.ifname().to_string();
     names::validate_ifname(&ifname)?;
     check_free(state, net, req, facts)?;
-    published_ports(state, net, &req.publish)?;
+    let publish = pick_host_ports(state, &req.publish, &facts.host_listeners)?;
+    published_ports(state, net, &publish)?;
     if !req.take_host_ports {
-        check_host_listeners(&req.publish, &facts.host_listeners)?;
+        check_host_listeners(&publish, &facts.host_listeners)?;
     }
     let host_ifname = names::host_veth_name(&net.name, &ns.to_string(), &ifname);
     if facts.host_ifnames.contains(&host_ifname) {
@@ -333,7 +372,7 @@ pub fn plan_connect(
         ifname,
         mac: req.mac.as_ref().map(names::format_mac),
         addresses: lease_addresses(net, &req.ips)?,
-        ports: req.publish.clone(),
+        ports: publish,
         owner: None,
         cni: req.cni.clone(),
     };
@@ -366,9 +405,17 @@ pub fn plan_disconnect(
     let net = find_network(state, network)?;
     let mut leaving: Vec<&Attachment> = Vec::new();
     for ns in namespaces {
-        let att = net.attachment(ns).ok_or_else(|| Rejection::NotConnected {
-            namespace: ns.clone(),
-            network: network.to_string(),
+        let att = net.attachment(ns).ok_or_else(|| {
+            let connected: Vec<String> = net
+                .attachments
+                .iter()
+                .map(|a| a.namespace.to_string())
+                .collect();
+            Rejection::NotConnected {
+                namespace: ns.clone(),
+                network: network.to_string(),
+                suggestion: names::closest(&ns.to_string(), &connected),
+            }
         })?;
         if leaving.iter().any(|a| &a.namespace == ns) {
             return Err(Rejection::ListedTwice {

@@ -62,7 +62,13 @@ fn attachment_matches(att: &Attachment, req: &ConnectRequest) -> bool {
         .ips
         .iter()
         .all(|ip| att.addresses.iter().any(|n| n.addr() == ip.addr));
-    att.ifname == req.ifname() && att.mac == mac && req.publish == att.ports && ips_match
+    let ports_match = att.ports.len() == req.publish.len()
+        && att
+            .ports
+            .iter()
+            .zip(&req.publish)
+            .all(|(have, want)| have.fulfils(want));
+    att.ifname == req.ifname() && att.mac == mac && ports_match && ips_match
 }
 
 /// Objects of a file that the kernel no longer has as recorded.

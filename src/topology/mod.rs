@@ -440,13 +440,20 @@ fn attachment(
     }
     for p in &a.publish {
         let m: PortMapping = p.get_ref().parse().map_err(|e| cx.err(p.span(), e))?;
-        if let Some((_, other)) = taken.ports.iter().find(|(o, _)| o.conflicts_with(&m)) {
+        // Host ports nsnet picks cannot clash: they are picked free.
+        let clash = taken
+            .ports
+            .iter()
+            .find(|(o, _)| !m.is_auto() && o.conflicts_with(&m));
+        if let Some((_, other)) = clash {
             return Err(cx.err(
                 p.span(),
                 format!("published port {m} is also published by namespace {other}"),
             ));
         }
-        taken.ports.push((m.clone(), ns.get_ref().clone()));
+        if !m.is_auto() {
+            taken.ports.push((m.clone(), ns.get_ref().clone()));
+        }
         req.publish.push(m);
     }
     Ok(req)
