@@ -63,6 +63,20 @@ fn hints_where_users_go_wrong() {
     sb.ok(&["connect", "mydocker0", "ns1"]);
     let e = sb.fails(&["disconnect", "mydocker0", "nsl"], 3);
     assert!(e.contains("did you mean ns1?"), "{e}");
+    let e = sb.fails(&["exec", "ns2", "true"], 3);
+    assert!(
+        e.contains("namespace ns2 does not exist; did you mean ns1?"),
+        "{e}"
+    );
+    let e = sb.fails(&["ping", "nsl", "172.16.0.1"], 3);
+    assert!(e.contains("did you mean ns1?"), "{e}");
+    // Ping by name: the address on a shared network.
+    sb.ok(&["connect", "mydocker0", "ns3"]);
+    let out = sb.ok(&["ping", "ns1", "ns3", "-c", "1"]);
+    assert!(out.contains("PING 172.16.0.3 "), "{out}");
+    sb.sh("ip netns add loner");
+    let e = sb.fails(&["ping", "ns1", "loner", "-c", "1"], 3);
+    assert!(e.contains("shares no network"), "{e}");
     assert!(sb
         .ok(&["exec", "ns1", "ip", "-o", "addr"])
         .contains("172.16.0.2"));
@@ -205,4 +219,59 @@ fn colour_only_where_asked_or_on_a_terminal() {
     assert!(!text(&["check", "--color", "never"], &[]).contains('\x1b'));
     assert!(!text(&["--json", "check", "--color", "always"], &[]).contains('\x1b'));
     assert!(!text(&["check", "--color", "auto"], &[("NO_COLOR", "1")]).contains('\x1b'));
+}
+
+#[test]
+fn ping_behaves_like_ping8() {
+    use std::os::unix::process::ExitStatusExt;
+    let sb = Sandbox::new();
+    sb.ok(&[
+        "network",
+        "create",
+        "p",
+        "--subnet",
+        "10.59.0.0/24",
+        "--subnet",
+        "fd00:59::/64",
+    ]);
+    sb.ok(&["connect", "p", "a"]);
+    let v6 = sb.ok(&["ping", "a", "fd00:59::1", "-c", "1"]);
+    assert!(
+        v6.starts_with("PING fd00:59::1 (fd00:59::1) 56 data bytes"),
+        "{v6}"
+    );
+    assert!(
+        v6.contains("icmp_seq=1 ttl=64"),
+        "the hop limit is shown: {v6}"
+    );
+    let v4 = sb.ok(&["ping", "a", "10.59.0.1", "-c", "1"]);
+    assert!(
+        v4.starts_with("PING 10.59.0.1 (10.59.0.1) 56(84) bytes of data."),
+        "{v4}"
+    );
+    // Ctrl-C: the statistics, and ping's status (0: replies came).
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_nsnet"))
+        .args(["ping", "a", "10.59.0.1", "-c", "100", "-i", "0.1"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{:?} {text}",
+        out.status.signal()
+    );
+    assert!(text.contains("--- 10.59.0.1 ping statistics ---"), "{text}");
+    let sent: u32 = text
+        .split(" packets transmitted")
+        .next()
+        .and_then(|l| l.rsplit('\n').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap();
+    assert!((2..100).contains(&sent), "stopped early: {text}");
 }

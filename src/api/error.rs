@@ -133,7 +133,10 @@ impl From<kernel::netns::Error> for Error {
         use kernel::netns::Error as E;
         match e {
             E::InvalidName(n) => Error::Rejected(n.into()),
-            E::NotFound(namespace) => Error::Rejected(Rejection::NoSuchNamespace { namespace }),
+            E::NotFound(namespace) => Error::Rejected(Rejection::NoSuchNamespace {
+                namespace,
+                suggestion: None,
+            }),
             E::Exists(namespace) => Error::Rejected(Rejection::NamespaceExists { namespace }),
             E::NotANamespace { path } => Error::Rejected(Rejection::NotANamespace { path }),
             other => Error::Probe(apply::Error::Kernel(other.into())),

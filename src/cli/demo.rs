@@ -92,6 +92,7 @@ fn demo_ping(out: &Printer, ns: &str, dest: &str) -> Result<bool> {
         count: 2,
         timeout: Duration::from_secs(1),
         interval: Duration::from_millis(200),
+        stop: None,
     };
     println!("$ nsnet ping {ns} {dest} -c 2");
     out.ping_header(dest);

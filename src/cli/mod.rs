@@ -6,6 +6,7 @@
 pub mod demo;
 pub mod exec;
 pub mod output;
+pub mod schema;
 
 use std::io;
 use std::net::IpAddr;
@@ -128,7 +129,8 @@ pub enum Command {
     Ping {
         /// The namespace to ping from
         namespace: String,
-        /// An IPv4 or IPv6 address
+        /// An IPv4 or IPv6 address, or a namespace on a network shared with
+        /// NAMESPACE (its address there; IPv4 first)
         destination: String,
         /// Number of requests
         #[arg(short = 'c', long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=100000))]
@@ -377,6 +379,9 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         Command::Exec { namespace, command } => {
             let ns = NsRef::parse(&namespace)?;
+            if !netns::exists(&ns) {
+                return Err(missing_namespace(&ns));
+            }
             return exec::exec(&ns, &command);
         }
         Command::Ping {
@@ -390,8 +395,9 @@ pub fn run(cli: Cli) -> Result<i32> {
                 count,
                 timeout: seconds(timeout, "timeout")?,
                 interval: seconds(interval, "interval")?,
+                stop: Some(stop_on_interrupt()),
             };
-            return ping_command(&out, &namespace, &destination, &opts);
+            return ping_command(&nsnet, &out, &namespace, &destination, &opts);
         }
         Command::Up { file, dry_run } => {
             let topo = nsnet::topology::load(&file)?;
@@ -563,24 +569,66 @@ fn namespace(nsnet: &Nsnet, out: &output::Printer, cmd: NsCmd) -> Result<()> {
     Ok(())
 }
 
+/// Ctrl-C stops a ping early, which then prints its statistics and exits
+/// with ping's status, as ping(8) does.
+fn stop_on_interrupt() -> &'static std::sync::atomic::AtomicBool {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static STOP: AtomicBool = AtomicBool::new(false);
+    extern "C" fn on_signal(_: libc::c_int) {
+        STOP.store(true, Ordering::Relaxed);
+    }
+    // SAFETY: the handler only stores to an atomic (async-signal-safe);
+    // without SA_RESTART a blocked receive returns EINTR and the loop
+    // sees the flag.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_signal as *const () as libc::sighandler_t;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(libc::SIGINT, &action, std::ptr::null_mut());
+    }
+    &STOP
+}
+
+/// A namespace that does not exist, with the closest name under
+/// /run/netns when one is close.
+fn missing_namespace(ns: &NsRef) -> nsnet::Error {
+    let names = netns::list().unwrap_or_default();
+    Rejection::NoSuchNamespace {
+        namespace: ns.to_string(),
+        suggestion: ns.name().and_then(|n| names::closest(n, &names)),
+    }
+    .into()
+}
+
 fn ping_command(
+    nsnet: &Nsnet,
     out: &output::Printer,
     namespace: &str,
     destination: &str,
     opts: &ping::Options,
 ) -> Result<i32> {
     let ns = NsRef::parse(namespace)?;
-    let dest: IpAddr = destination.parse().map_err(|_| Rejection::Unparsable {
-        what: "destination",
-        value: destination.to_string(),
-        expected: "expected an IPv4 or IPv6 address",
-    })?;
     if !netns::exists(&ns) {
-        return Err(Rejection::NoSuchNamespace {
-            namespace: ns.to_string(),
-        }
-        .into());
+        return Err(missing_namespace(&ns));
     }
+    let dest: IpAddr = match destination.parse() {
+        Ok(ip) => ip,
+        // A namespace's name: its address on a network the two share.
+        Err(_) => {
+            let to = NsRef::parse(destination).map_err(|_| Rejection::Unparsable {
+                what: "destination",
+                value: destination.to_string(),
+                expected: "expected an IPv4 or IPv6 address, or a namespace on a shared network",
+            })?;
+            nsnet
+                .state()?
+                .address_between(&ns, &to)
+                .ok_or_else(|| Rejection::NoSharedNetwork {
+                    from: ns.to_string(),
+                    to: to.to_string(),
+                })?
+        }
+    };
     out.ping_header(dest);
     let summary = ping::ping(&ns, dest, opts, |r| out.ping_reply(dest, r))?;
     out.ping_summary(dest, &summary);

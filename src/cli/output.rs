@@ -10,6 +10,8 @@ use nsnet::kernel::ping::{Reply, Summary};
 use nsnet::model::{Attachment, Network, State};
 use nsnet::{error_chain, Error};
 
+use super::schema::{AttachmentView, NetworkView};
+
 pub struct Printer {
     pub json: bool,
     pub quiet: bool,
@@ -79,26 +81,20 @@ pub fn live_ports() -> LivePorts {
 
 /// `show --json`.
 fn show_json(state: &State, live: &LivePorts) -> serde_json::Value {
-    let nets: Vec<serde_json::Value> = state
+    let nets: Vec<NetworkView> = state
         .networks
         .values()
         .map(|n| {
             let bridge = live.by_name.get(&n.bridge);
-            let atts: Vec<serde_json::Value> = n
-                .attachments
-                .iter()
-                .map(|a| {
-                    let port = live.by_name.get(&a.host_ifname);
-                    json!({
-                        "namespace": a.namespace, "host_ifname": a.host_ifname,
-                        "ifname": a.ifname, "addresses": a.addresses, "ports": a.ports,
-                        "present": port.is_some(),
-                        "on_bridge": port.and_then(|p| p.master) == bridge.map(|b| b.index),
-                    })
-                })
-                .collect();
-            json!({"network": n.name, "bridge": n.bridge, "present": bridge.is_some(),
-                   "subnets": n.subnets, "attachments": atts})
+            let mut view = NetworkView::of(n);
+            view.present = Some(bridge.is_some());
+            for (v, a) in view.attachments.iter_mut().zip(&n.attachments) {
+                let port = live.by_name.get(&a.host_ifname);
+                v.present = Some(port.is_some());
+                v.on_bridge =
+                    Some(port.is_some() && port.and_then(|p| p.master) == bridge.map(|b| b.index));
+            }
+            view
         })
         .collect();
     json!(nets)
@@ -255,7 +251,7 @@ impl Printer {
 
     pub fn network_created(&self, net: &Network) {
         if self.json {
-            self.print_json(json!(net));
+            self.print_json(json!(NetworkView::of(net)));
         } else if !self.quiet {
             let gws: Vec<String> = net.subnets.iter().map(|s| s.gateway.to_string()).collect();
             println!(
@@ -270,7 +266,7 @@ impl Printer {
 
     pub fn network_list(&self, state: &State) {
         if self.json {
-            let list: Vec<&Network> = state.networks.values().collect();
+            let list: Vec<NetworkView> = state.networks.values().map(NetworkView::of).collect();
             self.print_json(json!(list));
             return;
         }
@@ -292,7 +288,7 @@ impl Printer {
 
     pub fn network_inspect(&self, net: &Network) {
         if self.json {
-            self.print_json(json!(net));
+            self.print_json(json!(NetworkView::of(net)));
             return;
         }
         println!("network:     {}", net.name);
@@ -346,7 +342,7 @@ impl Printer {
 
     pub fn attachment(&self, network: &str, a: &Attachment) {
         if self.json {
-            self.print_json(json!({"network": network, "attachment": a}));
+            self.print_json(json!({"schema": super::schema::SCHEMA, "network": network, "attachment": AttachmentView::of(a)}));
         } else if !self.quiet {
             println!(
                 "connected {} to {network}: {} {} (host side {})",
@@ -437,11 +433,16 @@ impl Printer {
 
     pub fn ping_header(&self, dest: IpAddr) {
         if !self.json && !self.quiet {
-            println!(
-                "PING {dest} ({dest}) {}({}) bytes of data.",
-                nsnet::kernel::ping::PAYLOAD,
-                nsnet::kernel::ping::PAYLOAD + 8 + if dest.is_ipv4() { 20 } else { 40 }
-            );
+            let payload = nsnet::kernel::ping::PAYLOAD;
+            // As ping(8) says it: IPv4 with the packet size, ICMPv6 not.
+            if dest.is_ipv4() {
+                println!(
+                    "PING {dest} ({dest}) {payload}({}) bytes of data.",
+                    payload + 8 + 20
+                );
+            } else {
+                println!("PING {dest} ({dest}) {payload} data bytes");
+            }
         }
     }
 

@@ -6,9 +6,9 @@
 //! the namespace and then used from the caller's thread.
 
 use std::io;
-use std::mem::MaybeUninit;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -42,6 +42,9 @@ pub struct Options {
     pub timeout: Duration,
     /// Time between requests.
     pub interval: Duration,
+    /// Set (by a signal handler, say) to stop early: the summary covers
+    /// what was sent until then.
+    pub stop: Option<&'static AtomicBool>,
 }
 
 impl Default for Options {
@@ -50,7 +53,14 @@ impl Default for Options {
             count: 4,
             timeout: Duration::from_secs(1),
             interval: Duration::from_secs(1),
+            stop: None,
         }
+    }
+}
+
+impl Options {
+    fn stopped(&self) -> bool {
+        self.stop.is_some_and(|s| s.load(Ordering::Relaxed))
     }
 }
 
@@ -59,8 +69,7 @@ impl Default for Options {
 pub struct Reply {
     pub seq: u16,
     pub bytes: usize,
-    /// IPv4 TTL; IPv6 raw sockets do not show the hop limit without
-    /// ancillary data, so it is left out there.
+    /// IPv4 TTL, or the IPv6 hop limit (from ancillary data).
     pub ttl: Option<u8>,
     pub rtt: Duration,
 }
@@ -122,6 +131,89 @@ fn parse_reply(v6: bool, buf: &[u8], id: u16) -> Option<(u16, usize, Option<u8>)
     Some((u16::from_be_bytes([icmp[6], icmp[7]]), icmp.len(), ttl))
 }
 
+/// The address of a `sockaddr_storage` the kernel filled in.
+fn source_ip(from: &libc::sockaddr_storage) -> Option<IpAddr> {
+    let ptr: *const libc::sockaddr_storage = from;
+    match i32::from(from.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says it holds a sockaddr_in, which fits.
+            let sin = unsafe { &*ptr.cast::<libc::sockaddr_in>() };
+            Some(IpAddr::from(
+                u32::from_be(sin.sin_addr.s_addr).to_be_bytes(),
+            ))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says it holds a sockaddr_in6, which fits.
+            let sin6 = unsafe { &*ptr.cast::<libc::sockaddr_in6>() };
+            Some(IpAddr::from(sin6.sin6_addr.s6_addr))
+        }
+        _ => None,
+    }
+}
+
+/// A raw ICMP (or ICMPv6, with hop limits) socket inside `ns`.
+fn icmp_socket(ns: &NsRef, v6: bool) -> Result<Socket, Error> {
+    let fd = netns::open(ns)?;
+    let fail = |source| Error::Socket {
+        ns: ns.to_string(),
+        source,
+    };
+    let socket = netns::in_netns(fd.as_fd(), &ns.to_string(), || {
+        let (domain, proto) = if v6 {
+            (Domain::IPV6, Protocol::ICMPV6)
+        } else {
+            (Domain::IPV4, Protocol::ICMPV4)
+        };
+        Socket::new(domain, Type::RAW, Some(proto))
+    })?
+    .map_err(fail)?;
+    if v6 {
+        socket.set_recv_hoplimit_v6(true).map_err(fail)?;
+    }
+    Ok(socket)
+}
+
+/// Receives one datagram; for IPv6 also the hop limit it arrived with
+/// (`IPV6_RECVHOPLIMIT` must be on).
+fn receive(socket: &Socket, buf: &mut [u8]) -> io::Result<(usize, Option<IpAddr>, Option<u8>)> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: all-zero is a valid sockaddr_storage.
+    let mut from: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut control = [0u64; 8];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: all-zero is a valid msghdr; the pointers set below outlive
+    // the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = (&mut from as *mut libc::sockaddr_storage).cast();
+    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control);
+    // SAFETY: msg points at valid buffers of the lengths given.
+    let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut hop_limit = None;
+    // SAFETY: the CMSG_* macros walk the control buffer the kernel filled,
+    // within msg_controllen.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::IPPROTO_IPV6 && (*c).cmsg_type == libc::IPV6_HOPLIMIT {
+                let v = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>());
+                hop_limit = u8::try_from(v).ok();
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    Ok((n as usize, source_ip(&from), hop_limit))
+}
+
 /// Sends `opts.count` echo requests from inside `ns` to `dest`, calling
 /// `on_reply` for each reply as it comes.
 pub fn ping(
@@ -131,19 +223,7 @@ pub fn ping(
     mut on_reply: impl FnMut(&Reply),
 ) -> Result<Summary, Error> {
     let v6 = dest.is_ipv6();
-    let fd = netns::open(ns)?;
-    let socket = netns::in_netns(fd.as_fd(), &ns.to_string(), || {
-        let (domain, proto) = if v6 {
-            (Domain::IPV6, Protocol::ICMPV6)
-        } else {
-            (Domain::IPV4, Protocol::ICMPV4)
-        };
-        Socket::new(domain, Type::RAW, Some(proto))
-    })?
-    .map_err(|source| Error::Socket {
-        ns: ns.to_string(),
-        source,
-    })?;
+    let socket = icmp_socket(ns, v6)?;
     let target = SockAddr::from(SocketAddr::new(dest, 0));
     // Tell our own requests apart from other pings in the namespace.
     let id = (std::process::id() as u16) ^ 0x6e73;
@@ -154,8 +234,11 @@ pub fn ping(
         elapsed: Duration::ZERO,
         rtts: Vec::new(),
     };
-    let mut buf = [MaybeUninit::<u8>::uninit(); 2048];
+    let mut buf = [0u8; 2048];
     for i in 0..opts.count {
+        if opts.stopped() {
+            break;
+        }
         let seq = (i + 1) as u16;
         let sent = Instant::now();
         socket
@@ -171,7 +254,7 @@ pub fn ping(
             socket
                 .set_read_timeout(Some(deadline - now))
                 .map_err(|source| Error::Receive { dest, source })?;
-            let (n, from) = match socket.recv_from(&mut buf) {
+            let (n, from, hop_limit) = match receive(&socket, &mut buf) {
                 Ok(r) => r,
                 Err(e)
                     if matches!(
@@ -181,15 +264,19 @@ pub fn ping(
                 {
                     break
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                    if opts.stopped() {
+                        break;
+                    }
+                    continue;
+                }
                 Err(source) => return Err(Error::Receive { dest, source }),
             };
-            if from.as_socket().map(|s| s.ip()) != Some(dest) {
+            if from != Some(dest) {
                 continue;
             }
-            // SAFETY: recv_from initialised the first `n` bytes of `buf`.
-            let data: &[u8] = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n) };
-            if let Some((rseq, bytes, ttl)) = parse_reply(v6, data, id) {
+            if let Some((rseq, bytes, ttl)) = parse_reply(v6, &buf[..n], id) {
+                let ttl = ttl.or(hop_limit);
                 if rseq != seq {
                     continue;
                 }
@@ -206,10 +293,14 @@ pub fn ping(
             }
         }
         if i + 1 < opts.count {
+            // In short naps, so that a stop is noticed at once.
             let next = sent + opts.interval;
-            let now = Instant::now();
-            if next > now {
-                std::thread::sleep(next - now);
+            while !opts.stopped() {
+                let now = Instant::now();
+                if next <= now {
+                    break;
+                }
+                std::thread::sleep((next - now).min(Duration::from_millis(20)));
             }
         }
     }

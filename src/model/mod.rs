@@ -254,6 +254,21 @@ impl State {
         self.networks.is_empty() && self.sysctls.is_empty() && self.resolv_confs.is_empty()
     }
 
+    /// The address of `to` on a network it shares with `from` (IPv4 first,
+    /// then IPv6), so that one namespace can be pinged by name from the
+    /// other.
+    pub fn address_between(&self, from: &NsRef, to: &NsRef) -> Option<IpAddr> {
+        let mut found: Vec<IpAddr> = self
+            .networks
+            .values()
+            .filter(|n| n.attachment(from).is_some())
+            .filter_map(|n| n.attachment(to))
+            .flat_map(|a| a.addresses.iter().map(|x| x.addr()))
+            .collect();
+        found.sort_by_key(|a| a.is_ipv6());
+        found.first().copied()
+    }
+
     /// Other attachments of a namespace, on any network.
     pub fn attachments_of<'a>(
         &'a self,

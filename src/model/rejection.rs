@@ -130,8 +130,14 @@ pub enum Rejection {
         /// The closest existing name, if one is close.
         suggestion: Option<String>,
     },
-    #[error("namespace {namespace} does not exist")]
-    NoSuchNamespace { namespace: String },
+    #[error("namespace {namespace} does not exist{}", .suggestion.as_ref().map(|s| format!("; did you mean {s}?")).unwrap_or_default())]
+    NoSuchNamespace {
+        namespace: String,
+        /// The closest existing name, if one is close.
+        suggestion: Option<String>,
+    },
+    #[error("namespace {to} shares no network with {from}: ping it by address")]
+    NoSharedNetwork { from: String, to: String },
     #[error("namespace {namespace} is not connected to network {network}{}", .suggestion.as_ref().map(|s| format!("; did you mean {s}?")).unwrap_or_default())]
     NotConnected {
         namespace: NsRef,
@@ -247,7 +253,10 @@ impl Rejection {
     pub fn class(&self) -> Class {
         use Rejection::*;
         match self {
-            NoSuchNetwork { .. } | NoSuchNamespace { .. } | NotConnected { .. } => Class::NotFound,
+            NoSuchNetwork { .. }
+            | NoSuchNamespace { .. }
+            | NotConnected { .. }
+            | NoSharedNetwork { .. } => Class::NotFound,
             NetworkExists { .. }
             | NamespaceExists { .. }
             | BridgeTaken { .. }

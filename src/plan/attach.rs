@@ -260,6 +260,7 @@ fn check_free(state: &State, net: &Network, req: &ConnectRequest, facts: &NsFact
     if !facts.exists && ns.name().is_none() {
         return Err(Rejection::NoSuchNamespace {
             namespace: ns.to_string(),
+            suggestion: None,
         });
     }
     if facts.ifnames.iter().any(|i| i == ifname) {
