@@ -3,7 +3,7 @@
 # kernel floor, side by side in one run, inside a private sandbox (fresh
 # network + mount namespaces; the host is untouched).
 #
-#   bench/attach.sh [N...]      (default: 10 100 500; as root)
+#   bench/attach.sh [N...]      (default: 10 100 500 1000; as root)
 #
 # Floor (see bench/README.md): what the kernel costs without process starts:
 #   setup    = ip -batch "netns add" x N
@@ -24,7 +24,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 enter_sandbox "$@"
-[ $# -gt 0 ] || set -- 10 100 500
+[ $# -gt 0 ] || set -- 10 100 500 1000
 tmp=$(mktemp -d)
 
 ms() { echo "scale=1; $1 / 1000000" | bc; }
@@ -104,6 +104,26 @@ topology_run() {
   echo "$((t1 - t0)) $((t2 - t1)) $(cat "$tmp/rss_up") $(cat "$tmp/rss_down")"
 }
 
+# Where one `nsnet connect` process spends its time with N attachments in
+# place: process start (an `nsnet --version`), state (lock + load, journal,
+# record, as -v times them), kernel (the steps, as -v times them), and the
+# rest (planning, facts, exit), averaged over R connects.
+split_run() {
+  local n=$1 r=${NSNET_BENCH_SPLIT:-10} names=()
+  "$NSNET" -q network create bench --subnet 10.98.0.0/16 >/dev/null
+  for i in $(seq "$n"); do names+=("n$i"); done
+  "$NSNET" -q connect bench "${names[@]}"
+  local t0 t1 start=0 state=0 kernel=0 total=0
+  for i in $(seq "$r"); do
+    t0=$(now); "$NSNET" --version >/dev/null; t1=$(now); start=$((start + t1 - t0))
+    t0=$(now); "$NSNET" -v connect bench "s$i" 2>"$tmp/v" >/dev/null; t1=$(now); total=$((total + t1 - t0))
+    state=$((state + $(awk '/ ms  \(/ {s += $2 * 1000000} END {printf "%d", s}' "$tmp/v")))
+    kernel=$((kernel + $(awk '/ ms  / && !/ ms  \(/ {s += $2 * 1000000} END {printf "%d", s}' "$tmp/v")))
+  done
+  "$NSNET" -q network rm bench --force
+  echo "$((total / r)) $((start / r)) $((state / r)) $((kernel / r))"
+}
+
 row() { # n label setup_ns teardown_ns floor_setup floor_teardown
   printf '%-5s %-22s %10s %8s %7s %12s %8s %7s\n' "$1" "$2" \
     "$(ms "$3")" "$(echo "scale=2; $3 / $1 / 1000000" | bc)" "$(echo "scale=2; $3 / $5" | bc)" \
@@ -122,10 +142,16 @@ for n in "$@"; do
   row "$n" "nsnet, rm --force" "$rs" "$rt" "$fs" "$ft"
   row "$n" "nsnet up / down" "$us" "$ut" "$fs" "$ft"
   echo "      peak RSS: up $((urss / 1024)) MB, down $((drss / 1024)) MB"
+  read -r total start state kernel < <(split_run "$n"); settle
+  printf '      one more connect: %s ms = process start %s + state %s + kernel %s + the rest %s; above the floor: %s ms\n' \
+    "$(ms "$total")" "$(ms "$start")" "$(ms "$state")" "$(ms "$kernel")" \
+    "$(ms $((total - start - state - kernel)))" "$(ms $((total - fs / n)))"
 done
 if [ -x /usr/lib/cni/bridge ]; then
-  echo "(CNI reference plugins are installed; the CNI comparison comes with plugin mode)"
+  echo "CNI, one plugin process per call (bench/cni.sh, same machine, now):"
+  NSNET_BENCH_INNER='' "$(dirname "$0")/cni.sh" 100 2>/dev/null | sed 's/^/      /' ||
+    echo "      (bench/cni.sh failed)"
 else
-  echo "peers: containernetworking-plugins not installed; see bench/README.md for their figures (29-43 ms/ns setup, 97-100 ms/ns teardown)"
+  echo "peers: containernetworking-plugins not installed (apt-get install containernetworking-plugins): no CNI rows"
 fi
 rm -rf "$tmp"

@@ -615,11 +615,15 @@ fn ping_command(
         Ok(ip) => ip,
         // A namespace's name: its address on a network the two share.
         Err(_) => {
-            let to = NsRef::parse(destination).map_err(|_| Rejection::Unparsable {
+            let invalid = || Rejection::Unparsable {
                 what: "destination",
                 value: destination.to_string(),
                 expected: "expected an IPv4 or IPv6 address, or a namespace on a shared network",
-            })?;
+            };
+            let to = NsRef::parse(destination).map_err(|_| invalid())?;
+            if !netns::exists(&to) {
+                return Err(invalid().into());
+            }
             nsnet
                 .state()?
                 .address_between(&ns, &to)
