@@ -163,6 +163,18 @@ impl Sandbox {
         s
     }
 
+    /// Runs `check` (with `extra` arguments) where drift is expected:
+    /// asserts its exit code 1 and returns what it printed.
+    #[track_caller]
+    pub fn drift(&self, extra: &[&str]) -> String {
+        let mut args = vec!["check"];
+        args.extend_from_slice(extra);
+        let out = self.run(&args);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {text}");
+        text
+    }
+
     /// Waits (at most 3 s) until no host end parked by a disconnect is left:
     /// the kernel destroys those with their namespace, asynchronously.
     pub fn settle(&self) {
