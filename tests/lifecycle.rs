@@ -298,3 +298,50 @@ fn a_disconnected_namespace_can_come_back_at_once() {
     sb.ok(&["disconnect", "back", "peer"]);
     sb.ok(&["network", "rm", "back"]);
 }
+
+#[test]
+fn ipv4_only_networks_run_no_ipv6_on_their_veths() {
+    let sb = Sandbox::new();
+    sb.ok(&["network", "create", "four", "--subnet", "10.52.0.0/24"]);
+    sb.ok(&[
+        "network",
+        "create",
+        "dual",
+        "--subnet",
+        "10.53.0.0/24",
+        "--subnet",
+        "fd00:53::/64",
+    ]);
+    sb.ok(&["connect", "four", "a"]);
+    sb.ok(&["connect", "dual", "b"]);
+    let host_end = |net: &str| {
+        sb.sh(&format!(
+            "ip -o link show master {net} | cut -d: -f2 | cut -d@ -f1"
+        ))
+        .trim()
+        .to_string()
+    };
+    // No link-local address on either end: no DAD, MLD or RS from them.
+    let v4 = host_end("four");
+    assert_eq!(
+        sb.sh(&format!("ip -6 -o addr show dev {v4}")).trim(),
+        "",
+        "host end {v4}"
+    );
+    assert_eq!(
+        sb.sh("ip -n a -6 -o addr show dev eth0").trim(),
+        "",
+        "namespace end"
+    );
+    sb.ok(&["ping", "a", "10.52.0.1", "-c", "1"]);
+    // Dual-stack networks are unchanged.
+    let d = host_end("dual");
+    assert!(
+        sb.sh(&format!("ip -6 -o addr show dev {d}"))
+            .contains("fe80::"),
+        "host end {d}"
+    );
+    assert!(sb
+        .sh("ip -n b -6 -o addr show dev eth0")
+        .contains("fd00:53::2"));
+}

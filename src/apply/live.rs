@@ -224,8 +224,10 @@ impl LiveKernel {
         Ok(())
     }
 
-    /// Turns IPv6 off on both ends of a new veth, then brings the host end
-    /// up: it never gets a link-local address.
+    /// Turns IPv6 off on the namespace's end of a new veth (a sysctl: its
+    /// namespace has few interfaces), then brings the host end up with no
+    /// IPv6 link-local address (one netlink request): neither end ever runs
+    /// IPv6 autoconfiguration.
     fn ipv4_only(&mut self, host: &str, peer: &str, netns: &NsRef, fd: &OwnedFd) -> KResult<()> {
         // A kernel without IPv6 has no such key: nothing to turn off.
         let off = |key: &str| match sysctl::write(key, "1") {
@@ -236,11 +238,17 @@ impl LiveKernel {
             }
             other => other,
         };
-        off(&crate::model::sysctl::disable_ipv6(host))?;
         let peer_key = crate::model::sysctl::disable_ipv6(peer);
         netns::in_netns(fd.as_fd(), &netns.to_string(), || off(&peer_key))??;
         let index = self.index_of(&Target::Host, host)?;
-        Ok(self.host()?.set_up(index, host, true)?)
+        let handle = self.host()?;
+        match handle.set_up_without_ipv6_link_local(index, host) {
+            // A kernel without IPv6: there is nothing to turn off.
+            Err(e) if e.errno() == Some(libc::EAFNOSUPPORT) => {
+                Ok(handle.set_up(index, host, true)?)
+            }
+            other => Ok(other?),
+        }
     }
 
     fn delete_link(&mut self, target: &Target, name: &str) -> KResult<()> {

@@ -210,6 +210,30 @@ impl Handle {
         )
     }
 
+    /// Brings a link up without an IPv6 link-local address (address
+    /// generation mode none): no DAD, router solicitation or MLD for it. One
+    /// request, and no lookup under /proc/sys, whose per-interface
+    /// directories grow with the number of links.
+    pub fn set_up_without_ipv6_link_local(&mut self, index: u32, name: &str) -> Result<()> {
+        use netlink_packet_route::link::{AfSpecInet6, AfSpecUnspec, In6AddrGenMode};
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.header.flags = LinkFlags::Up;
+        msg.header.change_mask = LinkFlags::Up;
+        msg.attributes
+            .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
+                vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)],
+            )]));
+        self.request(
+            RouteNetlinkMessage::SetLink(msg),
+            0,
+            Ctx {
+                op: "bringing up (without IPv6 link-local) link",
+                target: name,
+            },
+        )
+    }
+
     /// Brings a link up or down.
     pub fn set_up(&mut self, index: u32, name: &str, up: bool) -> Result<()> {
         let mut msg = LinkMessage::default();
