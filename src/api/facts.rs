@@ -1,7 +1,7 @@
 //! Gathering the facts plans need, through a `Probe`: the same code serves
 //! the live machine and the fakes of the unit tests.
 
-use crate::check::Probe;
+use crate::check::{NsState, Probe};
 use crate::kernel::netlink::LinkKind;
 use crate::model::ports::HostListener;
 use crate::model::{names, sysctl, ConnectRequest, CreateRequest, Network};
@@ -21,8 +21,8 @@ pub fn namespace_facts(
         return Ok(NsFacts::default());
     };
     let ns = &req.namespace;
-    let exists = probe.namespace_exists(ns)?;
-    let is_host = exists && probe.is_host_namespace(ns)?;
+    let state = probe.namespace_state(ns)?;
+    let (exists, is_host) = (state != NsState::Missing, state == NsState::Host);
     if is_host {
         // Nothing more to learn: the plan refuses it.
         return Ok(NsFacts {
@@ -86,6 +86,17 @@ pub fn host_listeners(probe: &mut dyn Probe, req: &ConnectRequest) -> Result<Vec
     let mut out = Vec::new();
     for p in protocols {
         out.extend(probe.host_listeners(p)?);
+    }
+    // Only a listener in the way of a mapping is named (that scans every
+    // process's file descriptors).
+    for l in &mut out {
+        if req
+            .publish
+            .iter()
+            .any(|m| !m.is_auto() && l.is_hijacked_by(m))
+        {
+            l.process = probe.socket_holder(l.inode);
+        }
     }
     Ok(out)
 }

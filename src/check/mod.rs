@@ -18,7 +18,7 @@ use crate::firewall::rules as fw;
 use crate::kernel::netlink::LinkKind;
 use crate::model::{sysctl, Attachment, Network, NsRef, State};
 use crate::plan::Target;
-pub use probe::{FakeProbe, LiveProbe, Probe};
+pub use probe::{FakeProbe, LiveProbe, NsState, Probe};
 
 /// One thing nsnet made that is missing or different.
 #[derive(Debug, Clone, PartialEq, Eq)]

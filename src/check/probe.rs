@@ -17,11 +17,23 @@ use crate::plan::Target;
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// What a namespace reference leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NsState {
+    Missing,
+    /// The namespace nsnet runs in, where its bridges are.
+    Host,
+    Other,
+}
+
 pub trait Probe {
+    /// Whether the namespace exists, and whether it is the host's: one
+    /// open of the namespace.
+    fn namespace_state(&mut self, ns: &NsRef) -> Result<NsState>;
     /// Whether the namespace exists (and is one).
-    fn namespace_exists(&mut self, ns: &NsRef) -> Result<bool>;
-    /// Whether the namespace is the one nsnet runs in (the host's).
-    fn is_host_namespace(&mut self, ns: &NsRef) -> Result<bool>;
+    fn namespace_exists(&mut self, ns: &NsRef) -> Result<bool> {
+        Ok(self.namespace_state(ns)? != NsState::Missing)
+    }
     fn links(&mut self, target: &Target) -> Result<Vec<LinkInfo>>;
     /// One link by name: cheaper than `links` on a host with many.
     fn link(&mut self, target: &Target, name: &str) -> Result<Option<LinkInfo>>;
@@ -39,6 +51,8 @@ pub trait Probe {
     fn file_exists(&mut self, path: &std::path::Path) -> bool;
     /// The host's sockets listening for `protocol`.
     fn host_listeners(&mut self, protocol: Protocol) -> Result<Vec<HostListener>>;
+    /// `name[pid]` of a process holding the socket `inode`.
+    fn socket_holder(&mut self, inode: u32) -> Option<String>;
 }
 
 /// The machine itself.
@@ -47,16 +61,16 @@ pub struct LiveProbe<'a> {
 }
 
 impl Probe for LiveProbe<'_> {
-    fn namespace_exists(&mut self, ns: &NsRef) -> Result<bool> {
-        match netns::open(ns) {
-            Ok(_) => Ok(true),
-            Err(netns::Error::NotFound(_)) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+    fn namespace_state(&mut self, ns: &NsRef) -> Result<NsState> {
+        Ok(match netns::id(ns)? {
+            None => NsState::Missing,
+            Some(id) if id == netns::current_id()? => NsState::Host,
+            Some(_) => NsState::Other,
+        })
     }
 
-    fn is_host_namespace(&mut self, ns: &NsRef) -> Result<bool> {
-        Ok(netns::is_current(ns)?)
+    fn namespace_exists(&mut self, ns: &NsRef) -> Result<bool> {
+        Ok(netns::id(ns)?.is_some())
     }
 
     fn links(&mut self, target: &Target) -> Result<Vec<LinkInfo>> {
@@ -98,6 +112,10 @@ impl Probe for LiveProbe<'_> {
     fn host_listeners(&mut self, protocol: Protocol) -> Result<Vec<HostListener>> {
         crate::kernel::sockdiag::listeners(protocol)
             .map_err(|e| crate::kernel::Error::SockDiag(e).into())
+    }
+
+    fn socket_holder(&mut self, inode: u32) -> Option<String> {
+        crate::kernel::sockdiag::holder(inode)
     }
 }
 
@@ -150,12 +168,14 @@ impl FakeProbe {
 }
 
 impl Probe for FakeProbe {
-    fn namespace_exists(&mut self, ns: &NsRef) -> Result<bool> {
-        Ok(self.namespaces.contains_key(ns) || self.host_aliases.contains(ns))
-    }
-
-    fn is_host_namespace(&mut self, ns: &NsRef) -> Result<bool> {
-        Ok(self.host_aliases.contains(ns))
+    fn namespace_state(&mut self, ns: &NsRef) -> Result<NsState> {
+        Ok(if self.host_aliases.contains(ns) {
+            NsState::Host
+        } else if self.namespaces.contains_key(ns) {
+            NsState::Other
+        } else {
+            NsState::Missing
+        })
     }
 
     fn links(&mut self, target: &Target) -> Result<Vec<LinkInfo>> {
@@ -206,6 +226,10 @@ impl Probe for FakeProbe {
             .filter(|l| l.protocol == protocol)
             .cloned()
             .collect())
+    }
+
+    fn socket_holder(&mut self, _inode: u32) -> Option<String> {
+        None
     }
 }
 

@@ -307,17 +307,30 @@ pub fn current() -> Result<OwnedFd> {
     open(&NsRef::Path(PathBuf::from("/proc/thread-self/ns/net")))
 }
 
-/// Whether `ns` is the namespace the calling thread is in: the host's, as
-/// far as nsnet is concerned (its bridges live there). Compared by nsfs
-/// inode, so any path to it (`/proc/1/ns/net`, a bind mount) is found.
-pub fn is_current(ns: &NsRef) -> Result<bool> {
+/// A namespace's identity: its nsfs device and inode, the same whatever
+/// path leads to it (`/proc/1/ns/net`, a bind mount under /run/netns).
+pub type NsId = (u64, u64);
+
+fn id_of(fd: OwnedFd, label: &str) -> Result<NsId> {
     use std::os::unix::fs::MetadataExt;
-    let id = |fd: OwnedFd| -> Result<(u64, u64)> {
-        let m = File::from(fd).metadata().map_err(|source| Error::Open {
-            name: ns.to_string(),
-            source,
-        })?;
-        Ok((m.dev(), m.ino()))
-    };
-    Ok(id(open(ns)?)? == id(current()?)?)
+    let m = File::from(fd).metadata().map_err(|source| Error::Open {
+        name: label.to_string(),
+        source,
+    })?;
+    Ok((m.dev(), m.ino()))
+}
+
+/// The identity of `ns`, `None` when it does not exist.
+pub fn id(ns: &NsRef) -> Result<Option<NsId>> {
+    match open(ns) {
+        Ok(fd) => Ok(Some(id_of(fd, &ns.to_string())?)),
+        Err(Error::NotFound(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The identity of the namespace the calling thread is in: the host's, as
+/// far as nsnet is concerned (its bridges live there).
+pub fn current_id() -> Result<NsId> {
+    id_of(current()?, "of this thread")
 }

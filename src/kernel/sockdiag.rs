@@ -96,29 +96,23 @@ pub fn listeners(protocol: Protocol) -> io::Result<Vec<HostListener>> {
             }
         }
     }
-    let holders = holders(found.iter().map(|(_, _, inode)| *inode).collect());
     Ok(found
         .into_iter()
         .map(|(addr, port, inode)| HostListener {
             protocol,
             addr,
             port,
-            process: holders.get(&inode).cloned(),
+            inode,
+            process: None,
         })
         .collect())
 }
 
-/// `name[pid]` of a process holding each socket inode, found through the
+/// `name[pid]` of a process holding the socket `inode`, found through the
 /// `/proc/PID/fd` links (`socket:[INODE]`); unreadable processes are
-/// skipped.
-fn holders(inodes: std::collections::BTreeSet<u32>) -> std::collections::BTreeMap<u32, String> {
-    let mut out = std::collections::BTreeMap::new();
-    if inodes.is_empty() {
-        return out;
-    }
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return out;
-    };
+/// skipped. It reads every process's fds: only for a socket in the way.
+pub fn holder(inode: u32) -> Option<String> {
+    let procs = std::fs::read_dir("/proc").ok()?;
     for p in procs.flatten() {
         let pid = p.file_name().to_string_lossy().into_owned();
         if !pid.bytes().all(|b| b.is_ascii_digit()) {
@@ -127,28 +121,16 @@ fn holders(inodes: std::collections::BTreeSet<u32>) -> std::collections::BTreeMa
         let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
             continue;
         };
-        for fd in fds.flatten() {
-            let Ok(target) = std::fs::read_link(fd.path()) else {
-                continue;
-            };
-            let t = target.to_string_lossy();
-            let Some(inode) = t
-                .strip_prefix("socket:[")
-                .and_then(|r| r.strip_suffix(']'))
-                .and_then(|i| i.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            if inodes.contains(&inode) && !out.contains_key(&inode) {
-                let comm = std::fs::read_to_string(p.path().join("comm")).unwrap_or_default();
-                out.insert(inode, format!("{}[{pid}]", comm.trim()));
-            }
-        }
-        if out.len() == inodes.len() {
-            break;
+        let wanted = format!("socket:[{inode}]");
+        let holds = fds.flatten().any(|fd| {
+            std::fs::read_link(fd.path()).is_ok_and(|t| t.as_os_str() == wanted.as_str())
+        });
+        if holds {
+            let comm = std::fs::read_to_string(p.path().join("comm")).unwrap_or_default();
+            return Some(format!("{}[{pid}]", comm.trim()));
         }
     }
-    out
+    None
 }
 
 #[cfg(test)]

@@ -262,7 +262,10 @@ pub struct HostListener {
     pub protocol: Protocol,
     pub addr: IpAddr,
     pub port: u16,
-    /// `name[pid]` of a process holding it, where one was found.
+    /// The socket's inode, which names the process holding it.
+    pub inode: u32,
+    /// `name[pid]` of a process holding it, where one was looked up and
+    /// found.
     pub process: Option<String>,
 }
 
@@ -327,6 +330,7 @@ mod tests {
             protocol,
             addr: addr.parse().unwrap(),
             port,
+            inode: 0,
             process: None,
         };
         let m: PortMapping = "8080:80".parse().unwrap();

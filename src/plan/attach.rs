@@ -9,7 +9,7 @@ use ipnet::IpNet;
 
 use super::{Op, Target};
 use crate::model::ipam::{self, IpamError, Subnet};
-use crate::model::ports::{HostListener, PortMapping};
+use crate::model::ports::{HostListener, PortMapping, Protocol};
 use crate::model::{
     names, Attachment, ConnectRequest, Network, NsRef, Rejection, RequestedIp, State,
 };
@@ -136,38 +136,46 @@ fn published_ports(state: &State, net: &Network, wanted: &[PortMapping]) -> Resu
 }
 
 /// Mappings whose host ports nsnet picks get the lowest free ones of the
-/// ephemeral range: not published by anyone, by no earlier mapping of the
-/// request, and with no host service listening.
+/// ephemeral range: not published by anyone, by no other mapping of the
+/// request, and with no host service listening. A picked mapping covers
+/// every host address, so any mapping or listener of the protocol on a
+/// port takes that port.
 fn pick_host_ports(
     state: &State,
     wanted: &[PortMapping],
     listeners: &[HostListener],
 ) -> Result<Vec<PortMapping>> {
     use crate::model::ports::AUTO_RANGE;
-    let mut out: Vec<PortMapping> = Vec::new();
+    use std::collections::HashSet;
+    if !wanted.iter().any(|m| m.is_auto()) {
+        return Ok(wanted.to_vec());
+    }
+    let mut taken: HashSet<(Protocol, u32)> = state
+        .networks
+        .values()
+        .flat_map(|n| n.attachments.iter())
+        .flat_map(|a| a.ports.iter())
+        .chain(wanted.iter().filter(|m| !m.is_auto()))
+        .flat_map(|m| m.host_ports().map(move |p| (m.protocol, p)))
+        .chain(listeners.iter().map(|l| (l.protocol, u32::from(l.port))))
+        .collect();
+    let mut out = Vec::new();
     for m in wanted {
         if !m.is_auto() {
             out.push(m.clone());
             continue;
         }
-        let taken = |c: &PortMapping| {
-            out.iter().any(|o| o.conflicts_with(c))
-                || wanted.iter().any(|o| !o.is_auto() && o.conflicts_with(c))
-                || state
-                    .networks
-                    .values()
-                    .flat_map(|n| n.attachments.iter())
-                    .any(|a| a.ports.iter().any(|p| p.conflicts_with(c)))
-                || listeners.iter().any(|l| l.is_hijacked_by(c))
+        let free = |start: u16| {
+            (0..m.count).all(|i| !taken.contains(&(m.protocol, u32::from(start) + u32::from(i))))
         };
-        let last_start = AUTO_RANGE.end() - (m.count - 1);
-        let picked = (*AUTO_RANGE.start()..=last_start)
-            .map(|host_port| PortMapping {
-                host_port,
-                ..m.clone()
-            })
-            .find(|c| !taken(c))
+        let start = (*AUTO_RANGE.start()..=AUTO_RANGE.end() - (m.count - 1))
+            .find(|s| free(*s))
             .ok_or_else(|| Rejection::NoFreeHostPort { mapping: m.clone() })?;
+        let picked = PortMapping {
+            host_port: start,
+            ..m.clone()
+        };
+        taken.extend(picked.host_ports().map(|p| (m.protocol, p)));
         out.push(picked);
     }
     Ok(out)

@@ -34,7 +34,7 @@ pub fn recover(before: &State, after: &State) -> (State, Vec<Op>) {
         .collect();
     for name in names {
         match (before.networks.get(name), after.networks.get(name)) {
-            (Some(b), Some(a)) if settings(b) == settings(a) => {
+            (Some(b), Some(a)) if b.same_settings(a) => {
                 let mut net = settings(b);
                 for att in &b.attachments {
                     if a.attachments.contains(att) {
