@@ -20,9 +20,11 @@
 //!
 //! A folder imports only folders below it; `model` imports nothing.
 
+pub mod agent;
 pub mod api;
 pub mod apply;
 pub mod check;
+pub mod cluster;
 pub mod cni;
 pub mod firewall;
 pub mod kernel;

@@ -16,6 +16,7 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
         ("firewall", below(&["model", "kernel"])),
         ("plan", below(&["model", "firewall::rules"])),
         ("store", below(&["model"])),
+        ("cluster", below(&["model"])),
         ("apply", below(&["plan", "model", "kernel", "firewall"])),
         (
             "check",
@@ -24,9 +25,10 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
         (
             "api",
             below(&[
-                "check", "apply", "plan", "store", "model", "kernel", "firewall",
+                "check", "apply", "plan", "store", "cluster", "model", "kernel", "firewall",
             ]),
         ),
+        ("agent", below(&["api", "cluster", "model"])),
         (
             "topology",
             below(&[

@@ -46,6 +46,13 @@ pub enum Error {
     Ping(#[from] kernel::ping::Error),
     #[error(transparent)]
     Sandbox(#[from] kernel::sandbox::Error),
+    /// etcd (the cluster store of overlay networks) failed or is out of reach.
+    #[error(transparent)]
+    Cluster(crate::cluster::Error),
+    #[error("underlay address {addr} is on no interface of this host")]
+    NoUnderlay { addr: std::net::IpAddr },
+    #[error("etcd endpoint {endpoint} is not a URL of the form http://HOST:PORT")]
+    BadEndpoint { endpoint: String },
     #[error("command arguments must not contain NUL bytes")]
     NulInArguments,
     #[error("exec in namespace {namespace}: {what}")]
@@ -79,7 +86,9 @@ impl Error {
             Error::InvalidFile { .. } | Error::FileTooLarge { .. } | Error::ReadFile { .. } => {
                 Some(Class::Invalid)
             }
-            Error::NulInArguments => Some(Class::Invalid),
+            Error::NulInArguments | Error::BadEndpoint { .. } | Error::NoUnderlay { .. } => {
+                Some(Class::Invalid)
+            }
             Error::NoSuchFile { .. } => Some(Class::NotFound),
             _ => None,
         }
@@ -100,6 +109,7 @@ impl Error {
             (None, Error::Teardown(_)) => "teardown_incomplete",
             (None, Error::State(_)) => "state",
             (None, Error::Probe(_)) => "kernel",
+            (None, Error::Cluster(_)) => "cluster",
             _ => "failed",
         }
     }
@@ -158,6 +168,17 @@ impl From<apply::Error> for Error {
 impl From<kernel::netlink::Error> for Error {
     fn from(e: kernel::netlink::Error) -> Self {
         Error::Probe(apply::Error::Kernel(e.into()))
+    }
+}
+
+/// A refusal that etcd's records decided (a conflicting definition, no
+/// free host subnet) is a refusal like any other.
+impl From<crate::cluster::Error> for Error {
+    fn from(e: crate::cluster::Error) -> Self {
+        match e {
+            crate::cluster::Error::Rejected(r) => Error::Rejected(r),
+            other => Error::Cluster(other),
+        }
     }
 }
 

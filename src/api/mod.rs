@@ -11,6 +11,7 @@ mod check;
 pub mod error;
 pub(crate) mod facts;
 mod network;
+pub mod overlay;
 
 pub(crate) use attach::heal_firewall;
 pub use error::{require_root, Error, Result};
@@ -25,6 +26,9 @@ use crate::store;
 /// The library's entry point: one state directory, and the operations on it.
 pub struct Nsnet {
     store: store::Store,
+    /// Things a command did that the user should hear of although it
+    /// succeeded (front ends print them).
+    notices: std::cell::RefCell<Vec<String>>,
 }
 
 /// How `Nsnet::commit` treats a failing step.
@@ -40,7 +44,17 @@ impl Nsnet {
     pub fn new(state_dir: impl Into<PathBuf>) -> Nsnet {
         Nsnet {
             store: store::Store::new(state_dir),
+            notices: Default::default(),
         }
+    }
+
+    /// The notices of the commands so far, emptied.
+    pub fn take_notices(&self) -> Vec<String> {
+        self.notices.take()
+    }
+
+    fn notice(&self, text: String) {
+        self.notices.borrow_mut().push(text);
     }
 
     /// The recorded state (read without taking the lock).

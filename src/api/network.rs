@@ -8,6 +8,9 @@ use crate::plan::network::{plan_create, plan_remove};
 
 impl Nsnet {
     pub fn create_network(&self, req: &CreateRequest) -> Result<Network> {
+        if let Some(asked) = &req.overlay {
+            return self.create_overlay(req, asked);
+        }
         require_root("create networks")?;
         let (lock, state) = self.begin()?;
         let mut kernel = LiveKernel::new();
@@ -42,6 +45,7 @@ impl Nsnet {
             Mode::KeepGoing,
             &mut LiveKernel::new(),
         )?;
+        self.leave_overlay(&net);
         Ok(net)
     }
 }

@@ -224,6 +224,34 @@ impl LiveKernel {
         Ok(())
     }
 
+    fn create_vxlan(&mut self, op: &Op) -> KResult<()> {
+        let Op::CreateVxlan {
+            name,
+            vni,
+            port,
+            local,
+            underlay,
+            mac,
+            mtu,
+            group,
+        } = op
+        else {
+            unreachable!("called for CreateVxlan only")
+        };
+        let underlay_index = self.index_of(&Target::Host, underlay)?;
+        self.host()?.create_vxlan(&netlink::VxlanSpec {
+            name,
+            vni: *vni,
+            port: *port,
+            local: *local,
+            underlay_index,
+            mac: *mac,
+            mtu: *mtu,
+            group: Some(*group),
+        })?;
+        Ok(())
+    }
+
     /// Turns IPv6 off on the namespace's end of a new veth (a sysctl: its
     /// namespace has few interfaces), then brings the host end up with no
     /// IPv6 link-local address (one netlink request): neither end ever runs
@@ -400,6 +428,7 @@ impl LiveKernel {
                 bridge,
                 ..
             } => self.create_veth(op, host, peer, netns, bridge)?,
+            Op::CreateVxlan { .. } => self.create_vxlan(op)?,
             Op::DeleteLink { target, name } => self.delete_link(target, name)?,
             Op::DeleteLinkGroup { group, names } => self.delete_link_group(*group, names)?,
             Op::DeleteLinks { names } => self.delete_links(names)?,

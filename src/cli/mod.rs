@@ -144,6 +144,18 @@ pub enum Command {
     },
     /// Show bridges, their networks and attachments (like `brctl show`, and more)
     Show,
+    /// The per-host daemon of overlay networks: keeps this host's claims
+    /// alive in etcd and programs the other hosts as they come and go
+    #[command(
+        after_help = "Runs in the foreground until SIGTERM or SIGINT; logs to stderr.\n\
+        Start it on every host that has joined an overlay network (see the README for a\n\
+        systemd unit)."
+    )]
+    Agent {
+        /// etcd endpoints to use instead of those recorded with each network
+        #[arg(long, env = "NSNET_ETCD", value_delimiter = ',', value_name = "URL")]
+        etcd: Vec<String>,
+    },
     /// Make the host match a topology file; only what differs is changed
     #[command(
         after_help = "Examples:\n  nsnet up -f examples/tutorial.toml --dry-run\n  nsnet up -f examples/tutorial.toml\n  nsnet down -f examples/tutorial.toml"
@@ -241,6 +253,8 @@ pub enum NetworkCmd {
         /// MTU of the bridge and its veths
         #[arg(long)]
         mtu: Option<u32>,
+        #[command(flatten)]
+        overlay: OverlayArgs,
     },
     /// List networks
     Ls,
@@ -259,6 +273,68 @@ pub enum NetworkCmd {
         #[arg(long)]
         force: bool,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Driver {
+    /// A bridge on this host
+    Bridge,
+    /// One network across hosts: a host subnet per host, routed over VXLAN,
+    /// coordinated in etcd
+    Overlay,
+}
+
+#[derive(clap::Args)]
+#[command(next_help_heading = "Overlay networks (--driver overlay)")]
+pub struct OverlayArgs {
+    /// The kind of network
+    #[arg(long, value_enum, default_value = "bridge")]
+    driver: Driver,
+    /// etcd endpoints (http://HOST:PORT), comma-separated
+    #[arg(long, env = "NSNET_ETCD", value_delimiter = ',', value_name = "URL")]
+    etcd: Vec<String>,
+    /// Prefix length of each host's subnet within --subnet
+    #[arg(long, value_name = "LEN", default_value_t = nsnet::model::overlay::DEFAULT_HOST_SUBNET_LEN)]
+    host_subnet_len: u8,
+    /// VXLAN network identifier (default: derived from the network name)
+    #[arg(long)]
+    vni: Option<u32>,
+    /// UDP port of the VXLAN traffic
+    #[arg(long, value_name = "PORT", default_value_t = nsnet::model::overlay::DEFAULT_PORT)]
+    vxlan_port: u16,
+    /// This host's underlay address (default: the one it reaches etcd from)
+    #[arg(long, value_name = "ADDR")]
+    underlay: Option<String>,
+    /// Seconds this host's claim outlives its agent
+    #[arg(long, value_name = "SECONDS", default_value_t = nsnet::model::overlay::DEFAULT_LEASE_TTL)]
+    lease_ttl: u64,
+}
+
+impl OverlayArgs {
+    fn request(
+        &self,
+        name: &str,
+        subnets: &[ipnet::IpNet],
+    ) -> Result<Option<nsnet::model::overlay::OverlayRequest>> {
+        if self.driver == Driver::Bridge {
+            return Ok(None);
+        }
+        let underlay = self
+            .underlay
+            .as_deref()
+            .map(|u| parse_ip(u, "underlay address"))
+            .transpose()?;
+        Ok(Some(nsnet::model::overlay::OverlayRequest::new(
+            name,
+            self.etcd.clone(),
+            subnets,
+            self.host_subnet_len,
+            self.vni,
+            self.vxlan_port,
+            underlay,
+            self.lease_ttl,
+        )?))
+    }
 }
 
 #[derive(Subcommand)]
@@ -424,6 +500,11 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         Command::Show => out.show(&nsnet.state()?, &output::live_ports()),
         Command::Demo => return demo::run(&out),
+        Command::Agent { etcd } => {
+            require_root("run the agent")?;
+            let etcd = (!etcd.is_empty()).then_some(etcd);
+            nsnet::agent::run(&nsnet, &nsnet::agent::Options { etcd })?;
+        }
         Command::Man { dir } => {
             let written = man_pages(&dir)?;
             out.done(&format!(
@@ -433,6 +514,11 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "nsnet", &mut io::stdout());
+        }
+    }
+    if !cli.quiet {
+        for n in nsnet.take_notices() {
+            eprintln!("note: {n}");
         }
     }
     Ok(0)
@@ -481,6 +567,7 @@ fn network(nsnet: &Nsnet, out: &output::Printer, cmd: NetworkCmd) -> Result<()> 
             trusted_interfaces,
             no_isolate,
             mtu,
+            overlay,
         } => {
             if let Some(extra) = stray.first() {
                 return Err(Rejection::StrayArgument {
@@ -503,12 +590,14 @@ fn network(nsnet: &Nsnet, out: &output::Printer, cmd: NetworkCmd) -> Result<()> 
                 }
                 gateway_mode = GatewayMode::Routed;
             }
+            let subnets = all(&subnets, parse_subnet)?;
             let net = nsnet.create_network(&CreateRequest {
                 gateway_mode,
                 gateway_mode_v6: gateway_mode_v6.as_deref().map(parse_mode).transpose()?,
                 icc: !no_icc,
                 trusted_interfaces,
-                subnets: all(&subnets, parse_subnet)?,
+                overlay: overlay.request(&name, &subnets)?,
+                subnets,
                 gateways: all(&gateways, |g| parse_ip(g, "gateway"))?,
                 bridge,
                 internal,

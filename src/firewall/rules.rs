@@ -319,6 +319,8 @@ fn structure(state: &State) -> Vec<Value> {
 fn exempt_interfaces<'a>(net: &'a Network, state: &'a State) -> Vec<&'a str> {
     let mut out = vec![net.bridge.as_str()];
     out.extend(net.trusted_interfaces.iter().map(String::as_str));
+    // Peers of an overlay network reach its namespaces over the tunnel.
+    out.extend(net.overlay.iter().map(|o| o.vxlan.as_str()));
     if !net.isolate {
         out.extend(
             state
@@ -620,16 +622,19 @@ fn network_rules(net: &Network, bridges: &[&str]) -> Vec<Value> {
         ));
         if net.masquerades(s.cidr.addr().is_ipv4()) {
             // Traffic from the subnet that leaves through any interface but
-            // the bridge takes the address of that interface, as Docker does.
-            out.push(rule(
-                POSTROUTING,
-                &comment,
-                vec![
-                    addr_match("saddr", &s.cidr),
-                    ifname_match("oifname", "!=", &net.bridge),
-                    json!({"masquerade": null}),
-                ],
-            ));
+            // the bridge takes the address of that interface, as Docker does;
+            // but for traffic to other hosts of an overlay network, which
+            // keeps its source.
+            let mut expr = vec![
+                addr_match("saddr", &s.cidr),
+                ifname_match("oifname", "!=", &net.bridge),
+            ];
+            if let Some(o) = &net.overlay {
+                expr.push(json!({"match": {"op": "!=", "left": {"payload": {"protocol": "ip", "field": "daddr"}},
+                    "right": {"prefix": {"addr": o.config.subnet.network().to_string(), "len": o.config.subnet.prefix_len()}}}}));
+            }
+            expr.push(json!({"masquerade": null}));
+            out.push(rule(POSTROUTING, &comment, expr));
         }
     }
     out

@@ -19,6 +19,19 @@ pub mod sandbox;
 pub mod sockdiag;
 pub mod sysctl;
 
+/// The local address this host would send from to reach `dest` (a UDP
+/// socket's route lookup: no packet is sent).
+pub fn source_towards(dest: std::net::SocketAddr) -> std::io::Result<std::net::IpAddr> {
+    let any: std::net::SocketAddr = if dest.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = std::net::UdpSocket::bind(any)?;
+    socket.connect(dest)?;
+    Ok(socket.local_addr()?.ip())
+}
+
 /// A failed kernel operation, from whichever interface carried it.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

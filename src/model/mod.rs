@@ -9,6 +9,7 @@ pub mod gateway;
 pub mod ipam;
 pub mod names;
 pub mod nsref;
+pub mod overlay;
 pub mod ports;
 pub mod rejection;
 pub mod request;
@@ -124,6 +125,9 @@ pub struct Network {
     /// The topology file whose `up` created it; none for the command line.
     #[serde(default)]
     pub owner: Option<String>,
+    /// This host's part of a network that spans hosts (driver `overlay`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlay: Option<overlay::Overlay>,
 }
 
 /// One veth pair joining a namespace to a network.
@@ -207,6 +211,7 @@ impl Network {
             link_group,
             attachments: _,
             owner,
+            overlay,
         } = self;
         *name == other.name
             && *bridge == other.bridge
@@ -226,6 +231,7 @@ impl Network {
             && *mtu == other.mtu
             && *link_group == other.link_group
             && *owner == other.owner
+            && *overlay == other.overlay
     }
 
     /// The gateway mode of one family.
@@ -356,6 +362,7 @@ pub(crate) fn test_network(name: &str, bridge: &str, subnets: &[&str]) -> Networ
         link_group: 1,
         attachments: vec![],
         owner: None,
+        overlay: None,
     }
 }
 

@@ -46,6 +46,11 @@ pub enum Rejection {
         value: String,
         expected: &'static str,
     },
+    #[error("{option} is needed: {reason}")]
+    MissingOption {
+        option: &'static str,
+        reason: &'static str,
+    },
     /// A number outside the range it must be in.
     #[error("invalid {what} {value}: {expected}")]
     OutOfRange {
@@ -161,6 +166,27 @@ pub enum Rejection {
     },
     #[error("no free subnet left in nsnet's pools; pass --subnet")]
     NoFreeSubnet,
+    #[error("VNI {vni} is already used by overlay network {network}")]
+    VniTaken { vni: u32, network: String },
+    #[error("host subnet length /{length} does not fit cluster subnet {subnet} (it must be from /{} to /29)", .subnet.prefix_len())]
+    HostSubnetLength { subnet: ipnet::Ipv4Net, length: u8 },
+    #[error(
+        "overlay network {network} exists in etcd with other settings ({theirs}); asked for {ours}"
+    )]
+    OverlayConflict {
+        network: String,
+        theirs: String,
+        ours: String,
+    },
+    #[error("overlay network {network} has no free host subnet left: all {count} /{length} subnets of {subnet} are claimed")]
+    NoFreeHostSubnet {
+        network: String,
+        subnet: ipnet::Ipv4Net,
+        length: u8,
+        count: u64,
+    },
+    #[error("the {what} of an overlay network must be IPv4 ({value} is not)")]
+    OverlayNeedsIpv4 { what: &'static str, value: String },
     #[error("interface {ifname} already exists and is not a bridge ({kind})")]
     NotABridge { ifname: String, kind: String },
     #[error("network {network} is in use by {} attachment(s) ({}); disconnect them first or pass --force", .namespaces.len(), .namespaces.join(", "))]
@@ -262,6 +288,9 @@ impl Rejection {
             | BridgeTaken { .. }
             | SubnetOverlap { .. }
             | NoFreeSubnet
+            | VniTaken { .. }
+            | OverlayConflict { .. }
+            | NoFreeHostSubnet { .. }
             | NotABridge { .. }
             | NetworkInUse { .. }
             | NamespaceInUse { .. }

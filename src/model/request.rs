@@ -31,6 +31,11 @@ pub struct CreateRequest {
     /// Other networks cannot reach this one.
     pub isolate: bool,
     pub mtu: Option<u32>,
+    /// A network across hosts (driver `overlay`), to define or join.
+    pub overlay: Option<super::overlay::OverlayRequest>,
+    /// This host's part of it, once joined in etcd (the host subnet is then
+    /// in `subnets`, its gateway in `gateways`): set by the library.
+    pub joined: Option<super::overlay::Overlay>,
 }
 
 impl CreateRequest {
@@ -48,6 +53,8 @@ impl CreateRequest {
             trusted_interfaces: Vec::new(),
             isolate: true,
             mtu: None,
+            overlay: None,
+            joined: None,
         }
     }
 

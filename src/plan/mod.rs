@@ -63,6 +63,18 @@ pub enum Op {
         /// deletes bridge and ports in one request.
         group: Option<u32>,
     },
+    /// A VXLAN device of an overlay network, with no learning: its peers
+    /// are programmed by the agent.
+    CreateVxlan {
+        name: String,
+        vni: u32,
+        port: u16,
+        local: std::net::Ipv4Addr,
+        underlay: String,
+        mac: [u8; 6],
+        mtu: u32,
+        group: u32,
+    },
     CreateVeth {
         host: String,
         peer: String,
@@ -181,6 +193,12 @@ impl fmt::Display for Op {
             Op::CreateNamespaces { names } => write!(f, "create {} namespaces", names.len()),
             Op::DeleteNamespaces { names } => write!(f, "delete {} namespaces", names.len()),
             Op::CreateBridge { name, .. } => write!(f, "create bridge {name}"),
+            Op::CreateVxlan {
+                name,
+                vni,
+                underlay,
+                ..
+            } => write!(f, "create vxlan device {name} (VNI {vni}) over {underlay}"),
             Op::CreateVeth {
                 host,
                 peer,

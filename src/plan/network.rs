@@ -7,6 +7,7 @@ use ipnet::IpNet;
 
 use super::{Op, Target};
 use crate::model::ipam::{self, Subnet};
+use crate::model::overlay::{self, OverlayConfig};
 use crate::model::{names, sysctl, CreateRequest, GatewayMode, Network, Rejection, State};
 
 type Result<T> = std::result::Result<T, Rejection>;
@@ -255,6 +256,76 @@ fn bridge_steps(network: &mut Network, host: &HostFacts, mac: [u8; 6]) -> Vec<Op
     ops
 }
 
+/// Whether this host can take part in an overlay network: its cluster
+/// subnet overlaps no other network here and its VNI is not another's.
+/// Checked before anything is written to etcd.
+pub fn check_overlay(state: &State, name: &str, config: &OverlayConfig) -> Result<()> {
+    let cluster = IpNet::V4(config.subnet);
+    for other in state.networks.values().filter(|n| n.name != name) {
+        let theirs = other
+            .overlay
+            .as_ref()
+            .map(|o| vec![IpNet::V4(o.config.subnet)])
+            .unwrap_or_else(|| other.subnets.iter().map(|s| s.cidr).collect());
+        if let Some(t) = theirs.iter().find(|t| ipam::overlap(&cluster, t)) {
+            return Err(Rejection::SubnetOverlap {
+                subnet: cluster,
+                theirs: *t,
+                network: other.name.clone(),
+            });
+        }
+        if other.overlay.as_ref().map(|o| o.config.vni) == Some(config.vni) {
+            return Err(Rejection::VniTaken {
+                vni: config.vni,
+                network: other.name.clone(),
+            });
+        }
+    }
+    if !config.valid_lengths() {
+        return Err(Rejection::HostSubnetLength {
+            subnet: config.subnet,
+            length: config.host_subnet_len,
+        });
+    }
+    Ok(())
+}
+
+/// The VXLAN device of an overlay network: in the network's link group (so
+/// `rm` deletes it with the bridge), carrying the host subnet's network
+/// address as a /32 (the source of what the host sends to peers).
+fn vxlan_steps(network: &Network) -> Vec<Op> {
+    let Some(o) = &network.overlay else {
+        return Vec::new();
+    };
+    let (IpAddr::V4(local), Some(subnet)) = (o.vtep, network.subnet_v4()) else {
+        return Vec::new();
+    };
+    let IpNet::V4(host_subnet) = subnet.cidr else {
+        return Vec::new();
+    };
+    vec![
+        Op::CreateVxlan {
+            name: o.vxlan.clone(),
+            vni: o.config.vni,
+            port: o.config.port,
+            local,
+            underlay: o.underlay.clone(),
+            mac: names::parse_mac(&o.vtep_mac).unwrap_or_default(),
+            mtu: network.mtu.unwrap_or(1450),
+            group: network.link_group,
+        },
+        Op::AddAddress {
+            target: Target::Host,
+            ifname: o.vxlan.clone(),
+            addr: overlay::vxlan_address(&host_subnet),
+        },
+        Op::LinkUp {
+            target: Target::Host,
+            ifname: o.vxlan.clone(),
+        },
+    ]
+}
+
 /// Forwarding, when the network forwards; the old values are recorded so
 /// that the last network's removal puts them back.
 fn forwarding_steps(network: &Network, host: &HostFacts, state: &mut State) -> Vec<Op> {
@@ -304,6 +375,9 @@ pub fn plan_create(
         });
     }
     check_modes(req)?;
+    if let Some(o) = &req.joined {
+        check_overlay(state, &req.name, &o.config)?;
+    }
     let subnets = subnets_for(state, req, host)?;
     let adopted = match &host.existing_link {
         Some(l) if l.is_bridge() => true,
@@ -339,8 +413,10 @@ pub fn plan_create(
         link_group: state.free_link_group(&req.name),
         attachments: Vec::new(),
         owner: None,
+        overlay: req.joined.clone(),
     };
     let mut ops = bridge_steps(&mut network, host, mac);
+    ops.extend(vxlan_steps(&network));
     let mut new_state = state.clone();
     ops.extend(forwarding_steps(&network, host, &mut new_state));
     new_state.networks.insert(network.name.clone(), network);
@@ -402,6 +478,9 @@ pub fn plan_remove(state: &State, name: &str, force: bool) -> Result<(State, Vec
         .collect();
     if !net.bridge_adopted {
         links.push(net.bridge.clone());
+    }
+    if let Some(o) = &net.overlay {
+        links.push(o.vxlan.clone());
     }
     if !links.is_empty() {
         ops.push(Op::DeleteLinkGroup {

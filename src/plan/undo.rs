@@ -13,6 +13,10 @@ pub fn undo_of(op: &Op, old_sysctl: Option<String>) -> Option<Op> {
             target: Target::Host,
             name: name.clone(),
         }),
+        Op::CreateVxlan { name, .. } => Some(Op::DeleteLink {
+            target: Target::Host,
+            name: name.clone(),
+        }),
         Op::CreateVeth { host, .. } => Some(Op::DeleteLink {
             target: Target::Host,
             name: host.clone(),

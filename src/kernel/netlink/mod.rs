@@ -8,10 +8,12 @@
 mod addr;
 mod link;
 mod route;
+mod tunnel;
 
 pub use addr::AddressInfo;
 pub use link::{LinkInfo, LinkKind, PortOption, VethSpec};
 pub use route::RouteInfo;
+pub use tunnel::VxlanSpec;
 
 use std::io;
 use std::num::NonZeroI32;
@@ -29,6 +31,9 @@ const RECV_BUF: usize = 64 * 1024;
 /// `NLMSGERR_ATTR_MSG`: the extended-ack attribute carrying the kernel's
 /// human-readable reason, as iproute2 prints after "Error:".
 const NLMSGERR_ATTR_MSG: u16 = 1;
+/// Messages per datagram in `Handle::batch`: their acknowledgements (36
+/// bytes each with capped acks) stay well inside the socket's buffer.
+const BATCH: usize = 512;
 
 /// A failed netlink operation: what was attempted, on what, and the kernel's
 /// answer (errno plus the extended-ack text when the kernel gave one).
@@ -134,6 +139,51 @@ impl Handle {
             }
             Ok(!done)
         })
+    }
+
+    /// Sends many changes at once, up to `BATCH` messages per datagram, and
+    /// collects every acknowledgement: one exchange instead of one per
+    /// message. All messages are tried; the first refusal is returned.
+    pub(crate) fn batch(
+        &mut self,
+        msgs: Vec<RouteNetlinkMessage>,
+        flags: u16,
+        op: &'static str,
+    ) -> Result<()> {
+        let ctx = Ctx { op, target: "" };
+        let mut first_error = None;
+        let mut msgs = msgs.into_iter().peekable();
+        while msgs.peek().is_some() {
+            let mut bytes = Vec::new();
+            let first_seq = self.seq.wrapping_add(1);
+            for msg in msgs.by_ref().take(BATCH) {
+                self.seq = self.seq.wrapping_add(1);
+                let mut header = NetlinkHeader::default();
+                header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+                header.sequence_number = self.seq;
+                let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(msg));
+                packet.finalize();
+                let start = bytes.len();
+                bytes.resize(start + packet.buffer_len(), 0);
+                packet.serialize(&mut bytes[start..]);
+            }
+            self.socket.send(&bytes, 0).map_err(|source| Error::Io {
+                op,
+                target: String::new(),
+                source,
+            })?;
+            for seq in first_seq..=self.seq {
+                let mut done = false;
+                let got = self.receive(seq, &ctx, |reply| {
+                    done = matches!(reply, Reply::Ack);
+                    Ok(!done)
+                });
+                if let Err(e) = got {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Sends a dump request and collects every reply message.

@@ -1,0 +1,314 @@
+//! `nsnet agent`: the per-host daemon of overlay networks, a front end.
+//! For every overlay network this host has joined it keeps the host's
+//! claim alive in etcd (a lease renewed at a third of its TTL, re-claimed
+//! if it lapsed) and programs the peers as etcd reports them (list, then a
+//! watch from the list's revision; re-list after a lost watch). It never
+//! removes a peer because etcd is out of reach: only a deletion that etcd
+//! reports, or a list that lacks the peer, does. It follows the local
+//! record, so networks joined or left while it runs are picked up.
+//!
+//! May import `api`, `cluster` and `model`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use ipnet::{IpNet, Ipv4Net};
+
+use crate::api::overlay::{change_peers, peer_of, reconcile_peers};
+use crate::cluster::etcd::{Event, WatchMessage};
+use crate::cluster::{claim_of, Registry};
+use crate::model::overlay::{keys, Peer};
+use crate::model::Network;
+use crate::Nsnet;
+
+/// Set by SIGTERM or SIGINT.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// How often the local record is re-read for networks joined or left.
+const FOLLOW_INTERVAL: Duration = Duration::from_millis(500);
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+pub struct Options {
+    /// etcd endpoints replacing the recorded ones.
+    pub etcd: Option<Vec<String>>,
+}
+
+fn log(text: &str) {
+    eprintln!("nsnet-agent: {text}");
+}
+
+fn on_signals() {
+    extern "C" fn on_signal(_: libc::c_int) {
+        STOP.store(true, Ordering::Relaxed);
+    }
+    // SAFETY: the handler only stores to an atomic (async-signal-safe).
+    // prctl(PR_SET_NAME) reads a NUL-terminated string we own.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_signal as *const () as libc::sighandler_t;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(libc::SIGTERM, &action, std::ptr::null_mut());
+        libc::sigaction(libc::SIGINT, &action, std::ptr::null_mut());
+        libc::prctl(libc::PR_SET_NAME, c"nsnet-agent".as_ptr());
+    }
+}
+
+/// One overlay network this agent serves: its threads stop when `stop` is
+/// set (the network was left) or the agent stops.
+struct Member {
+    stop: Arc<AtomicBool>,
+}
+
+fn stopped(flag: &AtomicBool) -> bool {
+    flag.load(Ordering::Relaxed) || STOP.load(Ordering::Relaxed)
+}
+
+/// Runs until SIGTERM or SIGINT.
+pub fn run(nsnet: &Nsnet, opts: &Options) -> crate::Result<()> {
+    on_signals();
+    log(&format!("started (pid {})", std::process::id()));
+    let mut members: BTreeMap<String, (Network, Member)> = BTreeMap::new();
+    while !STOP.load(Ordering::Relaxed) {
+        let state = match nsnet.state() {
+            Ok(s) => s,
+            Err(e) => {
+                log(&format!(
+                    "reading the local record: {}",
+                    crate::error_chain(&e)
+                ));
+                thread::sleep(FOLLOW_INTERVAL);
+                continue;
+            }
+        };
+        let mut wanted: BTreeMap<String, Network> = BTreeMap::new();
+        for net in state.networks.values().filter(|n| n.overlay.is_some()) {
+            let mut net = net.clone();
+            if let (Some(o), Some(e)) = (net.overlay.as_mut(), &opts.etcd) {
+                o.etcd = e.clone();
+            }
+            wanted.insert(net.name.clone(), net);
+        }
+        members.retain(|name, (net, m)| {
+            let keep = wanted.get(name).is_some_and(|w| w.same_settings(net));
+            if !keep {
+                log(&format!("network {name}: left, no longer served"));
+                m.stop.store(true, Ordering::Relaxed);
+            }
+            keep
+        });
+        for (name, net) in wanted {
+            if !members.contains_key(&name) {
+                log(&format!("network {name}: serving"));
+                let member = start(&net);
+                members.insert(name, (net, member));
+            }
+        }
+        thread::sleep(FOLLOW_INTERVAL);
+    }
+    log("stopping on signal; kernel state and claims are left as they are");
+    Ok(())
+}
+
+fn start(net: &Network) -> Member {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (n1, s1) = (net.clone(), stop.clone());
+    thread::spawn(move || keep_claim(&n1, &s1));
+    let (n2, s2) = (net.clone(), stop.clone());
+    thread::spawn(move || follow_peers(&n2, &s2));
+    Member { stop }
+}
+
+/// The host subnet and registry of an overlay network.
+fn parts(net: &Network) -> Option<(Ipv4Net, Registry)> {
+    let o = net.overlay.as_ref()?;
+    match net.subnet_v4()?.cidr {
+        IpNet::V4(s) => Some((s, Registry::new(&o.etcd))),
+        IpNet::V6(_) => None,
+    }
+}
+
+/// Sleeps up to `d`, waking early to stop.
+fn pause(d: Duration, stop: &AtomicBool) {
+    let end = Instant::now() + d;
+    while Instant::now() < end && !stopped(stop) {
+        thread::sleep(Duration::from_millis(50).min(end - Instant::now()));
+    }
+}
+
+/// Keeps this host's claim bound to a live lease; claims it again (the
+/// same subnet, which the local bridge carries) after the lease lapsed.
+/// When the network is left, the lease is revoked.
+fn keep_claim(net: &Network, stop: &AtomicBool) {
+    let (Some(o), Some((subnet, registry))) = (&net.overlay, parts(net)) else {
+        return;
+    };
+    let mut lease: Option<i64> = None;
+    let renew = Duration::from_secs(o.lease_ttl).max(Duration::from_secs(1)) / 3;
+    let mut backoff = BACKOFF_MIN;
+    while !stopped(stop) {
+        let result = match lease {
+            Some(id) => registry
+                .client()
+                .keep_alive(id)
+                .map(|alive| alive.then_some(id)),
+            None => claim_again(net, &registry, subnet).map(Some),
+        };
+        match result {
+            Ok(Some(id)) => {
+                if lease != Some(id) {
+                    log(&format!(
+                        "network {}: holding {subnet} under lease {id:x}",
+                        net.name
+                    ));
+                }
+                lease = Some(id);
+                backoff = BACKOFF_MIN;
+                pause(renew, stop);
+            }
+            Ok(None) => {
+                log(&format!(
+                    "network {}: lease lapsed; claiming {subnet} again",
+                    net.name
+                ));
+                lease = None;
+            }
+            Err(e) => {
+                log(&format!("network {}: {}", net.name, crate::error_chain(&e)));
+                pause(backoff, stop);
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+    if let (Some(id), false) = (lease, STOP.load(Ordering::Relaxed)) {
+        let _ = registry.client().revoke(id);
+    }
+}
+
+fn claim_again(net: &Network, registry: &Registry, subnet: Ipv4Net) -> crate::cluster::Result<i64> {
+    let o = net.overlay.as_ref().expect("an overlay network");
+    let (_, defined_at) = registry.define_or_join(&net.name, &o.config)?;
+    let lease = registry.client().grant(o.lease_ttl)?;
+    registry.claim(
+        &net.name,
+        &o.config,
+        defined_at,
+        &o.reservation(),
+        lease,
+        Some(subnet),
+        0,
+    )?;
+    Ok(lease)
+}
+
+/// Lists the peers, programs them all, then follows the changes; after a
+/// lost watch (or a compaction) lists again.
+fn follow_peers(net: &Network, stop: &AtomicBool) {
+    let Some((_, registry)) = parts(net) else {
+        return;
+    };
+    let mut backoff = BACKOFF_MIN;
+    while !stopped(stop) {
+        match registry.claims(&net.name) {
+            Ok((claims, revision)) => {
+                let peers: BTreeMap<Ipv4Net, Peer> = claims
+                    .iter()
+                    .filter_map(|c| peer_of(c.subnet, &c.reservation).map(|p| (c.subnet, p)))
+                    .collect();
+                let list: Vec<Peer> = peers.values().cloned().collect();
+                match reconcile_peers(net, &list) {
+                    Ok(changed) => log(&format!(
+                        "network {}: {} peer(s) listed, {changed} kernel change(s)",
+                        net.name,
+                        list.len()
+                    )),
+                    Err(e) => log(&format!(
+                        "network {}: programming peers: {}",
+                        net.name,
+                        crate::error_chain(&e)
+                    )),
+                }
+                backoff = BACKOFF_MIN;
+                let watched = watch(net, &registry, revision, peers, stop);
+                if let Err(e) = watched {
+                    log(&format!(
+                        "network {}: watch lost ({}); listing again",
+                        net.name,
+                        crate::error_chain(&e)
+                    ));
+                }
+            }
+            Err(e) => {
+                log(&format!("network {}: {}", net.name, crate::error_chain(&e)));
+                pause(backoff, stop);
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+fn watch(
+    net: &Network,
+    registry: &Registry,
+    revision: i64,
+    mut peers: BTreeMap<Ipv4Net, Peer>,
+    stop: &AtomicBool,
+) -> crate::cluster::Result<()> {
+    let name = net.name.clone();
+    registry
+        .client()
+        .watch_prefix(&keys::subnets(&name), revision + 1, |msg| {
+            if stopped(stop) {
+                return false;
+            }
+            let events = match msg {
+                WatchMessage::Compacted { .. } => return false,
+                WatchMessage::Events { events, .. } => events,
+            };
+            let (mut add, mut remove) = (Vec::new(), Vec::new());
+            for e in events {
+                match e {
+                    Event::Put(kv) => {
+                        let Some(p) = claim_of(&name, &kv)
+                            .ok()
+                            .and_then(|c| peer_of(c.subnet, &c.reservation))
+                        else {
+                            continue;
+                        };
+                        if let Some(old) = peers.insert(p.subnet, p.clone()) {
+                            if old == p {
+                                continue;
+                            }
+                            remove.push(old);
+                        }
+                        add.push(p);
+                    }
+                    Event::Delete { key, .. } => {
+                        if let Some(old) =
+                            keys::parse_subnet(&name, &key).and_then(|s| peers.remove(&s))
+                        {
+                            remove.push(old);
+                        }
+                    }
+                }
+            }
+            if add.is_empty() && remove.is_empty() {
+                return true;
+            }
+            let removed: BTreeSet<String> = remove.iter().map(|p| p.subnet.to_string()).collect();
+            let added: BTreeSet<String> = add.iter().map(|p| p.subnet.to_string()).collect();
+            match change_peers(net, &add, &remove) {
+                Ok(()) => log(&format!(
+                    "network {name}: peers added {added:?}, withdrawn {removed:?}"
+                )),
+                Err(e) => log(&format!(
+                    "network {name}: programming peers: {}",
+                    crate::error_chain(&e)
+                )),
+            }
+            true
+        })
+}

@@ -1,0 +1,275 @@
+//! Overlay networks: joining one (definition and host subnet claimed in
+//! etcd, then the local bridge and VXLAN device made as for any network),
+//! leaving it, and programming its peers (the agent's work).
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+
+use ipnet::{IpNet, Ipv4Net};
+
+use super::{facts, require_root, Error, Mode, Nsnet, Result};
+use crate::apply::LiveKernel;
+use crate::check::{LiveProbe, Probe};
+use crate::cluster::Registry;
+use crate::kernel::netlink::Handle;
+use crate::model::overlay::{self, Overlay, OverlayRequest, Peer, Reservation};
+use crate::model::{names, CreateRequest, Network, Rejection};
+use crate::plan::network::{check_overlay, plan_create};
+use crate::plan::Target;
+
+/// The host and port of an etcd endpoint URL.
+fn endpoint_address(endpoint: &str) -> Result<SocketAddr> {
+    let bad = || Error::BadEndpoint {
+        endpoint: endpoint.to_string(),
+    };
+    let rest = endpoint.strip_prefix("http://").ok_or_else(bad)?;
+    let hostport = rest.trim_end_matches('/');
+    hostport
+        .to_socket_addrs()
+        .map_err(|_| bad())?
+        .next()
+        .ok_or_else(bad)
+}
+
+/// This host's underlay: the address asked for, or the one it reaches the
+/// first etcd endpoint from; the interface holding it and that
+/// interface's MTU.
+fn underlay(probe: &mut dyn Probe, asked: &OverlayRequest) -> Result<(IpAddr, String, u32)> {
+    let first = asked.etcd.first().ok_or_else(|| Error::BadEndpoint {
+        endpoint: String::new(),
+    })?;
+    let addr = match asked.underlay {
+        Some(a) => a,
+        None => crate::kernel::source_towards(endpoint_address(first)?).map_err(|e| {
+            Error::Cluster(crate::cluster::Error::Unreachable {
+                endpoints: first.clone(),
+                reason: format!("no route: {e}"),
+            })
+        })?,
+    };
+    if !addr.is_ipv4() {
+        return Err(Rejection::OverlayNeedsIpv4 {
+            what: "underlay address",
+            value: addr.to_string(),
+        }
+        .into());
+    }
+    let index = probe
+        .addresses(&Target::Host)?
+        .into_iter()
+        .find(|a| a.addr.addr() == addr)
+        .map(|a| a.index)
+        .ok_or(Error::NoUnderlay { addr })?;
+    let link = probe
+        .links(&Target::Host)?
+        .into_iter()
+        .find(|l| l.index == index)
+        .ok_or(Error::NoUnderlay { addr })?;
+    Ok((addr, link.name, link.mtu))
+}
+
+/// A seed for choosing a host subnet: hosts that join at once start their
+/// search at different places.
+fn seed_of(vtep: &IpAddr) -> u64 {
+    u64::from(names::stable_hash(&[&vtep.to_string(), "subnet"]))
+}
+
+impl Nsnet {
+    /// Defines or joins an overlay network: validated locally first, then
+    /// the definition and this host's subnet claimed in etcd, then the local
+    /// bridge and VXLAN device; a failure after the claim gives it back.
+    pub(super) fn create_overlay(
+        &self,
+        req: &CreateRequest,
+        asked: &OverlayRequest,
+    ) -> Result<Network> {
+        require_root("create networks")?;
+        let (lock, state) = self.begin()?;
+        names::validate_network_name(&req.name)?;
+        if state.networks.contains_key(&req.name) {
+            return Err(Rejection::NetworkExists {
+                network: req.name.clone(),
+            }
+            .into());
+        }
+        check_overlay(&state, &req.name, &asked.config)?;
+        let mut kernel = LiveKernel::new();
+        let (vtep, underlay_if, underlay_mtu) = underlay(
+            &mut LiveProbe {
+                kernel: &mut kernel,
+            },
+            asked,
+        )?;
+        let joined = Overlay {
+            config: asked.config.clone(),
+            etcd: asked.etcd.clone(),
+            vtep,
+            underlay: underlay_if,
+            vxlan: overlay::vxlan_name(asked.config.vni),
+            vtep_mac: names::format_mac(&names::derived_mac(&[&req.name, &vtep.to_string()])),
+            lease_ttl: asked.lease_ttl,
+        };
+        let registry = Registry::new(&asked.etcd);
+        let (defined, defined_at) = registry.define_or_join(&req.name, &asked.config)?;
+        let claimed = registry.client().grant(asked.lease_ttl).and_then(|lease| {
+            registry
+                .claim(
+                    &req.name,
+                    &asked.config,
+                    defined_at,
+                    &joined.reservation(),
+                    lease,
+                    None,
+                    seed_of(&vtep),
+                )
+                .map(|subnet| (subnet, lease))
+        });
+        let (subnet, lease) = match claimed {
+            Ok(c) => c,
+            Err(e) => {
+                if defined {
+                    let _ = registry.leave(&req.name, &asked.config, &asked.config.subnet);
+                }
+                return Err(e.into());
+            }
+        };
+        let local = CreateRequest {
+            subnets: vec![IpNet::V4(subnet)],
+            gateways: vec![IpAddr::V4(overlay::host_gateway(&subnet))],
+            mtu: Some(
+                req.mtu
+                    .unwrap_or(u32::MAX)
+                    .min(underlay_mtu - overlay::VXLAN_OVERHEAD_V4),
+            ),
+            joined: Some(joined),
+            ..req.clone()
+        };
+        let made = facts::host_facts(
+            &mut LiveProbe {
+                kernel: &mut kernel,
+            },
+            &local,
+        )
+        .and_then(|facts| Ok(plan_create(&state, &local, &facts)?))
+        .and_then(|(new_state, ops)| {
+            self.commit(
+                &lock,
+                &state,
+                &new_state,
+                &ops,
+                Mode::AllOrNothing,
+                &mut kernel,
+            )?;
+            Ok(new_state.networks[&req.name].clone())
+        });
+        if made.is_err() {
+            let _ = registry.leave(&req.name, &asked.config, &subnet);
+            let _ = registry.client().revoke(lease);
+        } else {
+            self.notice(format!(
+                "joined overlay network {} with host subnet {subnet}; run `nsnet agent` on this host to keep the claim (it lapses {}s after the last renewal)",
+                req.name, asked.lease_ttl
+            ));
+        }
+        made
+    }
+
+    /// Gives this host's subnet of an overlay network back to etcd, after
+    /// the local part is gone. When etcd is out of reach the claim lapses
+    /// with its lease, which nobody renews any more: a notice says so.
+    pub(super) fn leave_overlay(&self, net: &Network) {
+        let (Some(o), Some(s)) = (&net.overlay, net.subnet_v4()) else {
+            return;
+        };
+        let IpNet::V4(subnet) = s.cidr else {
+            return;
+        };
+        if let Err(e) = Registry::new(&o.etcd).leave(&net.name, &o.config, &subnet) {
+            self.notice(format!(
+                "left overlay network {} here, but could not release host subnet {subnet} in etcd ({}); it lapses within {}s",
+                net.name,
+                crate::error_chain(&e),
+                o.lease_ttl
+            ));
+        }
+    }
+}
+
+/// Programs the kernel so that exactly `wanted` peers are reachable over
+/// an overlay network's VXLAN device: missing ones added, changed ones
+/// replaced, others removed (one netlink exchange each way). This host's
+/// own claim is never a peer. Returns how many entries changed.
+pub fn reconcile_peers(net: &Network, wanted: &[Peer]) -> Result<usize> {
+    let Some(o) = &net.overlay else {
+        return Ok(0);
+    };
+    let mut h = Handle::open()?;
+    let Some(dev) = h.link_by_name(&o.vxlan)? else {
+        return Ok(0);
+    };
+    let wanted: Vec<Peer> = wanted
+        .iter()
+        .filter(|p| p.vtep != o.vtep)
+        .cloned()
+        .collect();
+    let present = h.peers(dev.index)?;
+    let add: Vec<Peer> = wanted
+        .iter()
+        .filter(|p| !present.contains(p))
+        .cloned()
+        .collect();
+    let remove: Vec<Peer> = present
+        .iter()
+        .filter(|p| !wanted.iter().any(|w| w.subnet == p.subnet && *w == **p))
+        .filter(|p| !add.iter().any(|a| a.subnet == p.subnet && a.mac == p.mac))
+        .cloned()
+        .collect();
+    if !remove.is_empty() {
+        h.remove_peers(dev.index, &remove)?;
+    }
+    if !add.is_empty() {
+        h.add_peers(dev.index, &add)?;
+    }
+    Ok(add.len() + remove.len())
+}
+
+/// Adds or removes single peers as etcd reports them (no dump first).
+pub fn change_peers(net: &Network, add: &[Peer], remove: &[Peer]) -> Result<()> {
+    let Some(o) = &net.overlay else {
+        return Ok(());
+    };
+    let mut h = Handle::open()?;
+    let Some(dev) = h.link_by_name(&o.vxlan)? else {
+        return Ok(());
+    };
+    let mine = |p: &&Peer| p.vtep != o.vtep;
+    let remove: Vec<Peer> = remove.iter().filter(mine).cloned().collect();
+    let add: Vec<Peer> = add.iter().filter(mine).cloned().collect();
+    if !remove.is_empty() {
+        h.remove_peers(dev.index, &remove)?;
+    }
+    if !add.is_empty() {
+        h.add_peers(dev.index, &add)?;
+    }
+    Ok(())
+}
+
+/// The peers programmed for an overlay network right now.
+pub fn programmed_peers(net: &Network) -> Result<Vec<Peer>> {
+    let Some(o) = &net.overlay else {
+        return Ok(Vec::new());
+    };
+    let mut h = Handle::open()?;
+    match h.link_by_name(&o.vxlan)? {
+        Some(dev) => Ok(h.peers(dev.index)?),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// A peer from a claim read in etcd.
+pub fn peer_of(subnet: Ipv4Net, r: &Reservation) -> Option<Peer> {
+    Some(Peer {
+        subnet,
+        vtep: r.vtep,
+        mac: names::parse_mac(&r.vtep_mac).ok()?,
+    })
+}

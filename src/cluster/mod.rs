@@ -1,0 +1,270 @@
+//! The cluster store: etcd, holding each overlay network's definition and
+//! the hosts' claims on host subnets (flannel's scheme). Definitions and
+//! claims are made by compare-and-swap transactions, so hosts that race get
+//! one definition and distinct subnets; claims are bound to a lease that the
+//! host's agent keeps alive, so a dead host's claim expires.
+//!
+//! Key layout (all under `/nsnet/v1/`, values JSON):
+//! - `networks/NAME/config`: `OverlayConfig`, no lease;
+//! - `vnis/VNI`: the name of the network using the VNI, no lease;
+//! - `networks/NAME/subnets/A.B.C.D-LEN`: a `Reservation`, on the claiming
+//!   host's lease.
+//!
+//! Imports `model` only.
+
+pub mod etcd;
+
+use std::collections::BTreeSet;
+
+use ipnet::Ipv4Net;
+
+use crate::model::overlay::{keys, OverlayConfig, Reservation};
+use crate::model::Rejection;
+use etcd::{Client, Compare, KeyValue, TxnOp};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("etcd at {endpoints} is unreachable: {reason}")]
+    Unreachable { endpoints: String, reason: String },
+    #[error("etcd at {endpoint} refused the request (HTTP {status}): {message}")]
+    Refused {
+        endpoint: String,
+        status: u16,
+        code: i64,
+        message: String,
+    },
+    #[error("etcd at {endpoint} gave an answer nsnet cannot read: {reason}")]
+    BadAnswer { endpoint: String, reason: String },
+    #[error("etcd key {key} holds something nsnet cannot read: {reason}")]
+    BadRecord { key: String, reason: String },
+    #[error("host subnets of overlay network {network} kept changing under this host's claim; gave up after {tries} tries")]
+    Contended { network: String, tries: u32 },
+    #[error("{0}")]
+    Rejected(#[from] Rejection),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// How often a claim is retried when another host wins the race.
+const CLAIM_TRIES: u32 = 64;
+
+/// nsnet's records in one etcd cluster.
+pub struct Registry {
+    client: Client,
+}
+
+/// A host subnet and who holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub subnet: Ipv4Net,
+    pub reservation: Reservation,
+    pub lease: i64,
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("JSON of a record")
+}
+
+fn parse<T: serde::de::DeserializeOwned>(kv: &KeyValue) -> Result<T> {
+    serde_json::from_slice(&kv.value).map_err(|e| Error::BadRecord {
+        key: kv.key.clone(),
+        reason: e.to_string(),
+    })
+}
+
+impl Registry {
+    pub fn new(endpoints: &[String]) -> Registry {
+        Registry {
+            client: Client::new(endpoints),
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Defines the network if nobody has, atomically with its VNI; returns
+    /// whether this call defined it and the definition's create revision.
+    /// An existing definition must match `config` (else `OverlayConflict`).
+    pub fn define_or_join(&self, network: &str, config: &OverlayConfig) -> Result<(bool, i64)> {
+        let (ck, vk) = (keys::config(network), keys::vni(config.vni));
+        let r = self.client.txn(
+            &[Compare::Absent(ck.clone()), Compare::Absent(vk.clone())],
+            &[
+                TxnOp::Put {
+                    key: ck.clone(),
+                    value: json(config),
+                    lease: 0,
+                },
+                TxnOp::Put {
+                    key: vk.clone(),
+                    value: network.as_bytes().to_vec(),
+                    lease: 0,
+                },
+                TxnOp::Get(ck.clone()),
+            ],
+            &[TxnOp::Get(ck.clone()), TxnOp::Get(vk.clone())],
+        )?;
+        let existing = r.kvs.iter().find(|kv| kv.key == ck);
+        if r.succeeded {
+            let rev = existing.map_or(0, |kv| kv.create_revision);
+            return Ok((true, rev));
+        }
+        if let Some(kv) = existing {
+            let theirs: OverlayConfig = parse(kv)?;
+            if &theirs != config {
+                return Err(Rejection::OverlayConflict {
+                    network: network.to_string(),
+                    theirs: describe(&theirs),
+                    ours: describe(config),
+                }
+                .into());
+            }
+            return Ok((false, kv.create_revision));
+        }
+        let holder = r
+            .kvs
+            .iter()
+            .find(|kv| kv.key == vk)
+            .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
+            .unwrap_or_default();
+        Err(Rejection::VniTaken {
+            vni: config.vni,
+            network: holder,
+        }
+        .into())
+    }
+
+    /// The claims on host subnets of a network, and the store's revision.
+    pub fn claims(&self, network: &str) -> Result<(Vec<Claim>, i64)> {
+        let (kvs, rev) = self.client.range_prefix(&keys::subnets(network))?;
+        let claims = kvs
+            .iter()
+            .filter_map(|kv| claim_of(network, kv).ok())
+            .collect();
+        Ok((claims, rev))
+    }
+
+    /// Claims a host subnet for `reservation` under `lease`: the one this
+    /// host holds already (re-bound to the lease), else `wanted` when given
+    /// (a restart must get back the subnet its bridge has), else a free one
+    /// from a place derived from `seed`. Each claim also rewrites the
+    /// definition, which it requires unchanged, so that the last host's
+    /// `leave` cannot delete a definition a new claim relies on.
+    pub fn claim(
+        &self,
+        network: &str,
+        config: &OverlayConfig,
+        defined_at: i64,
+        reservation: &Reservation,
+        lease: i64,
+        wanted: Option<Ipv4Net>,
+        seed: u64,
+    ) -> Result<Ipv4Net> {
+        for _ in 0..CLAIM_TRIES {
+            let (claims, _) = self.claims(network)?;
+            let mine = claims
+                .iter()
+                .find(|c| c.reservation.vtep == reservation.vtep);
+            let (subnet, compare) = match (mine, wanted) {
+                (Some(c), w) if w.is_none_or(|w| w == c.subnet) => {
+                    let key = keys::subnet(network, &c.subnet);
+                    let rev = self.client.get(&key)?.map_or(0, |kv| kv.mod_revision);
+                    (c.subnet, Compare::Modified(key, rev))
+                }
+                (_, Some(w)) => {
+                    if let Some(other) = claims.iter().find(|c| c.subnet == w) {
+                        return Err(Rejection::SubnetOverlap {
+                            subnet: ipnet::IpNet::V4(w),
+                            theirs: ipnet::IpNet::V4(other.subnet),
+                            network: format!(
+                                "{network} (claimed by host {})",
+                                other.reservation.vtep
+                            ),
+                        }
+                        .into());
+                    }
+                    (w, Compare::Absent(keys::subnet(network, &w)))
+                }
+                (_, None) => {
+                    let taken: BTreeSet<Ipv4Net> = claims.iter().map(|c| c.subnet).collect();
+                    let start = seed % config.host_subnet_count();
+                    let free = config.free_host_subnet(&taken, start).ok_or_else(|| {
+                        Rejection::NoFreeHostSubnet {
+                            network: network.to_string(),
+                            subnet: config.subnet,
+                            length: config.host_subnet_len,
+                            count: config.host_subnet_count(),
+                        }
+                    })?;
+                    (free, Compare::Absent(keys::subnet(network, &free)))
+                }
+            };
+            let ck = keys::config(network);
+            let r = self.client.txn(
+                &[compare, Compare::Created(ck.clone(), defined_at)],
+                &[
+                    TxnOp::Put {
+                        key: keys::subnet(network, &subnet),
+                        value: json(reservation),
+                        lease,
+                    },
+                    TxnOp::Put {
+                        key: ck,
+                        value: json(config),
+                        lease: 0,
+                    },
+                ],
+                &[],
+            )?;
+            if r.succeeded {
+                return Ok(subnet);
+            }
+        }
+        Err(Error::Contended {
+            network: network.to_string(),
+            tries: CLAIM_TRIES,
+        })
+    }
+
+    /// Gives up this host's claim; the last host to leave also removes the
+    /// definition and its VNI (unless a claim came in meanwhile: every
+    /// claim rewrites the definition, which the removal requires unchanged).
+    pub fn leave(&self, network: &str, config: &OverlayConfig, subnet: &Ipv4Net) -> Result<bool> {
+        self.client.delete(&keys::subnet(network, subnet))?;
+        let (claims, _) = self.claims(network)?;
+        if !claims.is_empty() {
+            return Ok(false);
+        }
+        let ck = keys::config(network);
+        let Some(def) = self.client.get(&ck)? else {
+            return Ok(true);
+        };
+        let r = self.client.txn(
+            &[Compare::Modified(ck.clone(), def.mod_revision)],
+            &[TxnOp::Delete(ck), TxnOp::Delete(keys::vni(config.vni))],
+            &[],
+        )?;
+        Ok(r.succeeded)
+    }
+}
+
+/// A claim read from its key-value.
+pub fn claim_of(network: &str, kv: &KeyValue) -> Result<Claim> {
+    let subnet = keys::parse_subnet(network, &kv.key).ok_or_else(|| Error::BadRecord {
+        key: kv.key.clone(),
+        reason: "not a host subnet key".into(),
+    })?;
+    Ok(Claim {
+        subnet,
+        reservation: parse(kv)?,
+        lease: kv.lease,
+    })
+}
+
+fn describe(c: &OverlayConfig) -> String {
+    format!(
+        "subnet {}, host subnets /{}, VNI {}, port {}",
+        c.subnet, c.host_subnet_len, c.vni, c.port
+    )
+}
