@@ -19,7 +19,7 @@ use ipnet::{IpNet, Ipv4Net};
 
 use crate::api::overlay::{change_peers, peer_of, reconcile_peers};
 use crate::cluster::etcd::{Event, WatchMessage};
-use crate::cluster::{claim_of, Registry};
+use crate::cluster::{claim_of, ClaimRequest, Registry};
 use crate::model::overlay::{keys, Peer};
 use crate::model::Network;
 use crate::Nsnet;
@@ -101,10 +101,10 @@ pub fn run(nsnet: &Nsnet, opts: &Options) -> crate::Result<()> {
             keep
         });
         for (name, net) in wanted {
-            if !members.contains_key(&name) {
-                log(&format!("network {name}: serving"));
+            if let std::collections::btree_map::Entry::Vacant(slot) = members.entry(name) {
+                log(&format!("network {}: serving", net.name));
                 let member = start(&net);
-                members.insert(name, (net, member));
+                slot.insert((net, member));
             }
         }
         thread::sleep(FOLLOW_INTERVAL);
@@ -192,15 +192,15 @@ fn claim_again(net: &Network, registry: &Registry, subnet: Ipv4Net) -> crate::cl
     let o = net.overlay.as_ref().expect("an overlay network");
     let (_, defined_at) = registry.define_or_join(&net.name, &o.config)?;
     let lease = registry.client().grant(o.lease_ttl)?;
-    registry.claim(
-        &net.name,
-        &o.config,
+    registry.claim(&ClaimRequest {
+        network: &net.name,
+        config: &o.config,
         defined_at,
-        &o.reservation(),
+        reservation: &o.reservation(),
         lease,
-        Some(subnet),
-        0,
-    )?;
+        wanted: Some(subnet),
+        seed: 0,
+    })?;
     Ok(lease)
 }
 

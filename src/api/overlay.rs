@@ -9,7 +9,7 @@ use ipnet::{IpNet, Ipv4Net};
 use super::{facts, require_root, Error, Mode, Nsnet, Result};
 use crate::apply::LiveKernel;
 use crate::check::{LiveProbe, Probe};
-use crate::cluster::Registry;
+use crate::cluster::{ClaimRequest, Registry};
 use crate::kernel::netlink::Handle;
 use crate::model::overlay::{self, Overlay, OverlayRequest, Peer, Reservation};
 use crate::model::{names, CreateRequest, Network, Rejection};
@@ -112,15 +112,15 @@ impl Nsnet {
         let (defined, defined_at) = registry.define_or_join(&req.name, &asked.config)?;
         let claimed = registry.client().grant(asked.lease_ttl).and_then(|lease| {
             registry
-                .claim(
-                    &req.name,
-                    &asked.config,
+                .claim(&ClaimRequest {
+                    network: &req.name,
+                    config: &asked.config,
                     defined_at,
-                    &joined.reservation(),
+                    reservation: &joined.reservation(),
                     lease,
-                    None,
-                    seed_of(&vtep),
-                )
+                    wanted: None,
+                    seed: seed_of(&vtep),
+                })
                 .map(|subnet| (subnet, lease))
         });
         let (subnet, lease) = match claimed {

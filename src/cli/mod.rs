@@ -200,6 +200,8 @@ pub enum Command {
     },
 }
 
+// Parsed once per process: the size of `Create` costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum NetworkCmd {
     /// Create a network: a bridge, a gateway address per subnet, NAT
@@ -324,15 +326,16 @@ impl OverlayArgs {
             .as_deref()
             .map(|u| parse_ip(u, "underlay address"))
             .transpose()?;
-        Ok(Some(nsnet::model::overlay::OverlayRequest::new(
-            name,
-            self.etcd.clone(),
-            subnets,
-            self.host_subnet_len,
-            self.vni,
-            self.vxlan_port,
+        let opts = nsnet::model::overlay::OverlayOptions {
+            etcd: self.etcd.clone(),
+            host_subnet_len: self.host_subnet_len,
+            vni: self.vni,
+            port: self.vxlan_port,
             underlay,
-            self.lease_ttl,
+            lease_ttl: self.lease_ttl,
+        };
+        Ok(Some(nsnet::model::overlay::OverlayRequest::new(
+            name, subnets, opts,
         )?))
     }
 }
@@ -489,22 +492,10 @@ pub fn run(cli: Cli) -> Result<i32> {
             let outcome = nsnet.gc()?;
             out.outcome(&outcome, "gc", false);
         }
-        Command::Check { network, repair } => {
-            let report = if repair {
-                nsnet.repair(network.as_deref())?
-            } else {
-                nsnet.check(network.as_deref())?
-            };
-            out.check(&report, repair);
-            return Ok(if report.clean() { 0 } else { 1 });
-        }
+        Command::Check { network, repair } => return check(&nsnet, &out, network, repair),
         Command::Show => out.show(&nsnet.state()?, &output::live_ports()),
         Command::Demo => return demo::run(&out),
-        Command::Agent { etcd } => {
-            require_root("run the agent")?;
-            let etcd = (!etcd.is_empty()).then_some(etcd);
-            nsnet::agent::run(&nsnet, &nsnet::agent::Options { etcd })?;
-        }
+        Command::Agent { etcd } => agent(&nsnet, etcd)?,
         Command::Man { dir } => {
             let written = man_pages(&dir)?;
             out.done(&format!(
@@ -522,6 +513,28 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// `check`: exit 1 when something drifted.
+fn check(
+    nsnet: &Nsnet,
+    out: &output::Printer,
+    network: Option<String>,
+    repair: bool,
+) -> Result<i32> {
+    let report = if repair {
+        nsnet.repair(network.as_deref())?
+    } else {
+        nsnet.check(network.as_deref())?
+    };
+    out.check(&report, repair);
+    Ok(if report.clean() { 0 } else { 1 })
+}
+
+fn agent(nsnet: &Nsnet, etcd: Vec<String>) -> Result<()> {
+    require_root("run the agent")?;
+    let etcd = (!etcd.is_empty()).then_some(etcd);
+    nsnet::agent::run(nsnet, &nsnet::agent::Options { etcd })
 }
 
 /// `connect`: the request for each namespace is `template` with its name.
@@ -614,7 +627,17 @@ fn network(nsnet: &Nsnet, out: &output::Printer, cmd: NetworkCmd) -> Result<()> 
                 .networks
                 .get(&name)
                 .ok_or_else(|| Rejection::no_such_network(&name, state.networks.keys()))?;
-            out.network_inspect(net);
+            let peers = match nsnet::api::overlay::programmed_peers(net) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!(
+                        "nsnet: reading the peers of {name}: {}",
+                        nsnet::error_chain(&e)
+                    );
+                    Vec::new()
+                }
+            };
+            out.network_inspect(net, &peers);
         }
         NetworkCmd::Rm { names, force } => {
             // All or none: every removal is checked before the first one.

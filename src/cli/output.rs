@@ -7,10 +7,11 @@ use serde_json::json;
 
 use nsnet::kernel::netlink::{Handle, LinkInfo};
 use nsnet::kernel::ping::{Reply, Summary};
+use nsnet::model::overlay::Peer;
 use nsnet::model::{Attachment, Network, State};
 use nsnet::{error_chain, Error};
 
-use super::schema::{AttachmentView, NetworkView};
+use super::schema::{AttachmentView, NetworkView, PeerView};
 
 pub struct Printer {
     pub json: bool,
@@ -286,9 +287,15 @@ impl Printer {
         }
     }
 
-    pub fn network_inspect(&self, net: &Network) {
+    /// One network in detail; an overlay network with the peers its
+    /// kernel is programmed for (`peers`).
+    pub fn network_inspect(&self, net: &Network, peers: &[Peer]) {
         if self.json {
-            self.print_json(json!(NetworkView::of(net)));
+            let mut view = NetworkView::of(net);
+            if let Some(o) = view.overlay.as_mut() {
+                o.peers = Some(peers.iter().map(PeerView::of).collect());
+            }
+            self.print_json(json!(view));
             return;
         }
         println!("network:     {}", net.name);
@@ -314,6 +321,28 @@ impl Printer {
         }
         if let Some(mtu) = net.mtu {
             println!("mtu:         {mtu}");
+        }
+        if let Some(o) = &net.overlay {
+            println!(
+                "overlay:     cluster subnet {} (host subnets /{}), VNI {}, UDP port {}",
+                o.config.subnet, o.config.host_subnet_len, o.config.vni, o.config.port
+            );
+            println!(
+                "             vtep {} on {}, device {}, etcd {}",
+                o.vtep,
+                o.underlay,
+                o.vxlan,
+                o.etcd.join(",")
+            );
+            println!("peers:       {}", peers.len());
+            for p in peers {
+                println!(
+                    "  {} via {} ({})",
+                    p.subnet,
+                    p.vtep,
+                    nsnet::model::names::format_mac(&p.mac)
+                );
+            }
         }
         println!("attachments: {}", net.attachments.len());
         for a in &net.attachments {

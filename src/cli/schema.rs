@@ -47,6 +47,42 @@ pub struct NetworkView {
     /// `show` only: whether the kernel has the bridge.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub present: Option<bool>,
+    /// This host's part of a network across hosts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overlay: Option<OverlayView>,
+}
+
+#[derive(Serialize)]
+pub struct OverlayView {
+    pub cluster_subnet: String,
+    pub host_subnet_len: u8,
+    pub vni: u32,
+    pub port: u16,
+    pub etcd: Vec<String>,
+    pub vtep: String,
+    pub underlay: String,
+    pub vxlan: String,
+    /// `inspect` and `show` only: the other hosts the kernel is programmed
+    /// to reach.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peers: Option<Vec<PeerView>>,
+}
+
+#[derive(Serialize)]
+pub struct PeerView {
+    pub subnet: String,
+    pub vtep: String,
+    pub vtep_mac: String,
+}
+
+impl PeerView {
+    pub fn of(p: &nsnet::model::overlay::Peer) -> PeerView {
+        PeerView {
+            subnet: p.subnet.to_string(),
+            vtep: p.vtep.to_string(),
+            vtep_mac: nsnet::model::names::format_mac(&p.mac),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -126,6 +162,17 @@ impl NetworkView {
             topology_file: n.owner.clone(),
             attachments: n.attachments.iter().map(AttachmentView::of).collect(),
             present: None,
+            overlay: n.overlay.as_ref().map(|o| OverlayView {
+                cluster_subnet: o.config.subnet.to_string(),
+                host_subnet_len: o.config.host_subnet_len,
+                vni: o.config.vni,
+                port: o.config.port,
+                etcd: o.etcd.clone(),
+                vtep: o.vtep.to_string(),
+                underlay: o.underlay.clone(),
+                vxlan: o.vxlan.clone(),
+                peers: None,
+            }),
         }
     }
 }

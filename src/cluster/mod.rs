@@ -53,6 +53,20 @@ pub struct Registry {
     client: Client,
 }
 
+/// What `Registry::claim` claims, for whom, and where it starts looking.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimRequest<'a> {
+    pub network: &'a str,
+    pub config: &'a OverlayConfig,
+    /// The create revision of the definition the claim relies on.
+    pub defined_at: i64,
+    pub reservation: &'a Reservation,
+    pub lease: i64,
+    /// The subnet this host must get back (its bridge has it), if any.
+    pub wanted: Option<Ipv4Net>,
+    pub seed: u64,
+}
+
 /// A host subnet and who holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
@@ -151,16 +165,16 @@ impl Registry {
     /// from a place derived from `seed`. Each claim also rewrites the
     /// definition, which it requires unchanged, so that the last host's
     /// `leave` cannot delete a definition a new claim relies on.
-    pub fn claim(
-        &self,
-        network: &str,
-        config: &OverlayConfig,
-        defined_at: i64,
-        reservation: &Reservation,
-        lease: i64,
-        wanted: Option<Ipv4Net>,
-        seed: u64,
-    ) -> Result<Ipv4Net> {
+    pub fn claim(&self, req: &ClaimRequest) -> Result<Ipv4Net> {
+        let ClaimRequest {
+            network,
+            config,
+            defined_at,
+            reservation,
+            lease,
+            wanted,
+            seed,
+        } = *req;
         for _ in 0..CLAIM_TRIES {
             let (claims, _) = self.claims(network)?;
             let mine = claims

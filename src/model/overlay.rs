@@ -72,19 +72,34 @@ pub struct OverlayRequest {
     pub lease_ttl: u64,
 }
 
+/// The options of an overlay request as a front end reads them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OverlayOptions {
+    pub etcd: Vec<String>,
+    pub host_subnet_len: u8,
+    /// None: derived from the network's name.
+    pub vni: Option<u32>,
+    pub port: u16,
+    pub underlay: Option<IpAddr>,
+    pub lease_ttl: u64,
+}
+
 impl OverlayRequest {
     /// Checks the parts of an overlay request that need no cluster: one
     /// IPv4 subnet, host subnets that fit it, a VNI of 24 bits.
     pub fn new(
         network: &str,
-        etcd: Vec<String>,
         subnets: &[IpNet],
-        host_subnet_len: u8,
-        vni: Option<u32>,
-        port: u16,
-        underlay: Option<IpAddr>,
-        lease_ttl: u64,
+        opts: OverlayOptions,
     ) -> Result<OverlayRequest, Rejection> {
+        let OverlayOptions {
+            etcd,
+            host_subnet_len,
+            vni,
+            port,
+            underlay,
+            lease_ttl,
+        } = opts;
         if etcd.is_empty() {
             return Err(Rejection::MissingOption {
                 option: "--etcd",

@@ -247,6 +247,16 @@ impl Handle {
                     continue;
                 }
                 let reply = match msg.payload {
+                    // A dump that the kernel refused to start ends with
+                    // its errno in the DONE message, not in an error one.
+                    NetlinkPayload::Done(d) if d.code < 0 => {
+                        return Err(Error::Kernel {
+                            op: ctx.op,
+                            target: ctx.target.to_string(),
+                            answer: io::Error::from_raw_os_error(-d.code),
+                            ext_ack: ext_ack_message(&d.extended_ack),
+                        })
+                    }
                     NetlinkPayload::Done(_) => Reply::Done,
                     NetlinkPayload::Error(err) => match err.code {
                         None => Reply::Ack,

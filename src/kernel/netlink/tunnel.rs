@@ -162,7 +162,13 @@ impl Handle {
     ) -> Result<Vec<(Option<IpAddr>, [u8; 6])>> {
         let mut msg = NeighbourMessage::default();
         msg.header.family = family;
-        msg.header.ifindex = index;
+        // Strict dump checking takes the device of a neighbour dump as an
+        // attribute, and that of a forwarding-database dump in the header.
+        if family == AddressFamily::Bridge {
+            msg.header.ifindex = index;
+        } else {
+            msg.attributes.push(NeighbourAttribute::IfIndex(index));
+        }
         let replies = self.dump(
             RouteNetlinkMessage::GetNeighbour(msg),
             Ctx {
@@ -186,6 +192,14 @@ impl Handle {
                     }
                     NeighbourAttribute::Destination(NeighbourAddress::Inet6(d)) => {
                         dst = Some(IpAddr::V6(*d))
+                    }
+                    // Forwarding entries carry the VTEP without a family.
+                    NeighbourAttribute::Destination(NeighbourAddress::Other(b)) => {
+                        dst = match b.len() {
+                            4 => <[u8; 4]>::try_from(b.as_slice()).ok().map(IpAddr::from),
+                            16 => <[u8; 16]>::try_from(b.as_slice()).ok().map(IpAddr::from),
+                            _ => None,
+                        }
                     }
                     NeighbourAttribute::LinkLayerAddress(l) => {
                         mac = <[u8; 6]>::try_from(l.as_slice()).ok()

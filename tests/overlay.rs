@@ -1,0 +1,539 @@
+//! Overlay networks across simulated hosts, against a real etcd (Debian
+//! `etcd-server`) started inside each test's sandbox. A simulated host is a
+//! network namespace `hN` with an underlay veth on the sandbox bridge `ul`
+//! (198.51.100.N/24, the documentation range) and a state directory of its
+//! own; etcd listens on the sandbox's end of the underlay, 198.51.100.254.
+//! Namespace names differ between hosts (c1 on h1, ...), so the hosts
+//! share the sandbox's /run/netns without clashing.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::{Child, Command, Output, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use common::{Sandbox, NSNET};
+
+const ETCD: &str = "http://198.51.100.254:2379";
+/// Short leases, so that a dead host is withdrawn within seconds.
+const TTL: u64 = 3;
+
+/// The sandbox, its etcd and its hosts' agents; all die with it.
+struct Cluster {
+    sb: Sandbox,
+    etcd: Option<Child>,
+    agents: Vec<(usize, Child)>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for (_, a) in &mut self.agents {
+            let _ = a.kill();
+            let _ = a.wait();
+        }
+        if let Some(e) = &mut self.etcd {
+            let _ = e.kill();
+            let _ = e.wait();
+        }
+    }
+}
+
+impl Cluster {
+    fn new(hosts: usize) -> Cluster {
+        let sb = Sandbox::new();
+        sb.sh("ip link add ul type bridge && ip link set ul up && ip addr add 198.51.100.254/24 dev ul");
+        let mut c = Cluster {
+            sb,
+            etcd: None,
+            agents: Vec::new(),
+        };
+        for i in 1..=hosts {
+            c.add_host(i);
+        }
+        c.start_etcd();
+        c
+    }
+
+    fn add_host(&self, i: usize) {
+        self.sb.sh(&format!(
+            "ip netns add h{i} && ip link add h{i}u type veth peer name eth0 netns h{i} && \
+             ip link set h{i}u master ul up && ip -n h{i} link set lo up && \
+             ip -n h{i} addr add 198.51.100.{i}/24 dev eth0 && ip -n h{i} link set eth0 up"
+        ));
+    }
+
+    fn start_etcd(&mut self) {
+        let child = Command::new("etcd")
+            .args([
+                "--name",
+                "e1",
+                "--data-dir",
+                "/run/etcd-data",
+                "--listen-client-urls",
+                ETCD,
+                "--advertise-client-urls",
+                ETCD,
+                "--listen-peer-urls",
+                "http://127.0.0.1:2380",
+                "--initial-advertise-peer-urls",
+                "http://127.0.0.1:2380",
+                "--initial-cluster",
+                "e1=http://127.0.0.1:2380",
+            ])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create("/run/etcd.log").expect("etcd log"))
+            .spawn()
+            .expect("starting etcd (Debian package etcd-server)");
+        self.etcd = Some(child);
+        let end = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < end {
+            let out = self.sb.sh_status(&format!("curl -s -m 1 {ETCD}/health"));
+            if String::from_utf8_lossy(&out.stdout).contains("true") {
+                return;
+            }
+            sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "etcd did not become healthy: {}",
+            self.sb.sh("tail -5 /run/etcd.log")
+        );
+    }
+
+    fn stop_etcd(&mut self) {
+        if let Some(mut e) = self.etcd.take() {
+            e.kill().unwrap();
+            e.wait().unwrap();
+        }
+    }
+
+    /// nsnet run on host `i`.
+    fn cmd(&self, i: usize, args: &[&str]) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net=/run/netns/h{i}"))
+            .arg(NSNET)
+            .args(args)
+            .env("NSNET_STATE_DIR", format!("/run/nsnet-h{i}"))
+            .env_remove("NSNET_ETCD");
+        c
+    }
+
+    fn run(&self, i: usize, args: &[&str]) -> Output {
+        self.cmd(i, args).output().expect("running nsnet")
+    }
+
+    #[track_caller]
+    fn ok(&self, i: usize, args: &[&str]) -> String {
+        let out = self.run(i, args);
+        assert!(
+            out.status.success(),
+            "h{i}: nsnet {args:?} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    #[track_caller]
+    fn fails(&self, i: usize, args: &[&str], code: i32) -> String {
+        let out = self.run(i, args);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(code), "h{i}: nsnet {args:?}: {err}");
+        err
+    }
+
+    fn join(&self, i: usize, subnet: &str) {
+        self.ok(i, &overlay_args("lab", subnet));
+    }
+
+    fn start_agent(&mut self, i: usize) {
+        let log = std::fs::File::create(format!("/run/agent-h{i}.log")).unwrap();
+        let child = self
+            .cmd(i, &["agent"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting the agent");
+        self.agents.push((i, child));
+    }
+
+    fn kill_agent(&mut self, i: usize) {
+        let pos = self
+            .agents
+            .iter()
+            .position(|(h, _)| *h == i)
+            .expect("agent");
+        let (_, mut child) = self.agents.remove(pos);
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    fn agent_log(&self, i: usize) -> String {
+        std::fs::read_to_string(format!("/run/agent-h{i}.log")).unwrap_or_default()
+    }
+
+    /// The address of namespace `ns` on its eth0.
+    fn addr(&self, ns: &str) -> String {
+        let out = self.sb.sh(&format!("ip -n {ns} -4 -o addr show dev eth0"));
+        out.split_whitespace()
+            .nth(3)
+            .and_then(|a| a.split('/').next())
+            .expect("an IPv4 address")
+            .to_string()
+    }
+
+    fn pings(&self, from: &str, to: &str) -> bool {
+        self.sb
+            .sh_status(&format!("ip netns exec {from} ping -c 1 -W 1 {to}"))
+            .status
+            .success()
+    }
+
+    /// Waits up to `limit` for `cond`; returns how long it took.
+    fn wait_for(&self, limit: Duration, mut cond: impl FnMut() -> bool) -> Option<Duration> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if cond() {
+                return Some(start.elapsed());
+            }
+            sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Keys under nsnet's prefix, read with etcdctl (an independent client).
+    fn keys(&self) -> BTreeSet<String> {
+        self.sb
+            .sh(&format!(
+                "ETCDCTL_API=3 etcdctl --endpoints {ETCD} get --prefix --keys-only /nsnet/"
+            ))
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn host_subnets(&self) -> Vec<String> {
+        self.keys()
+            .into_iter()
+            .filter_map(|k| k.split("/subnets/").nth(1).map(str::to_string))
+            .collect()
+    }
+
+    /// Everything of host `i` that joining and leaving must restore.
+    fn host_snapshot(&self, i: usize) -> String {
+        self.sb.sh(&format!(
+            "(ip -n h{i} -br link; ip -n h{i} -br addr; ip -n h{i} route show table all; \
+             ip -n h{i} neigh show nud permanent; bridge -n h{i} fdb show | grep -v 33:33 || true; \
+             ip netns exec h{i} nft list ruleset; ls -A /run/nsnet-h{i} 2>/dev/null || true) \
+             | grep -v fe80: || true"
+        ))
+    }
+}
+
+fn overlay_args<'a>(name: &'a str, subnet: &'a str) -> Vec<&'a str> {
+    vec![
+        "network",
+        "create",
+        name,
+        "--driver",
+        "overlay",
+        "--etcd",
+        ETCD,
+        "--subnet",
+        subnet,
+        "--lease-ttl",
+        "3",
+    ]
+}
+
+#[test]
+fn three_hosts_share_one_network() {
+    let mut c = Cluster::new(3);
+    for i in 1..=3 {
+        c.join(i, "10.200.0.0/16");
+        c.ok(i, &["connect", "lab", &format!("c{i}")]);
+    }
+    for i in 1..=3 {
+        c.start_agent(i);
+    }
+    let subnets = c.host_subnets();
+    let distinct: BTreeSet<&String> = subnets.iter().collect();
+    assert_eq!((subnets.len(), distinct.len()), (3, 3), "{subnets:?}");
+    let addrs: Vec<String> = (1..=3).map(|i| c.addr(&format!("c{i}"))).collect();
+    for (i, a) in addrs.iter().enumerate() {
+        assert!(a.starts_with("10.200."), "c{}: {a}", i + 1);
+    }
+    let reached = c.wait_for(Duration::from_secs(5), || {
+        c.pings("c1", &addrs[1]) && c.pings("c1", &addrs[2])
+    });
+    assert!(reached.is_some(), "c1 reaches no peer: {}", c.agent_log(1));
+    for from in 1..=3 {
+        for to in 1..=3 {
+            if from != to {
+                assert!(
+                    c.pings(&format!("c{from}"), &addrs[to - 1]),
+                    "c{from} -> c{to}"
+                );
+            }
+        }
+    }
+    // TCP across hosts, and the source is the namespace's own address (no
+    // masquerading inside the cluster).
+    let _echo = c.sb.echo("c3", 7000, false);
+    let reply = c.sb.ask(Some("c1"), &format!("{}:7000", addrs[2]), false);
+    assert_eq!(reply.unwrap(), "c3:hi");
+    // The MTU leaves room for the VXLAN header: 1450 on a 1500 underlay.
+    let mtu = c.sb.sh("ip -n c1 -o link show dev eth0");
+    assert!(mtu.contains("mtu 1450"), "{mtu}");
+    // The peers are listed, and each host's record matches its kernel.
+    let shown = c.ok(1, &["network", "inspect", "lab"]);
+    let own = c.sb.sh("ip -n h1 -4 -o route show dev lab");
+    for a in subnets
+        .iter()
+        .filter(|s| !own.contains(&s.replace('-', "/")))
+    {
+        let cidr = a.replace('-', "/");
+        assert!(shown.contains(&cidr), "inspect lacks {cidr}: {shown}");
+    }
+    for i in 1..=3 {
+        c.ok(i, &["check"]);
+    }
+}
+
+#[test]
+fn racing_joins_get_distinct_subnets() {
+    let c = Cluster::new(10);
+    // A cluster subnet with 16 host subnets for 10 hosts: collisions of
+    // first choices are likely; compare-and-swap must sort them out.
+    let mut children: Vec<Child> = (1..=10)
+        .map(|i| {
+            c.cmd(i, &overlay_args("lab", "10.200.0.0/20"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (i, ch) in children.iter_mut().enumerate() {
+        let out = ch.wait().unwrap();
+        assert!(out.success(), "host {} failed to join", i + 1);
+    }
+    let subnets = c.host_subnets();
+    let distinct: BTreeSet<&String> = subnets.iter().collect();
+    assert_eq!((subnets.len(), distinct.len()), (10, 10), "{subnets:?}");
+    // Each host's bridge carries the gateway of the subnet it claimed.
+    for i in 1..=10 {
+        let gw = c.sb.sh(&format!("ip -n h{i} -4 -o addr show dev lab"));
+        let claimed = subnets.iter().any(|s| {
+            let base = s.split('-').next().unwrap();
+            let prefix = base.rsplit_once('.').unwrap().0;
+            gw.contains(&format!("{prefix}.1/24"))
+        });
+        assert!(
+            claimed,
+            "h{i}: {gw} is not a claimed subnet's gateway ({subnets:?})"
+        );
+    }
+}
+
+#[test]
+fn late_joiner_is_reachable_and_a_dead_host_is_withdrawn() {
+    let mut c = Cluster::new(3);
+    for i in 1..=2 {
+        c.join(i, "10.200.0.0/16");
+        c.ok(i, &["connect", "lab", &format!("c{i}")]);
+        c.start_agent(i);
+    }
+    c.join(3, "10.200.0.0/16");
+    c.ok(3, &["connect", "lab", "c3"]);
+    let a3 = c.addr("c3");
+    c.start_agent(3);
+    let took = c.wait_for(Duration::from_secs(3), || {
+        c.pings("c1", &a3) && c.pings("c3", &c.addr("c2"))
+    });
+    assert!(
+        took.is_some(),
+        "the late host is not reachable: {}",
+        c.agent_log(3)
+    );
+
+    // Its agent dies and so does the host: the claim lapses with its lease
+    // and both peers withdraw it.
+    let subnet3 =
+        c.sb.sh("ip -n h3 -4 -o route show dev lab")
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string();
+    c.kill_agent(3);
+    c.sb.sh("ip netns del h3 && ip netns del c3");
+    let withdrawn = c.wait_for(Duration::from_secs(TTL + 4), || {
+        (1..=2).all(|i| !c.sb.sh(&format!("ip -n h{i} route")).contains(&subnet3))
+    });
+    assert!(
+        withdrawn.is_some(),
+        "peers still route {subnet3}: {}",
+        c.agent_log(1)
+    );
+    assert!(
+        !c.host_subnets().contains(&subnet3.replace('/', "-")),
+        "the claim is still in etcd"
+    );
+    // The other two still talk.
+    assert!(c.pings("c1", &c.addr("c2")));
+}
+
+#[test]
+fn an_etcd_outage_flushes_nothing_and_the_agents_reconverge() {
+    let mut c = Cluster::new(3);
+    for i in 1..=2 {
+        c.join(i, "10.200.0.0/16");
+        c.ok(i, &["connect", "lab", &format!("c{i}")]);
+        c.start_agent(i);
+    }
+    let a2 = c.addr("c2");
+    assert!(c
+        .wait_for(Duration::from_secs(3), || c.pings("c1", &a2))
+        .is_some());
+    let routes = c.sb.sh("ip -n h1 route");
+    c.stop_etcd();
+    sleep(Duration::from_secs(TTL + 1));
+    assert!(c.pings("c1", &a2), "traffic stopped with etcd");
+    assert_eq!(
+        c.sb.sh("ip -n h1 route"),
+        routes,
+        "routes changed while etcd was away"
+    );
+    // Joining needs etcd: refused, naming it, with nothing made.
+    let err = c.fails(3, &overlay_args("lab", "10.200.0.0/16"), 1);
+    assert!(err.contains(ETCD), "{err}");
+    assert_eq!(c.sb.sh("ip -n h3 -br link show type bridge"), "");
+    c.start_etcd();
+    c.join(3, "10.200.0.0/16");
+    c.ok(3, &["connect", "lab", "c3"]);
+    c.start_agent(3);
+    let a3 = c.addr("c3");
+    let back = c.wait_for(Duration::from_secs(8), || {
+        c.pings("c1", &a3) && c.pings("c2", &a3)
+    });
+    assert!(back.is_some(), "no reconvergence: {}", c.agent_log(1));
+    assert!(c.pings("c1", &a2));
+}
+
+#[test]
+fn leaving_on_every_host_restores_etcd_and_the_hosts() {
+    let mut c = Cluster::new(3);
+    let before: Vec<String> = (1..=3).map(|i| c.host_snapshot(i)).collect();
+    for i in 1..=3 {
+        c.join(i, "10.200.0.0/16");
+        c.ok(i, &["connect", "lab", &format!("c{i}")]);
+        c.start_agent(i);
+    }
+    assert!(c
+        .wait_for(Duration::from_secs(3), || c.pings("c1", &c.addr("c3")))
+        .is_some());
+    for i in 1..=3 {
+        c.ok(i, &["network", "rm", "lab", "--force"]);
+    }
+    // The agents follow the record and program nothing more.
+    sleep(Duration::from_millis(800));
+    assert_eq!(c.keys(), BTreeSet::new(), "keys left in etcd");
+    for i in 1..=3 {
+        common::assert_same(&c.host_snapshot(i), &before[i - 1], &format!("host h{i}"));
+    }
+}
+
+#[test]
+fn bad_overlay_requests_are_refused_with_nothing_made() {
+    let c = Cluster::new(2);
+    let before = c.host_snapshot(1);
+    // No etcd there.
+    let err = c.fails(
+        1,
+        &[
+            "network",
+            "create",
+            "lab",
+            "--driver",
+            "overlay",
+            "--etcd",
+            "http://198.51.100.253:2379",
+            "--subnet",
+            "10.200.0.0/16",
+        ],
+        1,
+    );
+    assert!(
+        err.contains("198.51.100.253:2379") && err.contains("unreachable"),
+        "{err}"
+    );
+    common::assert_same(&c.host_snapshot(1), &before, "after an unreachable etcd");
+    // Not IPv4, no subnet, host subnets that do not fit.
+    let err = c.fails(
+        1,
+        &[
+            "network",
+            "create",
+            "lab",
+            "--driver",
+            "overlay",
+            "--etcd",
+            ETCD,
+            "--subnet",
+            "fd00:1::/64",
+        ],
+        2,
+    );
+    assert!(err.contains("fd00:1::/64"), "{err}");
+    let err = c.fails(
+        1,
+        &[
+            "network", "create", "lab", "--driver", "overlay", "--etcd", ETCD,
+        ],
+        2,
+    );
+    assert!(err.contains("--subnet"), "{err}");
+    let err = c.fails(
+        1,
+        &[
+            "network",
+            "create",
+            "lab",
+            "--driver",
+            "overlay",
+            "--etcd",
+            ETCD,
+            "--subnet",
+            "10.200.0.0/16",
+            "--host-subnet-len",
+            "12",
+        ],
+        2,
+    );
+    assert!(err.contains("/12"), "{err}");
+    assert_eq!(c.keys(), BTreeSet::new());
+    // One host subnet only: the second host finds none free.
+    c.ok(1, &overlay_args("small", "10.201.0.0/24"));
+    let err = c.fails(2, &overlay_args("small", "10.201.0.0/24"), 4);
+    assert!(err.contains("no free host subnet"), "{err}");
+    assert_eq!(c.sb.sh("ip -n h2 -br link show type bridge"), "");
+    // Same name, other settings: a conflict; another network on a VNI in
+    // use: a conflict naming the holder.
+    let err = c.fails(2, &overlay_args("small", "10.202.0.0/16"), 4);
+    assert!(err.contains("other settings"), "{err}");
+    let vni = c.sb.sh(&format!(
+        "ETCDCTL_API=3 etcdctl --endpoints {ETCD} get --prefix --keys-only /nsnet/v1/vnis/"
+    ));
+    let vni = vni.trim().rsplit('/').next().unwrap().to_string();
+    let mut args = overlay_args("other", "10.203.0.0/16");
+    args.extend(["--vni", &vni]);
+    let err = c.fails(2, &args, 4);
+    assert!(
+        err.contains(&format!("VNI {vni}")) && err.contains("small"),
+        "{err}"
+    );
+    c.ok(1, &["network", "rm", "small"]);
+    assert_eq!(c.keys(), BTreeSet::new());
+}
