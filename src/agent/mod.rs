@@ -219,11 +219,13 @@ fn follow_peers(net: &Network, stop: &AtomicBool) {
                     .filter_map(|c| peer_of(c.subnet, &c.reservation).map(|p| (c.subnet, p)))
                     .collect();
                 let list: Vec<Peer> = peers.values().cloned().collect();
+                let started = Instant::now();
                 match reconcile_peers(net, &list) {
                     Ok(changed) => log(&format!(
-                        "network {}: {} peer(s) listed, {changed} kernel change(s)",
+                        "network {}: {} host(s) listed, {changed} peer(s) programmed in {:.1} ms",
                         net.name,
-                        list.len()
+                        list.len(),
+                        started.elapsed().as_secs_f64() * 1000.0
                     )),
                     Err(e) => log(&format!(
                         "network {}: programming peers: {}",

@@ -1,7 +1,6 @@
 //! The network configuration a runtime passes on stdin: the reference
 //! `bridge` plugin's keys, nsnet's own, and the runtime's capabilities.
 
-use std::io::Write;
 use std::process::{Command, Stdio};
 
 use serde::Deserialize;
@@ -254,18 +253,16 @@ pub fn delegate(
             CniError::new(7, format!("IPAM plugin {kind:?} not found in CNI_PATH"))
                 .with(env.path.clone())
         })?;
-    let mut child = Command::new(&binary)
+    let input = crate::kernel::memory_file(stdin).map_err(|e| {
+        CniError::new(5, format!("writing to IPAM plugin {kind}")).with(e.to_string())
+    })?;
+    let child = Command::new(&binary)
         .env("CNI_COMMAND", command)
-        .stdin(Stdio::piped())
+        .stdin(Stdio::from(input))
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .map_err(|e| CniError::new(5, format!("running IPAM plugin {kind}")).with(e.to_string()))?;
-    if let Some(mut input) = child.stdin.take() {
-        input.write_all(stdin).map_err(|e| {
-            CniError::new(5, format!("writing to IPAM plugin {kind}")).with(e.to_string())
-        })?;
-    }
     let out = child
         .wait_with_output()
         .map_err(|e| CniError::new(5, format!("running IPAM plugin {kind}")).with(e.to_string()))?;

@@ -11,7 +11,7 @@ pub mod rules;
 
 pub use rules::{render, replaces_table, update, TABLE};
 
-use std::io::{self, Write};
+use std::io;
 use std::process::{Command, Stdio};
 
 #[derive(Debug, thiserror::Error)]
@@ -24,19 +24,21 @@ pub enum Error {
     Rejected(String),
 }
 
-/// Applies a transaction produced by `render`.
+/// Applies a transaction produced by `render`. nft reads it from an
+/// in-memory file rather than a pipe: an nft that exits early (or a
+/// stand-in that fails, as in the tests) then cannot kill nsnet with
+/// SIGPIPE, which nsnet keeps at its default so that `nsnet ... | head`
+/// ends quietly.
 pub fn apply(transaction: &serde_json::Value) -> Result<(), Error> {
-    let mut child = Command::new(nft_binary())
+    let body = serde_json::to_vec(transaction).expect("JSON values serialize");
+    let input = crate::kernel::memory_file(&body).map_err(Error::Spawn)?;
+    let child = Command::new(nft_binary())
         .args(["-j", "-f", "-"])
-        .stdin(Stdio::piped())
+        .stdin(Stdio::from(input))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(spawn_error)?;
-    let body = serde_json::to_vec(transaction).expect("JSON values serialize");
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(&body).map_err(Error::Spawn)?;
-    }
     let out = child.wait_with_output().map_err(Error::Spawn)?;
     if out.status.success() {
         Ok(())

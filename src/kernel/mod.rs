@@ -19,6 +19,25 @@ pub mod sandbox;
 pub mod sockdiag;
 pub mod sysctl;
 
+/// A file in memory holding `bytes`, positioned at its start: the input
+/// of a child process without a pipe, so that a child that exits before
+/// reading all of it cannot kill nsnet with SIGPIPE.
+pub fn memory_file(bytes: &[u8]) -> std::io::Result<std::fs::File> {
+    use std::io::{Seek, Write};
+    use std::os::fd::FromRawFd;
+    // SAFETY: the name is a NUL-terminated literal; the call has no other
+    // inputs. A non-negative result is a new descriptor that we own.
+    let fd = unsafe { libc::memfd_create(c"nsnet-nft".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just created and is owned by nothing else.
+    let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+    file.write_all(bytes)?;
+    file.rewind()?;
+    Ok(file)
+}
+
 /// The local address this host would send from to reach `dest` (a UDP
 /// socket's route lookup: no packet is sent).
 pub fn source_towards(dest: std::net::SocketAddr) -> std::io::Result<std::net::IpAddr> {

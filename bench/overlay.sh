@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# Overlay networks across simulated hosts, inside a private sandbox: three
+# hosts (network namespaces h1..h3 on an underlay bridge, 198.51.100.0/24)
+# and one etcd member on the sandbox's end of the underlay.
+#
+#   bench/overlay.sh [PEERS]      (default 1000; as root; installs etcd-server,
+#                                  etcd-client and iperf3 if missing)
+#
+# Prints:
+#   - agent start -> first cross-host reply (the late host pings a peer, and a
+#     peer pings it), over several runs;
+#   - programming PEERS synthetic peers (claims written straight into etcd)
+#     on an agent's start (the agent's own figure), and one more peer added
+#     while the agent runs, with 1 and with PEERS+1 peers (put -> route);
+#   - TCP throughput between namespaces on two hosts over the overlay, and
+#     between the two hosts over the plain underlay, same run (iperf3);
+#   - etcd revisions per `connect` (writes to etcd; IPAM is local).
+set -euo pipefail
+need=()
+for p in etcd-server etcd-client iperf3 curl; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
+if [ ${#need[@]} -gt 0 ] && [ -z "${NSNET_BENCH_INNER:-}" ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+. "$(dirname "$0")/lib.sh"
+enter_sandbox "$@"
+PEERS=${1:-1000}
+ETCD=http://198.51.100.254:2379
+export ETCDCTL_API=3
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+ip link add ul type bridge && ip link set ul up && ip addr add 198.51.100.254/24 dev ul
+for i in 1 2 3 4; do
+  ip netns add h$i
+  ip link add h${i}u type veth peer name eth0 netns h$i
+  ip link set h${i}u master ul up
+  ip -n h$i link set lo up
+  ip -n h$i addr add 198.51.100.$i/24 dev eth0 && ip -n h$i link set eth0 up
+done
+mkdir -p /run/etcd-data
+etcd --name e1 --data-dir /run/etcd-data --listen-client-urls $ETCD --advertise-client-urls $ETCD \
+  --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
+  --initial-cluster e1=http://127.0.0.1:2380 >/run/etcd.log 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do curl -s -m 1 $ETCD/health | grep -q true && break; sleep 0.1; done
+
+h() { local i=$1; shift; NSNET_STATE_DIR=/run/nsnet-h$i nsenter --net=/run/netns/h$i "$@"; }
+agent() { h "$1" "$NSNET" agent 2>>/run/agent-h$1.log & pids+=($!); }
+ms() { echo "scale=1; ($2 - $1) / 1000000" | bc; }
+addr() { ip -n "$1" -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1; }
+
+for i in 1 2; do
+  h $i "$NSNET" -q network create lab --driver overlay --etcd $ETCD --subnet 10.200.0.0/16
+  h $i "$NSNET" -q connect lab c$i
+  agent $i
+done
+sleep 0.5
+
+echo "## agent start -> first cross-host reply (ms; 5 runs)"
+for run in 1 2 3 4 5; do
+  h 3 "$NSNET" -q network create lab --driver overlay --etcd $ETCD --subnet 10.200.0.0/16
+  h 3 "$NSNET" -q connect lab c3
+  a1=$(addr c1)
+  t0=$(now)
+  agent 3
+  apid=${pids[-1]}
+  until ip netns exec c3 ping -c 1 -W 0.05 -q "$a1" >/dev/null 2>&1; do :; done
+  t1=$(now)
+  printf '  run %d: %s ms\n' "$run" "$(ms "$t0" "$t1")"
+  kill "$apid"; wait "$apid" 2>/dev/null || true
+  h 3 "$NSNET" -q network rm lab --force
+done
+
+echo "## programming peers (synthetic claims in etcd, network big, /29 host subnets of 10.64.0.0/10)"
+h 4 "$NSNET" -q network create big --driver overlay --etcd $ETCD --subnet 10.64.0.0/10 --host-subnet-len 29
+agent 4
+a4=${pids[-1]}
+# PEERS + 2 free /29 subnets from the top of the range: PEERS synthetic
+# hosts, and two single peers added while the agent runs.
+mapfile -t free < <(python3 - "$PEERS" <<'EOF2'
+import base64, ipaddress, json, sys, urllib.request
+n = int(sys.argv[1])
+def call(path, body):
+    req = urllib.request.Request("http://198.51.100.254:2379" + path, json.dumps(body).encode())
+    return json.loads(urllib.request.urlopen(req).read())
+b64 = lambda s: base64.b64encode(s.encode()).decode()
+prefix = "/nsnet/v1/networks/big/subnets/"
+taken = {base64.b64decode(kv["key"]).decode() for kv in
+         call("/v3/kv/range", {"key": b64(prefix), "range_end": b64(prefix[:-1] + "0")}).get("kvs", [])}
+out, top = [], int(ipaddress.ip_address("10.127.255.248"))
+i = 0
+while len(out) < n + 2:
+    net = ipaddress.ip_network(f"{ipaddress.ip_address(top - 8 * i)}/29"); i += 1
+    key = prefix + f"{net.network_address}-29"
+    if key not in taken:
+        out.append((key, str(net)))
+print("\n".join(f"{key} {net}" for key, net in out))
+EOF2
+)
+one_more() {
+  local key=$1 sub=$2 t0 t1
+  t0=$(now)
+  etcdctl --endpoints $ETCD put "$key" '{"vtep":"192.0.2.251","vtep_mac":"02:bb:00:00:00:01"}' >/dev/null
+  until ip -n h4 route show proto 78 | grep -q "^$sub "; do :; done
+  t1=$(now)
+  ms "$t0" "$t1"
+}
+read -r k1 s1 <<<"${free[PEERS]}"
+read -r k2 s2 <<<"${free[PEERS+1]}"
+first=$(one_more "$k1" "$s1")
+python3 - "$PEERS" "${free[@]:0:PEERS}" <<'EOF2'
+import base64, json, sys, urllib.request
+b64 = lambda s: base64.b64encode(s.encode()).decode()
+for k, line in enumerate(sys.argv[2:]):
+    key = line.split()[0]
+    value = {"vtep": f"192.0.2.{k % 250 + 1}", "vtep_mac": "02:aa:%02x:%02x:%02x:01" % (k >> 16 & 255, k >> 8 & 255, k & 255)}
+    body = json.dumps({"key": b64(key), "value": b64(json.dumps(value))}).encode()
+    urllib.request.urlopen(urllib.request.Request("http://198.51.100.254:2379/v3/kv/put", body)).read()
+EOF2
+until [ "$(ip -n h4 route show proto 78 | wc -l)" -ge $((PEERS + 1)) ]; do sleep 0.01; done
+# A fresh start programs them all at once: leave and join again.
+kill "$a4"; wait "$a4" 2>/dev/null || true
+h 4 "$NSNET" -q network rm big
+h 4 "$NSNET" -q network create big --driver overlay --etcd $ETCD --subnet 10.64.0.0/10 --host-subnet-len 29
+: > /run/agent-h4.log
+agent 4
+until grep -q "programmed in" /run/agent-h4.log; do sleep 0.01; done
+echo "  agent start, $((PEERS + 1)) peers: $(grep -m1 -o '[0-9]* peer(s) programmed in [0-9.]* ms' /run/agent-h4.log)"
+last=$(one_more "$k2" "$s2")
+echo "  one more peer while running (etcdctl put -> route in the kernel): with 1 present $first ms, with $((PEERS + 1)) present $last ms"
+echo "## throughput, iperf3 TCP 3 s (Gbit/s)"
+ip netns exec c2 iperf3 -s -D -1 >/dev/null; sleep 0.3
+over=$(ip netns exec c1 iperf3 -c "$(addr c2)" -t 3 -J | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9, 2))')
+ip netns exec h2 iperf3 -s -D -1 >/dev/null; sleep 0.3
+under=$(ip netns exec h1 iperf3 -c 198.51.100.2 -t 3 -J | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9, 2))')
+echo "  overlay (c1 -> c2): $over   underlay (h1 -> h2): $under   ratio: $(echo "scale=2; $over / $under" | bc)"
+echo "## etcd writes per connect (10 connects on h1)"
+r0=$(etcdctl --endpoints $ETCD endpoint status -w json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["Status"]["header"]["revision"])')
+for k in $(seq 10); do h 1 "$NSNET" -q connect lab w$k; done
+r1=$(etcdctl --endpoints $ETCD endpoint status -w json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["Status"]["header"]["revision"])')
+echo "  revisions: $r0 -> $r1 ($(( (r1 - r0) )) writes for 10 connects)"
