@@ -302,9 +302,11 @@ fn watch(
             }
             let removed: BTreeSet<String> = remove.iter().map(|p| p.subnet.to_string()).collect();
             let added: BTreeSet<String> = add.iter().map(|p| p.subnet.to_string()).collect();
+            let started = Instant::now();
             match change_peers(net, &add, &remove) {
                 Ok(()) => log(&format!(
-                    "network {name}: peers added {added:?}, withdrawn {removed:?}"
+                    "network {name}: peers added {added:?}, withdrawn {removed:?} ({:.2} ms)",
+                    started.elapsed().as_secs_f64() * 1000.0
                 )),
                 Err(e) => log(&format!(
                     "network {name}: programming peers: {}",

@@ -31,8 +31,10 @@ const RECV_BUF: usize = 64 * 1024;
 /// `NLMSGERR_ATTR_MSG`: the extended-ack attribute carrying the kernel's
 /// human-readable reason, as iproute2 prints after "Error:".
 const NLMSGERR_ATTR_MSG: u16 = 1;
-/// Messages per datagram in `Handle::batch`: their acknowledgements (36
-/// bytes each with capped acks) stay well inside the socket's buffer.
+/// Messages per datagram in `Handle::batch` (about 40 KB of requests).
+/// Only the last one is acknowledged; should many be refused, their
+/// replies overflowing the socket's buffer end the batch with ENOBUFS, not
+/// a wait for replies that were dropped.
 const BATCH: usize = 512;
 
 /// A failed netlink operation: what was attempted, on what, and the kernel's
@@ -141,9 +143,11 @@ impl Handle {
         })
     }
 
-    /// Sends many changes at once, up to `BATCH` messages per datagram, and
-    /// collects every acknowledgement: one exchange instead of one per
-    /// message. All messages are tried; the first refusal is returned.
+    /// Sends many changes at once, up to `BATCH` messages per datagram.
+    /// Only the last of each datagram asks for an acknowledgement (the
+    /// kernel reports refusals whether asked or not), so the replies stay
+    /// few: one exchange per datagram instead of one per message. All
+    /// messages are tried; the first refusal is returned.
     pub(crate) fn batch(
         &mut self,
         msgs: Vec<RouteNetlinkMessage>,
@@ -154,12 +158,17 @@ impl Handle {
         let mut first_error = None;
         let mut msgs = msgs.into_iter().peekable();
         while msgs.peek().is_some() {
+            let chunk: Vec<RouteNetlinkMessage> = msgs.by_ref().take(BATCH).collect();
             let mut bytes = Vec::new();
             let first_seq = self.seq.wrapping_add(1);
-            for msg in msgs.by_ref().take(BATCH) {
+            let count = chunk.len();
+            for (k, msg) in chunk.into_iter().enumerate() {
                 self.seq = self.seq.wrapping_add(1);
                 let mut header = NetlinkHeader::default();
-                header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+                header.flags = NLM_F_REQUEST | flags;
+                if k + 1 == count {
+                    header.flags |= NLM_F_ACK;
+                }
                 header.sequence_number = self.seq;
                 let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(msg));
                 packet.finalize();
@@ -167,21 +176,19 @@ impl Handle {
                 bytes.resize(start + packet.buffer_len(), 0);
                 packet.serialize(&mut bytes[start..]);
             }
+            let last_seq = self.seq;
             self.socket.send(&bytes, 0).map_err(|source| Error::Io {
                 op,
                 target: String::new(),
                 source,
             })?;
-            for seq in first_seq..=self.seq {
-                let mut done = false;
-                let got = self.receive(seq, &ctx, |reply| {
-                    done = matches!(reply, Reply::Ack);
-                    Ok(!done)
-                });
-                if let Err(e) = got {
+            self.receive_range(first_seq..=last_seq, &ctx, |seq, reply| {
+                let done = seq == last_seq;
+                if let Reply::Refused(e) = reply {
                     first_error.get_or_insert(e);
                 }
-            }
+                Ok(!done)
+            })?;
         }
         first_error.map_or(Ok(()), Err)
     }
@@ -200,6 +207,8 @@ impl Handle {
                 Ok(true)
             }
             Reply::Done | Reply::Ack => Ok(false),
+            // `receive` turns refusals into errors before they get here.
+            Reply::Refused(e) => Err(e),
         })?;
         Ok(out)
     }
@@ -211,6 +220,20 @@ impl Handle {
         seq: u32,
         ctx: &Ctx,
         mut on_reply: impl FnMut(Reply) -> Result<bool>,
+    ) -> Result<()> {
+        self.receive_range(seq..=seq, ctx, |_, reply| match reply {
+            Reply::Refused(e) => Err(e),
+            other => on_reply(other),
+        })
+    }
+
+    /// Like `receive`, for replies to any request of `seqs`; a refusal is
+    /// passed on as `Reply::Refused` with its sequence number.
+    fn receive_range(
+        &mut self,
+        seqs: std::ops::RangeInclusive<u32>,
+        ctx: &Ctx,
+        mut on_reply: impl FnMut(u32, Reply) -> Result<bool>,
     ) -> Result<()> {
         loop {
             self.buf.clear();
@@ -242,7 +265,8 @@ impl Handle {
                     });
                 }
                 offset += (len + 3) & !3;
-                if msg.header.sequence_number != seq {
+                let seq = msg.header.sequence_number;
+                if !seqs.contains(&seq) {
                     // A late reply to an earlier request: not ours to read.
                     continue;
                 }
@@ -260,12 +284,12 @@ impl Handle {
                     NetlinkPayload::Done(_) => Reply::Done,
                     NetlinkPayload::Error(err) => match err.code {
                         None => Reply::Ack,
-                        Some(code) => return Err(kernel_error(code, &err.header, ctx)),
+                        Some(code) => Reply::Refused(kernel_error(code, &err.header, ctx)),
                     },
                     NetlinkPayload::InnerMessage(m) => Reply::Message(m),
                     _ => continue,
                 };
-                if !on_reply(reply)? {
+                if !on_reply(seq, reply)? {
                     return Ok(());
                 }
             }
@@ -277,6 +301,7 @@ enum Reply {
     Message(RouteNetlinkMessage),
     Ack,
     Done,
+    Refused(Error),
 }
 
 /// Builds the error for a NACK. With `NETLINK_CAP_ACK` the echoed request is
