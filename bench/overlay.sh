@@ -31,7 +31,7 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 # Agents and etcd die with the script, whatever ends it.
 trap cleanup EXIT
 
-ip link add ul type bridge && ip link set ul up && ip addr add 198.51.100.254/24 dev ul
+ip link add ul address 02:00:00:00:00:fe type bridge && ip link set ul up && ip addr add 198.51.100.254/24 dev ul
 for i in 1 2 3 4; do
   ip netns add h$i
   ip link add h${i}u type veth peer name eth0 netns h$i

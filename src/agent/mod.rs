@@ -37,8 +37,12 @@ pub struct Options {
     pub etcd: Option<Vec<String>>,
 }
 
+/// One line on stderr (journald adds the time when it collects it; the
+/// offset since start orders events across threads).
 fn log(text: &str) {
-    eprintln!("nsnet-agent: {text}");
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let t = START.get_or_init(Instant::now).elapsed().as_secs_f64();
+    eprintln!("nsnet-agent: [{t:8.3}] {text}");
 }
 
 fn on_signals() {
@@ -150,15 +154,24 @@ fn keep_claim(net: &Network, stop: &AtomicBool) {
     let renew = Duration::from_secs(o.lease_ttl).max(Duration::from_secs(1)) / 3;
     let mut backoff = BACKOFF_MIN;
     while !stopped(stop) {
+        let asked = Instant::now();
         let result = match lease {
             Some(id) => registry
                 .client()
-                .keep_alive(id)
+                .keep_alive(id, renew)
                 .map(|alive| alive.then_some(id)),
             None => claim_again(net, &registry, subnet).map(Some),
         };
         match result {
             Ok(Some(id)) => {
+                if asked.elapsed() > renew {
+                    log(&format!(
+                        "network {}: renewing lease {id:x} took {:.1} s (TTL {} s)",
+                        net.name,
+                        asked.elapsed().as_secs_f64(),
+                        o.lease_ttl
+                    ));
+                }
                 if lease != Some(id) {
                     log(&format!(
                         "network {}: holding {subnet} under lease {id:x}",

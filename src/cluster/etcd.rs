@@ -161,6 +161,10 @@ impl Client {
     /// Posts to each endpoint in turn until one answers; an answer that is
     /// an error of etcd's is final (another member would say the same).
     fn call(&self, path: &str, body: &Value) -> Result<Value> {
+        self.call_within(path, body, CALL_TIMEOUT)
+    }
+
+    fn call_within(&self, path: &str, body: &Value, timeout: Duration) -> Result<Value> {
         let bytes = serde_json::to_vec(body).expect("JSON of a request");
         let mut last = None;
         for ep in &self.endpoints {
@@ -169,7 +173,7 @@ impl Client {
                 .agent
                 .post(&url)
                 .config()
-                .timeout_global(Some(CALL_TIMEOUT))
+                .timeout_global(Some(timeout))
                 .build()
                 .header("Content-Type", "application/json")
                 .send(&bytes[..]);
@@ -289,9 +293,16 @@ impl Client {
         Ok(int(&v["ID"]))
     }
 
-    /// Renews a lease; false when it has expired (its keys are gone).
-    pub fn keep_alive(&self, lease: i64) -> Result<bool> {
-        let v = self.call("/v3/lease/keepalive", &json!({"ID": lease.to_string()}))?;
+    /// Renews a lease; false when it has expired (its keys are gone). A
+    /// renewal that takes longer than `timeout` counts as failed, so that
+    /// the caller can retry well within the lease's TTL (a renewal through
+    /// the gateway was seen to hang now and then).
+    pub fn keep_alive(&self, lease: i64, timeout: Duration) -> Result<bool> {
+        let v = self.call_within(
+            "/v3/lease/keepalive",
+            &json!({"ID": lease.to_string()}),
+            timeout.min(CALL_TIMEOUT),
+        )?;
         Ok(int(&v["result"]["TTL"]) > 0)
     }
 
