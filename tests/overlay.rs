@@ -300,9 +300,20 @@ fn three_hosts_share_one_network() {
         let cidr = a.replace('-', "/");
         assert!(shown.contains(&cidr), "inspect lacks {cidr}: {shown}");
     }
+    let shown = c.ok(1, &["show"]);
+    assert!(shown.contains("2 peer(s)"), "{shown}");
     for i in 1..=3 {
         c.ok(i, &["check"]);
     }
+    // A tunnel deleted by hand is drift, named.
+    c.sb.sh("ip -n h2 link del $(ip -n h2 -o link show type vxlan | awk -F': ' '{print $2}')");
+    let out = c.run(2, &["check"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("VXLAN device nsv") && text.contains("missing"),
+        "{text}"
+    );
 }
 
 #[test]

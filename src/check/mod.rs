@@ -35,6 +35,11 @@ pub enum Finding {
         network: String,
         bridge: String,
     },
+    /// The VXLAN device of an overlay network is gone or down.
+    TunnelMissing {
+        network: String,
+        device: String,
+    },
     GatewayMissing {
         network: String,
         bridge: String,
@@ -95,6 +100,7 @@ impl Finding {
             BridgeMissing { network, .. }
             | NotABridge { network, .. }
             | BridgeDown { network, .. }
+            | TunnelMissing { network, .. }
             | GatewayMissing { network, .. }
             | HostVethMissing { network, .. }
             | HostVethOffBridge { network, .. }
@@ -131,6 +137,7 @@ impl Finding {
                 | Finding::NotABridge { .. }
                 | Finding::BridgeDown { .. }
                 | Finding::GatewayMissing { .. }
+                | Finding::TunnelMissing { .. }
         )
     }
 
@@ -148,7 +155,10 @@ impl Finding {
         match self {
             Sysctl { .. } | Firewall { .. } | BridgeDown { .. } => "nsnet check --repair".into(),
             NamespaceGone { .. } => "nsnet gc".into(),
-            BridgeMissing { network, .. } | NotABridge { network, .. } | GatewayMissing { network, .. } => format!(
+            BridgeMissing { network, .. }
+            | NotABridge { network, .. }
+            | GatewayMissing { network, .. }
+            | TunnelMissing { network, .. } => format!(
                 "nsnet network rm {network} --force, then create it again (or nsnet up -f FILE if a topology file made it)"
             ),
             HostVethMissing { network, namespace, .. }
@@ -184,6 +194,10 @@ impl fmt::Display for Finding {
             BridgeDown { network, bridge } => {
                 write!(f, "network {network}: bridge {bridge} is down")
             }
+            TunnelMissing { network, device } => write!(
+                f,
+                "network {network}: VXLAN device {device} is missing or down (no traffic to other hosts)"
+            ),
             GatewayMissing {
                 network,
                 bridge,
@@ -303,6 +317,14 @@ fn bridge_findings(net: &Network, host: &HostView, out: &mut Vec<Finding>) -> Op
             network: network.clone(),
             bridge: bridge.clone(),
         });
+    }
+    if let Some(o) = &net.overlay {
+        if !host.links.iter().any(|l| l.name == o.vxlan && l.up) {
+            out.push(Finding::TunnelMissing {
+                network: network.clone(),
+                device: o.vxlan.clone(),
+            });
+        }
     }
     let addrs: Vec<IpNet> = host
         .addresses

@@ -89,6 +89,10 @@ fn show_json(state: &State, live: &LivePorts) -> serde_json::Value {
             let bridge = live.by_name.get(&n.bridge);
             let mut view = NetworkView::of(n);
             view.present = Some(bridge.is_some());
+            if let Some(o) = view.overlay.as_mut() {
+                let peers = nsnet::api::overlay::programmed_peers(n).unwrap_or_default();
+                o.peers = Some(peers.iter().map(PeerView::of).collect());
+            }
             for (v, a) in view.attachments.iter_mut().zip(&n.attachments) {
                 let port = live.by_name.get(&a.host_ifname);
                 v.present = Some(port.is_some());
@@ -161,6 +165,23 @@ fn print_network(net: &Network, live: &LivePorts) {
         gws.join(", "),
         flags(net)
     );
+    if let Some(o) = &net.overlay {
+        // The kernel's view: the hosts this one is programmed to reach.
+        let peers = nsnet::api::overlay::programmed_peers(net).unwrap_or_default();
+        let list: Vec<String> = peers
+            .iter()
+            .map(|p| format!("{} via {}", p.subnet, p.vtep))
+            .collect();
+        println!(
+            "  overlay {} (VNI {}, vtep {}): {} peer(s){}{}",
+            o.config.subnet,
+            o.config.vni,
+            o.vtep,
+            peers.len(),
+            if list.is_empty() { "" } else { ": " },
+            list.join(", ")
+        );
+    }
     for a in &net.attachments {
         let state = match live.by_name.get(&a.host_ifname) {
             None => " (host side missing)",
