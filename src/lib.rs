@@ -26,6 +26,7 @@ pub mod apply;
 pub mod check;
 pub mod cluster;
 pub mod cni;
+pub mod dns;
 pub mod firewall;
 pub mod kernel;
 pub mod model;

@@ -17,6 +17,7 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
         ("plan", below(&["model", "firewall::rules"])),
         ("store", below(&["model"])),
         ("cluster", below(&["model"])),
+        ("dns", below(&["model", "store"])),
         ("apply", below(&["plan", "model", "kernel", "firewall"])),
         (
             "check",
@@ -25,7 +26,7 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
         (
             "api",
             below(&[
-                "check", "apply", "plan", "store", "cluster", "model", "kernel", "firewall",
+                "check", "apply", "plan", "store", "cluster", "dns", "model", "kernel", "firewall",
             ]),
         ),
         ("agent", below(&["api", "cluster", "model"])),

@@ -8,7 +8,20 @@ use crate::plan::{Op, Target};
 
 impl Nsnet {
     pub fn check(&self, network: Option<&str>) -> Result<Report> {
-        check_state(&self.state()?, network)
+        let state = self.state()?;
+        let mut report = check_state(&state, network)?;
+        self.check_dns(&state, &mut report);
+        Ok(report)
+    }
+
+    /// The DNS server runs when a network needs it.
+    fn check_dns(&self, state: &State, report: &mut Report) {
+        let needed = !crate::dns::records::Table::from_state(state)
+            .listen_addresses()
+            .is_empty();
+        if needed && super::dns::running(self.store.dir()).is_none() {
+            report.drift.push(check::Finding::DnsServerDown);
+        }
     }
 
     /// Restores the firewall table, the forwarding sysctls and bridges'
@@ -36,11 +49,14 @@ impl Nsnet {
             ops.push(Op::whole_firewall(&state, &state));
         }
         let errors = apply::teardown(&ops, &mut LiveKernel::new());
+        self.ensure_dns(&state)?;
         drop(lock);
         if !errors.is_empty() {
             return Err(super::Error::Teardown(errors));
         }
-        check_state(&state, network)
+        let mut report = check_state(&state, network)?;
+        self.check_dns(&state, &mut report);
+        Ok(report)
     }
 }
 

@@ -8,6 +8,7 @@
 
 mod attach;
 mod check;
+pub mod dns;
 pub mod error;
 pub(crate) mod facts;
 mod network;
@@ -118,6 +119,7 @@ impl Nsnet {
             }
         }
         self.store.remove_journal(lock)?;
+        self.ensure_dns(after)?;
         Ok(())
     }
 

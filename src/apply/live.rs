@@ -455,7 +455,11 @@ impl LiveKernel {
             Op::SetSysctl { target, key, value } => {
                 old_sysctl = Some(self.set_sysctl(target, key, value)?)
             }
-            Op::WriteResolvConf { namespace, servers } => resolv::write(namespace, servers)
+            Op::WriteResolvConf {
+                namespace,
+                servers,
+                search,
+            } => resolv::write(namespace, servers, search)
                 .map_err(|source| resolv_error(namespace, source))?,
             Op::RemoveResolvConf { namespace } => {
                 resolv::remove(namespace).map_err(|source| resolv_error(namespace, source))?

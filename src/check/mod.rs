@@ -90,6 +90,8 @@ pub enum Finding {
     Firewall {
         detail: String,
     },
+    /// Networks with DNS exist and the host's DNS server is not running.
+    DnsServerDown,
 }
 
 impl Finding {
@@ -109,7 +111,7 @@ impl Finding {
             | InterfaceDown { network, .. }
             | AddressMissing { network, .. }
             | DefaultRouteMissing { network, .. } => Some(network),
-            Sysctl { .. } | Firewall { .. } => None,
+            Sysctl { .. } | Firewall { .. } | DnsServerDown => None,
         }
     }
 
@@ -153,7 +155,9 @@ impl Finding {
     pub fn remedy(&self) -> String {
         use Finding::*;
         match self {
-            Sysctl { .. } | Firewall { .. } | BridgeDown { .. } => "nsnet check --repair".into(),
+            Sysctl { .. } | Firewall { .. } | BridgeDown { .. } | DnsServerDown => {
+                "nsnet check --repair".into()
+            }
             NamespaceGone { .. } => "nsnet gc".into(),
             BridgeMissing { network, .. }
             | NotABridge { network, .. }
@@ -176,7 +180,10 @@ impl Finding {
     pub fn repairable(&self) -> bool {
         matches!(
             self,
-            Finding::Sysctl { .. } | Finding::Firewall { .. } | Finding::BridgeDown { .. }
+            Finding::Sysctl { .. }
+                | Finding::Firewall { .. }
+                | Finding::BridgeDown { .. }
+                | Finding::DnsServerDown
         )
     }
 }
@@ -194,6 +201,10 @@ impl fmt::Display for Finding {
             BridgeDown { network, bridge } => {
                 write!(f, "network {network}: bridge {bridge} is down")
             }
+            DnsServerDown => write!(
+                f,
+                "the DNS server of nsnet networks is not running (names do not resolve)"
+            ),
             TunnelMissing { network, device } => write!(
                 f,
                 "network {network}: VXLAN device {device} is missing or down (no traffic to other hosts)"

@@ -99,6 +99,9 @@ pub enum Command {
         /// traffic then goes to the namespace)
         #[arg(long)]
         force: bool,
+        /// Another DNS name of the namespace on this network; repeatable
+        #[arg(long = "alias", value_name = "NAME")]
+        aliases: Vec<String>,
     },
     /// Detach namespaces from a network (and delete those that connect created)
     Disconnect {
@@ -144,6 +147,10 @@ pub enum Command {
     },
     /// Show bridges, their networks and attachments (like `brctl show`, and more)
     Show,
+    /// The host's DNS server for nsnet networks (started and stopped by
+    /// nsnet itself; runs in the foreground, logs to stderr)
+    #[command(hide = true)]
+    Dns,
     /// The per-host daemon of overlay networks: keeps this host's claims
     /// alive in etcd and programs the other hosts as they come and go
     #[command(
@@ -255,6 +262,16 @@ pub enum NetworkCmd {
         /// MTU of the bridge and its veths
         #[arg(long)]
         mtu: Option<u32>,
+        /// Names of the network's namespaces do not resolve (no DNS server)
+        #[arg(long)]
+        no_dns: bool,
+        /// The DNS search domain of the network
+        #[arg(long, value_name = "DOMAIN")]
+        dns_domain: Option<String>,
+        /// Where names the network does not know are forwarded (default:
+        /// the host's resolv.conf); repeatable
+        #[arg(long = "dns", value_name = "IP")]
+        dns_servers: Vec<String>,
         #[command(flatten)]
         overlay: OverlayArgs,
     },
@@ -433,8 +450,10 @@ pub fn run(cli: Cli) -> Result<i32> {
             mac,
             publish,
             force,
+            aliases,
         } => {
             let template = ConnectRequest {
+                aliases: all(&aliases, |a| Ok(names::validate_domain(a)?))?,
                 ips: all(&ips, str::parse)?,
                 ifname: Some(ifname),
                 mac: mac.as_deref().map(names::parse_mac).transpose()?,
@@ -496,6 +515,13 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Show => out.show(&nsnet.state()?, &output::live_ports()),
         Command::Demo => return demo::run(&out),
         Command::Agent { etcd } => agent(&nsnet, etcd)?,
+        Command::Dns => {
+            require_root("serve DNS")?;
+            nsnet::dns::server::run(&cli.state_dir).map_err(|e| nsnet::Error::WriteFile {
+                path: "nsnet dns".into(),
+                source: e,
+            })?;
+        }
         Command::Man { dir } => {
             let written = man_pages(&dir)?;
             out.done(&format!(
@@ -580,6 +606,9 @@ fn network(nsnet: &Nsnet, out: &output::Printer, cmd: NetworkCmd) -> Result<()> 
             trusted_interfaces,
             no_isolate,
             mtu,
+            no_dns,
+            dns_domain,
+            dns_servers,
             overlay,
         } => {
             if let Some(extra) = stray.first() {
@@ -611,6 +640,9 @@ fn network(nsnet: &Nsnet, out: &output::Printer, cmd: NetworkCmd) -> Result<()> 
                 trusted_interfaces,
                 overlay: overlay.request(&name, &subnets)?,
                 subnets,
+                dns: !no_dns,
+                dns_domain: dns_domain.map(|d| names::validate_domain(&d)).transpose()?,
+                dns_servers: all(&dns_servers, |g| parse_ip(g, "DNS server"))?,
                 gateways: all(&gateways, |g| parse_ip(g, "gateway"))?,
                 bridge,
                 internal,

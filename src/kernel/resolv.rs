@@ -14,7 +14,7 @@ pub fn path(namespace: &str) -> PathBuf {
 }
 
 /// Writes the file atomically; never follows a symlink.
-pub fn write(namespace: &str, servers: &[IpAddr]) -> io::Result<()> {
+pub fn write(namespace: &str, servers: &[IpAddr], search: &[String]) -> io::Result<()> {
     crate::model::nsref::validate_name(namespace).map_err(io::Error::other)?;
     let dir = PathBuf::from(DIR).join(namespace);
     fs::create_dir_all(&dir)?;
@@ -22,9 +22,14 @@ pub fn write(namespace: &str, servers: &[IpAddr]) -> io::Result<()> {
         return Err(io::Error::other(format!("{} is a symlink", dir.display())));
     }
     let tmp = dir.join(".resolv.conf.nsnet");
-    let mut text = String::from("# written by nsnet (topology file); removed by nsnet down\n");
+    let mut text = String::from(
+        "# written by nsnet; removed with the namespace's last network or by nsnet down\n",
+    );
     for s in servers {
         text.push_str(&format!("nameserver {s}\n"));
+    }
+    if !search.is_empty() {
+        text.push_str(&format!("search {}\n", search.join(" ")));
     }
     let mut f = OpenOptions::new()
         .write(true)

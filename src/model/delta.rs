@@ -156,6 +156,7 @@ mod tests {
             ResolvConf {
                 servers: vec!["192.0.2.53".parse().unwrap()],
                 owner: "/f.toml".into(),
+                search: vec![],
             },
         );
         let d = diff(&before, &after);

@@ -45,15 +45,25 @@ pub struct State {
 
 pub const STATE_VERSION: u32 = 1;
 
+/// The search domain of networks that do not name one.
+pub const DEFAULT_DNS_DOMAIN: &str = "nsnet.internal";
+
 /// A per-namespace resolv.conf (the iproute2 convention: `ip netns exec`
 /// bind-mounts `/etc/netns/NAME/resolv.conf` over `/etc/resolv.conf`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResolvConf {
     pub servers: Vec<IpAddr>,
-    /// The topology file that asked for it.
+    /// The topology file that asked for it, or `DNS_OWNER` for the
+    /// nameservers of the namespace's DNS networks.
     pub owner: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub search: Vec<String>,
 }
+
+/// The owner of resolv.conf files that point a namespace at nsnet's DNS
+/// server (a topology file's own `dns` takes precedence).
+pub const DNS_OWNER: &str = "nsnet network DNS";
 
 fn yes() -> bool {
     true
@@ -125,6 +135,16 @@ pub struct Network {
     /// The topology file whose `up` created it; none for the command line.
     #[serde(default)]
     pub owner: Option<String>,
+    /// Names of the network's namespaces resolve for its members (nsnet's
+    /// DNS server answers on the gateway addresses).
+    #[serde(default = "yes")]
+    pub dns: bool,
+    /// The search domain (default `nsnet.internal`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_domain: Option<String>,
+    /// Where other names are forwarded (default: the host's resolv.conf).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_servers: Vec<IpAddr>,
     /// This host's part of a network that spans hosts (driver `overlay`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overlay: Option<overlay::Overlay>,
@@ -151,6 +171,9 @@ pub struct Attachment {
     /// The CNI attachment this is, when a container runtime made it.
     #[serde(default)]
     pub cni: Option<CniKey>,
+    /// More names of the namespace on this network (DNS).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
 }
 
 /// How a CNI runtime names an attachment.
@@ -211,6 +234,9 @@ impl Network {
             link_group,
             attachments: _,
             owner,
+            dns,
+            dns_domain,
+            dns_servers,
             overlay,
         } = self;
         *name == other.name
@@ -232,6 +258,14 @@ impl Network {
             && *link_group == other.link_group
             && *owner == other.owner
             && *overlay == other.overlay
+            && *dns == other.dns
+            && *dns_domain == other.dns_domain
+            && *dns_servers == other.dns_servers
+    }
+
+    /// The DNS search domain of the network.
+    pub fn domain(&self) -> &str {
+        self.dns_domain.as_deref().unwrap_or(DEFAULT_DNS_DOMAIN)
     }
 
     /// The gateway mode of one family.
@@ -362,6 +396,9 @@ pub(crate) fn test_network(name: &str, bridge: &str, subnets: &[&str]) -> Networ
         link_group: 1,
         attachments: vec![],
         owner: None,
+        dns: true,
+        dns_domain: None,
+        dns_servers: vec![],
         overlay: None,
     }
 }
@@ -380,6 +417,7 @@ pub(crate) fn test_attachment(ns: &str) -> Attachment {
         ports: vec![],
         owner: None,
         cni: None,
+        aliases: vec![],
     }
 }
 

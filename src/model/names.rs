@@ -51,6 +51,31 @@ pub fn validate_ifname(name: &str) -> Result<(), InvalidName> {
     Ok(())
 }
 
+/// A DNS name (an alias, a search domain): dot-separated labels of
+/// letters, digits and `-`, none empty, longer than 63 or starting or
+/// ending with `-`; 253 characters at most. Returned in lower case.
+pub fn validate_domain(name: &str) -> Result<String, InvalidName> {
+    let n = name.trim_end_matches('.');
+    if n.is_empty() || n.len() > 253 {
+        return Err(invalid("DNS name", name, "must have 1 to 253 characters"));
+    }
+    for label in n.split('.') {
+        let ok = !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        if !ok {
+            return Err(invalid(
+                "DNS name",
+                name,
+                format!("label {label:?} must be 1-63 letters, digits or '-', not starting or ending with '-'"),
+            ));
+        }
+    }
+    Ok(n.to_ascii_lowercase())
+}
+
 /// Network names: letters, digits, `_`, `-`, `.`, starting with a letter or
 /// digit. They name state entries and appear in firewall comments.
 pub fn validate_network_name(name: &str) -> Result<(), InvalidName> {

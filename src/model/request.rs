@@ -31,6 +31,10 @@ pub struct CreateRequest {
     /// Other networks cannot reach this one.
     pub isolate: bool,
     pub mtu: Option<u32>,
+    /// Names resolve on the network (nsnet's DNS server).
+    pub dns: bool,
+    pub dns_domain: Option<String>,
+    pub dns_servers: Vec<IpAddr>,
     /// A network across hosts (driver `overlay`), to define or join.
     pub overlay: Option<super::overlay::OverlayRequest>,
     /// This host's part of it, once joined in etcd (the host subnet is then
@@ -53,6 +57,9 @@ impl CreateRequest {
             trusted_interfaces: Vec::new(),
             isolate: true,
             mtu: None,
+            dns: true,
+            dns_domain: None,
+            dns_servers: Vec::new(),
             overlay: None,
             joined: None,
         }
@@ -92,6 +99,8 @@ pub struct ConnectRequest {
     pub cni: Option<CniKey>,
     /// Publish even over a host service listening on the port (`--force`).
     pub take_host_ports: bool,
+    /// More DNS names of the namespace on this network.
+    pub aliases: Vec<String>,
 }
 
 impl ConnectRequest {
@@ -105,6 +114,7 @@ impl ConnectRequest {
             publish: Vec::new(),
             cni: None,
             take_host_ports: false,
+            aliases: Vec::new(),
         }
     }
 

@@ -384,6 +384,7 @@ pub fn plan_connect(
         ports: publish,
         owner: None,
         cni: req.cni.clone(),
+        aliases: req.aliases.clone(),
     };
     let mut ops = connect_steps(net, &att, facts, req.mac);
     if facts.parked_host_end {
@@ -401,6 +402,7 @@ pub fn plan_connect(
         .expect("found above")
         .attachments
         .push(att);
+    ops.extend(super::resolv_steps(&mut new_state));
     Ok((new_state, ops))
 }
 
@@ -470,6 +472,7 @@ pub fn plan_disconnect(
     for name in doomed {
         ops.push(Op::DeleteNetns { name });
     }
+    ops.extend(super::resolv_steps(&mut new_state));
     Ok((new_state, ops))
 }
 
@@ -635,7 +638,15 @@ mod tests {
             "{steps:?}"
         );
         assert_eq!(steps[2], "delete namespace a");
-        assert_eq!(ops.len(), 3, "{steps:?}");
+        // Neither namespace is on a DNS network any more.
+        assert_eq!(
+            steps[3..],
+            [
+                "remove /etc/netns/a/resolv.conf",
+                "remove /etc/netns/kept/resolv.conf"
+            ],
+            "{steps:?}"
+        );
     }
 
     #[test]

@@ -156,6 +156,7 @@ pub enum Op {
     WriteResolvConf {
         namespace: String,
         servers: Vec<IpAddr>,
+        search: Vec<String>,
     },
     /// Removes it (and the directory, when it is left empty).
     RemoveResolvConf {
@@ -304,6 +305,62 @@ impl Op {
             .collect();
         (!addrs.is_empty()).then_some(Op::ForgetFlows { addrs })
     }
+}
+
+/// The resolv.conf files that point named namespaces at nsnet's DNS
+/// server: one per namespace on a DNS network (its gateways, its search
+/// domains), unless a topology file gave the namespace servers of its own.
+/// Writes, rewrites and removes what `after` needs compared with what is
+/// recorded, and records it in `after`.
+pub fn resolv_steps(after: &mut State) -> Vec<Op> {
+    use crate::model::{ResolvConf, DNS_OWNER};
+    use std::collections::BTreeMap;
+    let mut wanted: BTreeMap<String, ResolvConf> = BTreeMap::new();
+    for net in after.networks.values().filter(|n| n.dns) {
+        for a in &net.attachments {
+            let Some(name) = a.namespace.name() else {
+                continue;
+            };
+            let conf = wanted
+                .entry(name.to_string())
+                .or_insert_with(|| ResolvConf {
+                    servers: Vec::new(),
+                    owner: DNS_OWNER.to_string(),
+                    search: Vec::new(),
+                });
+            conf.servers.extend(net.subnets.iter().map(|s| s.gateway));
+            let domain = net.domain().to_string();
+            if !conf.search.contains(&domain) {
+                conf.search.push(domain);
+            }
+        }
+    }
+    let mut ops = Vec::new();
+    let recorded: Vec<(String, ResolvConf)> = after
+        .resolv_confs
+        .iter()
+        .filter(|(_, c)| c.owner == DNS_OWNER)
+        .map(|(n, c)| (n.clone(), c.clone()))
+        .collect();
+    for (name, _) in recorded {
+        if !wanted.contains_key(&name) {
+            after.resolv_confs.remove(&name);
+            ops.push(Op::RemoveResolvConf { namespace: name });
+        }
+    }
+    for (name, conf) in wanted {
+        match after.resolv_confs.get(&name) {
+            Some(c) if c.owner != DNS_OWNER || *c == conf => continue,
+            _ => {}
+        }
+        ops.push(Op::WriteResolvConf {
+            namespace: name.clone(),
+            servers: conf.servers.clone(),
+            search: conf.search.clone(),
+        });
+        after.resolv_confs.insert(name, conf);
+    }
+    ops
 }
 
 /// The steps of a plan without its firewall steps: plans that are merged

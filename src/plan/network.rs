@@ -413,6 +413,9 @@ pub fn plan_create(
         link_group: state.free_link_group(&req.name),
         attachments: Vec::new(),
         owner: None,
+        dns: req.dns,
+        dns_domain: req.dns_domain.clone(),
+        dns_servers: req.dns_servers.clone(),
         overlay: req.joined.clone(),
     };
     let mut ops = bridge_steps(&mut network, host, mac);
@@ -502,6 +505,7 @@ pub fn plan_remove(state: &State, name: &str, force: bool) -> Result<(State, Vec
     }
     ops.extend(Op::firewall(state, &new_state));
     ops.extend(restore_sysctls(&mut new_state));
+    ops.extend(super::resolv_steps(&mut new_state));
     Ok((new_state, ops))
 }
 

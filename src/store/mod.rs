@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use crate::model::{Journal, State, STATE_VERSION};
 
 pub const DEFAULT_DIR: &str = "/run/nsnet";
-const STATE_FILE: &str = "state.json";
+pub const STATE_FILE: &str = "state.json";
 const LOCK_FILE: &str = "lock";
 const JOURNAL_FILE: &str = "journal.json";
 

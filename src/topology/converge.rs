@@ -374,12 +374,14 @@ fn plan_creations(
         ops.push(Op::WriteResolvConf {
             namespace: ns.clone(),
             servers: servers.clone(),
+            search: Vec::new(),
         });
         after.resolv_confs.insert(
             ns.clone(),
             ResolvConf {
                 servers: servers.clone(),
                 owner: topo.owner.clone(),
+                search: Vec::new(),
             },
         );
     }

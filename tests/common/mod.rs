@@ -56,6 +56,25 @@ pub struct Sandbox {
     _private: (),
 }
 
+/// Daemons nsnet started inside the sandbox (its DNS server, one per state
+/// directory under the sandbox's own /run) die with the test.
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let dirs = fs::read_dir("/run").into_iter().flatten().flatten();
+        for d in dirs {
+            let Ok(pid) = fs::read_to_string(d.path().join("dns.pid")) else {
+                continue;
+            };
+            if let Ok(pid) = pid.trim().parse::<i32>() {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+}
+
 impl Sandbox {
     pub fn new() -> Sandbox {
         assert!(

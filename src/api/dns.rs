@@ -1,0 +1,132 @@
+//! Keeping the host's DNS server in step with the record: started by the
+//! first command that leaves a network with DNS, checked to answer on
+//! every gateway before that command returns, and stopped (waited for) by
+//! the command that leaves none.
+
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Message, Query};
+use hickory_proto::rr::{Name, RecordType};
+
+use super::{Nsnet, Result};
+use crate::dns::records::Table;
+use crate::dns::server::{PID_FILE, PORT};
+use crate::model::State;
+
+const READY_WAIT: Duration = Duration::from_secs(3);
+/// The server's stderr, when a command started it.
+pub const LOG_FILE: &str = "dns.log";
+
+/// The server's PID, when one runs for this state directory.
+pub fn running(dir: &Path) -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(dir.join(PID_FILE))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    // "PID (COMM) STATE ...": a killed server may linger as a zombie.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (comm, rest) = stat.split_once(") ")?;
+    let alive = comm.ends_with("(nsnet-dns") && !rest.starts_with('Z');
+    alive.then_some(pid)
+}
+
+/// Whether the server answers on `addr` (a query for the gateway's zone
+/// from the host itself, a member by its gateway address).
+fn answers(addr: IpAddr) -> bool {
+    let bind: SocketAddr = if addr.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    }
+    .parse()
+    .expect("literal address");
+    let Ok(sock) = UdpSocket::bind(bind) else {
+        return false;
+    };
+    let _ = sock.set_read_timeout(Some(Duration::from_millis(50)));
+    let mut m = Message::query();
+    m.add_query(Query::query(Name::root(), RecordType::NS));
+    let Ok(bytes) = m.to_vec() else {
+        return false;
+    };
+    if sock.send_to(&bytes, (addr, PORT)).is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 512];
+    sock.recv_from(&mut buf).is_ok()
+}
+
+impl Nsnet {
+    /// Starts, or stops, the DNS server as `state` needs; returns once it
+    /// answers on every gateway (or is gone).
+    pub(super) fn ensure_dns(&self, state: &State) -> Result<()> {
+        let dir = self.store.dir().to_path_buf();
+        let wanted = Table::from_state(state).listen_addresses();
+        if wanted.is_empty() {
+            if let Some(pid) = running(&dir) {
+                // SAFETY: kill(2) with a PID read from our PID file whose
+                // process is named nsnet-dns; no memory is involved.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+                let end = Instant::now() + READY_WAIT;
+                while running(&dir).is_some() && Instant::now() < end {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+            let _ = std::fs::remove_file(dir.join(PID_FILE));
+            let _ = std::fs::remove_file(dir.join(LOG_FILE));
+            return Ok(());
+        }
+        if running(&dir).is_none() {
+            self.start_dns(&dir)?;
+        }
+        let end = Instant::now() + READY_WAIT;
+        for addr in wanted {
+            while !answers(addr) {
+                if Instant::now() > end {
+                    self.notice(format!(
+                        "the DNS server does not answer on {addr} yet; see {}",
+                        dir.join(LOG_FILE).display()
+                    ));
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        Ok(())
+    }
+
+    fn start_dns(&self, dir: &Path) -> Result<()> {
+        let exe = std::env::current_exe().map_err(|e| super::Error::WriteFile {
+            path: "nsnet dns".into(),
+            source: e,
+        })?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(LOG_FILE))
+            .map_err(|e| super::Error::WriteFile {
+                path: dir.join(LOG_FILE).display().to_string(),
+                source: e,
+            })?;
+        use std::os::unix::process::CommandExt;
+        Command::new(exe)
+            .arg("--state-dir")
+            .arg(dir)
+            .arg("dns")
+            .env_remove("CNI_COMMAND")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .map_err(|e| super::Error::WriteFile {
+                path: "nsnet dns".into(),
+                source: e,
+            })?;
+        Ok(())
+    }
+}

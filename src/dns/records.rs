@@ -1,0 +1,105 @@
+//! The names each network resolves, built from the record (pure): per
+//! network, names (the namespace's, its aliases; lower case) to addresses
+//! and addresses back to names, and which subnets a querying address
+//! belongs to. Only members of a network get its answers.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use crate::model::State;
+
+/// The names of one network.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Zone {
+    pub network: String,
+    /// Lower case, without a trailing dot.
+    pub domain: String,
+    pub subnets: Vec<IpNet>,
+    /// Name (lower case) → addresses.
+    pub names: HashMap<String, Vec<IpAddr>>,
+    /// Address → the namespace's name.
+    pub reverse: HashMap<IpAddr, String>,
+    /// Where names of no member go; `None`: not forwarded (internal).
+    pub upstreams: Option<Vec<IpAddr>>,
+    pub gateways: Vec<IpAddr>,
+}
+
+/// Every DNS-enabled network's zone.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Table {
+    pub zones: Vec<Zone>,
+}
+
+impl Table {
+    pub fn from_state(state: &State) -> Table {
+        let zones = state
+            .networks
+            .values()
+            .filter(|n| n.dns)
+            .map(|n| {
+                let mut zone = Zone {
+                    network: n.name.clone(),
+                    domain: n.domain().trim_end_matches('.').to_ascii_lowercase(),
+                    subnets: n.subnets.iter().map(|s| s.cidr).collect(),
+                    upstreams: (!n.internal).then(|| n.dns_servers.clone()),
+                    gateways: n.subnets.iter().map(|s| s.gateway).collect(),
+                    ..Zone::default()
+                };
+                for a in &n.attachments {
+                    let addrs: Vec<IpAddr> = a.addresses.iter().map(|x| x.addr()).collect();
+                    let Some(name) = a.namespace.name() else {
+                        continue;
+                    };
+                    let name = name.to_ascii_lowercase();
+                    for addr in &addrs {
+                        zone.reverse.insert(*addr, name.clone());
+                    }
+                    for alias in std::iter::once(&name).chain(a.aliases.iter()) {
+                        zone.names
+                            .entry(alias.to_ascii_lowercase())
+                            .or_default()
+                            .extend(addrs.iter().copied());
+                    }
+                }
+                zone
+            })
+            .collect();
+        Table { zones }
+    }
+
+    /// The zones whose members `source` is.
+    pub fn zones_of(&self, source: IpAddr) -> impl Iterator<Item = &Zone> {
+        self.zones
+            .iter()
+            .filter(move |z| z.subnets.iter().any(|s| s.contains(&source)))
+    }
+
+    /// Every gateway address a server must listen on.
+    pub fn listen_addresses(&self) -> Vec<IpAddr> {
+        let mut out: Vec<IpAddr> = self
+            .zones
+            .iter()
+            .flat_map(|z| z.gateways.iter().copied())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+impl Zone {
+    /// The addresses of `name` (lower case, no trailing dot): a member's
+    /// name or alias, bare or under the zone's domain. `None` when the name
+    /// is not this zone's to answer (it is for upstream).
+    pub fn lookup(&self, name: &str) -> Option<Option<&Vec<IpAddr>>> {
+        let bare = match name.strip_suffix(&self.domain) {
+            Some("") => return Some(None),
+            Some(rest) => rest.strip_suffix('.')?,
+            None if !name.contains('.') => name,
+            None => return None,
+        };
+        Some(self.names.get(bare))
+    }
+}

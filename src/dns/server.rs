@@ -1,0 +1,307 @@
+//! `nsnet dns`: the host's DNS server for nsnet networks, a small
+//! synchronous loop (poll over one UDP socket and one TCP listener per
+//! gateway address; forwarded queries and TCP clients on short-lived
+//! threads). It answers from the record, which it re-reads whenever the
+//! state file changed (checked before each query, so a name resolves as
+//! soon as the command that made it returns, and no query is dropped by a
+//! reload), binds new gateways and drops old ones, and exits when no
+//! network needs it. SIGTERM/SIGINT stop it.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::answer::{answer, Outcome};
+use super::records::Table;
+use crate::store::Store;
+
+pub const PID_FILE: &str = "dns.pid";
+pub const PORT: u16 = 53;
+const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
+/// Forwarded queries and TCP clients in flight at most.
+const MAX_THREADS: usize = 256;
+const MAX_MESSAGE: usize = 65535;
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+fn log(text: &str) {
+    eprintln!("nsnet-dns: {text}");
+}
+
+fn on_signals() {
+    extern "C" fn on_signal(_: libc::c_int) {
+        STOP.store(true, Ordering::Relaxed);
+    }
+    // SAFETY: the handler only stores to an atomic (async-signal-safe);
+    // prctl(PR_SET_NAME) reads a NUL-terminated literal.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_signal as *const () as libc::sighandler_t;
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(libc::SIGTERM, &action, std::ptr::null_mut());
+        libc::sigaction(libc::SIGINT, &action, std::ptr::null_mut());
+        libc::prctl(libc::PR_SET_NAME, c"nsnet-dns".as_ptr());
+    }
+}
+
+/// The host's own resolvers (`/etc/resolv.conf`), where names no network
+/// knows go when the network names no servers of its own. A loopback stub
+/// (127.0.0.53) works: the server runs in the host's namespace.
+fn host_upstreams() -> Vec<IpAddr> {
+    std::fs::read_to_string("/etc/resolv.conf")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .filter_map(|a| a.trim().parse().ok())
+        .collect()
+}
+
+struct Listener {
+    udp: Arc<UdpSocket>,
+    tcp: TcpListener,
+}
+
+fn bind(addr: IpAddr) -> io::Result<Listener> {
+    let sa = SocketAddr::new(addr, PORT);
+    let udp = UdpSocket::bind(sa)?;
+    udp.set_nonblocking(true)?;
+    let tcp = TcpListener::bind(sa)?;
+    tcp.set_nonblocking(true)?;
+    Ok(Listener {
+        udp: Arc::new(udp),
+        tcp,
+    })
+}
+
+struct Server {
+    store: Store,
+    state_file: PathBuf,
+    seen: Option<(u64, i64, i64, u64)>,
+    table: Arc<Table>,
+    listeners: BTreeMap<IpAddr, Listener>,
+    host: Arc<Vec<IpAddr>>,
+    threads: Arc<AtomicUsize>,
+}
+
+impl Server {
+    /// Re-reads the record if the state file changed; false when the
+    /// server is no longer needed.
+    fn refresh(&mut self) -> bool {
+        let id = std::fs::metadata(&self.state_file)
+            .ok()
+            .map(|m| (m.ino(), m.mtime(), m.mtime_nsec(), m.len()));
+        if id.is_some() && id == self.seen {
+            return true;
+        }
+        self.seen = id;
+        let state = match self.store.read() {
+            Ok(s) => s,
+            Err(e) => {
+                log(&format!("reading the record: {}", crate::error_chain(&e)));
+                return true;
+            }
+        };
+        let table = Table::from_state(&state);
+        let wanted = table.listen_addresses();
+        self.listeners.retain(|a, _| wanted.contains(a));
+        for a in wanted {
+            if let std::collections::btree_map::Entry::Vacant(slot) = self.listeners.entry(a) {
+                match bind(a) {
+                    Ok(l) => {
+                        log(&format!("listening on {a} port {PORT}"));
+                        slot.insert(l);
+                    }
+                    Err(e) => log(&format!("cannot listen on {a} port {PORT}: {e}")),
+                }
+            }
+        }
+        self.table = Arc::new(table);
+        !self.table.zones.is_empty()
+    }
+
+    fn serve_udp(&mut self, addr: IpAddr) {
+        let Some(l) = self.listeners.get(&addr) else {
+            return;
+        };
+        let sock = l.udp.clone();
+        let mut buf = vec![0u8; MAX_MESSAGE];
+        while let Ok((n, from)) = sock.recv_from(&mut buf) {
+            if !self.refresh() {
+                return;
+            }
+            match answer(&buf[..n], from.ip(), &self.table, true) {
+                Outcome::Reply(bytes) => {
+                    let _ = sock.send_to(&bytes, from);
+                }
+                Outcome::Forward(servers) => {
+                    let servers = if servers.is_empty() {
+                        self.host.to_vec()
+                    } else {
+                        servers
+                    };
+                    let query = buf[..n].to_vec();
+                    let sock = sock.clone();
+                    self.spawn(move || {
+                        if let Some(reply) = forward_udp(&query, &servers) {
+                            let _ = sock.send_to(&reply, from);
+                        }
+                    });
+                }
+                Outcome::Ignore => {}
+            }
+        }
+    }
+
+    fn serve_tcp(&mut self, addr: IpAddr) {
+        let Some(l) = self.listeners.get(&addr) else {
+            return;
+        };
+        while let Ok((conn, from)) = l.tcp.accept() {
+            let table = self.table.clone();
+            let host = self.host.clone();
+            self.spawn(move || tcp_client(conn, from.ip(), &table, &host));
+        }
+    }
+
+    fn spawn(&self, f: impl FnOnce() + Send + 'static) {
+        if self.threads.load(Ordering::Relaxed) >= MAX_THREADS {
+            return;
+        }
+        self.threads.fetch_add(1, Ordering::Relaxed);
+        let count = self.threads.clone();
+        std::thread::spawn(move || {
+            f();
+            count.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+}
+
+fn forward_udp(query: &[u8], servers: &[IpAddr]) -> Option<Vec<u8>> {
+    for s in servers {
+        let bind: SocketAddr = if s.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }
+            .parse()
+            .ok()?;
+        let Ok(sock) = UdpSocket::bind(bind) else {
+            continue;
+        };
+        let _ = sock.set_read_timeout(Some(UPSTREAM_TIMEOUT));
+        if sock.send_to(query, (*s, PORT)).is_err() {
+            continue;
+        }
+        let mut buf = vec![0u8; MAX_MESSAGE];
+        if let Ok((n, _)) = sock.recv_from(&mut buf) {
+            buf.truncate(n);
+            return Some(buf);
+        }
+    }
+    None
+}
+
+fn forward_tcp(query: &[u8], servers: &[IpAddr]) -> Option<Vec<u8>> {
+    for s in servers {
+        let Ok(mut c) = TcpStream::connect_timeout(&SocketAddr::new(*s, PORT), UPSTREAM_TIMEOUT)
+        else {
+            continue;
+        };
+        let _ = c.set_read_timeout(Some(UPSTREAM_TIMEOUT));
+        let len = u16::try_from(query.len()).ok()?.to_be_bytes();
+        if c.write_all(&len).and_then(|_| c.write_all(query)).is_err() {
+            continue;
+        }
+        if let Some(reply) = read_framed(&mut c) {
+            return Some(reply);
+        }
+    }
+    None
+}
+
+fn read_framed(c: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut len = [0u8; 2];
+    c.read_exact(&mut len).ok()?;
+    let mut msg = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    c.read_exact(&mut msg).ok()?;
+    Some(msg)
+}
+
+fn tcp_client(mut conn: TcpStream, from: IpAddr, table: &Table, host: &[IpAddr]) {
+    let _ = conn.set_nonblocking(false);
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+    while let Some(query) = read_framed(&mut conn) {
+        let reply = match answer(&query, from, table, false) {
+            Outcome::Reply(b) => Some(b),
+            Outcome::Forward(s) => forward_tcp(&query, if s.is_empty() { host } else { &s }),
+            Outcome::Ignore => return,
+        };
+        let Some(reply) = reply else { return };
+        let Ok(len) = u16::try_from(reply.len()) else {
+            return;
+        };
+        if conn
+            .write_all(&len.to_be_bytes())
+            .and_then(|_| conn.write_all(&reply))
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// Serves until no network needs it or a signal stops it. The PID file
+/// appears once the first addresses are bound and goes at exit.
+pub fn run(state_dir: &Path) -> io::Result<()> {
+    on_signals();
+    let mut server = Server {
+        store: Store::new(state_dir),
+        state_file: state_dir.join(crate::store::STATE_FILE),
+        seen: None,
+        table: Arc::new(Table::default()),
+        listeners: BTreeMap::new(),
+        host: Arc::new(host_upstreams()),
+        threads: Arc::new(AtomicUsize::new(0)),
+    };
+    let pid_file = state_dir.join(PID_FILE);
+    if !server.refresh() {
+        log("no network needs a DNS server; exiting");
+        return Ok(());
+    }
+    std::fs::write(&pid_file, format!("{}\n", std::process::id()))?;
+    log(&format!("started (pid {})", std::process::id()));
+    while !STOP.load(Ordering::Relaxed) {
+        let addrs: Vec<IpAddr> = server.listeners.keys().copied().collect();
+        let mut fds: Vec<libc::pollfd> = Vec::new();
+        for a in &addrs {
+            let l = &server.listeners[a];
+            for fd in [l.udp.as_raw_fd(), l.tcp.as_raw_fd()] {
+                fds.push(libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+            }
+        }
+        // SAFETY: `fds` is a live, correctly sized array of pollfd.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 100) };
+        if n > 0 {
+            for (i, a) in addrs.iter().enumerate() {
+                if fds[2 * i].revents != 0 {
+                    server.serve_udp(*a);
+                }
+                if fds[2 * i + 1].revents != 0 {
+                    server.serve_tcp(*a);
+                }
+            }
+        }
+        if !server.refresh() {
+            log("no network needs a DNS server any more; exiting");
+            break;
+        }
+    }
+    let _ = std::fs::remove_file(&pid_file);
+    Ok(())
+}

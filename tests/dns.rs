@@ -1,0 +1,250 @@
+//! Name resolution between namespaces, with real resolver clients (glibc's
+//! `getent` through the namespace's resolv.conf, and `dig`) against the DNS
+//! server nsnet starts, each test in its own sandbox. The simulated upstream
+//! DNS server is dnsmasq on 203.0.113.1, answering one name and forwarding
+//! nothing.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Sandbox;
+
+fn getent(sb: &Sandbox, ns: &str, name: &str) -> Option<String> {
+    let out = sb.sh_status(&format!("ip netns exec {ns} getent hosts {name}"));
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `dig` from `ns` to `server`: the status word and the answers.
+fn dig(sb: &Sandbox, ns: &str, server: &str, args: &str) -> (String, String) {
+    // dig exits non-zero when no answer comes: that is an outcome here.
+    let out = sb.sh_status(&format!(
+        "ip netns exec {ns} dig +tries=1 +time=2 @{server} {args} +noall +comments +answer"
+    ));
+    let out = String::from_utf8_lossy(&out.stdout).into_owned();
+    let status = out
+        .split("status: ")
+        .nth(1)
+        .and_then(|s| s.split(',').next())
+        .unwrap_or("no answer")
+        .to_string();
+    let answers = out
+        .lines()
+        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+        .map(|l| l.split_whitespace().last().unwrap_or("").to_string())
+        .collect::<Vec<_>>()
+        .join(" ");
+    (status, answers)
+}
+
+/// Live DNS server processes (a killed one may linger as a zombie until
+/// the machine's init reaps it; that is no server).
+fn dns_pids(sb: &Sandbox) -> String {
+    sb.sh("ps -eo pid=,stat=,comm= | awk '$3 == \"nsnet-dns\" && $2 !~ /^Z/ {print $1}'")
+}
+
+#[test]
+fn members_resolve_each_other_and_nothing_else() {
+    let sb = Sandbox::new();
+    sb.ok(&[
+        "network",
+        "create",
+        "a",
+        "--subnet",
+        "10.61.0.0/24",
+        "--subnet",
+        "fd00:61::/64",
+    ]);
+    sb.ok(&["network", "create", "b", "--subnet", "10.62.0.0/24"]);
+    sb.ok(&["connect", "a", "web", "--alias", "WWW"]);
+    sb.ok(&["connect", "a", "cli"]);
+    sb.ok(&["connect", "b", "db"]);
+    // glibc through /etc/netns/cli/resolv.conf: the name, the search
+    // domain, an alias, case-insensitively.
+    let web = getent(&sb, "cli", "web").expect("web resolves");
+    assert!(
+        web.contains("10.61.0.2") || web.contains("fd00:61::2"),
+        "{web}"
+    );
+    assert!(getent(&sb, "cli", "web.nsnet.internal").is_some());
+    assert!(getent(&sb, "cli", "www").is_some());
+    // dig at the gateway: A, AAAA, PTR, NXDOMAIN.
+    assert_eq!(
+        dig(&sb, "cli", "10.61.0.1", "-q WEB -t A"),
+        ("NOERROR".into(), "10.61.0.2".into())
+    );
+    assert_eq!(
+        dig(&sb, "cli", "10.61.0.1", "-q web -t AAAA"),
+        ("NOERROR".into(), "fd00:61::2".into())
+    );
+    assert_eq!(
+        dig(&sb, "cli", "10.61.0.1", "-x 10.61.0.2"),
+        ("NOERROR".into(), "web.nsnet.internal.".into())
+    );
+    assert_eq!(dig(&sb, "cli", "10.61.0.1", "-q nosuch -t A").0, "NXDOMAIN");
+    // Isolation extends to discovery: db is only on b.
+    assert_eq!(dig(&sb, "cli", "10.61.0.1", "-q db -t A").0, "NXDOMAIN");
+    assert!(getent(&sb, "cli", "db").is_none());
+    assert_eq!(
+        dig(&sb, "db", "10.62.0.1", "-q db -t A"),
+        ("NOERROR".into(), "10.62.0.2".into())
+    );
+    // Nobody from outside gets an answer: not at the gateway, not at the
+    // host's own upstream-facing address.
+    sb.upstream();
+    let (status, _) = dig(&sb, "up", "10.61.0.1", "-q web -t A");
+    assert_eq!(status, "no answer");
+    let (status, _) = dig(&sb, "up", "203.0.113.2", "-q web -t A");
+    assert_eq!(status, "no answer");
+}
+
+#[test]
+fn other_names_are_forwarded_but_not_from_internal_networks() {
+    let sb = Sandbox::new();
+    sb.upstream();
+    let _upstream = Upstream::start(&sb);
+    sb.ok(&[
+        "network",
+        "create",
+        "out",
+        "--subnet",
+        "10.63.0.0/24",
+        "--dns",
+        "203.0.113.1",
+    ]);
+    sb.ok(&[
+        "network",
+        "create",
+        "in",
+        "--subnet",
+        "10.64.0.0/24",
+        "--internal",
+    ]);
+    sb.ok(&["connect", "out", "o1"]);
+    sb.ok(&["connect", "in", "i1"]);
+    assert_eq!(
+        dig(&sb, "o1", "10.63.0.1", "-q example.test -t A"),
+        ("NOERROR".into(), "192.0.2.7".into())
+    );
+    // Over TCP too.
+    assert_eq!(
+        dig(&sb, "o1", "10.63.0.1", "+tcp -q example.test -t A"),
+        ("NOERROR".into(), "192.0.2.7".into())
+    );
+    assert_eq!(
+        dig(&sb, "i1", "10.64.0.1", "-q example.test -t A").0,
+        "REFUSED"
+    );
+}
+
+/// dnsmasq in the upstream namespace, answering example.test.
+struct Upstream(Child);
+
+impl Upstream {
+    fn start(sb: &Sandbox) -> Upstream {
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                "up",
+                "dnsmasq",
+                "--no-daemon",
+                "--no-resolv",
+                "--no-hosts",
+                "--listen-address=203.0.113.1",
+                "--bind-interfaces",
+                "--port=53",
+                "--address=/example.test/192.0.2.7",
+                "--pid-file=",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting dnsmasq (Debian dnsmasq-base)");
+        // Dropped (killed and reaped) on every path, a failed start included.
+        let upstream = Upstream(child);
+        let end = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < end {
+            if dig(sb, "up", "203.0.113.1", "-q example.test -t A").0 == "NOERROR" {
+                return upstream;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("dnsmasq did not start");
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn names_follow_attachments_while_others_query() {
+    let sb = Sandbox::new();
+    sb.ok(&["network", "create", "n", "--subnet", "10.65.0.0/24"]);
+    sb.ok(&["connect", "n", "q"]);
+    for round in 0..10 {
+        let name = format!("x{round}");
+        sb.ok(&["connect", "n", &name]);
+        // Visible as soon as connect returns.
+        let (status, addr) = dig(&sb, "q", "10.65.0.1", &format!("-q {name} -t A"));
+        assert_eq!(status, "NOERROR", "round {round}");
+        assert!(addr.starts_with("10.65.0."), "round {round}: {addr}");
+        // The other names answer the same throughout.
+        assert_eq!(
+            dig(&sb, "q", "10.65.0.1", "-q q -t A"),
+            ("NOERROR".into(), "10.65.0.2".into())
+        );
+        sb.ok(&["disconnect", "n", &name]);
+        assert_eq!(
+            dig(&sb, "q", "10.65.0.1", &format!("-q {name} -t A")).0,
+            "NXDOMAIN",
+            "round {round}"
+        );
+    }
+}
+
+#[test]
+fn the_server_comes_and_goes_with_the_networks() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    sb.ok(&["network", "create", "n", "--subnet", "10.66.0.0/24"]);
+    sb.ok(&["connect", "n", "alpha"]);
+    assert!(!dns_pids(&sb).is_empty(), "no server");
+    // A network without DNS needs none: its gateway is not served.
+    sb.ok(&[
+        "network",
+        "create",
+        "quiet",
+        "--subnet",
+        "10.67.0.0/24",
+        "--no-dns",
+    ]);
+    sb.ok(&["connect", "quiet", "b"]);
+    assert_eq!(dig(&sb, "b", "10.67.0.1", "-q alpha -t A").0, "no answer");
+    assert!(!sb
+        .sh("cat /etc/netns/b/resolv.conf 2>/dev/null || true")
+        .contains("10.67.0.1"));
+    // Killed: check says so, the next command brings it back.
+    sb.sh("pkill -9 -x nsnet-dns");
+    std::thread::sleep(Duration::from_millis(100));
+    let text = sb.drift(&[]);
+    assert!(text.contains("DNS server"), "{text}");
+    sb.ok(&["connect", "n", "c"]);
+    assert_eq!(dig(&sb, "alpha", "10.66.0.1", "-q c -t A").0, "NOERROR");
+    sb.ok(&["network", "rm", "n", "quiet", "--force"]);
+    // No process, no socket, no file left.
+    assert_eq!(dns_pids(&sb), "");
+    assert_eq!(
+        sb.sh("ss -Hlnup 'sport = :53'; ss -Hlntp 'sport = :53'"),
+        ""
+    );
+    common::assert_same(&sb.snapshot(), &before, "teardown");
+    assert_eq!(sb.sh("ls -A /etc/netns 2>/dev/null || true"), "");
+}
