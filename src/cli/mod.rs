@@ -515,13 +515,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Show => out.show(&nsnet.state()?, &output::live_ports()),
         Command::Demo => return demo::run(&out),
         Command::Agent { etcd } => agent(&nsnet, etcd)?,
-        Command::Dns => {
-            require_root("serve DNS")?;
-            nsnet::dns::server::run(&cli.state_dir).map_err(|e| nsnet::Error::WriteFile {
-                path: "nsnet dns".into(),
-                source: e,
-            })?;
-        }
+        Command::Dns => dns_server(&cli.state_dir)?,
         Command::Man { dir } => {
             let written = man_pages(&dir)?;
             out.done(&format!(
@@ -555,6 +549,14 @@ fn check(
     };
     out.check(&report, repair);
     Ok(if report.clean() { 0 } else { 1 })
+}
+
+fn dns_server(state_dir: &std::path::Path) -> Result<()> {
+    require_root("serve DNS")?;
+    nsnet::dns::server::run(state_dir).map_err(|e| nsnet::Error::WriteFile {
+        path: "nsnet dns".into(),
+        source: e,
+    })
 }
 
 fn agent(nsnet: &Nsnet, etcd: Vec<String>) -> Result<()> {
