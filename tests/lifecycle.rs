@@ -199,8 +199,9 @@ fn every_failure_point_of_connect_and_create_is_rolled_back() {
     // 2 forwarding sysctls, firewall
     assert_eq!(inject(&create, &before), 9);
     let mid = sb.snapshot();
-    // netns, veth, hairpin, lo up, 2 addresses, eth0 up, 2 routes, firewall
-    assert_eq!(inject(&["connect", "r", "c1", "-p", "8080:80"], &mid), 10);
+    // netns, veth, hairpin, lo up, 2 addresses, eth0 up, 2 routes, firewall,
+    // resolv.conf (DNS)
+    assert_eq!(inject(&["connect", "r", "c1", "-p", "8080:80"], &mid), 11);
     sb.ok(&["disconnect", "r", "c1"]);
     common::assert_same(&sb.snapshot(), &mid, "teardown");
     sb.ok(&["connect", "r", "c1"]);
@@ -227,7 +228,7 @@ fn every_failure_point_of_connect_and_create_is_rolled_back() {
     sb.sh("sysctl -qw net.bridge.bridge-nf-call-iptables=0");
     let mid = sb.snapshot();
     // ... plus the port isolation step
-    assert_eq!(inject(&["connect", "s", "c2", "-p", "8081:80"], &mid), 11);
+    assert_eq!(inject(&["connect", "s", "c2", "-p", "8081:80"], &mid), 12);
 }
 
 #[test]

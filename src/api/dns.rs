@@ -16,7 +16,7 @@ use crate::dns::records::Table;
 use crate::dns::server::{PID_FILE, PORT};
 use crate::model::State;
 
-const READY_WAIT: Duration = Duration::from_secs(3);
+const READY_WAIT: Duration = Duration::from_secs(1);
 /// The server's stderr, when a command started it.
 pub const LOG_FILE: &str = "dns.log";
 

@@ -37,7 +37,9 @@ impl Table {
         let zones = state
             .networks
             .values()
-            .filter(|n| n.dns)
+            // A network whose bridge carries no address (isolated) has no
+            // gateway to serve on.
+            .filter(|n| n.dns && n.has_gateway_addresses())
             .map(|n| {
                 let mut zone = Zone {
                     network: n.name.clone(),

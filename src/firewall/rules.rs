@@ -625,9 +625,13 @@ fn network_rules(net: &Network, bridges: &[&str]) -> Vec<Value> {
             // the bridge takes the address of that interface, as Docker does;
             // but for traffic to other hosts of an overlay network, which
             // keeps its source.
+            // Never what the host sends itself over loopback (from a
+            // gateway address to its own DNS server, say): that has no
+            // other address to take.
             let mut expr = vec![
                 addr_match("saddr", &s.cidr),
                 ifname_match("oifname", "!=", &net.bridge),
+                ifname_match("oifname", "!=", "lo"),
             ];
             if let Some(o) = &net.overlay {
                 expr.push(json!({"match": {"op": "!=", "left": {"payload": {"protocol": "ip", "field": "daddr"}},

@@ -316,7 +316,11 @@ pub fn resolv_steps(after: &mut State) -> Vec<Op> {
     use crate::model::{ResolvConf, DNS_OWNER};
     use std::collections::BTreeMap;
     let mut wanted: BTreeMap<String, ResolvConf> = BTreeMap::new();
-    for net in after.networks.values().filter(|n| n.dns) {
+    for net in after
+        .networks
+        .values()
+        .filter(|n| n.dns && n.has_gateway_addresses())
+    {
         for a in &net.attachments {
             let Some(name) = a.namespace.name() else {
                 continue;
