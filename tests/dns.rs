@@ -194,7 +194,12 @@ fn names_follow_attachments_while_others_query() {
         sb.ok(&["connect", "n", &name]);
         // Visible as soon as connect returns.
         let (status, addr) = dig(&sb, "q", "10.65.0.1", &format!("-q {name} -t A"));
-        assert_eq!(status, "NOERROR", "round {round}");
+        assert_eq!(
+            status,
+            "NOERROR",
+            "round {round}; server log: {}",
+            sb.sh("cat /run/nsnet/dns.log 2>/dev/null || true")
+        );
         assert!(addr.starts_with("10.65.0."), "round {round}: {addr}");
         // The other names answer the same throughout.
         assert_eq!(

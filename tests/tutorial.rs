@@ -100,7 +100,7 @@ fn nat_lets_namespaces_reach_upstream_with_the_hosts_address() {
 
     let rules = sb.sh("nft list table inet nsnet");
     assert!(
-        rules.contains("ip saddr 172.17.0.0/16 oifname != \"nat\" masquerade"),
+        rules.contains("ip saddr 172.17.0.0/16 oifname != \"nat\" oifname != \"lo\" masquerade"),
         "{rules}"
     );
     // --no-masquerade: nothing leaving the network is rewritten (only

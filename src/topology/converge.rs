@@ -52,6 +52,8 @@ fn network_matches(net: &Network, req: &CreateRequest) -> bool {
         && net.trusted_interfaces == req.trusted_interfaces
         && net.isolate == req.isolate
         && net.mtu == req.mtu
+        && net.dns == req.dns
+        && net.dns_domain == req.dns_domain
 }
 
 /// Whether a recorded attachment is what the request describes. Addresses
@@ -68,7 +70,11 @@ fn attachment_matches(att: &Attachment, req: &ConnectRequest) -> bool {
             .iter()
             .zip(&req.publish)
             .all(|(have, want)| have.fulfils(want));
-    att.ifname == req.ifname() && att.mac == mac && ports_match && ips_match
+    att.ifname == req.ifname()
+        && att.mac == mac
+        && ports_match
+        && ips_match
+        && att.aliases == req.aliases
 }
 
 /// Objects of a file that the kernel no longer has as recorded.

@@ -62,6 +62,9 @@ struct NetworkSpec {
     trusted_interfaces: Vec<Spanned<String>>,
     isolate: Option<bool>,
     mtu: Option<Spanned<u32>>,
+    /// Names of the network's namespaces resolve (default true).
+    dns: Option<bool>,
+    dns_domain: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -91,6 +94,8 @@ struct AttachSpec {
     mac: Option<Spanned<String>>,
     #[serde(default)]
     publish: Vec<Spanned<String>>,
+    #[serde(default)]
+    aliases: Vec<Spanned<String>>,
 }
 
 /// A validated topology: requests for the model, plus per-namespace DNS.
@@ -345,6 +350,12 @@ fn network(
         trusted_interfaces,
         isolate: n.isolate.unwrap_or(true),
         mtu: n.mtu.as_ref().map(|m| *m.get_ref()),
+        dns: n.dns.unwrap_or(true),
+        dns_domain: n
+            .dns_domain
+            .as_ref()
+            .map(|d| names::validate_domain(d.get_ref()).map_err(|e| cx.err(d.span(), e)))
+            .transpose()?,
         ..CreateRequest::named(name.get_ref())
     })
 }
@@ -403,6 +414,10 @@ fn attachment(
     );
     if let Some(m) = &a.mac {
         req.mac = Some(names::parse_mac(m.get_ref()).map_err(|e| cx.err(m.span(), e))?);
+    }
+    for alias in &a.aliases {
+        req.aliases
+            .push(names::validate_domain(alias.get_ref()).map_err(|e| cx.err(alias.span(), e))?);
     }
     let (ips, ip_span): (Vec<String>, Range<usize>) = match &a.ip {
         None => (vec![], 0..0),
@@ -465,6 +480,31 @@ mod tests {
 
     fn bad(text: &str) -> String {
         crate::error_chain(&parse("t.toml", "/t.toml", text).unwrap_err())
+    }
+
+    #[test]
+    fn dns_keys_parse_and_bad_names_are_located() {
+        let t = parse(
+            "t.toml",
+            "/t.toml",
+            r#"
+[networks.a]
+subnets = ["10.0.0.0/24"]
+dns = false
+[networks.b]
+subnets = ["10.1.0.0/24"]
+dns_domain = "Lab.Example"
+[namespaces.web]
+attach = [{ network = "b", aliases = ["WWW", "api"] }]
+"#,
+        )
+        .unwrap();
+        let (a, b) = (&t.networks[0], &t.networks[1]);
+        assert!(!a.dns && b.dns);
+        assert_eq!(b.dns_domain.as_deref(), Some("lab.example"));
+        assert_eq!(t.attachments[0].aliases, vec!["www", "api"]);
+        let e = bad("[networks.b]\nsubnets = [\"10.1.0.0/24\"]\n[namespaces.web]\nattach = [{ network = \"b\", aliases = [\"no_way\"] }]\n");
+        assert!(e.starts_with("t.toml:4:") && e.contains("no_way"), "{e}");
     }
 
     #[test]
