@@ -40,10 +40,16 @@ fn dig(sb: &Sandbox, ns: &str, server: &str, args: &str) -> (String, String) {
     (status, answers)
 }
 
-/// Live DNS server processes (a killed one may linger as a zombie until
-/// the machine's init reaps it; that is no server).
+/// Live DNS server processes of this sandbox (its network namespace: other
+/// tests run servers of their own at the same time; a killed one may
+/// linger as a zombie until the machine's init reaps it, which is no
+/// server).
 fn dns_pids(sb: &Sandbox) -> String {
-    sb.sh("ps -eo pid=,stat=,comm= | awk '$3 == \"nsnet-dns\" && $2 !~ /^Z/ {print $1}'")
+    sb.sh(
+        "me=$(readlink /proc/self/ns/net); \
+         ps -eo pid=,stat=,comm= | awk '$3 == \"nsnet-dns\" && $2 !~ /^Z/ {print $1}' | \
+         while read -r p; do [ \"$(readlink /proc/$p/ns/net 2>/dev/null)\" = \"$me\" ] && echo $p; done; true",
+    )
 }
 
 #[test]
@@ -237,7 +243,8 @@ fn the_server_comes_and_goes_with_the_networks() {
         .sh("cat /etc/netns/b/resolv.conf 2>/dev/null || true")
         .contains("10.67.0.1"));
     // Killed: check says so, the next command brings it back.
-    sb.sh("pkill -9 -x nsnet-dns");
+    // Only this sandbox's server: other tests run theirs meanwhile.
+    sb.sh("kill -9 $(cat /run/nsnet/dns.pid)");
     std::thread::sleep(Duration::from_millis(100));
     let text = sb.drift(&[]);
     assert!(text.contains("DNS server"), "{text}");
