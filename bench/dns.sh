@@ -23,7 +23,11 @@ SECS=${1:-20}
 AARDVARK=/usr/lib/podman/aardvark-dns
 tmp=$(mktemp -d)
 ad_pid=
-trap '[ -n "$ad_pid" ] && kill "$ad_pid" 2>/dev/null; "$NSNET" -q network rm n ad --force 2>/dev/null || true' EXIT
+cleanup() {
+  if [ -n "$ad_pid" ]; then kill "$ad_pid" 2>/dev/null || true; fi
+  "$NSNET" -q network rm n ad --force 2>/dev/null || true
+}
+trap cleanup EXIT
 
 "$NSNET" -q network create n --subnet 10.90.0.0/16
 "$NSNET" -q network create ad --subnet 10.91.0.0/16 --no-dns
@@ -33,24 +37,29 @@ trap '[ -n "$ad_pid" ] && kill "$ad_pid" 2>/dev/null; "$NSNET" -q network rm n a
 "$NSNET" -q connect ad client --ifname eth1
 
 mkdir -p "$tmp/aardvark"
+# aardvark-dns answers only sources it knows as containers of the network:
+# the client is one of its entries too.
+client_ad=$(ip -n client -4 -o addr show dev eth1 | awk '{print $4}' | cut -d/ -f1)
 {
   echo "10.91.0.1"
+  printf '%064x %s  client\n' 0 "$client_ad"
   for i in $(seq 500); do
-    printf 'c%064d 10.91.%d.%d  h%d\n' "$i" $((i / 250)) $((i % 250 + 10)) "$i"
+    printf '%064x 10.91.%d.%d  h%d\n' "$i" $((i / 200 + 1)) $((i % 200 + 10)) "$i"
   done
 } > "$tmp/aardvark/ad"
 "$AARDVARK" --config "$tmp/aardvark" -p 53 run >"$tmp/aardvark.log" 2>&1 &
 ad_pid=$!
 for _ in $(seq 100); do
-  dig +short +tries=1 +time=1 @10.91.0.1 h1 A 2>/dev/null | grep -q . && break
-  ip netns exec client dig +short +tries=1 +time=1 @10.91.0.1 h1 A | grep -q . && break
+  ip netns exec client dig +short +tries=1 +time=1 @10.91.0.1 h1 A 2>/dev/null | grep -q '^10\.' && break
   sleep 0.05
 done
+ip netns exec client dig +short +tries=1 +time=1 @10.91.0.1 h1 A | grep -q '^10\.' ||
+  { echo "aardvark-dns does not answer: $(cat "$tmp/aardvark.log")" >&2; exit 1; }
 
 for i in $(seq 500); do echo "h$i A"; done > "$tmp/queries"
 run() {
   ip netns exec client dnsperf -s "$1" -d "$tmp/queries" -l "$SECS" -c 4 -Q 1000000 2>&1 |
-    awk '/Queries per second/ {q=$4} /Average Latency/ {a=$4} /Latency StdDev/ {sd=$4} END {printf "%s %s %s", q, a, sd}'
+    awk '/Queries per second/ {q=$4} /Average Latency/ {a=$4} /Latency StdDev/ {sd=$4} END {printf "%s %s %s\n", q, a, sd}'
 }
 echo "## dnsperf, A queries for 500 names, ${SECS} s, 4 clients"
 read -r nq na nsd < <(run 10.90.0.1)
@@ -127,5 +136,5 @@ dpid=$!
 for _ in $(seq 200); do [ -f "$big/dns.pid" ] && break; sleep 0.02; done
 sleep 0.2
 echo "  nsnet-dns RSS: $(awk '/VmRSS/ {print $2 / 1024 " MB"}' /proc/$dpid/status)"
-kill "$dpid"; wait "$dpid" 2>/dev/null || true
+kill "$dpid" 2>/dev/null || true; wait "$dpid" 2>/dev/null || true
 rm -rf "$big"

@@ -87,12 +87,17 @@ struct Server {
     listeners: BTreeMap<IpAddr, Listener>,
     host: Arc<Vec<IpAddr>>,
     threads: Arc<AtomicUsize>,
+    checked: std::time::Instant,
 }
+
+/// How stale the record may be under load (see `serve_udp`).
+const RECHECK: Duration = Duration::from_millis(1);
 
 impl Server {
     /// Re-reads the record if the state file changed; false when the
     /// server is no longer needed.
     fn refresh(&mut self) -> bool {
+        self.checked = std::time::Instant::now();
         let id = std::fs::metadata(&self.state_file)
             .ok()
             .map(|m| (m.ino(), m.mtime(), m.mtime_nsec(), m.len()));
@@ -132,7 +137,12 @@ impl Server {
         let sock = l.udp.clone();
         let mut buf = vec![0u8; MAX_MESSAGE];
         while let Ok((n, from)) = sock.recv_from(&mut buf) {
-            if !self.refresh() {
+            // The record is looked at once per millisecond under load, and
+            // always for a query from the host itself: every command that
+            // changes the record asks one (from a gateway address) before it
+            // returns, so what it did is visible to the next query.
+            let from_host = self.listeners.contains_key(&from.ip());
+            if (from_host || self.checked.elapsed() >= RECHECK) && !self.refresh() {
                 return;
             }
             match answer(&buf[..n], from.ip(), &self.table, true) {
@@ -264,6 +274,7 @@ pub fn run(state_dir: &Path) -> io::Result<()> {
         listeners: BTreeMap::new(),
         host: Arc::new(host_upstreams()),
         threads: Arc::new(AtomicUsize::new(0)),
+        checked: std::time::Instant::now(),
     };
     let pid_file = state_dir.join(PID_FILE);
     if !server.refresh() {
