@@ -174,8 +174,16 @@ impl NetConf {
             trusted_interfaces: self.trusted_interfaces.clone(),
             isolate: self.isolate.unwrap_or(true),
             mtu: self.mtu,
+            dns: self.nsnet_dns(),
             ..CreateRequest::named(&self.name)
         })
+    }
+
+    /// Whether nsnet's DNS serves the network: `"dns": false` turns it off;
+    /// a DNS object (the CNI spec's, which the runtime may pass) leaves it
+    /// on and is passed through in results.
+    pub fn nsnet_dns(&self) -> bool {
+        !matches!(self.dns, Some(Value::Bool(false)))
     }
 
     /// `runtimeConfig.ips`, as text.
@@ -319,6 +327,14 @@ mod tests {
             r#"{{"cniVersion": "1.0.0", "name": "podnet", "type": "nsnet", "subnets": ["10.66.0.0/24"]{extra}}}"#
         );
         NetConf::parse(text.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn dns_false_turns_nsnet_dns_off_and_a_dns_object_keeps_it() {
+        assert!(conf("").network_request().unwrap().dns);
+        assert!(!conf(r#", "dns": false"#).network_request().unwrap().dns);
+        let c = conf(r#", "dns": {"nameservers": ["192.0.2.53"]}"#);
+        assert!(c.network_request().unwrap().dns);
     }
 
     #[test]
