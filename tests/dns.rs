@@ -260,3 +260,42 @@ fn the_server_comes_and_goes_with_the_networks() {
     common::assert_same(&sb.snapshot(), &before, "teardown");
     assert_eq!(sb.sh("ls -A /etc/netns 2>/dev/null || true"), "");
 }
+
+#[test]
+fn a_routed_network_answers_no_query_from_outside() {
+    let sb = Sandbox::new();
+    sb.upstream();
+    sb.ok(&[
+        "network",
+        "create",
+        "r",
+        "--subnet",
+        "10.68.0.0/24",
+        "--gateway-mode",
+        "routed",
+    ]);
+    sb.ok(&["connect", "r", "srv"]);
+    // The simulated outside routes to the subnet (routed mode lets it in
+    // for published ports and ping), but DNS at the gateway is not for it.
+    sb.sh("ip -n up route add 10.68.0.0/24 via 203.0.113.2");
+    sb.sh("ip netns exec up ping -c 1 -W 2 10.68.0.2");
+    assert_eq!(dig(&sb, "up", "10.68.0.1", "-q srv -t A").0, "no answer");
+    assert_eq!(
+        dig(&sb, "up", "10.68.0.1", "+tcp -q srv -t A").0,
+        "no answer"
+    );
+    assert_eq!(
+        dig(&sb, "srv", "10.68.0.1", "-q srv -t A"),
+        ("NOERROR".into(), "10.68.0.2".into())
+    );
+    // Not only the server's member check: the firewall drops such queries
+    // before they reach it (a spoofed member address included).
+    let rules = sb.sh("nft list table inet nsnet");
+    for l4 in ["udp", "tcp"] {
+        let rule = rules
+            .lines()
+            .find(|l| l.contains(&format!("ip daddr 10.68.0.1 {l4} dport 53 iifname != ")))
+            .unwrap_or_else(|| panic!("no {l4} DNS rule: {rules}"));
+        assert!(rule.contains("drop"), "{rule}");
+    }
+}

@@ -399,6 +399,27 @@ fn protection_rules(net: &Network, state: &State) -> Vec<Value> {
         drop.push(json!({"drop": null}));
         out.push(rule(FORWARD, &comment, drop));
     }
+    if net.dns && net.has_gateway_addresses() {
+        // nsnet's DNS server answers on the gateways for members only: a
+        // query that reaches a gateway from anywhere but its bridge (or the
+        // host itself) is dropped before it gets there, whatever the mode.
+        let from: Vec<&str> = vec![net.bridge.as_str(), "lo"];
+        for s in &net.subnets {
+            let v4 = s.cidr.addr().is_ipv4();
+            for l4 in ["udp", "tcp"] {
+                out.push(rule(
+                    RAW_PREROUTING,
+                    &comment,
+                    vec![
+                        json!({"match": {"op": "==", "left": {"payload": {"protocol": proto(v4), "field": "daddr"}}, "right": s.gateway.to_string()}}),
+                        json!({"match": {"op": "==", "left": {"payload": {"protocol": l4, "field": "dport"}}, "right": 53}}),
+                        not_from(&from),
+                        json!({"drop": null}),
+                    ],
+                ));
+            }
+        }
+    }
     if !net.icc {
         // Published ports (DNAT) were accepted above; anything else that
         // the host would route from the bridge back onto it is not.
