@@ -195,6 +195,40 @@ fn names_follow_attachments_while_others_query() {
     let sb = Sandbox::new();
     sb.ok(&["network", "create", "n", "--subnet", "10.65.0.0/24"]);
     sb.ok(&["connect", "n", "q"]);
+    // Meanwhile, q keeps asking for its own name (bounded: until the rounds
+    // are done, at most 5,000 queries): every one must be answered, right.
+    let sock = sb.udp_socket("q", "0.0.0.0:0");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let querier = std::thread::spawn(move || {
+        use hickory_proto::op::{Message, Query};
+        use hickory_proto::rr::{Name, RData, RecordType};
+        let (mut asked, mut wrong) = (0u32, Vec::new());
+        let mut buf = [0u8; 512];
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) && asked < 5000 {
+            asked += 1;
+            let mut m = Message::query();
+            m.metadata.id = asked as u16;
+            m.add_query(Query::query(Name::from_ascii("q.").unwrap(), RecordType::A));
+            sock.send_to(&m.to_vec().unwrap(), "10.65.0.1:53").unwrap();
+            let got = sock
+                .recv_from(&mut buf)
+                .map_err(|e| e.to_string())
+                .and_then(|(n, _)| Message::from_vec(&buf[..n]).map_err(|e| e.to_string()));
+            match got {
+                Ok(r)
+                    if r.metadata.id == asked as u16
+                        && r.answers.len() == 1
+                        && r.answers[0].data
+                            == RData::A(
+                                "10.65.0.2".parse::<std::net::Ipv4Addr>().unwrap().into(),
+                            ) => {}
+                other => wrong.push(format!("query {asked}: {other:?}")),
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        (asked, wrong)
+    });
     for round in 0..10 {
         let name = format!("x{round}");
         sb.ok(&["connect", "n", &name]);
@@ -219,6 +253,15 @@ fn names_follow_attachments_while_others_query() {
             "round {round}"
         );
     }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (asked, wrong) = querier.join().unwrap();
+    assert!(asked > 20, "only {asked} queries");
+    assert!(
+        wrong.is_empty(),
+        "{} of {asked} wrong or lost: {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(5)]
+    );
 }
 
 #[test]
