@@ -405,8 +405,9 @@ fn check_and_repair_cover_the_protection_rules() {
     sb.ok(&["check"]);
     sb.sh("nft flush chain inet nsnet raw_prerouting && nft flush set inet nsnet routed4");
     let text = sb.drift(&[]);
+    // d's protection rule, and each network's two DNS rules (UDP, TCP).
     assert!(
-        text.contains("chain raw_prerouting: 1 rule(s) missing"),
+        text.contains("chain raw_prerouting: 5 rule(s) missing"),
         "{text}"
     );
     assert!(
