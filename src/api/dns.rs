@@ -100,17 +100,17 @@ impl Nsnet {
     }
 
     fn start_dns(&self, dir: &Path) -> Result<()> {
-        let exe = std::env::current_exe().map_err(|e| super::Error::WriteFile {
-            path: "nsnet dns".into(),
-            source: e,
+        let exe = std::env::current_exe().map_err(|source| super::Error::DnsServer {
+            what: "finding the nsnet binary to start it",
+            source,
         })?;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(dir.join(LOG_FILE))
-            .map_err(|e| super::Error::WriteFile {
-                path: dir.join(LOG_FILE).display().to_string(),
-                source: e,
+            .map_err(|source| super::Error::DnsServer {
+                what: "opening its log file",
+                source,
             })?;
         use std::os::unix::process::CommandExt;
         Command::new(exe)
@@ -123,9 +123,9 @@ impl Nsnet {
             .stderr(log)
             .process_group(0)
             .spawn()
-            .map_err(|e| super::Error::WriteFile {
-                path: "nsnet dns".into(),
-                source: e,
+            .map_err(|source| super::Error::DnsServer {
+                what: "starting it",
+                source,
             })?;
         Ok(())
     }

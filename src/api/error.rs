@@ -53,6 +53,12 @@ pub enum Error {
     NoUnderlay { addr: std::net::IpAddr },
     #[error("etcd endpoint {endpoint} is not a URL of the form http://HOST:PORT")]
     BadEndpoint { endpoint: String },
+    /// Starting or running the host's DNS server failed.
+    #[error("DNS server: {what}")]
+    DnsServer {
+        what: &'static str,
+        source: std::io::Error,
+    },
     #[error("command arguments must not contain NUL bytes")]
     NulInArguments,
     #[error("exec in namespace {namespace}: {what}")]

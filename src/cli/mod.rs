@@ -553,9 +553,9 @@ fn check(
 
 fn dns_server(state_dir: &std::path::Path) -> Result<()> {
     require_root("serve DNS")?;
-    nsnet::dns::server::run(state_dir).map_err(|e| nsnet::Error::WriteFile {
-        path: "nsnet dns".into(),
-        source: e,
+    nsnet::dns::server::run(state_dir).map_err(|source| nsnet::Error::DnsServer {
+        what: "serving",
+        source,
     })
 }
 
