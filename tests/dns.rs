@@ -151,7 +151,7 @@ struct Upstream(Child);
 
 impl Upstream {
     fn start(sb: &Sandbox) -> Upstream {
-        let child = Command::new("ip")
+        let child = common::bound_to_test(&mut Command::new("ip"))
             .args([
                 "netns",
                 "exec",

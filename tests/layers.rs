@@ -17,7 +17,7 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
         ("plan", below(&["model", "firewall::rules"])),
         ("store", below(&["model"])),
         ("cluster", below(&["model"])),
-        ("dns", below(&["model", "store"])),
+        ("dns", below(&["model", "store", "kernel"])),
         ("apply", below(&["plan", "model", "kernel", "firewall"])),
         (
             "check",
@@ -29,7 +29,7 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
                 "check", "apply", "plan", "store", "cluster", "dns", "model", "kernel", "firewall",
             ]),
         ),
-        ("agent", below(&["api", "cluster", "model"])),
+        ("agent", below(&["api", "cluster", "model", "kernel"])),
         (
             "topology",
             below(&[

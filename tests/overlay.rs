@@ -67,7 +67,7 @@ impl Cluster {
     }
 
     fn start_etcd(&mut self) {
-        let child = Command::new("etcd")
+        let child = common::bound_to_test(&mut Command::new("etcd"))
             .args([
                 "--name",
                 "e1",
@@ -152,8 +152,8 @@ impl Cluster {
 
     fn start_agent(&mut self, i: usize) {
         let log = std::fs::File::create(format!("/run/agent-h{i}.log")).unwrap();
-        let child = self
-            .cmd(i, &["agent"])
+        let mut cmd = self.cmd(i, &["agent"]);
+        let child = common::bound_to_test(&mut cmd)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -7,7 +7,7 @@
 //! reports, or a list that lacks the peer, does. It follows the local
 //! record, so networks joined or left while it runs are picked up.
 //!
-//! May import `api`, `cluster` and `model`.
+//! May import `api`, `cluster`, `model` and `kernel` (signals).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,9 +23,6 @@ use crate::cluster::{claim_of, ClaimRequest, Registry};
 use crate::model::overlay::{keys, Peer};
 use crate::model::Network;
 use crate::Nsnet;
-
-/// Set by SIGTERM or SIGINT.
-static STOP: AtomicBool = AtomicBool::new(false);
 
 /// How often the local record is re-read for networks joined or left.
 const FOLLOW_INTERVAL: Duration = Duration::from_millis(500);
@@ -45,20 +42,8 @@ fn log(text: &str) {
     eprintln!("nsnet-agent: [{t:8.3}] {text}");
 }
 
-fn on_signals() {
-    extern "C" fn on_signal(_: libc::c_int) {
-        STOP.store(true, Ordering::Relaxed);
-    }
-    // SAFETY: the handler only stores to an atomic (async-signal-safe).
-    // prctl(PR_SET_NAME) reads a NUL-terminated string we own.
-    unsafe {
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = on_signal as *const () as libc::sighandler_t;
-        libc::sigemptyset(&mut action.sa_mask);
-        libc::sigaction(libc::SIGTERM, &action, std::ptr::null_mut());
-        libc::sigaction(libc::SIGINT, &action, std::ptr::null_mut());
-        libc::prctl(libc::PR_SET_NAME, c"nsnet-agent".as_ptr());
-    }
+fn stop_flag() -> &'static AtomicBool {
+    crate::kernel::stop_on(&[])
 }
 
 /// One overlay network this agent serves: its threads stop when `stop` is
@@ -68,15 +53,16 @@ struct Member {
 }
 
 fn stopped(flag: &AtomicBool) -> bool {
-    flag.load(Ordering::Relaxed) || STOP.load(Ordering::Relaxed)
+    flag.load(Ordering::Relaxed) || stop_flag().load(Ordering::Relaxed)
 }
 
 /// Runs until SIGTERM or SIGINT.
 pub fn run(nsnet: &Nsnet, opts: &Options) -> crate::Result<()> {
-    on_signals();
+    crate::kernel::stop_on(&[libc::SIGTERM, libc::SIGINT]);
+    crate::kernel::name_process(c"nsnet-agent");
     log(&format!("started (pid {})", std::process::id()));
     let mut members: BTreeMap<String, (Network, Member)> = BTreeMap::new();
-    while !STOP.load(Ordering::Relaxed) {
+    while !stop_flag().load(Ordering::Relaxed) {
         let state = match nsnet.state() {
             Ok(s) => s,
             Err(e) => {
@@ -196,7 +182,7 @@ fn keep_claim(net: &Network, stop: &AtomicBool) {
             }
         }
     }
-    if let (Some(id), false) = (lease, STOP.load(Ordering::Relaxed)) {
+    if let (Some(id), false) = (lease, stop_flag().load(Ordering::Relaxed)) {
         let _ = registry.client().revoke(id);
     }
 }

@@ -16,9 +16,7 @@ impl Nsnet {
 
     /// The DNS server runs when a network needs it.
     fn check_dns(&self, state: &State, report: &mut Report) {
-        let needed = !crate::dns::records::Table::from_state(state)
-            .listen_addresses()
-            .is_empty();
+        let needed = !crate::dns::records::listen_addresses(state).is_empty();
         if needed && super::dns::running(self.store.dir()).is_none() {
             report.drift.push(check::Finding::DnsServerDown);
         }

@@ -12,7 +12,7 @@ use hickory_proto::op::{Message, Query};
 use hickory_proto::rr::{Name, RecordType};
 
 use super::{Nsnet, Result};
-use crate::dns::records::Table;
+use crate::dns::records::listen_addresses;
 use crate::dns::server::{PID_FILE, PORT};
 use crate::model::State;
 
@@ -65,7 +65,7 @@ impl Nsnet {
     /// answers on every gateway (or is gone).
     pub(super) fn ensure_dns(&self, state: &State) -> Result<()> {
         let dir = self.store.dir().to_path_buf();
-        let wanted = Table::from_state(state).listen_addresses();
+        let wanted = listen_addresses(state);
         if wanted.is_empty() {
             if let Some(pid) = running(&dir) {
                 // SAFETY: kill(2) with a PID read from our PID file whose

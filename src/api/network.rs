@@ -13,22 +13,21 @@ impl Nsnet {
         }
         require_root("create networks")?;
         let (lock, state) = self.begin()?;
-        let mut kernel = LiveKernel::new();
-        let facts = facts::host_facts(
-            &mut LiveProbe {
-                kernel: &mut kernel,
-            },
-            req,
-        )?;
-        let (new_state, ops) = plan_create(&state, req, &facts)?;
-        self.commit(
-            &lock,
-            &state,
-            &new_state,
-            &ops,
-            Mode::AllOrNothing,
-            &mut kernel,
-        )?;
+        self.make_network(&lock, &state, req, &mut LiveKernel::new())
+    }
+
+    /// Gathers the host's facts, plans the network of `req` and commits
+    /// it: the local part of every driver's create.
+    pub(super) fn make_network(
+        &self,
+        lock: &crate::store::Lock,
+        state: &crate::model::State,
+        req: &CreateRequest,
+        kernel: &mut LiveKernel,
+    ) -> Result<Network> {
+        let facts = facts::host_facts(&mut LiveProbe { kernel }, req)?;
+        let (new_state, ops) = plan_create(state, req, &facts)?;
+        self.commit(lock, state, &new_state, &ops, Mode::AllOrNothing, kernel)?;
         Ok(new_state.networks[&req.name].clone())
     }
 

@@ -6,14 +6,14 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 
 use ipnet::{IpNet, Ipv4Net};
 
-use super::{facts, require_root, Error, Mode, Nsnet, Result};
+use super::{require_root, Error, Nsnet, Result};
 use crate::apply::LiveKernel;
 use crate::check::{LiveProbe, Probe};
 use crate::cluster::{ClaimRequest, Registry};
 use crate::kernel::netlink::Handle;
 use crate::model::overlay::{self, Overlay, OverlayRequest, Peer, Reservation};
 use crate::model::{names, CreateRequest, Network, Rejection};
-use crate::plan::network::{check_overlay, plan_create};
+use crate::plan::network::check_overlay;
 use crate::plan::Target;
 
 /// The host and port of an etcd endpoint URL.
@@ -143,24 +143,7 @@ impl Nsnet {
             joined: Some(joined),
             ..req.clone()
         };
-        let made = facts::host_facts(
-            &mut LiveProbe {
-                kernel: &mut kernel,
-            },
-            &local,
-        )
-        .and_then(|facts| Ok(plan_create(&state, &local, &facts)?))
-        .and_then(|(new_state, ops)| {
-            self.commit(
-                &lock,
-                &state,
-                &new_state,
-                &ops,
-                Mode::AllOrNothing,
-                &mut kernel,
-            )?;
-            Ok(new_state.networks[&req.name].clone())
-        });
+        let made = self.make_network(&lock, &state, &local, &mut kernel);
         if made.is_err() {
             let _ = registry.leave(&req.name, &asked.config, &subnet);
             let _ = registry.client().revoke(lease);
@@ -219,8 +202,10 @@ pub fn reconcile_peers(net: &Network, wanted: &[Peer]) -> Result<usize> {
         .collect();
     let remove: Vec<Peer> = present
         .iter()
-        .filter(|p| !wanted.iter().any(|w| w.subnet == p.subnet && *w == **p))
-        .filter(|p| !add.iter().any(|a| a.subnet == p.subnet && a.mac == p.mac))
+        // A peer that changed is replaced in place by its new entries.
+        .filter(|p| {
+            !wanted.contains(p) && !add.iter().any(|a| a.subnet == p.subnet && a.mac == p.mac)
+        })
         .cloned()
         .collect();
     if !remove.is_empty() {

@@ -718,21 +718,7 @@ fn namespace(nsnet: &Nsnet, out: &output::Printer, cmd: NsCmd) -> Result<()> {
 /// Ctrl-C stops a ping early, which then prints its statistics and exits
 /// with ping's status, as ping(8) does.
 fn stop_on_interrupt() -> &'static std::sync::atomic::AtomicBool {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    static STOP: AtomicBool = AtomicBool::new(false);
-    extern "C" fn on_signal(_: libc::c_int) {
-        STOP.store(true, Ordering::Relaxed);
-    }
-    // SAFETY: the handler only stores to an atomic (async-signal-safe);
-    // without SA_RESTART a blocked receive returns EINTR and the loop
-    // sees the flag.
-    unsafe {
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = on_signal as *const () as libc::sighandler_t;
-        libc::sigemptyset(&mut action.sa_mask);
-        libc::sigaction(libc::SIGINT, &action, std::ptr::null_mut());
-    }
-    &STOP
+    nsnet::kernel::stop_on(&[libc::SIGINT])
 }
 
 /// A namespace that does not exist, with the closest name under

@@ -5,7 +5,7 @@
 //! from memory in microseconds, and only forwarding waits on the network,
 //! on threads of its own.
 //!
-//! Imports `model` and `store`.
+//! Imports `model`, `store` and `kernel` (signals).
 
 pub mod answer;
 pub mod records;

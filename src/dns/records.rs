@@ -26,6 +26,26 @@ pub struct Zone {
     pub gateways: Vec<IpAddr>,
 }
 
+/// Whether a network is served: DNS on, and a gateway address to serve
+/// on (an isolated network's bridge has none).
+fn served(n: &crate::model::Network) -> bool {
+    n.dns && n.has_gateway_addresses()
+}
+
+/// The gateways a server must listen on for `state`, without building
+/// the zones (every changing command asks).
+pub fn listen_addresses(state: &State) -> Vec<IpAddr> {
+    let mut out: Vec<IpAddr> = state
+        .networks
+        .values()
+        .filter(|n| served(n))
+        .flat_map(|n| n.subnets.iter().map(|s| s.gateway))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// Every DNS-enabled network's zone.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Table {
@@ -37,9 +57,7 @@ impl Table {
         let zones = state
             .networks
             .values()
-            // A network whose bridge carries no address (isolated) has no
-            // gateway to serve on.
-            .filter(|n| n.dns && n.has_gateway_addresses())
+            .filter(|n| served(n))
             .map(|n| {
                 let mut zone = Zone {
                     network: n.name.clone(),

@@ -13,7 +13,7 @@ use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,26 +28,8 @@ const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_THREADS: usize = 256;
 const MAX_MESSAGE: usize = 65535;
 
-static STOP: AtomicBool = AtomicBool::new(false);
-
 fn log(text: &str) {
     eprintln!("nsnet-dns: {text}");
-}
-
-fn on_signals() {
-    extern "C" fn on_signal(_: libc::c_int) {
-        STOP.store(true, Ordering::Relaxed);
-    }
-    // SAFETY: the handler only stores to an atomic (async-signal-safe);
-    // prctl(PR_SET_NAME) reads a NUL-terminated literal.
-    unsafe {
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = on_signal as *const () as libc::sighandler_t;
-        libc::sigemptyset(&mut action.sa_mask);
-        libc::sigaction(libc::SIGTERM, &action, std::ptr::null_mut());
-        libc::sigaction(libc::SIGINT, &action, std::ptr::null_mut());
-        libc::prctl(libc::PR_SET_NAME, c"nsnet-dns".as_ptr());
-    }
 }
 
 /// The host's own resolvers (`/etc/resolv.conf`), where names no network
@@ -265,7 +247,8 @@ fn tcp_client(mut conn: TcpStream, from: IpAddr, table: &Table, host: &[IpAddr])
 /// Serves until no network needs it or a signal stops it. The PID file
 /// appears once the first addresses are bound and goes at exit.
 pub fn run(state_dir: &Path) -> io::Result<()> {
-    on_signals();
+    let stop = crate::kernel::stop_on(&[libc::SIGTERM, libc::SIGINT]);
+    crate::kernel::name_process(c"nsnet-dns");
     let mut server = Server {
         store: Store::new(state_dir),
         state_file: state_dir.join(crate::store::STATE_FILE),
@@ -283,7 +266,7 @@ pub fn run(state_dir: &Path) -> io::Result<()> {
     }
     std::fs::write(&pid_file, format!("{}\n", std::process::id()))?;
     log(&format!("started (pid {})", std::process::id()));
-    while !STOP.load(Ordering::Relaxed) {
+    while !stop.load(Ordering::Relaxed) {
         let addrs: Vec<IpAddr> = server.listeners.keys().copied().collect();
         let mut fds: Vec<libc::pollfd> = Vec::new();
         for a in &addrs {

@@ -38,6 +38,36 @@ pub fn memory_file(bytes: &[u8]) -> std::io::Result<std::fs::File> {
     Ok(file)
 }
 
+/// A flag that SIGTERM and/or SIGINT (as listed) set, for loops that stop
+/// cleanly; one per process. Without SA_RESTART a blocked call returns
+/// EINTR, so the loop sees the flag.
+pub fn stop_on(signals: &[libc::c_int]) -> &'static std::sync::atomic::AtomicBool {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static STOP: AtomicBool = AtomicBool::new(false);
+    extern "C" fn on_signal(_: libc::c_int) {
+        STOP.store(true, Ordering::Relaxed);
+    }
+    for &sig in signals {
+        // SAFETY: the handler only stores to an atomic (async-signal-safe);
+        // the sigaction struct is zeroed, then filled in.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_signal as *const () as libc::sighandler_t;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(sig, &action, std::ptr::null_mut());
+        }
+    }
+    &STOP
+}
+
+/// Names the process as `ps` and `pgrep -x` show it.
+pub fn name_process(name: &std::ffi::CStr) {
+    // SAFETY: prctl(PR_SET_NAME) reads a NUL-terminated string we own.
+    unsafe {
+        libc::prctl(libc::PR_SET_NAME, name.as_ptr());
+    }
+}
+
 /// The local address this host would send from to reach `dest` (a UDP
 /// socket's route lookup: no packet is sent).
 pub fn source_towards(dest: std::net::SocketAddr) -> std::io::Result<std::net::IpAddr> {

@@ -56,6 +56,52 @@ pub struct Sandbox {
     _private: (),
 }
 
+/// Makes a process the test spawns die with the test's thread, even when
+/// the whole test binary is killed (the kernel's parent-death signal):
+/// servers a test starts (etcd, dnsmasq, agents) never outlive it.
+pub fn bound_to_test(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl(2) is async-signal-safe and touches no memory of ours;
+    // nothing else runs between fork and exec here.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
+
+/// A watchdog per sandbox for what nsnet itself starts detached (its DNS
+/// server): when the test's thread ends, however it ends, the kernel sends
+/// it SIGTERM and it kills every process left in the sandbox's mount
+/// namespace, which all of them inherit.
+fn start_watchdog() {
+    let script = r#"me=$(readlink /proc/self/ns/mnt)
+trap 'for d in /proc/[0-9]*; do p=${d#/proc/}; [ "$p" = $$ ] && continue;
+  [ "$(readlink "$d/ns/mnt" 2>/dev/null)" = "$me" ] && kill -9 "$p" 2>/dev/null; done; exit 0' TERM
+while :; do sleep 3600 & wait $!; done"#;
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", script])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    use std::os::unix::process::CommandExt;
+    // SAFETY: as in `bound_to_test`, with SIGTERM so that the shell's trap
+    // runs.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    // Never waited for: it lives exactly as long as the test's thread.
+    std::mem::forget(cmd.spawn().expect("starting the sandbox watchdog"));
+}
+
 /// Daemons nsnet started inside the sandbox (its DNS server, one per state
 /// directory under the sandbox's own /run) die with the test.
 impl Drop for Sandbox {
@@ -83,6 +129,7 @@ impl Sandbox {
              (run the README's test command as root)"
         );
         nsnet::kernel::sandbox::enter().expect("entering the test sandbox");
+        start_watchdog();
         let sb = Sandbox { _private: () };
         sb.sh("ip link set lo up");
         sb
