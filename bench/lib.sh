@@ -14,8 +14,18 @@ enter_sandbox() {
     exec unshare --net --mount --pid --fork --kill-child --mount-proc \
       --propagation private "$0" "$@"
   fi
-  mount -t tmpfs bench /run
-  mkdir -p /run/netns /run/nsnet
+  # Nothing a benchmark writes may reach the host: tmpfs over /run and
+  # /dev/shm, /etc and /var/lib as overlays whose upper layer lives in that
+  # tmpfs (resolv.conf files under /etc/netns, podman and CNI state).
+  mount -t tmpfs -o mode=755 bench /run
+  mount -t tmpfs bench /dev/shm
+  local d
+  for d in etc varlib; do mkdir -p "/run/.bench/$d/up" "/run/.bench/$d/work"; done
+  mount -t overlay bench-etc -o lowerdir=/etc,upperdir=/run/.bench/etc/up,workdir=/run/.bench/etc/work /etc
+  mount -t overlay bench-varlib \
+    -o lowerdir=/var/lib,upperdir=/run/.bench/varlib/up,workdir=/run/.bench/varlib/work /var/lib
+  mkdir -p /etc/netns /run/netns /run/nsnet
+  mount -t tmpfs bench /etc/netns
   ip link set lo up
 }
 

@@ -4,7 +4,7 @@ use super::{facts, require_root, Mode, Nsnet, Result};
 use crate::apply::LiveKernel;
 use crate::check::{LiveProbe, Probe};
 use crate::model::{Attachment, ConnectRequest, NsRef, State};
-use crate::plan::attach::{plan_connect, plan_disconnect};
+use crate::plan::attach::{plan_connect_into, plan_disconnect};
 use crate::plan::{self, Op};
 
 /// Turns element-wise firewall steps into whole-table ones when the live
@@ -27,6 +27,7 @@ impl Nsnet {
     pub fn connect_many(&self, reqs: &[ConnectRequest]) -> Result<Vec<Attachment>> {
         require_root("connect namespaces")?;
         let (lock, before) = self.begin()?;
+        let start = std::time::Instant::now();
         let mut state = before.clone();
         let mut kernel = LiveKernel::new();
         let mut ops = Vec::new();
@@ -35,9 +36,7 @@ impl Nsnet {
                 kernel: &mut kernel,
             };
             let facts = facts::namespace_facts(&mut probe, state.networks.get(&req.network), req)?;
-            let (next, more) = plan_connect(&state, req, &facts)?;
-            state = next;
-            ops.extend(more);
+            ops.extend(plan_connect_into(&mut state, req, &facts)?);
         }
         let mut ops = plan::batch_namespaces(ops);
         // One firewall transaction for all of them, after the links exist.
@@ -49,6 +48,7 @@ impl Nsnet {
                 kernel: &mut kernel,
             },
         )?;
+        crate::apply::phase("gather facts and plan", start);
         self.commit(
             &lock,
             &before,

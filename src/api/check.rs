@@ -47,7 +47,7 @@ impl Nsnet {
             ops.push(Op::whole_firewall(&state, &state));
         }
         let errors = apply::teardown(&ops, &mut LiveKernel::new());
-        self.ensure_dns(&state)?;
+        self.ensure_dns(None, &state)?;
         drop(lock);
         if !errors.is_empty() {
             return Err(super::Error::Teardown(errors));

@@ -62,10 +62,16 @@ fn answers(addr: IpAddr) -> bool {
 
 impl Nsnet {
     /// Starts, or stops, the DNS server as `state` needs; returns once it
-    /// answers on every gateway (or is gone).
-    pub(super) fn ensure_dns(&self, state: &State) -> Result<()> {
+    /// answers on every gateway (or is gone). When the command changed no
+    /// gateway (`before` has the same ones) and the server runs, there is
+    /// nothing to wait for: it re-reads the record before it answers the
+    /// next query, so the command's names resolve as soon as it returns.
+    pub(super) fn ensure_dns(&self, before: Option<&State>, state: &State) -> Result<()> {
         let dir = self.store.dir().to_path_buf();
         let wanted = listen_addresses(state);
+        if before.is_some_and(|b| listen_addresses(b) == wanted) && running(&dir).is_some() {
+            return Ok(());
+        }
         if wanted.is_empty() {
             if let Some(pid) = running(&dir) {
                 // SAFETY: kill(2) with a PID read from our PID file whose

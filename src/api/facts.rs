@@ -48,13 +48,11 @@ pub fn namespace_facts(
     // host link, a list that grows with the number of attachments.
     let host_ifname = names::host_veth_name(&net.name, &ns.to_string(), req.ifname());
     let (host_ifnames, parked_host_end) = match probe.link(&Target::Host, &host_ifname)? {
-        // Parked by a disconnect of this network (its link group, down, off
-        // the bridge, recorded nowhere): going with its old namespace.
+        // Parked by a disconnect (recorded nowhere, in the parked group):
+        // going with its old namespace.
         Some(l)
             if l.kind == LinkKind::Veth
-                && !l.up
-                && l.master.is_none()
-                && l.group == net.link_group
+                && l.group == crate::model::PARKED_LINK_GROUP
                 && !net.attachments.iter().any(|a| a.host_ifname == l.name) =>
         {
             (Vec::new(), true)

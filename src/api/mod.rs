@@ -119,7 +119,9 @@ impl Nsnet {
             }
         }
         self.store.remove_journal(lock)?;
-        self.ensure_dns(after)?;
+        let start = std::time::Instant::now();
+        self.ensure_dns(Some(before), after)?;
+        apply::phase("serve DNS", start);
         Ok(())
     }
 

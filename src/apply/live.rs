@@ -219,7 +219,7 @@ impl LiveKernel {
             up: *ipv6,
         })?;
         if !*ipv6 {
-            self.ipv4_only(host, peer, netns, &fd)?;
+            self.ipv4_only(host, peer, netns)?;
         }
         Ok(())
     }
@@ -252,31 +252,27 @@ impl LiveKernel {
         Ok(())
     }
 
-    /// Turns IPv6 off on the namespace's end of a new veth (a sysctl: its
-    /// namespace has few interfaces), then brings the host end up with no
-    /// IPv6 link-local address (one netlink request): neither end ever runs
-    /// IPv6 autoconfiguration.
-    fn ipv4_only(&mut self, host: &str, peer: &str, netns: &NsRef, fd: &OwnedFd) -> KResult<()> {
-        // A kernel without IPv6 has no such key: nothing to turn off.
-        let off = |key: &str| match sysctl::write(key, "1") {
-            Err(sysctl::Error::Write { source, .. })
-                if source.kind() == std::io::ErrorKind::NotFound =>
-            {
-                Ok(())
-            }
-            other => other,
-        };
-        let peer_key = crate::model::sysctl::disable_ipv6(peer);
-        netns::in_netns(fd.as_fd(), &netns.to_string(), || off(&peer_key))??;
-        let index = self.index_of(&Target::Host, host)?;
-        let handle = self.host()?;
-        match handle.set_up_without_ipv6_link_local(index, host) {
+    /// Takes both ends of a new veth out of IPv6 autoconfiguration (no
+    /// link-local address, hence no DAD, RS or MLD), then brings the host
+    /// end up: one netlink request per end, no sysctl.
+    fn ipv4_only(&mut self, host: &str, peer: &str, netns: &NsRef) -> KResult<()> {
+        let inside = Target::Ns(netns.clone());
+        let peer_index = self.index_of(&inside, peer)?;
+        match self
+            .handle(&inside)?
+            .set_without_ipv6_link_local(peer_index, peer, false)
+        {
             // A kernel without IPv6: there is nothing to turn off.
             Err(e) if e.errno() == Some(libc::EAFNOSUPPORT) => {
-                Ok(handle.set_up(index, host, true)?)
+                let index = self.index_of(&Target::Host, host)?;
+                return Ok(self.host()?.set_up(index, host, true)?);
             }
-            other => Ok(other?),
+            other => other?,
         }
+        let index = self.index_of(&Target::Host, host)?;
+        Ok(self
+            .host()?
+            .set_without_ipv6_link_local(index, host, true)?)
     }
 
     fn delete_link(&mut self, target: &Target, name: &str) -> KResult<()> {
@@ -297,14 +293,7 @@ impl LiveKernel {
             .filter(|l| l.group == group)
             .collect();
         self.forget_host_links(names);
-        // Host ends parked by a disconnect, on their way out with their
-        // namespace, are ours too.
-        let parked =
-            |l: &netlink::LinkInfo| l.kind == LinkKind::Veth && !l.up && l.master.is_none();
-        let batched = !in_group.is_empty()
-            && in_group
-                .iter()
-                .all(|l| names.contains(&l.name) || parked(l));
+        let batched = !in_group.is_empty() && in_group.iter().all(|l| names.contains(&l.name));
         let members: Vec<String> = in_group.into_iter().map(|l| l.name).collect();
         if batched {
             self.host()?.delete_group(group)?;
@@ -392,12 +381,12 @@ impl LiveKernel {
     /// Applies a firewall transaction. An element-wise one that nft refuses
     /// means the table is not what nsnet left (flushed, edited): all of it
     /// is put back instead.
-    fn firewall(transaction: &serde_json::Value, after: &crate::model::State) -> Result<(), Error> {
+    fn firewall(transaction: &serde_json::Value, whole: &serde_json::Value) -> Result<(), Error> {
         if let Err(e) = firewall::apply(transaction) {
             if firewall::replaces_table(transaction) {
                 return Err(e.into());
             }
-            firewall::apply(&firewall::render(after))?;
+            firewall::apply(whole)?;
         }
         Ok(())
     }
@@ -439,7 +428,9 @@ impl LiveKernel {
             Op::ParkLinks { names } => {
                 kernel::each_keep_going(names, |name| {
                     let index = self.index_of(&Target::Host, name)?;
-                    Ok(self.host()?.park(index, name)?)
+                    Ok(self
+                        .host()?
+                        .set_group(index, name, crate::model::PARKED_LINK_GROUP)?)
                 })?;
                 // A new link may take the name while this one goes.
                 self.forget_host_links(names);
@@ -468,8 +459,10 @@ impl LiveKernel {
                 conntrack::forget_flows_to(addrs)?;
             }
             Op::Firewall {
-                transaction, after, ..
-            } => Self::firewall(transaction, after)?,
+                transaction,
+                table_after,
+                ..
+            } => Self::firewall(transaction, table_after)?,
         }
         Ok(undo_of(op, old_sysctl))
     }

@@ -158,12 +158,15 @@ pub fn update(old: &State, new: &State) -> Option<Value> {
 type Placed<'a> = (&'a Network, &'a Attachment);
 
 fn changed_attachments<'a>(old: &'a State, new: &'a State) -> (Vec<Placed<'a>>, Vec<Placed<'a>>) {
+    // Elements come from published ports only: attachments without any
+    // are not even indexed.
     let index = |s: &'a State| -> BTreeMap<(&'a str, &'a NsRef), Placed<'a>> {
         s.networks
             .values()
             .flat_map(|n| {
                 n.attachments
                     .iter()
+                    .filter(|a| !a.ports.is_empty())
                     .map(move |a| ((n.name.as_str(), &a.namespace), (n, a)))
             })
             .collect()

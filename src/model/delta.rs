@@ -29,22 +29,34 @@ pub struct StateDelta {
 }
 
 fn attachment_delta(before: &Network, after: &Network) -> AttachmentDelta {
-    let index = |n: &'_ Network| -> std::collections::HashMap<NsRef, usize> {
-        n.attachments
-            .iter()
+    // A command changes a few attachments of many: what both lists share
+    // at their start and end (same attachment, same place) is left out
+    // before anything is indexed.
+    let (b, a) = (&before.attachments[..], &after.attachments[..]);
+    let prefix = b.iter().zip(a).take_while(|(x, y)| x == y).count();
+    let (b, a) = (&b[prefix..], &a[prefix..]);
+    let suffix = b
+        .iter()
+        .rev()
+        .zip(a.iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
+    let (b, a) = (&b[..b.len() - suffix], &a[..a.len() - suffix]);
+    let index = |atts: &[Attachment]| -> std::collections::HashMap<NsRef, usize> {
+        atts.iter()
             .enumerate()
             .map(|(i, a)| (a.namespace.clone(), i))
             .collect()
     };
-    let (b, a) = (index(before), index(after));
+    let (bi, ai) = (index(b), index(a));
     let mut d = AttachmentDelta::default();
-    for att in &before.attachments {
-        if !a.contains_key(&att.namespace) {
+    for att in b {
+        if !ai.contains_key(&att.namespace) {
             d.removed.push(att.namespace.clone());
         }
     }
-    for att in &after.attachments {
-        if b.get(&att.namespace).map(|i| &before.attachments[*i]) != Some(att) {
+    for att in a {
+        if bi.get(&att.namespace).map(|i| &b[*i]) != Some(att) {
             d.upserted.push(att.clone());
         }
     }
@@ -75,13 +87,49 @@ pub fn diff(before: &State, after: &State) -> StateDelta {
     if before.sysctls != after.sysctls {
         d.sysctls = Some(after.sysctls.clone());
     }
-    for key in before.resolv_confs.keys().chain(after.resolv_confs.keys()) {
-        let (b, a) = (before.resolv_confs.get(key), after.resolv_confs.get(key));
-        if b != a {
-            d.resolv_confs.insert(key.clone(), a.cloned());
+    d.resolv_confs = changed_entries(&before.resolv_confs, &after.resolv_confs);
+    d
+}
+
+/// The entries of two sorted maps that differ (`None`: gone), found in
+/// one walk over both, without a lookup per key.
+fn changed_entries<V: Clone + PartialEq>(
+    before: &BTreeMap<String, V>,
+    after: &BTreeMap<String, V>,
+) -> BTreeMap<String, Option<V>> {
+    use std::cmp::Ordering;
+    let mut out = BTreeMap::new();
+    let (mut b, mut a) = (before.iter().peekable(), after.iter().peekable());
+    loop {
+        match (b.peek(), a.peek()) {
+            (None, None) => return out,
+            (Some((k, _)), None) => {
+                out.insert((*k).clone(), None);
+                b.next();
+            }
+            (None, Some((k, v))) => {
+                out.insert((*k).clone(), Some((*v).clone()));
+                a.next();
+            }
+            (Some((kb, vb)), Some((ka, va))) => match kb.cmp(ka) {
+                Ordering::Less => {
+                    out.insert((*kb).clone(), None);
+                    b.next();
+                }
+                Ordering::Greater => {
+                    out.insert((*ka).clone(), Some((*va).clone()));
+                    a.next();
+                }
+                Ordering::Equal => {
+                    if vb != va {
+                        out.insert((*ka).clone(), Some((*va).clone()));
+                    }
+                    b.next();
+                    a.next();
+                }
+            },
         }
     }
-    d
 }
 
 /// `before` with the change applied. Idempotent: applying it to the state

@@ -160,16 +160,19 @@ pub struct Attachment {
     pub namespace_created: bool,
     pub host_ifname: String,
     pub ifname: String,
+    // Empty fields are left out of the record, which holds one of these
+    // per attachment: every command reads and writes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
     pub addresses: Vec<IpNet>,
     /// Host ports published to this attachment.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<ports::PortMapping>,
     /// The topology file whose `up` created it; none for the command line.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
     /// The CNI attachment this is, when a container runtime made it.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cni: Option<CniKey>,
     /// More names of the namespace on this network (DNS).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -353,7 +356,8 @@ impl State {
 
     /// A link group no network uses yet, derived from the name so that it is
     /// stable; groups 0 (the default) and small numbers are avoided because
-    /// other tools use them.
+    /// other tools use them. Bit 30 is always set, so it is never
+    /// `PARKED_LINK_GROUP`.
     pub fn free_link_group(&self, name: &str) -> u32 {
         let used: BTreeSet<u32> = self.networks.values().map(|n| n.link_group).collect();
         let mut g = names::stable_hash(&[name, "group"]) | 0x4000_0000;
@@ -363,6 +367,13 @@ impl State {
         g
     }
 }
+
+/// The link group of host veths whose namespace a disconnect deleted: the
+/// kernel destroys each pair with its namespace, asynchronously, and until
+/// then this group marks the host end as going (a re-connect of the same
+/// name deletes it first). Moving a link to a group costs no RCU grace
+/// period; taking it down or off its bridge costs one each.
+pub const PARKED_LINK_GROUP: u32 = 0x3fff_fffe;
 
 /// A plain network for unit tests elsewhere in the crate.
 #[cfg(test)]

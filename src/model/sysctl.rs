@@ -22,10 +22,3 @@ pub fn accept_dad(ifname: &str) -> String {
 /// forward chain sees traffic between two ports of one bridge).
 pub const BRIDGE_CALL_IPTABLES: &str = "net/bridge/bridge-nf-call-iptables";
 pub const BRIDGE_CALL_IP6TABLES: &str = "net/bridge/bridge-nf-call-ip6tables";
-
-/// IPv6 on one interface: off on the veths of IPv4-only networks, which
-/// then run no link-local autoconfiguration (no DAD, MLD or RS traffic
-/// flooded by the bridge to every port).
-pub fn disable_ipv6(ifname: &str) -> String {
-    format!("net/ipv6/conf/{ifname}/disable_ipv6")
-}

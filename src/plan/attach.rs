@@ -357,6 +357,19 @@ pub fn plan_connect(
     req: &ConnectRequest,
     facts: &NsFacts,
 ) -> Result<(State, Vec<Op>)> {
+    let mut new_state = state.clone();
+    let ops = plan_connect_into(&mut new_state, req, facts)?;
+    Ok((new_state, ops))
+}
+
+/// `plan_connect` that records the attachment in `state` itself (a
+/// refused request leaves it untouched): no copy of a record that grows
+/// with every attachment.
+pub fn plan_connect_into(
+    state: &mut State,
+    req: &ConnectRequest,
+    facts: &NsFacts,
+) -> Result<Vec<Op>> {
     let net = find_network(state, &req.network)?;
     let ns = &req.namespace;
     let ifname = req.ifname().to_string();
@@ -395,15 +408,14 @@ pub fn plan_connect(
             },
         );
     }
-    let mut new_state = state.clone();
-    new_state
+    state
         .networks
         .get_mut(&req.network)
         .expect("found above")
         .attachments
         .push(att);
-    ops.extend(super::resolv_steps(&mut new_state));
-    Ok((new_state, ops))
+    ops.extend(super::resolv_steps_for(state, [&req.namespace]));
+    Ok(ops)
 }
 
 /// Plans the removal of attachments of one network: all their host veths
@@ -472,7 +484,7 @@ pub fn plan_disconnect(
     for name in doomed {
         ops.push(Op::DeleteNetns { name });
     }
-    ops.extend(super::resolv_steps(&mut new_state));
+    ops.extend(super::resolv_steps_for(&mut new_state, namespaces));
     Ok((new_state, ops))
 }
 

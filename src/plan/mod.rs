@@ -103,7 +103,7 @@ pub enum Op {
     DeleteLinks {
         names: Vec<String>,
     },
-    /// Takes host veths down and off their bridge; deleting their
+    /// Moves host veths into `PARKED_LINK_GROUP`; deleting their
     /// namespaces afterwards lets the kernel destroy the pairs
     /// asynchronously, instead of one RCU grace period per deletion.
     ParkLinks {
@@ -177,12 +177,13 @@ pub enum Op {
     Firewall {
         transaction: serde_json::Value,
         previous: serde_json::Value,
-        /// The states the table is for after and before the step. When
+        /// The whole tables for after and before the step. When
         /// `transaction` is refused (someone flushed or changed the table),
-        /// the whole table for `after` is rendered and applied instead:
-        /// re-running a command then also repairs the firewall.
-        after: Box<State>,
-        before: Box<State>,
+        /// the whole table for after is applied instead: re-running a
+        /// command then also repairs the firewall. (Rendered, not kept as
+        /// states: copying the record would cost as much as it holds.)
+        table_after: Box<serde_json::Value>,
+        table_before: Box<serde_json::Value>,
     },
 }
 
@@ -222,8 +223,12 @@ impl fmt::Display for Op {
             },
             Op::ClearParked { name } => write!(f, "delete the parked host end {name}"),
             Op::ParkLinks { names } => match names.as_slice() {
-                [one] => write!(f, "take {one} down and off its bridge"),
-                _ => write!(f, "take {} links down and off their bridge", names.len()),
+                [one] => write!(f, "park {one} until its namespace takes it along"),
+                _ => write!(
+                    f,
+                    "park {} links until their namespaces take them along",
+                    names.len()
+                ),
             },
             Op::AddAddress {
                 target,
@@ -278,8 +283,8 @@ impl Op {
         Some(Op::Firewall {
             transaction,
             previous,
-            after: Box::new(new.clone()),
-            before: Box::new(old.clone()),
+            table_after: Box::new(fw::render(new)),
+            table_before: Box::new(fw::render(old)),
         })
     }
 
@@ -287,11 +292,12 @@ impl Op {
     /// whatever the live table looks like (repairs); its undo puts back the
     /// table for `before`.
     pub fn whole_firewall(before: &State, after: &State) -> Op {
+        let (after, before) = (fw::render(after), fw::render(before));
         Op::Firewall {
-            transaction: fw::render(after),
-            previous: fw::render(before),
-            after: Box::new(after.clone()),
-            before: Box::new(before.clone()),
+            transaction: after.clone(),
+            previous: before.clone(),
+            table_after: Box::new(after),
+            table_before: Box::new(before),
         }
     }
 
@@ -313,8 +319,30 @@ impl Op {
 /// Writes, rewrites and removes what `after` needs compared with what is
 /// recorded, and records it in `after`.
 pub fn resolv_steps(after: &mut State) -> Vec<Op> {
+    resolv_steps_of(after, None)
+}
+
+/// `resolv_steps` for the named namespaces only (those a command attached
+/// or detached): the cost stays that of the change, not of every namespace
+/// on the host.
+pub fn resolv_steps_for<'a>(
+    after: &mut State,
+    namespaces: impl IntoIterator<Item = &'a crate::model::NsRef>,
+) -> Vec<Op> {
+    let names: std::collections::BTreeSet<String> = namespaces
+        .into_iter()
+        .filter_map(|n| n.name().map(str::to_string))
+        .collect();
+    resolv_steps_of(after, Some(&names))
+}
+
+fn resolv_steps_of(
+    after: &mut State,
+    only: Option<&std::collections::BTreeSet<String>>,
+) -> Vec<Op> {
     use crate::model::{ResolvConf, DNS_OWNER};
     use std::collections::BTreeMap;
+    let in_scope = |name: &str| only.is_none_or(|o| o.contains(name));
     let mut wanted: BTreeMap<String, ResolvConf> = BTreeMap::new();
     for net in after
         .networks
@@ -322,7 +350,7 @@ pub fn resolv_steps(after: &mut State) -> Vec<Op> {
         .filter(|n| n.dns && n.has_gateway_addresses())
     {
         for a in &net.attachments {
-            let Some(name) = a.namespace.name() else {
+            let Some(name) = a.namespace.name().filter(|n| in_scope(n)) else {
                 continue;
             };
             let conf = wanted
@@ -343,7 +371,7 @@ pub fn resolv_steps(after: &mut State) -> Vec<Op> {
     let recorded: Vec<(String, ResolvConf)> = after
         .resolv_confs
         .iter()
-        .filter(|(_, c)| c.owner == DNS_OWNER)
+        .filter(|(n, c)| c.owner == DNS_OWNER && in_scope(n))
         .map(|(n, c)| (n.clone(), c.clone()))
         .collect();
     for (name, _) in recorded {
@@ -406,11 +434,13 @@ pub fn heal_firewall(ops: &mut [Op], table_intact: bool) {
     }
     for op in ops.iter_mut() {
         if let Op::Firewall {
-            transaction, after, ..
+            transaction,
+            table_after,
+            ..
         } = op
         {
             if !fw::replaces_table(transaction) {
-                *transaction = fw::render(after);
+                *transaction = (**table_after).clone();
             }
         }
     }

@@ -132,9 +132,9 @@ mod tests {
         let steps: Vec<String> = ops.iter().map(|o| o.to_string()).collect();
         for want in [
             // Namespaces that go take their parked veths along.
-            "take ve-leaving down and off its bridge",
+            "park ve-leaving until its namespace takes it along",
             "delete namespace leaving",
-            "take ve-coming down and off its bridge",
+            "park ve-coming until its namespace takes it along",
             "delete namespace coming",
             "delete link b in host",
             "apply nftables table inet nsnet",

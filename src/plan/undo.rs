@@ -41,13 +41,13 @@ pub fn undo_of(op: &Op, old_sysctl: Option<String>) -> Option<Op> {
         Op::Firewall {
             transaction,
             previous,
-            after,
-            before,
+            table_after,
+            table_before,
         } => Some(Op::Firewall {
             transaction: previous.clone(),
             previous: transaction.clone(),
-            after: before.clone(),
-            before: after.clone(),
+            table_after: table_before.clone(),
+            table_before: table_after.clone(),
         }),
         // Only an adopted bridge is brought up on a link nsnet did not
         // create; put it back down if a later step fails.

@@ -245,11 +245,10 @@ impl Sandbox {
     /// the kernel destroys those with their namespace, asynchronously.
     pub fn settle(&self) {
         for _ in 0..150 {
-            let links = self.sh("ip -o link show type veth");
-            let parked = links.lines().any(|l| {
-                let name = l.split(": ").nth(1).unwrap_or("");
-                name.starts_with("ve-") && !l.contains(",UP") && !l.contains("master ")
-            });
+            // Host ends a disconnect parked (nsnet's PARKED_LINK_GROUP),
+            // destroyed with their namespace, asynchronously.
+            let links = self.sh("ip -o link show type veth group 1073741822");
+            let parked = !links.trim().is_empty();
             if !parked {
                 return;
             }

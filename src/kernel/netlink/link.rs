@@ -192,34 +192,20 @@ impl Handle {
         )
     }
 
-    /// Takes a bridge port down and off its bridge in one request: it
-    /// carries no traffic from then on, at no RCU grace period's cost (the
-    /// deletion of a device costs one).
-    pub fn park(&mut self, index: u32, name: &str) -> Result<()> {
-        let mut msg = LinkMessage::default();
-        msg.header.index = index;
-        msg.header.change_mask = LinkFlags::Up;
-        msg.attributes.push(LinkAttribute::Controller(0));
-        self.request(
-            RouteNetlinkMessage::SetLink(msg),
-            0,
-            Ctx {
-                op: "taking down and off its bridge",
-                target: name,
-            },
-        )
-    }
-
-    /// Brings a link up without an IPv6 link-local address (address
-    /// generation mode none): no DAD, router solicitation or MLD for it. One
-    /// request, and no lookup under /proc/sys, whose per-interface
-    /// directories grow with the number of links.
-    pub fn set_up_without_ipv6_link_local(&mut self, index: u32, name: &str) -> Result<()> {
+    /// Sets a link's IPv6 address generation mode to none, bringing it up
+    /// too when `up`: it gets no IPv6 link-local address, so no DAD, router
+    /// solicitation or MLD for it. One request, and no lookup under
+    /// /proc/sys, whose per-interface entries grow with the number of links
+    /// (on the host) and of namespaces (the dentries of every namespace's
+    /// `eth0` share one directory cache).
+    pub fn set_without_ipv6_link_local(&mut self, index: u32, name: &str, up: bool) -> Result<()> {
         use netlink_packet_route::link::{AfSpecInet6, AfSpecUnspec, In6AddrGenMode};
         let mut msg = LinkMessage::default();
         msg.header.index = index;
-        msg.header.flags = LinkFlags::Up;
-        msg.header.change_mask = LinkFlags::Up;
+        if up {
+            msg.header.flags = LinkFlags::Up;
+            msg.header.change_mask = LinkFlags::Up;
+        }
         msg.attributes
             .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
                 vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)],
@@ -228,7 +214,11 @@ impl Handle {
             RouteNetlinkMessage::SetLink(msg),
             0,
             Ctx {
-                op: "bringing up (without IPv6 link-local) link",
+                op: if up {
+                    "bringing up (without IPv6 link-local) link"
+                } else {
+                    "turning off IPv6 link-local addresses of link"
+                },
                 target: name,
             },
         )
