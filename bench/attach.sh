@@ -31,14 +31,14 @@ ms() { echo "scale=1; $1 / 1000000" | bc; }
 ports_gone() { while [ -n "$(ip -o link show master "$1" 2>/dev/null)" ]; do sleep 0.001; done; }
 settle() { sleep 2; }   # namespace deletion finishes asynchronously
 
-floor_run() {
-  local n=$1
-  ip link add brf type bridge && ip link set brf up
+floor_run() { # n [bridges]: the n namespaces spread over that many bridges
+  local n=$1 b=${2:-1} k
+  for k in $(seq "$b"); do ip link add "brf$k" type bridge && ip link set "brf$k" up; done
   : > "$tmp/ns.batch"; : > "$tmp/veth.batch"; : > "$tmp/del.batch"
   for i in $(seq "$n"); do
     echo "netns add f$i" >> "$tmp/ns.batch"
     echo "link add vf$i type veth peer name eth0 netns f$i" >> "$tmp/veth.batch"
-    echo "link set vf$i master brf up" >> "$tmp/veth.batch"
+    echo "link set vf$i master brf$(( (i - 1) % b + 1 )) up" >> "$tmp/veth.batch"
     echo "netns del f$i" >> "$tmp/del.batch"
   done
   local t0 t1 t2 t3 t4 t5
@@ -54,9 +54,9 @@ floor_run() {
   for i in $(seq "$n"); do ip -n "f$i" -batch /dev/null; done
   t3=$(now)
   ip -batch "$tmp/del.batch"
-  ports_gone brf
+  for k in $(seq "$b"); do ports_gone "brf$k"; done
   t4=$(now)
-  ip link del brf
+  for k in $(seq "$b"); do ip link del "brf$k"; done
   t5=$(( (t1 - t0) + (t2 - t1) - (t3 - t2) ))
   echo "$t5 $((t4 - t3))"
 }
@@ -85,13 +85,14 @@ nsnet_run() {
   echo "$((t1 - t0)) $((t2 - t1))"
 }
 
-topology_run() {
-  local n=$1 file="$tmp/topology.toml"
+topology_run() { # n [networks]: the n namespaces spread over that many networks
+  local n=$1 b=${2:-1} file="$tmp/topology.toml" k
   {
-    echo '[networks.bench]'
-    echo 'subnets = ["10.98.0.0/16"]'
+    for k in $(seq "$b"); do
+      printf '[networks.bench%s]\nsubnets = ["10.%s.0.0/16"]\n' "$k" $((97 + k))
+    done
     for i in $(seq "$n"); do
-      printf '[namespaces.n%s]\nattach = [{ network = "bench" }]\n' "$i"
+      printf '[namespaces.n%s]\nattach = [{ network = "bench%s" }]\n' "$i" $(( (i - 1) % b + 1 ))
     done
   } > "$file"
   local t0 t1 t2
@@ -99,7 +100,7 @@ topology_run() {
   /usr/bin/time -f '%M' -o "$tmp/rss_up" "$NSNET" -q up -f "$file"
   t1=$(now)
   /usr/bin/time -f '%M' -o "$tmp/rss_down" "$NSNET" -q down -f "$file"
-  ports_gone bench 2>/dev/null || true
+  for k in $(seq "$b"); do ports_gone "bench$k" 2>/dev/null || true; done
   t2=$(now)
   echo "$((t1 - t0)) $((t2 - t1)) $(cat "$tmp/rss_up") $(cat "$tmp/rss_down")"
 }
@@ -119,11 +120,18 @@ split_run() {
     t0=$(now); t1=$(now); clock=$((clock + t1 - t0))
     t0=$(now); "$NSNET" --version >/dev/null; t1=$(now); start=$((start + t1 - t0))
     t0=$(now); "$NSNET" -v connect bench "s$i" 2>"$tmp/v" >/dev/null; t1=$(now); total=$((total + t1 - t0))
-    state=$((state + $(awk '/ ms  \(/ {s += $2 * 1000000} END {printf "%d", s}' "$tmp/v")))
+    state=$((state + $(awk '/ ms  \((lock and load the state|write the journal|record the state)\)/ {s += $2 * 1000000} END {printf "%d", s}' "$tmp/v")))
     kernel=$((kernel + $(awk '/ ms  / && !/ ms  \(/ {s += $2 * 1000000} END {printf "%d", s}' "$tmp/v")))
   done
+  # Read-only commands with the N attachments in place.
+  local ls=0 inspect=0 show=0
+  for i in $(seq "$r"); do
+    t0=$(now); "$NSNET" network ls >/dev/null; t1=$(now); ls=$((ls + t1 - t0 - clock / r))
+    t0=$(now); "$NSNET" network inspect bench >/dev/null; t1=$(now); inspect=$((inspect + t1 - t0 - clock / r))
+    t0=$(now); "$NSNET" show >/dev/null; t1=$(now); show=$((show + t1 - t0 - clock / r))
+  done
   "$NSNET" -q network rm bench --force
-  echo "$(((total - clock) / r)) $(((start - clock) / r)) $((state / r)) $((kernel / r))"
+  echo "$(((total - clock) / r)) $(((start - clock) / r)) $((state / r)) $((kernel / r)) $((ls / r)) $((inspect / r)) $((show / r))"
 }
 
 row() { # n label setup_ns teardown_ns floor_setup floor_teardown
@@ -144,11 +152,25 @@ for n in "$@"; do
   row "$n" "nsnet, rm --force" "$rs" "$rt" "$fs" "$ft"
   row "$n" "nsnet up / down" "$us" "$ut" "$fs" "$ft"
   echo "      peak RSS: up $((urss / 1024)) MB, down $((drss / 1024)) MB"
-  read -r total start state kernel < <(split_run "$n"); settle
-  printf '      one more connect: %s ms = process start %s + state %s + kernel %s + the rest %s; above the floor: %s ms\n' \
+  read -r total start state kernel ls inspect show < <(split_run "$n"); settle
+  printf '      one more connect: %s ms = process start %s + state %s + kernel %s + the rest %s\n' \
     "$(ms "$total")" "$(ms "$start")" "$(ms "$state")" "$(ms "$kernel")" \
-    "$(ms $((total - start - state - kernel)))" "$(ms $((total - fs / n)))"
+    "$(ms $((total - start - state - kernel)))"
+  printf '      connect per process above the setup floor (the nsnet part): %s ms\n' \
+    "$(ms $(( (ps - fs) / n )))"
+  printf '      read-only, N in place: network ls %s ms, inspect %s ms, show %s ms\n' \
+    "$(ms "$ls")" "$(ms "$inspect")" "$(ms "$show")"
 done
+# Two networks of N2 each (default 1000), declaratively: up/down against the
+# floor for the same namespaces on two bridges.
+n2=${NSNET_BENCH_TWO:-1000}
+if [ "$n2" -gt 0 ]; then
+  read -r fs ft < <(floor_run $((2 * n2)) 2); settle
+  read -r us ut urss drss < <(topology_run $((2 * n2)) 2); settle
+  row $((2 * n2)) "floor, 2 bridges" "$fs" "$ft" "$fs" "$ft"
+  row $((2 * n2)) "nsnet up/down, 2 nets" "$us" "$ut" "$fs" "$ft"
+  echo "      peak RSS: up $((urss / 1024)) MB, down $((drss / 1024)) MB"
+fi
 if [ -x /usr/lib/cni/bridge ]; then
   echo "CNI, one plugin process per call (bench/cni.sh, same machine, now):"
   NSNET_BENCH_INNER='' "$(dirname "$0")/cni.sh" 100 2>/dev/null | sed 's/^/      /' ||

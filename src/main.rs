@@ -22,6 +22,9 @@ fn main() {
     if std::env::var_os("CNI_COMMAND").is_some() {
         let state_dir =
             std::env::var("NSNET_STATE_DIR").unwrap_or_else(|_| nsnet::store::DEFAULT_DIR.into());
+        // `-v` of the command line: step timings on stderr, which the CNI
+        // protocol leaves free for logs.
+        nsnet::apply::set_verbose(std::env::var_os("NSNET_VERBOSE").is_some());
         std::process::exit(nsnet::cni::main(&nsnet::Nsnet::new(state_dir)));
     }
     let args = cli::Cli::parse();

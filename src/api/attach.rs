@@ -36,6 +36,7 @@ impl Nsnet {
                 kernel: &mut kernel,
             };
             let facts = facts::namespace_facts(&mut probe, state.networks.get(&req.network), req)?;
+            crate::apply::phase("gather facts", start);
             ops.extend(plan_connect_into(&mut state, req, &facts)?);
         }
         let mut ops = plan::batch_namespaces(ops);

@@ -31,16 +31,9 @@ pub fn namespace_facts(
             ..NsFacts::default()
         });
     }
-    let (ifnames, default_routes) = if exists {
+    let (links, routes) = if exists {
         let inside = Target::Ns(ns.clone());
-        let names = probe.links(&inside)?.into_iter().map(|l| l.name).collect();
-        let defaults = probe
-            .routes(&inside)?
-            .into_iter()
-            .filter(|r| r.destination.prefix_len() == 0)
-            .map(|r| r.destination.addr().is_ipv4())
-            .collect();
-        (names, defaults)
+        (probe.links(&inside)?, probe.routes(&inside)?)
     } else {
         (Vec::new(), Vec::new())
     };
@@ -60,6 +53,21 @@ pub fn namespace_facts(
         Some(_) => (vec![host_ifname], false),
         None => (Vec::new(), false),
     };
+    // The namespace end of a parked pair, and its routes, go with its host
+    // end, which the plan deletes first.
+    let going = |name: &str| parked_host_end && name == req.ifname();
+    let going_index = links.iter().find(|l| going(&l.name)).map(|l| l.index);
+    let default_routes = routes
+        .iter()
+        .filter(|r| r.destination.prefix_len() == 0)
+        .filter(|r| going_index.is_none() || r.oif != going_index)
+        .map(|r| r.destination.addr().is_ipv4())
+        .collect();
+    let ifnames = links
+        .into_iter()
+        .map(|l| l.name)
+        .filter(|n| !going(n))
+        .collect();
     Ok(NsFacts {
         exists,
         is_host,

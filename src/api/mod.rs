@@ -101,6 +101,7 @@ impl Nsnet {
         mode: Mode,
         kernel: &mut dyn Kernel,
     ) -> Result<()> {
+        let ops = &*plan::delete_what_is_made_again(ops);
         let start = std::time::Instant::now();
         let journal = crate::model::Journal::Change {
             change: crate::model::delta::diff(before, after),

@@ -332,6 +332,44 @@ impl LiveKernel {
         Ok(host.delete_group(group)?)
     }
 
+    /// See `Op::RetireLinks`. A namespace or link already gone has nothing
+    /// left to retire.
+    fn retire_links(&mut self, links: &[crate::plan::RetiredLink]) -> KResult<()> {
+        let gone_is_fine = |r: KResult<()>| match r {
+            Err(e) if e.is_gone() => Ok(()),
+            other => other,
+        };
+        kernel::each_keep_going(links, |l| {
+            gone_is_fine((|| {
+                let inside = Target::Ns(l.netns.clone());
+                let index = self.index_of(&inside, &l.ifname)?;
+                for addr in &l.addresses {
+                    gone_is_fine(Ok(self
+                        .handle(&inside)?
+                        .delete_address(index, &l.ifname, addr)?))?;
+                }
+                Ok(())
+            })())?;
+            gone_is_fine((|| {
+                let index = self.index_of(&Target::Host, &l.host_ifname)?;
+                Ok(self.host()?.set_group(
+                    index,
+                    &l.host_ifname,
+                    crate::model::PARKED_LINK_GROUP,
+                )?)
+            })())
+        })?;
+        let names: Vec<String> = links.iter().map(|l| l.host_ifname.clone()).collect();
+        self.forget_host_links(&names);
+        // Both ends go in the background: no index of theirs is kept.
+        self.indexes.retain(|(t, n), _| {
+            !links
+                .iter()
+                .any(|l| *n == l.ifname && *t == Target::Ns(l.netns.clone()))
+        });
+        spawn_reaper(&names)
+    }
+
     /// Sets a sysctl in `target`; returns the value it had.
     fn set_sysctl(&mut self, target: &Target, key: &str, value: &str) -> KResult<String> {
         let swap = || -> KResult<String> {
@@ -425,6 +463,7 @@ impl LiveKernel {
                 Err(e) if e.is_gone() => {}
                 other => other?,
             },
+            Op::RetireLinks { links } => self.retire_links(links)?,
             Op::ParkLinks { names } => {
                 kernel::each_keep_going(names, |name| {
                     let index = self.index_of(&Target::Host, name)?;
@@ -476,5 +515,45 @@ impl Kernel for LiveKernel {
             Instrument::after(op, start, &result);
         }
         result
+    }
+}
+
+/// Starts `nsnet reap-parked NAME...` detached (its own session, no
+/// stdio): it outlives the command, which returns without waiting for the
+/// deletions.
+fn spawn_reaper(names: &[String]) -> KResult<()> {
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+    let spawn_error = |source| kernel::Error::Spawn {
+        what: "nsnet reap-parked",
+        source,
+    };
+    let exe = std::env::current_exe().map_err(spawn_error)?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("reap-parked")
+        .args(names)
+        .env_remove("CNI_COMMAND")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0);
+    cmd.spawn().map_err(spawn_error)?;
+    Ok(())
+}
+
+/// `nsnet reap-parked`: deletes the named host links that are still
+/// parked (a link that took the name since, outside the parked group, is
+/// left alone). Errors are of no one's concern: a link that stays parked
+/// is cleared by the next connect that wants its name, or by `gc`.
+pub fn reap_parked(names: &[String]) {
+    let Ok(mut host) = Handle::open() else {
+        return;
+    };
+    for name in names {
+        if let Ok(Some(l)) = host.link_by_name(name) {
+            if l.group == crate::model::PARKED_LINK_GROUP && l.kind == LinkKind::Veth {
+                let _ = host.delete_link(l.index, name);
+            }
+        }
     }
 }

@@ -151,6 +151,10 @@ pub enum Command {
     /// nsnet itself; runs in the foreground, logs to stderr)
     #[command(hide = true)]
     Dns,
+    /// Deletes host veths a disconnect parked (started detached by nsnet
+    /// itself, so that the command need not wait for the kernel)
+    #[command(hide = true)]
+    ReapParked { names: Vec<String> },
     /// The per-host daemon of overlay networks: keeps this host's claims
     /// alive in etcd and programs the other hosts as they come and go
     #[command(
@@ -431,6 +435,22 @@ fn all<T>(
         .collect::<std::result::Result<_, _>>()?)
 }
 
+fn disconnect(
+    nsnet: &Nsnet,
+    out: &output::Printer,
+    network: &str,
+    namespaces: &[String],
+) -> Result<()> {
+    let refs = all(namespaces, |n| Ok(NsRef::parse(n)?))?;
+    for att in nsnet.disconnect_many(network, &refs)? {
+        out.done(&format!(
+            "disconnected {} from network {network}",
+            att.namespace
+        ));
+    }
+    Ok(())
+}
+
 pub fn run(cli: Cli) -> Result<i32> {
     let out = output::Printer {
         json: cli.json,
@@ -466,15 +486,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Disconnect {
             network,
             namespaces,
-        } => {
-            let refs = all(&namespaces, |n| Ok(NsRef::parse(n)?))?;
-            for att in nsnet.disconnect_many(&network, &refs)? {
-                out.done(&format!(
-                    "disconnected {} from network {network}",
-                    att.namespace
-                ));
-            }
-        }
+        } => disconnect(&nsnet, &out, &network, &namespaces)?,
         Command::Exec { namespace, command } => {
             let ns = NsRef::parse(&namespace)?;
             if !netns::exists(&ns) {
@@ -516,6 +528,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Demo => return demo::run(&out),
         Command::Agent { etcd } => agent(&nsnet, etcd)?,
         Command::Dns => dns_server(&cli.state_dir)?,
+        Command::ReapParked { names } => nsnet::apply::live::reap_parked(&names),
         Command::Man { dir } => {
             let written = man_pages(&dir)?;
             out.done(&format!(

@@ -122,7 +122,8 @@ pub fn render(state: &State) -> Value {
 /// for `new`: element changes only when the structure is the same, the
 /// whole table otherwise. `None` when nothing changes.
 pub fn update(old: &State, new: &State) -> Option<Value> {
-    let same_structure = !old.networks.is_empty() && structure(old) == structure(new);
+    let same_structure =
+        !old.networks.is_empty() && (same_networks(old, new) || structure(old) == structure(new));
     if !same_structure {
         if old.networks.is_empty() && new.networks.is_empty() {
             return None;
@@ -151,6 +152,18 @@ pub fn update(old: &State, new: &State) -> Option<Value> {
     } else {
         Some(json!({"nftables": cmds}))
     }
+}
+
+/// Whether both states have the same networks with the same settings: the
+/// structure of the table comes from those alone, so this spares rendering
+/// it twice to compare (the common case: a namespace came or went).
+fn same_networks(old: &State, new: &State) -> bool {
+    old.networks.len() == new.networks.len()
+        && old
+            .networks
+            .iter()
+            .zip(&new.networks)
+            .all(|((a, x), (b, y))| a == b && x.same_settings(y))
 }
 
 /// Attachments of `old` that are not in `new` as they were, and the other

@@ -103,6 +103,11 @@ pub enum Error {
     NoSuchLink { target: String, ifname: String },
     #[error("{name} exists but is a {kind} link, not a bridge")]
     NotABridge { name: String, kind: String },
+    #[error("starting {what}")]
+    Spawn {
+        what: &'static str,
+        source: std::io::Error,
+    },
 }
 
 impl Error {

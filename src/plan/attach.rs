@@ -448,22 +448,18 @@ pub fn plan_disconnect(
         leaving.push(att);
     }
     let mut new_state = state.clone();
-    for ns in namespaces {
-        new_state.detach(network, ns);
-    }
-    // Published ports go first, so that no new connection is sent to an
-    // attachment on its way out.
-    let mut ops: Vec<Op> = Op::firewall(state, &new_state).into_iter().collect();
-    let mut new_state = state.clone();
     let mut doomed = Vec::new();
     for ns in namespaces {
         if new_state.detach(network, ns) {
             doomed.push(ns.name().expect("detach checked it is named").to_string());
         }
     }
+    // Published ports go first, so that no new connection is sent to an
+    // attachment on its way out.
+    let mut ops: Vec<Op> = Op::firewall(state, &new_state).into_iter().collect();
     // The veths of namespaces that go with them are only parked: the
     // namespace's deletion takes them along, asynchronously. The others
-    // are deleted, all in one request.
+    // are retired: deleted in the background once their addresses are off.
     let (park, delete): (Vec<&Attachment>, Vec<&Attachment>) = leaving.iter().partition(|a| {
         a.namespace
             .name()
@@ -471,8 +467,16 @@ pub fn plan_disconnect(
     });
     let names = |v: &[&Attachment]| v.iter().map(|a| a.host_ifname.clone()).collect::<Vec<_>>();
     if !delete.is_empty() {
-        ops.push(Op::DeleteLinks {
-            names: names(&delete),
+        ops.push(Op::RetireLinks {
+            links: delete
+                .iter()
+                .map(|a| super::RetiredLink {
+                    host_ifname: a.host_ifname.clone(),
+                    netns: a.namespace.clone(),
+                    ifname: a.ifname.clone(),
+                    addresses: a.addresses.clone(),
+                })
+                .collect(),
         });
     }
     if !park.is_empty() {
@@ -642,7 +646,7 @@ mod tests {
         let (_, ops) = plan_disconnect(&s, "n", &nss).unwrap();
         let steps: Vec<String> = ops.iter().map(|o| o.to_string()).collect();
         assert!(
-            matches!(&ops[0], Op::DeleteLinks { names } if names.len() == 1 && names[0].starts_with("ve-kept-")),
+            matches!(&ops[0], Op::RetireLinks { links } if links.len() == 1 && links[0].host_ifname.starts_with("ve-kept-")),
             "{steps:?}"
         );
         assert!(
@@ -659,6 +663,30 @@ mod tests {
             ],
             "{steps:?}"
         );
+    }
+
+    #[test]
+    fn a_veth_made_again_in_the_same_plan_is_deleted_not_retired() {
+        let existing = NsFacts {
+            exists: true,
+            ..NsFacts::default()
+        };
+        let (s, _) = plan_connect(&state(), &req("kept"), &existing).unwrap();
+        let (_, mut ops) = plan_disconnect(&s, "n", &[NsRef::Named("kept".into())]).unwrap();
+        let untouched = crate::plan::delete_what_is_made_again(&ops).into_owned();
+        assert_eq!(
+            untouched, ops,
+            "nothing is made again: the retirement stays"
+        );
+        // A topology edit reconnects it in the same plan.
+        let (mut after, _) = plan_disconnect(&s, "n", &[NsRef::Named("kept".into())]).unwrap();
+        ops.extend(plan_connect_into(&mut after, &req("kept"), &existing).unwrap());
+        let fixed = crate::plan::delete_what_is_made_again(&ops);
+        assert!(
+            matches!(&fixed[0], Op::DeleteLinks { names } if names[0].starts_with("ve-kept-")),
+            "{fixed:?}"
+        );
+        assert!(!fixed.iter().any(|o| matches!(o, Op::RetireLinks { .. })));
     }
 
     #[test]

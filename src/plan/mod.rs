@@ -109,6 +109,14 @@ pub enum Op {
     ParkLinks {
         names: Vec<String>,
     },
+    /// Detaches veths whose namespace stays (one a runtime or iproute2
+    /// owns) without waiting for the kernel: their addresses go at once
+    /// (nobody answers for them any more), the host ends are parked, and a
+    /// detached `nsnet reap-parked` deletes them, paying the RCU grace
+    /// periods of a deletion off the command's path.
+    RetireLinks {
+        links: Vec<RetiredLink>,
+    },
     /// Deletes a parked host end that is still on its way out (an
     /// immediate re-connect wants its name); fine if it is gone already.
     ClearParked {
@@ -187,6 +195,16 @@ pub enum Op {
     },
 }
 
+/// A veth to retire: its host end, and its other end in a namespace that
+/// stays.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetiredLink {
+    pub host_ifname: String,
+    pub netns: NsRef,
+    pub ifname: String,
+    pub addresses: Vec<IpNet>,
+}
+
 impl fmt::Display for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -222,6 +240,18 @@ impl fmt::Display for Op {
                 _ => write!(f, "delete {} links in host in one batch", names.len()),
             },
             Op::ClearParked { name } => write!(f, "delete the parked host end {name}"),
+            Op::RetireLinks { links } => match links.as_slice() {
+                [one] => write!(
+                    f,
+                    "retire {} (addresses off {} in {}, deleted in the background)",
+                    one.host_ifname, one.ifname, one.netns
+                ),
+                _ => write!(
+                    f,
+                    "retire {} links (deleted in the background)",
+                    links.len()
+                ),
+            },
             Op::ParkLinks { names } => match names.as_slice() {
                 [one] => write!(f, "park {one} until its namespace takes it along"),
                 _ => write!(
@@ -393,6 +423,46 @@ fn resolv_steps_of(
         after.resolv_confs.insert(name, conf);
     }
     ops
+}
+
+/// Retirement leaves a veth in place for a moment: a plan that makes the
+/// same host end, or the same interface in the same namespace, again (a
+/// topology edit reconnecting a namespace) deletes those at once instead.
+pub fn delete_what_is_made_again(ops: &[Op]) -> std::borrow::Cow<'_, [Op]> {
+    let made: Vec<(&String, &NsRef, &String)> = ops
+        .iter()
+        .filter_map(|o| match o {
+            Op::CreateVeth {
+                host, peer, netns, ..
+            } => Some((host, netns, peer)),
+            _ => None,
+        })
+        .collect();
+    let again = |l: &RetiredLink| {
+        made.iter()
+            .any(|(h, n, p)| **h == l.host_ifname || (**n == l.netns && **p == l.ifname))
+    };
+    let conflict = |o: &Op| matches!(o, Op::RetireLinks { links } if links.iter().any(again));
+    if !ops.iter().any(conflict) {
+        return std::borrow::Cow::Borrowed(ops);
+    }
+    let mut out = Vec::with_capacity(ops.len() + 1);
+    for op in ops {
+        match op {
+            Op::RetireLinks { links } if conflict(op) => {
+                let (now, later): (Vec<RetiredLink>, Vec<RetiredLink>) =
+                    links.iter().cloned().partition(again);
+                out.push(Op::DeleteLinks {
+                    names: now.into_iter().map(|l| l.host_ifname).collect(),
+                });
+                if !later.is_empty() {
+                    out.push(Op::RetireLinks { links: later });
+                }
+            }
+            other => out.push(other.clone()),
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// The steps of a plan without its firewall steps: plans that are merged

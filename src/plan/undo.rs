@@ -74,6 +74,7 @@ pub fn undo_of(op: &Op, old_sysctl: Option<String>) -> Option<Op> {
         | Op::DeleteLink { .. }
         | Op::DeleteLinkGroup { .. }
         | Op::DeleteLinks { .. }
+        | Op::RetireLinks { .. }
         | Op::ParkLinks { .. }
         | Op::ClearParked { .. }
         | Op::ForgetFlows { .. }
