@@ -25,7 +25,10 @@ fn main() {
         // `-v` of the command line: step timings on stderr, which the CNI
         // protocol leaves free for logs.
         nsnet::apply::set_verbose(std::env::var_os("NSNET_VERBOSE").is_some());
-        std::process::exit(nsnet::cni::main(&nsnet::Nsnet::new(state_dir)));
+        let start = std::time::Instant::now();
+        let code = nsnet::cni::main(&nsnet::Nsnet::new(state_dir));
+        nsnet::apply::phase("the whole CNI call", start);
+        std::process::exit(code);
     }
     let args = cli::Cli::parse();
     let json = args.json;

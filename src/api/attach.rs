@@ -19,21 +19,40 @@ pub(crate) fn heal_firewall(ops: &mut [Op], before: &State, probe: &mut dyn Prob
 
 impl Nsnet {
     pub fn connect(&self, req: &ConnectRequest) -> Result<Attachment> {
-        Ok(self.connect_many(std::slice::from_ref(req))?.remove(0))
+        self.connect_with(req, &mut LiveKernel::new())
+    }
+
+    /// `connect` through `kernel`, whose handles the caller may use
+    /// afterwards (a CNI ADD reads the MACs back).
+    pub fn connect_with(
+        &self,
+        req: &ConnectRequest,
+        kernel: &mut LiveKernel,
+    ) -> Result<Attachment> {
+        Ok(self
+            .connect_many_with(std::slice::from_ref(req), kernel)?
+            .remove(0))
     }
 
     /// Attaches several namespaces under one lock, with one state write and
     /// all or nothing: if any attachment fails, none is left.
     pub fn connect_many(&self, reqs: &[ConnectRequest]) -> Result<Vec<Attachment>> {
+        self.connect_many_with(reqs, &mut LiveKernel::new())
+    }
+
+    fn connect_many_with(
+        &self,
+        reqs: &[ConnectRequest],
+        kernel: &mut LiveKernel,
+    ) -> Result<Vec<Attachment>> {
         require_root("connect namespaces")?;
         let (lock, before) = self.begin()?;
         let start = std::time::Instant::now();
         let mut state = before.clone();
-        let mut kernel = LiveKernel::new();
         let mut ops = Vec::new();
         for req in reqs {
             let mut probe = LiveProbe {
-                kernel: &mut kernel,
+                kernel: &mut *kernel,
             };
             let facts = facts::namespace_facts(&mut probe, state.networks.get(&req.network), req)?;
             crate::apply::phase("gather facts", start);
@@ -46,18 +65,11 @@ impl Nsnet {
             &mut ops,
             &before,
             &mut LiveProbe {
-                kernel: &mut kernel,
+                kernel: &mut *kernel,
             },
         )?;
         crate::apply::phase("gather facts and plan", start);
-        self.commit(
-            &lock,
-            &before,
-            &state,
-            &ops,
-            Mode::AllOrNothing,
-            &mut kernel,
-        )?;
+        self.commit(&lock, &before, &state, &ops, Mode::AllOrNothing, kernel)?;
         Ok(reqs
             .iter()
             .map(|req| {

@@ -142,7 +142,8 @@ pub fn run(out: &Printer) -> Result<i32> {
 
     step("look at the bridge", &["brctl show"]);
     println!("$ nsnet show");
-    out.show(&nsnet.state()?, &live_ports());
+    let state = nsnet.state()?;
+    out.show(&state, &live_ports(&state));
 
     step(
         "ping between the namespaces",

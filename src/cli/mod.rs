@@ -524,7 +524,10 @@ pub fn run(cli: Cli) -> Result<i32> {
             out.outcome(&outcome, "gc", false);
         }
         Command::Check { network, repair } => return check(&nsnet, &out, network, repair),
-        Command::Show => out.show(&nsnet.state()?, &output::live_ports()),
+        Command::Show => {
+            let state = nsnet.state()?;
+            out.show(&state, &output::live_ports(&state))
+        }
         Command::Demo => return demo::run(&out),
         Command::Agent { etcd } => agent(&nsnet, etcd)?,
         Command::Dns => dns_server(&cli.state_dir)?,

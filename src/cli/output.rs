@@ -1,6 +1,7 @@
 //! Human and JSON output. Results go to stdout, errors to stderr.
 
 use std::collections::HashMap;
+use std::io::{self, Write};
 use std::net::IpAddr;
 
 use serde_json::json;
@@ -70,9 +71,20 @@ pub struct LivePorts {
     pub names_by_index: HashMap<u32, String>,
 }
 
-pub fn live_ports() -> LivePorts {
+/// The networks' bridges and every bridge port, looked up one by one and in
+/// one bridge-port dump: not a dump of every link, which costs the kernel
+/// a lookup per veth that grows with the number of namespaces.
+pub fn live_ports(state: &State) -> LivePorts {
     let links = Handle::open()
-        .and_then(|mut h| h.links())
+        .and_then(|mut h| {
+            let mut links = h.bridge_ports()?;
+            for net in state.networks.values() {
+                if !links.iter().any(|l| l.name == net.bridge) {
+                    links.extend(h.link_by_name(&net.bridge)?);
+                }
+            }
+            Ok(links)
+        })
         .unwrap_or_default();
     LivePorts {
         names_by_index: links.iter().map(|l| (l.index, l.name.clone())).collect(),
@@ -106,11 +118,12 @@ fn show_json(state: &State, live: &LivePorts) -> serde_json::Value {
 }
 
 /// The `brctl show` table.
-fn print_bridges(state: &State, live: &LivePorts) {
-    println!(
+fn print_bridges(w: &mut impl Write, state: &State, live: &LivePorts) -> io::Result<()> {
+    writeln!(
+        w,
         "{:<16}{:<24}{:<16}interfaces",
         "bridge name", "bridge id", "STP enabled"
-    );
+    )?;
     for net in state.networks.values() {
         let bridge = live.by_name.get(&net.bridge);
         let id = bridge
@@ -137,34 +150,36 @@ fn print_bridges(state: &State, live: &LivePorts) {
         };
         let mut first = true;
         if ports.is_empty() {
-            println!("{:<16}{:<24}{:<16}", net.bridge, id, "no");
+            writeln!(w, "{:<16}{:<24}{:<16}", net.bridge, id, "no")?;
         }
         for p in ports {
             if first {
-                println!("{:<16}{:<24}{:<16}{p}", net.bridge, id, "no");
+                writeln!(w, "{:<16}{:<24}{:<16}{p}", net.bridge, id, "no")?;
                 first = false;
             } else {
-                println!("{:<56}{p}", "");
+                writeln!(w, "{:<56}{p}", "")?;
             }
         }
     }
+    Ok(())
 }
 
 /// One network and its attachments, with what the kernel lacks of them.
-fn print_network(net: &Network, live: &LivePorts) {
-    println!();
+fn print_network(w: &mut impl Write, net: &Network, live: &LivePorts) -> io::Result<()> {
+    writeln!(w)?;
     let gws: Vec<String> = net
         .subnets
         .iter()
         .map(|s| format!("{} via {}", s.cidr, s.gateway))
         .collect();
-    println!(
+    writeln!(
+        w,
         "network {} (bridge {}): {} [{}]",
         net.name,
         net.bridge,
         gws.join(", "),
         flags(net)
-    );
+    )?;
     if let Some(o) = &net.overlay {
         // The kernel's view: the hosts this one is programmed to reach.
         let peers = nsnet::api::overlay::programmed_peers(net).unwrap_or_default();
@@ -172,7 +187,8 @@ fn print_network(net: &Network, live: &LivePorts) {
             .iter()
             .map(|p| format!("{} via {}", p.subnet, p.vtep))
             .collect();
-        println!(
+        writeln!(
+            w,
             "  overlay {} (VNI {}, vtep {}): {} peer(s){}{}",
             o.config.subnet,
             o.config.vni,
@@ -180,7 +196,7 @@ fn print_network(net: &Network, live: &LivePorts) {
             peers.len(),
             if list.is_empty() { "" } else { ": " },
             list.join(", ")
-        );
+        )?;
     }
     for a in &net.attachments {
         let state = match live.by_name.get(&a.host_ifname) {
@@ -190,17 +206,19 @@ fn print_network(net: &Network, live: &LivePorts) {
             }
             Some(_) => "",
         };
-        println!(
+        writeln!(
+            w,
             "  {:<16} -> {:<20} {:<8} {}{state}",
             a.host_ifname,
             a.namespace.to_string(),
             a.ifname,
             addresses(a)
-        );
+        )?;
         if !a.ports.is_empty() {
-            println!("  {:<16}    published: {}", "", ports(a));
+            writeln!(w, "  {:<16}    published: {}", "", ports(a))?;
         }
     }
+    Ok(())
 }
 
 fn subnets(net: &Network) -> String {
@@ -414,9 +432,21 @@ impl Printer {
             self.print_json(show_json(state, live));
             return;
         }
-        print_bridges(state, live);
-        for net in state.networks.values() {
-            print_network(net, live);
+        // One write for the whole listing, not one per line: it has a line
+        // per attachment.
+        let mut w = io::BufWriter::new(io::stdout().lock());
+        let printed = print_bridges(&mut w, state, live)
+            .and_then(|()| {
+                state
+                    .networks
+                    .values()
+                    .try_for_each(|net| print_network(&mut w, net, live))
+            })
+            .and_then(|()| w.flush());
+        if let Err(e) = printed {
+            if e.kind() != io::ErrorKind::BrokenPipe {
+                eprintln!("nsnet: writing to stdout: {e}");
+            }
         }
     }
 

@@ -183,13 +183,14 @@ fn find<'a>(state: &'a State, network: &str, key: &CniKey) -> Option<&'a Attachm
 
 /// Creates the network of the configuration if it does not exist yet
 /// (concurrent ADDs may race to it: losing that race is fine).
-fn ensure_network(conf: &NetConf, nsnet: &Nsnet) -> Result<(), CniError> {
-    if nsnet.state()?.networks.contains_key(&conf.name) {
-        return Ok(());
+/// Returns the record as read afterwards.
+fn ensure_network(conf: &NetConf, nsnet: &Nsnet) -> Result<State, CniError> {
+    let state = nsnet.state()?;
+    if state.networks.contains_key(&conf.name) {
+        return Ok(state);
     }
     match nsnet.create_network(&conf.network_request()?) {
-        Ok(_) => Ok(()),
-        Err(Error::Rejected(Rejection::NetworkExists { .. })) => Ok(()),
+        Ok(_) | Err(Error::Rejected(Rejection::NetworkExists { .. })) => Ok(nsnet.state()?),
         Err(e) => Err(e.into()),
     }
 }
@@ -199,8 +200,8 @@ fn add(env: &Env, conf: &NetConf, stdin: &[u8], nsnet: &Nsnet) -> Result<Value, 
     env.require("CNI_NETNS", &env.netns)?;
     env.require("CNI_IFNAME", &env.ifname)?;
     let args = env.parsed_args()?;
-    ensure_network(conf, nsnet)?;
-    if find(&nsnet.state()?, &conf.name, &env.key()).is_some() {
+    let state = ensure_network(conf, nsnet)?;
+    if find(&state, &conf.name, &env.key()).is_some() {
         return Err(CniError::new(
             101,
             format!(
@@ -210,7 +211,10 @@ fn add(env: &Env, conf: &NetConf, stdin: &[u8], nsnet: &Nsnet) -> Result<Value, 
         ));
     }
     let req = connect_request(env, conf, &args, stdin)?;
-    let att = match nsnet.connect(&req) {
+    // The same kernel handles serve the connect and the MACs of the
+    // result afterwards.
+    let mut kernel = LiveKernel::new();
+    let att = match nsnet.connect_with(&req, &mut kernel) {
         Ok(a) => a,
         Err(e) => {
             if let Some(kind) = conf.delegated_ipam() {
@@ -219,12 +223,13 @@ fn add(env: &Env, conf: &NetConf, stdin: &[u8], nsnet: &Nsnet) -> Result<Value, 
             return Err(e.into());
         }
     };
-    let state = nsnet.state()?;
+    // A connect changes no network settings: the record read before
+    // serves the result.
     let net = &state.networks[&conf.name];
     let macs = result::live_macs(
         &att,
         &mut LiveProbe {
-            kernel: &mut LiveKernel::new(),
+            kernel: &mut kernel,
         },
     );
     Ok(result::render(conf, net, &att, &env.netns, macs))

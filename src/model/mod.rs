@@ -7,6 +7,7 @@
 pub mod delta;
 pub mod gateway;
 pub mod ipam;
+pub mod lab;
 pub mod names;
 pub mod nsref;
 pub mod overlay;
@@ -41,6 +42,15 @@ pub struct State {
     /// `/etc/netns/NAME/resolv.conf` files nsnet wrote, by namespace name.
     #[serde(default)]
     pub resolv_confs: BTreeMap<String, ResolvConf>,
+    /// Point-to-point links between namespaces.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<lab::Link>,
+    /// Namespaces that links, forwarding or routes made or configured.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub lab_namespaces: BTreeMap<String, lab::LabNamespace>,
+    /// netem qdiscs nsnet put on interfaces.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub impairments: lab::Impairments,
 }
 
 pub const STATE_VERSION: u32 = 1;
@@ -294,7 +304,12 @@ impl Network {
 impl State {
     /// Nothing recorded: no file needs to exist.
     pub fn is_empty(&self) -> bool {
-        self.networks.is_empty() && self.sysctls.is_empty() && self.resolv_confs.is_empty()
+        self.networks.is_empty()
+            && self.sysctls.is_empty()
+            && self.resolv_confs.is_empty()
+            && self.links.is_empty()
+            && self.lab_namespaces.is_empty()
+            && self.impairments.is_empty()
     }
 
     /// The address of `to` on a network it shares with `from` (IPv4 first,

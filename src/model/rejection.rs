@@ -262,6 +262,30 @@ pub enum Rejection {
     },
     #[error("{path} exists and was not written by nsnet")]
     ForeignFile { path: String },
+    // Labs: links, routes, impairment.
+    #[error("invalid link end {value:?}: {reason}")]
+    InvalidEndpoint { value: String, reason: String },
+    #[error("invalid route {value:?}: {reason}")]
+    InvalidRoute { value: String, reason: String },
+    #[error("link end {end} is given twice")]
+    SameEndTwice { end: String },
+    #[error("a link has two ends, and {given} addresses were given; pass one --ip per end, in the order of the ends")]
+    LinkAddressCount { given: usize },
+    #[error("link end {end} is already in use: {by}")]
+    EndInUse { end: String, by: String },
+    #[error("no link between {a} and {b}")]
+    NoSuchLink { a: String, b: String },
+    #[error("namespace {namespace} has no route {route} made by nsnet")]
+    NoSuchRoute { namespace: String, route: String },
+    #[error("namespace {namespace} already has a route to {destination}")]
+    RouteExists {
+        namespace: String,
+        destination: IpNet,
+    },
+    #[error("namespace {namespace} has no interface {ifname}")]
+    NoSuchInterface { namespace: String, ifname: String },
+    #[error("{end} is not impaired by nsnet")]
+    NotImpaired { end: String },
 }
 
 impl Rejection {
@@ -282,7 +306,11 @@ impl Rejection {
             NoSuchNetwork { .. }
             | NoSuchNamespace { .. }
             | NotConnected { .. }
-            | NoSharedNetwork { .. } => Class::NotFound,
+            | NoSharedNetwork { .. }
+            | NoSuchLink { .. }
+            | NoSuchRoute { .. }
+            | NoSuchInterface { .. }
+            | NotImpaired { .. } => Class::NotFound,
             NetworkExists { .. }
             | NamespaceExists { .. }
             | BridgeTaken { .. }
@@ -308,7 +336,9 @@ impl Rejection {
             | HostPortInUse { .. }
             | NotOwnedByFile { .. }
             | AttachmentNotOwnedByFile { .. }
-            | ForeignFile { .. } => Class::Conflict,
+            | ForeignFile { .. }
+            | EndInUse { .. }
+            | RouteExists { .. } => Class::Conflict,
             _ => Class::Invalid,
         }
     }

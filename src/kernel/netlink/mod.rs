@@ -7,11 +7,13 @@
 
 mod addr;
 mod link;
+mod qdisc;
 mod route;
 mod tunnel;
 
 pub use addr::AddressInfo;
 pub use link::{LinkInfo, LinkKind, PortOption, VethSpec};
+pub use qdisc::{netem_options, parse_netem_options};
 pub use route::RouteInfo;
 pub use tunnel::VxlanSpec;
 
@@ -199,11 +201,23 @@ impl Handle {
         msg: RouteNetlinkMessage,
         ctx: Ctx,
     ) -> Result<Vec<RouteNetlinkMessage>> {
+        self.dump_map(msg, ctx, Some)
+    }
+
+    /// A dump whose replies are turned into what the caller keeps as they
+    /// arrive: a parsed link message is many times the size of what nsnet
+    /// reads from it, and a dump may hold thousands.
+    pub(crate) fn dump_map<T>(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        ctx: Ctx,
+        mut keep: impl FnMut(RouteNetlinkMessage) -> Option<T>,
+    ) -> Result<Vec<T>> {
         let seq = self.send(msg, NLM_F_DUMP, &ctx)?;
         let mut out = Vec::new();
         self.receive(seq, &ctx, |reply| match reply {
             Reply::Message(m) => {
-                out.push(m);
+                out.extend(keep(m));
                 Ok(true)
             }
             Reply::Done | Reply::Ack => Ok(false),

@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
@@ -48,6 +48,34 @@ impl Handle {
             NLM_F_CREATE | NLM_F_EXCL,
             Ctx {
                 op: "adding route",
+                target: &target,
+            },
+        )
+    }
+
+    /// Adds (or replaces) a static route to `destination` via `gateway`;
+    /// the kernel picks the interface that reaches the gateway.
+    pub fn replace_route(&mut self, destination: IpNet, gateway: IpAddr) -> Result<()> {
+        let msg = static_route(destination, gateway);
+        let target = format!("{destination} via {gateway}");
+        self.request(
+            RouteNetlinkMessage::NewRoute(msg),
+            NLM_F_CREATE | NLM_F_REPLACE,
+            Ctx {
+                op: "adding route",
+                target: &target,
+            },
+        )
+    }
+
+    pub fn delete_route(&mut self, destination: IpNet, gateway: IpAddr) -> Result<()> {
+        let msg = static_route(destination, gateway);
+        let target = format!("{destination} via {gateway}");
+        self.request(
+            RouteNetlinkMessage::DelRoute(msg),
+            0,
+            Ctx {
+                op: "deleting route",
                 target: &target,
             },
         )
@@ -99,4 +127,27 @@ impl Handle {
         }
         Ok(out)
     }
+}
+
+/// A unicast route of the main table (message building only, no I/O).
+fn static_route(destination: IpNet, gateway: IpAddr) -> RouteMessage {
+    let mut msg = RouteMessage::default();
+    msg.header.address_family = match gateway {
+        IpAddr::V4(_) => AddressFamily::Inet,
+        IpAddr::V6(_) => AddressFamily::Inet6,
+    };
+    msg.header.table = RouteHeader::RT_TABLE_MAIN;
+    msg.header.protocol = RouteProtocol::Static;
+    msg.header.scope = RouteScope::Universe;
+    msg.header.kind = RouteType::Unicast;
+    msg.header.destination_prefix_length = destination.prefix_len();
+    if destination.prefix_len() > 0 {
+        msg.attributes
+            .push(RouteAttribute::Destination(RouteAddress::from(
+                destination.addr(),
+            )));
+    }
+    msg.attributes
+        .push(RouteAttribute::Gateway(RouteAddress::from(gateway)));
+    msg
 }
