@@ -11,8 +11,10 @@ mod check;
 pub mod dns;
 pub mod error;
 pub(crate) mod facts;
+pub mod lab;
 mod network;
 pub mod overlay;
+pub mod pingall;
 
 pub(crate) use attach::heal_firewall;
 pub use error::{require_root, Error, Result};

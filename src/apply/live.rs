@@ -370,6 +370,85 @@ impl LiveKernel {
         spawn_reaper(&names)
     }
 
+    /// Steps of lab objects: links between namespaces, routes, netem.
+    fn lab_step(&mut self, op: &Op) -> KResult<()> {
+        match op {
+            Op::CreateLinkPair {
+                netns,
+                ifname,
+                peer_netns,
+                peer_ifname,
+                mtu,
+            } => {
+                let peer = self.ns(peer_netns)?.fd.try_clone().map_err(|e| {
+                    kernel::Error::Netns(netns::Error::Open {
+                        name: peer_netns.to_string(),
+                        source: e,
+                    })
+                })?;
+                let a = Target::Ns(netns.clone());
+                let b = Target::Ns(peer_netns.clone());
+                self.indexes.retain(|k, _| {
+                    *k != (a.clone(), ifname.clone()) && *k != (b.clone(), peer_ifname.clone())
+                });
+                self.handle(&a)?.create_veth(&netlink::VethSpec {
+                    host_name: ifname,
+                    peer_name: peer_ifname,
+                    peer_netns: peer.as_fd(),
+                    master: None,
+                    mtu: *mtu,
+                    peer_mac: None,
+                    group: None,
+                    up: false,
+                })?;
+            }
+            Op::AddRoute {
+                target,
+                destination,
+                via,
+            } => self.handle(target)?.replace_route(*destination, *via)?,
+            Op::DeleteRoute {
+                target,
+                destination,
+                via,
+            } => self.handle(target)?.delete_route(*destination, *via)?,
+            Op::SetImpairment {
+                target,
+                ifname,
+                impairment,
+                ..
+            } => {
+                let index = self.index_of(target, ifname)?;
+                match self
+                    .handle(target)?
+                    .set_impairment(index, ifname, impairment)
+                {
+                    // The kernel knows no such qdisc kind (only netem can
+                    // be missing: tbf serves a rate alone).
+                    Err(e)
+                        if e.errno() == Some(libc::ENOENT)
+                            && impairment.describe().iter().any(|(k, _)| *k != "rate") =>
+                    {
+                        return Err(kernel::Error::NoNetem {
+                            ifname: ifname.clone(),
+                        })
+                    }
+                    other => other?,
+                }
+            }
+            Op::ClearImpairment { target, ifname } => {
+                let index = self.index_of(target, ifname)?;
+                match self.handle(target)?.clear_root_qdisc(index, ifname) {
+                    // No qdisc of ours there any more: nothing to clear.
+                    Err(e) if matches!(e.errno(), Some(libc::ENOENT) | Some(libc::EINVAL)) => {}
+                    other => other?,
+                }
+            }
+            _ => unreachable!("lab steps only"),
+        }
+        Ok(())
+    }
+
     /// Sets a sysctl in `target`; returns the value it had.
     fn set_sysctl(&mut self, target: &Target, key: &str, value: &str) -> KResult<String> {
         let swap = || -> KResult<String> {
@@ -464,6 +543,11 @@ impl LiveKernel {
                 other => other?,
             },
             Op::RetireLinks { links } => self.retire_links(links)?,
+            Op::CreateLinkPair { .. }
+            | Op::AddRoute { .. }
+            | Op::DeleteRoute { .. }
+            | Op::SetImpairment { .. }
+            | Op::ClearImpairment { .. } => self.lab_step(op)?,
             Op::ParkLinks { names } => {
                 kernel::each_keep_going(names, |name| {
                     let index = self.index_of(&Target::Host, name)?;

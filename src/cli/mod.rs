@@ -5,6 +5,7 @@
 
 pub mod demo;
 pub mod exec;
+pub mod lab;
 pub mod output;
 pub mod schema;
 
@@ -147,6 +148,23 @@ pub enum Command {
     },
     /// Show bridges, their networks and attachments (like `brctl show`, and more)
     Show,
+    /// Point-to-point links between namespaces: a veth pair, no bridge
+    #[command(subcommand)]
+    Link(lab::LinkCmd),
+    /// Static routes inside namespaces (make a namespace a router with
+    /// `nsnet ns add NAME --forward`)
+    #[command(subcommand)]
+    Route(lab::RouteCmd),
+    /// Impair what an interface sends (a netem qdisc): delay, jitter, loss,
+    /// rate, corruption, duplication
+    Impair(lab::ImpairArgs),
+    /// Ping every pair that should reach each other, in parallel (like
+    /// Mininet's pingall); exit 1 if any pair gets no reply
+    Pingall(lab::PingallArgs),
+    /// The topology as a Graphviz (dot) or Mermaid graph
+    #[command(after_help = "Example:
+  nsnet graph -f lab.toml | dot -Tsvg > lab.svg")]
+    Graph(lab::GraphArgs),
     /// The host's DNS server for nsnet networks (started and stopped by
     /// nsnet itself; runs in the foreground, logs to stderr)
     #[command(hide = true)]
@@ -367,6 +385,10 @@ pub enum NsCmd {
     Add {
         /// Its name under /run/netns
         name: String,
+        /// Make it a router: IPv4 and IPv6 forwarding on (recorded, so
+        /// that `nsnet down` and `check` know of it)
+        #[arg(long)]
+        forward: bool,
     },
     /// Delete a named namespace
     Del {
@@ -433,6 +455,13 @@ fn all<T>(
         .iter()
         .map(|t| parse(t))
         .collect::<std::result::Result<_, _>>()?)
+}
+
+fn up(nsnet: &Nsnet, out: &output::Printer, file: &std::path::Path, dry_run: bool) -> Result<()> {
+    let topo = nsnet::topology::load(file)?;
+    let outcome = nsnet.up(&topo, dry_run)?;
+    out.outcome(&outcome, &file.display().to_string(), dry_run);
+    Ok(())
 }
 
 fn disconnect(
@@ -509,11 +538,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             };
             return ping_command(&nsnet, &out, &namespace, &destination, &opts);
         }
-        Command::Up { file, dry_run } => {
-            let topo = nsnet::topology::load(&file)?;
-            let outcome = nsnet.up(&topo, dry_run)?;
-            out.outcome(&outcome, &file.display().to_string(), dry_run);
-        }
+        Command::Up { file, dry_run } => up(&nsnet, &out, &file, dry_run)?,
         Command::Down { file } => {
             // The file's identity, even when it was edited or deleted since.
             let outcome = nsnet.down(&nsnet::topology::owner_of(&file))?;
@@ -530,6 +555,11 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         Command::Demo => return demo::run(&out),
         Command::Agent { etcd } => agent(&nsnet, etcd)?,
+        Command::Link(cmd) => lab::link(&nsnet, &out, cmd)?,
+        Command::Route(cmd) => lab::route(&nsnet, &out, cmd)?,
+        Command::Impair(args) => lab::impair(&nsnet, &out, args)?,
+        Command::Pingall(args) => return lab::pingall_command(&nsnet, &out, args),
+        Command::Graph(args) => lab::graph(&nsnet, args)?,
         Command::Dns => dns_server(&cli.state_dir)?,
         Command::ReapParked { names } => nsnet::apply::live::reap_parked(&names),
         Command::Man { dir } => {
@@ -706,7 +736,15 @@ fn network(nsnet: &Nsnet, out: &output::Printer, cmd: NetworkCmd) -> Result<()> 
 
 fn namespace(nsnet: &Nsnet, out: &output::Printer, cmd: NsCmd) -> Result<()> {
     match cmd {
-        NsCmd::Add { name } => {
+        NsCmd::Add {
+            name,
+            forward: true,
+        } => {
+            netns::validate_name(&name)?;
+            nsnet.forward(&name, true)?;
+            out.done(&format!("namespace {name} forwards"));
+        }
+        NsCmd::Add { name, .. } => {
             require_root("add namespaces")?;
             netns::add(&name)?;
             out.done(&format!("created namespace {name}"));

@@ -274,7 +274,7 @@ fn flags(net: &Network) -> String {
 }
 
 impl Printer {
-    fn print_json(&self, v: serde_json::Value) {
+    pub fn print_json(&self, v: serde_json::Value) {
         println!(
             "{}",
             serde_json::to_string_pretty(&v).expect("serializable")

@@ -103,6 +103,8 @@ pub enum Error {
     NoSuchLink { target: String, ifname: String },
     #[error("{name} exists but is a {kind} link, not a bridge")]
     NotABridge { name: String, kind: String },
+    #[error("impairing {ifname}: this kernel has no netem qdisc (CONFIG_NET_SCH_NETEM), so delay, jitter, loss, corruption and duplication cannot be applied; a rate limit alone works (tbf)")]
+    NoNetem { ifname: String },
     #[error("starting {what}")]
     Spawn {
         what: &'static str,

@@ -26,6 +26,25 @@ pub struct StateDelta {
     /// The whole map after, when it changed (it is small).
     pub sysctls: Option<BTreeMap<String, String>>,
     pub resolv_confs: BTreeMap<String, Option<ResolvConf>>,
+    /// Lab objects after, when they changed (a lab holds few).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lab: Option<Lab>,
+}
+
+/// A state's lab objects.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Lab {
+    pub links: Vec<super::lab::Link>,
+    pub namespaces: BTreeMap<String, super::lab::LabNamespace>,
+    pub impairments: super::lab::Impairments,
+}
+
+fn lab_of(s: &State) -> Lab {
+    Lab {
+        links: s.links.clone(),
+        namespaces: s.lab_namespaces.clone(),
+        impairments: s.impairments.clone(),
+    }
 }
 
 fn attachment_delta(before: &Network, after: &Network) -> AttachmentDelta {
@@ -88,6 +107,12 @@ pub fn diff(before: &State, after: &State) -> StateDelta {
         d.sysctls = Some(after.sysctls.clone());
     }
     d.resolv_confs = changed_entries(&before.resolv_confs, &after.resolv_confs);
+    if before.links != after.links
+        || before.lab_namespaces != after.lab_namespaces
+        || before.impairments != after.impairments
+    {
+        d.lab = Some(lab_of(after));
+    }
     d
 }
 
@@ -167,6 +192,11 @@ pub fn apply(before: &State, d: &StateDelta) -> State {
             Some(c) => s.resolv_confs.insert(key.clone(), c.clone()),
             None => s.resolv_confs.remove(key),
         };
+    }
+    if let Some(lab) = &d.lab {
+        s.links = lab.links.clone();
+        s.lab_namespaces = lab.namespaces.clone();
+        s.impairments = lab.impairments.clone();
     }
     s
 }

@@ -6,6 +6,7 @@
 
 pub mod delta;
 pub mod gateway;
+pub mod graph;
 pub mod ipam;
 pub mod lab;
 pub mod names;
@@ -365,7 +366,15 @@ impl State {
                 a.namespace_created = true;
                 false
             }
-            None => ns.name().is_some(),
+            // Links, routes or forwarding still use it: their record
+            // inherits the duty.
+            None => match ns.name().and_then(|n| self.lab_namespaces.get_mut(n)) {
+                Some(lab) => {
+                    lab.created = true;
+                    false
+                }
+                None => ns.name().is_some(),
+            },
         }
     }
 

@@ -8,6 +8,7 @@
 //! `apply`.
 
 pub mod attach;
+pub mod lab;
 pub mod network;
 pub mod recover;
 pub mod undo;
@@ -86,6 +87,39 @@ pub enum Op {
         /// IPv6 on both ends; off for IPv4-only networks, set before
         /// either end is up so that no IPv6 autoconfiguration ever runs.
         ipv6: bool,
+    },
+    /// A point-to-point link: a veth pair with one end in each of two
+    /// namespaces, down.
+    CreateLinkPair {
+        netns: NsRef,
+        ifname: String,
+        peer_netns: NsRef,
+        peer_ifname: String,
+        mtu: Option<u32>,
+    },
+    /// A static route (replacing one to the same destination).
+    AddRoute {
+        target: Target,
+        destination: IpNet,
+        via: IpAddr,
+    },
+    DeleteRoute {
+        target: Target,
+        destination: IpNet,
+        via: IpAddr,
+    },
+    /// A netem qdisc at the root of an interface; `previous` is the
+    /// impairment it replaces, for the undo.
+    SetImpairment {
+        target: Target,
+        ifname: String,
+        impairment: crate::model::lab::Impairment,
+        previous: Option<crate::model::lab::Impairment>,
+    },
+    /// Removes the root qdisc of an interface.
+    ClearImpairment {
+        target: Target,
+        ifname: String,
     },
     DeleteLink {
         target: Target,
@@ -231,6 +265,11 @@ impl fmt::Display for Op {
                 if *ipv6 { "" } else { " (IPv4 only)" }
             ),
             Op::DeleteLink { target, name } => write!(f, "delete link {name} in {target}"),
+            Op::CreateLinkPair { .. }
+            | Op::AddRoute { .. }
+            | Op::DeleteRoute { .. }
+            | Op::SetImpairment { .. }
+            | Op::ClearImpairment { .. } => fmt_lab(self, f),
             Op::DeleteLinkGroup { names, .. } => match names.as_slice() {
                 [one] => write!(f, "delete link {one} in host"),
                 _ => write!(f, "delete {} links in host in one batch", names.len()),
@@ -301,6 +340,42 @@ impl fmt::Display for Op {
             Op::SetPortIsolated { ifname } => write!(f, "isolate bridge port {ifname}"),
             Op::Firewall { .. } => write!(f, "apply nftables table inet nsnet"),
         }
+    }
+}
+
+/// How a lab step reads.
+fn fmt_lab(op: &Op, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    match op {
+        Op::CreateLinkPair {
+            netns,
+            ifname,
+            peer_netns,
+            peer_ifname,
+            ..
+        } => write!(
+            f,
+            "create link {netns}:{ifname} <-> {peer_netns}:{peer_ifname}"
+        ),
+        Op::AddRoute {
+            target,
+            destination,
+            via,
+        } => write!(f, "add route {destination} via {via} in {target}"),
+        Op::DeleteRoute {
+            target,
+            destination,
+            via,
+        } => write!(f, "delete route {destination} via {via} in {target}"),
+        Op::SetImpairment {
+            target,
+            ifname,
+            impairment,
+            ..
+        } => write!(f, "impair {ifname} in {target}: {impairment}"),
+        Op::ClearImpairment { target, ifname } => {
+            write!(f, "clear the impairment of {ifname} in {target}")
+        }
+        _ => unreachable!("lab steps only"),
     }
 }
 

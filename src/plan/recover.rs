@@ -62,7 +62,9 @@ pub fn recover(before: &State, after: &State) -> (State, Vec<Op>) {
         }
     }
 
-    let mut ops = Vec::new();
+    // Lab objects first: the attachments' teardown below then sees which
+    // namespaces links still use.
+    let mut ops = super::lab::recover_lab(before, after, &mut kept);
     // Each doomed version is torn down against the kept state plus itself,
     // so that namespaces still used by kept attachments stay.
     for (net, att) in doomed_attachments {

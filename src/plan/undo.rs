@@ -21,6 +21,7 @@ pub fn undo_of(op: &Op, old_sysctl: Option<String>) -> Option<Op> {
             target: Target::Host,
             name: host.clone(),
         }),
+        Op::CreateLinkPair { .. } | Op::AddRoute { .. } | Op::SetImpairment { .. } => lab_undo(op),
         Op::AddAddress {
             target,
             ifname,
@@ -75,10 +76,49 @@ pub fn undo_of(op: &Op, old_sysctl: Option<String>) -> Option<Op> {
         | Op::DeleteLinkGroup { .. }
         | Op::DeleteLinks { .. }
         | Op::RetireLinks { .. }
+        | Op::DeleteRoute { .. }
+        | Op::ClearImpairment { .. }
         | Op::ParkLinks { .. }
         | Op::ClearParked { .. }
         | Op::ForgetFlows { .. }
         | Op::RemoveResolvConf { .. }
         | Op::DeleteAddress { .. } => None,
+    }
+}
+
+/// The undo of a lab step.
+fn lab_undo(op: &Op) -> Option<Op> {
+    match op {
+        Op::CreateLinkPair { netns, ifname, .. } => Some(Op::DeleteLink {
+            target: Target::Ns(netns.clone()),
+            name: ifname.clone(),
+        }),
+        Op::AddRoute {
+            target,
+            destination,
+            via,
+        } => Some(Op::DeleteRoute {
+            target: target.clone(),
+            destination: *destination,
+            via: *via,
+        }),
+        Op::SetImpairment {
+            target,
+            ifname,
+            previous,
+            impairment,
+        } => Some(match previous {
+            Some(p) => Op::SetImpairment {
+                target: target.clone(),
+                ifname: ifname.clone(),
+                impairment: p.clone(),
+                previous: Some(impairment.clone()),
+            },
+            None => Op::ClearImpairment {
+                target: target.clone(),
+                ifname: ifname.clone(),
+            },
+        }),
+        _ => None,
     }
 }

@@ -394,6 +394,46 @@ fn plan_creations(
     Ok((after, plan::batch_namespaces(ops)))
 }
 
+/// What lab plans need to know of the file's namespaces: the kernel's
+/// view, where a namespace the file's attachments make (or the record
+/// has) counts as existing.
+fn planned_lab_facts(
+    topo: &Topology,
+    state: &State,
+    kernel: &mut LiveKernel,
+    dry_run: bool,
+) -> Result<crate::plan::lab::Facts> {
+    let lab = &topo.lab;
+    let names: BTreeSet<&str> = lab
+        .links
+        .iter()
+        .flat_map(|l| l.ends.iter().map(|e| e.namespace.as_str()))
+        .chain(lab.routers.keys().map(String::as_str))
+        .chain(lab.impairments.keys().map(|e| e.namespace.as_str()))
+        .collect();
+    let mut facts = crate::plan::lab::Facts::new();
+    for ns in names {
+        let mut f = if dry_run && !nix::unistd::geteuid().is_root() {
+            crate::plan::lab::LabNsFacts::default()
+        } else {
+            crate::api::lab::lab_facts(
+                &mut LiveProbe {
+                    kernel: &mut *kernel,
+                },
+                [ns],
+            )?
+            .remove(ns)
+            .unwrap_or_default()
+        };
+        let named = NsRef::Named(ns.to_string());
+        f.exists |= topo.attachments.iter().any(|a| a.namespace == named)
+            || state.attachments_of(&named).next().is_some()
+            || state.lab_namespaces.contains_key(ns);
+        facts.insert(ns.to_string(), f);
+    }
+    Ok(facts)
+}
+
 impl Nsnet {
     /// Makes the host match `topo`, changing only what differs.
     pub fn up(&self, topo: &Topology, dry_run: bool) -> Result<Outcome> {
@@ -414,7 +454,13 @@ impl Nsnet {
                 kernel: &mut kernel,
             },
         )?;
-        let (mid, removals) = plan_removals(topo, &before, &damaged, &mut out)?;
+        let (mut mid, mut removals) = plan_removals(topo, &before, &damaged, &mut out)?;
+        removals.extend(super::lab::plan_removals(
+            &topo.lab,
+            &topo.owner,
+            &mut mid,
+            &mut out.changes,
+        )?);
         let m = missing(topo, &mid);
         describe_missing(
             &m,
@@ -423,6 +469,14 @@ impl Nsnet {
                 kernel: &mut kernel,
             },
             &mut out,
+        )?;
+        let lab_facts = planned_lab_facts(topo, &mid, &mut kernel, dry_run)?;
+        super::lab::plan_creations(
+            &topo.lab,
+            &topo.owner,
+            &mut mid.clone(),
+            &lab_facts,
+            &mut out.changes,
         )?;
         if damaged.firewall {
             out.changes
@@ -443,7 +497,16 @@ impl Nsnet {
                 &mut kernel,
             )?;
         }
-        let (after, mut ops) = plan_creations(topo, &mid, m, &mut kernel)?;
+        let (mut after, mut ops) = plan_creations(topo, &mid, m, &mut kernel)?;
+        // Links, routers and impairments, once the namespaces of the
+        // attachments are planned (the lines were listed above).
+        ops.extend(super::lab::plan_creations(
+            &topo.lab,
+            &topo.owner,
+            &mut after,
+            &lab_facts,
+            &mut Vec::new(),
+        )?);
         if damaged.firewall {
             // The whole table, whatever the live one looks like.
             ops.push(Op::whole_firewall(&mid, &after));
@@ -466,11 +529,18 @@ impl Nsnet {
     /// Removes everything an `up` of the file `owner` created.
     pub fn down(&self, owner: &str) -> Result<Outcome> {
         require_root("remove a topology")?;
-        let owner = Some(owner.to_string());
         let (lock, before) = self.begin()?;
         let mut after = before.clone();
-        let mut ops = Vec::new();
         let mut out = Outcome::default();
+        // The file's links, routes and impairments first: an empty lab
+        // wants none of them.
+        let mut ops = super::lab::plan_removals(
+            &super::LabSpec::default(),
+            owner,
+            &mut after,
+            &mut out.changes,
+        )?;
+        let owner = Some(owner.to_string());
         for net in before.networks.values() {
             if net.owner == owner {
                 let (next, more) = plan_remove(&after, &net.name, true)?;

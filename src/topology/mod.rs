@@ -23,6 +23,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 pub mod converge;
+mod lab;
+
+pub use lab::{graph, LabSpec};
 
 use crate::api::{Error, Result};
 use crate::model::ports::PortMapping;
@@ -42,6 +45,8 @@ struct FileSpec {
     networks: BTreeMap<Spanned<String>, NetworkSpec>,
     #[serde(default)]
     namespaces: BTreeMap<Spanned<String>, NamespaceSpec>,
+    #[serde(default)]
+    links: Vec<Spanned<lab::LinkSpec>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -74,6 +79,12 @@ struct NamespaceSpec {
     dns: Vec<Spanned<String>>,
     #[serde(default)]
     attach: Vec<AttachSpec>,
+    /// A router: IPv4 and IPv6 forwarding on.
+    #[serde(default)]
+    forward: bool,
+    /// Static routes, `DEST via GATEWAY`.
+    #[serde(default)]
+    routes: Vec<Spanned<String>>,
 }
 
 /// `ip = "10.0.0.2"` or `ip = ["10.0.0.2", "fd00::2"]`. (Spans do not
@@ -96,6 +107,8 @@ struct AttachSpec {
     publish: Vec<Spanned<String>>,
     #[serde(default)]
     aliases: Vec<Spanned<String>>,
+    /// Impairs what the namespace's end sends.
+    impair: Option<Spanned<lab::ImpairSpec>>,
 }
 
 /// A validated topology: requests for the model, plus per-namespace DNS.
@@ -106,6 +119,8 @@ pub struct Topology {
     pub networks: Vec<CreateRequest>,
     pub attachments: Vec<ConnectRequest>,
     pub dns: BTreeMap<String, Vec<IpAddr>>,
+    /// Links, routers, routes and impairments.
+    pub lab: LabSpec,
 }
 
 /// Line and column (1-based) of a byte offset.
@@ -244,11 +259,13 @@ pub fn parse(path: &str, owner: &str, text: &str) -> Result<Topology> {
             attachments.push(req);
         }
     }
+    let lab = lab::parse(&cx, owner, &spec, &attachments)?;
     Ok(Topology {
         owner: owner.to_string(),
         networks,
         attachments,
         dns,
+        lab,
     })
 }
 

@@ -1,6 +1,8 @@
-//! The root qdisc of an interface: a netem qdisc for link impairment, set,
-//! replaced, removed and read back over rtnetlink (tc's messages, no `tc`
-//! binary). netem's options are unusual: `TCA_OPTIONS` holds a raw
+//! The root qdisc of an interface, for link impairment: netem (delay,
+//! jitter, loss, corruption, duplication, and rate with them), or tbf for a
+//! rate limit alone (kernels without netem have it), set, replaced,
+//! removed and read back over rtnetlink (tc's messages, no `tc` binary).
+//! netem's options are unusual: `TCA_OPTIONS` holds a raw
 //! `struct tc_netem_qopt` followed by attributes (64-bit delay and jitter,
 //! rate, corruption), so they are built and read here byte by byte.
 
@@ -126,6 +128,85 @@ pub fn parse_netem_options(raw: &[u8]) -> Option<Impairment> {
     Some(imp)
 }
 
+const TCA_TBF_PARMS: u16 = 1;
+const TCA_TBF_RATE64: u16 = 4;
+const TCA_TBF_BURST: u16 = 6;
+/// `TC_LINKLAYER_ETHERNET`: the kernel computes transmission times itself,
+/// no rate table is sent.
+const LINKLAYER_ETHERNET: u8 = 1;
+
+/// `struct tc_ratespec` for `bytes` per second.
+fn ratespec(bytes: u64) -> [u8; 12] {
+    let mut r = [0u8; 12];
+    r[1] = LINKLAYER_ETHERNET;
+    r[8..12].copy_from_slice(&u32::try_from(bytes).unwrap_or(u32::MAX).to_ne_bytes());
+    r
+}
+
+/// The nested `TCA_OPTIONS` of a tbf qdisc limiting to `rate_bps`: a burst
+/// of 4 ms of traffic (at least two full frames), a queue of 100 ms.
+pub fn tbf_options(rate_bps: u64) -> Vec<u8> {
+    let bytes = (rate_bps / 8).max(1);
+    let burst = (bytes / 250).max(3028);
+    let limit = (bytes / 10).max(2 * burst);
+    let mut parms = Vec::with_capacity(36);
+    parms.extend_from_slice(&ratespec(bytes));
+    parms.extend_from_slice(&[0u8; 12]);
+    for v in [u32::try_from(limit).unwrap_or(u32::MAX), 0, 0] {
+        parms.extend_from_slice(&v.to_ne_bytes());
+    }
+    let mut out = Vec::new();
+    attr(&mut out, TCA_TBF_PARMS, &parms);
+    attr(
+        &mut out,
+        TCA_TBF_BURST,
+        &u32::try_from(burst).unwrap_or(u32::MAX).to_ne_bytes(),
+    );
+    if bytes > u64::from(u32::MAX) {
+        attr(&mut out, TCA_TBF_RATE64, &bytes.to_ne_bytes());
+    }
+    out
+}
+
+/// The impairment (a rate) that tbf options as the kernel reports them
+/// describe.
+fn parse_tbf_options(raw: &[u8]) -> Option<Impairment> {
+    let mut at = 0;
+    let mut rate = None;
+    while at + 4 <= raw.len() {
+        let len = usize::from(u16::from_ne_bytes([raw[at], raw[at + 1]]));
+        let kind = u16::from_ne_bytes([raw[at + 2], raw[at + 3]]) & 0x3fff;
+        if len < 4 || at + len > raw.len() {
+            break;
+        }
+        let value = &raw[at + 4..at + len];
+        match kind {
+            TCA_TBF_PARMS if value.len() >= 12 => {
+                rate = Some(u64::from(u32::from_ne_bytes(value[8..12].try_into().ok()?)));
+            }
+            TCA_TBF_RATE64 if value.len() >= 8 => {
+                rate = Some(u64::from_ne_bytes(value[..8].try_into().ok()?));
+            }
+            _ => {}
+        }
+        at += (len + 3) & !3;
+    }
+    Some(Impairment {
+        rate_bps: rate? * 8,
+        ..Impairment::default()
+    })
+}
+
+/// A rate limit alone is a tbf qdisc; anything else is netem.
+fn uses_tbf(imp: &Impairment) -> bool {
+    imp.rate_bps > 0
+        && Impairment {
+            rate_bps: 0,
+            ..imp.clone()
+        }
+        .is_none()
+}
+
 fn root(index: u32) -> TcMessage {
     let mut msg = TcMessage::with_index(index as i32);
     msg.header.parent = TcHandle::ROOT;
@@ -133,22 +214,22 @@ fn root(index: u32) -> TcMessage {
 }
 
 impl Handle {
-    /// Makes a netem qdisc with `imp` the root qdisc of interface `index`,
-    /// replacing whatever root qdisc it had.
-    pub fn set_netem(&mut self, index: u32, ifname: &str, imp: &Impairment) -> Result<()> {
+    /// Makes a netem (or, for a rate alone, tbf) qdisc with `imp` the root
+    /// qdisc of interface `index`, replacing whatever root qdisc it had.
+    pub fn set_impairment(&mut self, index: u32, ifname: &str, imp: &Impairment) -> Result<()> {
+        let (kind, options, op) = if uses_tbf(imp) {
+            ("tbf", tbf_options(imp.rate_bps), "setting a tbf qdisc on")
+        } else {
+            (KIND, netem_options(imp), "setting a netem qdisc on")
+        };
         let mut msg = root(index);
-        msg.attributes.push(TcAttribute::Kind(KIND.into()));
-        msg.attributes.push(TcAttribute::Other(DefaultNla::new(
-            TCA_OPTIONS,
-            netem_options(imp),
-        )));
+        msg.attributes.push(TcAttribute::Kind(kind.into()));
+        msg.attributes
+            .push(TcAttribute::Other(DefaultNla::new(TCA_OPTIONS, options)));
         self.request(
             RouteNetlinkMessage::NewQueueDiscipline(msg),
             NLM_F_CREATE | NLM_F_REPLACE,
-            Ctx {
-                op: "setting a netem qdisc on",
-                target: ifname,
-            },
+            Ctx { op, target: ifname },
         )
     }
 
@@ -164,9 +245,9 @@ impl Handle {
         )
     }
 
-    /// The netem impairment at the root of interface `index`, if its root
-    /// qdisc is netem.
-    pub fn netem(&mut self, index: u32, ifname: &str) -> Result<Option<Impairment>> {
+    /// The impairment at the root of interface `index`, if its root qdisc
+    /// is netem or tbf.
+    pub fn impairment(&mut self, index: u32, ifname: &str) -> Result<Option<Impairment>> {
         let replies = self.dump(
             RouteNetlinkMessage::GetQueueDiscipline(TcMessage::with_index(index as i32)),
             Ctx {
@@ -181,20 +262,22 @@ impl Handle {
             if m.header.index != index as i32 || m.header.parent != TcHandle::ROOT {
                 continue;
             }
-            let is_netem = m
-                .attributes
-                .iter()
-                .any(|a| matches!(a, TcAttribute::Kind(k) if k == KIND));
-            if !is_netem {
-                return Ok(None);
-            }
+            let kind = m.attributes.iter().find_map(|a| match a {
+                TcAttribute::Kind(k) => Some(k.as_str()),
+                _ => None,
+            });
+            let parse: fn(&[u8]) -> Option<Impairment> = match kind {
+                Some(KIND) => parse_netem_options,
+                Some("tbf") => parse_tbf_options,
+                _ => return Ok(None),
+            };
             for a in &m.attributes {
                 if let TcAttribute::Options(opts) = a {
                     for o in opts {
                         if let TcOption::Other(nla) = o {
                             let mut raw = vec![0u8; netlink_packet_core::Nla::value_len(nla)];
                             netlink_packet_core::Nla::emit_value(nla, &mut raw);
-                            return Ok(parse_netem_options(&raw));
+                            return Ok(parse(&raw));
                         }
                     }
                 }
@@ -223,5 +306,11 @@ mod tests {
         assert_eq!(raw.len() % 4, 0);
         assert_eq!(parse_netem_options(&raw), Some(imp));
         assert_eq!(probability(100.0), u32::MAX);
+        let rate = Impairment {
+            rate_bps: 10_000_000,
+            ..Impairment::default()
+        };
+        assert!(uses_tbf(&rate));
+        assert_eq!(parse_tbf_options(&tbf_options(10_000_000)), Some(rate));
     }
 }

@@ -1,0 +1,344 @@
+//! Lab commands of the command line: `link`, `route`, `impair`,
+//! `pingall`, `graph`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use super::output::Printer;
+use super::Result;
+use nsnet::api::pingall;
+use nsnet::model::graph::{Format, Graph};
+use nsnet::model::lab::{Endpoint, Impairment, Route};
+use nsnet::model::Rejection;
+use nsnet::plan::lab::LinkRequest;
+use nsnet::Nsnet;
+
+#[derive(Subcommand)]
+pub enum LinkCmd {
+    /// Link two namespaces with a veth pair (creating them if needed)
+    #[command(
+        after_help = "Example:\n  nsnet link add r1:eth1 r2:eth1 --ip 10.1.12.1/30 --ip 10.1.12.2/30"
+    )]
+    Add {
+        /// NAMESPACE:INTERFACE of one end
+        a: String,
+        /// NAMESPACE:INTERFACE of the other end
+        b: String,
+        /// ADDR/PLEN of an end: the first --ip goes to the first end, the
+        /// second to the second (none: no addresses)
+        #[arg(long = "ip", value_name = "ADDR/PLEN")]
+        ips: Vec<String>,
+        /// MTU of both ends
+        #[arg(long)]
+        mtu: Option<u32>,
+    },
+    /// Delete the link between two ends (in either order)
+    Del { a: String, b: String },
+    /// List links
+    Ls,
+}
+
+#[derive(Subcommand)]
+pub enum RouteCmd {
+    /// Add a static route inside a namespace
+    #[command(
+        after_help = "Examples:\n  nsnet route add r1 10.2.0.0/24 via 10.1.12.2\n  nsnet route add h1 default via 10.0.1.1"
+    )]
+    Add {
+        namespace: String,
+        /// ADDR/PLEN, or `default`
+        destination: String,
+        #[arg(value_parser = ["via"], hide_possible_values = true)]
+        via: String,
+        gateway: String,
+    },
+    /// Delete a static route nsnet added
+    Del {
+        namespace: String,
+        destination: String,
+        #[arg(value_parser = ["via"], hide_possible_values = true)]
+        via: String,
+        gateway: String,
+    },
+    /// List static routes and forwarding namespaces
+    Ls,
+}
+
+#[derive(Args)]
+#[command(
+    after_help = "Examples:\n  nsnet impair r1:eth1 --delay 20ms --jitter 5ms --loss 1%\n  \
+    nsnet impair r1:eth1 --rate 10mbit\n  nsnet impair r1:eth1 --clear\n  nsnet impair ls"
+)]
+pub struct ImpairArgs {
+    /// NAMESPACE:INTERFACE, or `ls` to list impairments
+    target: String,
+    /// Added delay, e.g. 20ms
+    #[arg(long)]
+    delay: Option<String>,
+    /// Variation of the delay, e.g. 5ms
+    #[arg(long)]
+    jitter: Option<String>,
+    /// Packets dropped, e.g. 1%
+    #[arg(long)]
+    loss: Option<String>,
+    /// Rate limit, e.g. 10mbit
+    #[arg(long)]
+    rate: Option<String>,
+    /// Packets corrupted, e.g. 0.1%
+    #[arg(long)]
+    corrupt: Option<String>,
+    /// Packets sent twice, e.g. 1%
+    #[arg(long)]
+    duplicate: Option<String>,
+    /// Remove the impairment
+    #[arg(long, conflicts_with_all = ["delay", "jitter", "loss", "rate", "corrupt", "duplicate"])]
+    clear: bool,
+}
+
+#[derive(Args)]
+pub struct PingallArgs {
+    /// Only what this topology file made
+    #[arg(short, long)]
+    file: Option<PathBuf>,
+    /// Echo requests per pair
+    #[arg(short = 'c', long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    count: u32,
+    /// Seconds to wait for each reply
+    #[arg(short = 'W', long, default_value_t = 1.0)]
+    timeout: f64,
+}
+
+#[derive(Args)]
+pub struct GraphArgs {
+    /// Draw this topology file (default: what is recorded)
+    #[arg(short, long)]
+    file: Option<PathBuf>,
+    /// dot (Graphviz) or mermaid
+    #[arg(long, default_value = "dot", value_parser = ["dot", "mermaid"])]
+    format: String,
+}
+
+fn endpoint(s: &str) -> Result<Endpoint> {
+    Ok(s.parse::<Endpoint>()?)
+}
+
+pub fn link(nsnet: &Nsnet, out: &Printer, cmd: LinkCmd) -> Result<()> {
+    match cmd {
+        LinkCmd::Add { a, b, ips, mtu } => {
+            let ends = [endpoint(&a)?, endpoint(&b)?];
+            let addrs = super::all(&ips, |s| {
+                s.parse::<ipnet::IpNet>()
+                    .map_err(|_| Rejection::Unparsable {
+                        what: "address",
+                        value: s.to_string(),
+                        expected: "expected ADDR/PLEN such as 10.1.12.1/30",
+                    })
+            })?;
+            let addresses = match addrs.as_slice() {
+                [] => [vec![], vec![]],
+                [x, y] => [vec![*x], vec![*y]],
+                _ => return Err(Rejection::LinkAddressCount { given: addrs.len() }.into()),
+            };
+            nsnet.link_add(&LinkRequest {
+                ends: ends.clone(),
+                addresses,
+                mtu,
+                owner: None,
+                impair: None,
+            })?;
+            out.done(&format!("linked {} <-> {}", ends[0], ends[1]));
+        }
+        LinkCmd::Del { a, b } => {
+            let (a, b) = (endpoint(&a)?, endpoint(&b)?);
+            nsnet.link_del(&a, &b)?;
+            out.done(&format!("deleted link {a} <-> {b}"));
+        }
+        LinkCmd::Ls => {
+            let state = nsnet.state()?;
+            if out.json {
+                out.print_json(json!(state.links));
+            } else {
+                for l in &state.links {
+                    let end = |i: usize| {
+                        let addrs: Vec<String> =
+                            l.addresses[i].iter().map(|a| a.to_string()).collect();
+                        format!("{} {}", l.ends[i], addrs.join(","))
+                    };
+                    println!("{:<40} <-> {}", end(0), end(1));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn route_of(destination: &str, gateway: &str) -> Result<Route> {
+    Ok(Route::new(destination, gateway)?)
+}
+
+pub fn route(nsnet: &Nsnet, out: &Printer, cmd: RouteCmd) -> Result<()> {
+    match cmd {
+        RouteCmd::Add {
+            namespace,
+            destination,
+            gateway,
+            ..
+        } => {
+            let r = route_of(&destination, &gateway)?;
+            nsnet.route_add(&namespace, &r)?;
+            out.done(&format!("added route {r} in {namespace}"));
+        }
+        RouteCmd::Del {
+            namespace,
+            destination,
+            gateway,
+            ..
+        } => {
+            let r = route_of(&destination, &gateway)?;
+            nsnet.route_del(&namespace, &r)?;
+            out.done(&format!("deleted route {r} in {namespace}"));
+        }
+        RouteCmd::Ls => {
+            let state = nsnet.state()?;
+            if out.json {
+                out.print_json(json!(state.lab_namespaces));
+            } else {
+                for (ns, r) in &state.lab_namespaces {
+                    if r.forward {
+                        println!("{ns:<16} forwards");
+                    }
+                    for route in &r.routes {
+                        println!("{ns:<16} {route}");
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn impair(nsnet: &Nsnet, out: &Printer, args: ImpairArgs) -> Result<()> {
+    if args.target == "ls" {
+        let state = nsnet.state()?;
+        if out.json {
+            let list: Vec<_> = state
+                .impairments
+                .iter()
+                .map(|(e, r)| json!({"end": e.to_string(), "impairment": r.impairment}))
+                .collect();
+            out.print_json(json!(list));
+        } else {
+            for (e, r) in &state.impairments {
+                println!("{:<24} {}", e.to_string(), r.impairment);
+            }
+        }
+        return Ok(());
+    }
+    let end = endpoint(&args.target)?;
+    if args.clear {
+        nsnet.impair(&end, None)?;
+        out.done(&format!("cleared the impairment of {end}"));
+        return Ok(());
+    }
+    let mut imp = Impairment::default();
+    for (key, value) in [
+        ("delay", &args.delay),
+        ("jitter", &args.jitter),
+        ("loss", &args.loss),
+        ("rate", &args.rate),
+        ("corrupt", &args.corrupt),
+        ("duplicate", &args.duplicate),
+    ] {
+        if let Some(v) = value {
+            imp.set(key, v)?;
+        }
+    }
+    if imp.is_none() {
+        return Err(Rejection::MissingOption {
+            option: "--delay, --loss, --rate, --jitter, --corrupt, --duplicate or --clear",
+            reason: "say how to impair the link",
+        }
+        .into());
+    }
+    nsnet.impair(&end, Some(&imp))?;
+    out.done(&format!("impaired {end}: {imp}"));
+    Ok(())
+}
+
+/// Exit 0 when every expected pair got a reply, 1 otherwise.
+pub fn pingall_command(nsnet: &Nsnet, out: &Printer, args: PingallArgs) -> Result<i32> {
+    let timeout = super::seconds(args.timeout, "timeout")?;
+    let mut state = nsnet.state()?;
+    if let Some(file) = &args.file {
+        state = only_owned_by(state, &nsnet::topology::owner_of(file));
+    }
+    let pairs = pingall::expected(&state);
+    let results = pingall::run(&pairs, args.count, timeout)?;
+    let failed = results.iter().filter(|r| !r.ok()).count();
+    if out.json {
+        out.print_json(json!({"pairs": results, "failed": failed}));
+    } else {
+        print_matrix(&results);
+        println!(
+            "{} of {} pairs reached ({} failed)",
+            results.len() - failed,
+            results.len(),
+            failed
+        );
+    }
+    Ok(if failed == 0 { 0 } else { 1 })
+}
+
+fn print_matrix(results: &[pingall::Outcome]) {
+    println!(
+        "{:<14} {:<14} {:<28} {:>6} {:>9}  because",
+        "from", "to", "address", "loss", "rtt"
+    );
+    for r in results {
+        let rtt = r
+            .rtt_ms
+            .map(|ms| format!("{ms:.2} ms"))
+            .unwrap_or_else(|| "-".into());
+        let mark = if r.ok() { "" } else { "  FAILED" };
+        println!(
+            "{:<14} {:<14} {:<28} {:>5.0}% {:>9}  {}{mark}",
+            r.pair.from,
+            r.pair.to,
+            r.pair.address.to_string(),
+            r.loss_pct(),
+            rtt,
+            r.pair.because
+        );
+        if let Some(e) = &r.error {
+            println!("    {e}");
+        }
+    }
+}
+
+/// The record reduced to what one topology file made.
+fn only_owned_by(mut state: nsnet::model::State, owner: &str) -> nsnet::model::State {
+    let mine = |o: &Option<String>| o.as_deref() == Some(owner);
+    state.networks.retain(|_, n| mine(&n.owner));
+    for n in state.networks.values_mut() {
+        n.attachments.retain(|a| mine(&a.owner));
+    }
+    state.links.retain(|l| mine(&l.owner));
+    state.lab_namespaces.retain(|_, r| mine(&r.owner));
+    state
+}
+
+pub fn graph(nsnet: &Nsnet, args: GraphArgs) -> Result<()> {
+    let g = match &args.file {
+        Some(file) => nsnet::topology::graph(&nsnet::topology::load(file)?),
+        None => Graph::from_state(&nsnet.state()?),
+    };
+    let format = if args.format == "mermaid" {
+        Format::Mermaid
+    } else {
+        Format::Dot
+    };
+    print!("{}", g.render(format));
+    Ok(())
+}

@@ -1,0 +1,571 @@
+//! Planning lab objects: point-to-point links, forwarding and static
+//! routes in namespaces, and impairments. Pure over the record and the
+//! facts gathered about the namespaces involved; every plan also records
+//! its objects in the state it returns.
+
+use std::collections::BTreeMap;
+
+use ipnet::IpNet;
+
+use super::{Op, Target};
+use crate::model::lab::{Endpoint, Impairment, ImpairmentRecord, LabNamespace, Link, Route};
+use crate::model::{NsRef, Rejection, State};
+
+type Result<T> = std::result::Result<T, Rejection>;
+
+/// What the kernel says about a namespace a lab command touches.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LabNsFacts {
+    pub exists: bool,
+    pub ifnames: Vec<String>,
+}
+
+pub type Facts = BTreeMap<String, LabNsFacts>;
+
+/// A link to make.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkRequest {
+    pub ends: [Endpoint; 2],
+    pub addresses: [Vec<IpNet>; 2],
+    pub mtu: Option<u32>,
+    pub owner: Option<String>,
+    /// Applied to both ends (Mininet's TCLink does the same).
+    pub impair: Option<Impairment>,
+}
+
+pub const FORWARD_KEYS: [&str; 2] = ["net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding"];
+
+fn target(ns: &str) -> Target {
+    Target::Ns(NsRef::Named(ns.to_string()))
+}
+
+/// Who already uses `end`, if anyone.
+fn end_user(state: &State, end: &Endpoint, facts: &Facts) -> Option<String> {
+    if let Some(l) = state.links.iter().find(|l| l.has_end(end)) {
+        return Some(format!("link {} <-> {}", l.ends[0], l.ends[1]));
+    }
+    let ns = NsRef::Named(end.namespace.clone());
+    if let Some((net, _)) = state
+        .attachments_of(&ns)
+        .find(|(_, a)| a.ifname == end.ifname)
+    {
+        return Some(format!("the attachment to network {}", net.name));
+    }
+    let live = facts
+        .get(&end.namespace)
+        .is_some_and(|f| f.ifnames.contains(&end.ifname));
+    live.then(|| "an interface the namespace already has".to_string())
+}
+
+fn check_link(state: &State, req: &LinkRequest, facts: &Facts) -> Result<()> {
+    if req.ends[0] == req.ends[1] {
+        return Err(Rejection::SameEndTwice {
+            end: req.ends[0].to_string(),
+        });
+    }
+    for end in &req.ends {
+        if let Some(by) = end_user(state, end, facts) {
+            return Err(Rejection::EndInUse {
+                end: end.to_string(),
+                by,
+            });
+        }
+    }
+    if let Some(mtu) = req.mtu.filter(|m| !(68..=65535).contains(m)) {
+        return Err(Rejection::MtuOutOfRange {
+            mtu,
+            min: 68,
+            max: 65535,
+        });
+    }
+    Ok(())
+}
+
+/// The namespace's lab record, made (with the steps that make the
+/// namespace, when it is missing) if there is none yet.
+fn ensure_namespace(state: &mut State, ns: &str, facts: &Facts, ops: &mut Vec<Op>) {
+    if state.lab_namespaces.contains_key(ns) {
+        return;
+    }
+    let exists = facts.get(ns).is_some_and(|f| f.exists);
+    if !exists {
+        ops.push(Op::CreateNetns {
+            name: ns.to_string(),
+        });
+    }
+    ops.push(Op::LinkUp {
+        target: target(ns),
+        ifname: "lo".into(),
+    });
+    state.lab_namespaces.insert(
+        ns.to_string(),
+        LabNamespace {
+            created: !exists,
+            ..LabNamespace::default()
+        },
+    );
+}
+
+/// Plans a link and records it in `state` (untouched when refused).
+pub fn plan_link_add(state: &mut State, req: &LinkRequest, facts: &Facts) -> Result<Vec<Op>> {
+    check_link(state, req, facts)?;
+    let mut ops = Vec::new();
+    for end in &req.ends {
+        ensure_namespace(state, &end.namespace, facts, &mut ops);
+    }
+    let [a, b] = &req.ends;
+    ops.push(Op::CreateLinkPair {
+        netns: NsRef::Named(a.namespace.clone()),
+        ifname: a.ifname.clone(),
+        peer_netns: NsRef::Named(b.namespace.clone()),
+        peer_ifname: b.ifname.clone(),
+        mtu: req.mtu,
+    });
+    for (end, addrs) in req.ends.iter().zip(&req.addresses) {
+        for addr in addrs {
+            ops.push(Op::AddAddress {
+                target: target(&end.namespace),
+                ifname: end.ifname.clone(),
+                addr: *addr,
+            });
+        }
+        ops.push(Op::LinkUp {
+            target: target(&end.namespace),
+            ifname: end.ifname.clone(),
+        });
+    }
+    state.links.push(Link {
+        ends: req.ends.clone(),
+        addresses: req.addresses.clone(),
+        mtu: req.mtu,
+        owner: req.owner.clone(),
+    });
+    if let Some(imp) = req.impair.as_ref().filter(|i| !i.is_none()) {
+        for end in &req.ends {
+            ops.extend(plan_impair(
+                state,
+                end,
+                Some(imp),
+                req.owner.clone(),
+                facts,
+            )?);
+        }
+    }
+    Ok(ops)
+}
+
+/// Forgets a namespace's lab record once nothing of a lab uses it, and
+/// deletes the namespace if nsnet made it and no attachment uses it
+/// either (one that does inherits the duty).
+fn release_namespace(state: &mut State, ns: &str) -> Vec<Op> {
+    let in_use = state.links.iter().any(|l| l.uses_namespace(ns))
+        || state
+            .lab_namespaces
+            .get(ns)
+            .is_some_and(|r| r.forward || !r.routes.is_empty());
+    if in_use {
+        return Vec::new();
+    }
+    let Some(record) = state.lab_namespaces.remove(ns) else {
+        return Vec::new();
+    };
+    state.impairments.retain(|e, _| e.namespace != ns);
+    if !record.created {
+        return Vec::new();
+    }
+    let named = NsRef::Named(ns.to_string());
+    let heir = state
+        .networks
+        .values_mut()
+        .flat_map(|n| n.attachments.iter_mut())
+        .find(|a| a.namespace == named);
+    match heir {
+        Some(a) => {
+            a.namespace_created = true;
+            Vec::new()
+        }
+        None => vec![Op::DeleteNetns {
+            name: ns.to_string(),
+        }],
+    }
+}
+
+/// Plans the removal of the link between `a` and `b`.
+pub fn plan_link_del(state: &mut State, a: &Endpoint, b: &Endpoint) -> Result<Vec<Op>> {
+    let pos = state
+        .links
+        .iter()
+        .position(|l| l.joins(a, b))
+        .ok_or_else(|| Rejection::NoSuchLink {
+            a: a.to_string(),
+            b: b.to_string(),
+        })?;
+    let link = state.links.remove(pos);
+    for end in &link.ends {
+        state.impairments.remove(end);
+    }
+    let mut release = Vec::new();
+    for end in &link.ends {
+        release.extend(release_namespace(state, &end.namespace));
+    }
+    // The pair goes as one, with its qdiscs and the routes through it;
+    // a namespace that goes takes it along, without the RCU grace period
+    // a deletion waits for.
+    let goes_along = release
+        .iter()
+        .any(|o| matches!(o, Op::DeleteNetns { name } if link.uses_namespace(name)));
+    let mut ops = Vec::new();
+    if !goes_along {
+        ops.push(Op::DeleteLink {
+            target: target(&link.ends[0].namespace),
+            name: link.ends[0].ifname.clone(),
+        });
+    }
+    ops.extend(release);
+    Ok(ops)
+}
+
+fn require_namespace(ns: &str, facts: &Facts) -> Result<()> {
+    if facts.get(ns).is_some_and(|f| f.exists) {
+        Ok(())
+    } else {
+        Err(Rejection::NoSuchNamespace {
+            namespace: ns.to_string(),
+            suggestion: None,
+        })
+    }
+}
+
+/// Plans a static route in `ns` (the same route again changes nothing).
+pub fn plan_route_add(
+    state: &mut State,
+    ns: &str,
+    route: &Route,
+    owner: Option<String>,
+    facts: &Facts,
+) -> Result<Vec<Op>> {
+    require_namespace(ns, facts)?;
+    if let Some(r) = state.lab_namespaces.get(ns) {
+        if r.routes.contains(route) {
+            return Ok(Vec::new());
+        }
+        if r.routes.iter().any(|x| x.destination == route.destination) {
+            return Err(Rejection::RouteExists {
+                namespace: ns.to_string(),
+                destination: route.destination,
+            });
+        }
+    }
+    let mut ops = Vec::new();
+    ensure_namespace(state, ns, facts, &mut ops);
+    let record = state.lab_namespaces.get_mut(ns).expect("just ensured");
+    record.routes.push(route.clone());
+    if owner.is_some() {
+        record.owner = owner;
+    }
+    ops.push(Op::AddRoute {
+        target: target(ns),
+        destination: route.destination,
+        via: route.via,
+    });
+    Ok(ops)
+}
+
+pub fn plan_route_del(state: &mut State, ns: &str, route: &Route) -> Result<Vec<Op>> {
+    let missing = || Rejection::NoSuchRoute {
+        namespace: ns.to_string(),
+        route: route.to_string(),
+    };
+    let record = state.lab_namespaces.get_mut(ns).ok_or_else(missing)?;
+    let pos = record
+        .routes
+        .iter()
+        .position(|r| r == route)
+        .ok_or_else(missing)?;
+    record.routes.remove(pos);
+    let mut ops = vec![Op::DeleteRoute {
+        target: target(ns),
+        destination: route.destination,
+        via: route.via,
+    }];
+    ops.extend(release_namespace(state, ns));
+    Ok(ops)
+}
+
+/// Turns forwarding on (or off) in `ns`, making the namespace if it is
+/// missing.
+pub fn plan_forward(
+    state: &mut State,
+    ns: &str,
+    on: bool,
+    owner: Option<String>,
+    facts: &Facts,
+) -> Result<Vec<Op>> {
+    let was = state.lab_namespaces.get(ns).is_some_and(|r| r.forward);
+    if was == on {
+        return Ok(Vec::new());
+    }
+    let mut ops = Vec::new();
+    if on {
+        ensure_namespace(state, ns, facts, &mut ops);
+    }
+    let Some(record) = state.lab_namespaces.get_mut(ns) else {
+        return Ok(ops);
+    };
+    record.forward = on;
+    if owner.is_some() {
+        record.owner = owner;
+    }
+    let created = record.created;
+    // A namespace nsnet deletes takes its sysctls along.
+    if on || !created || state.links.iter().any(|l| l.uses_namespace(ns)) {
+        for key in FORWARD_KEYS {
+            ops.push(Op::SetSysctl {
+                target: target(ns),
+                key: key.to_string(),
+                value: if on { "1" } else { "0" }.to_string(),
+            });
+        }
+    }
+    if !on {
+        ops.extend(release_namespace(state, ns));
+    }
+    Ok(ops)
+}
+
+/// Impairs (or, with `None`, clears) what `end` sends.
+pub fn plan_impair(
+    state: &mut State,
+    end: &Endpoint,
+    impairment: Option<&Impairment>,
+    owner: Option<String>,
+    facts: &Facts,
+) -> Result<Vec<Op>> {
+    let known = state.links.iter().any(|l| l.has_end(end))
+        || state
+            .attachments_of(&NsRef::Named(end.namespace.clone()))
+            .any(|(_, a)| a.ifname == end.ifname)
+        || facts
+            .get(&end.namespace)
+            .is_some_and(|f| f.ifnames.contains(&end.ifname));
+    if !known {
+        return Err(Rejection::NoSuchInterface {
+            namespace: end.namespace.clone(),
+            ifname: end.ifname.clone(),
+        });
+    }
+    let previous = state.impairments.get(end).map(|r| r.impairment.clone());
+    match impairment.filter(|i| !i.is_none()) {
+        Some(imp) => {
+            if previous.as_ref() == Some(imp) {
+                return Ok(Vec::new());
+            }
+            state.impairments.insert(
+                end.clone(),
+                ImpairmentRecord {
+                    impairment: imp.clone(),
+                    owner,
+                },
+            );
+            Ok(vec![Op::SetImpairment {
+                target: target(&end.namespace),
+                ifname: end.ifname.clone(),
+                impairment: imp.clone(),
+                previous,
+            }])
+        }
+        None => {
+            if previous.is_none() {
+                return Err(Rejection::NotImpaired {
+                    end: end.to_string(),
+                });
+            }
+            state.impairments.remove(end);
+            Ok(vec![Op::ClearImpairment {
+                target: target(&end.namespace),
+                ifname: end.ifname.clone(),
+            }])
+        }
+    }
+}
+
+/// Recovery of an interrupted lab command: what `before` and `after`
+/// agree on is kept in `kept`; the rest is torn down (see `recover`).
+pub fn recover_lab(before: &State, after: &State, kept: &mut State) -> Vec<Op> {
+    let mut ops = Vec::new();
+    kept.links = before
+        .links
+        .iter()
+        .filter(|l| after.links.contains(l))
+        .cloned()
+        .collect();
+    for l in before.links.iter().chain(&after.links) {
+        if !kept.links.contains(l) {
+            ops.push(Op::DeleteLink {
+                target: target(&l.ends[0].namespace),
+                name: l.ends[0].ifname.clone(),
+            });
+        }
+    }
+    for (end, rec) in before.impairments.iter().chain(&after.impairments) {
+        if before.impairments.get(end) == after.impairments.get(end) {
+            kept.impairments.insert(end.clone(), rec.clone());
+        } else if !ops.iter().any(|o| matches!(o, Op::ClearImpairment { ifname, target: t } if *ifname == end.ifname && *t == target(&end.namespace))) {
+            ops.push(Op::ClearImpairment {
+                target: target(&end.namespace),
+                ifname: end.ifname.clone(),
+            });
+        }
+    }
+    let names: std::collections::BTreeSet<&String> = before
+        .lab_namespaces
+        .keys()
+        .chain(after.lab_namespaces.keys())
+        .collect();
+    for ns in names {
+        let (b, a) = (before.lab_namespaces.get(ns), after.lab_namespaces.get(ns));
+        let both = |f: fn(&LabNamespace) -> bool| b.is_some_and(f) && a.is_some_and(f);
+        let either = |f: fn(&LabNamespace) -> bool| b.is_some_and(f) || a.is_some_and(f);
+        let record = LabNamespace {
+            created: either(|r| r.created),
+            forward: both(|r| r.forward),
+            routes: b
+                .map(|r| r.routes.clone())
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|r| a.is_some_and(|x| x.routes.contains(r)))
+                .collect(),
+            owner: b.and_then(|r| r.owner.clone()),
+        };
+        for r in b.iter().chain(a.iter()).flat_map(|x| &x.routes) {
+            if !record.routes.contains(r) {
+                ops.push(Op::DeleteRoute {
+                    target: target(ns),
+                    destination: r.destination,
+                    via: r.via,
+                });
+            }
+        }
+        if either(|r| r.forward) && !record.forward {
+            for key in FORWARD_KEYS {
+                ops.push(Op::SetSysctl {
+                    target: target(ns),
+                    key: key.to_string(),
+                    value: "0".into(),
+                });
+            }
+        }
+        kept.lab_namespaces.insert(ns.clone(), record);
+        ops.extend(release_namespace(kept, ns));
+    }
+    ops
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn end(s: &str) -> Endpoint {
+        s.parse().unwrap()
+    }
+
+    fn link(a: &str, b: &str) -> LinkRequest {
+        LinkRequest {
+            ends: [end(a), end(b)],
+            addresses: [
+                vec!["10.1.12.1/30".parse().unwrap()],
+                vec!["10.1.12.2/30".parse().unwrap()],
+            ],
+            mtu: None,
+            owner: None,
+            impair: None,
+        }
+    }
+
+    #[test]
+    fn a_link_makes_its_namespaces_and_goes_with_them() {
+        let mut s = State::default();
+        let ops = plan_link_add(&mut s, &link("r1:eth1", "r2:eth1"), &Facts::new()).unwrap();
+        let steps: Vec<String> = ops.iter().map(|o| o.to_string()).collect();
+        assert_eq!(steps[0], "create namespace r1", "{steps:?}");
+        assert!(
+            steps.contains(&"create link r1:eth1 <-> r2:eth1".to_string()),
+            "{steps:?}"
+        );
+        assert_eq!(s.links.len(), 1);
+        let err =
+            plan_link_add(&mut s.clone(), &link("r1:eth1", "r3:eth1"), &Facts::new()).unwrap_err();
+        assert!(matches!(err, Rejection::EndInUse { .. }), "{err}");
+        let ops = plan_link_del(&mut s, &end("r2:eth1"), &end("r1:eth1")).unwrap();
+        let steps: Vec<String> = ops.iter().map(|o| o.to_string()).collect();
+        // Both namespaces go, and the pair with them.
+        assert_eq!(steps, ["delete namespace r1", "delete namespace r2"]);
+        assert!(s.is_empty(), "{s:?}");
+    }
+
+    #[test]
+    fn bad_links_are_refused_before_anything_is_made() {
+        let mut s = State::default();
+        let same = plan_link_add(&mut s, &link("r1:eth1", "r1:eth1"), &Facts::new()).unwrap_err();
+        assert!(matches!(same, Rejection::SameEndTwice { .. }));
+        let mut facts = Facts::new();
+        facts.insert(
+            "r1".into(),
+            LabNsFacts {
+                exists: true,
+                ifnames: vec!["lo".into(), "eth1".into()],
+            },
+        );
+        let taken = plan_link_add(&mut s, &link("r1:eth1", "r2:eth1"), &facts).unwrap_err();
+        assert!(matches!(taken, Rejection::EndInUse { .. }), "{taken}");
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn routes_and_forwarding_keep_a_namespace_until_the_last_goes() {
+        let mut s = State::default();
+        plan_link_add(&mut s, &link("r1:eth1", "r2:eth1"), &Facts::new()).unwrap();
+        let mut facts = Facts::new();
+        facts.insert(
+            "r1".into(),
+            LabNsFacts {
+                exists: true,
+                ifnames: vec![],
+            },
+        );
+        let route: Route = "10.2.0.0/24 via 10.1.12.2".parse().unwrap();
+        plan_route_add(&mut s, "r1", &route, None, &facts).unwrap();
+        assert!(plan_route_add(&mut s, "r1", &route, None, &facts)
+            .unwrap()
+            .is_empty());
+        plan_forward(&mut s, "r1", true, None, &facts).unwrap();
+        let ops = plan_link_del(&mut s, &end("r1:eth1"), &end("r2:eth1")).unwrap();
+        // r1 still routes and forwards: only r2 goes.
+        assert_eq!(ops.last().unwrap().to_string(), "delete namespace r2");
+        plan_route_del(&mut s, "r1", &route).unwrap();
+        let ops = plan_forward(&mut s, "r1", false, None, &facts).unwrap();
+        assert_eq!(ops.last().unwrap().to_string(), "delete namespace r1");
+        assert!(s.is_empty(), "{s:?}");
+    }
+
+    #[test]
+    fn impairments_replace_and_clear() {
+        let mut s = State::default();
+        plan_link_add(&mut s, &link("a:eth1", "b:eth1"), &Facts::new()).unwrap();
+        let mut imp = Impairment::default();
+        imp.set("delay", "50ms").unwrap();
+        let ops = plan_impair(&mut s, &end("a:eth1"), Some(&imp), None, &Facts::new()).unwrap();
+        assert!(matches!(&ops[0], Op::SetImpairment { previous: None, .. }));
+        assert!(
+            plan_impair(&mut s, &end("a:eth1"), Some(&imp), None, &Facts::new())
+                .unwrap()
+                .is_empty()
+        );
+        let none =
+            plan_impair(&mut s, &end("a:eth9"), Some(&imp), None, &Facts::new()).unwrap_err();
+        assert!(matches!(none, Rejection::NoSuchInterface { .. }));
+        plan_impair(&mut s, &end("a:eth1"), None, None, &Facts::new()).unwrap();
+        let again = plan_impair(&mut s, &end("a:eth1"), None, None, &Facts::new()).unwrap_err();
+        assert!(matches!(again, Rejection::NotImpaired { .. }));
+    }
+}
