@@ -261,7 +261,7 @@ fn every_example_validates_and_the_lab_comes_up_and_down() {
     for f in &files {
         let out = sb.ok(&["up", "--dry-run", "-f", f.to_str().unwrap()]);
         assert!(
-            out.contains("would create network"),
+            out.contains("would create network") || out.contains("would link"),
             "{}: {out}",
             f.display()
         );

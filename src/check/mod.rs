@@ -92,6 +92,22 @@ pub enum Finding {
     },
     /// Networks with DNS exist and the host's DNS server is not running.
     DnsServerDown,
+    /// A link's end (its namespace or interface) is gone.
+    LinkEndMissing {
+        end: String,
+        link: String,
+    },
+    /// A static route nsnet added is not in the namespace's table.
+    RouteMissing {
+        namespace: String,
+        route: String,
+    },
+    /// An interface's impairment is not what was recorded.
+    ImpairmentDrift {
+        end: String,
+        wanted: String,
+        found: String,
+    },
 }
 
 impl Finding {
@@ -111,7 +127,12 @@ impl Finding {
             | InterfaceDown { network, .. }
             | AddressMissing { network, .. }
             | DefaultRouteMissing { network, .. } => Some(network),
-            Sysctl { .. } | Firewall { .. } | DnsServerDown => None,
+            Sysctl { .. }
+            | Firewall { .. }
+            | DnsServerDown
+            | LinkEndMissing { .. }
+            | RouteMissing { .. }
+            | ImpairmentDrift { .. } => None,
         }
     }
 
@@ -159,6 +180,21 @@ impl Finding {
                 "nsnet check --repair".into()
             }
             NamespaceGone { .. } => "nsnet gc".into(),
+            LinkEndMissing { link, .. } => format!(
+                "nsnet link del {link} && nsnet link add {link} ... (or nsnet up -f FILE if a topology file made it)"
+            ),
+            RouteMissing { namespace, route } => format!(
+                "nsnet route del {namespace} {route} && nsnet route add {namespace} {route}"
+            ),
+            ImpairmentDrift { end, wanted, .. } => {
+                let flags: Vec<String> = wanted
+                    .split(' ')
+                    .collect::<Vec<_>>()
+                    .chunks(2)
+                    .map(|kv| format!("--{}", kv.join(" ")))
+                    .collect();
+                format!("nsnet impair {end} {}", flags.join(" "))
+            }
             BridgeMissing { network, .. }
             | NotABridge { network, .. }
             | GatewayMissing { network, .. }
@@ -204,6 +240,14 @@ impl fmt::Display for Finding {
             DnsServerDown => write!(
                 f,
                 "the DNS server of nsnet networks is not running (names do not resolve)"
+            ),
+            LinkEndMissing { end, link } => write!(f, "link {link}: end {end} is missing"),
+            RouteMissing { namespace, route } => {
+                write!(f, "namespace {namespace}: route {route} is missing")
+            }
+            ImpairmentDrift { end, wanted, found } => write!(
+                f,
+                "{end}: impairment is {found}, the record says {wanted}"
             ),
             TunnelMissing { network, device } => write!(
                 f,
@@ -488,6 +532,7 @@ pub fn check_where(
             });
         }
     }
+    lab_findings(state, probe, &mut report.drift)?;
     let live = probe.firewall_table()?;
     report.drift.extend(
         fw::drift(state, live.as_ref())
@@ -498,6 +543,58 @@ pub fn check_where(
         report.warnings = probe.foreign_forward_drops()?;
     }
     Ok(report)
+}
+
+/// Links, routes and impairments the record has and the kernel lacks.
+fn lab_findings(state: &State, probe: &mut dyn Probe, out: &mut Vec<Finding>) -> Result<()> {
+    let ns_target = |ns: &str| Target::Ns(NsRef::Named(ns.to_string()));
+    let present = |probe: &mut dyn Probe, ns: &str, ifname: &str| -> Result<bool> {
+        if !probe.namespace_exists(&NsRef::Named(ns.to_string()))? {
+            return Ok(false);
+        }
+        Ok(probe.link(&ns_target(ns), ifname)?.is_some())
+    };
+    for l in &state.links {
+        for e in &l.ends {
+            if !present(probe, &e.namespace, &e.ifname)? {
+                out.push(Finding::LinkEndMissing {
+                    end: e.to_string(),
+                    link: format!("{} {}", l.ends[0], l.ends[1]),
+                });
+            }
+        }
+    }
+    for (ns, r) in &state.lab_namespaces {
+        if r.routes.is_empty() || !probe.namespace_exists(&NsRef::Named(ns.clone()))? {
+            continue;
+        }
+        let live = probe.routes(&ns_target(ns))?;
+        for route in &r.routes {
+            let found = live
+                .iter()
+                .any(|x| x.destination == route.destination && x.gateway == Some(route.via));
+            if !found {
+                out.push(Finding::RouteMissing {
+                    namespace: ns.clone(),
+                    route: route.to_string(),
+                });
+            }
+        }
+    }
+    for (end, rec) in &state.impairments {
+        if !present(probe, &end.namespace, &end.ifname)? {
+            continue;
+        }
+        let live = probe.impairment(&ns_target(&end.namespace), &end.ifname)?;
+        if live.as_ref() != Some(&rec.impairment) {
+            out.push(Finding::ImpairmentDrift {
+                end: end.to_string(),
+                wanted: rec.impairment.to_string(),
+                found: live.map_or_else(|| "none".to_string(), |i| i.to_string()),
+            });
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

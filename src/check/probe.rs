@@ -39,6 +39,12 @@ pub trait Probe {
     fn link(&mut self, target: &Target, name: &str) -> Result<Option<LinkInfo>>;
     fn addresses(&mut self, target: &Target) -> Result<Vec<AddressInfo>>;
     fn routes(&mut self, target: &Target) -> Result<Vec<RouteInfo>>;
+    /// The impairment (netem or tbf root qdisc) of an interface, if any.
+    fn impairment(
+        &mut self,
+        target: &Target,
+        ifname: &str,
+    ) -> Result<Option<crate::model::lab::Impairment>>;
     /// A sysctl of nsnet's own namespace; `None` where it does not exist.
     fn sysctl(&mut self, key: &str) -> Option<String>;
     /// nsnet's firewall table as nft lists it; `None` when it is missing.
@@ -87,6 +93,18 @@ impl Probe for LiveProbe<'_> {
 
     fn routes(&mut self, target: &Target) -> Result<Vec<RouteInfo>> {
         Ok(self.kernel.handle(target)?.routes()?)
+    }
+
+    fn impairment(
+        &mut self,
+        target: &Target,
+        ifname: &str,
+    ) -> Result<Option<crate::model::lab::Impairment>> {
+        let handle = self.kernel.handle(target)?;
+        let Some(link) = handle.link_by_name(ifname)? else {
+            return Ok(None);
+        };
+        Ok(handle.impairment(link.index, ifname)?)
     }
 
     fn sysctl(&mut self, key: &str) -> Option<String> {
@@ -197,6 +215,14 @@ impl Probe for FakeProbe {
 
     fn routes(&mut self, target: &Target) -> Result<Vec<RouteInfo>> {
         Ok(self.ns(target)?.routes.clone())
+    }
+
+    fn impairment(
+        &mut self,
+        _target: &Target,
+        _ifname: &str,
+    ) -> Result<Option<crate::model::lab::Impairment>> {
+        Ok(None)
     }
 
     fn sysctl(&mut self, key: &str) -> Option<String> {

@@ -208,12 +208,17 @@ pub fn plan_link_del(state: &mut State, a: &Endpoint, b: &Endpoint) -> Result<Ve
     for end in &link.ends {
         release.extend(release_namespace(state, &end.namespace));
     }
-    // The pair goes as one, with its qdiscs and the routes through it;
-    // a namespace that goes takes it along, without the RCU grace period
-    // a deletion waits for.
-    let goes_along = release
-        .iter()
-        .any(|o| matches!(o, Op::DeleteNetns { name } if link.uses_namespace(name)));
+    // The pair goes as one, with its qdiscs and the routes through it.
+    // When both namespaces go, they take it along, without the RCU grace
+    // period a deletion waits for; otherwise it is deleted at once, so that
+    // the end that stays is gone before anyone wants its name again (a
+    // namespace's deletion destroys its devices asynchronously).
+    let goes = |ns: &str| {
+        release
+            .iter()
+            .any(|o| matches!(o, Op::DeleteNetns { name } if name == ns))
+    };
+    let goes_along = goes(&link.ends[0].namespace) && goes(&link.ends[1].namespace);
     let mut ops = Vec::new();
     if !goes_along {
         ops.push(Op::DeleteLink {

@@ -399,10 +399,27 @@ fn plan_creations(
 /// has) counts as existing.
 fn planned_lab_facts(
     topo: &Topology,
+    before: &State,
     state: &State,
     kernel: &mut LiveKernel,
     dry_run: bool,
 ) -> Result<crate::plan::lab::Facts> {
+    // What this up's removals delete is gone by the time the creations
+    // run: the ends of the links it removes, the namespaces it deletes.
+    let removed_ends: Vec<&crate::model::lab::Endpoint> = before
+        .links
+        .iter()
+        .filter(|l| !state.links.contains(l))
+        .flat_map(|l| l.ends.iter())
+        .collect();
+    let deleted = |ns: &str| {
+        before.lab_namespaces.get(ns).is_some_and(|r| r.created)
+            && !state.lab_namespaces.contains_key(ns)
+            && state
+                .attachments_of(&NsRef::Named(ns.to_string()))
+                .next()
+                .is_none()
+    };
     let lab = &topo.lab;
     let names: BTreeSet<&str> = lab
         .links
@@ -425,6 +442,14 @@ fn planned_lab_facts(
             .remove(ns)
             .unwrap_or_default()
         };
+        f.ifnames.retain(|i| {
+            !removed_ends
+                .iter()
+                .any(|e| e.namespace == ns && e.ifname == *i)
+        });
+        if deleted(ns) {
+            f = crate::plan::lab::LabNsFacts::default();
+        }
         let named = NsRef::Named(ns.to_string());
         f.exists |= topo.attachments.iter().any(|a| a.namespace == named)
             || state.attachments_of(&named).next().is_some()
@@ -470,7 +495,7 @@ impl Nsnet {
             },
             &mut out,
         )?;
-        let lab_facts = planned_lab_facts(topo, &mid, &mut kernel, dry_run)?;
+        let lab_facts = planned_lab_facts(topo, &before, &mid, &mut kernel, dry_run)?;
         super::lab::plan_creations(
             &topo.lab,
             &topo.owner,

@@ -1,0 +1,445 @@
+//! Labs: point-to-point links, routers and routes, impairment measured on
+//! the wire, pingall and graphs. Each test in its own sandbox.
+
+mod common;
+use common::{assert_same, Sandbox};
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+const ROUTED_LAB: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/routed-lab.toml");
+
+fn write(dir: &tempfile::TempDir, text: &str) -> String {
+    let path = dir.path().join("lab.toml");
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+fn enter(ns: &str) {
+    let f = std::fs::File::open(format!("/run/netns/{ns}")).expect("opening namespace");
+    nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+}
+
+/// Bulk TCP from `from` to `to_addr` (a listener in `to`) for `secs`:
+/// the receiver's throughput in Mbit/s.
+fn tcp_mbits(from: &str, to: &str, to_addr: &str, secs: f64) -> f64 {
+    let addr: SocketAddr = format!("{to_addr}:5201").parse().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let to = to.to_string();
+    let receiver = std::thread::spawn(move || {
+        enter(&to);
+        let l = TcpListener::bind(addr).expect("bind");
+        tx.send(()).unwrap();
+        let (mut c, _) = l.accept().expect("accept");
+        let mut buf = vec![0u8; 1 << 16];
+        let (mut total, start) = (0usize, Instant::now());
+        while let Ok(n) = c.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            total += n;
+        }
+        total as f64 * 8.0 / start.elapsed().as_secs_f64() / 1e6
+    });
+    rx.recv().unwrap();
+    let from = from.to_string();
+    let sender = std::thread::spawn(move || {
+        enter(&from);
+        let mut c = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).expect("connect");
+        let chunk = vec![0x5au8; 1 << 16];
+        let end = Instant::now() + Duration::from_secs_f64(secs);
+        while Instant::now() < end {
+            if c.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+    });
+    sender.join().unwrap();
+    receiver.join().unwrap()
+}
+
+/// Average RTT in ms and received count of `count` pings.
+fn ping_stats(sb: &Sandbox, from: &str, to: &str, count: u32, interval: &str) -> (f64, u32) {
+    let out = sb.run(&[
+        "--json",
+        "ping",
+        from,
+        to,
+        "-c",
+        &count.to_string(),
+        "-i",
+        interval,
+        "-W",
+        "1",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let v: serde_json::Value = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .unwrap_or_else(|| {
+            panic!(
+                "ping --json: {text} {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    let received = v["received"].as_u64().unwrap_or(0) as u32;
+    let rtts: Vec<f64> = v["rtt_ms"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
+        .unwrap_or_default();
+    let rtt = rtts.iter().sum::<f64>() / rtts.len().max(1) as f64;
+    (rtt, received)
+}
+
+const TWO_LINKS: &str = r#"
+[[links]]
+endpoints = ["a:eth1", "b:eth1"]
+ips = ["10.61.0.1/30", "10.61.0.2/30"]
+
+[[links]]
+endpoints = ["b:eth2", "c:eth1"]
+ips = [["10.62.0.1/30", "fd00:62::1/64"], ["10.62.0.2/30", "fd00:62::2/64"]]
+mtu = 1400
+"#;
+
+#[test]
+fn links_come_up_ping_and_go_exactly() {
+    let sb = Sandbox::new();
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(&dir, TWO_LINKS);
+    let before = sb.snapshot();
+    let out = sb.ok(&["up", "-f", &file]);
+    assert!(out.contains("link a:eth1 <-> b:eth1"), "{out}");
+    sb.ok(&["ping", "a", "10.61.0.2", "-c", "1"]);
+    sb.ok(&["ping", "c", "10.62.0.1", "-c", "1"]);
+    sb.ok(&["ping", "c", "fd00:62::1", "-c", "1"]);
+    assert!(sb.sh("ip -n c link show eth1").contains("mtu 1400"));
+    let snap = sb.snapshot();
+    let again = sb.ok(&["up", "-f", &file]);
+    assert!(again.contains("no changes"), "{again}");
+    assert_same(&sb.snapshot(), &snap, "a second up changed the host");
+    // Editing one link changes only that link: the other keeps its veth.
+    let kept = sb.sh("ip -n c -o link show eth1 | cut -d: -f1");
+    let edited = write(
+        &dir,
+        &TWO_LINKS.replace(
+            "10.61.0.1/30\", \"10.61.0.2/30",
+            "10.61.0.5/30\", \"10.61.0.6/30",
+        ),
+    );
+    let out = sb.ok(&["up", "-f", &edited]);
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.contains("link"))
+            .collect::<Vec<_>>(),
+        ["delete link a:eth1 <-> b:eth1", "link a:eth1 <-> b:eth1"],
+        "{out}"
+    );
+    assert_eq!(sb.sh("ip -n c -o link show eth1 | cut -d: -f1"), kept);
+    sb.ok(&["ping", "a", "10.61.0.6", "-c", "1"]);
+    let ls = sb.ok(&["--json", "link", "ls"]);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&ls)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    sb.ok(&["down", "-f", &edited]);
+    assert_same(&sb.snapshot(), &before, "down");
+}
+
+#[test]
+fn bad_link_ends_are_refused_with_line_and_column() {
+    let sb = Sandbox::new();
+    let dir = tempfile::tempdir().unwrap();
+    let before = sb.snapshot();
+    for (text, at) in [
+        ("[[links]]\nendpoints = [\"r1eth1\", \"r2:eth1\"]\n", ":2:14: invalid link end \"r1eth1\""),
+        ("[[links]]\nendpoints = [\"r1:averyveryverylongname\", \"r2:eth1\"]\n", ":2:14: invalid link end"),
+        ("[[links]]\nendpoints = [\"r1:eth1\", \"r1:eth1\"]\n", ":2:13: link end r1:eth1 is given twice"),
+        ("[[links]]\nendpoints = [\"r1:eth1\"]\n", ":2:13: a link has exactly two endpoints"),
+        ("[[links]]\nendpoints = [\"r1:eth1\", \"r2:eth1\"]\n[[links]]\nendpoints = [\"r1:eth1\", \"r3:eth1\"]\n", ":4:13: link end r1:eth1 is in use by another link"),
+        ("[networks.n]\nsubnets = [\"10.63.0.0/24\"]\n[namespaces.r1]\nattach = [{ network = \"n\" }]\n[[links]]\nendpoints = [\"r1:eth0\", \"r2:eth1\"]\n", ":6:13: link end r1:eth0 is in use: the attachment to network n"),
+        ("[[links]]\nendpoints = [\"r1:eth1\", \"r2:eth1\"]\nips = [\"10.0.0.1/30\"]\n", ":3:8: ips has one entry per end"),
+        ("[[links]]\nendpoints = [\"r1:eth1\", \"r2:eth1\"]\nimpair = { delay = \"20 parsecs\" }\n", ":3:10: invalid duration"),
+        ("[namespaces.r1]\nroutes = [\"10.2.0.0/24 via\"]\n", ":2:11: invalid route"),
+    ] {
+        let file = write(&dir, text);
+        let err = sb.fails(&["up", "-f", &file], 2);
+        assert!(err.contains(&format!("{file}{at}")), "{text:?}: {err}");
+        assert_same(&sb.snapshot(), &before, "a refused file changed the host");
+    }
+    // The command line: the same checks, the documented exit codes.
+    let err = sb.fails(&["link", "add", "r1", "r2:eth1"], 2);
+    assert!(err.contains("invalid link end \"r1\""), "{err}");
+    sb.fails(
+        &["link", "add", "r1:eth1", "r2:eth1", "--ip", "10.0.0.1/30"],
+        2,
+    );
+    sb.ok(&["link", "add", "r1:eth1", "r2:eth1"]);
+    let snap = sb.snapshot();
+    let err = sb.fails(&["link", "add", "r3:eth1", "r1:eth1"], 4);
+    assert!(
+        err.contains("link end r1:eth1 is already in use: link r1:eth1 <-> r2:eth1"),
+        "{err}"
+    );
+    assert_same(&sb.snapshot(), &snap, "a refused link changed the host");
+    let err = sb.fails(&["link", "del", "r1:eth1", "r3:eth1"], 3);
+    assert!(err.contains("no link between r1:eth1 and r3:eth1"), "{err}");
+    sb.ok(&["link", "del", "r2:eth1", "r1:eth1"]);
+    sb.settle();
+    assert_same(&sb.snapshot(), &before, "link del");
+}
+
+#[test]
+fn the_routed_triangle_routes_and_a_removed_route_breaks_that_path() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    sb.ok(&["up", "-f", ROUTED_LAB]);
+    // h1 -> r1 -> r3 -> h2: two routers in between.
+    sb.ok(&["ping", "h1", "10.0.3.2", "-c", "1"]);
+    let trace = sb.sh("ip netns exec h1 ip route get 10.0.3.2");
+    assert!(trace.contains("via 10.0.1.1"), "{trace}");
+    let all = sb.ok(&["--json", "pingall", "-f", ROUTED_LAB, "-c", "1"]);
+    let v: serde_json::Value = serde_json::from_str(&all).unwrap();
+    let pairs = v["pairs"].as_array().unwrap();
+    assert!(pairs.len() >= 30, "{all}");
+    assert_eq!(v["failed"], 0, "{all}");
+    // Both hosts see every router address, and each other.
+    for (from, to) in [("h1", "10.0.3.2"), ("h2", "10.0.1.2"), ("h1", "10.1.23.2")] {
+        assert!(
+            pairs
+                .iter()
+                .any(|p| p["from"] == from && p["address"] == to),
+            "{from} -> {to} missing: {all}"
+        );
+    }
+    // Without r1's route to h2's subnet, exactly the paths through it
+    // break: h1 and h2 lose each other, the links still work.
+    sb.ok(&["route", "del", "r1", "10.0.3.0/24", "via", "10.1.13.2"]);
+    let out = sb.run(&["--json", "pingall", "-c", "1", "-W", "0.5"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let failed: Vec<(String, String)> = v["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["received"] == 0)
+        .map(|p| {
+            (
+                p["from"].as_str().unwrap().into(),
+                p["address"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert!(
+        failed.contains(&("h1".into(), "10.0.3.2".into())),
+        "{failed:?}"
+    );
+    assert!(
+        failed.contains(&("h2".into(), "10.0.1.2".into())),
+        "{failed:?}"
+    );
+    // What breaks is what r1 must send towards 10.0.3.0/24: h1's requests
+    // there, and the replies of h1 and r1 to h2.
+    let r1 = ["10.0.1.1", "10.1.12.1", "10.1.13.1"];
+    for (from, to) in &failed {
+        let through_r1 = (from == "h1" && to.starts_with("10.0.3."))
+            || (from == "h2" && (to.starts_with("10.0.1.") || r1.contains(&to.as_str())));
+        assert!(
+            through_r1,
+            "only paths through r1's route may break: {from} -> {to}"
+        );
+    }
+    sb.ok(&["ping", "r1", "10.1.13.2", "-c", "1"]);
+    sb.ok(&["route", "add", "r1", "10.0.3.0/24", "via", "10.1.13.2"]);
+    sb.ok(&["ping", "h1", "10.0.3.2", "-c", "1"]);
+    let err = sb.fails(
+        &["route", "del", "r1", "10.9.0.0/24", "via", "10.1.13.2"],
+        3,
+    );
+    assert!(
+        err.contains("has no route 10.9.0.0/24 via 10.1.13.2"),
+        "{err}"
+    );
+    sb.ok(&["down", "-f", ROUTED_LAB]);
+    sb.settle();
+    assert_same(&sb.snapshot(), &before, "down");
+}
+
+#[test]
+fn graphs_are_valid_dot_and_mermaid() {
+    let sb = Sandbox::new();
+    let dot = sb.ok(&["graph", "-f", ROUTED_LAB]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lab.dot");
+    std::fs::write(&path, &dot).unwrap();
+    let svg = sb.sh(&format!("dot -Tsvg {}", path.display()));
+    assert!(svg.contains("<svg") && svg.contains("r1 (router)"), "{dot}");
+    assert_eq!(dot.matches(" -- ").count(), 5, "five links: {dot}");
+    // Mermaid: a flowchart header, every node declared once, every edge
+    // between declared nodes, labels quoted.
+    let m = sb.ok(&["graph", "-f", ROUTED_LAB, "--format", "mermaid"]);
+    let mut lines = m.lines();
+    assert_eq!(lines.next(), Some("graph LR"));
+    let mut nodes = std::collections::BTreeSet::new();
+    let mut edges = 0;
+    for l in lines {
+        let l = l.trim();
+        let id: String = l
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .collect();
+        if l.contains("---|") || l.contains("-.-|") {
+            let parts: Vec<&str> = l.split('|').collect();
+            assert_eq!(parts.len(), 3, "{l}");
+            assert!(parts[1].starts_with('"') && parts[1].ends_with('"'), "{l}");
+            assert!(nodes.contains(&id), "edge from undeclared {id}: {l}");
+            assert!(
+                nodes.contains(parts[2].trim()),
+                "edge to undeclared node: {l}"
+            );
+            edges += 1;
+        } else {
+            assert!(nodes.insert(id.clone()), "node {id} declared twice");
+            assert!(l.contains('"'), "{l}");
+        }
+    }
+    assert_eq!((nodes.len(), edges), (5, 5), "{m}");
+    assert!(m.contains("-.-|"), "the impaired link is drawn dashed: {m}");
+    // From the record, after an up, the same graph.
+    sb.ok(&["up", "-f", ROUTED_LAB]);
+    assert_eq!(sb.ok(&["graph"]), dot);
+    sb.ok(&["down", "-f", ROUTED_LAB]);
+}
+
+#[test]
+fn a_rate_limit_is_measured_on_the_wire_and_clear_restores_the_baseline() {
+    let sb = Sandbox::new();
+    sb.ok(&[
+        "link",
+        "add",
+        "a:eth1",
+        "b:eth1",
+        "--ip",
+        "10.64.0.1/30",
+        "--ip",
+        "10.64.0.2/30",
+    ]);
+    let base = tcp_mbits("a", "b", "10.64.0.2", 1.0);
+    assert!(base > 100.0, "baseline {base} Mbit/s");
+    sb.ok(&["impair", "a:eth1", "--rate", "10mbit"]);
+    let ls = sb.ok(&["impair", "ls"]);
+    assert!(ls.contains("a:eth1") && ls.contains("rate 10mbit"), "{ls}");
+    let limited = tcp_mbits("a", "b", "10.64.0.2", 4.0);
+    assert!(
+        (8.0..=12.0).contains(&limited),
+        "10mbit gave {limited:.2} Mbit/s"
+    );
+    let clean = sb.ok(&["check"]);
+    assert!(clean.contains("no drift"), "{clean}");
+    // Someone removes the qdisc: check says so.
+    sb.sh("tc -n a qdisc del dev eth1 root");
+    let out = sb.run(&["check"]);
+    assert_eq!(out.status.code(), Some(1));
+    let drift = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        drift.contains("a:eth1: impairment is none, the record says rate 10mbit"),
+        "{drift}"
+    );
+    sb.ok(&["impair", "a:eth1", "--rate", "10mbit"]);
+    sb.ok(&["impair", "a:eth1", "--clear"]);
+    let after = tcp_mbits("a", "b", "10.64.0.2", 1.0);
+    assert!(after > 100.0, "after --clear {after} Mbit/s");
+    assert!(sb.sh("tc -n a qdisc show dev eth1").contains("noqueue"));
+    let err = sb.fails(&["impair", "a:eth1", "--clear"], 3);
+    assert!(err.contains("a:eth1 is not impaired"), "{err}");
+    let err = sb.fails(&["impair", "a:eth9", "--loss", "1%"], 3);
+    assert!(err.contains("namespace a has no interface eth9"), "{err}");
+    let err = sb.fails(&["impair", "a:eth1", "--loss", "120%"], 2);
+    assert!(err.contains("between 0% and 100%"), "{err}");
+    sb.ok(&["link", "del", "a:eth1", "b:eth1"]);
+}
+
+#[test]
+fn delay_and_loss_are_measured_or_refused_where_the_kernel_has_no_netem() {
+    let sb = Sandbox::new();
+    sb.ok(&[
+        "link",
+        "add",
+        "a:eth1",
+        "b:eth1",
+        "--ip",
+        "10.65.0.1/30",
+        "--ip",
+        "10.65.0.2/30",
+    ]);
+    let (base, _) = ping_stats(&sb, "a", "10.65.0.2", 5, "0.05");
+    let out = sb.run(&["impair", "a:eth1", "--delay", "50ms"]);
+    if !out.status.success() {
+        // A kernel built without netem (this project's CI machine): a
+        // clear refusal naming the cause, and nothing changed.
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains("this kernel has no netem qdisc"), "{err}");
+        assert!(sb.ok(&["impair", "ls"]).trim().is_empty());
+        assert!(sb.sh("tc -n a qdisc show dev eth1").contains("noqueue"));
+        sb.ok(&["link", "del", "a:eth1", "b:eth1"]);
+        return;
+    }
+    let (rtt, _) = ping_stats(&sb, "a", "10.65.0.2", 10, "0.1");
+    let added = rtt - base;
+    assert!(
+        (40.0..=60.0).contains(&added),
+        "50ms delay added {added:.1} ms"
+    );
+    sb.ok(&["impair", "a:eth1", "--loss", "20%"]);
+    let (_, received) = ping_stats(&sb, "a", "10.65.0.2", 200, "0.01");
+    let lost = 200 - received;
+    assert!((20..=60).contains(&lost), "20% loss lost {lost} of 200");
+    sb.ok(&["impair", "a:eth1", "--clear"]);
+    let (_, received) = ping_stats(&sb, "a", "10.65.0.2", 50, "0.01");
+    assert_eq!(received, 50, "after --clear");
+    sb.ok(&["link", "del", "a:eth1", "b:eth1"]);
+}
+
+#[test]
+fn a_fault_at_every_step_of_the_lab_leaves_the_host_as_before() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    let mut k = 1;
+    loop {
+        let out = sb.run_env(
+            &["up", "-f", ROUTED_LAB],
+            &[("NSNET_FAIL_AT", &k.to_string())],
+        );
+        if out.status.success() {
+            break;
+        }
+        assert_same(&sb.snapshot(), &before, &format!("failure at step {k}"));
+        k += 1;
+        assert!(k < 200, "the lab never came up");
+    }
+    assert!(k > 30, "only {k} steps");
+    sb.ok(&["ping", "h1", "10.0.3.2", "-c", "1"]);
+    sb.ok(&["down", "-f", ROUTED_LAB]);
+    sb.settle();
+    assert_same(&sb.snapshot(), &before, "down");
+    // Killed at points along the way: the next up finishes the job.
+    for k in [3, 17, 40] {
+        let out = sb.run_env(
+            &["up", "-f", ROUTED_LAB],
+            &[("NSNET_ABORT_AT", &k.to_string())],
+        );
+        assert!(!out.status.success(), "abort at {k}");
+        sb.ok(&["up", "-f", ROUTED_LAB]);
+        sb.ok(&["ping", "h2", "10.0.1.2", "-c", "1"]);
+        assert!(sb.ok(&["check"]).contains("no drift"), "after abort at {k}");
+        sb.ok(&["down", "-f", ROUTED_LAB]);
+        sb.settle();
+        assert_same(&sb.snapshot(), &before, &format!("down after abort at {k}"));
+    }
+}
