@@ -20,7 +20,7 @@ tmp=$(mktemp -d)
 ms() { echo "scale=1; $1 / 1000000" | bc; }
 
 # netem if this kernel has it, tbf otherwise (CONFIG_NET_SCH_NETEM unset).
-ip link add probe0 type dummy
+ip link add probe0 type veth peer name probe1
 if tc qdisc add dev probe0 root netem delay 1ms 2>/dev/null; then
   impair_toml='impair = { delay = "1ms" }'; impair_tc='netem delay 1ms'; kind=netem
 else

@@ -190,44 +190,112 @@ fn release_namespace(state: &mut State, ns: &str) -> Vec<Op> {
     }
 }
 
-/// Plans the removal of the link between `a` and `b`.
-pub fn plan_link_del(state: &mut State, a: &Endpoint, b: &Endpoint) -> Result<Vec<Op>> {
-    let pos = state
-        .links
+/// What a teardown of lab objects removes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Removal {
+    pub links: Vec<(Endpoint, Endpoint)>,
+    pub routes: Vec<(String, Route)>,
+    pub forward_off: Vec<String>,
+    pub impairments: Vec<Endpoint>,
+}
+
+/// Plans a teardown of lab objects as a whole: the record first, then the
+/// steps, only for what survives it. A namespace that goes takes its
+/// links, routes, qdiscs and sysctls along (asynchronously, without the
+/// RCU grace period a link deletion waits for); a link with an end in a
+/// namespace that stays is deleted at once, so that the end is gone
+/// before anyone wants its name again.
+pub fn plan_lab_removal(state: &mut State, r: &Removal) -> Result<Vec<Op>> {
+    let mut links = Vec::new();
+    for (a, b) in &r.links {
+        let pos = state
+            .links
+            .iter()
+            .position(|l| l.joins(a, b))
+            .ok_or_else(|| Rejection::NoSuchLink {
+                a: a.to_string(),
+                b: b.to_string(),
+            })?;
+        let link = state.links.remove(pos);
+        for end in &link.ends {
+            state.impairments.remove(end);
+        }
+        links.push(link);
+    }
+    for e in &r.impairments {
+        state.impairments.remove(e);
+    }
+    for (ns, route) in &r.routes {
+        if let Some(rec) = state.lab_namespaces.get_mut(ns) {
+            rec.routes.retain(|x| x != route);
+        }
+    }
+    for ns in &r.forward_off {
+        if let Some(rec) = state.lab_namespaces.get_mut(ns) {
+            rec.forward = false;
+        }
+    }
+    let touched: std::collections::BTreeSet<String> = links
         .iter()
-        .position(|l| l.joins(a, b))
-        .ok_or_else(|| Rejection::NoSuchLink {
-            a: a.to_string(),
-            b: b.to_string(),
-        })?;
-    let link = state.links.remove(pos);
-    for end in &link.ends {
-        state.impairments.remove(end);
-    }
+        .flat_map(|l| l.ends.iter().map(|e| e.namespace.clone()))
+        .chain(r.routes.iter().map(|(n, _)| n.clone()))
+        .chain(r.forward_off.iter().cloned())
+        .chain(r.impairments.iter().map(|e| e.namespace.clone()))
+        .collect();
     let mut release = Vec::new();
-    for end in &link.ends {
-        release.extend(release_namespace(state, &end.namespace));
+    for ns in &touched {
+        release.extend(release_namespace(state, ns));
     }
-    // The pair goes as one, with its qdiscs and the routes through it.
-    // When both namespaces go, they take it along, without the RCU grace
-    // period a deletion waits for; otherwise it is deleted at once, so that
-    // the end that stays is gone before anyone wants its name again (a
-    // namespace's deletion destroys its devices asynchronously).
     let goes = |ns: &str| {
         release
             .iter()
             .any(|o| matches!(o, Op::DeleteNetns { name } if name == ns))
     };
-    let goes_along = goes(&link.ends[0].namespace) && goes(&link.ends[1].namespace);
     let mut ops = Vec::new();
-    if !goes_along {
+    for e in r.impairments.iter().filter(|e| !goes(&e.namespace)) {
+        ops.push(Op::ClearImpairment {
+            target: target(&e.namespace),
+            ifname: e.ifname.clone(),
+        });
+    }
+    for (ns, route) in r.routes.iter().filter(|(n, _)| !goes(n)) {
+        ops.push(Op::DeleteRoute {
+            target: target(ns),
+            destination: route.destination,
+            via: route.via,
+        });
+    }
+    for ns in r.forward_off.iter().filter(|n| !goes(n)) {
+        for key in FORWARD_KEYS {
+            ops.push(Op::SetSysctl {
+                target: target(ns),
+                key: key.to_string(),
+                value: "0".into(),
+            });
+        }
+    }
+    for l in links
+        .iter()
+        .filter(|l| !(goes(&l.ends[0].namespace) && goes(&l.ends[1].namespace)))
+    {
         ops.push(Op::DeleteLink {
-            target: target(&link.ends[0].namespace),
-            name: link.ends[0].ifname.clone(),
+            target: target(&l.ends[0].namespace),
+            name: l.ends[0].ifname.clone(),
         });
     }
     ops.extend(release);
     Ok(ops)
+}
+
+/// Plans the removal of the link between `a` and `b`.
+pub fn plan_link_del(state: &mut State, a: &Endpoint, b: &Endpoint) -> Result<Vec<Op>> {
+    plan_lab_removal(
+        state,
+        &Removal {
+            links: vec![(a.clone(), b.clone())],
+            ..Removal::default()
+        },
+    )
 }
 
 fn require_namespace(ns: &str, facts: &Facts) -> Result<()> {

@@ -276,68 +276,41 @@ fn link_matches(have: &crate::model::lab::Link, want: &LinkRequest) -> bool {
 }
 
 /// Removes the lab objects of `owner` the file no longer wants (or wants
-/// otherwise), from `state`; the steps, and the lines that say so.
+/// otherwise), from `state`, as one teardown; the steps, and the lines
+/// that say so.
 pub(super) fn plan_removals(
     lab: &LabSpec,
     owner: &str,
     state: &mut crate::model::State,
     changes: &mut Vec<String>,
 ) -> Result<Vec<crate::plan::Op>> {
-    use crate::plan::lab as plan;
+    use crate::plan::lab::{plan_lab_removal, Removal};
     let mine = |o: &Option<String>| o.as_deref() == Some(owner);
-    let mut ops = Vec::new();
-    let stale: Vec<Endpoint> = state
-        .impairments
-        .iter()
-        .filter(|(e, r)| mine(&r.owner) && lab.impairments.get(*e) != Some(&r.impairment))
-        .map(|(e, _)| e.clone())
-        .collect();
-    for e in stale {
-        if !lab.impairments.contains_key(&e) {
+    let mut r = Removal::default();
+    for (e, rec) in &state.impairments {
+        if mine(&rec.owner) && !lab.impairments.contains_key(e) {
             changes.push(format!("clear the impairment of {e}"));
-            ops.extend(plan::plan_impair(
-                state,
-                &e,
-                None,
-                None,
-                &Default::default(),
-            )?);
+            r.impairments.push(e.clone());
         }
     }
-    let routers: Vec<(String, crate::model::lab::LabNamespace)> = state
-        .lab_namespaces
-        .iter()
-        .filter(|(_, r)| mine(&r.owner))
-        .map(|(n, r)| (n.clone(), r.clone()))
-        .collect();
-    for (ns, rec) in routers {
-        let want = lab.routers.get(&ns).cloned().unwrap_or_default();
-        for r in rec.routes.iter().filter(|r| !want.routes.contains(r)) {
-            changes.push(format!("delete route {r} in {ns}"));
-            ops.extend(plan::plan_route_del(state, &ns, r)?);
+    for (ns, rec) in state.lab_namespaces.iter().filter(|(_, r)| mine(&r.owner)) {
+        let want = lab.routers.get(ns).cloned().unwrap_or_default();
+        for route in rec.routes.iter().filter(|x| !want.routes.contains(x)) {
+            changes.push(format!("delete route {route} in {ns}"));
+            r.routes.push((ns.clone(), route.clone()));
         }
         if rec.forward && !want.forward {
             changes.push(format!("stop forwarding in {ns}"));
-            ops.extend(plan::plan_forward(
-                state,
-                &ns,
-                false,
-                None,
-                &Default::default(),
-            )?);
+            r.forward_off.push(ns.clone());
         }
     }
-    let links: Vec<crate::model::lab::Link> = state
-        .links
-        .iter()
-        .filter(|l| mine(&l.owner) && !lab.links.iter().any(|w| link_matches(l, w)))
-        .cloned()
-        .collect();
-    for l in links {
-        changes.push(format!("delete link {} <-> {}", l.ends[0], l.ends[1]));
-        ops.extend(plan::plan_link_del(state, &l.ends[0], &l.ends[1])?);
+    for l in &state.links {
+        if mine(&l.owner) && !lab.links.iter().any(|w| link_matches(l, w)) {
+            changes.push(format!("delete link {} <-> {}", l.ends[0], l.ends[1]));
+            r.links.push((l.ends[0].clone(), l.ends[1].clone()));
+        }
     }
-    Ok(ops)
+    Ok(plan_lab_removal(state, &r)?)
 }
 
 /// Makes what the file asks for and `state` lacks; `facts` describe the
