@@ -201,6 +201,15 @@ fn the_routed_triangle_routes_and_a_removed_route_breaks_that_path() {
     sb.ok(&["up", "-f", ROUTED_LAB]);
     // h1 -> r1 -> r3 -> h2: two routers in between.
     sb.ok(&["ping", "h1", "10.0.3.2", "-c", "1"]);
+    let show = sb.ok(&["show"]);
+    assert!(
+        show.contains("  r2:eth2 10.1.23.1/30 [rate 10mbit] <-> r3:eth2"),
+        "{show}"
+    );
+    assert!(
+        show.contains("namespace r1: forwards; routes 10.0.3.0/24 via 10.1.13.2"),
+        "{show}"
+    );
     let trace = sb.sh("ip netns exec h1 ip route get 10.0.3.2");
     assert!(trace.contains("via 10.0.1.1"), "{trace}");
     let all = sb.ok(&["--json", "pingall", "-f", ROUTED_LAB, "-c", "1"]);

@@ -117,6 +117,39 @@ fn show_json(state: &State, live: &LivePorts) -> serde_json::Value {
     json!(nets)
 }
 
+/// Links, routers and impairments, after the networks.
+fn print_lab(w: &mut impl Write, state: &State) -> io::Result<()> {
+    if !state.links.is_empty() {
+        writeln!(w)?;
+        writeln!(w, "links:")?;
+    }
+    for l in &state.links {
+        let end = |i: usize| {
+            let addrs: Vec<String> = l.addresses[i].iter().map(|a| a.to_string()).collect();
+            let imp = state
+                .impairments
+                .get(&l.ends[i])
+                .map(|r| format!(" [{}]", r.impairment))
+                .unwrap_or_default();
+            format!("{} {}{imp}", l.ends[i], addrs.join(","))
+        };
+        writeln!(w, "  {} <-> {}", end(0), end(1))?;
+    }
+    for (ns, r) in &state.lab_namespaces {
+        if r.forward || !r.routes.is_empty() {
+            let routes: Vec<String> = r.routes.iter().map(|x| x.to_string()).collect();
+            writeln!(
+                w,
+                "namespace {ns}:{}{}{}",
+                if r.forward { " forwards" } else { "" },
+                if routes.is_empty() { "" } else { "; routes " },
+                routes.join(", ")
+            )?;
+        }
+    }
+    Ok(())
+}
+
 /// The `brctl show` table.
 fn print_bridges(w: &mut impl Write, state: &State, live: &LivePorts) -> io::Result<()> {
     writeln!(
@@ -442,6 +475,7 @@ impl Printer {
                     .values()
                     .try_for_each(|net| print_network(&mut w, net, live))
             })
+            .and_then(|()| print_lab(&mut w, state))
             .and_then(|()| w.flush());
         if let Err(e) = printed {
             if e.kind() != io::ErrorKind::BrokenPipe {
