@@ -452,3 +452,33 @@ fn a_fault_at_every_step_of_the_lab_leaves_the_host_as_before() {
         assert_same(&sb.snapshot(), &before, &format!("down after abort at {k}"));
     }
 }
+
+#[test]
+fn namespaces_of_links_are_guarded_and_vanished_ones_collected() {
+    let sb = Sandbox::new();
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(&dir, TWO_LINKS);
+    let before = sb.snapshot();
+    sb.ok(&["up", "-f", &file]);
+    let err = sb.fails(&["ns", "del", "a"], 4);
+    assert!(
+        err.contains("namespace a is in use by link a:eth1 <-> b:eth1"),
+        "{err}"
+    );
+    // Deleted behind nsnet's back: check says so, gc forgets the link.
+    sb.sh("ip netns del a");
+    let out = sb.run(&["check"]);
+    assert_eq!(out.status.code(), Some(1));
+    let drift = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        drift.contains("link a:eth1 b:eth1: end a:eth1 is missing"),
+        "{drift}"
+    );
+    let gc = sb.ok(&["gc"]);
+    assert!(gc.contains("forget link a:eth1 <-> b:eth1"), "{gc}");
+    assert!(sb.ok(&["check"]).contains("no drift"));
+    sb.ok(&["ping", "c", "10.62.0.1", "-c", "1"]);
+    sb.ok(&["down", "-f", &file]);
+    sb.settle();
+    assert_same(&sb.snapshot(), &before, "down after gc");
+}

@@ -761,6 +761,24 @@ fn namespace(nsnet: &Nsnet, out: &output::Printer, cmd: NsCmd) -> Result<()> {
                 }
                 .into());
             }
+            let lab_user = state
+                .links
+                .iter()
+                .find(|l| l.uses_namespace(&name))
+                .map(|l| format!("link {} <-> {}", l.ends[0], l.ends[1]))
+                .or_else(|| {
+                    state
+                        .lab_namespaces
+                        .contains_key(&name)
+                        .then(|| "its forwarding or routes".to_string())
+                });
+            if let Some(by) = lab_user {
+                return Err(Rejection::NamespaceInLab {
+                    namespace: name,
+                    by,
+                }
+                .into());
+            }
             netns::del(&name)?;
             out.done(&format!("deleted namespace {name}"));
         }

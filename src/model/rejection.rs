@@ -286,6 +286,8 @@ pub enum Rejection {
     NoSuchInterface { namespace: String, ifname: String },
     #[error("{end} is not impaired by nsnet")]
     NotImpaired { end: String },
+    #[error("namespace {namespace} is in use by {by}; remove that first")]
+    NamespaceInLab { namespace: String, by: String },
 }
 
 impl Rejection {
@@ -338,7 +340,8 @@ impl Rejection {
             | AttachmentNotOwnedByFile { .. }
             | ForeignFile { .. }
             | EndInUse { .. }
-            | RouteExists { .. } => Class::Conflict,
+            | RouteExists { .. }
+            | NamespaceInLab { .. } => Class::Conflict,
             _ => Class::Invalid,
         }
     }

@@ -646,6 +646,24 @@ impl Nsnet {
                 ));
             }
         }
+        // Links with an end in a namespace that is gone.
+        let mut removal = crate::plan::lab::Removal::default();
+        for l in &before.links {
+            let gone = l.ends.iter().any(|e| {
+                matches!(
+                    probe.namespace_exists(&NsRef::Named(e.namespace.clone())),
+                    Ok(false)
+                )
+            });
+            if gone {
+                out.changes.push(format!(
+                    "forget link {} <-> {} (a namespace of it no longer exists)",
+                    l.ends[0], l.ends[1]
+                ));
+                removal.links.push((l.ends[0].clone(), l.ends[1].clone()));
+            }
+        }
+        ops.extend(crate::plan::lab::plan_lab_removal(&mut after, &removal)?);
         self.tear_down(&lock, &before, &after, ops, out)
     }
 
