@@ -47,7 +47,9 @@ fn answers(addr: IpAddr) -> bool {
     let Ok(sock) = UdpSocket::bind(bind) else {
         return false;
     };
-    let _ = sock.set_read_timeout(Some(Duration::from_millis(50)));
+    // Short: a server still starting is asked again (up to READY_WAIT),
+    // not waited for a whole timeout per question.
+    let _ = sock.set_read_timeout(Some(Duration::from_millis(5)));
     let mut m = Message::query();
     m.add_query(Query::query(Name::root(), RecordType::NS));
     let Ok(bytes) = m.to_vec() else {
