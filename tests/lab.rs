@@ -482,3 +482,56 @@ fn namespaces_of_links_are_guarded_and_vanished_ones_collected() {
     sb.settle();
     assert_same(&sb.snapshot(), &before, "down after gc");
 }
+
+#[test]
+fn routers_routes_and_impairments_from_the_command_line() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    sb.ok(&["ns", "add", "r", "--forward"]);
+    assert_eq!(
+        sb.sh("ip netns exec r sysctl -n net.ipv4.ip_forward")
+            .trim(),
+        "1"
+    );
+    assert_eq!(
+        sb.sh("ip netns exec r sysctl -n net.ipv6.conf.all.forwarding")
+            .trim(),
+        "1"
+    );
+    assert!(sb
+        .ok(&["route", "ls"])
+        .contains("r                forwards"));
+    sb.ok(&[
+        "link",
+        "add",
+        "r:e1",
+        "s:e1",
+        "--ip",
+        "10.66.0.1/30",
+        "--ip",
+        "10.66.0.2/30",
+    ]);
+    sb.ok(&["route", "add", "s", "10.66.9.0/24", "via", "10.66.0.1"]);
+    assert!(sb
+        .sh("ip -n s route")
+        .contains("10.66.9.0/24 via 10.66.0.1"));
+    let err = sb.fails(
+        &["route", "add", "s", "10.66.9.0/24", "via", "10.66.0.2"],
+        4,
+    );
+    assert!(err.contains("already has a route to 10.66.9.0/24"), "{err}");
+    let ls: serde_json::Value = serde_json::from_str(&sb.ok(&["--json", "route", "ls"])).unwrap();
+    assert_eq!(ls["s"]["routes"][0], "10.66.9.0/24 via 10.66.0.1", "{ls}");
+    sb.ok(&["impair", "s:e1", "--rate", "1mbit"]);
+    let imp: serde_json::Value = serde_json::from_str(&sb.ok(&["--json", "impair", "ls"])).unwrap();
+    assert_eq!(imp[0]["end"], "s:e1", "{imp}");
+    assert_eq!(imp[0]["impairment"]["rate_bps"], 1_000_000, "{imp}");
+    let err = sb.fails(&["ns", "del", "s"], 4);
+    assert!(err.contains("in use by link r:e1 <-> s:e1"), "{err}");
+    sb.ok(&["route", "del", "s", "10.66.9.0/24", "via", "10.66.0.1"]);
+    sb.ok(&["link", "del", "r:e1", "s:e1"]);
+    // r only forwards now: ns del turns that off and deletes it.
+    sb.ok(&["ns", "del", "r"]);
+    sb.settle();
+    assert_same(&sb.snapshot(), &before, "after the last lab object");
+}

@@ -767,10 +767,8 @@ fn namespace(nsnet: &Nsnet, out: &output::Printer, cmd: NsCmd) -> Result<()> {
                 .find(|l| l.uses_namespace(&name))
                 .map(|l| format!("link {} <-> {}", l.ends[0], l.ends[1]))
                 .or_else(|| {
-                    state
-                        .lab_namespaces
-                        .contains_key(&name)
-                        .then(|| "its forwarding or routes".to_string())
+                    let routes = state.lab_namespaces.get(&name)?.routes.first()?;
+                    Some(format!("its route {routes}"))
                 });
             if let Some(by) = lab_user {
                 return Err(Rejection::NamespaceInLab {
@@ -779,7 +777,14 @@ fn namespace(nsnet: &Nsnet, out: &output::Printer, cmd: NsCmd) -> Result<()> {
                 }
                 .into());
             }
-            netns::del(&name)?;
+            // A router with nothing else: forwarding off forgets it (and
+            // deletes the namespace if nsnet made it).
+            if state.lab_namespaces.contains_key(&name) {
+                nsnet.forward(&name, false)?;
+            }
+            if netns::exists(&ns) {
+                netns::del(&name)?;
+            }
             out.done(&format!("deleted namespace {name}"));
         }
         NsCmd::Ls => out.namespace_list(&netns::list()?),
