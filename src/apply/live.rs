@@ -419,34 +419,80 @@ impl LiveKernel {
                 ..
             } => {
                 let index = self.index_of(target, ifname)?;
-                match self
-                    .handle(target)?
-                    .set_impairment(index, ifname, impairment)
-                {
-                    // The kernel knows no such qdisc kind (only netem can
-                    // be missing: tbf serves a rate alone).
-                    Err(e)
-                        if e.errno() == Some(libc::ENOENT)
-                            && impairment.describe().iter().any(|(k, _)| *k != "rate") =>
-                    {
-                        return Err(kernel::Error::NoNetem {
-                            ifname: ifname.clone(),
-                        })
-                    }
-                    other => other?,
-                }
+                self.impair(target, index, ifname, impairment)?;
             }
             Op::ClearImpairment { target, ifname } => {
                 let index = self.index_of(target, ifname)?;
-                match self.handle(target)?.clear_root_qdisc(index, ifname) {
-                    // No qdisc of ours there any more: nothing to clear.
-                    Err(e) if matches!(e.errno(), Some(libc::ENOENT) | Some(libc::EINVAL)) => {}
+                let handle = self.handle(target)?;
+                // Whatever is not there has nothing to clear.
+                let absent = |e: &netlink::Error| {
+                    matches!(e.errno(), Some(libc::ENOENT) | Some(libc::EINVAL))
+                };
+                match handle.clear_root_qdisc(index, ifname) {
+                    Err(e) if absent(&e) => {}
+                    other => other?,
+                }
+                match handle.clear_loss_filter(index, ifname) {
+                    Err(e) if absent(&e) => {}
                     other => other?,
                 }
             }
             _ => unreachable!("lab steps only"),
         }
         Ok(())
+    }
+
+    /// netem for everything where the kernel has it; where it has not, a
+    /// tbf qdisc for the rate and a bpf classifier for the loss, and a
+    /// clear refusal for the rest.
+    fn impair(
+        &mut self,
+        target: &Target,
+        index: u32,
+        ifname: &str,
+        imp: &crate::model::lab::Impairment,
+    ) -> KResult<()> {
+        use crate::model::lab::Impairment;
+        let handle = self.handle(target)?;
+        let absent =
+            |e: &netlink::Error| matches!(e.errno(), Some(libc::ENOENT) | Some(libc::EINVAL));
+        match handle.set_impairment(index, ifname, imp) {
+            Ok(()) => {
+                // A loss classifier of an earlier impairment goes.
+                match handle.clear_loss_filter(index, ifname) {
+                    Err(e) if absent(&e) => {}
+                    other => other?,
+                }
+                return Ok(());
+            }
+            Err(e) if e.errno() != Some(libc::ENOENT) => return Err(e.into()),
+            Err(_) => {}
+        }
+        let netem_only = Impairment {
+            rate_bps: 0,
+            loss_pct: 0.0,
+            ..imp.clone()
+        };
+        if !netem_only.is_none() {
+            return Err(kernel::Error::NoNetem {
+                ifname: ifname.to_string(),
+            });
+        }
+        if imp.rate_bps > 0 {
+            let rate = Impairment {
+                rate_bps: imp.rate_bps,
+                ..Impairment::default()
+            };
+            handle.set_impairment(index, ifname, &rate)?;
+        } else {
+            match handle.clear_root_qdisc(index, ifname) {
+                Err(e) if absent(&e) => {}
+                other => other?,
+            }
+        }
+        let threshold = kernel::bpf::threshold(imp.loss_pct);
+        let prog = kernel::bpf::load_loss_program(threshold)?;
+        Ok(handle.set_loss_filter(index, ifname, prog.as_fd(), threshold)?)
     }
 
     /// Sets a sysctl in `target`; returns the value it had.

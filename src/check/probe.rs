@@ -104,7 +104,17 @@ impl Probe for LiveProbe<'_> {
         let Some(link) = handle.link_by_name(ifname)? else {
             return Ok(None);
         };
-        Ok(handle.impairment(link.index, ifname)?)
+        let root = handle.impairment(link.index, ifname)?;
+        let Some(threshold) = handle.loss_filter(link.index, ifname)? else {
+            return Ok(root);
+        };
+        // Loss from the classifier (kernels without netem), in percent with
+        // the two decimals a user gives.
+        let pct = (f64::from(threshold) / 4_294_967_296.0 * 10000.0).round() / 100.0;
+        Ok(Some(crate::model::lab::Impairment {
+            loss_pct: pct,
+            ..root.unwrap_or_default()
+        }))
     }
 
     fn sysctl(&mut self, key: &str) -> Option<String> {

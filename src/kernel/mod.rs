@@ -9,6 +9,7 @@
 //! `model` for the plain values it is handed (`NsRef`), and nothing else
 //! of the crate.
 
+pub mod bpf;
 pub mod conntrack;
 pub mod netlink;
 pub mod netns;
@@ -103,8 +104,10 @@ pub enum Error {
     NoSuchLink { target: String, ifname: String },
     #[error("{name} exists but is a {kind} link, not a bridge")]
     NotABridge { name: String, kind: String },
-    #[error("impairing {ifname}: this kernel has no netem qdisc (CONFIG_NET_SCH_NETEM), so delay, jitter, loss, corruption and duplication cannot be applied; a rate limit alone works (tbf)")]
+    #[error("impairing {ifname}: this kernel has no netem qdisc (CONFIG_NET_SCH_NETEM), so delay, jitter, corruption and duplication cannot be applied; rate (tbf) and loss (a bpf classifier) work")]
     NoNetem { ifname: String },
+    #[error(transparent)]
+    Bpf(#[from] bpf::Error),
     #[error("starting {what}")]
     Spawn {
         what: &'static str,

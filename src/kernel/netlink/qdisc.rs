@@ -7,7 +7,9 @@
 //! rate, corruption), so they are built and read here byte by byte.
 
 use netlink_packet_core::{DefaultNla, NLM_F_CREATE, NLM_F_REPLACE};
-use netlink_packet_route::tc::{TcAttribute, TcHandle, TcMessage, TcOption};
+use netlink_packet_route::tc::{
+    TcAttribute, TcBpfFlags, TcFilterBpfOption, TcHandle, TcMessage, TcOption,
+};
 use netlink_packet_route::RouteNetlinkMessage;
 
 use super::{Ctx, Handle, Result};
@@ -213,7 +215,120 @@ fn root(index: u32) -> TcMessage {
     msg
 }
 
+/// The name nsnet gives its loss classifier, with the threshold in it:
+/// what `check` reads back.
+const LOSS_PREFIX: &str = "nsnet-loss-";
+
+fn clsact(index: u32) -> TcMessage {
+    let mut msg = TcMessage::with_index(index as i32);
+    msg.header.parent = TcHandle::CLSACT;
+    msg.header.handle = TcHandle {
+        major: 0xffff,
+        minor: 0,
+    };
+    msg
+}
+
+fn egress_filter(index: u32) -> TcMessage {
+    let mut msg = TcMessage::with_index(index as i32);
+    msg.header.parent = TcHandle {
+        major: 0xffff,
+        minor: TcHandle::MIN_EGRESS,
+    };
+    // Priority 1, every protocol (ETH_P_ALL, in network order).
+    msg.header.info = (1 << 16) | u32::from(0x0003u16.to_be());
+    msg
+}
+
 impl Handle {
+    /// Drops what interface `index` sends with probability `threshold /
+    /// 2^32`: a clsact qdisc with the bpf classifier `prog` at egress.
+    pub fn set_loss_filter(
+        &mut self,
+        index: u32,
+        ifname: &str,
+        prog: std::os::fd::BorrowedFd,
+        threshold: u32,
+    ) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        let mut q = clsact(index);
+        q.attributes.push(TcAttribute::Kind("clsact".into()));
+        self.request(
+            RouteNetlinkMessage::NewQueueDiscipline(q),
+            NLM_F_CREATE | NLM_F_REPLACE,
+            Ctx {
+                op: "adding a clsact qdisc to",
+                target: ifname,
+            },
+        )?;
+        let mut f = egress_filter(index);
+        f.attributes.push(TcAttribute::Kind("bpf".into()));
+        f.attributes.push(TcAttribute::Options(vec![
+            TcOption::Bpf(TcFilterBpfOption::ProgFd(prog.as_raw_fd() as u32)),
+            TcOption::Bpf(TcFilterBpfOption::ProgName(format!(
+                "{LOSS_PREFIX}{threshold}"
+            ))),
+            TcOption::Bpf(TcFilterBpfOption::Flags(TcBpfFlags::DirectAction)),
+        ]));
+        self.request(
+            RouteNetlinkMessage::NewTrafficFilter(f),
+            NLM_F_CREATE | NLM_F_REPLACE,
+            Ctx {
+                op: "adding the loss classifier to",
+                target: ifname,
+            },
+        )
+    }
+
+    /// Removes the clsact qdisc of interface `index`, and its classifiers.
+    pub fn clear_loss_filter(&mut self, index: u32, ifname: &str) -> Result<()> {
+        self.request(
+            RouteNetlinkMessage::DelQueueDiscipline(clsact(index)),
+            0,
+            Ctx {
+                op: "removing the clsact qdisc of",
+                target: ifname,
+            },
+        )
+    }
+
+    /// The threshold of nsnet's loss classifier on interface `index`, if
+    /// there is one.
+    pub fn loss_filter(&mut self, index: u32, ifname: &str) -> Result<Option<u32>> {
+        let replies = self.dump(
+            RouteNetlinkMessage::GetTrafficFilter(egress_filter(index)),
+            Ctx {
+                op: "listing the egress classifiers of",
+                target: ifname,
+            },
+        );
+        let replies = match replies {
+            // No clsact qdisc: no classifier either.
+            Err(e) if matches!(e.errno(), Some(libc::EINVAL) | Some(libc::ENOENT)) => {
+                return Ok(None)
+            }
+            other => other?,
+        };
+        for reply in replies {
+            let RouteNetlinkMessage::NewTrafficFilter(m) = reply else {
+                continue;
+            };
+            for a in &m.attributes {
+                let TcAttribute::Options(opts) = a else {
+                    continue;
+                };
+                for o in opts {
+                    if let TcOption::Bpf(TcFilterBpfOption::ProgName(n)) = o {
+                        if let Some(t) = n.strip_prefix(LOSS_PREFIX).and_then(|t| t.parse().ok()) {
+                            return Ok(Some(t));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// Makes a netem (or, for a rate alone, tbf) qdisc with `imp` the root
     /// qdisc of interface `index`, replacing whatever root qdisc it had.
     pub fn set_impairment(&mut self, index: u32, ifname: &str, imp: &Impairment) -> Result<()> {
