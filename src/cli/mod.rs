@@ -779,10 +779,11 @@ fn namespace(nsnet: &Nsnet, out: &output::Printer, cmd: NsCmd) -> Result<()> {
             }
             // A router with nothing else: forwarding off forgets it (and
             // deletes the namespace if nsnet made it).
-            if state.lab_namespaces.contains_key(&name) {
+            let forgot_a_router = state.lab_namespaces.contains_key(&name);
+            if forgot_a_router {
                 nsnet.forward(&name, false)?;
             }
-            if netns::exists(&ns) {
+            if !forgot_a_router || netns::exists(&ns) {
                 netns::del(&name)?;
             }
             out.done(&format!("deleted namespace {name}"));
