@@ -119,4 +119,47 @@ impl Nsnet {
         })?;
         Ok(())
     }
+
+    /// `nsnet ns del`: deletes a named namespace that nothing of nsnet
+    /// uses (no attachment, link or route; a router with nothing else is
+    /// forgotten first).
+    pub fn delete_namespace(&self, name: &str) -> Result<()> {
+        require_root("delete namespaces")?;
+        crate::kernel::netns::validate_name(name)?;
+        let state = self.state()?;
+        let ns = NsRef::Named(name.to_string());
+        if let Some((net, _)) = state.attachments_of(&ns).next() {
+            return Err(Rejection::NamespaceInUse {
+                namespace: name.to_string(),
+                network: net.name.clone(),
+            }
+            .into());
+        }
+        let lab_user = state
+            .links
+            .iter()
+            .find(|l| l.uses_namespace(name))
+            .map(|l| format!("link {} <-> {}", l.ends[0], l.ends[1]))
+            .or_else(|| {
+                let route = state.lab_namespaces.get(name)?.routes.first()?;
+                Some(format!("its route {route}"))
+            });
+        if let Some(by) = lab_user {
+            return Err(Rejection::NamespaceInLab {
+                namespace: name.to_string(),
+                by,
+            }
+            .into());
+        }
+        // Forwarding off forgets a router (and deletes the namespace if
+        // nsnet made it).
+        let router = state.lab_namespaces.contains_key(name);
+        if router {
+            self.forward(name, false)?;
+        }
+        if !router || crate::kernel::netns::exists(&ns) {
+            crate::kernel::netns::del(name)?;
+        }
+        Ok(())
+    }
 }

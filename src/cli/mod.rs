@@ -750,42 +750,7 @@ fn namespace(nsnet: &Nsnet, out: &output::Printer, cmd: NsCmd) -> Result<()> {
             out.done(&format!("created namespace {name}"));
         }
         NsCmd::Del { name } => {
-            require_root("delete namespaces")?;
-            netns::validate_name(&name)?;
-            let state = nsnet.state()?;
-            let ns = NsRef::Named(name.clone());
-            if let Some((net, _)) = state.attachments_of(&ns).next() {
-                return Err(Rejection::NamespaceInUse {
-                    namespace: name,
-                    network: net.name.clone(),
-                }
-                .into());
-            }
-            let lab_user = state
-                .links
-                .iter()
-                .find(|l| l.uses_namespace(&name))
-                .map(|l| format!("link {} <-> {}", l.ends[0], l.ends[1]))
-                .or_else(|| {
-                    let routes = state.lab_namespaces.get(&name)?.routes.first()?;
-                    Some(format!("its route {routes}"))
-                });
-            if let Some(by) = lab_user {
-                return Err(Rejection::NamespaceInLab {
-                    namespace: name,
-                    by,
-                }
-                .into());
-            }
-            // A router with nothing else: forwarding off forgets it (and
-            // deletes the namespace if nsnet made it).
-            let forgot_a_router = state.lab_namespaces.contains_key(&name);
-            if forgot_a_router {
-                nsnet.forward(&name, false)?;
-            }
-            if !forgot_a_router || netns::exists(&ns) {
-                netns::del(&name)?;
-            }
+            nsnet.delete_namespace(&name)?;
             out.done(&format!("deleted namespace {name}"));
         }
         NsCmd::Ls => out.namespace_list(&netns::list()?),
