@@ -110,15 +110,18 @@ impl Nsnet {
         };
         self.store.write_journal(lock, &journal)?;
         apply::phase("write the journal", start);
+        let crate::model::Journal::Change { change } = &journal else {
+            unreachable!("written as a change just above")
+        };
         match mode {
-            Mode::AllOrNothing => self.commit_all_or_nothing(lock, after, ops, kernel)?,
+            Mode::AllOrNothing => self.commit_all_or_nothing(lock, change, after, ops, kernel)?,
             Mode::KeepGoing => {
                 let errors = apply::teardown(ops, kernel);
                 if !errors.is_empty() {
                     self.store.remove_journal(lock)?;
                     return Err(Error::Teardown(errors));
                 }
-                self.store.save(lock, after)?;
+                self.store.record(lock, change, after)?;
             }
         }
         self.store.remove_journal(lock)?;
@@ -131,6 +134,7 @@ impl Nsnet {
     fn commit_all_or_nothing(
         &self,
         lock: &store::Lock,
+        change: &crate::model::delta::StateDelta,
         after: &State,
         ops: &[Op],
         kernel: &mut dyn Kernel,
@@ -147,7 +151,7 @@ impl Nsnet {
             }
         };
         let start = std::time::Instant::now();
-        let saved = self.store.save(lock, after);
+        let saved = self.store.record(lock, change, after);
         apply::phase("record the state", start);
         if let Err(e) = saved {
             let errors = apply::teardown(&undo, kernel);

@@ -64,13 +64,17 @@ fn bind(addr: IpAddr) -> io::Result<Listener> {
 struct Server {
     store: Store,
     state_file: PathBuf,
-    seen: Option<(u64, i64, i64, u64)>,
+    seen: Option<FileIds>,
     table: Arc<Table>,
     listeners: BTreeMap<IpAddr, Listener>,
     host: Arc<Vec<IpAddr>>,
     threads: Arc<AtomicUsize>,
     checked: std::time::Instant,
 }
+
+/// Inode, mtime and size of the record, and of its change log if any.
+type FileId = (u64, i64, i64, u64);
+type FileIds = (FileId, Option<FileId>);
 
 /// How stale the record may be under load (see `serve_udp`).
 const RECHECK: Duration = Duration::from_millis(1);
@@ -80,9 +84,14 @@ impl Server {
     /// server is no longer needed.
     fn refresh(&mut self) -> bool {
         self.checked = std::time::Instant::now();
-        let id = std::fs::metadata(&self.state_file)
-            .ok()
-            .map(|m| (m.ino(), m.mtime(), m.mtime_nsec(), m.len()));
+        // The record and its change log: either changing is a change.
+        let meta = |p: &Path| {
+            std::fs::metadata(p)
+                .ok()
+                .map(|m| (m.ino(), m.mtime(), m.mtime_nsec(), m.len()))
+        };
+        let changes = meta(&self.state_file.with_file_name(crate::store::LOG_FILE));
+        let id = meta(&self.state_file).map(|s| (s, changes));
         if id.is_some() && id == self.seen {
             return true;
         }

@@ -161,6 +161,12 @@ fn changed_entries<V: Clone + PartialEq>(
 /// after gives that state again.
 pub fn apply(before: &State, d: &StateDelta) -> State {
     let mut s = before.clone();
+    apply_in_place(&mut s, d);
+    s
+}
+
+/// `apply`, changing `s` itself.
+pub fn apply_in_place(s: &mut State, d: &StateDelta) {
     for (name, net) in &d.networks {
         match net {
             Some(n) => s.networks.insert(name.clone(), n.clone()),
@@ -198,7 +204,6 @@ pub fn apply(before: &State, d: &StateDelta) -> State {
         s.lab_namespaces = lab.namespaces.clone();
         s.impairments = lab.impairments.clone();
     }
-    s
 }
 
 #[cfg(test)]

@@ -52,6 +52,14 @@ pub struct State {
     /// netem qdiscs nsnet put on interfaces.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub impairments: lab::Impairments,
+    /// The store's bookkeeping: how many changes this record has folded
+    /// in (its change log holds the later ones).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub changes: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 pub const STATE_VERSION: u32 = 1;

@@ -1,19 +1,47 @@
-//! The state store: one JSON file under a directory (default `/run/nsnet`,
-//! a tmpfs that resets at reboot just as namespaces do), guarded by an
-//! exclusive lock and replaced atomically, and the journal file of the
-//! command in progress. Imports `model` only.
+//! The state store, under a directory (default `/run/nsnet`, a tmpfs that
+//! resets at reboot just as namespaces do), guarded by an exclusive lock:
+//! the record as one JSON file replaced atomically, a log of the changes
+//! made since (one JSON line each, appended: what a command costs to
+//! record is the size of its change, not of the record), and the journal
+//! of the command in progress. The log is folded into the record once it
+//! holds a few dozen changes. Imports `model` only.
+//!
+//! Each change carries a sequence number and the record the number of
+//! changes it holds, so that a log left behind by a fold that was cut
+//! short is never applied twice.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use crate::model::delta::StateDelta;
 use crate::model::{Journal, State, STATE_VERSION};
 
 pub const DEFAULT_DIR: &str = "/run/nsnet";
 pub const STATE_FILE: &str = "state.json";
 const LOCK_FILE: &str = "lock";
 const JOURNAL_FILE: &str = "journal.json";
+pub const LOG_FILE: &str = "state.log";
+/// Changes the log holds before they are folded into the record.
+const LOG_MAX_CHANGES: u64 = 48;
+/// A record smaller than this (about a hundred attachments) is rewritten
+/// whole: it costs no more than a line, and the directory then holds the
+/// record alone.
+const LOG_FROM_BYTES: u64 = 16 << 10;
+
+/// One line of the log.
+#[derive(serde::Deserialize)]
+struct LogEntry {
+    seq: u64,
+    change: StateDelta,
+}
+
+#[derive(serde::Serialize)]
+struct LogEntryRef<'a> {
+    seq: u64,
+    change: &'a StateDelta,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -37,6 +65,10 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 pub struct Store {
     dir: PathBuf,
+    /// The sequence number of the last change read (see `read`).
+    last_seq: std::cell::Cell<u64>,
+    /// Changes in the log when it was read.
+    logged: std::cell::Cell<u64>,
 }
 
 /// Held while a command reads, changes and writes the state. Dropping it
@@ -62,7 +94,11 @@ impl Drop for Lock {
 
 impl Store {
     pub fn new(dir: impl Into<PathBuf>) -> Store {
-        Store { dir: dir.into() }
+        Store {
+            dir: dir.into(),
+            last_seq: Default::default(),
+            logged: Default::default(),
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -160,10 +196,12 @@ impl Store {
                 buf
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.last_seq.set(0);
+                self.logged.set(0);
                 return Ok(State {
                     version: STATE_VERSION,
                     ..State::default()
-                })
+                });
             }
             Err(source) => {
                 return Err(Error::Read {
@@ -172,7 +210,7 @@ impl Store {
                 })
             }
         };
-        let state: State = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
+        let mut state: State = serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
             path: shown.clone(),
             reason: e.to_string(),
         })?;
@@ -182,7 +220,45 @@ impl Store {
                 found: state.version,
             });
         }
+        self.apply_log(&mut state)?;
         Ok(state)
+    }
+
+    /// Applies the changes of the log that the record does not hold yet.
+    /// A last line without its newline is a change whose command died
+    /// while recording it: its journal finishes the job.
+    fn apply_log(&self, state: &mut State) -> Result<()> {
+        let path = self.path(LOG_FILE);
+        let shown = path.display().to_string();
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(source) => {
+                return Err(Error::Read {
+                    path: shown,
+                    source,
+                })
+            }
+        };
+        let mut logged = 0;
+        let complete = match bytes.iter().rposition(|b| *b == b'\n') {
+            Some(end) => &bytes[..=end],
+            None => &[][..],
+        };
+        for line in complete.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let entry: LogEntry = serde_json::from_slice(line).map_err(|e| Error::Corrupt {
+                path: shown.clone(),
+                reason: e.to_string(),
+            })?;
+            logged += 1;
+            if entry.seq > state.changes {
+                crate::model::delta::apply_in_place(state, &entry.change);
+                state.changes = entry.seq;
+            }
+        }
+        self.last_seq.set(state.changes);
+        self.logged.set(logged);
+        Ok(())
     }
 
     /// Writes the state atomically: temp file, fsync, rename. An empty state
@@ -190,9 +266,53 @@ impl Store {
     /// it was.
     pub fn save(&self, _lock: &Lock, state: &State) -> Result<()> {
         if state.is_empty() {
-            return self.remove(STATE_FILE);
+            self.remove(STATE_FILE)?;
+            return self.remove(LOG_FILE);
         }
-        self.write_json(STATE_FILE, state)
+        // The record holds every change read so far: a log left behind
+        // (should its removal below not happen) is then skipped.
+        let folded = state.changes.max(self.last_seq.get());
+        if folded == state.changes {
+            self.write_json(STATE_FILE, state)?;
+        } else {
+            let mut copy = state.clone();
+            copy.changes = folded;
+            self.write_json(STATE_FILE, &copy)?;
+        }
+        self.logged.set(0);
+        self.remove(LOG_FILE)
+    }
+
+    /// Records `after`, which is the state read plus `change`: one line
+    /// appended to the log, or, once the log is long (or there is no
+    /// record to append to), the whole record.
+    pub fn record(&self, lock: &Lock, change: &StateDelta, after: &State) -> Result<()> {
+        let record_len = fs::metadata(self.path(STATE_FILE)).map_or(0, |m| m.len());
+        if after.is_empty() || record_len < LOG_FROM_BYTES || self.logged.get() >= LOG_MAX_CHANGES {
+            return self.save(lock, after);
+        }
+        let seq = self.last_seq.get() + 1;
+        let path = self.path(LOG_FILE);
+        let append = || -> io::Result<()> {
+            let mut line =
+                serde_json::to_vec(&LogEntryRef { seq, change }).map_err(io::Error::other)?;
+            line.push(b'\n');
+            let mut f = OpenOptions::new()
+                .append(true)
+                .create(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .mode(0o600)
+                .open(&path)?;
+            f.write_all(&line)?;
+            f.sync_data()
+        };
+        append().map_err(|source| Error::Write {
+            path: path.display().to_string(),
+            source,
+        })?;
+        self.last_seq.set(seq);
+        self.logged.set(self.logged.get() + 1);
+        Ok(())
     }
 
     /// Records what a command is about to do: the state before and the
@@ -291,6 +411,56 @@ mod tests {
         store.save(&lock, &state).unwrap();
         drop(lock);
         assert_eq!(fs::read_dir(store.dir()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn changes_are_appended_folded_and_never_applied_twice() {
+        use crate::model::delta::diff;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let lock = store.lock().unwrap();
+        let mut state = store.load(&lock).unwrap();
+        let mut net = crate::model::test_network("n", "n", &["10.0.0.0/24"]);
+        // Big enough to be appended to rather than rewritten.
+        for i in 0..200 {
+            net.attachments
+                .push(crate::model::test_attachment(&format!("x{i}")));
+        }
+        state.networks.insert("n".into(), net.clone());
+        store.save(&lock, &state).unwrap();
+        // Three connects, three lines.
+        for ns in ["a", "b", "c"] {
+            let before = store.load(&lock).unwrap();
+            let mut after = before.clone();
+            net.attachments.push(crate::model::test_attachment(ns));
+            after.networks.insert("n".into(), net.clone());
+            store.record(&lock, &diff(&before, &after), &after).unwrap();
+        }
+        let log = fs::read_to_string(dir.path().join(LOG_FILE)).unwrap();
+        assert_eq!(log.lines().count(), 3);
+        let read = store.read().unwrap();
+        assert_eq!(read.networks["n"].attachments.len(), 203);
+        // A fold cut short after the record was replaced: the old log is
+        // still there, and is skipped, not applied again.
+        let stale = log.clone();
+        store.save(&lock, &read).unwrap();
+        fs::write(dir.path().join(LOG_FILE), &stale).unwrap();
+        assert_eq!(store.read().unwrap().networks["n"].attachments.len(), 203);
+        // A line cut short by a crash is no change; garbage before the
+        // end is a corrupt log.
+        fs::write(
+            dir.path().join(LOG_FILE),
+            format!("{stale}{{\"seq\": 9, \"cha"),
+        )
+        .unwrap();
+        assert_eq!(store.read().unwrap().networks["n"].attachments.len(), 203);
+        fs::write(dir.path().join(LOG_FILE), format!("garbage\n{stale}")).unwrap();
+        assert!(matches!(store.read(), Err(Error::Corrupt { .. })));
+        // An empty state leaves nothing.
+        fs::remove_file(dir.path().join(LOG_FILE)).unwrap();
+        store.save(&lock, &State::default()).unwrap();
+        drop(lock);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[test]
