@@ -21,7 +21,7 @@ pub enum LinkKind {
 }
 
 /// A link as the kernel reports it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkInfo {
     pub index: u32,
     pub name: String,
@@ -95,15 +95,11 @@ impl Handle {
 
     /// Every link of this namespace.
     pub fn links(&mut self) -> Result<Vec<LinkInfo>> {
-        self.dump_map(
+        self.dump_links(
             RouteNetlinkMessage::GetLink(without_stats(LinkMessage::default())),
             Ctx {
                 op: "listing links",
                 target: "",
-            },
-            |m| match m {
-                RouteNetlinkMessage::NewLink(m) => Some(link_info(&m)),
-                _ => None,
             },
         )
     }
@@ -116,15 +112,11 @@ impl Handle {
     pub fn bridge_ports(&mut self) -> Result<Vec<LinkInfo>> {
         let mut msg = LinkMessage::default();
         msg.header.interface_family = netlink_packet_route::AddressFamily::Bridge;
-        self.dump_map(
+        self.dump_links(
             RouteNetlinkMessage::GetLink(msg),
             Ctx {
                 op: "listing bridge ports",
                 target: "",
-            },
-            |m| match m {
-                RouteNetlinkMessage::NewLink(m) => Some(link_info(&m)),
-                _ => None,
             },
         )
     }
@@ -388,6 +380,76 @@ fn link_info(msg: &LinkMessage) -> LinkInfo {
     info
 }
 
+/// The `LinkInfo` of an RTM_NEWLINK payload (ifinfomsg, then attributes),
+/// read directly: the same fields as `link_info`.
+pub(super) fn parse_link(p: &[u8]) -> Option<LinkInfo> {
+    const IFLA_ADDRESS: u16 = 1;
+    const IFLA_IFNAME: u16 = 3;
+    const IFLA_MTU: u16 = 4;
+    const IFLA_MASTER: u16 = 10;
+    const IFLA_LINKINFO: u16 = 18;
+    const IFLA_GROUP: u16 = 27;
+    const IFLA_INFO_KIND: u16 = 1;
+    let word = |b: &[u8], i: usize| -> Option<u32> {
+        Some(u32::from_ne_bytes(b.get(i..i + 4)?.try_into().ok()?))
+    };
+    let flags = word(p, 8)?;
+    let mut info = LinkInfo {
+        index: word(p, 4)?,
+        name: String::new(),
+        kind: if flags & libc::IFF_LOOPBACK as u32 != 0 {
+            LinkKind::Loopback
+        } else {
+            LinkKind::Other(String::new())
+        },
+        master: None,
+        mac: None,
+        mtu: 0,
+        up: flags & libc::IFF_UP as u32 != 0,
+        group: 0,
+    };
+    let text = |v: &[u8]| {
+        String::from_utf8_lossy(v.split(|b| *b == 0).next().unwrap_or_default()).into_owned()
+    };
+    for (kind, v) in attributes(p.get(16..)?) {
+        match kind {
+            IFLA_IFNAME => info.name = text(v),
+            IFLA_MASTER => info.master = word(v, 0),
+            IFLA_MTU => info.mtu = word(v, 0)?,
+            IFLA_GROUP => info.group = word(v, 0)?,
+            IFLA_ADDRESS if v.len() == 6 => info.mac = v.try_into().ok(),
+            IFLA_LINKINFO => {
+                for (k, kv) in attributes(v) {
+                    if k == IFLA_INFO_KIND && !matches!(info.kind, LinkKind::Loopback) {
+                        info.kind = match text(kv).as_str() {
+                            "bridge" => LinkKind::Bridge,
+                            "veth" => LinkKind::Veth,
+                            other => LinkKind::Other(other.to_string()),
+                        };
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Some(info)
+}
+
+/// The (type, value) pairs of a run of netlink attributes.
+fn attributes(mut b: &[u8]) -> Vec<(u16, &[u8])> {
+    let mut out = Vec::new();
+    while b.len() >= 4 {
+        let len = usize::from(u16::from_ne_bytes([b[0], b[1]]));
+        let kind = u16::from_ne_bytes([b[2], b[3]]) & 0x3fff;
+        if len < 4 || len > b.len() {
+            break;
+        }
+        out.push((kind, &b[4..len]));
+        b = &b[((len + 3) & !3).min(b.len())..];
+    }
+    out
+}
+
 /// A link request whose answers leave out the counters (most of a link
 /// message, on a host with a thousand veths most of a dump): nsnet reads
 /// names, kinds, flags, masters and groups only.
@@ -396,4 +458,34 @@ fn without_stats(mut msg: LinkMessage) -> LinkMessage {
     msg.attributes
         .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
     msg
+}
+
+#[cfg(test)]
+mod raw_tests {
+    use super::*;
+    use netlink_packet_core::Emitable;
+    use netlink_packet_route::link::{InfoKind, LinkInfo as NlLinkInfo};
+
+    #[test]
+    fn the_raw_reader_sees_what_the_parser_sees() {
+        let mut msg = LinkMessage::default();
+        msg.header.index = 42;
+        msg.header.flags = LinkFlags::Up;
+        msg.attributes
+            .push(LinkAttribute::IfName("ve-a-1234567".into()));
+        msg.attributes.push(LinkAttribute::Controller(7));
+        msg.attributes.push(LinkAttribute::Mtu(1400));
+        msg.attributes.push(LinkAttribute::Group(0x4000_0001));
+        msg.attributes
+            .push(LinkAttribute::Address(vec![2, 0, 0, 0, 0, 9]));
+        msg.attributes
+            .push(LinkAttribute::LinkInfo(vec![NlLinkInfo::Kind(
+                InfoKind::Veth,
+            )]));
+        let mut buf = vec![0u8; msg.buffer_len()];
+        msg.emit(&mut buf);
+        assert_eq!(parse_link(&buf), Some(link_info(&msg)));
+        assert_eq!(parse_link(&buf).unwrap().kind, LinkKind::Veth);
+        assert_eq!(parse_link(&buf[..10]), None);
+    }
 }

@@ -38,6 +38,11 @@ const NLMSGERR_ATTR_MSG: u16 = 1;
 /// replies overflowing the socket's buffer end the batch with ENOBUFS, not
 /// a wait for replies that were dropped.
 const BATCH: usize = 512;
+/// The message type of a link in a reply.
+const RTM_NEWLINK: u16 = 16;
+
+/// Where `receive_range_raw` hands link payloads.
+type RawLinks<'a> = &'a mut dyn FnMut(&[u8]);
 
 /// A failed netlink operation: what was attempted, on what, and the kernel's
 /// answer (errno plus the extended-ack text when the kernel gave one).
@@ -227,6 +232,25 @@ impl Handle {
         Ok(out)
     }
 
+    /// A link dump read without netlink-packet-route's parser: a bridge
+    /// port's message carries dozens of attributes nsnet never reads, and
+    /// a dump of a thousand ports spent most of its time parsing them.
+    pub(crate) fn dump_links(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        ctx: Ctx,
+    ) -> Result<Vec<link::LinkInfo>> {
+        let seq = self.send(msg, NLM_F_DUMP, &ctx)?;
+        let mut out = Vec::new();
+        let mut keep = |payload: &[u8]| out.extend(link::parse_link(payload));
+        self.receive_range_raw(seq..=seq, &ctx, Some(&mut keep), |_, reply| match reply {
+            Reply::Done | Reply::Ack => Ok(false),
+            Reply::Message(_) => Ok(true),
+            Reply::Refused(e) => Err(e),
+        })?;
+        Ok(out)
+    }
+
     /// Reads datagrams until `on_reply` says stop. Several netlink messages
     /// may share one datagram; each carries its own length.
     fn receive(
@@ -247,6 +271,18 @@ impl Handle {
         &mut self,
         seqs: std::ops::RangeInclusive<u32>,
         ctx: &Ctx,
+        on_reply: impl FnMut(u32, Reply) -> Result<bool>,
+    ) -> Result<()> {
+        self.receive_range_raw(seqs, ctx, None, on_reply)
+    }
+
+    /// `receive_range`, handing the payloads of RTM_NEWLINK replies to
+    /// `raw` unparsed, when given (see `dump_links`).
+    fn receive_range_raw(
+        &mut self,
+        seqs: std::ops::RangeInclusive<u32>,
+        ctx: &Ctx,
+        mut raw: Option<RawLinks<'_>>,
         mut on_reply: impl FnMut(u32, Reply) -> Result<bool>,
     ) -> Result<()> {
         loop {
@@ -262,6 +298,18 @@ impl Handle {
             let mut offset = 0;
             while offset < n {
                 let bytes = &self.buf[offset..n];
+                if let (Some(raw), Some(header)) = (raw.as_mut(), bytes.get(..16)) {
+                    let word = |i: usize| u32::from_ne_bytes(header[i..i + 4].try_into().unwrap());
+                    let (len, kind) =
+                        (word(0) as usize, u16::from_ne_bytes([header[4], header[5]]));
+                    if kind == RTM_NEWLINK && len >= 16 && len <= bytes.len() {
+                        if seqs.contains(&word(8)) {
+                            raw(&bytes[16..len]);
+                        }
+                        offset += (len + 3) & !3;
+                        continue;
+                    }
+                }
                 let msg =
                     NetlinkMessage::<RouteNetlinkMessage>::deserialize(bytes).map_err(|e| {
                         Error::Decode {
