@@ -566,3 +566,44 @@ fn routers_routes_and_impairments_from_the_command_line() {
     sb.settle();
     assert_same(&sb.snapshot(), &before, "after the last lab object");
 }
+
+#[test]
+fn up_remakes_what_was_damaged_by_hand() {
+    let sb = Sandbox::new();
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        &dir,
+        &format!("{TWO_LINKS}\n[namespaces.a]\nroutes = [\"10.62.0.0/30 via 10.61.0.2\"]\n"),
+    );
+    let before = sb.snapshot();
+    sb.ok(&["up", "-f", &file]);
+    // A link and a route deleted behind nsnet's back.
+    sb.sh("ip -n c link del eth1");
+    sb.sh("ip -n a route del 10.62.0.0/30");
+    let out = sb.run(&["check"]);
+    let drift = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        drift.contains("link b:eth2 c:eth1: end c:eth1 is missing"),
+        "{drift}"
+    );
+    assert!(
+        drift.contains("namespace a: route 10.62.0.0/30 via 10.61.0.2 is missing"),
+        "{drift}"
+    );
+    let up = sb.ok(&["up", "-f", &file]);
+    assert!(up.contains("link b:eth2 <-> c:eth1"), "{up}");
+    assert!(
+        up.contains("add route 10.62.0.0/30 via 10.61.0.2 in a"),
+        "{up}"
+    );
+    assert!(
+        !up.contains("link a:eth1 <-> b:eth1"),
+        "the intact link stays: {up}"
+    );
+    assert!(sb.ok(&["check"]).contains("no drift"));
+    sb.ok(&["ping", "c", "10.62.0.1", "-c", "1"]);
+    assert!(sb.ok(&["up", "-f", &file]).contains("no changes"));
+    sb.ok(&["down", "-f", &file]);
+    sb.settle();
+    assert_same(&sb.snapshot(), &before, "down after repair");
+}

@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::firewall::rules as fw;
 use crate::kernel::netlink::LinkKind;
+use crate::model::lab::Endpoint;
 use crate::model::{sysctl, Attachment, Network, NsRef, State};
 use crate::plan::Target;
 pub use probe::{FakeProbe, LiveProbe, NsState, Probe};
@@ -94,17 +95,17 @@ pub enum Finding {
     DnsServerDown,
     /// A link's end (its namespace or interface) is gone.
     LinkEndMissing {
-        end: String,
-        link: String,
+        end: Endpoint,
+        link: [Endpoint; 2],
     },
     /// A static route nsnet added is not in the namespace's table.
     RouteMissing {
         namespace: String,
-        route: String,
+        route: crate::model::lab::Route,
     },
     /// An interface's impairment is not what was recorded.
     ImpairmentDrift {
-        end: String,
+        end: Endpoint,
         wanted: String,
         found: String,
     },
@@ -180,8 +181,8 @@ impl Finding {
                 "nsnet check --repair".into()
             }
             NamespaceGone { .. } => "nsnet gc".into(),
-            LinkEndMissing { link, .. } => format!(
-                "nsnet link del {link} && nsnet link add {link} ... (or nsnet up -f FILE if a topology file made it)"
+            LinkEndMissing { link: [a, b], .. } => format!(
+                "nsnet link del {a} {b} && nsnet link add {a} {b} ... (or nsnet up -f FILE if a topology file made it)"
             ),
             RouteMissing { namespace, route } => format!(
                 "nsnet route del {namespace} {route} && nsnet route add {namespace} {route}"
@@ -241,7 +242,9 @@ impl fmt::Display for Finding {
                 f,
                 "the DNS server of nsnet networks is not running (names do not resolve)"
             ),
-            LinkEndMissing { end, link } => write!(f, "link {link}: end {end} is missing"),
+            LinkEndMissing { end, link: [a, b] } => {
+                write!(f, "link {a} {b}: end {end} is missing")
+            }
             RouteMissing { namespace, route } => {
                 write!(f, "namespace {namespace}: route {route} is missing")
             }
@@ -558,8 +561,8 @@ fn lab_findings(state: &State, probe: &mut dyn Probe, out: &mut Vec<Finding>) ->
         for e in &l.ends {
             if !present(probe, &e.namespace, &e.ifname)? {
                 out.push(Finding::LinkEndMissing {
-                    end: e.to_string(),
-                    link: format!("{} {}", l.ends[0], l.ends[1]),
+                    end: e.clone(),
+                    link: l.ends.clone(),
                 });
             }
         }
@@ -576,7 +579,7 @@ fn lab_findings(state: &State, probe: &mut dyn Probe, out: &mut Vec<Finding>) ->
             if !found {
                 out.push(Finding::RouteMissing {
                     namespace: ns.clone(),
-                    route: route.to_string(),
+                    route: route.clone(),
                 });
             }
         }
@@ -588,7 +591,7 @@ fn lab_findings(state: &State, probe: &mut dyn Probe, out: &mut Vec<Finding>) ->
         let live = probe.impairment(&ns_target(&end.namespace), &end.ifname)?;
         if live.as_ref() != Some(&rec.impairment) {
             out.push(Finding::ImpairmentDrift {
-                end: end.to_string(),
+                end: end.clone(),
                 wanted: rec.impairment.to_string(),
                 found: live.map_or_else(|| "none".to_string(), |i| i.to_string()),
             });

@@ -85,6 +85,9 @@ struct Damaged {
     attachments: BTreeSet<(String, NsRef)>,
     /// nsnet's table is missing or not as recorded.
     firewall: bool,
+    /// The file's links, routes and impairments the kernel lost: removed
+    /// from the record, so that the file's lab plan makes them again.
+    lab: crate::plan::lab::Removal,
 }
 
 /// Asks `check` about each network of the file: a damaged bridge or gateway
@@ -97,7 +100,11 @@ fn damaged_objects(state: &State, owner: Option<&str>, probe: &mut dyn Probe) ->
         return Ok(out);
     }
     let owned = |n: &Network| owner.is_some() && n.owner.as_deref() == owner;
-    if !state.networks.values().any(owned) {
+    let mine = |o: &Option<String>| owner.is_some() && o.as_deref() == owner;
+    let owns_lab = state.links.iter().any(|l| mine(&l.owner))
+        || state.lab_namespaces.values().any(|r| mine(&r.owner))
+        || state.impairments.values().any(|r| mine(&r.owner));
+    if !state.networks.values().any(owned) && !owns_lab {
         return Ok(out);
     }
     // One check for all of the file's networks: the firewall table is
@@ -105,6 +112,7 @@ fn damaged_objects(state: &State, owner: Option<&str>, probe: &mut dyn Probe) ->
     let report = check::check_where(state, owned, probe)?;
     out.firewall = report.firewall_damaged();
     for finding in &report.drift {
+        lab_damage(state, finding, &mine, &mut out.lab);
         let Some(net) = finding.network() else {
             continue;
         };
@@ -114,6 +122,38 @@ fn damaged_objects(state: &State, owner: Option<&str>, probe: &mut dyn Probe) ->
         };
     }
     Ok(out)
+}
+
+/// Adds a damaged lab object of the file to `lab`.
+fn lab_damage(
+    state: &State,
+    finding: &check::Finding,
+    mine: &dyn Fn(&Option<String>) -> bool,
+    lab: &mut crate::plan::lab::Removal,
+) {
+    use check::Finding;
+    match finding {
+        Finding::LinkEndMissing { link: [a, b], .. } => {
+            let owned = state.links.iter().any(|l| l.joins(a, b) && mine(&l.owner));
+            if owned && !lab.links.contains(&(a.clone(), b.clone())) {
+                lab.links.push((a.clone(), b.clone()));
+            }
+        }
+        Finding::RouteMissing { namespace, route }
+            if state
+                .lab_namespaces
+                .get(namespace)
+                .is_some_and(|r| mine(&r.owner)) =>
+        {
+            lab.routes.push((namespace.clone(), route.clone()));
+        }
+        Finding::ImpairmentDrift { end, .. }
+            if state.impairments.get(end).is_some_and(|r| mine(&r.owner)) =>
+        {
+            lab.impairments.push(end.clone());
+        }
+        _ => {}
+    }
 }
 
 /// Refuses a file whose objects exist but were made by someone else.
@@ -480,6 +520,9 @@ impl Nsnet {
             },
         )?;
         let (mut mid, mut removals) = plan_removals(topo, &before, &damaged, &mut out)?;
+        // What the kernel lost of the file's lab goes from the record: the
+        // lab plan below makes it again.
+        removals.extend(crate::plan::lab::plan_lab_removal(&mut mid, &damaged.lab)?);
         removals.extend(super::lab::plan_removals(
             &topo.lab,
             &topo.owner,
