@@ -424,18 +424,8 @@ impl LiveKernel {
             Op::ClearImpairment { target, ifname } => {
                 let index = self.index_of(target, ifname)?;
                 let handle = self.handle(target)?;
-                // Whatever is not there has nothing to clear.
-                let absent = |e: &netlink::Error| {
-                    matches!(e.errno(), Some(libc::ENOENT) | Some(libc::EINVAL))
-                };
-                match handle.clear_root_qdisc(index, ifname) {
-                    Err(e) if absent(&e) => {}
-                    other => other?,
-                }
-                match handle.clear_loss_filter(index, ifname) {
-                    Err(e) if absent(&e) => {}
-                    other => other?,
-                }
+                unless_absent(handle.clear_root_qdisc(index, ifname))?;
+                unless_absent(handle.clear_loss_filter(index, ifname))?;
             }
             _ => unreachable!("lab steps only"),
         }
@@ -454,16 +444,10 @@ impl LiveKernel {
     ) -> KResult<()> {
         use crate::model::lab::Impairment;
         let handle = self.handle(target)?;
-        let absent =
-            |e: &netlink::Error| matches!(e.errno(), Some(libc::ENOENT) | Some(libc::EINVAL));
         match handle.set_impairment(index, ifname, imp) {
             Ok(()) => {
                 // A loss classifier of an earlier impairment goes.
-                match handle.clear_loss_filter(index, ifname) {
-                    Err(e) if absent(&e) => {}
-                    other => other?,
-                }
-                return Ok(());
+                return Ok(unless_absent(handle.clear_loss_filter(index, ifname))?);
             }
             Err(e) if e.errno() != Some(libc::ENOENT) => return Err(e.into()),
             Err(_) => {}
@@ -485,10 +469,7 @@ impl LiveKernel {
             };
             handle.set_impairment(index, ifname, &rate)?;
         } else {
-            match handle.clear_root_qdisc(index, ifname) {
-                Err(e) if absent(&e) => {}
-                other => other?,
-            }
+            unless_absent(handle.clear_root_qdisc(index, ifname))?;
         }
         let threshold = kernel::bpf::threshold(imp.loss_pct);
         let prog = kernel::bpf::load_loss_program(threshold)?;
@@ -645,6 +626,14 @@ impl Kernel for LiveKernel {
             Instrument::after(op, start, &result);
         }
         result
+    }
+}
+
+/// A qdisc or classifier to remove that is not there: nothing to do.
+fn unless_absent(r: netlink::Result<()>) -> netlink::Result<()> {
+    match r {
+        Err(e) if matches!(e.errno(), Some(libc::ENOENT) | Some(libc::EINVAL)) => Ok(()),
+        other => other,
     }
 }
 

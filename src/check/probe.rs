@@ -108,11 +108,9 @@ impl Probe for LiveProbe<'_> {
         let Some(threshold) = handle.loss_filter(link.index, ifname)? else {
             return Ok(root);
         };
-        // Loss from the classifier (kernels without netem), in percent with
-        // the two decimals a user gives.
-        let pct = (f64::from(threshold) / 4_294_967_296.0 * 10000.0).round() / 100.0;
+        // Loss from the classifier (kernels without netem).
         Ok(Some(crate::model::lab::Impairment {
-            loss_pct: pct,
+            loss_pct: crate::kernel::bpf::percent(threshold),
             ..root.unwrap_or_default()
         }))
     }

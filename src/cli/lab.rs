@@ -242,26 +242,18 @@ pub fn impair(nsnet: &Nsnet, out: &Printer, args: ImpairArgs) -> Result<()> {
         out.done(&format!("cleared the impairment of {end}"));
         return Ok(());
     }
-    let mut imp = Impairment::default();
-    for (key, value) in [
-        ("delay", &args.delay),
-        ("jitter", &args.jitter),
-        ("loss", &args.loss),
-        ("rate", &args.rate),
-        ("corrupt", &args.corrupt),
-        ("duplicate", &args.duplicate),
-    ] {
-        if let Some(v) = value {
-            imp.set(key, v)?;
-        }
-    }
-    if imp.is_none() {
-        return Err(Rejection::MissingOption {
-            option: "--delay, --loss, --rate, --jitter, --corrupt, --duplicate or --clear",
-            reason: "say how to impair the link",
-        }
-        .into());
-    }
+    let imp = Impairment::from_options([
+        ("delay", args.delay.as_ref()),
+        ("jitter", args.jitter.as_ref()),
+        ("loss", args.loss.as_ref()),
+        ("rate", args.rate.as_ref()),
+        ("corrupt", args.corrupt.as_ref()),
+        ("duplicate", args.duplicate.as_ref()),
+    ])?
+    .ok_or(Rejection::MissingOption {
+        option: "--delay, --loss, --rate, --jitter, --corrupt, --duplicate or --clear",
+        reason: "say how to impair the link",
+    })?;
     nsnet.impair(&end, Some(&imp))?;
     out.done(&format!("impaired {end}: {imp}"));
     Ok(())

@@ -55,6 +55,12 @@ pub fn threshold(pct: f64) -> u32 {
         .min(f64::from(u32::MAX)) as u32
 }
 
+/// The percentage a threshold stands for, with the two decimals a user
+/// gives.
+pub fn percent(threshold: u32) -> f64 {
+    (f64::from(threshold) / 4_294_967_296.0 * 10000.0).round() / 100.0
+}
+
 /// Loads the loss classifier; the kernel keeps it while a filter uses it.
 pub fn load_loss_program(threshold: u32) -> Result<OwnedFd, Error> {
     let code = loss_program(threshold);
@@ -95,5 +101,6 @@ mod tests {
         assert_eq!(threshold(0.0), 0);
         assert_eq!(threshold(50.0), 1 << 31);
         assert_eq!(threshold(100.0), u32::MAX);
+        assert_eq!(percent(threshold(20.0)), 20.0);
     }
 }

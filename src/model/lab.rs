@@ -254,6 +254,20 @@ impl Impairment {
         Ok(())
     }
 
+    /// An impairment from `(key, value)` options as front ends have them
+    /// (`set` for each given one); `None` when none is given.
+    pub fn from_options<'a>(
+        options: impl IntoIterator<Item = (&'static str, Option<&'a String>)>,
+    ) -> Result<Option<Impairment>, Rejection> {
+        let mut imp = Impairment::default();
+        for (key, value) in options {
+            if let Some(v) = value {
+                imp.set(key, v)?;
+            }
+        }
+        Ok((!imp.is_none()).then_some(imp))
+    }
+
     /// The parameters as `key value` pairs, in tc's words.
     pub fn describe(&self) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();

@@ -345,24 +345,23 @@ pub fn plan_route_add(
 }
 
 pub fn plan_route_del(state: &mut State, ns: &str, route: &Route) -> Result<Vec<Op>> {
-    let missing = || Rejection::NoSuchRoute {
-        namespace: ns.to_string(),
-        route: route.to_string(),
-    };
-    let record = state.lab_namespaces.get_mut(ns).ok_or_else(missing)?;
-    let pos = record
-        .routes
-        .iter()
-        .position(|r| r == route)
-        .ok_or_else(missing)?;
-    record.routes.remove(pos);
-    let mut ops = vec![Op::DeleteRoute {
-        target: target(ns),
-        destination: route.destination,
-        via: route.via,
-    }];
-    ops.extend(release_namespace(state, ns));
-    Ok(ops)
+    let recorded = state
+        .lab_namespaces
+        .get(ns)
+        .is_some_and(|r| r.routes.contains(route));
+    if !recorded {
+        return Err(Rejection::NoSuchRoute {
+            namespace: ns.to_string(),
+            route: route.to_string(),
+        });
+    }
+    plan_lab_removal(
+        state,
+        &Removal {
+            routes: vec![(ns.to_string(), route.clone())],
+            ..Removal::default()
+        },
+    )
 }
 
 /// Turns forwarding on (or off) in `ns`, making the namespace if it is
@@ -378,30 +377,28 @@ pub fn plan_forward(
     if was == on {
         return Ok(Vec::new());
     }
-    let mut ops = Vec::new();
-    if on {
-        ensure_namespace(state, ns, facts, &mut ops);
+    if !on {
+        return plan_lab_removal(
+            state,
+            &Removal {
+                forward_off: vec![ns.to_string()],
+                ..Removal::default()
+            },
+        );
     }
-    let Some(record) = state.lab_namespaces.get_mut(ns) else {
-        return Ok(ops);
-    };
-    record.forward = on;
+    let mut ops = Vec::new();
+    ensure_namespace(state, ns, facts, &mut ops);
+    let record = state.lab_namespaces.get_mut(ns).expect("just ensured");
+    record.forward = true;
     if owner.is_some() {
         record.owner = owner;
     }
-    let created = record.created;
-    // A namespace nsnet deletes takes its sysctls along.
-    if on || !created || state.links.iter().any(|l| l.uses_namespace(ns)) {
-        for key in FORWARD_KEYS {
-            ops.push(Op::SetSysctl {
-                target: target(ns),
-                key: key.to_string(),
-                value: if on { "1" } else { "0" }.to_string(),
-            });
-        }
-    }
-    if !on {
-        ops.extend(release_namespace(state, ns));
+    for key in FORWARD_KEYS {
+        ops.push(Op::SetSysctl {
+            target: target(ns),
+            key: key.to_string(),
+            value: "1".into(),
+        });
     }
     Ok(ops)
 }

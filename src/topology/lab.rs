@@ -65,26 +65,21 @@ pub struct LabSpec {
 
 fn impairment(cx: &Ctx, spec: &Spanned<ImpairSpec>) -> Result<Impairment> {
     let s = spec.get_ref();
-    let mut imp = Impairment::default();
-    for (key, value) in [
-        ("delay", &s.delay),
-        ("jitter", &s.jitter),
-        ("loss", &s.loss),
-        ("rate", &s.rate),
-        ("corrupt", &s.corrupt),
-        ("duplicate", &s.duplicate),
-    ] {
-        if let Some(v) = value {
-            imp.set(key, v).map_err(|e| cx.err(spec.span(), e))?;
-        }
-    }
-    if imp.is_none() {
-        return Err(cx.err(
+    Impairment::from_options([
+        ("delay", s.delay.as_ref()),
+        ("jitter", s.jitter.as_ref()),
+        ("loss", s.loss.as_ref()),
+        ("rate", s.rate.as_ref()),
+        ("corrupt", s.corrupt.as_ref()),
+        ("duplicate", s.duplicate.as_ref()),
+    ])
+    .map_err(|e| cx.err(spec.span(), e))?
+    .ok_or_else(|| {
+        cx.err(
             spec.span(),
             "impair needs one of delay, jitter, loss, rate, corrupt, duplicate",
-        ));
-    }
-    Ok(imp)
+        )
+    })
 }
 
 fn addresses(cx: &Ctx, v: &Spanned<OneOrMany>) -> Result<Vec<IpNet>> {
@@ -132,23 +127,11 @@ fn link(cx: &Ctx, owner: &str, spec: &Spanned<LinkSpec>) -> Result<LinkRequest> 
             ))
         }
     };
-    if let Some(mtu) = l
-        .mtu
-        .as_ref()
-        .filter(|m| !(68..=65535).contains(m.get_ref()))
-    {
-        return Err(cx.err(
-            mtu.span(),
-            format!(
-                "invalid MTU {}: must be between 68 and 65535",
-                mtu.get_ref()
-            ),
-        ));
-    }
+    let mtu = super::mtu(cx, &l.mtu)?;
     Ok(LinkRequest {
         ends: [a, b],
         addresses,
-        mtu: l.mtu.as_ref().map(|m| *m.get_ref()),
+        mtu,
         owner: Some(owner.to_string()),
         impair: l.impair.as_ref().map(|i| impairment(cx, i)).transpose()?,
     })
@@ -336,16 +319,18 @@ pub(super) fn plan_creations(
         ops.extend(plan::plan_link_add(state, &req, facts)?);
     }
     let own = Some(owner.to_string());
-    for (ns, r) in &lab.routers {
-        // A namespace the links or attachments above just planned exists
-        // by the time these steps run.
-        let mut f = facts.clone();
+    // A namespace the links or attachments above just planned exists by
+    // the time the routers' steps run.
+    let mut f = facts.clone();
+    for ns in lab.routers.keys() {
         let known = state.lab_namespaces.contains_key(ns)
             || state
                 .attachments_of(&crate::model::NsRef::Named(ns.clone()))
                 .next()
                 .is_some();
         f.entry(ns.clone()).or_default().exists |= known;
+    }
+    for (ns, r) in &lab.routers {
         if r.forward && !state.lab_namespaces.get(ns).is_some_and(|x| x.forward) {
             changes.push(format!("forward in {ns}"));
             ops.extend(plan::plan_forward(state, ns, true, own.clone(), &f)?);

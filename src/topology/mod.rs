@@ -146,6 +146,17 @@ impl Ctx<'_> {
     }
 }
 
+/// An MTU of the file (of a network or a link), checked.
+fn mtu(cx: &Ctx, m: &Option<Spanned<u32>>) -> Result<Option<u32>> {
+    match m {
+        Some(m) if !(68..=65535).contains(m.get_ref()) => Err(cx.err(
+            m.span(),
+            format!("invalid MTU {}: must be between 68 and 65535", m.get_ref()),
+        )),
+        other => Ok(other.as_ref().map(|m| *m.get_ref())),
+    }
+}
+
 /// The path that marks what an `up` of the file made: the canonical one,
 /// so that `up`, `down` and `up` again from another directory agree.
 /// A file that no longer exists (`down` after deleting it) keeps the
@@ -334,19 +345,7 @@ fn network(
             ),
         ));
     }
-    if let Some(mtu) = n
-        .mtu
-        .as_ref()
-        .filter(|m| !(68..=65535).contains(m.get_ref()))
-    {
-        return Err(cx.err(
-            mtu.span(),
-            format!(
-                "invalid MTU {}: must be between 68 and 65535",
-                mtu.get_ref()
-            ),
-        ));
-    }
+    let mtu = mtu(cx, &n.mtu)?;
     let (gateway_mode, gateway_mode_v6) = modes(cx, n)?;
     let mut trusted_interfaces = Vec::new();
     for t in &n.trusted_interfaces {
@@ -366,7 +365,7 @@ fn network(
         icc: n.icc.unwrap_or(true),
         trusted_interfaces,
         isolate: n.isolate.unwrap_or(true),
-        mtu: n.mtu.as_ref().map(|m| *m.get_ref()),
+        mtu,
         dns: n.dns.unwrap_or(true),
         dns_domain: n
             .dns_domain

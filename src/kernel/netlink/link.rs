@@ -411,7 +411,7 @@ pub(super) fn parse_link(p: &[u8]) -> Option<LinkInfo> {
     let text = |v: &[u8]| {
         String::from_utf8_lossy(v.split(|b| *b == 0).next().unwrap_or_default()).into_owned()
     };
-    for (kind, v) in attributes(p.get(16..)?) {
+    for (kind, v) in super::attributes(p.get(16..)?) {
         match kind {
             IFLA_IFNAME => info.name = text(v),
             IFLA_MASTER => info.master = word(v, 0),
@@ -419,7 +419,7 @@ pub(super) fn parse_link(p: &[u8]) -> Option<LinkInfo> {
             IFLA_GROUP => info.group = word(v, 0)?,
             IFLA_ADDRESS if v.len() == 6 => info.mac = v.try_into().ok(),
             IFLA_LINKINFO => {
-                for (k, kv) in attributes(v) {
+                for (k, kv) in super::attributes(v) {
                     if k == IFLA_INFO_KIND && !matches!(info.kind, LinkKind::Loopback) {
                         info.kind = match text(kv).as_str() {
                             "bridge" => LinkKind::Bridge,
@@ -433,21 +433,6 @@ pub(super) fn parse_link(p: &[u8]) -> Option<LinkInfo> {
         }
     }
     Some(info)
-}
-
-/// The (type, value) pairs of a run of netlink attributes.
-fn attributes(mut b: &[u8]) -> Vec<(u16, &[u8])> {
-    let mut out = Vec::new();
-    while b.len() >= 4 {
-        let len = usize::from(u16::from_ne_bytes([b[0], b[1]]));
-        let kind = u16::from_ne_bytes([b[2], b[3]]) & 0x3fff;
-        if len < 4 || len > b.len() {
-            break;
-        }
-        out.push((kind, &b[4..len]));
-        b = &b[((len + 3) & !3).min(b.len())..];
-    }
-    out
 }
 
 /// A link request whose answers leave out the counters (most of a link

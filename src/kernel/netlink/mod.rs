@@ -377,6 +377,21 @@ fn kernel_error(code: NonZeroI32, echoed: &[u8], ctx: &Ctx) -> Error {
     }
 }
 
+/// The (type, value) pairs of a run of netlink attributes.
+pub(crate) fn attributes(mut b: &[u8]) -> Vec<(u16, &[u8])> {
+    let mut out = Vec::new();
+    while b.len() >= 4 {
+        let len = usize::from(u16::from_ne_bytes([b[0], b[1]]));
+        let kind = u16::from_ne_bytes([b[2], b[3]]) & 0x3fff;
+        if len < 4 || len > b.len() {
+            break;
+        }
+        out.push((kind, &b[4..len]));
+        b = &b[((len + 3) & !3).min(b.len())..];
+    }
+    out
+}
+
 /// Finds `NLMSGERR_ATTR_MSG` among netlink attributes (4-byte aligned TLVs).
 fn ext_ack_message(mut attrs: &[u8]) -> Option<String> {
     while attrs.len() >= 4 {

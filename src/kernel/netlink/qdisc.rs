@@ -108,14 +108,7 @@ pub fn parse_netem_options(raw: &[u8]) -> Option<Impairment> {
         jitter_us: u64::from(word(raw, 20)?) * 64 / 1000,
         ..Impairment::default()
     };
-    let mut at = QOPT_LEN;
-    while at + 4 <= raw.len() {
-        let len = usize::from(u16::from_ne_bytes([raw[at], raw[at + 1]]));
-        let kind = u16::from_ne_bytes([raw[at + 2], raw[at + 3]]) & 0x3fff;
-        if len < 4 || at + len > raw.len() {
-            break;
-        }
-        let value = &raw[at + 4..at + len];
+    for (kind, value) in super::attributes(raw.get(QOPT_LEN..)?) {
         let long = || -> Option<u64> { Some(u64::from_ne_bytes(value.get(..8)?.try_into().ok()?)) };
         match kind {
             TCA_NETEM_LATENCY64 => imp.delay_us = long()? / 1000,
@@ -125,7 +118,6 @@ pub fn parse_netem_options(raw: &[u8]) -> Option<Impairment> {
             TCA_NETEM_RATE64 => imp.rate_bps = long()? * 8,
             _ => {}
         }
-        at += (len + 3) & !3;
     }
     Some(imp)
 }
@@ -173,15 +165,8 @@ pub fn tbf_options(rate_bps: u64) -> Vec<u8> {
 /// The impairment (a rate) that tbf options as the kernel reports them
 /// describe.
 fn parse_tbf_options(raw: &[u8]) -> Option<Impairment> {
-    let mut at = 0;
     let mut rate = None;
-    while at + 4 <= raw.len() {
-        let len = usize::from(u16::from_ne_bytes([raw[at], raw[at + 1]]));
-        let kind = u16::from_ne_bytes([raw[at + 2], raw[at + 3]]) & 0x3fff;
-        if len < 4 || at + len > raw.len() {
-            break;
-        }
-        let value = &raw[at + 4..at + len];
+    for (kind, value) in super::attributes(raw) {
         match kind {
             TCA_TBF_PARMS if value.len() >= 12 => {
                 rate = Some(u64::from(u32::from_ne_bytes(value[8..12].try_into().ok()?)));
@@ -191,7 +176,6 @@ fn parse_tbf_options(raw: &[u8]) -> Option<Impairment> {
             }
             _ => {}
         }
-        at += (len + 3) & !3;
     }
     Some(Impairment {
         rate_bps: rate? * 8,
