@@ -217,6 +217,11 @@ fn errors_use_the_specs_codes() {
     add("x", "c", &c);
     let (v, exit) = cni(&call("ADD", "/run/netns/c", ""), &c);
     assert_eq!((exit, v["code"].as_i64()), (1, Some(101)), "{v}");
+    let text = format!("{} {}", v["msg"], v["details"]);
+    assert!(
+        text.contains("container x already has interface eth0 on network"),
+        "{v}"
+    );
 }
 
 #[test]

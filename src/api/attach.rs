@@ -3,7 +3,7 @@
 use super::{facts, require_root, Mode, Nsnet, Result};
 use crate::apply::LiveKernel;
 use crate::check::{LiveProbe, Probe};
-use crate::model::{Attachment, ConnectRequest, NsRef, State};
+use crate::model::{Attachment, ConnectRequest, Network, NsRef, State};
 use crate::plan::attach::{plan_connect_into, plan_disconnect};
 use crate::plan::{self, Op};
 
@@ -19,32 +19,38 @@ pub(crate) fn heal_firewall(ops: &mut [Op], before: &State, probe: &mut dyn Prob
 
 impl Nsnet {
     pub fn connect(&self, req: &ConnectRequest) -> Result<Attachment> {
-        self.connect_with(req, &mut LiveKernel::new())
+        Ok(self.connect_with(req, &mut LiveKernel::new())?.0)
     }
 
     /// `connect` through `kernel`, whose handles the caller may use
-    /// afterwards (a CNI ADD reads the MACs back).
+    /// afterwards (a CNI ADD reads the MACs back); also returns the
+    /// network's record after the change, so that the caller need not read
+    /// the store again.
     pub fn connect_with(
         &self,
         req: &ConnectRequest,
         kernel: &mut LiveKernel,
-    ) -> Result<Attachment> {
-        Ok(self
-            .connect_many_with(std::slice::from_ref(req), kernel)?
-            .remove(0))
+    ) -> Result<(Attachment, Network)> {
+        let (mut atts, mut state) = self.connect_many_with(std::slice::from_ref(req), kernel)?;
+        let net = state
+            .networks
+            .remove(&req.network)
+            .expect("connected to it");
+        Ok((atts.remove(0), net))
     }
 
     /// Attaches several namespaces under one lock, with one state write and
     /// all or nothing: if any attachment fails, none is left.
     pub fn connect_many(&self, reqs: &[ConnectRequest]) -> Result<Vec<Attachment>> {
-        self.connect_many_with(reqs, &mut LiveKernel::new())
+        Ok(self.connect_many_with(reqs, &mut LiveKernel::new())?.0)
     }
 
+    /// The attachments made, and the state after them.
     fn connect_many_with(
         &self,
         reqs: &[ConnectRequest],
         kernel: &mut LiveKernel,
-    ) -> Result<Vec<Attachment>> {
+    ) -> Result<(Vec<Attachment>, State)> {
         require_root("connect namespaces")?;
         let (lock, before) = self.begin()?;
         let start = std::time::Instant::now();
@@ -70,7 +76,7 @@ impl Nsnet {
         )?;
         crate::apply::phase("gather facts and plan", start);
         self.commit(&lock, &before, &state, &ops, Mode::AllOrNothing, kernel)?;
-        Ok(reqs
+        let made = reqs
             .iter()
             .map(|req| {
                 state.networks[&req.network]
@@ -78,7 +84,8 @@ impl Nsnet {
                     .expect("just added")
                     .clone()
             })
-            .collect())
+            .collect();
+        Ok((made, state))
     }
 
     pub fn disconnect(&self, network: &str, namespace: &NsRef) -> Result<Attachment> {

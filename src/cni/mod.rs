@@ -181,58 +181,49 @@ fn find<'a>(state: &'a State, network: &str, key: &CniKey) -> Option<&'a Attachm
         .find(|a| a.cni.as_ref() == Some(key))
 }
 
-/// Creates the network of the configuration if it does not exist yet
-/// (concurrent ADDs may race to it: losing that race is fine).
-/// Returns the record as read afterwards.
-fn ensure_network(conf: &NetConf, nsnet: &Nsnet) -> Result<State, CniError> {
-    let state = nsnet.state()?;
-    if state.networks.contains_key(&conf.name) {
-        return Ok(state);
-    }
+/// Creates the network of the configuration (concurrent ADDs may race to
+/// it: losing that race is fine).
+fn create_network(conf: &NetConf, nsnet: &Nsnet) -> Result<(), CniError> {
     match nsnet.create_network(&conf.network_request()?) {
-        Ok(_) | Err(Error::Rejected(Rejection::NetworkExists { .. })) => Ok(nsnet.state()?),
+        Ok(_) | Err(Error::Rejected(Rejection::NetworkExists { .. })) => Ok(()),
         Err(e) => Err(e.into()),
     }
 }
 
+/// Connects under one lock, reading the record once: the network is made
+/// on the first ADD that finds it missing, and the network's record after
+/// the change serves the result.
 fn add(env: &Env, conf: &NetConf, stdin: &[u8], nsnet: &Nsnet) -> Result<Value, CniError> {
     env.require("CNI_CONTAINERID", &env.container_id)?;
     env.require("CNI_NETNS", &env.netns)?;
     env.require("CNI_IFNAME", &env.ifname)?;
     let args = env.parsed_args()?;
-    let state = ensure_network(conf, nsnet)?;
-    if find(&state, &conf.name, &env.key()).is_some() {
-        return Err(CniError::new(
-            101,
-            format!(
-                "container {} already has interface {} on network {}",
-                env.container_id, env.ifname, conf.name
-            ),
-        ));
-    }
     let req = connect_request(env, conf, &args, stdin)?;
     // The same kernel handles serve the connect and the MACs of the
     // result afterwards.
     let mut kernel = LiveKernel::new();
-    let att = match nsnet.connect_with(&req, &mut kernel) {
-        Ok(a) => a,
+    let made = match nsnet.connect_with(&req, &mut kernel) {
+        Err(Error::Rejected(Rejection::NoSuchNetwork { .. })) => create_network(conf, nsnet)
+            .and_then(|()| Ok(nsnet.connect_with(&req, &mut kernel)?)),
+        made => made.map_err(CniError::from),
+    };
+    let (att, net) = match made {
+        Ok(made) => made,
         Err(e) => {
+            // What the delegated IPAM plugin handed out goes back.
             if let Some(kind) = conf.delegated_ipam() {
                 let _ = config::delegate(kind, "DEL", env, stdin);
             }
-            return Err(e.into());
+            return Err(e);
         }
     };
-    // A connect changes no network settings: the record read before
-    // serves the result.
-    let net = &state.networks[&conf.name];
     let macs = result::live_macs(
         &att,
         &mut LiveProbe {
             kernel: &mut kernel,
         },
     );
-    Ok(result::render(conf, net, &att, &env.netns, macs))
+    Ok(result::render(conf, &net, &att, &env.netns, macs))
 }
 
 /// The model request of an ADD. Addresses: asked for (CNI_ARGS IP=,

@@ -198,6 +198,12 @@ pub enum Rejection {
     NamespaceInUse { namespace: String, network: String },
     #[error("namespace {namespace} is already connected to network {network}")]
     AlreadyConnected { namespace: NsRef, network: String },
+    #[error("container {container_id} already has interface {ifname} on network {network}")]
+    CniAttachmentExists {
+        container_id: String,
+        ifname: String,
+        network: String,
+    },
     #[error(
         "namespace {namespace} already has interface {ifname} (network {network}); pass --ifname"
     )]
@@ -325,6 +331,7 @@ impl Rejection {
             | NetworkInUse { .. }
             | NamespaceInUse { .. }
             | AlreadyConnected { .. }
+            | CniAttachmentExists { .. }
             | IfnameOnOtherNetwork { .. }
             | IfnameTaken { .. }
             | HostIfnameTaken { .. }

@@ -247,6 +247,15 @@ fn check_free(state: &State, net: &Network, req: &ConnectRequest, facts: &NsFact
             count: net.attachments.len(),
         });
     }
+    if let Some(key) = &req.cni {
+        if net.attachments.iter().any(|a| a.cni.as_ref() == Some(key)) {
+            return Err(Rejection::CniAttachmentExists {
+                container_id: key.container_id.clone(),
+                ifname: key.ifname.clone(),
+                network: net.name.clone(),
+            });
+        }
+    }
     if net.attachment(ns).is_some() {
         return Err(Rejection::AlreadyConnected {
             namespace: ns.clone(),
