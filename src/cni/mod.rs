@@ -203,8 +203,9 @@ fn add(env: &Env, conf: &NetConf, stdin: &[u8], nsnet: &Nsnet) -> Result<Value, 
     // result afterwards.
     let mut kernel = LiveKernel::new();
     let made = match nsnet.connect_with(&req, &mut kernel) {
-        Err(Error::Rejected(Rejection::NoSuchNetwork { .. })) => create_network(conf, nsnet)
-            .and_then(|()| Ok(nsnet.connect_with(&req, &mut kernel)?)),
+        Err(Error::Rejected(Rejection::NoSuchNetwork { .. })) => {
+            create_network(conf, nsnet).and_then(|()| Ok(nsnet.connect_with(&req, &mut kernel)?))
+        }
         made => made.map_err(CniError::from),
     };
     let (att, net) = match made {
