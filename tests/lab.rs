@@ -60,6 +60,14 @@ fn tcp_mbits(from: &str, to: &str, to_addr: &str, secs: f64) -> f64 {
     receiver.join().unwrap()
 }
 
+/// A link a:eth1 <-> b:eth1 with PREFIX.1/30 and PREFIX.2/30 on its ends.
+fn link_a_b(sb: &Sandbox, prefix: &str) {
+    let (ip_a, ip_b) = (format!("{prefix}.1/30"), format!("{prefix}.2/30"));
+    sb.ok(&[
+        "link", "add", "a:eth1", "b:eth1", "--ip", &ip_a, "--ip", &ip_b,
+    ]);
+}
+
 /// Average RTT in ms and received count of `count` pings.
 fn ping_stats(sb: &Sandbox, from: &str, to: &str, count: u32, interval: &str) -> (f64, u32) {
     let out = sb.run(&[
@@ -328,16 +336,7 @@ fn graphs_are_valid_dot_and_mermaid() {
 #[test]
 fn a_rate_limit_is_measured_on_the_wire_and_clear_restores_the_baseline() {
     let sb = Sandbox::new();
-    sb.ok(&[
-        "link",
-        "add",
-        "a:eth1",
-        "b:eth1",
-        "--ip",
-        "10.64.0.1/30",
-        "--ip",
-        "10.64.0.2/30",
-    ]);
+    link_a_b(&sb, "10.64.0");
     let base = tcp_mbits("a", "b", "10.64.0.2", 1.0);
     assert!(base > 100.0, "baseline {base} Mbit/s");
     sb.ok(&["impair", "a:eth1", "--rate", "10mbit"]);
@@ -378,16 +377,7 @@ fn loss_is_measured_on_the_wire_and_clear_restores_the_baseline() {
     // netem where the kernel has it, a bpf classifier where it has not:
     // either way packets vanish on the wire, unseen by the sender.
     let sb = Sandbox::new();
-    sb.ok(&[
-        "link",
-        "add",
-        "a:eth1",
-        "b:eth1",
-        "--ip",
-        "10.67.0.1/30",
-        "--ip",
-        "10.67.0.2/30",
-    ]);
+    link_a_b(&sb, "10.67.0");
     sb.ok(&["impair", "a:eth1", "--loss", "20%"]);
     let (_, received) = ping_stats(&sb, "a", "10.67.0.2", 200, "0.01");
     let lost = 200 - received;
@@ -410,16 +400,7 @@ fn loss_is_measured_on_the_wire_and_clear_restores_the_baseline() {
 #[test]
 fn delay_is_measured_or_refused_where_the_kernel_has_no_netem() {
     let sb = Sandbox::new();
-    sb.ok(&[
-        "link",
-        "add",
-        "a:eth1",
-        "b:eth1",
-        "--ip",
-        "10.65.0.1/30",
-        "--ip",
-        "10.65.0.2/30",
-    ]);
+    link_a_b(&sb, "10.65.0");
     let (base, _) = ping_stats(&sb, "a", "10.65.0.2", 5, "0.05");
     let out = sb.run(&["impair", "a:eth1", "--delay", "50ms"]);
     if !out.status.success() {

@@ -173,12 +173,7 @@ fn dispatch(env: &Env, stdin: &[u8], nsnet: &Nsnet) -> Result<Option<Value>, Cni
 }
 
 fn find<'a>(state: &'a State, network: &str, key: &CniKey) -> Option<&'a Attachment> {
-    state
-        .networks
-        .get(network)?
-        .attachments
-        .iter()
-        .find(|a| a.cni.as_ref() == Some(key))
+    state.networks.get(network)?.cni_attachment(key)
 }
 
 /// Creates the network of the configuration (concurrent ADDs may race to

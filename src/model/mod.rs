@@ -210,6 +210,13 @@ impl Network {
         self.attachments.iter().find(|a| &a.namespace == ns)
     }
 
+    /// The attachment a container runtime made under `key`.
+    pub fn cni_attachment(&self, key: &CniKey) -> Option<&Attachment> {
+        self.attachments
+            .iter()
+            .find(|a| a.cni.as_ref() == Some(key))
+    }
+
     /// Addresses leased on this network, gateways included.
     pub fn used_addresses(&self) -> BTreeSet<IpAddr> {
         self.attachments

@@ -248,7 +248,7 @@ fn check_free(state: &State, net: &Network, req: &ConnectRequest, facts: &NsFact
         });
     }
     if let Some(key) = &req.cni {
-        if net.attachments.iter().any(|a| a.cni.as_ref() == Some(key)) {
+        if net.cni_attachment(key).is_some() {
             return Err(Rejection::CniAttachmentExists {
                 container_id: key.container_id.clone(),
                 ifname: key.ifname.clone(),
