@@ -8,10 +8,10 @@ fn state() -> State {
     let mut s = State::default();
     let mut n = test_network("n", "br-n", &["10.0.0.0/24"]);
     for ns in ["ns1", "ns10"] {
-        n.attachments.push(Attachment {
+        n.attachments.push(std::sync::Arc::new(Attachment {
             addresses: vec![format!("10.0.0.{}/24", ns.len()).parse().unwrap()],
             ..test_attachment(ns)
-        });
+        }));
     }
     s.networks.insert("n".into(), n);
     s

@@ -165,12 +165,12 @@ mod tests {
             "fd00:1::2/64".parse().unwrap(),
         ];
         web.aliases = vec!["www".into()];
-        a.attachments.push(web);
+        a.attachments.push(web.into());
         let mut b = test_network("b", "b", &["10.2.0.0/24"]);
         b.internal = true;
         let mut db = test_attachment("db");
         db.addresses = vec!["10.2.0.2/24".parse().unwrap()];
-        b.attachments.push(db);
+        b.attachments.push(db.into());
         s.networks.insert("a".into(), a);
         s.networks.insert("b".into(), b);
         Table::from_state(&s)

@@ -180,7 +180,7 @@ fn changed_attachments<'a>(old: &'a State, new: &'a State) -> (Vec<Placed<'a>>, 
                 n.attachments
                     .iter()
                     .filter(|a| !a.ports.is_empty())
-                    .map(move |a| ((n.name.as_str(), &a.namespace), (n, a)))
+                    .map(move |a| ((n.name.as_str(), &a.namespace), (n, a.as_ref())))
             })
             .collect()
     };
@@ -213,7 +213,7 @@ fn elements(state: &State) -> Elements {
         state
             .networks
             .values()
-            .flat_map(|n| n.attachments.iter().map(move |a| (n, a))),
+            .flat_map(|n| n.attachments.iter().map(move |a| (n, a.as_ref()))),
     )
 }
 
@@ -701,11 +701,11 @@ mod tests {
     }
 
     fn with_ports(mut n: Network, ns: &str, addrs: &[&str], ports: &[&str]) -> Network {
-        n.attachments.push(Attachment {
+        n.attachments.push(std::sync::Arc::new(Attachment {
             addresses: addrs.iter().map(|a| a.parse().unwrap()).collect(),
             ports: ports.iter().map(|p| p.parse().unwrap()).collect(),
             ..crate::model::test_attachment(ns)
-        });
+        }));
         n
     }
 
@@ -1019,11 +1019,11 @@ mod drift_tests {
     fn state() -> State {
         let mut s = State::default();
         let mut n = crate::model::test_network("a", "br-a", &["10.0.0.0/24"]);
-        n.attachments.push(crate::model::Attachment {
+        n.attachments.push(std::sync::Arc::new(crate::model::Attachment {
             addresses: vec!["10.0.0.2/24".parse().unwrap()],
             ports: vec!["8080:80".parse().unwrap()],
             ..crate::model::test_attachment("x")
-        });
+        }));
         s.networks.insert("a".into(), n);
         s.networks.insert(
             "b".into(),

@@ -4,6 +4,7 @@
 //! holds. `apply(before, &diff(before, after)) == after`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -14,7 +15,7 @@ use super::{Attachment, Network, NsRef, ResolvConf, State};
 pub struct AttachmentDelta {
     pub removed: Vec<NsRef>,
     /// New ones (appended, in order) and changed ones (replaced in place).
-    pub upserted: Vec<Attachment>,
+    pub upserted: Vec<Arc<Attachment>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -25,7 +26,7 @@ pub struct StateDelta {
     pub attachments: BTreeMap<String, AttachmentDelta>,
     /// The whole map after, when it changed (it is small).
     pub sysctls: Option<BTreeMap<String, String>>,
-    pub resolv_confs: BTreeMap<String, Option<ResolvConf>>,
+    pub resolv_confs: BTreeMap<String, Option<Arc<ResolvConf>>>,
     /// Lab objects after, when they changed (a lab holds few).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lab: Option<Lab>,
@@ -61,7 +62,7 @@ fn attachment_delta(before: &Network, after: &Network) -> AttachmentDelta {
         .take_while(|(x, y)| x == y)
         .count();
     let (b, a) = (&b[..b.len() - suffix], &a[..a.len() - suffix]);
-    let index = |atts: &[Attachment]| -> std::collections::HashMap<NsRef, usize> {
+    let index = |atts: &[Arc<Attachment>]| -> std::collections::HashMap<NsRef, usize> {
         atts.iter()
             .enumerate()
             .map(|(i, a)| (a.namespace.clone(), i))
@@ -215,7 +216,7 @@ mod tests {
         let mut s = State::default();
         for (i, (name, nss)) in nets.iter().enumerate() {
             let mut n = test_network(name, name, &[&format!("10.{i}.0.0/24")]);
-            n.attachments = nss.iter().map(|ns| test_attachment(ns)).collect();
+            n.attachments = nss.iter().map(|ns| test_attachment(ns).into()).collect();
             s.networks.insert(name.to_string(), n);
         }
         s
@@ -230,17 +231,18 @@ mod tests {
             ("came", &["q"]),
         ]);
         // A change in place: the heir of a namespace nsnet created.
-        after.networks.get_mut("b").unwrap().attachments[0].namespace_created = false;
+        Arc::make_mut(&mut after.networks.get_mut("b").unwrap().attachments[0]).namespace_created =
+            false;
         after
             .sysctls
             .insert("net/ipv4/ip_forward".into(), "0".into());
         after.resolv_confs.insert(
             "x".into(),
-            ResolvConf {
+            Arc::new(ResolvConf {
                 servers: vec!["192.0.2.53".parse().unwrap()],
                 owner: "/f.toml".into(),
                 search: vec![],
-            },
+            }),
         );
         let d = diff(&before, &after);
         assert_eq!(apply(&before, &d), after);
@@ -265,7 +267,7 @@ mod tests {
             .get_mut("big")
             .unwrap()
             .attachments
-            .push(test_attachment("one-more"));
+            .push(test_attachment("one-more").into());
         let d = diff(&before, &after);
         let size = serde_json::to_vec(&d).unwrap().len();
         assert!(size < 1000, "the journal of one connect is {size} bytes");

@@ -15,6 +15,7 @@ pub mod overlay;
 pub mod ports;
 pub mod rejection;
 pub mod request;
+mod resolv_groups;
 pub mod sysctl;
 
 pub use gateway::GatewayMode;
@@ -24,6 +25,7 @@ pub use request::{ConnectRequest, CreateRequest, DEFAULT_IFNAME};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -41,8 +43,10 @@ pub struct State {
     #[serde(default)]
     pub sysctls: BTreeMap<String, String>,
     /// `/etc/netns/NAME/resolv.conf` files nsnet wrote, by namespace name.
-    #[serde(default)]
-    pub resolv_confs: BTreeMap<String, ResolvConf>,
+    /// Most namespaces share their content with others (those of the same
+    /// networks): shared in memory, recorded once per content on disk.
+    #[serde(default, with = "resolv_groups")]
+    pub resolv_confs: BTreeMap<String, Arc<ResolvConf>>,
     /// Point-to-point links between namespaces.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub links: Vec<lab::Link>,
@@ -62,14 +66,16 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
-pub const STATE_VERSION: u32 = 1;
+/// 2: resolv.conf contents recorded once each, with their namespaces
+/// (see `resolv_groups`); records of version 1 are read and upgraded.
+pub const STATE_VERSION: u32 = 2;
 
 /// The search domain of networks that do not name one.
 pub const DEFAULT_DNS_DOMAIN: &str = "nsnet.internal";
 
 /// A per-namespace resolv.conf (the iproute2 convention: `ip netns exec`
 /// bind-mounts `/etc/netns/NAME/resolv.conf` over `/etc/resolv.conf`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResolvConf {
     pub servers: Vec<IpAddr>,
@@ -150,7 +156,9 @@ pub struct Network {
     pub mtu: Option<u32>,
     /// Link group of this network's host-side veths (for batched deletion).
     pub link_group: u32,
-    pub attachments: Vec<Attachment>,
+    /// Shared, not copied, between the states before and after a command:
+    /// copying a state, or comparing two, costs a pointer per attachment.
+    pub attachments: Vec<Arc<Attachment>>,
     /// The topology file whose `up` created it; none for the command line.
     #[serde(default)]
     pub owner: Option<String>,
@@ -169,8 +177,9 @@ pub struct Network {
     pub overlay: Option<overlay::Overlay>,
 }
 
-/// One veth pair joining a namespace to a network.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One veth pair joining a namespace to a network. (`Eq`: two shared
+/// attachments compare equal at once when they are the same allocation.)
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Attachment {
     pub namespace: NsRef,
@@ -207,7 +216,10 @@ pub struct CniKey {
 
 impl Network {
     pub fn attachment(&self, ns: &NsRef) -> Option<&Attachment> {
-        self.attachments.iter().find(|a| &a.namespace == ns)
+        self.attachments
+            .iter()
+            .find(|a| &a.namespace == ns)
+            .map(Arc::as_ref)
     }
 
     /// The attachment a container runtime made under `key`.
@@ -215,6 +227,7 @@ impl Network {
         self.attachments
             .iter()
             .find(|a| a.cni.as_ref() == Some(key))
+            .map(Arc::as_ref)
     }
 
     /// Addresses leased on this network, gateways included.
@@ -352,7 +365,7 @@ impl State {
             n.attachments
                 .iter()
                 .filter(move |a| &a.namespace == ns)
-                .map(move |a| (n, a))
+                .map(move |a| (n, a.as_ref()))
         })
     }
 
@@ -378,7 +391,7 @@ impl State {
             .find(|a| &a.namespace == ns);
         match heir {
             Some(a) => {
-                a.namespace_created = true;
+                Arc::make_mut(a).namespace_created = true;
                 false
             }
             // Links, routes or forwarding still use it: their record
@@ -479,9 +492,11 @@ mod tests {
         Network {
             attachments: atts
                 .iter()
-                .map(|(ns, created)| Attachment {
-                    namespace_created: *created,
-                    ..test_attachment(ns)
+                .map(|(ns, created)| {
+                    Arc::new(Attachment {
+                        namespace_created: *created,
+                        ..test_attachment(ns)
+                    })
                 })
                 .collect(),
             ..test_network(name, name, &[])

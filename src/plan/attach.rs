@@ -422,7 +422,7 @@ pub fn plan_connect_into(
         .get_mut(&req.network)
         .expect("found above")
         .attachments
-        .push(att);
+        .push(att.into());
     ops.extend(super::resolv_steps_for(state, [&req.namespace]));
     Ok(ops)
 }
@@ -565,7 +565,7 @@ mod tests {
             .get_mut("n")
             .unwrap()
             .attachments
-            .push(holder);
+            .push(holder.into());
         let facts_with_eth0 = NsFacts {
             exists: true,
             ifnames: vec!["eth0".into()],
@@ -703,7 +703,8 @@ mod tests {
         let mut s = state();
         let net = s.networks.get_mut("n").unwrap();
         for i in 0..BRIDGE_PORT_LIMIT {
-            net.attachments.push(test_attachment(&format!("x{i}")));
+            net.attachments
+                .push(test_attachment(&format!("x{i}")).into());
         }
         let e = plan_connect(&s, &req("one-more"), &NsFacts::default()).unwrap_err();
         assert_eq!(e.exit_code(), 4);

@@ -181,7 +181,7 @@ fn release_namespace(state: &mut State, ns: &str) -> Vec<Op> {
         .find(|a| a.namespace == named);
     match heir {
         Some(a) => {
-            a.namespace_created = true;
+            std::sync::Arc::make_mut(a).namespace_created = true;
             Vec::new()
         }
         None => vec![Op::DeleteNetns {

@@ -473,7 +473,7 @@ fn resolv_steps_of(
         }
     }
     let mut ops = Vec::new();
-    let recorded: Vec<(String, ResolvConf)> = after
+    let recorded: Vec<(String, std::sync::Arc<ResolvConf>)> = after
         .resolv_confs
         .iter()
         .filter(|(n, c)| c.owner == DNS_OWNER && in_scope(n))
@@ -487,7 +487,7 @@ fn resolv_steps_of(
     }
     for (name, conf) in wanted {
         match after.resolv_confs.get(&name) {
-            Some(c) if c.owner != DNS_OWNER || *c == conf => continue,
+            Some(c) if c.owner != DNS_OWNER || **c == conf => continue,
             _ => {}
         }
         ops.push(Op::WriteResolvConf {
@@ -495,7 +495,7 @@ fn resolv_steps_of(
             servers: conf.servers.clone(),
             search: conf.search.clone(),
         });
-        after.resolv_confs.insert(name, conf);
+        after.resolv_confs.insert(name, conf.into());
     }
     ops
 }

@@ -491,7 +491,7 @@ pub fn plan_remove(state: &State, name: &str, force: bool) -> Result<(State, Vec
             names: links,
         });
     }
-    ops.extend(Op::forget_flows(&net.attachments));
+    ops.extend(Op::forget_flows(net.attachments.iter().map(AsRef::as_ref)));
     for a in &net.attachments {
         if new_state.detach(name, &a.namespace) {
             ops.push(Op::DeleteNetns {

@@ -26,7 +26,7 @@ pub fn recover(before: &State, after: &State) -> (State, Vec<Op>) {
         ..State::default()
     };
     let mut doomed_networks: Vec<&Network> = Vec::new();
-    let mut doomed_attachments: Vec<(&Network, &Attachment)> = Vec::new();
+    let mut doomed_attachments: Vec<(&Network, &std::sync::Arc<Attachment>)> = Vec::new();
     let names: std::collections::BTreeSet<&String> = before
         .networks
         .keys()
@@ -116,21 +116,21 @@ mod tests {
     fn what_differs_is_torn_down_and_what_agrees_is_kept() {
         let mut before = State::default();
         let mut a = test_network("a", "a", &["10.0.0.0/24"]);
-        a.attachments.push(att("kept"));
-        a.attachments.push(att("leaving"));
+        a.attachments.push(att("kept").into());
+        a.attachments.push(att("leaving").into());
         before.networks.insert("a".into(), a.clone());
         let mut after = before.clone();
         let net = after.networks.get_mut("a").unwrap();
         net.attachments
             .retain(|x| x.namespace != NsRef::Named("leaving".into()));
-        net.attachments.push(att("coming"));
+        net.attachments.push(att("coming").into());
         after
             .networks
             .insert("b".into(), test_network("b", "b", &["10.1.0.0/24"]));
 
         let (kept, ops) = recover(&before, &after);
         assert_eq!(kept.networks.len(), 1);
-        assert_eq!(kept.networks["a"].attachments, vec![att("kept")]);
+        assert_eq!(kept.networks["a"].attachments, vec![att("kept").into()]);
         let steps: Vec<String> = ops.iter().map(|o| o.to_string()).collect();
         for want in [
             // Namespaces that go take their parked veths along.

@@ -55,7 +55,7 @@ pub enum Error {
     Read { path: String, source: io::Error },
     #[error("state file {path} is corrupted ({reason}); it was left untouched: move it aside to start afresh, or repair it")]
     Corrupt { path: String, reason: String },
-    #[error("state file {path} has version {found}, this nsnet understands {STATE_VERSION}")]
+    #[error("state file {path} has version {found}, this nsnet understands versions 1 to {STATE_VERSION}")]
     Version { path: String, found: u32 },
     #[error("writing {path}")]
     Write { path: String, source: io::Error },
@@ -223,12 +223,15 @@ impl Store {
             }
         };
         let mut state: State = parse(&bytes, &shown)?;
-        if state.version != STATE_VERSION {
+        if !(1..=STATE_VERSION).contains(&state.version) {
             return Err(Error::Version {
                 path: shown,
                 found: state.version,
             });
         }
+        // Written back in today's form, which an older nsnet must not
+        // mistake for its own.
+        state.version = STATE_VERSION;
         self.apply_log(&mut state)?;
         Ok(state)
     }
@@ -425,7 +428,7 @@ mod tests {
         // Big enough to be appended to rather than rewritten.
         for i in 0..200 {
             net.attachments
-                .push(crate::model::test_attachment(&format!("x{i}")));
+                .push(crate::model::test_attachment(&format!("x{i}")).into());
         }
         state.networks.insert("n".into(), net.clone());
         store.save(&lock, &state).unwrap();
@@ -433,7 +436,8 @@ mod tests {
         for ns in ["a", "b", "c"] {
             let before = store.load(&lock).unwrap();
             let mut after = before.clone();
-            net.attachments.push(crate::model::test_attachment(ns));
+            net.attachments
+                .push(crate::model::test_attachment(ns).into());
             after.networks.insert("n".into(), net.clone());
             store.record(&lock, &diff(&before, &after), &after).unwrap();
         }

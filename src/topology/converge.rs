@@ -408,7 +408,7 @@ fn plan_creations(
             .iter_mut()
             .find(|a| a.namespace == req.namespace)
         {
-            a.owner = owner.clone();
+            std::sync::Arc::make_mut(a).owner = owner.clone();
         }
         planned
             .entry(req.namespace.clone())
@@ -428,7 +428,8 @@ fn plan_creations(
                 servers: servers.clone(),
                 owner: topo.owner.clone(),
                 search: Vec::new(),
-            },
+            }
+            .into(),
         );
     }
     Ok((after, plan::batch_namespaces(ops)))
