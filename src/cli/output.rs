@@ -151,6 +151,20 @@ fn print_lab(w: &mut impl Write, state: &State) -> io::Result<()> {
 }
 
 /// The `brctl show` table.
+/// Where the interfaces column of `show` starts.
+const PORT_COLUMN: usize = 56;
+
+/// `text` left-aligned in `width` columns, as `{:<width$}` does. Padding
+/// through the
+/// formatter writes one character at a time: with a thousand rows that
+/// was a tenth of `show`.
+fn padded(w: &mut impl Write, text: &str, width: usize) -> io::Result<()> {
+    const SPACES: &[u8; 64] = &[b' '; 64];
+    w.write_all(text.as_bytes())?;
+    let pad = width.saturating_sub(text.chars().count()).min(SPACES.len());
+    w.write_all(&SPACES[..pad])
+}
+
 fn print_bridges(w: &mut impl Write, state: &State, live: &LivePorts) -> io::Result<()> {
     writeln!(
         w,
@@ -190,7 +204,10 @@ fn print_bridges(w: &mut impl Write, state: &State, live: &LivePorts) -> io::Res
                 writeln!(w, "{:<16}{:<24}{:<16}{p}", net.bridge, id, "no")?;
                 first = false;
             } else {
-                writeln!(w, "{:<56}{p}", "")?;
+                // Padding through the formatter writes one character at a
+                // time: a thousand ports made it a tenth of `show`.
+                padded(w, "", PORT_COLUMN)?;
+                writeln!(w, "{p}")?;
             }
         }
     }
@@ -239,14 +256,13 @@ fn print_network(w: &mut impl Write, net: &Network, live: &LivePorts) -> io::Res
             }
             Some(_) => "",
         };
-        writeln!(
-            w,
-            "  {:<16} -> {:<20} {:<8} {}{state}",
-            a.host_ifname,
-            a.namespace.to_string(),
-            a.ifname,
-            addresses(a)
-        )?;
+        w.write_all(b"  ")?;
+        padded(w, &a.host_ifname, 16)?;
+        w.write_all(b" -> ")?;
+        padded(w, &a.namespace.to_string(), 20)?;
+        w.write_all(b" ")?;
+        padded(w, &a.ifname, 8)?;
+        writeln!(w, " {}{state}", addresses(a))?;
         if !a.ports.is_empty() {
             writeln!(w, "  {:<16}    published: {}", "", ports(a))?;
         }

@@ -160,7 +160,11 @@ impl NetworkView {
             trusted_interfaces: n.trusted_interfaces.clone(),
             mtu: n.mtu,
             topology_file: n.owner.clone(),
-            attachments: n.attachments.iter().map(|a| AttachmentView::of(a)).collect(),
+            attachments: n
+                .attachments
+                .iter()
+                .map(|a| AttachmentView::of(a))
+                .collect(),
             present: None,
             overlay: n.overlay.as_ref().map(|o| OverlayView {
                 cluster_subnet: o.config.subnet.to_string(),

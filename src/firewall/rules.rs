@@ -1019,11 +1019,12 @@ mod drift_tests {
     fn state() -> State {
         let mut s = State::default();
         let mut n = crate::model::test_network("a", "br-a", &["10.0.0.0/24"]);
-        n.attachments.push(std::sync::Arc::new(crate::model::Attachment {
-            addresses: vec!["10.0.0.2/24".parse().unwrap()],
-            ports: vec!["8080:80".parse().unwrap()],
-            ..crate::model::test_attachment("x")
-        }));
+        n.attachments
+            .push(std::sync::Arc::new(crate::model::Attachment {
+                addresses: vec!["10.0.0.2/24".parse().unwrap()],
+                ports: vec!["8080:80".parse().unwrap()],
+                ..crate::model::test_attachment("x")
+            }));
         s.networks.insert("a".into(), n);
         s.networks.insert(
             "b".into(),

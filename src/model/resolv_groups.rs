@@ -143,6 +143,9 @@ mod tests {
             {"servers":["10.0.0.1"],"owner":"o","namespaces":["a"]},
             {"servers":["10.0.0.2"],"owner":"o","namespaces":["a"]}]}"#;
         let err = serde_json::from_str::<State>(bad).unwrap_err();
-        assert!(err.to_string().contains("two resolv.conf contents"), "{err}");
+        assert!(
+            err.to_string().contains("two resolv.conf contents"),
+            "{err}"
+        );
     }
 }
