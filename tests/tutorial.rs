@@ -47,11 +47,51 @@ fn tutorial_bridge_two_namespaces_ping_both_ways() {
         show.contains("ns1") && show.contains("172.16.1.1/16"),
         "{show}"
     );
+    // Columns as `brctl show` aligns them: the second port under the first.
+    let second = show.lines().find(|l| l.trim() == ours_name(&ports, 1));
+    assert_eq!(
+        second.map(|l| l.find(|c: char| c != ' ')),
+        Some(Some(56)),
+        "{show}"
+    );
+
+    // One network of several: only its bridge and attachments.
+    sb.ok(&["network", "create", "other", "--subnet", "10.20.0.0/24"]);
+    sb.ok(&["connect", "other", "ns3"]);
+    let one = sb.ok(&["show", "mydocker0"]);
+    assert!(one.contains("ns1") && one.contains("ns2"), "{one}");
+    assert!(!one.contains("other") && !one.contains("ns3"), "{one}");
+    let err = sb.fails(&["show", "mydocke0"], 3);
+    assert!(
+        err.contains("mydocke0") && err.contains("mydocker0"),
+        "{err}"
+    );
+    sb.ok(&["disconnect", "other", "ns3"]);
+    sb.ok(&["network", "rm", "other"]);
 
     sb.ok(&["disconnect", "mydocker0", "ns1"]);
     sb.ok(&["disconnect", "mydocker0", "ns2"]);
     sb.ok(&["network", "rm", "mydocker0"]);
     common::assert_same(&sb.snapshot(), &before, "teardown");
+}
+
+/// The name of the `i`-th (sorted) port of mydocker0 in `bridge link show`
+/// output.
+fn ours_name(ports: &str, i: usize) -> String {
+    let mut names: Vec<String> = ports
+        .lines()
+        .filter(|l| l.contains("master mydocker0"))
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .map(|n| {
+            n.trim_end_matches(':')
+                .split('@')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    names.sort();
+    names[i].clone()
 }
 
 #[test]

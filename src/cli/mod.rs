@@ -19,7 +19,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use nsnet::kernel::{netns, ping};
 use nsnet::model::ports::PortMapping;
 use nsnet::model::rejection::{parse_ip, parse_subnet};
-use nsnet::model::{names, ConnectRequest, CreateRequest, GatewayMode, NsRef, Rejection};
+use nsnet::model::{names, ConnectRequest, CreateRequest, GatewayMode, NsRef, Rejection, State};
 use nsnet::{require_root, Nsnet, Result};
 
 #[derive(Parser)]
@@ -147,7 +147,11 @@ pub enum Command {
         interval: f64,
     },
     /// Show bridges, their networks and attachments (like `brctl show`, and more)
-    Show,
+    Show {
+        /// Only this network (its bridge, subnets and attachments); links,
+        /// routes and impairments are left out
+        network: Option<String>,
+    },
     /// Point-to-point links between namespaces: a veth pair, no bridge
     #[command(subcommand)]
     Link(lab::LinkCmd),
@@ -480,6 +484,23 @@ fn disconnect(
     Ok(())
 }
 
+/// `show`, of every network or of one.
+fn show(nsnet: &Nsnet, out: &output::Printer, network: Option<String>) -> Result<()> {
+    let mut state = nsnet.state()?;
+    if let Some(name) = network {
+        let net = state
+            .networks
+            .remove(&name)
+            .ok_or_else(|| Rejection::no_such_network(&name, state.networks.keys()))?;
+        state = State {
+            networks: [(name, net)].into(),
+            ..State::default()
+        };
+    }
+    out.show(&state, &output::live_ports(&state));
+    Ok(())
+}
+
 pub fn run(cli: Cli) -> Result<i32> {
     let out = output::Printer {
         json: cli.json,
@@ -549,10 +570,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             out.outcome(&outcome, "gc", false);
         }
         Command::Check { network, repair } => return check(&nsnet, &out, network, repair),
-        Command::Show => {
-            let state = nsnet.state()?;
-            out.show(&state, &output::live_ports(&state))
-        }
+        Command::Show { network } => show(&nsnet, &out, network)?,
         Command::Demo => return demo::run(&out),
         Command::Agent { etcd } => agent(&nsnet, etcd)?,
         Command::Link(cmd) => lab::link(&nsnet, &out, cmd)?,
