@@ -30,9 +30,15 @@ fn main() {
         nsnet::apply::phase("the whole CNI call", start);
         std::process::exit(code);
     }
+    let start = std::time::Instant::now();
     let args = cli::Cli::parse();
     let json = args.json;
-    let code = match cli::run(args) {
+    let result = cli::run(args);
+    // With -v: what `main` spent, from the command line's parsing to the
+    // drop of everything the command made (the rest of a process's time is
+    // starting and exiting).
+    nsnet::apply::phase("the whole command", start);
+    let code = match result {
         Ok(code) => code,
         Err(e) => {
             cli::output::error(&e, json);
