@@ -469,6 +469,37 @@ mod tests {
     }
 
     #[test]
+    fn a_record_of_version_1_is_read_and_written_back_as_today() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let v1 = r#"{"version":1,"networks":{},"resolv_confs":{
+            "a":{"servers":["10.0.0.1"],"owner":"nsnet network DNS","search":["nsnet.internal"]},
+            "b":{"servers":["10.0.0.1"],"owner":"nsnet network DNS","search":["nsnet.internal"]}}}"#;
+        fs::write(dir.path().join(STATE_FILE), v1).unwrap();
+        let lock = store.lock().unwrap();
+        let state = store.load(&lock).unwrap();
+        assert_eq!(state.version, STATE_VERSION);
+        assert_eq!(state.resolv_confs.len(), 2);
+        store.save(&lock, &state).unwrap();
+        let text = fs::read_to_string(dir.path().join(STATE_FILE)).unwrap();
+        assert!(
+            text.starts_with(&format!("{{\"version\":{STATE_VERSION},")),
+            "{text}"
+        );
+        assert_eq!(text.matches("nsnet network DNS").count(), 1, "{text}");
+        assert_eq!(store.read().unwrap(), state);
+        // A record from a later nsnet is refused, and kept.
+        fs::write(
+            dir.path().join(STATE_FILE),
+            r#"{"version":99,"networks":{}}"#,
+        )
+        .unwrap();
+        let err = store.read().unwrap_err();
+        assert!(matches!(err, Error::Version { found: 99, .. }), "{err}");
+        assert!(err.to_string().contains("versions 1 to"), "{err}");
+    }
+
+    #[test]
     fn corrupt_state_is_reported_and_kept() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::new(dir.path());
