@@ -140,6 +140,7 @@ row() { # n label setup_ns teardown_ns floor_setup floor_teardown
     "$(ms "$4")" "$(echo "scale=2; $4 / $1 / 1000000" | bc)" "$(echo "scale=2; $4 / $6" | bc)"
 }
 printf '%-5s %-22s %10s %8s %7s %12s %8s %7s\n' N method "setup ms" "ms/ns" ratio "teardown ms" "ms/ns" ratio
+own_first='' own_last='' n_first='' n_last=''
 for n in "$@"; do
   read -r fs ft < <(floor_run "$n"); settle
   read -r ps pt < <(nsnet_run "$n" per-process); settle
@@ -156,11 +157,19 @@ for n in "$@"; do
   printf '      one more connect: %s ms = process start %s + state %s + kernel %s + the rest %s\n' \
     "$(ms "$total")" "$(ms "$start")" "$(ms "$state")" "$(ms "$kernel")" \
     "$(ms $((total - start - state - kernel)))"
+  # nsnet's own part of one more connect: all but the kernel's steps.
+  own=$((total - kernel))
+  [ -n "$own_first" ] || { own_first=$own; n_first=$n; }
+  own_last=$own n_last=$n
   printf '      connect per process above the setup floor (the nsnet part): %s ms\n' \
     "$(ms $(( (ps - fs) / n )))"
   printf '      read-only, N in place: network ls %s ms, inspect %s ms, show %s ms\n' \
     "$(ms "$ls")" "$(ms "$inspect")" "$(ms "$show")"
 done
+if [ "$n_first" != "$n_last" ]; then
+  printf 'one more connect, all but the kernel steps (process start, state, planning, exit): %s ms at N = %s, %s ms at N = %s: %sx\n' \
+    "$(ms "$own_first")" "$n_first" "$(ms "$own_last")" "$n_last" "$(echo "scale=2; $own_last / $own_first" | bc)"
+fi
 # Two networks of N2 each (default 1000), declaratively: up/down against the
 # floor for the same namespaces on two bridges.
 n2=${NSNET_BENCH_TWO:-1000}
