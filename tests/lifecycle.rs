@@ -129,6 +129,49 @@ fn ns_commands_and_exec_pass_exit_status_through() {
     sb.fails(&["ns", "del", "x1"], 3);
 }
 
+/// A shell left open in a mount namespace of its own (`ip netns exec`
+/// makes one) sees the namespaces made after it, and not those deleted.
+#[test]
+fn namespaces_made_later_reach_mount_namespaces_made_earlier() {
+    let sb = Sandbox::new();
+    sb.ok(&["ns", "add", "first"]);
+    // As `ip netns exec` does: a new mount namespace, a slave of ours.
+    let mut holder = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "slave", "sleep", "30"])
+        .spawn()
+        .expect("unshare");
+    let pid = holder.id();
+    let inside = |path: &str| {
+        sb.sh_status(&format!(
+            "nsenter -t {pid} -m stat -f -c %T {path} 2>/dev/null"
+        ))
+    };
+    // Wait until the holder is in its own mount namespace.
+    let ours = std::fs::read_link("/proc/thread-self/ns/mnt").unwrap();
+    for _ in 0..200 {
+        if std::fs::read_link(format!("/proc/{pid}/ns/mnt")).is_ok_and(|ns| ns != ours) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    sb.ok(&["ns", "add", "later"]);
+    let seen = inside("/run/netns/later");
+    let ok = String::from_utf8_lossy(&seen.stdout).trim() == "nsfs";
+    sb.ok(&["ns", "del", "later"]);
+    let gone = !inside("/run/netns/later").status.success();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    sb.ok(&["ns", "del", "first"]);
+    assert!(
+        ok,
+        "the other mount namespace does not see the namespace mount: {seen:?}"
+    );
+    assert!(
+        gone,
+        "the other mount namespace still sees a deleted namespace"
+    );
+}
+
 #[test]
 fn json_listings_and_errors() {
     let sb = Sandbox::new();

@@ -99,18 +99,26 @@ fn is_netns(file: &File) -> bool {
 /// Makes `/run/netns` a shared mount point, as iproute2 does, so that
 /// namespace mounts made later propagate into mount namespaces created by
 /// `ip netns exec` and friends.
+///
+/// Unlike iproute2, only the directory's own mount is made shared once it
+/// is a mount point: a recursive change walks every namespace mount below
+/// it (twice: peer group ids, then propagation), a cost per namespace
+/// created that grows with the namespaces there are. Mounts made below a
+/// shared mount are shared from birth, so the walk changes nothing that
+/// nsnet made; the recursive change is kept for the first setup, which
+/// may find mounts there already.
 fn prepare_run_dir() -> Result<()> {
     fs::create_dir_all(RUN_DIR).map_err(Error::RunDir)?;
-    let shared = || {
+    let shared = |flags: MsFlags| {
         mount(
             None::<&str>,
             RUN_DIR,
             None::<&str>,
-            MsFlags::MS_SHARED | MsFlags::MS_REC,
+            MsFlags::MS_SHARED | flags,
             None::<&str>,
         )
     };
-    match shared() {
+    match shared(MsFlags::empty()) {
         Ok(()) => Ok(()),
         // Not a mount point yet: bind it onto itself, then make it shared.
         Err(nix::Error::EINVAL) => {
@@ -122,7 +130,7 @@ fn prepare_run_dir() -> Result<()> {
                 None::<&str>,
             )
             .map_err(|e| Error::RunDir(e.into()))?;
-            shared().map_err(|e| Error::RunDir(e.into()))
+            shared(MsFlags::MS_REC).map_err(|e| Error::RunDir(e.into()))
         }
         Err(e) => Err(Error::RunDir(e.into())),
     }
