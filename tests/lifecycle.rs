@@ -182,6 +182,17 @@ fn json_listings_and_errors() {
     assert_eq!(ls[0]["attachments"][0]["addresses"][0], "10.44.0.2/24");
     let show: serde_json::Value = serde_json::from_str(&sb.ok(&["--json", "show"])).unwrap();
     assert_eq!(show[0]["attachments"][0]["on_bridge"], true);
+    // A host end taken off the bridge by hand is there, but not on it.
+    let host_end = show[0]["attachments"][0]["host_ifname"].as_str().unwrap();
+    sb.sh(&format!("ip link set {host_end} nomaster"));
+    let show: serde_json::Value = serde_json::from_str(&sb.ok(&["--json", "show"])).unwrap();
+    assert_eq!(show[0]["attachments"][0]["present"], true);
+    assert_eq!(show[0]["attachments"][0]["on_bridge"], false);
+    let text = sb.ok(&["show"]);
+    assert!(text.contains(&format!("{host_end}     -> a")), "{text}");
+    assert!(text.contains("(not on bridge)"), "{text}");
+    sb.sh(&format!("ip link del {host_end}"));
+    assert!(sb.ok(&["show"]).contains("(host side missing)"));
     let out = sb.run(&["--json", "network", "inspect", "nope"]);
     assert_eq!(out.status.code(), Some(3));
     let err: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap();

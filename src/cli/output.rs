@@ -1,6 +1,5 @@
 //! Human and JSON output. Results go to stdout, errors to stderr.
 
-use std::collections::HashMap;
 use std::io::{self, Write};
 use std::net::IpAddr;
 
@@ -65,31 +64,62 @@ pub fn error(e: &Error, json: bool) {
     }
 }
 
-/// Host links by name, read live, to show what the kernel has.
+/// Host links read live, to show what the kernel has: sorted by name and
+/// looked up by binary search (a thousand ports: no map to build, no name
+/// copied).
 pub struct LivePorts {
-    pub by_name: HashMap<String, LinkInfo>,
-    pub names_by_index: HashMap<u32, String>,
+    links: Vec<LinkInfo>,
 }
 
-/// The networks' bridges and every bridge port, looked up one by one and in
-/// one bridge-port dump: not a dump of every link, which costs the kernel
-/// a lookup per veth that grows with the number of namespaces.
+impl LivePorts {
+    pub fn get(&self, name: &str) -> Option<&LinkInfo> {
+        self.links
+            .binary_search_by(|l| l.name.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.links[i])
+    }
+
+    /// The ports of the bridge whose index is `bridge`, by name.
+    fn ports_of(&self, bridge: u32) -> impl Iterator<Item = &LinkInfo> {
+        self.links.iter().filter(move |l| l.master == Some(bridge))
+    }
+
+    /// Whether the link `port` is a port of the bridge `bridge` (false when
+    /// either is missing).
+    fn on_bridge(&self, port: &LinkInfo, bridge: &str) -> bool {
+        self.get(bridge)
+            .is_some_and(|b| port.master == Some(b.index))
+    }
+}
+
+/// Every bridge port in one bridge-port dump (not a dump of every link,
+/// which costs the kernel a lookup per veth that grows with the number of
+/// namespaces), then, one by one, the networks' bridges and the host ends
+/// the dump lacks: a host end taken off every bridge is there, not missing.
 pub fn live_ports(state: &State) -> LivePorts {
-    let links = Handle::open()
+    let mut links = Handle::open()
         .and_then(|mut h| {
-            let mut links = h.bridge_ports()?;
-            for net in state.networks.values() {
-                if !links.iter().any(|l| l.name == net.bridge) {
-                    links.extend(h.link_by_name(&net.bridge)?);
+            let mut live = LivePorts {
+                links: h.bridge_ports()?,
+            };
+            live.links.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+            let wanted = state.networks.values().flat_map(|n| {
+                std::iter::once(&n.bridge).chain(n.attachments.iter().map(|a| &a.host_ifname))
+            });
+            let mut more = Vec::new();
+            for name in wanted {
+                if live.get(name).is_none() {
+                    more.extend(h.link_by_name(name)?);
                 }
             }
-            Ok(links)
+            live.links.extend(more);
+            Ok(live.links)
         })
         .unwrap_or_default();
-    LivePorts {
-        names_by_index: links.iter().map(|l| (l.index, l.name.clone())).collect(),
-        by_name: links.into_iter().map(|l| (l.name.clone(), l)).collect(),
-    }
+    links.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+    // A name wanted twice (two records of one host end) was looked up twice.
+    links.dedup_by(|a, b| a.name == b.name);
+    LivePorts { links }
 }
 
 /// `show --json`.
@@ -98,7 +128,7 @@ fn show_json(state: &State, live: &LivePorts) -> serde_json::Value {
         .networks
         .values()
         .map(|n| {
-            let bridge = live.by_name.get(&n.bridge);
+            let bridge = live.get(&n.bridge);
             let mut view = NetworkView::of(n);
             view.present = Some(bridge.is_some());
             if let Some(o) = view.overlay.as_mut() {
@@ -106,10 +136,9 @@ fn show_json(state: &State, live: &LivePorts) -> serde_json::Value {
                 o.peers = Some(peers.iter().map(PeerView::of).collect());
             }
             for (v, a) in view.attachments.iter_mut().zip(&n.attachments) {
-                let port = live.by_name.get(&a.host_ifname);
+                let port = live.get(&a.host_ifname);
                 v.present = Some(port.is_some());
-                v.on_bridge =
-                    Some(port.is_some() && port.and_then(|p| p.master) == bridge.map(|b| b.index));
+                v.on_bridge = Some(port.is_some_and(|p| live.on_bridge(p, &n.bridge)));
             }
             view
         })
@@ -172,7 +201,7 @@ fn print_bridges(w: &mut impl Write, state: &State, live: &LivePorts) -> io::Res
         "bridge name", "bridge id", "STP enabled"
     )?;
     for net in state.networks.values() {
-        let bridge = live.by_name.get(&net.bridge);
+        let bridge = live.get(&net.bridge);
         let id = bridge
             .and_then(|b| b.mac)
             .map(|m| {
@@ -183,16 +212,7 @@ fn print_bridges(w: &mut impl Write, state: &State, live: &LivePorts) -> io::Res
             })
             .unwrap_or_else(|| "(missing)".into());
         let ports: Vec<&str> = match bridge {
-            Some(b) => {
-                let mut p: Vec<&str> = live
-                    .by_name
-                    .values()
-                    .filter(|l| l.master == Some(b.index))
-                    .map(|l| l.name.as_str())
-                    .collect();
-                p.sort();
-                p
-            }
+            Some(b) => live.ports_of(b.index).map(|l| l.name.as_str()).collect(),
             None => Vec::new(),
         };
         let mut first = true;
@@ -204,8 +224,6 @@ fn print_bridges(w: &mut impl Write, state: &State, live: &LivePorts) -> io::Res
                 writeln!(w, "{:<16}{:<24}{:<16}{p}", net.bridge, id, "no")?;
                 first = false;
             } else {
-                // Padding through the formatter writes one character at a
-                // time: a thousand ports made it a tenth of `show`.
                 padded(w, "", PORT_COLUMN)?;
                 writeln!(w, "{p}")?;
             }
@@ -249,20 +267,25 @@ fn print_network(w: &mut impl Write, net: &Network, live: &LivePorts) -> io::Res
         )?;
     }
     for a in &net.attachments {
-        let state = match live.by_name.get(&a.host_ifname) {
+        let state = match live.get(&a.host_ifname) {
             None => " (host side missing)",
-            Some(l) if l.master.and_then(|m| live.names_by_index.get(&m)) != Some(&net.bridge) => {
-                " (not on bridge)"
-            }
+            Some(l) if !live.on_bridge(l, &net.bridge) => " (not on bridge)",
             Some(_) => "",
         };
         w.write_all(b"  ")?;
         padded(w, &a.host_ifname, 16)?;
         w.write_all(b" -> ")?;
-        padded(w, &a.namespace.to_string(), 20)?;
+        match a.namespace.name() {
+            Some(name) => padded(w, name, 20)?,
+            None => padded(w, &a.namespace.to_string(), 20)?,
+        }
         w.write_all(b" ")?;
         padded(w, &a.ifname, 8)?;
-        writeln!(w, " {}{state}", addresses(a))?;
+        w.write_all(b" ")?;
+        for (i, addr) in a.addresses.iter().enumerate() {
+            write!(w, "{}{addr}", if i == 0 { "" } else { "," })?;
+        }
+        writeln!(w, "{state}")?;
         if !a.ports.is_empty() {
             writeln!(w, "  {:<16}    published: {}", "", ports(a))?;
         }
