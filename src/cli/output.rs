@@ -179,14 +179,12 @@ fn print_lab(w: &mut impl Write, state: &State) -> io::Result<()> {
     Ok(())
 }
 
-/// The `brctl show` table.
 /// Where the interfaces column of `show` starts.
 const PORT_COLUMN: usize = 56;
 
 /// `text` left-aligned in `width` columns, as `{:<width$}` does. Padding
-/// through the
-/// formatter writes one character at a time: with a thousand rows that
-/// was a tenth of `show`.
+/// through the formatter writes one character at a time: with a thousand
+/// rows that was a tenth of `show`.
 fn padded(w: &mut impl Write, text: &str, width: usize) -> io::Result<()> {
     const SPACES: &[u8; 64] = &[b' '; 64];
     w.write_all(text.as_bytes())?;
@@ -194,6 +192,7 @@ fn padded(w: &mut impl Write, text: &str, width: usize) -> io::Result<()> {
     w.write_all(&SPACES[..pad])
 }
 
+/// The `brctl show` table.
 fn print_bridges(w: &mut impl Write, state: &State, live: &LivePorts) -> io::Result<()> {
     writeln!(
         w,
