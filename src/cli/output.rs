@@ -84,12 +84,15 @@ impl LivePorts {
         self.links.iter().filter(move |l| l.master == Some(bridge))
     }
 
-    /// Whether the link `port` is a port of the bridge `bridge` (false when
-    /// either is missing).
-    fn on_bridge(&self, port: &LinkInfo, bridge: &str) -> bool {
-        self.get(bridge)
-            .is_some_and(|b| port.master == Some(b.index))
+    fn sort(&mut self) {
+        self.links.sort_unstable_by(|a, b| a.name.cmp(&b.name));
     }
+}
+
+/// Whether the link `port` is a port of `bridge` (false when the bridge is
+/// missing).
+fn on_bridge(port: &LinkInfo, bridge: Option<&LinkInfo>) -> bool {
+    bridge.is_some_and(|b| port.master == Some(b.index))
 }
 
 /// Every bridge port in one bridge-port dump (not a dump of every link,
@@ -97,29 +100,30 @@ impl LivePorts {
 /// namespaces), then, one by one, the networks' bridges and the host ends
 /// the dump lacks: a host end taken off every bridge is there, not missing.
 pub fn live_ports(state: &State) -> LivePorts {
-    let mut links = Handle::open()
-        .and_then(|mut h| {
-            let mut live = LivePorts {
-                links: h.bridge_ports()?,
-            };
-            live.links.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-            let wanted = state.networks.values().flat_map(|n| {
+    let mut live = LivePorts { links: Vec::new() };
+    let read = Handle::open().and_then(|mut h| {
+        live.links = h.bridge_ports()?;
+        live.sort();
+        // A set: a name recorded twice is looked up once.
+        let missing: std::collections::BTreeSet<&str> = state
+            .networks
+            .values()
+            .flat_map(|n| {
                 std::iter::once(&n.bridge).chain(n.attachments.iter().map(|a| &a.host_ifname))
-            });
-            let mut more = Vec::new();
-            for name in wanted {
-                if live.get(name).is_none() {
-                    more.extend(h.link_by_name(name)?);
-                }
-            }
-            live.links.extend(more);
-            Ok(live.links)
-        })
-        .unwrap_or_default();
-    links.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-    // A name wanted twice (two records of one host end) was looked up twice.
-    links.dedup_by(|a, b| a.name == b.name);
-    LivePorts { links }
+            })
+            .map(String::as_str)
+            .filter(|name| live.get(name).is_none())
+            .collect();
+        for name in missing {
+            live.links.extend(h.link_by_name(name)?);
+        }
+        Ok(())
+    });
+    if read.is_err() {
+        live.links.clear();
+    }
+    live.sort();
+    live
 }
 
 /// `show --json`.
@@ -138,7 +142,7 @@ fn show_json(state: &State, live: &LivePorts) -> serde_json::Value {
             for (v, a) in view.attachments.iter_mut().zip(&n.attachments) {
                 let port = live.get(&a.host_ifname);
                 v.present = Some(port.is_some());
-                v.on_bridge = Some(port.is_some_and(|p| live.on_bridge(p, &n.bridge)));
+                v.on_bridge = Some(port.is_some_and(|p| on_bridge(p, bridge)));
             }
             view
         })
@@ -265,10 +269,11 @@ fn print_network(w: &mut impl Write, net: &Network, live: &LivePorts) -> io::Res
             list.join(", ")
         )?;
     }
+    let bridge = live.get(&net.bridge);
     for a in &net.attachments {
         let state = match live.get(&a.host_ifname) {
             None => " (host side missing)",
-            Some(l) if !live.on_bridge(l, &net.bridge) => " (not on bridge)",
+            Some(l) if !on_bridge(l, bridge) => " (not on bridge)",
             Some(_) => "",
         };
         w.write_all(b"  ")?;

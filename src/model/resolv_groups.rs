@@ -28,6 +28,9 @@ struct GroupRef<'a> {
     namespaces: Vec<&'a str>,
 }
 
+/// The same, read back. `ResolvConf`'s fields are spelt out rather than
+/// flattened: serde cannot refuse unknown fields through a flatten, and a
+/// flatten buffers every entry before decoding it.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Group {
