@@ -49,34 +49,23 @@ fn lab_of(s: &State) -> Lab {
 }
 
 fn attachment_delta(before: &Network, after: &Network) -> AttachmentDelta {
-    // A command changes a few attachments of many: what both lists share
-    // at their start and end (same attachment, same place) is left out
-    // before anything is indexed.
-    let (b, a) = (&before.attachments[..], &after.attachments[..]);
-    let prefix = b.iter().zip(a).take_while(|(x, y)| x == y).count();
-    let (b, a) = (&b[prefix..], &a[prefix..]);
-    let suffix = b
-        .iter()
-        .rev()
-        .zip(a.iter().rev())
-        .take_while(|(x, y)| x == y)
-        .count();
-    let (b, a) = (&b[..b.len() - suffix], &a[..a.len() - suffix]);
-    let index = |atts: &[Arc<Attachment>]| -> std::collections::HashMap<NsRef, usize> {
+    // Only what the lists do not share at their start and end is indexed.
+    let (b, a) = super::Attachments::differing(&before.attachments, &after.attachments);
+    let index = |atts: &[&Arc<Attachment>]| -> std::collections::HashMap<NsRef, usize> {
         atts.iter()
             .enumerate()
             .map(|(i, a)| (a.namespace.clone(), i))
             .collect()
     };
-    let (bi, ai) = (index(b), index(a));
+    let (bi, ai) = (index(&b), index(&a));
     let mut d = AttachmentDelta::default();
-    for att in b {
+    for att in &b {
         if !ai.contains_key(&att.namespace) {
             d.removed.push(att.namespace.clone());
         }
     }
     for att in a {
-        if bi.get(&att.namespace).map(|i| &b[*i]) != Some(att) {
+        if bi.get(&att.namespace).map(|i| b[*i]) != Some(att) {
             d.upserted.push(att.clone());
         }
     }
@@ -178,17 +167,11 @@ pub fn apply_in_place(s: &mut State, d: &StateDelta) {
         let Some(net) = s.networks.get_mut(name) else {
             continue;
         };
-        net.attachments
-            .retain(|a| !ad.removed.contains(&a.namespace));
+        for ns in &ad.removed {
+            net.attachments.remove_namespace(ns);
+        }
         for a in &ad.upserted {
-            match net
-                .attachments
-                .iter_mut()
-                .find(|x| x.namespace == a.namespace)
-            {
-                Some(slot) => *slot = a.clone(),
-                None => net.attachments.push(a.clone()),
-            }
+            net.attachments.upsert(a.clone());
         }
     }
     if let Some(sysctls) = &d.sysctls {

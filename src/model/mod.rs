@@ -4,6 +4,7 @@
 //! subnets and leases). Pure: no syscalls, no I/O; imports nothing else of
 //! the crate.
 
+pub mod attachments;
 pub mod delta;
 pub mod gateway;
 pub mod graph;
@@ -18,6 +19,7 @@ pub mod request;
 mod resolv_groups;
 pub mod sysctl;
 
+pub use attachments::Attachments;
 pub use gateway::GatewayMode;
 pub use nsref::NsRef;
 pub use rejection::{Class, Rejection, RequestedIp};
@@ -156,9 +158,12 @@ pub struct Network {
     pub mtu: Option<u32>,
     /// Link group of this network's host-side veths (for batched deletion).
     pub link_group: u32,
-    /// Shared, not copied, between the states before and after a command:
-    /// copying a state, or comparing two, costs a pointer per attachment.
-    pub attachments: Vec<Arc<Attachment>>,
+    /// Shared, not copied, between the states before and after a command
+    /// (copying a state, or comparing two, costs a pointer per attachment),
+    /// and decoded from the record when first used (see `attachments`).
+    /// The record keeps them as lines of their own, out of its head.
+    #[serde(default, skip_serializing_if = "Attachments::is_empty")]
+    pub attachments: Attachments,
     /// The topology file whose `up` created it; none for the command line.
     #[serde(default)]
     pub owner: Option<String>,
@@ -216,25 +221,19 @@ pub struct CniKey {
 
 impl Network {
     pub fn attachment(&self, ns: &NsRef) -> Option<&Attachment> {
-        self.attachments
-            .iter()
-            .find(|a| &a.namespace == ns)
-            .map(Arc::as_ref)
+        self.attachments.of_namespace(ns).next().map(Arc::as_ref)
     }
 
     /// The attachment a container runtime made under `key`.
     pub fn cni_attachment(&self, key: &CniKey) -> Option<&Attachment> {
-        self.attachments
-            .iter()
-            .find(|a| a.cni.as_ref() == Some(key))
-            .map(Arc::as_ref)
+        self.attachments.of_cni(key).map(Arc::as_ref)
     }
 
     /// Addresses leased on this network, gateways included.
     pub fn used_addresses(&self) -> BTreeSet<IpAddr> {
         self.attachments
-            .iter()
-            .flat_map(|a| a.addresses.iter().map(|n| n.addr()))
+            .addresses()
+            .into_iter()
             .chain(self.subnets.iter().map(|s| s.gateway))
             .collect()
     }
@@ -361,12 +360,9 @@ impl State {
         &'a self,
         ns: &'a NsRef,
     ) -> impl Iterator<Item = (&'a Network, &'a Attachment)> {
-        self.networks.values().flat_map(move |n| {
-            n.attachments
-                .iter()
-                .filter(move |a| &a.namespace == ns)
-                .map(move |a| (n, a.as_ref()))
-        })
+        self.networks
+            .values()
+            .flat_map(move |n| n.attachments.of_namespace(ns).map(move |a| (n, a.as_ref())))
     }
 
     /// Removes the attachment of `ns` to `network`. Returns true when the
@@ -457,7 +453,7 @@ pub(crate) fn test_network(name: &str, bridge: &str, subnets: &[&str]) -> Networ
         isolate: true,
         mtu: None,
         link_group: 1,
-        attachments: vec![],
+        attachments: Default::default(),
         owner: None,
         dns: true,
         dns_domain: None,

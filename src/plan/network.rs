@@ -411,7 +411,7 @@ pub fn plan_create(
         isolate: req.isolate,
         mtu: req.mtu,
         link_group: state.free_link_group(&req.name),
-        attachments: Vec::new(),
+        attachments: Default::default(),
         owner: None,
         dns: req.dns,
         dns_domain: req.dns_domain.clone(),

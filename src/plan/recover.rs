@@ -14,7 +14,7 @@ use crate::model::{Attachment, Network, State};
 /// A network's own settings, without its attachments.
 fn settings(n: &Network) -> Network {
     Network {
-        attachments: Vec::new(),
+        attachments: Default::default(),
         ..n.clone()
     }
 }
@@ -130,7 +130,10 @@ mod tests {
 
         let (kept, ops) = recover(&before, &after);
         assert_eq!(kept.networks.len(), 1);
-        assert_eq!(kept.networks["a"].attachments, vec![att("kept").into()]);
+        assert_eq!(
+            kept.networks["a"].attachments,
+            crate::model::Attachments::from(vec![att("kept").into()])
+        );
         let steps: Vec<String> = ops.iter().map(|o| o.to_string()).collect();
         for want in [
             // Namespaces that go take their parked veths along.

@@ -1,0 +1,492 @@
+//! A network's attachments, as the record keeps them: one JSON line each,
+//! decoded when a command first looks at it. A `connect` among a thousand
+//! attachments looks at a handful (the namespace's own, the addresses in
+//! use), so what it pays to read the record does not grow with their
+//! number; listings and checks that look at every one decode every one.
+//!
+//! Lookups by namespace, by CNI key and of the addresses in use read the
+//! lines without decoding them: a line that cannot hold what is looked
+//! for is skipped, and a candidate is decoded to be sure. Lines kept
+//! undecoded are exactly what nsnet wrote (the store checks their
+//! checksum and decodes every line of a record that fails it), so their
+//! decoding cannot fail.
+//!
+//! Copies of a state share their slots: an attachment decoded through one
+//! copy is decoded for all, and comparing two copies costs a pointer per
+//! attachment.
+
+use std::net::IpAddr;
+use std::ops::Range;
+use std::sync::{Arc, OnceLock};
+
+use ipnet::IpNet;
+use memchr::memmem;
+
+use super::{Attachment, CniKey, NsRef};
+
+/// The text of a record whose lines attachments were read from.
+pub type RecordText = Arc<String>;
+
+#[derive(Clone, Default)]
+pub struct Attachments {
+    slots: Vec<Arc<Slot>>,
+}
+
+struct Slot {
+    value: OnceLock<Arc<Attachment>>,
+    /// The record line it was read from, while it still says the same.
+    line: Option<(RecordText, Range<usize>)>,
+}
+
+impl Clone for Slot {
+    fn clone(&self) -> Slot {
+        let value = OnceLock::new();
+        if let Some(v) = self.value.get() {
+            let _ = value.set(v.clone());
+        }
+        Slot {
+            value,
+            line: self.line.clone(),
+        }
+    }
+}
+
+/// Decodes one record line.
+pub fn decode_line(line: &str) -> serde_json::Result<Attachment> {
+    serde_json::from_str(line)
+}
+
+impl Slot {
+    fn of(value: Arc<Attachment>) -> Arc<Slot> {
+        Arc::new(Slot {
+            value: OnceLock::from(value),
+            line: None,
+        })
+    }
+
+    fn line(&self) -> Option<&str> {
+        self.line.as_ref().map(|(text, range)| &text[range.clone()])
+    }
+
+    fn get(&self) -> &Arc<Attachment> {
+        self.value.get_or_init(|| {
+            let line = self.line().expect("a slot holds a value or a line");
+            // The store checked the record's lines before keeping any
+            // undecoded (see the module's comment).
+            Arc::new(decode_line(line).expect("record lines were checked when read"))
+        })
+    }
+
+    /// False when the slot's line shows it cannot hold `needle`; true when
+    /// it may (or when it has no line to look at).
+    fn may_hold(&self, needle: &memmem::Finder) -> bool {
+        match (self.value.get(), self.line()) {
+            (None, Some(line)) => needle.find(line.as_bytes()).is_some(),
+            _ => true,
+        }
+    }
+
+    /// The slot alone, decoded and cut from its line (its value is about
+    /// to change).
+    fn make_mut(slot: &mut Arc<Slot>) -> &mut Arc<Attachment> {
+        slot.get();
+        let own = Arc::make_mut(slot);
+        own.line = None;
+        own.value.get_mut().expect("decoded above")
+    }
+}
+
+/// The text a JSON line holds for a key and a string value.
+fn needle(key: &str, value: &impl serde::Serialize) -> Vec<u8> {
+    let mut n = format!("\"{key}\":").into_bytes();
+    serde_json::to_writer(&mut n, value).expect("a string serializes");
+    n
+}
+
+/// The addresses of a line, read off its `"addresses":["…",…]` without
+/// decoding the rest; `None` when the line does not have that form.
+fn scan_addresses(line: &str, out: &mut Vec<IpAddr>) -> Option<()> {
+    const KEY: &str = "\"addresses\":[";
+    let at = memmem::find(line.as_bytes(), KEY.as_bytes())?;
+    let mut rest = &line[at + KEY.len()..];
+    if rest.starts_with(']') {
+        return Some(());
+    }
+    loop {
+        rest = rest.strip_prefix('"')?;
+        let end = rest.find('"')?;
+        out.push(rest[..end].parse::<IpNet>().ok()?.addr());
+        rest = &rest[end + 1..];
+        match rest.as_bytes().first()? {
+            b',' => rest = &rest[1..],
+            b']' => return Some(()),
+            _ => return None,
+        }
+    }
+}
+
+impl Attachments {
+    /// Attachments kept as the lines `ranges` of `text`, undecoded.
+    pub fn from_lines(text: &RecordText, ranges: impl IntoIterator<Item = Range<usize>>) -> Self {
+        Attachments {
+            slots: ranges
+                .into_iter()
+                .map(|r| {
+                    Arc::new(Slot {
+                        value: OnceLock::new(),
+                        line: Some((text.clone(), r)),
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    /// Appends one line per attachment to `out`: the line it was read
+    /// from when it has one (no decoding, no encoding), else its encoding.
+    pub fn write_lines(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        for slot in &self.slots {
+            match slot.line() {
+                Some(line) => out.extend_from_slice(line.as_bytes()),
+                None => serde_json::to_writer(&mut *out, slot.get().as_ref())?,
+            }
+            out.push(b'\n');
+        }
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    pub fn iter(&self) -> Iter<'_> {
+        Iter(self.slots.iter())
+    }
+
+    /// Each attachment, to change in place (the record writes them anew).
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Arc<Attachment>> {
+        self.slots.iter_mut().map(Slot::make_mut)
+    }
+
+    pub fn get(&self, i: usize) -> Option<&Arc<Attachment>> {
+        self.slots.get(i).map(|s| s.get())
+    }
+
+    pub fn last(&self) -> Option<&Arc<Attachment>> {
+        self.slots.last().map(|s| s.get())
+    }
+
+    pub fn push(&mut self, a: Arc<Attachment>) {
+        self.slots.push(Slot::of(a));
+    }
+
+    pub fn pop(&mut self) -> Option<Arc<Attachment>> {
+        self.slots.pop().map(|s| s.get().clone())
+    }
+
+    pub fn remove(&mut self, i: usize) -> Arc<Attachment> {
+        self.slots.remove(i).get().clone()
+    }
+
+    pub fn retain(&mut self, mut keep: impl FnMut(&Arc<Attachment>) -> bool) {
+        self.slots.retain(|s| keep(s.get()));
+    }
+
+    pub fn contains(&self, a: &Arc<Attachment>) -> bool {
+        self.iter().any(|x| x == a)
+    }
+
+    /// The attachments that may hold `needle` and satisfy `pred`.
+    fn matching<'a>(
+        &'a self,
+        needle: Vec<u8>,
+        pred: impl Fn(&Attachment) -> bool + 'a,
+    ) -> impl Iterator<Item = (usize, &'a Arc<Attachment>)> + 'a {
+        let finder = memmem::Finder::new(&needle).into_owned();
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(move |(_, s)| s.may_hold(&finder))
+            .map(|(i, s)| (i, s.get()))
+            .filter(move |(_, a)| pred(a))
+    }
+
+    /// The attachments of namespace `ns` (one per network, unless a
+    /// namespace has two interfaces on it).
+    pub fn of_namespace<'a>(
+        &'a self,
+        ns: &NsRef,
+    ) -> impl Iterator<Item = &'a Arc<Attachment>> + use<'a> {
+        let ns = ns.clone();
+        self.matching(needle("namespace", &ns), move |a| a.namespace == ns)
+            .map(|(_, a)| a)
+    }
+
+    /// The attachment a container runtime made under `key`.
+    pub fn of_cni(&self, key: &CniKey) -> Option<&Arc<Attachment>> {
+        let key = key.clone();
+        self.matching(needle("container_id", &key.container_id), move |a| {
+            a.cni.as_ref() == Some(&key)
+        })
+        .map(|(_, a)| a)
+        .next()
+    }
+
+    /// Every address leased to an attachment.
+    pub fn addresses(&self) -> Vec<IpAddr> {
+        let mut out = Vec::with_capacity(self.slots.len());
+        for slot in &self.slots {
+            let scanned = match (slot.value.get(), slot.line()) {
+                (None, Some(line)) => scan_addresses(line, &mut out).is_some(),
+                _ => false,
+            };
+            if !scanned {
+                out.extend(slot.get().addresses.iter().map(IpNet::addr));
+            }
+        }
+        out
+    }
+
+    /// Removes the attachments of `ns`.
+    pub fn remove_namespace(&mut self, ns: &NsRef) {
+        let doomed: Vec<usize> = self
+            .matching(needle("namespace", ns), |a| &a.namespace == ns)
+            .map(|(i, _)| i)
+            .collect();
+        for i in doomed.into_iter().rev() {
+            self.slots.remove(i);
+        }
+    }
+
+    /// Replaces the attachment of `a`'s namespace with `a`, or appends it.
+    pub fn upsert(&mut self, a: Arc<Attachment>) {
+        let found = self
+            .matching(needle("namespace", &a.namespace), |x| {
+                x.namespace == a.namespace
+            })
+            .map(|(i, _)| i)
+            .next();
+        match found {
+            Some(i) => self.slots[i] = Slot::of(a),
+            None => self.push(a),
+        }
+    }
+
+    /// What two lists do not share at their start and their end (same
+    /// attachment, same place), compared slot by slot without decoding: a
+    /// command changes a few attachments of many.
+    pub fn differing<'a>(
+        before: &'a Attachments,
+        after: &'a Attachments,
+    ) -> (Vec<&'a Arc<Attachment>>, Vec<&'a Arc<Attachment>>) {
+        let same = |x: &Arc<Slot>, y: &Arc<Slot>| Arc::ptr_eq(x, y) || x.get() == y.get();
+        let (b, a) = (&before.slots[..], &after.slots[..]);
+        let prefix = b.iter().zip(a).take_while(|(x, y)| same(x, y)).count();
+        let (b, a) = (&b[prefix..], &a[prefix..]);
+        let suffix = b
+            .iter()
+            .rev()
+            .zip(a.iter().rev())
+            .take_while(|(x, y)| same(x, y))
+            .count();
+        let (b, a) = (&b[..b.len() - suffix], &a[..a.len() - suffix]);
+        (
+            b.iter().map(|s| s.get()).collect(),
+            a.iter().map(|s| s.get()).collect(),
+        )
+    }
+}
+
+pub struct Iter<'a>(std::slice::Iter<'a, Arc<Slot>>);
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = &'a Arc<Attachment>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next().map(|s| s.get())
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
+    }
+}
+
+impl DoubleEndedIterator for Iter<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        self.0.next_back().map(|s| s.get())
+    }
+}
+
+impl ExactSizeIterator for Iter<'_> {}
+
+impl<'a> IntoIterator for &'a Attachments {
+    type Item = &'a Arc<Attachment>;
+    type IntoIter = Iter<'a>;
+    fn into_iter(self) -> Iter<'a> {
+        self.iter()
+    }
+}
+
+impl FromIterator<Arc<Attachment>> for Attachments {
+    fn from_iter<I: IntoIterator<Item = Arc<Attachment>>>(iter: I) -> Self {
+        Attachments {
+            slots: iter.into_iter().map(Slot::of).collect(),
+        }
+    }
+}
+
+impl From<Vec<Arc<Attachment>>> for Attachments {
+    fn from(v: Vec<Arc<Attachment>>) -> Self {
+        v.into_iter().collect()
+    }
+}
+
+impl std::ops::Index<usize> for Attachments {
+    type Output = Arc<Attachment>;
+    fn index(&self, i: usize) -> &Arc<Attachment> {
+        self.slots[i].get()
+    }
+}
+
+impl std::ops::IndexMut<usize> for Attachments {
+    fn index_mut(&mut self, i: usize) -> &mut Arc<Attachment> {
+        Slot::make_mut(&mut self.slots[i])
+    }
+}
+
+impl PartialEq for Attachments {
+    fn eq(&self, other: &Self) -> bool {
+        self.slots.len() == other.slots.len()
+            && self
+                .slots
+                .iter()
+                .zip(&other.slots)
+                .all(|(x, y)| Arc::ptr_eq(x, y) || x.get() == y.get())
+    }
+}
+
+impl Eq for Attachments {}
+
+impl std::fmt::Debug for Attachments {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl serde::Serialize for Attachments {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Attachments {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Vec::<Arc<Attachment>>::deserialize(d)?.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::test_attachment;
+
+    fn lines(atts: &[Attachment]) -> (RecordText, Attachments) {
+        let mut text = Vec::new();
+        let decoded: Attachments = atts.iter().cloned().map(Arc::new).collect();
+        decoded.write_lines(&mut text).unwrap();
+        let text: RecordText = Arc::new(String::from_utf8(text).unwrap());
+        let mut ranges = Vec::new();
+        let mut start = 0;
+        for (i, b) in text.bytes().enumerate() {
+            if b == b'\n' {
+                ranges.push(start..i);
+                start = i + 1;
+            }
+        }
+        let lazy = Attachments::from_lines(&text, ranges);
+        (text, lazy)
+    }
+
+    fn sample() -> Vec<Attachment> {
+        let mut v: Vec<Attachment> = ["a", "b", "ab", "c"].map(test_attachment).into();
+        v[1].addresses = vec![
+            "10.0.0.7/24".parse().unwrap(),
+            "fd00::7/64".parse().unwrap(),
+        ];
+        v[2].cni = Some(CniKey {
+            container_id: "c1".into(),
+            ifname: "eth0".into(),
+        });
+        v[3].aliases = vec!["\"namespace\":\"a\"".into()];
+        v
+    }
+
+    #[test]
+    fn lines_read_back_as_the_attachments_written() {
+        let atts = sample();
+        let (_, lazy) = lines(&atts);
+        let decoded: Attachments = atts.iter().cloned().map(Arc::new).collect();
+        assert_eq!(lazy, decoded);
+        assert_eq!(format!("{lazy:?}"), format!("{decoded:?}"));
+        let mut out = Vec::new();
+        lazy.write_lines(&mut out).unwrap();
+        let mut again = Vec::new();
+        decoded.write_lines(&mut again).unwrap();
+        assert_eq!(out, again);
+    }
+
+    #[test]
+    fn lookups_decode_only_candidates_and_find_the_right_one() {
+        let atts = sample();
+        let (_, lazy) = lines(&atts);
+        let a = NsRef::Named("a".into());
+        let found: Vec<_> = lazy.of_namespace(&a).collect();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].namespace, a);
+        // "ab" was not a candidate; "c" was (its alias holds the needle's
+        // text escaped, so it is not), and neither was decoded.
+        let decoded = lazy
+            .slots
+            .iter()
+            .filter(|s| s.value.get().is_some())
+            .count();
+        assert_eq!(decoded, 1, "only a's line was decoded");
+        let key = CniKey {
+            container_id: "c1".into(),
+            ifname: "eth0".into(),
+        };
+        assert_eq!(lazy.of_cni(&key).unwrap().namespace.to_string(), "ab");
+        let mut want: Vec<IpAddr> = atts
+            .iter()
+            .flat_map(|a| a.addresses.iter().map(IpNet::addr))
+            .collect();
+        let mut got = lazy.addresses();
+        want.sort();
+        got.sort();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn changes_cut_the_line_and_keep_the_rest() {
+        let atts = sample();
+        let (_, mut lazy) = lines(&atts);
+        let copy = lazy.clone();
+        Arc::make_mut(&mut lazy[1]).namespace_created = false;
+        lazy.remove_namespace(&NsRef::Named("c".into()));
+        lazy.upsert(Arc::new(test_attachment("new")));
+        let (gone, came) = Attachments::differing(&copy, &lazy);
+        let names = |v: &[&Arc<Attachment>]| -> Vec<String> {
+            v.iter().map(|a| a.namespace.to_string()).collect()
+        };
+        assert_eq!(names(&gone), ["b", "ab", "c"]);
+        assert_eq!(names(&came), ["b", "ab", "new"]);
+        let mut out = Vec::new();
+        lazy.write_lines(&mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("\"namespace\":\"b\",\"namespace_created\":false"));
+        assert_eq!(text.lines().count(), 4);
+        assert_ne!(copy, lazy);
+        assert!(copy[1].namespace_created, "the copy keeps its own");
+    }
+}
