@@ -14,7 +14,8 @@ use serde_json::{json, Value};
 
 use crate::model::ports::PortMapping;
 use crate::model::NsRef;
-use crate::model::{Attachment, GatewayMode, Network, State};
+use crate::model::{Attachment, Attachments, GatewayMode, Network, State};
+use std::sync::Arc;
 
 /// The one table nsnet owns.
 pub const TABLE: &str = "nsnet";
@@ -171,20 +172,28 @@ fn same_networks(old: &State, new: &State) -> bool {
 type Placed<'a> = (&'a Network, &'a Attachment);
 
 fn changed_attachments<'a>(old: &'a State, new: &'a State) -> (Vec<Placed<'a>>, Vec<Placed<'a>>) {
-    // Elements come from published ports only: attachments without any
-    // are not even indexed.
-    let index = |s: &'a State| -> BTreeMap<(&'a str, &'a NsRef), Placed<'a>> {
-        s.networks
-            .values()
-            .flat_map(|n| {
-                n.attachments
-                    .iter()
-                    .filter(|a| !a.ports.is_empty())
-                    .map(move |a| ((n.name.as_str(), &a.namespace), (n, a.as_ref())))
-            })
-            .collect()
+    // Only what the lists of a network do not share is looked at (see
+    // `Attachments::differing`), and elements come from published ports
+    // only: attachments without any are not even indexed.
+    type Index<'a> = BTreeMap<(&'a str, &'a NsRef), Placed<'a>>;
+    let (mut o, mut n): (Index<'a>, Index<'a>) = Default::default();
+    let add = |index: &mut Index<'a>, net: &'a Network, atts: Vec<&'a Arc<Attachment>>| {
+        for a in atts.into_iter().filter(|a| !a.ports.is_empty()) {
+            index.insert((net.name.as_str(), &a.namespace), (net, a.as_ref()));
+        }
     };
-    let (o, n) = (index(old), index(new));
+    static NONE: Attachments = Attachments::new();
+    let empty = &NONE;
+    for (name, net) in &old.networks {
+        let theirs = new.networks.get(name).map_or(empty, |x| &x.attachments);
+        let (gone, _) = Attachments::differing(&net.attachments, theirs);
+        add(&mut o, net, gone);
+    }
+    for (name, net) in &new.networks {
+        let ours = old.networks.get(name).map_or(empty, |x| &x.attachments);
+        let (_, came) = Attachments::differing(ours, &net.attachments);
+        add(&mut n, net, came);
+    }
     let gone = o
         .iter()
         .filter(|(k, (_, a))| n.get(*k).map(|p| p.1) != Some(*a))
@@ -213,7 +222,7 @@ fn elements(state: &State) -> Elements {
         state
             .networks
             .values()
-            .flat_map(|n| n.attachments.iter().map(move |a| (n, a.as_ref()))),
+            .flat_map(|n| n.attachments.with_ports().map(move |a| (n, a.as_ref()))),
     )
 }
 

@@ -79,11 +79,23 @@ impl Slot {
 
     /// False when the slot's line shows it cannot hold `needle`; true when
     /// it may (or when it has no line to look at).
-    fn may_hold(&self, needle: &memmem::Finder) -> bool {
-        match (self.value.get(), self.line()) {
-            (None, Some(line)) => needle.find(line.as_bytes()).is_some(),
-            _ => true,
+    fn may_hold(&self, needle: &Needle) -> bool {
+        let Some(line) = self.undecoded_line() else {
+            return true;
+        };
+        match needle {
+            Needle::Anywhere(finder) => finder.find(line.as_bytes()).is_some(),
+            // nsnet writes the namespace first: a line that starts with its
+            // key holds the namespace right there, or not at all.
+            Needle::First(key) => match line.strip_prefix('{') {
+                Some(rest) if rest.starts_with(FIRST_KEY) => rest.as_bytes().starts_with(key),
+                _ => true,
+            },
         }
+    }
+
+    fn undecoded_line(&self) -> Option<&str> {
+        self.value.get().map_or_else(|| self.line(), |_| None)
     }
 
     /// The slot alone, decoded and cut from its line (its value is about
@@ -96,11 +108,25 @@ impl Slot {
     }
 }
 
+/// The key of the first field of an attachment's line.
+const FIRST_KEY: &str = "\"namespace\":";
+
+/// What a line holding a value must contain.
+enum Needle {
+    Anywhere(Box<memmem::Finder<'static>>),
+    /// The first field and its value, as in `FIRST_KEY"name"`.
+    First(Vec<u8>),
+}
+
 /// The text a JSON line holds for a key and a string value.
-fn needle(key: &str, value: &impl serde::Serialize) -> Vec<u8> {
+fn needle(key: &str, value: &impl serde::Serialize) -> Needle {
     let mut n = format!("\"{key}\":").into_bytes();
     serde_json::to_writer(&mut n, value).expect("a string serializes");
-    n
+    if n.starts_with(FIRST_KEY.as_bytes()) {
+        Needle::First(n)
+    } else {
+        Needle::Anywhere(Box::new(memmem::Finder::new(&n).into_owned()))
+    }
 }
 
 /// The addresses of a line, read off its `"addresses":["…",…]` without
@@ -115,7 +141,9 @@ fn scan_addresses(line: &str, out: &mut Vec<IpAddr>) -> Option<()> {
     loop {
         rest = rest.strip_prefix('"')?;
         let end = rest.find('"')?;
-        out.push(rest[..end].parse::<IpNet>().ok()?.addr());
+        // "address/prefix": the address alone is what is leased.
+        let (addr, _prefix) = rest[..end].split_once('/')?;
+        out.push(addr.parse().ok()?);
         rest = &rest[end + 1..];
         match rest.as_bytes().first()? {
             b',' => rest = &rest[1..],
@@ -126,6 +154,10 @@ fn scan_addresses(line: &str, out: &mut Vec<IpAddr>) -> Option<()> {
 }
 
 impl Attachments {
+    pub const fn new() -> Self {
+        Attachments { slots: Vec::new() }
+    }
+
     /// Attachments kept as the lines `ranges` of `text`, undecoded.
     pub fn from_lines(text: &RecordText, ranges: impl IntoIterator<Item = Range<usize>>) -> Self {
         Attachments {
@@ -202,14 +234,13 @@ impl Attachments {
     /// The attachments that may hold `needle` and satisfy `pred`.
     fn matching<'a>(
         &'a self,
-        needle: Vec<u8>,
+        needle: Needle,
         pred: impl Fn(&Attachment) -> bool + 'a,
     ) -> impl Iterator<Item = (usize, &'a Arc<Attachment>)> + 'a {
-        let finder = memmem::Finder::new(&needle).into_owned();
         self.slots
             .iter()
             .enumerate()
-            .filter(move |(_, s)| s.may_hold(&finder))
+            .filter(move |(_, s)| s.may_hold(&needle))
             .map(|(i, s)| (i, s.get()))
             .filter(move |(_, a)| pred(a))
     }
@@ -235,14 +266,21 @@ impl Attachments {
         .next()
     }
 
+    /// The attachments with published ports (their lines alone hold a
+    /// `"ports"` key: it is left out when empty).
+    pub fn with_ports(&self) -> impl Iterator<Item = &Arc<Attachment>> {
+        let needle = Needle::Anywhere(Box::new(memmem::Finder::new(b"\"ports\":").into_owned()));
+        self.matching(needle, |a| !a.ports.is_empty())
+            .map(|(_, a)| a)
+    }
+
     /// Every address leased to an attachment.
     pub fn addresses(&self) -> Vec<IpAddr> {
         let mut out = Vec::with_capacity(self.slots.len());
         for slot in &self.slots {
-            let scanned = match (slot.value.get(), slot.line()) {
-                (None, Some(line)) => scan_addresses(line, &mut out).is_some(),
-                _ => false,
-            };
+            let scanned = slot
+                .undecoded_line()
+                .is_some_and(|line| scan_addresses(line, &mut out).is_some());
             if !scanned {
                 out.extend(slot.get().addresses.iter().map(IpNet::addr));
             }

@@ -69,8 +69,10 @@ fn is_zero(n: &u64) -> bool {
 }
 
 /// 2: resolv.conf contents recorded once each, with their namespaces
-/// (see `resolv_groups`); records of version 1 are read and upgraded.
-pub const STATE_VERSION: u32 = 2;
+/// (see `resolv_groups`). 3: the record is JSON lines, one per attachment
+/// (see `store::record`). Records of earlier versions are read and
+/// written back in today's form.
+pub const STATE_VERSION: u32 = 3;
 
 /// The search domain of networks that do not name one.
 pub const DEFAULT_DNS_DOMAIN: &str = "nsnet.internal";

@@ -120,7 +120,7 @@ fn published_ports(state: &State, net: &Network, wanted: &[PortMapping]) -> Resu
             });
         }
         for other in state.networks.values() {
-            for a in &other.attachments {
+            for a in other.attachments.with_ports() {
                 if let Some(theirs) = a.ports.iter().find(|p| p.conflicts_with(m)) {
                     return Err(Rejection::PortTaken {
                         mapping: m.clone(),
@@ -153,7 +153,7 @@ fn pick_host_ports(
     let mut taken: HashSet<(Protocol, u32)> = state
         .networks
         .values()
-        .flat_map(|n| n.attachments.iter())
+        .flat_map(|n| n.attachments.with_ports())
         .flat_map(|a| a.ports.iter())
         .chain(wanted.iter().filter(|m| !m.is_auto()))
         .flat_map(|m| m.host_ports().map(move |p| (m.protocol, p)))

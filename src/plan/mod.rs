@@ -454,7 +454,15 @@ fn resolv_steps_of(
         .values()
         .filter(|n| n.dns && n.has_gateway_addresses())
     {
-        for a in &net.attachments {
+        // The namespaces in scope are looked up, not every attachment read.
+        let atts: Vec<&std::sync::Arc<crate::model::Attachment>> = match only {
+            Some(names) => names
+                .iter()
+                .flat_map(|n| net.attachments.of_namespace(&NsRef::Named(n.clone())))
+                .collect(),
+            None => net.attachments.iter().collect(),
+        };
+        for a in atts {
             let Some(name) = a.namespace.name().filter(|n| in_scope(n)) else {
                 continue;
             };

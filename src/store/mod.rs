@@ -15,6 +15,8 @@ use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+mod record;
+
 use crate::model::delta::StateDelta;
 use crate::model::{Journal, State, STATE_VERSION};
 
@@ -222,13 +224,16 @@ impl Store {
                 })
             }
         };
-        let mut state: State = parse(&bytes, &shown)?;
-        if !(1..=STATE_VERSION).contains(&state.version) {
-            return Err(Error::Version {
-                path: shown,
-                found: state.version,
-            });
-        }
+        let mut state = record::decode(bytes).map_err(|refusal| match refusal {
+            record::Refusal::Corrupt(reason) => Error::Corrupt {
+                path: shown.clone(),
+                reason,
+            },
+            record::Refusal::Version(found) => Error::Version {
+                path: shown.clone(),
+                found,
+            },
+        })?;
         // Written back in today's form, which an older nsnet must not
         // mistake for its own.
         state.version = STATE_VERSION;
@@ -281,13 +286,19 @@ impl Store {
         // The record holds every change read so far: a log left behind
         // (should its removal below not happen) is then skipped.
         let folded = state.changes.max(self.last_seq.get());
-        if folded == state.changes {
-            self.write_json(STATE_FILE, state)?;
+        let encoded = if folded == state.changes {
+            record::encode(state)
         } else {
             let mut copy = state.clone();
             copy.changes = folded;
-            self.write_json(STATE_FILE, &copy)?;
-        }
+            record::encode(&copy)
+        };
+        let path = self.path(STATE_FILE);
+        let encoded = encoded.map_err(|e| Error::Write {
+            path: path.display().to_string(),
+            source: io::Error::other(e),
+        })?;
+        self.write_file(STATE_FILE, &encoded)?;
         self.logged.set(0);
         self.remove(LOG_FILE)
     }
@@ -360,9 +371,20 @@ impl Store {
         }
     }
 
+    /// Writes a value as a JSON file of the state directory (see
+    /// `write_file`).
+    fn write_json(&self, file: &str, value: &impl serde::Serialize) -> Result<()> {
+        let mut bytes = serde_json::to_vec(value).map_err(|e| Error::Write {
+            path: self.path(file).display().to_string(),
+            source: io::Error::other(e),
+        })?;
+        bytes.push(b'\n');
+        self.write_file(file, &bytes)
+    }
+
     /// Writes a file of the state directory atomically: temp file, fsync,
     /// rename.
-    fn write_json(&self, file: &str, value: &impl serde::Serialize) -> Result<()> {
+    fn write_file(&self, file: &str, bytes: &[u8]) -> Result<()> {
         let path = self.path(file);
         let tmp = self.path(&format!(".{file}.{}", std::process::id()));
         let write = || -> io::Result<()> {
@@ -373,9 +395,7 @@ impl Store {
                 .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
                 .mode(0o600)
                 .open(&tmp)?;
-            let mut bytes = serde_json::to_vec(value).map_err(io::Error::other)?;
-            bytes.push(b'\n');
-            f.write_all(&bytes)?;
+            f.write_all(bytes)?;
             f.sync_all()?;
             fs::rename(&tmp, &path)
         };

@@ -1,0 +1,267 @@
+//! The record's format (version 3): JSON lines, so that reading it costs
+//! what a command looks at, not what the record holds.
+//!
+//! ```text
+//! {"version":3,"attachment_lines":{"net":2},"crc32":…}   the header
+//! {"version":3,"networks":{"net":{…}},…}                  the state, but attachments
+//! {"namespace":"a",…}                                     one line per attachment,
+//! {"namespace":"b",…}                                     by network, in name order
+//! ```
+//!
+//! Attachment lines are kept undecoded (see `model::attachments`) when
+//! their checksum matches the header's: they are then exactly what nsnet
+//! wrote. Lines that fail it (a record repaired by hand) are decoded one by
+//! one, each error naming its line. Records of versions 1 and 2 (one JSON
+//! document) are read as before.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::Arc;
+
+use crate::model::attachments::{decode_line, RecordText};
+use crate::model::{Attachments, Network, State, STATE_VERSION};
+
+/// The version from which the record is JSON lines.
+const LINES_FROM: u32 = 3;
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Header {
+    version: u32,
+    /// Attachment lines per network, in the order of the lines.
+    #[serde(default)]
+    attachment_lines: Option<BTreeMap<String, usize>>,
+    #[serde(default)]
+    crc32: u32,
+}
+
+/// Why a record could not be read.
+pub enum Refusal {
+    Corrupt(String),
+    Version(u32),
+}
+
+/// The bytes of `state` as a record.
+pub fn encode(state: &State) -> serde_json::Result<Vec<u8>> {
+    let mut lines = Vec::new();
+    let mut counts = BTreeMap::new();
+    let mut networks = BTreeMap::new();
+    for (name, net) in &state.networks {
+        if !net.attachments.is_empty() {
+            counts.insert(name.clone(), net.attachments.len());
+            net.attachments.write_lines(&mut lines)?;
+        }
+        let head = Network {
+            attachments: Attachments::new(),
+            ..net.clone()
+        };
+        networks.insert(name.clone(), head);
+    }
+    // Every field spelt out: a field added to `State` must be placed here.
+    let head = State {
+        version: STATE_VERSION,
+        networks,
+        sysctls: state.sysctls.clone(),
+        resolv_confs: state.resolv_confs.clone(),
+        links: state.links.clone(),
+        lab_namespaces: state.lab_namespaces.clone(),
+        impairments: state.impairments.clone(),
+        changes: state.changes,
+    };
+    let header = Header {
+        version: STATE_VERSION,
+        attachment_lines: Some(counts),
+        crc32: crc32fast::hash(&lines),
+    };
+    let mut out = serde_json::to_vec(&header)?;
+    out.push(b'\n');
+    serde_json::to_writer(&mut out, &head)?;
+    out.push(b'\n');
+    out.extend_from_slice(&lines);
+    Ok(out)
+}
+
+/// The state a record holds.
+pub fn decode(bytes: Vec<u8>) -> Result<State, Refusal> {
+    let corrupt = |reason: String| Refusal::Corrupt(reason);
+    let text = String::from_utf8(bytes).map_err(|e| corrupt(e.utf8_error().to_string()))?;
+    let header = text
+        .split_once('\n')
+        .and_then(|(first, _)| serde_json::from_str::<Header>(first).ok());
+    let (header, counts) = match header {
+        Some(Header {
+            version,
+            attachment_lines: Some(counts),
+            crc32,
+        }) if version >= LINES_FROM => ((version, crc32), counts),
+        // One JSON document: versions 1 and 2, or not a record at all.
+        _ => {
+            let state: State = serde_json::from_str(&text).map_err(|e| corrupt(e.to_string()))?;
+            return check_version(state.version).map(|()| state);
+        }
+    };
+    check_version(header.0)?;
+    if !text.ends_with('\n') {
+        return Err(corrupt("it ends in the middle of a line".into()));
+    }
+    let text: RecordText = Arc::new(text);
+    let mut lines = line_ranges(&text);
+    let _header_line = lines.next();
+    let head_line = lines
+        .next()
+        .ok_or_else(|| corrupt("the record ends after its header".into()))?;
+    let mut state: State =
+        serde_json::from_str(&text[head_line]).map_err(|e| corrupt(format!("line 2: {e}")))?;
+    let lines: Vec<Range<usize>> = lines.collect();
+    let expected: usize = counts.values().sum();
+    if lines.len() != expected {
+        return Err(corrupt(format!(
+            "its header counts {expected} attachment lines, it has {}",
+            lines.len()
+        )));
+    }
+    let body = lines.first().map_or(0..0, |f| f.start..text.len());
+    let intact = crc32fast::hash(text[body].as_bytes()) == header.1;
+    let mut at = 0;
+    for (name, count) in counts {
+        let net = state.networks.get_mut(&name).ok_or_else(|| {
+            corrupt(format!(
+                "its header names network {name}, which it does not hold"
+            ))
+        })?;
+        let mine = &lines[at..at + count];
+        net.attachments = if intact {
+            Attachments::from_lines(&text, mine.iter().cloned())
+        } else {
+            decode_each(&text, mine, at + 3).map_err(corrupt)?
+        };
+        at += count;
+    }
+    Ok(state)
+}
+
+fn check_version(found: u32) -> Result<(), Refusal> {
+    if (1..=STATE_VERSION).contains(&found) {
+        Ok(())
+    } else {
+        Err(Refusal::Version(found))
+    }
+}
+
+/// The lines of `text`, without their newlines; a last line must end with
+/// one (a record cut short does not).
+fn line_ranges(text: &str) -> impl Iterator<Item = Range<usize>> + '_ {
+    let mut start = 0;
+    memchr::memchr_iter(b'\n', text.as_bytes()).map(move |end| {
+        let r = start..end;
+        start = end + 1;
+        r
+    })
+}
+
+/// Lines whose checksum failed, decoded one by one; `first` is the number
+/// of the first in the file, for the error.
+fn decode_each(text: &str, lines: &[Range<usize>], first: usize) -> Result<Attachments, String> {
+    lines
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            decode_line(&text[r.clone()])
+                .map(Arc::new)
+                .map_err(|e| format!("line {}: {e}", first + i))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Attachments::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{test_attachment, test_network};
+
+    fn state() -> State {
+        let mut s = State {
+            version: STATE_VERSION,
+            ..State::default()
+        };
+        for (name, n) in [("a", 3), ("b", 0), ("c", 2)] {
+            let mut net = test_network(name, name, &["10.0.0.0/24"]);
+            net.attachments = (0..n)
+                .map(|i| Arc::new(test_attachment(&format!("{name}{i}"))))
+                .collect();
+            s.networks.insert(name.into(), net);
+        }
+        s
+    }
+
+    fn decoded(bytes: Vec<u8>) -> State {
+        match decode(bytes) {
+            Ok(s) => s,
+            Err(Refusal::Corrupt(r)) => panic!("corrupt: {r}"),
+            Err(Refusal::Version(v)) => panic!("version {v}"),
+        }
+    }
+
+    fn reason(bytes: Vec<u8>) -> String {
+        match decode(bytes) {
+            Err(Refusal::Corrupt(r)) => r,
+            _ => panic!("not refused as corrupt"),
+        }
+    }
+
+    #[test]
+    fn a_state_reads_back_as_written_and_writes_back_the_same() {
+        let s = state();
+        let bytes = encode(&s).unwrap();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(text.starts_with(&format!("{{\"version\":{STATE_VERSION},")));
+        assert_eq!(text.lines().count(), 2 + 5, "{text}");
+        let read = decoded(bytes.clone());
+        assert_eq!(read, s);
+        assert_eq!(
+            encode(&read).unwrap(),
+            bytes,
+            "undecoded lines written as read"
+        );
+    }
+
+    #[test]
+    fn damage_is_named_and_a_repair_by_hand_is_accepted() {
+        let text = String::from_utf8(encode(&state()).unwrap()).unwrap();
+        // Half a record.
+        let half = text[..text.len() / 2].to_string();
+        assert!(!reason(half.into_bytes()).is_empty());
+        // An attachment line made invalid: its number is given.
+        let broken = text.replacen("\"namespace\":\"c1\"", "\"namespace\":7", 1);
+        assert!(reason(broken.into_bytes()).starts_with("line 7: "));
+        // A line removed: the header's count no longer holds.
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines.remove(3);
+        let short = lines.join("\n") + "\n";
+        assert!(reason(short.into_bytes()).contains("counts 5 attachment lines, it has 4"));
+        // A valid change by hand (checksum no longer matches): read.
+        let edited = text.replacen(
+            "\"namespace_created\":true",
+            "\"namespace_created\":false",
+            1,
+        );
+        let read = decoded(edited.into_bytes());
+        assert!(!read.networks["a"].attachments[0].namespace_created);
+        // A later version is refused whatever follows.
+        let later = text.replacen(&format!("\"version\":{STATE_VERSION}"), "\"version\":99", 1);
+        assert!(matches!(
+            decode(later.into_bytes()),
+            Err(Refusal::Version(99))
+        ));
+    }
+
+    #[test]
+    fn records_of_one_document_are_still_read() {
+        let s = state();
+        let mut v2 = s.clone();
+        v2.version = 2;
+        let read = decoded(serde_json::to_vec_pretty(&v2).unwrap());
+        assert_eq!(read.networks, s.networks);
+        let read = decoded(serde_json::to_vec(&v2).unwrap());
+        assert_eq!(read.networks, s.networks);
+    }
+}
