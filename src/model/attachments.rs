@@ -198,9 +198,18 @@ impl Attachments {
         Iter(self.slots.iter())
     }
 
-    /// Each attachment, to change in place (the record writes them anew).
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Arc<Attachment>> {
-        self.slots.iter_mut().map(Slot::make_mut)
+    /// Where the (first) attachment of `ns` is.
+    pub fn position(&self, ns: &NsRef) -> Option<usize> {
+        self.matching(needle("namespace", ns), |a| &a.namespace == ns)
+            .map(|(i, _)| i)
+            .next()
+    }
+
+    /// The (first) attachment of `ns`, to change in place (the record
+    /// writes it anew; the others keep their lines).
+    pub fn of_namespace_mut(&mut self, ns: &NsRef) -> Option<&mut Arc<Attachment>> {
+        let i = self.position(ns)?;
+        Some(&mut self[i])
     }
 
     pub fn get(&self, i: usize) -> Option<&Arc<Attachment>> {

@@ -375,7 +375,7 @@ impl State {
         let Some(net) = self.networks.get_mut(network) else {
             return false;
         };
-        let Some(pos) = net.attachments.iter().position(|a| &a.namespace == ns) else {
+        let Some(pos) = net.attachments.position(ns) else {
             return false;
         };
         let att = net.attachments.remove(pos);
@@ -385,8 +385,7 @@ impl State {
         let heir = self
             .networks
             .values_mut()
-            .flat_map(|n| n.attachments.iter_mut())
-            .find(|a| &a.namespace == ns);
+            .find_map(|n| n.attachments.of_namespace_mut(ns));
         match heir {
             Some(a) => {
                 Arc::make_mut(a).namespace_created = true;

@@ -177,8 +177,7 @@ fn release_namespace(state: &mut State, ns: &str) -> Vec<Op> {
     let heir = state
         .networks
         .values_mut()
-        .flat_map(|n| n.attachments.iter_mut())
-        .find(|a| a.namespace == named);
+        .find_map(|n| n.attachments.of_namespace_mut(&named));
     match heir {
         Some(a) => {
             std::sync::Arc::make_mut(a).namespace_created = true;

@@ -403,11 +403,7 @@ fn plan_creations(
                 .map(|s| s.cidr.addr().is_ipv4())
                 .collect()
         };
-        if let Some(a) = net
-            .attachments
-            .iter_mut()
-            .find(|a| a.namespace == req.namespace)
-        {
+        if let Some(a) = net.attachments.of_namespace_mut(&req.namespace) {
             std::sync::Arc::make_mut(a).owner = owner.clone();
         }
         planned
