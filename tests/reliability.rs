@@ -426,8 +426,15 @@ fn damaged_state_is_reported_never_replaced() {
     sb.ok(&["connect", "d", "x"]);
     let state = "/run/nsnet/state.json";
     let good = std::fs::read(state).unwrap();
+    let text = String::from_utf8(good.clone()).unwrap();
+    assert!(text.contains("\n{\"namespace\":\"x\","), "{text}");
     for (what, bytes) in [
         ("truncated", good[..good.len() / 2].to_vec()),
+        (
+            "an attachment line damaged",
+            text.replace("{\"namespace\":\"x\",", "{\"namespace\":7,")
+                .into_bytes(),
+        ),
         ("garbage", b"\x00\xff not json".to_vec()),
         ("wrong shape", br#"{"version": 1, "networks": 7}"#.to_vec()),
         (
@@ -460,6 +467,14 @@ fn damaged_state_is_reported_never_replaced() {
             "{what}: the state file was replaced"
         );
     }
+    // The damaged line is named, so that it can be repaired by hand.
+    std::fs::write(
+        state,
+        text.replace("{\"namespace\":\"x\",", "{\"namespace\":7,"),
+    )
+    .unwrap();
+    let err = sb.fails(&["network", "ls"], 1);
+    assert!(err.contains("line 3: invalid type: integer `7`"), "{err}");
     std::fs::write(state, &good).unwrap();
     assert!(sb.ok(&["check"]).contains("no drift"));
     // A symlink in /run/netns that points elsewhere is not followed.

@@ -18,6 +18,7 @@ pub use undo::undo_of;
 
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 
@@ -455,7 +456,7 @@ fn resolv_steps_of(
         .filter(|n| n.dns && n.has_gateway_addresses())
     {
         // The namespaces in scope are looked up, not every attachment read.
-        let atts: Vec<&std::sync::Arc<crate::model::Attachment>> = match only {
+        let atts: Vec<&Arc<Attachment>> = match only {
             Some(names) => names
                 .iter()
                 .flat_map(|n| net.attachments.of_namespace(&NsRef::Named(n.clone())))

@@ -1,6 +1,7 @@
 //! The state store, under a directory (default `/run/nsnet`, a tmpfs that
 //! resets at reboot just as namespaces do), guarded by an exclusive lock:
-//! the record as one JSON file replaced atomically, a log of the changes
+//! the record, one file replaced atomically (JSON lines whose attachment
+//! lines are decoded when used: see `record`), a log of the changes
 //! made since (one JSON line each, appended: what a command costs to
 //! record is the size of its change, not of the record), and the journal
 //! of the command in progress. The log is folded into the record once it
