@@ -264,4 +264,32 @@ mod tests {
         let read = decoded(serde_json::to_vec(&v2).unwrap());
         assert_eq!(read.networks, s.networks);
     }
+
+    proptest::proptest! {
+        /// Damage anywhere (a byte changed, the end cut off) is refused or
+        /// read; what is read can be looked at whole and written again:
+        /// nothing panics, whatever lines were kept undecoded.
+        #[test]
+        fn damaged_records_are_refused_or_read_never_a_panic(
+            at in 0usize..4096,
+            byte in proptest::num::u8::ANY,
+            cut in proptest::bool::ANY,
+        ) {
+            let mut bytes = encode(&state()).unwrap();
+            let at = at % bytes.len();
+            if cut {
+                bytes.truncate(at);
+            } else {
+                bytes[at] = byte;
+            }
+            if let Ok(read) = decode(bytes) {
+                for net in read.networks.values() {
+                    for a in &net.attachments {
+                        let _ = a.addresses.len();
+                    }
+                }
+                encode(&read).unwrap();
+            }
+        }
+    }
 }
