@@ -32,7 +32,27 @@ struct Header {
     attachment_lines: Option<BTreeMap<String, usize>>,
     #[serde(default)]
     crc32: u32,
+    /// The fields of an attachment as the writer knew them: lines are
+    /// kept undecoded only by a reader that knows the same (a line with a
+    /// field this nsnet does not know is then reported when read, with
+    /// its number, rather than when first used).
+    #[serde(default)]
+    attachment_fields: Vec<String>,
 }
+
+/// The fields of `Attachment`, in order (a test checks them).
+const ATTACHMENT_FIELDS: [&str; 10] = [
+    "namespace",
+    "namespace_created",
+    "host_ifname",
+    "ifname",
+    "mac",
+    "addresses",
+    "ports",
+    "owner",
+    "cni",
+    "aliases",
+];
 
 /// Why a record could not be read.
 pub enum Refusal {
@@ -71,6 +91,7 @@ pub fn encode(state: &State) -> serde_json::Result<Vec<u8>> {
         version: STATE_VERSION,
         attachment_lines: Some(counts),
         crc32: crc32fast::hash(&lines),
+        attachment_fields: ATTACHMENT_FIELDS.map(String::from).to_vec(),
     };
     let mut out = serde_json::to_vec(&header)?;
     out.push(b'\n');
@@ -92,7 +113,11 @@ pub fn decode(bytes: Vec<u8>) -> Result<State, Refusal> {
             version,
             attachment_lines: Some(counts),
             crc32,
-        }) if version >= LINES_FROM => ((version, crc32), counts),
+            attachment_fields,
+        }) if version >= LINES_FROM => {
+            let same_fields = attachment_fields.iter().eq(ATTACHMENT_FIELDS.iter());
+            ((version, crc32, same_fields), counts)
+        }
         // One JSON document: versions 1 and 2, or not a record at all.
         _ => {
             let state: State = serde_json::from_str(&text).map_err(|e| corrupt(e.to_string()))?;
@@ -120,7 +145,7 @@ pub fn decode(bytes: Vec<u8>) -> Result<State, Refusal> {
         )));
     }
     let body = lines.first().map_or(0..0, |f| f.start..text.len());
-    let intact = crc32fast::hash(text[body].as_bytes()) == header.1;
+    let intact = header.2 && crc32fast::hash(text[body].as_bytes()) == header.1;
     let mut at = 0;
     for (name, count) in counts {
         let net = state.networks.get_mut(&name).ok_or_else(|| {
@@ -252,6 +277,57 @@ mod tests {
             decode(later.into_bytes()),
             Err(Refusal::Version(99))
         ));
+    }
+
+    #[test]
+    fn the_header_lists_every_field_of_an_attachment() {
+        let mut a = test_attachment("a");
+        a.mac = Some("02:00:00:00:00:01".into());
+        a.ports = vec!["8080:80".parse().unwrap()];
+        a.owner = Some("f.toml".into());
+        a.cni = Some(crate::model::CniKey {
+            container_id: "c".into(),
+            ifname: "eth0".into(),
+        });
+        a.aliases = vec!["b".into()];
+        let text = serde_json::to_string(&a).unwrap();
+        let keys: Vec<String> =
+            serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&text)
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect();
+        let mut ours = ATTACHMENT_FIELDS.map(String::from).to_vec();
+        ours.sort();
+        assert_eq!(
+            keys, ours,
+            "ATTACHMENT_FIELDS must list Attachment's fields"
+        );
+        assert!(
+            text.starts_with("{\"namespace\":"),
+            "lookups rely on it: {text}"
+        );
+    }
+
+    #[test]
+    fn lines_of_a_writer_that_knew_other_fields_are_checked_when_read() {
+        let s = state();
+        let text = String::from_utf8(encode(&s).unwrap()).unwrap();
+        // A later nsnet's field, with the header and checksum it wrote.
+        let later = text
+            .replacen("\"aliases\"]", "\"aliases\",\"colour\"]", 1)
+            .replacen(
+                "{\"namespace\":\"c1\",",
+                "{\"namespace\":\"c1\",\"colour\":1,",
+                1,
+            );
+        let mut lines: Vec<String> = later.lines().map(String::from).collect();
+        let body: String = lines[2..].iter().map(|l| format!("{l}\n")).collect();
+        let mut header: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+        header["crc32"] = crc32fast::hash(body.as_bytes()).into();
+        lines[0] = header.to_string();
+        let later = lines.join("\n") + "\n";
+        assert!(reason(later.into_bytes()).starts_with("line 7: unknown field `colour`"));
     }
 
     #[test]
