@@ -7,9 +7,10 @@
 //! Lookups by namespace, by CNI key and of the addresses in use read the
 //! lines without decoding them: a line that cannot hold what is looked
 //! for is skipped, and a candidate is decoded to be sure. Lines kept
-//! undecoded are exactly what nsnet wrote (the store checks their
-//! checksum and decodes every line of a record that fails it), so their
-//! decoding cannot fail.
+//! undecoded are exactly what an nsnet that knows the same fields wrote
+//! (the store checks their checksum and the writer's field list, and
+//! decodes every line of a record that fails either), so their decoding
+//! cannot fail.
 //!
 //! Copies of a state share their slots: an attachment decoded through one
 //! copy is decoded for all, and comparing two copies costs a pointer per
