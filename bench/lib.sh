@@ -9,8 +9,10 @@ enter_sandbox() {
   if [ -z "${NSNET_BENCH_INNER:-}" ]; then
     [ "$(id -u)" = 0 ] || { echo "$(basename "$0"): run as root" >&2; exit 2; }
     cd "$(dirname "$0")/.."
-    cargo build --release --quiet
-    export NSNET_BENCH_INNER=1 NSNET="$PWD/target/release/nsnet"
+    # The executable as installed (README): static, see scripts/static-build.
+    . scripts/static-build
+    cargo build --release --quiet --target "$NSNET_TARGET"
+    export NSNET_BENCH_INNER=1 NSNET="$PWD/target/$NSNET_TARGET/release/nsnet"
     exec unshare --net --mount --pid --fork --kill-child --mount-proc \
       --propagation private "$0" "$@"
   fi
