@@ -16,6 +16,7 @@
 //! copy is decoded for all, and comparing two copies costs a pointer per
 //! attachment.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::ops::Range;
 use std::sync::{Arc, OnceLock};
@@ -174,16 +175,48 @@ impl Attachments {
         }
     }
 
-    /// Appends one line per attachment to `out`: the line it was read
-    /// from when it has one (no decoding, no encoding), else its encoding.
-    pub fn write_lines(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
-        for slot in &self.slots {
-            match slot.line() {
-                Some(line) => out.extend_from_slice(line.as_bytes()),
-                None => serde_json::to_writer(&mut *out, slot.get().as_ref())?,
+    /// One line per attachment, in as few pieces as can be: a run of
+    /// lines read one after the other from a record is borrowed from its
+    /// text whole (nothing copied, nothing decoded), the others encoded.
+    pub fn line_pieces<'a>(&'a self, out: &mut Vec<Cow<'a, [u8]>>) -> serde_json::Result<()> {
+        // The run being borrowed: its text, and where it starts and ends
+        // (newline included: every line of a record text ends with one).
+        let mut run: Option<(&'a RecordText, usize, usize)> = None;
+        let end_run = |run: &mut Option<(&'a RecordText, usize, usize)>,
+                       out: &mut Vec<Cow<'a, [u8]>>| {
+            if let Some((text, start, end)) = run.take() {
+                out.push(Cow::Borrowed(&text.as_bytes()[start..end]));
             }
-            out.push(b'\n');
+        };
+        for slot in &self.slots {
+            match (&slot.line, &mut run) {
+                (Some((text, r)), Some((t, _, end))) if Arc::ptr_eq(text, t) && *end == r.start => {
+                    *end = r.end + 1;
+                }
+                (Some((text, r)), _) => {
+                    end_run(&mut run, out);
+                    run = Some((text, r.start, r.end + 1));
+                }
+                (None, _) => {
+                    end_run(&mut run, out);
+                    let mut line = serde_json::to_vec(slot.get().as_ref())?;
+                    line.push(b'\n');
+                    match out.last_mut() {
+                        Some(Cow::Owned(lines)) => lines.extend_from_slice(&line),
+                        _ => out.push(Cow::Owned(line)),
+                    }
+                }
+            }
         }
+        end_run(&mut run, out);
+        Ok(())
+    }
+
+    /// Appends one line per attachment to `out` (see `line_pieces`).
+    pub fn write_lines(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        let mut pieces = Vec::new();
+        self.line_pieces(&mut pieces)?;
+        pieces.iter().for_each(|p| out.extend_from_slice(p));
         Ok(())
     }
 
@@ -518,9 +551,23 @@ mod tests {
     #[test]
     fn changes_cut_the_line_and_keep_the_rest() {
         let atts = sample();
-        let (_, mut lazy) = lines(&atts);
+        let (text, mut lazy) = lines(&atts);
         let copy = lazy.clone();
+        let mut pieces = Vec::new();
+        lazy.line_pieces(&mut pieces).unwrap();
+        assert!(matches!(&pieces[..], [Cow::Borrowed(all)] if all == &text.as_bytes()));
         Arc::make_mut(&mut lazy[1]).namespace_created = false;
+        let mut pieces = Vec::new();
+        lazy.line_pieces(&mut pieces).unwrap();
+        let kinds: Vec<bool> = pieces
+            .iter()
+            .map(|p| matches!(p, Cow::Borrowed(_)))
+            .collect();
+        assert_eq!(
+            kinds,
+            [true, false, true],
+            "lines 0 and 2-3 borrowed, 1 encoded"
+        );
         lazy.remove_namespace(&NsRef::Named("c".into()));
         lazy.upsert(Arc::new(test_attachment("new")));
         let (gone, came) = Attachments::differing(&copy, &lazy);

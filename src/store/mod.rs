@@ -27,7 +27,7 @@ const LOCK_FILE: &str = "lock";
 const JOURNAL_FILE: &str = "journal.json";
 pub const LOG_FILE: &str = "state.log";
 /// Changes the log holds before they are folded into the record.
-const LOG_MAX_CHANGES: u64 = 48;
+const LOG_MAX_CHANGES: u64 = 16;
 /// A record smaller than this (about a hundred attachments) is rewritten
 /// whole: it costs no more than a line, and the directory then holds the
 /// record alone.
@@ -287,16 +287,9 @@ impl Store {
         // The record holds every change read so far: a log left behind
         // (should its removal below not happen) is then skipped.
         let folded = state.changes.max(self.last_seq.get());
-        let encoded = if folded == state.changes {
-            record::encode(state)
-        } else {
-            let mut copy = state.clone();
-            copy.changes = folded;
-            record::encode(&copy)
-        };
-        let path = self.path(STATE_FILE);
+        let encoded = record::encode(state, folded);
         let encoded = encoded.map_err(|e| Error::Write {
-            path: path.display().to_string(),
+            path: self.path(STATE_FILE).display().to_string(),
             source: io::Error::other(e),
         })?;
         self.write_file(STATE_FILE, &encoded)?;
@@ -380,12 +373,12 @@ impl Store {
             source: io::Error::other(e),
         })?;
         bytes.push(b'\n');
-        self.write_file(file, &bytes)
+        self.write_file(file, &[bytes])
     }
 
     /// Writes a file of the state directory atomically: temp file, fsync,
     /// rename.
-    fn write_file(&self, file: &str, bytes: &[u8]) -> Result<()> {
+    fn write_file(&self, file: &str, pieces: &[impl AsRef<[u8]>]) -> Result<()> {
         let path = self.path(file);
         let tmp = self.path(&format!(".{file}.{}", std::process::id()));
         let write = || -> io::Result<()> {
@@ -396,7 +389,9 @@ impl Store {
                 .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
                 .mode(0o600)
                 .open(&tmp)?;
-            f.write_all(bytes)?;
+            for piece in pieces {
+                f.write_all(piece.as_ref())?;
+            }
             f.sync_all()?;
             fs::rename(&tmp, &path)
         };

@@ -14,6 +14,7 @@
 //! one, each error naming its line. Records of versions 1 and 2 (one JSON
 //! document) are read as before.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::Arc;
@@ -60,15 +61,17 @@ pub enum Refusal {
     Version(u32),
 }
 
-/// The bytes of `state` as a record.
-pub fn encode(state: &State) -> serde_json::Result<Vec<u8>> {
+/// The bytes of `state` as a record that has folded in `changes` changes,
+/// in pieces (attachment lines read from a record are borrowed from its
+/// text, not copied).
+pub fn encode(state: &State, changes: u64) -> serde_json::Result<Vec<Cow<'_, [u8]>>> {
     let mut lines = Vec::new();
     let mut counts = BTreeMap::new();
     let mut networks = BTreeMap::new();
     for (name, net) in &state.networks {
         if !net.attachments.is_empty() {
             counts.insert(name.clone(), net.attachments.len());
-            net.attachments.write_lines(&mut lines)?;
+            net.attachments.line_pieces(&mut lines)?;
         }
         let head = Network {
             attachments: Attachments::new(),
@@ -85,20 +88,22 @@ pub fn encode(state: &State) -> serde_json::Result<Vec<u8>> {
         links: state.links.clone(),
         lab_namespaces: state.lab_namespaces.clone(),
         impairments: state.impairments.clone(),
-        changes: state.changes,
+        changes,
     };
+    let mut crc = crc32fast::Hasher::new();
+    lines.iter().for_each(|piece| crc.update(piece));
     let header = Header {
         version: STATE_VERSION,
         attachment_lines: Some(counts),
-        crc32: crc32fast::hash(&lines),
+        crc32: crc.finalize(),
         attachment_fields: ATTACHMENT_FIELDS.map(String::from).to_vec(),
     };
-    let mut out = serde_json::to_vec(&header)?;
-    out.push(b'\n');
-    serde_json::to_writer(&mut out, &head)?;
-    out.push(b'\n');
-    out.extend_from_slice(&lines);
-    Ok(out)
+    let mut first = serde_json::to_vec(&header)?;
+    first.push(b'\n');
+    serde_json::to_writer(&mut first, &head)?;
+    first.push(b'\n');
+    lines.insert(0, Cow::Owned(first));
+    Ok(lines)
 }
 
 /// The state a record holds.
@@ -236,14 +241,14 @@ mod tests {
     #[test]
     fn a_state_reads_back_as_written_and_writes_back_the_same() {
         let s = state();
-        let bytes = encode(&s).unwrap();
+        let bytes = encode(&s, 0).unwrap().concat();
         let text = String::from_utf8(bytes.clone()).unwrap();
         assert!(text.starts_with(&format!("{{\"version\":{STATE_VERSION},")));
         assert_eq!(text.lines().count(), 2 + 5, "{text}");
         let read = decoded(bytes.clone());
         assert_eq!(read, s);
         assert_eq!(
-            encode(&read).unwrap(),
+            encode(&read, 0).unwrap().concat(),
             bytes,
             "undecoded lines written as read"
         );
@@ -251,7 +256,7 @@ mod tests {
 
     #[test]
     fn damage_is_named_and_a_repair_by_hand_is_accepted() {
-        let text = String::from_utf8(encode(&state()).unwrap()).unwrap();
+        let text = String::from_utf8(encode(&state(), 0).unwrap().concat()).unwrap();
         // Half a record.
         let half = text[..text.len() / 2].to_string();
         assert!(!reason(half.into_bytes()).is_empty());
@@ -312,7 +317,7 @@ mod tests {
     #[test]
     fn lines_of_a_writer_that_knew_other_fields_are_checked_when_read() {
         let s = state();
-        let text = String::from_utf8(encode(&s).unwrap()).unwrap();
+        let text = String::from_utf8(encode(&s, 0).unwrap().concat()).unwrap();
         // A later nsnet's field, with the header and checksum it wrote.
         let later = text
             .replacen("\"aliases\"]", "\"aliases\",\"colour\"]", 1)
@@ -351,7 +356,7 @@ mod tests {
             byte in proptest::num::u8::ANY,
             cut in proptest::bool::ANY,
         ) {
-            let mut bytes = encode(&state()).unwrap();
+            let mut bytes = encode(&state(), 0).unwrap().concat();
             let at = at % bytes.len();
             if cut {
                 bytes.truncate(at);
@@ -364,7 +369,7 @@ mod tests {
                         let _ = a.addresses.len();
                     }
                 }
-                encode(&read).unwrap();
+                encode(&read, 0).unwrap().concat();
             }
         }
     }
