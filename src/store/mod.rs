@@ -5,7 +5,7 @@
 //! made since (one JSON line each, appended: what a command costs to
 //! record is the size of its change, not of the record), and the journal
 //! of the command in progress. The log is folded into the record once it
-//! holds a few dozen changes. Imports `model` only.
+//! holds sixteen changes. Imports `model` only.
 //!
 //! Each change carries a sequence number and the record the number of
 //! changes it holds, so that a log left behind by a fold that was cut
