@@ -182,15 +182,15 @@ fn changed_attachments<'a>(old: &'a State, new: &'a State) -> (Vec<Placed<'a>>, 
             index.insert((net.name.as_str(), &a.namespace), (net, a.as_ref()));
         }
     };
+    // A network only one of the states has is compared with no attachments.
     static NONE: Attachments = Attachments::new();
-    let empty = &NONE;
     for (name, net) in &old.networks {
-        let theirs = new.networks.get(name).map_or(empty, |x| &x.attachments);
+        let theirs = new.networks.get(name).map_or(&NONE, |x| &x.attachments);
         let (gone, _) = Attachments::differing(&net.attachments, theirs);
         add(&mut o, net, gone);
     }
     for (name, net) in &new.networks {
-        let ours = old.networks.get(name).map_or(empty, |x| &x.attachments);
+        let ours = old.networks.get(name).map_or(&NONE, |x| &x.attachments);
         let (_, came) = Attachments::differing(ours, &net.attachments);
         add(&mut n, net, came);
     }
