@@ -34,23 +34,11 @@ pub struct Attachments {
     slots: Vec<Arc<Slot>>,
 }
 
+#[derive(Clone)]
 struct Slot {
     value: OnceLock<Arc<Attachment>>,
     /// The record line it was read from, while it still says the same.
     line: Option<(RecordText, Range<usize>)>,
-}
-
-impl Clone for Slot {
-    fn clone(&self) -> Slot {
-        let value = OnceLock::new();
-        if let Some(v) = self.value.get() {
-            let _ = value.set(v.clone());
-        }
-        Slot {
-            value,
-            line: self.line.clone(),
-        }
-    }
 }
 
 /// Decodes one record line.
@@ -97,7 +85,16 @@ impl Slot {
     }
 
     fn undecoded_line(&self) -> Option<&str> {
-        self.value.get().map_or_else(|| self.line(), |_| None)
+        match self.value.get() {
+            None => self.line(),
+            Some(_) => None,
+        }
+    }
+
+    /// Whether two slots hold the same attachment: the same slot, or equal
+    /// values.
+    fn same(x: &Arc<Slot>, y: &Arc<Slot>) -> bool {
+        Arc::ptr_eq(x, y) || x.get() == y.get()
     }
 
     /// The slot alone, decoded and cut from its line (its value is about
@@ -212,14 +209,6 @@ impl Attachments {
         Ok(())
     }
 
-    /// Appends one line per attachment to `out` (see `line_pieces`).
-    pub fn write_lines(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
-        let mut pieces = Vec::new();
-        self.line_pieces(&mut pieces)?;
-        pieces.iter().for_each(|p| out.extend_from_slice(p));
-        Ok(())
-    }
-
     pub fn len(&self) -> usize {
         self.slots.len()
     }
@@ -234,9 +223,7 @@ impl Attachments {
 
     /// Where the (first) attachment of `ns` is.
     pub fn position(&self, ns: &NsRef) -> Option<usize> {
-        self.matching(needle("namespace", ns), |a| &a.namespace == ns)
-            .map(|(i, _)| i)
-            .next()
+        self.of_namespace_at(ns).map(|(i, _)| i).next()
     }
 
     /// The (first) attachment of `ns`, to change in place (the record
@@ -244,14 +231,6 @@ impl Attachments {
     pub fn of_namespace_mut(&mut self, ns: &NsRef) -> Option<&mut Arc<Attachment>> {
         let i = self.position(ns)?;
         Some(&mut self[i])
-    }
-
-    pub fn get(&self, i: usize) -> Option<&Arc<Attachment>> {
-        self.slots.get(i).map(|s| s.get())
-    }
-
-    pub fn last(&self) -> Option<&Arc<Attachment>> {
-        self.slots.last().map(|s| s.get())
     }
 
     pub fn push(&mut self, a: Arc<Attachment>) {
@@ -289,14 +268,21 @@ impl Attachments {
     }
 
     /// The attachments of namespace `ns` (one per network, unless a
-    /// namespace has two interfaces on it).
+    /// namespace has two interfaces on it), with where they are.
+    fn of_namespace_at<'a>(
+        &'a self,
+        ns: &NsRef,
+    ) -> impl Iterator<Item = (usize, &'a Arc<Attachment>)> + use<'a> {
+        let ns = ns.clone();
+        self.matching(needle("namespace", &ns), move |a| a.namespace == ns)
+    }
+
+    /// The attachments of namespace `ns`.
     pub fn of_namespace<'a>(
         &'a self,
         ns: &NsRef,
     ) -> impl Iterator<Item = &'a Arc<Attachment>> + use<'a> {
-        let ns = ns.clone();
-        self.matching(needle("namespace", &ns), move |a| a.namespace == ns)
-            .map(|(_, a)| a)
+        self.of_namespace_at(ns).map(|(_, a)| a)
     }
 
     /// The attachment a container runtime made under `key`.
@@ -333,10 +319,7 @@ impl Attachments {
 
     /// Removes the attachments of `ns`.
     pub fn remove_namespace(&mut self, ns: &NsRef) {
-        let doomed: Vec<usize> = self
-            .matching(needle("namespace", ns), |a| &a.namespace == ns)
-            .map(|(i, _)| i)
-            .collect();
+        let doomed: Vec<usize> = self.of_namespace_at(ns).map(|(i, _)| i).collect();
         for i in doomed.into_iter().rev() {
             self.slots.remove(i);
         }
@@ -344,13 +327,7 @@ impl Attachments {
 
     /// Replaces the attachment of `a`'s namespace with `a`, or appends it.
     pub fn upsert(&mut self, a: Arc<Attachment>) {
-        let found = self
-            .matching(needle("namespace", &a.namespace), |x| {
-                x.namespace == a.namespace
-            })
-            .map(|(i, _)| i)
-            .next();
-        match found {
+        match self.position(&a.namespace) {
             Some(i) => self.slots[i] = Slot::of(a),
             None => self.push(a),
         }
@@ -363,15 +340,18 @@ impl Attachments {
         before: &'a Attachments,
         after: &'a Attachments,
     ) -> (Vec<&'a Arc<Attachment>>, Vec<&'a Arc<Attachment>>) {
-        let same = |x: &Arc<Slot>, y: &Arc<Slot>| Arc::ptr_eq(x, y) || x.get() == y.get();
         let (b, a) = (&before.slots[..], &after.slots[..]);
-        let prefix = b.iter().zip(a).take_while(|(x, y)| same(x, y)).count();
+        let prefix = b
+            .iter()
+            .zip(a)
+            .take_while(|(x, y)| Slot::same(x, y))
+            .count();
         let (b, a) = (&b[prefix..], &a[prefix..]);
         let suffix = b
             .iter()
             .rev()
             .zip(a.iter().rev())
-            .take_while(|(x, y)| same(x, y))
+            .take_while(|(x, y)| Slot::same(x, y))
             .count();
         let (b, a) = (&b[..b.len() - suffix], &a[..a.len() - suffix]);
         (
@@ -443,7 +423,7 @@ impl PartialEq for Attachments {
                 .slots
                 .iter()
                 .zip(&other.slots)
-                .all(|(x, y)| Arc::ptr_eq(x, y) || x.get() == y.get())
+                .all(|(x, y)| Slot::same(x, y))
     }
 }
 
@@ -471,6 +451,16 @@ impl<'de> serde::Deserialize<'de> for Attachments {
 mod tests {
     use super::*;
     use crate::model::test_attachment;
+
+    impl Attachments {
+        /// Appends one line per attachment to `out` (see `line_pieces`).
+        fn write_lines(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+            let mut pieces = Vec::new();
+            self.line_pieces(&mut pieces)?;
+            pieces.iter().for_each(|p| out.extend_from_slice(p));
+            Ok(())
+        }
+    }
 
     fn lines(atts: &[Attachment]) -> (RecordText, Attachments) {
         let mut text = Vec::new();

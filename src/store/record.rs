@@ -30,7 +30,7 @@ struct Header {
     version: u32,
     /// Attachment lines per network, in the order of the lines.
     #[serde(default)]
-    attachment_lines: Option<BTreeMap<String, usize>>,
+    attachment_lines: BTreeMap<String, usize>,
     #[serde(default)]
     crc32: u32,
     /// The fields of an attachment as the writer knew them: lines are
@@ -94,7 +94,7 @@ pub fn encode(state: &State, changes: u64) -> serde_json::Result<Vec<Cow<'_, [u8
     lines.iter().for_each(|piece| crc.update(piece));
     let header = Header {
         version: STATE_VERSION,
-        attachment_lines: Some(counts),
+        attachment_lines: counts,
         crc32: crc.finalize(),
         attachment_fields: ATTACHMENT_FIELDS.map(String::from).to_vec(),
     };
@@ -113,23 +113,20 @@ pub fn decode(bytes: Vec<u8>) -> Result<State, Refusal> {
     let header = text
         .split_once('\n')
         .and_then(|(first, _)| serde_json::from_str::<Header>(first).ok());
-    let (header, counts) = match header {
-        Some(Header {
-            version,
-            attachment_lines: Some(counts),
-            crc32,
-            attachment_fields,
-        }) if version >= LINES_FROM => {
-            let same_fields = attachment_fields.iter().eq(ATTACHMENT_FIELDS.iter());
-            ((version, crc32, same_fields), counts)
-        }
+    let Header {
+        version,
+        attachment_lines: counts,
+        crc32,
+        attachment_fields,
+    } = match header {
+        Some(h) if h.version >= LINES_FROM => h,
         // One JSON document: versions 1 and 2, or not a record at all.
         _ => {
             let state: State = serde_json::from_str(&text).map_err(|e| corrupt(e.to_string()))?;
             return check_version(state.version).map(|()| state);
         }
     };
-    check_version(header.0)?;
+    check_version(version)?;
     if !text.ends_with('\n') {
         return Err(corrupt("it ends in the middle of a line".into()));
     }
@@ -150,7 +147,9 @@ pub fn decode(bytes: Vec<u8>) -> Result<State, Refusal> {
         )));
     }
     let body = lines.first().map_or(0..0, |f| f.start..text.len());
-    let intact = header.2 && crc32fast::hash(text[body].as_bytes()) == header.1;
+    // Kept undecoded only when written as this nsnet would write them.
+    let intact = attachment_fields.iter().eq(ATTACHMENT_FIELDS.iter())
+        && crc32fast::hash(text[body].as_bytes()) == crc32;
     let mut at = 0;
     for (name, count) in counts {
         let net = state.networks.get_mut(&name).ok_or_else(|| {
