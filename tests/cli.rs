@@ -185,6 +185,9 @@ fn manual_pages_are_generated_from_the_same_definitions() {
             "Publish even where a host service listens",
         ),
         ("nsnet-network-create.1", "gateway"),
+        // Arguments clap builds only for the subcommand invoked.
+        ("nsnet-network-create.1", "--subnet"),
+        ("nsnet-impair.1", "--delay"),
     ] {
         // roff escapes hyphens.
         let text = std::fs::read_to_string(dir.path().join(page))

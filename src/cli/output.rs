@@ -8,6 +8,7 @@ use serde_json::json;
 use nsnet::kernel::netlink::{Handle, LinkInfo};
 use nsnet::kernel::ping::{Reply, Summary};
 use nsnet::model::overlay::Peer;
+use nsnet::model::ports::PortMapping;
 use nsnet::model::{Attachment, Network, State};
 use nsnet::{error_chain, Error};
 
@@ -65,27 +66,47 @@ pub fn error(e: &Error, json: bool) {
 }
 
 /// Host links read live, to show what the kernel has: sorted by name and
-/// looked up by binary search (a thousand ports: no map to build, no name
-/// copied).
+/// looked up by binary search on the name as a number (a thousand ports:
+/// no map to build, no name copied, no string compared).
 pub struct LivePorts {
-    links: Vec<LinkInfo>,
+    links: Vec<(u128, LinkInfo)>,
+}
+
+/// An interface name as a number that sorts as the name does: the kernel's
+/// names have at most 15 bytes, so its bytes, zero-padded, make the
+/// number's big-endian bytes. (`None`: not an interface name.)
+fn name_key(name: &str) -> Option<u128> {
+    let mut key = [0u8; 16];
+    key.get_mut(..name.len())?.copy_from_slice(name.as_bytes());
+    Some(u128::from_be_bytes(key))
 }
 
 impl LivePorts {
+    fn new(links: Vec<LinkInfo>) -> LivePorts {
+        let mut live = LivePorts {
+            links: links
+                .into_iter()
+                .filter_map(|l| Some((name_key(&l.name)?, l)))
+                .collect(),
+        };
+        live.links.sort_unstable_by_key(|(key, _)| *key);
+        live
+    }
+
     pub fn get(&self, name: &str) -> Option<&LinkInfo> {
+        let key = name_key(name)?;
         self.links
-            .binary_search_by(|l| l.name.as_str().cmp(name))
+            .binary_search_by_key(&key, |(k, _)| *k)
             .ok()
-            .map(|i| &self.links[i])
+            .map(|i| &self.links[i].1)
     }
 
     /// The ports of the bridge whose index is `bridge`, by name.
     fn ports_of(&self, bridge: u32) -> impl Iterator<Item = &LinkInfo> {
-        self.links.iter().filter(move |l| l.master == Some(bridge))
-    }
-
-    fn sort(&mut self) {
-        self.links.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        self.links
+            .iter()
+            .map(|(_, l)| l)
+            .filter(move |l| l.master == Some(bridge))
     }
 }
 
@@ -100,30 +121,33 @@ fn on_bridge(port: &LinkInfo, bridge: Option<&LinkInfo>) -> bool {
 /// namespaces), then, one by one, the networks' bridges and the host ends
 /// the dump lacks: a host end taken off every bridge is there, not missing.
 pub fn live_ports(state: &State) -> LivePorts {
-    let mut live = LivePorts { links: Vec::new() };
+    let mut links = Vec::new();
     let read = Handle::open().and_then(|mut h| {
-        live.links = h.bridge_ports()?;
-        live.sort();
-        // A set: a name recorded twice is looked up once.
-        let missing: std::collections::BTreeSet<&str> = state
-            .networks
-            .values()
-            .flat_map(|n| {
-                std::iter::once(&n.bridge).chain(n.attachments.iter().map(|a| &a.host_ifname))
-            })
-            .map(String::as_str)
-            .filter(|name| live.get(name).is_none())
-            .collect();
-        for name in missing {
-            live.links.extend(h.link_by_name(name)?);
+        let dumped = LivePorts::new(h.bridge_ports()?);
+        let mut missing: Vec<String> = Vec::new();
+        for net in state.networks.values() {
+            if dumped.get(&net.bridge).is_none() {
+                missing.push(net.bridge.clone());
+            }
+            for a in net.attachments.summaries() {
+                if dumped.get(a.host_ifname()).is_none() {
+                    missing.push(a.host_ifname().to_owned());
+                }
+            }
+        }
+        // A name recorded twice is looked up once.
+        missing.sort_unstable();
+        missing.dedup();
+        links = dumped.links.into_iter().map(|(_, l)| l).collect();
+        for name in &missing {
+            links.extend(h.link_by_name(name)?);
         }
         Ok(())
     });
     if read.is_err() {
-        live.links.clear();
+        links.clear();
     }
-    live.sort();
-    live
+    LivePorts::new(links)
 }
 
 /// `show --json`.
@@ -270,28 +294,21 @@ fn print_network(w: &mut impl Write, net: &Network, live: &LivePorts) -> io::Res
         )?;
     }
     let bridge = live.get(&net.bridge);
-    for a in &net.attachments {
-        let state = match live.get(&a.host_ifname) {
+    for a in net.attachments.summaries() {
+        let state = match live.get(a.host_ifname()) {
             None => " (host side missing)",
             Some(l) if !on_bridge(l, bridge) => " (not on bridge)",
             Some(_) => "",
         };
         w.write_all(b"  ")?;
-        padded(w, &a.host_ifname, 16)?;
+        padded(w, a.host_ifname(), 16)?;
         w.write_all(b" -> ")?;
-        match a.namespace.name() {
-            Some(name) => padded(w, name, 20)?,
-            None => padded(w, &a.namespace.to_string(), 20)?,
-        }
+        padded(w, &a.namespace(), 20)?;
         w.write_all(b" ")?;
-        padded(w, &a.ifname, 8)?;
-        w.write_all(b" ")?;
-        for (i, addr) in a.addresses.iter().enumerate() {
-            write!(w, "{}{addr}", if i == 0 { "" } else { "," })?;
-        }
-        writeln!(w, "{state}")?;
-        if !a.ports.is_empty() {
-            writeln!(w, "  {:<16}    published: {}", "", ports(a))?;
+        padded(w, a.ifname(), 8)?;
+        writeln!(w, " {}{state}", a.addresses())?;
+        if !a.ports().is_empty() {
+            writeln!(w, "  {:<16}    published: {}", "", ports(a.ports()))?;
         }
     }
     Ok(())
@@ -313,8 +330,8 @@ fn addresses(a: &Attachment) -> String {
         .join(",")
 }
 
-fn ports(a: &Attachment) -> String {
-    a.ports
+fn ports(ports: &[PortMapping]) -> String {
+    ports
         .iter()
         .map(|p| p.to_string())
         .collect::<Vec<_>>()
@@ -469,7 +486,7 @@ impl Printer {
                 addresses(a)
             );
             if !a.ports.is_empty() {
-                println!("      published: {}", ports(a));
+                println!("      published: {}", ports(&a.ports));
             }
         }
     }
@@ -496,7 +513,7 @@ impl Printer {
                 a.host_ifname
             );
             if !a.ports.is_empty() {
-                println!("published {}", ports(a));
+                println!("published {}", ports(&a.ports));
             }
         }
     }

@@ -89,7 +89,7 @@ pub fn exists(ns: &NsRef) -> bool {
 fn is_netns(file: &File) -> bool {
     // NS_GET_NSTYPE (_IO(0xb7, 0x3)) answers CLONE_NEWNET for a network
     // namespace and fails with ENOTTY on anything that is not nsfs.
-    const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+    const NS_GET_NSTYPE: libc::Ioctl = 0xb703;
     // SAFETY: the ioctl takes no argument and only reads the fd, which
     // `file` keeps open for the duration of the call.
     let kind = unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(file), NS_GET_NSTYPE) };

@@ -192,7 +192,8 @@ fn receive(socket: &Socket, buf: &mut [u8]) -> io::Result<(usize, Option<IpAddr>
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&control);
+    // `as _`: the field is a size_t in glibc and a socklen_t in musl.
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
     // SAFETY: msg points at valid buffers of the lengths given.
     let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, 0) };
     if n < 0 {

@@ -26,6 +26,10 @@ use memchr::memmem;
 
 use super::{Attachment, CniKey, NsRef};
 
+mod summary;
+
+pub use summary::{Addresses, LineSummary, Summary};
+
 /// The text of a record whose lines attachments were read from.
 pub type RecordText = Arc<String>;
 
@@ -303,6 +307,16 @@ impl Attachments {
             .map(|(_, a)| a)
     }
 
+    /// What `show` lists of each attachment, read off the lines not
+    /// decoded yet (they stay undecoded).
+    pub fn summaries(&self) -> impl Iterator<Item = Summary<'_>> {
+        self.slots.iter().map(|slot| {
+            slot.undecoded_line()
+                .and_then(Summary::of_line)
+                .unwrap_or_else(|| Summary::Decoded(slot.get()))
+        })
+    }
+
     /// Every address leased to an attachment.
     pub fn addresses(&self) -> Vec<IpAddr> {
         let mut out = Vec::with_capacity(self.slots.len());
@@ -573,5 +587,47 @@ mod tests {
         assert_eq!(text.lines().count(), 4);
         assert_ne!(copy, lazy);
         assert!(copy[1].namespace_created, "the copy keeps its own");
+    }
+    #[test]
+    fn summaries_read_off_lines_say_what_decoding_says() {
+        let mut atts = sample();
+        // A path with a quote and a key's text in it: escaped in the line,
+        // so its summary comes from decoding.
+        let mut odd = test_attachment("x");
+        odd.namespace = NsRef::Path("/run/x/\"host_ifname\":\"evil".into());
+        atts.push(odd);
+        let mut published = test_attachment("web");
+        published.ports = vec![crate::model::ports::PortMapping {
+            host_ip: None,
+            host_port: 8080,
+            port: 80,
+            count: 1,
+            protocol: crate::model::ports::Protocol::Tcp,
+        }];
+        published.mac = Some("02:00:00:00:00:01".into());
+        atts.push(published);
+        let mut none = test_attachment("bare");
+        none.addresses.clear();
+        atts.push(none);
+        let (_, lazy) = lines(&atts);
+        let kinds: Vec<bool> = lazy
+            .summaries()
+            .map(|s| matches!(s, Summary::Line(_)))
+            .collect();
+        assert_eq!(kinds, [true, true, true, true, false, false, true]);
+        for (summary, a) in lazy.summaries().zip(&atts) {
+            assert_eq!(summary.namespace(), a.namespace.to_string());
+            assert_eq!(summary.host_ifname(), a.host_ifname);
+            assert_eq!(summary.ifname(), a.ifname);
+            let addresses: Vec<String> = a.addresses.iter().map(|n| n.to_string()).collect();
+            assert_eq!(summary.addresses().to_string(), addresses.join(","));
+            assert_eq!(summary.ports(), &a.ports[..]);
+        }
+        let decoded = lazy
+            .slots
+            .iter()
+            .filter(|s| s.value.get().is_some())
+            .count();
+        assert_eq!(decoded, 2, "only the lines a summary cannot borrow from");
     }
 }
