@@ -377,19 +377,20 @@ fn kernel_error(code: NonZeroI32, echoed: &[u8], ctx: &Ctx) -> Error {
     }
 }
 
-/// The (type, value) pairs of a run of netlink attributes.
-pub(crate) fn attributes(mut b: &[u8]) -> Vec<(u16, &[u8])> {
-    let mut out = Vec::new();
-    while b.len() >= 4 {
-        let len = usize::from(u16::from_ne_bytes([b[0], b[1]]));
-        let kind = u16::from_ne_bytes([b[2], b[3]]) & 0x3fff;
+/// The (type, value) pairs of a run of netlink attributes, read in place
+/// (a dump of a thousand ports walks a thousand runs).
+pub(crate) fn attributes(b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    let mut rest = b;
+    std::iter::from_fn(move || {
+        let b = rest;
+        let len = usize::from(u16::from_ne_bytes([*b.first()?, *b.get(1)?]));
+        let kind = u16::from_ne_bytes([*b.get(2)?, *b.get(3)?]) & 0x3fff;
         if len < 4 || len > b.len() {
-            break;
+            return None;
         }
-        out.push((kind, &b[4..len]));
-        b = &b[((len + 3) & !3).min(b.len())..];
-    }
-    out
+        rest = &b[((len + 3) & !3).min(b.len())..];
+        Some((kind, &b[4..len]))
+    })
 }
 
 /// Finds `NLMSGERR_ATTR_MSG` among netlink attributes (4-byte aligned TLVs).
