@@ -135,25 +135,12 @@ fn needle(key: &str, value: &impl serde::Serialize) -> Needle {
 /// The addresses of a line, read off its `"addresses":["…",…]` without
 /// decoding the rest; `None` when the line does not have that form.
 fn scan_addresses(line: &str, out: &mut Vec<IpAddr>) -> Option<()> {
-    const KEY: &str = "\"addresses\":[";
-    let at = memmem::find(line.as_bytes(), KEY.as_bytes())?;
-    let mut rest = &line[at + KEY.len()..];
-    if rest.starts_with(']') {
-        return Some(());
-    }
-    loop {
-        rest = rest.strip_prefix('"')?;
-        let end = rest.find('"')?;
+    for item in summary::address_items(summary::recorded_addresses(line)?) {
         // "address/prefix": the address alone is what is leased.
-        let (addr, _prefix) = rest[..end].split_once('/')?;
+        let (addr, _prefix) = item?.split_once('/')?;
         out.push(addr.parse().ok()?);
-        rest = &rest[end + 1..];
-        match rest.as_bytes().first()? {
-            b',' => rest = &rest[1..],
-            b']' => return Some(()),
-            _ => return None,
-        }
     }
+    Some(())
 }
 
 impl Attachments {
@@ -321,10 +308,13 @@ impl Attachments {
     pub fn addresses(&self) -> Vec<IpAddr> {
         let mut out = Vec::with_capacity(self.slots.len());
         for slot in &self.slots {
+            let before = out.len();
             let scanned = slot
                 .undecoded_line()
                 .is_some_and(|line| scan_addresses(line, &mut out).is_some());
             if !scanned {
+                // What a scan that failed half-way pushed goes.
+                out.truncate(before);
                 out.extend(slot.get().addresses.iter().map(IpNet::addr));
             }
         }

@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 
 use memchr::memmem::Finder;
 
-use super::super::{ports::PortMapping, Attachment, NsRef};
+use crate::model::{ports::PortMapping, Attachment, NsRef};
 
 /// One attachment as `show` lists it.
 pub enum Summary<'a> {
@@ -64,6 +64,22 @@ fn string_at(rest: &str) -> Option<&str> {
     (!value.contains('\\')).then_some(value)
 }
 
+/// What is inside the brackets of a line's `"addresses":[…]`.
+pub(super) fn recorded_addresses(line: &str) -> Option<&str> {
+    let key = &KEYS.addresses;
+    let at = key.find(line.as_bytes())? + key.needle().len();
+    Some(&line[at..at + memchr::memchr(b']', &line.as_bytes()[at..])?])
+}
+
+/// The `address/prefix` items of `recorded_addresses`; `None` for an item
+/// not in the form nsnet writes.
+pub(super) fn address_items(recorded: &str) -> impl Iterator<Item = Option<&str>> {
+    recorded
+        .split(',')
+        .filter(|item| !item.is_empty())
+        .map(|item| item.strip_prefix('"')?.strip_suffix('"'))
+}
+
 impl<'a> Summary<'a> {
     /// The summary of `line`, read off it without decoding; `None` when
     /// the line has more than a summary shows (published ports) or is not
@@ -75,13 +91,11 @@ impl<'a> Summary<'a> {
         }
         // The first field, as nsnet writes it.
         let namespace = string_at(line.strip_prefix("{\"namespace\":")?)?;
-        let at = keys.addresses.find(line.as_bytes())? + keys.addresses.needle().len();
-        let addresses = &line[at..at + memchr::memchr(b']', &line.as_bytes()[at..])?];
         Some(Summary::Line(LineSummary {
             namespace,
             host_ifname: string_value(line, &keys.host_ifname)?,
             ifname: string_value(line, &keys.ifname)?,
-            addresses,
+            addresses: recorded_addresses(line)?,
         }))
     }
 
@@ -130,8 +144,8 @@ impl fmt::Display for Addresses<'_, '_> {
         let mut sep = "";
         match self.0 {
             Summary::Line(l) => {
-                for a in l.addresses.split(',').filter(|a| !a.is_empty()) {
-                    write!(f, "{sep}{}", a.trim_matches('"'))?;
+                for a in address_items(l.addresses).flatten() {
+                    write!(f, "{sep}{a}")?;
                     sep = ",";
                 }
             }
