@@ -2,8 +2,6 @@
 
 mod cli;
 
-use clap::Parser;
-
 /// A closed stdout (`nsnet show | head`) ends the process quietly, as it
 /// does `ip` and every C tool: Rust ignores SIGPIPE by default, and every
 /// later write would then panic.
@@ -31,8 +29,8 @@ fn main() {
         std::process::exit(code);
     }
     let start = std::time::Instant::now();
-    let args = cli::Cli::parse();
-    let json = args.json;
+    let args = cli::parse();
+    let json = args.options.json;
     let result = cli::run(args);
     // With -v: what `main` spent, from the command line's parsing to the
     // drop of everything the command made (the rest of a process's time is

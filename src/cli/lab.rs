@@ -15,7 +15,7 @@ use nsnet::model::Rejection;
 use nsnet::plan::lab::LinkRequest;
 use nsnet::Nsnet;
 
-#[derive(Subcommand)]
+#[derive(Debug, Subcommand)]
 pub enum LinkCmd {
     /// Link two namespaces with a veth pair (creating them if needed)
     #[command(
@@ -40,7 +40,7 @@ pub enum LinkCmd {
     Ls,
 }
 
-#[derive(Subcommand)]
+#[derive(Debug, Subcommand)]
 pub enum RouteCmd {
     /// Add a static route inside a namespace
     #[command(
@@ -66,7 +66,7 @@ pub enum RouteCmd {
     Ls,
 }
 
-#[derive(Args)]
+#[derive(Debug, Args)]
 #[command(
     after_help = "Examples:\n  nsnet impair r1:eth1 --delay 20ms --jitter 5ms --loss 1%\n  \
     nsnet impair r1:eth1 --rate 10mbit\n  nsnet impair r1:eth1 --clear\n  nsnet impair ls"
@@ -97,7 +97,7 @@ pub struct ImpairArgs {
     clear: bool,
 }
 
-#[derive(Args)]
+#[derive(Debug, Args)]
 pub struct PingallArgs {
     /// Only what this topology file made
     #[arg(short, long)]
@@ -110,7 +110,7 @@ pub struct PingallArgs {
     timeout: f64,
 }
 
-#[derive(Args)]
+#[derive(Debug, Args)]
 pub struct GraphArgs {
     /// Draw this topology file (default: what is recorded)
     #[arg(short, long)]

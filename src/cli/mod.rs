@@ -10,6 +10,7 @@ pub mod lab;
 pub mod output;
 pub mod schema;
 
+pub use deferred::parse;
 use deferred::Deferred;
 
 use std::io;
@@ -25,7 +26,7 @@ use nsnet::model::rejection::{parse_ip, parse_subnet};
 use nsnet::model::{names, ConnectRequest, CreateRequest, GatewayMode, NsRef, Rejection, State};
 use nsnet::{require_root, Nsnet, Result};
 
-#[derive(Parser)]
+#[derive(Debug, Parser)]
 #[command(
     name = "nsnet",
     version,
@@ -35,6 +36,15 @@ use nsnet::{require_root, Nsnet, Result};
         4 conflict (exists, in use, overlap)."
 )]
 pub struct Cli {
+    #[command(flatten)]
+    pub options: GlobalOptions,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The options every subcommand takes, before or after its name.
+#[derive(Debug, clap::Args)]
+pub struct GlobalOptions {
     /// Where nsnet records networks and leases
     #[arg(long, global = true, help_heading = "Global options", env = "NSNET_STATE_DIR", default_value = nsnet::store::DEFAULT_DIR)]
     pub state_dir: PathBuf,
@@ -62,11 +72,9 @@ pub struct Cli {
         help_heading = "Global options"
     )]
     pub color: output::ColorChoice,
-    #[command(subcommand)]
-    pub command: Command,
 }
 
-#[derive(Subcommand)]
+#[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create, list, inspect and remove networks (a bridge plus subnets)
     #[command(subcommand)]
@@ -238,7 +246,7 @@ pub enum Command {
 
 // Parsed once per process: the size of `Create` costs nothing.
 #[allow(clippy::large_enum_variant)]
-#[derive(Subcommand)]
+#[derive(Debug, Subcommand)]
 pub enum NetworkCmd {
     /// Create a network: a bridge, a gateway address per subnet, NAT
     #[command(after_help = "Examples (the tutorial's bridge, and more):\n  \
@@ -323,7 +331,7 @@ pub enum NetworkCmd {
     },
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Driver {
     /// A bridge on this host
     Bridge,
@@ -332,7 +340,7 @@ pub enum Driver {
     Overlay,
 }
 
-#[derive(clap::Args)]
+#[derive(Debug, clap::Args)]
 #[command(next_help_heading = "Overlay networks (--driver overlay)")]
 pub struct OverlayArgs {
     /// The kind of network
@@ -386,7 +394,7 @@ impl OverlayArgs {
     }
 }
 
-#[derive(Subcommand)]
+#[derive(Debug, Subcommand)]
 pub enum NsCmd {
     /// Create a named namespace
     Add {
@@ -520,12 +528,12 @@ fn show(nsnet: &Nsnet, out: &output::Printer, network: Option<String>) -> Result
 
 pub fn run(cli: Cli) -> Result<i32> {
     let out = output::Printer {
-        json: cli.json,
-        quiet: cli.quiet,
-        color: !cli.json && cli.color.enabled(),
+        json: cli.options.json,
+        quiet: cli.options.quiet,
+        color: !cli.options.json && cli.options.color.enabled(),
     };
-    nsnet::apply::set_verbose(cli.verbose);
-    let nsnet = Nsnet::new(&cli.state_dir);
+    nsnet::apply::set_verbose(cli.options.verbose);
+    let nsnet = Nsnet::new(&cli.options.state_dir);
     match cli.command {
         Command::Network(Deferred(cmd)) => network(&nsnet, &out, cmd)?,
         Command::Ns(Deferred(cmd)) => namespace(&nsnet, &out, cmd)?,
@@ -595,7 +603,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Impair(Deferred(args)) => lab::impair(&nsnet, &out, args)?,
         Command::Pingall(Deferred(args)) => return lab::pingall_command(&nsnet, &out, args),
         Command::Graph(Deferred(args)) => lab::graph(&nsnet, args)?,
-        Command::Dns => dns_server(&cli.state_dir)?,
+        Command::Dns => dns_server(&cli.options.state_dir)?,
         Command::ReapParked { names } => nsnet::apply::live::reap_parked(&names),
         Command::Man { dir } => {
             let written = man_pages(&dir)?;
@@ -608,7 +616,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             clap_complete::generate(shell, &mut Cli::command(), "nsnet", &mut io::stdout());
         }
     }
-    if !cli.quiet {
+    if !cli.options.quiet {
         for n in nsnet.take_notices() {
             eprintln!("note: {n}");
         }
