@@ -88,7 +88,7 @@ impl<T: FromArgMatches> FromArgMatches for Deferred<T> {
     }
 }
 
-/// A variant's arguments (`Connect(Deferred<ConnectArgs>)`).
+/// A variant's arguments (`Impair(Deferred<ImpairArgs>)`).
 impl<T: Args> Args for Deferred<T> {
     fn augment_args(cmd: Command) -> Command {
         cmd.defer(T::augment_args)
