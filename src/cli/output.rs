@@ -83,14 +83,17 @@ fn name_key(name: &str) -> Option<u128> {
 
 impl LivePorts {
     fn new(links: Vec<LinkInfo>) -> LivePorts {
-        let mut live = LivePorts {
-            links: links
-                .into_iter()
-                .filter_map(|l| Some((name_key(&l.name)?, l)))
-                .collect(),
-        };
-        live.links.sort_unstable_by_key(|(key, _)| *key);
+        let mut live = LivePorts { links: Vec::new() };
+        live.extend(links);
         live
+    }
+
+    fn extend(&mut self, links: impl IntoIterator<Item = LinkInfo>) {
+        let keyed = links
+            .into_iter()
+            .filter_map(|l| Some((name_key(&l.name)?, l)));
+        self.links.extend(keyed);
+        self.links.sort_unstable_by_key(|(key, _)| *key);
     }
 
     pub fn get(&self, name: &str) -> Option<&LinkInfo> {
@@ -121,16 +124,15 @@ fn on_bridge(port: &LinkInfo, bridge: Option<&LinkInfo>) -> bool {
 /// namespaces), then, one by one, the networks' bridges and the host ends
 /// the dump lacks: a host end taken off every bridge is there, not missing.
 pub fn live_ports(state: &State) -> LivePorts {
-    let mut links = Vec::new();
     let read = Handle::open().and_then(|mut h| {
-        let dumped = LivePorts::new(h.bridge_ports()?);
+        let mut live = LivePorts::new(h.bridge_ports()?);
         let mut missing: Vec<String> = Vec::new();
         for net in state.networks.values() {
-            if dumped.get(&net.bridge).is_none() {
+            if live.get(&net.bridge).is_none() {
                 missing.push(net.bridge.clone());
             }
             for a in net.attachments.summaries() {
-                if dumped.get(a.host_ifname()).is_none() {
+                if live.get(a.host_ifname()).is_none() {
                     missing.push(a.host_ifname().to_owned());
                 }
             }
@@ -138,16 +140,14 @@ pub fn live_ports(state: &State) -> LivePorts {
         // A name recorded twice is looked up once.
         missing.sort_unstable();
         missing.dedup();
-        links = dumped.links.into_iter().map(|(_, l)| l).collect();
+        let mut found = Vec::new();
         for name in &missing {
-            links.extend(h.link_by_name(name)?);
+            found.extend(h.link_by_name(name)?);
         }
-        Ok(())
+        live.extend(found);
+        Ok(live)
     });
-    if read.is_err() {
-        links.clear();
-    }
-    LivePorts::new(links)
+    read.unwrap_or_else(|_| LivePorts::new(Vec::new()))
 }
 
 /// `show --json`.

@@ -8,6 +8,7 @@
 //! deletions; a change of structure replaces the table.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use serde_json::{json, Value};
@@ -15,7 +16,6 @@ use serde_json::{json, Value};
 use crate::model::ports::PortMapping;
 use crate::model::NsRef;
 use crate::model::{Attachment, Attachments, GatewayMode, Network, State};
-use std::sync::Arc;
 
 /// The one table nsnet owns.
 pub const TABLE: &str = "nsnet";

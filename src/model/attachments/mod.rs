@@ -114,6 +114,10 @@ impl Slot {
 /// The key of the first field of an attachment's line.
 const FIRST_KEY: &str = "\"namespace\":";
 
+/// The key of published ports, which a line holds only when there are some
+/// (the field is left out when empty).
+const PORTS_KEY: &str = "\"ports\":";
+
 /// What a line holding a value must contain.
 enum Needle {
     Anywhere(Box<memmem::Finder<'static>>),
@@ -286,10 +290,10 @@ impl Attachments {
         .next()
     }
 
-    /// The attachments with published ports (their lines alone hold a
-    /// `"ports"` key: it is left out when empty).
+    /// The attachments with published ports (their lines alone hold
+    /// `PORTS_KEY`).
     pub fn with_ports(&self) -> impl Iterator<Item = &Arc<Attachment>> {
-        let needle = Needle::Anywhere(Box::new(memmem::Finder::new(b"\"ports\":").into_owned()));
+        let needle = Needle::Anywhere(Box::new(memmem::Finder::new(PORTS_KEY).into_owned()));
         self.matching(needle, |a| !a.ports.is_empty())
             .map(|(_, a)| a)
     }
@@ -466,6 +470,14 @@ mod tests {
         }
     }
 
+    /// How many slots of `lazy` are decoded.
+    fn decoded(lazy: &Attachments) -> usize {
+        lazy.slots
+            .iter()
+            .filter(|s| s.value.get().is_some())
+            .count()
+    }
+
     fn lines(atts: &[Attachment]) -> (RecordText, Attachments) {
         let mut text = Vec::new();
         let decoded: Attachments = atts.iter().cloned().map(Arc::new).collect();
@@ -521,11 +533,7 @@ mod tests {
         assert_eq!(found[0].namespace, a);
         // "ab" was not a candidate; "c" was (its alias holds the needle's
         // text escaped, so it is not), and neither was decoded.
-        let decoded = lazy
-            .slots
-            .iter()
-            .filter(|s| s.value.get().is_some())
-            .count();
+        let decoded = decoded(&lazy);
         assert_eq!(decoded, 1, "only a's line was decoded");
         let key = CniKey {
             container_id: "c1".into(),
@@ -613,11 +621,7 @@ mod tests {
             assert_eq!(summary.addresses().to_string(), addresses.join(","));
             assert_eq!(summary.ports(), &a.ports[..]);
         }
-        let decoded = lazy
-            .slots
-            .iter()
-            .filter(|s| s.value.get().is_some())
-            .count();
+        let decoded = decoded(&lazy);
         assert_eq!(decoded, 2, "only the lines a summary cannot borrow from");
     }
 }

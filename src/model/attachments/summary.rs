@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 
 use memchr::memmem::Finder;
 
-use crate::model::{ports::PortMapping, Attachment, NsRef};
+use crate::model::{ports::PortMapping, Attachment};
 
 /// One attachment as `show` lists it.
 pub enum Summary<'a> {
@@ -54,7 +54,7 @@ static KEYS: LazyLock<Keys> = LazyLock::new(|| Keys {
     host_ifname: Finder::new(b"\"host_ifname\":"),
     ifname: Finder::new(b"\"ifname\":"),
     addresses: Finder::new(b"\"addresses\":["),
-    ports: Finder::new(b"\"ports\":"),
+    ports: Finder::new(super::PORTS_KEY.as_bytes()),
 });
 
 /// The string `rest` starts with, unless it has an escape.
@@ -90,7 +90,7 @@ impl<'a> Summary<'a> {
             return None;
         }
         // The first field, as nsnet writes it.
-        let namespace = string_at(line.strip_prefix("{\"namespace\":")?)?;
+        let namespace = string_at(line.strip_prefix('{')?.strip_prefix(super::FIRST_KEY)?)?;
         Some(Summary::Line(LineSummary {
             namespace,
             host_ifname: string_value(line, &keys.host_ifname)?,
@@ -117,10 +117,10 @@ impl<'a> Summary<'a> {
     pub fn namespace(&self) -> Cow<'_, str> {
         match self {
             Summary::Line(l) => Cow::Borrowed(l.namespace),
-            Summary::Decoded(a) => match &a.namespace {
-                NsRef::Named(name) => Cow::Borrowed(name),
-                path => Cow::Owned(path.to_string()),
-            },
+            Summary::Decoded(a) => a
+                .namespace
+                .name()
+                .map_or_else(|| Cow::Owned(a.namespace.to_string()), Cow::Borrowed),
         }
     }
 
@@ -141,21 +141,21 @@ pub struct Addresses<'s, 'a>(&'s Summary<'a>);
 
 impl fmt::Display for Addresses<'_, '_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut sep = "";
         match self.0 {
-            Summary::Line(l) => {
-                for a in address_items(l.addresses).flatten() {
-                    write!(f, "{sep}{a}")?;
-                    sep = ",";
-                }
-            }
-            Summary::Decoded(a) => {
-                for a in &a.addresses {
-                    write!(f, "{sep}{a}")?;
-                    sep = ",";
-                }
-            }
+            Summary::Line(l) => comma_separated(f, address_items(l.addresses).flatten()),
+            Summary::Decoded(a) => comma_separated(f, a.addresses.iter()),
         }
-        Ok(())
     }
+}
+
+fn comma_separated(
+    f: &mut fmt::Formatter<'_>,
+    items: impl Iterator<Item = impl fmt::Display>,
+) -> fmt::Result {
+    let mut sep = "";
+    for item in items {
+        write!(f, "{sep}{item}")?;
+        sep = ",";
+    }
+    Ok(())
 }
