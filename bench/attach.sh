@@ -23,6 +23,10 @@
 #   the N namespaces, with nsnet's peak RSS (GNU time) for each.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
+# The CNI reference plugins (a peer), hyperfine (spawns the read-only
+# commands), bc and GNU time; without them the rows they serve are skipped
+# or timed from the shell, and the output says so.
+install_missing containernetworking-plugins hyperfine bc time || true
 enter_sandbox "$@"
 [ $# -gt 0 ] || set -- 10 100 500 1000
 tmp=$(mktemp -d)
@@ -108,7 +112,8 @@ topology_run() { # n [networks]: the n namespaces spread over that many networks
 # Where one `nsnet connect` process spends its time with N attachments in
 # place: process start (an `nsnet --version`), state (lock + load, journal,
 # record, as -v times them), kernel (the steps, as -v times them), and the
-# rest (planning, facts, exit), averaged over R connects.
+# rest (planning, facts, exit), averaged over R connects; then the
+# read-only commands, "ls inspect show bridge-link ip-master".
 split_run() {
   local n=$1 r=${NSNET_BENCH_SPLIT:-10} names=()
   "$NSNET" -q network create bench --subnet 10.98.0.0/16 >/dev/null
@@ -123,15 +128,13 @@ split_run() {
     state=$((state + $(awk '/ ms  \((lock and load the state|write the journal|record the state)\)/ {s += $2 * 1000000} END {printf "%d", s}' "$tmp/v")))
     kernel=$((kernel + $(awk '/ ms  / && !/ ms  \(/ {s += $2 * 1000000} END {printf "%d", s}' "$tmp/v")))
   done
-  # Read-only commands with the N attachments in place.
-  local ls=0 inspect=0 show=0
-  for i in $(seq "$r"); do
-    t0=$(now); "$NSNET" network ls >/dev/null; t1=$(now); ls=$((ls + t1 - t0 - clock / r))
-    t0=$(now); "$NSNET" network inspect bench >/dev/null; t1=$(now); inspect=$((inspect + t1 - t0 - clock / r))
-    t0=$(now); "$NSNET" show >/dev/null; t1=$(now); show=$((show + t1 - t0 - clock / r))
-  done
+  # Read-only commands with the N attachments in place, beside iproute2's
+  # two listings of the same bridge ports (medians).
+  local read_only
+  read_only=$(spawn_times "$NSNET network ls" "$NSNET network inspect bench" "$NSNET show" \
+    "bridge link show" "ip -br link show master bench" | paste -sd ' ')
   "$NSNET" -q network rm bench --force
-  echo "$(((total - clock) / r)) $(((start - clock) / r)) $((state / r)) $((kernel / r)) $((ls / r)) $((inspect / r)) $((show / r))"
+  echo "$(((total - clock) / r)) $(((start - clock) / r)) $((state / r)) $((kernel / r)) $read_only"
 }
 
 row() { # n label setup_ns teardown_ns floor_setup floor_teardown
@@ -153,7 +156,7 @@ for n in "$@"; do
   row "$n" "nsnet, rm --force" "$rs" "$rt" "$fs" "$ft"
   row "$n" "nsnet up / down" "$us" "$ut" "$fs" "$ft"
   echo "      peak RSS: up $((urss / 1024)) MB, down $((drss / 1024)) MB"
-  read -r total start state kernel ls inspect show < <(split_run "$n"); settle
+  read -r total start state kernel ls inspect show bridge_link ip_master < <(split_run "$n"); settle
   printf '      one more connect: %s ms = process start %s + state %s + kernel %s + the rest %s\n' \
     "$(ms "$total")" "$(ms "$start")" "$(ms "$state")" "$(ms "$kernel")" \
     "$(ms $((total - start - state - kernel)))"
@@ -163,8 +166,11 @@ for n in "$@"; do
   own_last=$own n_last=$n
   printf '      connect per process above the setup floor (the nsnet part): %s ms\n' \
     "$(ms $(( (ps - fs) / n )))"
-  printf '      read-only, N in place: network ls %s ms, inspect %s ms, show %s ms\n' \
+  printf '      read-only, N in place (median, spawned without a shell): network ls %s ms, inspect %s ms, show %s ms\n' \
     "$(ms "$ls")" "$(ms "$inspect")" "$(ms "$show")"
+  printf '      the same bridge ports listed by iproute2: bridge link show %s ms, ip link show master %s ms (show: %sx of the quicker)\n' \
+    "$(ms "$bridge_link")" "$(ms "$ip_master")" \
+    "$(echo "scale=2; $show / $((bridge_link < ip_master ? bridge_link : ip_master))" | bc)"
 done
 if [ "$n_first" != "$n_last" ]; then
   printf 'one more connect, all but the kernel steps (process start, state, planning, exit): %s ms at N = %s, %s ms at N = %s: %sx\n' \

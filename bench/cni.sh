@@ -3,10 +3,12 @@
 # (Debian package containernetworking-plugins), same configuration shape,
 # same run, inside a private sandbox: N sequential ADDs, then N DELs, one
 # plugin process each, as a runtime calls them.
-#   bench/cni.sh [N]     (default 100; as root)
+#   bench/cni.sh [N]     (default 100; as root; installs the plugins when
+#                         missing)
 set -euo pipefail
-[ -x /usr/lib/cni/bridge ] || { echo "bench/cni.sh: needs containernetworking-plugins" >&2; exit 2; }
 . "$(dirname "$0")/lib.sh"
+install_missing containernetworking-plugins bc || true
+[ -x /usr/lib/cni/bridge ] || { echo "bench/cni.sh: needs containernetworking-plugins" >&2; exit 2; }
 enter_sandbox "$@"
 n=${1:-100}
 tmp=$(mktemp -d)

@@ -12,12 +12,8 @@
 #   bench/dns.sh [SECONDS]      (as root; installs dnsperf, aardvark-dns,
 #                                bind9-dnsutils when missing)
 set -euo pipefail
-need=()
-for p in dnsperf aardvark-dns bind9-dnsutils; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
-if [ ${#need[@]} -gt 0 ] && [ -z "${NSNET_BENCH_INNER:-}" ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
 . "$(dirname "$0")/lib.sh"
+install_missing dnsperf aardvark-dns bind9-dnsutils || exit 2
 enter_sandbox "$@"
 SECS=${1:-20}
 AARDVARK=/usr/lib/podman/aardvark-dns

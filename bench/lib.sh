@@ -32,3 +32,40 @@ enter_sandbox() {
 }
 
 now() { date +%s%N; }
+
+# Installs the Debian packages of a benchmark's peers and tools that are
+# missing, before the sandbox is entered (apt writes the host's /var/lib).
+# Says which could not be installed and returns 1; the caller decides
+# whether to go on without them (a peer is skipped, and the script says so).
+install_missing() {
+  [ -z "${NSNET_BENCH_INNER:-}" ] || return 0
+  local need=() p
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
+  [ ${#need[@]} -gt 0 ] || return 0
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null && return 0
+  echo "$(basename "$0"): could not install ${need[*]}" >&2
+  return 1
+}
+
+# Median wall time in ns of each command (one string each, no shell
+# syntax), one line per command. Each process is spawned the way a runtime
+# spawns a plugin (hyperfine -N: posix_spawn, no shell); a shell's fork of
+# itself costs about 1 ms on the development VM, more than some commands
+# measured here. Without hyperfine: a shell loop, and a note on stderr.
+spawn_times() {
+  local runs=${NSNET_BENCH_RUNS:-30} c t0 t1 i
+  if command -v hyperfine >/dev/null; then
+    hyperfine -N -w 3 -r "$runs" --export-csv "$tmp/spawn.csv" "$@" >/dev/null 2>&1
+    awk -F, 'NR > 1 { printf "%d\n", $4 * 1e9 }' "$tmp/spawn.csv"
+    return
+  fi
+  echo "hyperfine not installed: timed from a shell loop (adds a shell fork)" >&2
+  for c in "$@"; do
+    local times=()
+    for i in $(seq "$runs"); do
+      t0=$(now); $c >/dev/null 2>&1; t1=$(now); times+=($((t1 - t0)))
+    done
+    printf '%s\n' "${times[@]}" | sort -n | sed -n "$(((runs + 1) / 2))p"
+  done
+}
