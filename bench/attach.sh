@@ -143,7 +143,6 @@ row() { # n label setup_ns teardown_ns floor_setup floor_teardown
     "$(ms "$4")" "$(echo "scale=2; $4 / $1 / 1000000" | bc)" "$(echo "scale=2; $4 / $6" | bc)"
 }
 printf '%-5s %-22s %10s %8s %7s %12s %8s %7s\n' N method "setup ms" "ms/ns" ratio "teardown ms" "ms/ns" ratio
-own_first='' own_last='' n_first='' n_last=''
 for n in "$@"; do
   read -r fs ft < <(floor_run "$n"); settle
   read -r ps pt < <(nsnet_run "$n" per-process); settle
@@ -160,10 +159,6 @@ for n in "$@"; do
   printf '      one more connect: %s ms = process start %s + state %s + kernel %s + the rest %s\n' \
     "$(ms "$total")" "$(ms "$start")" "$(ms "$state")" "$(ms "$kernel")" \
     "$(ms $((total - start - state - kernel)))"
-  # nsnet's own part of one more connect: all but the kernel's steps.
-  own=$((total - kernel))
-  [ -n "$own_first" ] || { own_first=$own; n_first=$n; }
-  own_last=$own n_last=$n
   printf '      connect per process above the setup floor (the nsnet part): %s ms\n' \
     "$(ms $(( (ps - fs) / n )))"
   printf '      read-only, N in place (median, spawned without a shell): network ls %s ms, inspect %s ms, show %s ms\n' \
@@ -172,9 +167,45 @@ for n in "$@"; do
     "$(ms "$bridge_link")" "$(ms "$ip_master")" \
     "$(echo "scale=2; $show / $((bridge_link < ip_master ? bridge_link : ip_master))" | bc)"
 done
+# nsnet's own part of one more connect (all but the kernel's steps) at the
+# smallest and the largest N, measured alternately, round after round: the
+# machine's slow phases last minutes, longer than the rows above take, and
+# alternating makes them weigh on both sizes alike. Medians of all the
+# connects of the rounds.
+own_part() { # n: all but the kernel steps of each of R more connects, ns
+  local n=$1 r=${NSNET_BENCH_SPLIT:-10} names=() t0 t1 kernel
+  "$NSNET" -q network create bench --subnet 10.98.0.0/16 >/dev/null
+  for i in $(seq "$n"); do names+=("n$i"); done
+  "$NSNET" -q connect bench "${names[@]}"
+  for i in $(seq "$r"); do
+    # The clock read without a process (a `date` adds its own noise).
+    t0=${EPOCHREALTIME/[.,]/}
+    "$NSNET" -v connect bench "s$i" 2>"$tmp/v" >/dev/null
+    t1=${EPOCHREALTIME/[.,]/}
+    kernel=$(awk '/ ms  / && !/ ms  \(/ {s += $2 * 1000000} END {printf "%d", s}' "$tmp/v")
+    echo $(((t1 - t0) * 1000 - kernel))
+  done
+  "$NSNET" -q network rm bench --force
+}
+quartile() { # q values...: the q-th quartile (2: the median)
+  local q=$1; shift
+  printf '%s\n' "$@" | sort -n | sed -n "$(( ($# - 1) * q / 4 + 1 ))p"
+}
+median() { quartile 2 "$@"; }
+n_first=$1 n_last=${!#}
 if [ "$n_first" != "$n_last" ]; then
-  printf 'one more connect, all but the kernel steps (process start, state, planning, exit): %s ms at N = %s, %s ms at N = %s: %sx\n' \
-    "$(ms "$own_first")" "$n_first" "$(ms "$own_last")" "$n_last" "$(echo "scale=2; $own_last / $own_first" | bc)"
+  firsts=() lasts=()
+  for round in $(seq "${NSNET_BENCH_OWN_ROUNDS:-3}"); do
+    # shellcheck disable=SC2207
+    firsts+=($(own_part "$n_first")); settle
+    # shellcheck disable=SC2207
+    lasts+=($(own_part "$n_last")); settle
+  done
+  own_first=$(median "${firsts[@]}") own_last=$(median "${lasts[@]}")
+  printf 'one more connect, all but the kernel steps (process start, state, planning, exit), median of %s connects in alternate rounds: %s ms at N = %s, %s ms at N = %s: %sx\n' \
+    "${#firsts[@]}" "$(ms "$own_first")" "$n_first" "$(ms "$own_last")" "$n_last" \
+    "$(echo "scale=2; $own_last / $own_first" | bc)"
+  echo "      quartiles: $(ms "$(quartile 1 "${firsts[@]}")")-$(ms "$(quartile 3 "${firsts[@]}")") ms at N = $n_first, $(ms "$(quartile 1 "${lasts[@]}")")-$(ms "$(quartile 3 "${lasts[@]}")") ms at N = $n_last"
 fi
 # Two networks of N2 each (default 1000), declaratively: up/down against the
 # floor for the same namespaces on two bridges.
