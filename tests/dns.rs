@@ -265,6 +265,31 @@ fn names_follow_attachments_while_others_query() {
 }
 
 #[test]
+fn tcp_queries_see_the_record_as_it_is_now() {
+    // No other query in between: nothing else makes the server look at the
+    // record between the command and the TCP query.
+    let sb = Sandbox::new();
+    sb.ok(&["network", "create", "n", "--subnet", "10.69.0.0/24"]);
+    sb.ok(&["connect", "n", "q"]);
+    for round in 0..5 {
+        let name = format!("t{round}");
+        sb.ok(&["connect", "n", &name]);
+        let (status, addr) = dig(&sb, "q", "10.69.0.1", &format!("+tcp -q {name} -t A"));
+        assert_eq!(
+            status, "NOERROR",
+            "round {round}: {name} right after connect"
+        );
+        assert!(addr.starts_with("10.69.0."), "round {round}: {addr}");
+        sb.ok(&["disconnect", "n", &name]);
+        assert_eq!(
+            dig(&sb, "q", "10.69.0.1", &format!("+tcp -q {name} -t A")).0,
+            "NXDOMAIN",
+            "round {round}: {name} right after disconnect"
+        );
+    }
+}
+
+#[test]
 fn the_server_comes_and_goes_with_the_networks() {
     let sb = Sandbox::new();
     let before = sb.snapshot();

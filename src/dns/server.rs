@@ -160,6 +160,14 @@ impl Server {
     }
 
     fn serve_tcp(&mut self, addr: IpAddr) {
+        // A TCP client is answered from the record as it is now, as a UDP
+        // one is: without this, the table was the one of the last turn of
+        // the loop, up to a poll timeout old, and a name connected a moment
+        // ago went unanswered. Connections are few enough to look at the
+        // record for each batch of them.
+        if !self.refresh() {
+            return;
+        }
         let Some(l) = self.listeners.get(&addr) else {
             return;
         };
