@@ -289,6 +289,90 @@ fn tcp_queries_see_the_record_as_it_is_now() {
     }
 }
 
+/// One A query for `name` over `sock` to `server`: the response code and
+/// the addresses answered, or what went wrong.
+fn ask(
+    sock: &std::net::UdpSocket,
+    server: &str,
+    id: u16,
+    name: &str,
+) -> Result<(String, Vec<String>), String> {
+    use hickory_proto::op::{Message, Query};
+    use hickory_proto::rr::{Name, RData, RecordType};
+    let mut m = Message::query();
+    m.metadata.id = id;
+    m.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+    sock.send_to(&m.to_vec().unwrap(), server)
+        .map_err(|e| e.to_string())?;
+    let mut buf = [0u8; 512];
+    loop {
+        let (n, _) = sock.recv_from(&mut buf).map_err(|e| e.to_string())?;
+        let r = Message::from_vec(&buf[..n]).map_err(|e| e.to_string())?;
+        if r.metadata.id != id {
+            continue; // a late answer to an earlier question
+        }
+        let addrs = r
+            .answers
+            .iter()
+            .filter_map(|a| match &a.data {
+                RData::A(v4) => Some(v4.to_string()),
+                _ => None,
+            })
+            .collect();
+        return Ok((format!("{:?}", r.metadata.response_code), addrs));
+    }
+}
+
+#[test]
+fn under_load_a_change_is_answered_the_moment_the_command_returns() {
+    // A client that asks without pause keeps the server busy; another asks
+    // for a name the instant the command that made or removed it returns
+    // (no process start in between, as a runtime resolving from an
+    // already running process would).
+    let sb = Sandbox::new();
+    sb.ok(&["network", "create", "n", "--subnet", "10.70.0.0/24"]);
+    sb.ok(&["connect", "n", "q"]);
+    let flood = sb.udp_socket("q", "0.0.0.0:0");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    // Bounded: until the rounds are done, at most 200,000 queries or 60 s.
+    let flooder = std::thread::spawn(move || {
+        let start = Instant::now();
+        let mut asked = 0u32;
+        while !flag.load(std::sync::atomic::Ordering::Relaxed)
+            && asked < 200_000
+            && start.elapsed() < Duration::from_secs(60)
+        {
+            asked += 1;
+            let _ = ask(&flood, "10.70.0.1:53", asked as u16, "q.");
+        }
+        asked
+    });
+    let sock = sb.udp_socket("q", "0.0.0.0:0");
+    let mut stale = Vec::new();
+    for round in 0..60u16 {
+        let name = format!("x{round}");
+        sb.ok(&["connect", "n", &name]);
+        match ask(&sock, "10.70.0.1:53", 2 * round, &format!("{name}.")) {
+            Ok((code, addrs)) if code == "NoError" && addrs.len() == 1 => {}
+            other => stale.push(format!("{name} after connect: {other:?}")),
+        }
+        sb.ok(&["disconnect", "n", &name]);
+        match ask(&sock, "10.70.0.1:53", 2 * round + 1, &format!("{name}.")) {
+            Ok((code, _)) if code == "NXDomain" => {}
+            other => stale.push(format!("{name} after disconnect: {other:?}")),
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let asked = flooder.join().unwrap();
+    assert!(asked > 1000, "the flood asked only {asked} queries");
+    assert!(
+        stale.is_empty(),
+        "{} stale answers of 120 (flood: {asked} queries): {stale:?}",
+        stale.len()
+    );
+}
+
 #[test]
 fn the_server_comes_and_goes_with_the_networks() {
     let sb = Sandbox::new();

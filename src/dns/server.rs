@@ -2,10 +2,11 @@
 //! synchronous loop (poll over one UDP socket and one TCP listener per
 //! gateway address; forwarded queries and TCP clients on short-lived
 //! threads). It answers from the record, which it re-reads whenever the
-//! state file changed (checked before each query, so a name resolves as
-//! soon as the command that made it returns, and no query is dropped by a
-//! reload), binds new gateways and drops old ones, and exits when no
-//! network needs it. SIGTERM/SIGINT stop it.
+//! state directory changed (the kernel says so through a watch on the
+//! directory, asked before each query: a name resolves as soon as the
+//! command that made it returns, and no query is dropped by a reload),
+//! binds new gateways and drops old ones, and exits when no network needs
+//! it. SIGTERM/SIGINT stop it.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 use super::answer::{answer, Outcome};
 use super::records::Table;
+use crate::kernel::watch::DirWatch;
 use crate::store::Store;
 
 pub const PID_FILE: &str = "dns.pid";
@@ -70,16 +72,30 @@ struct Server {
     host: Arc<Vec<IpAddr>>,
     threads: Arc<AtomicUsize>,
     checked: std::time::Instant,
+    /// The state directory's changes; `None` where the kernel refuses a
+    /// watch, and the files are then looked at once per `RECHECK`.
+    watch: Option<DirWatch>,
 }
 
 /// Inode, mtime and size of the record, and of its change log if any.
 type FileId = (u64, i64, i64, u64);
 type FileIds = (FileId, Option<FileId>);
 
-/// How stale the record may be under load (see `serve_udp`).
+/// How stale the record may be under load when the state directory cannot
+/// be watched.
 const RECHECK: Duration = Duration::from_millis(1);
 
 impl Server {
+    /// Whether the record may have changed since it was last read. A
+    /// command's change is in the watch's queue before the command returns,
+    /// so before any query that follows it.
+    fn may_have_changed(&self) -> bool {
+        match &self.watch {
+            Some(w) => w.changed(),
+            None => self.checked.elapsed() >= RECHECK,
+        }
+    }
+
     /// Re-reads the record if the state file changed; false when the
     /// server is no longer needed.
     fn refresh(&mut self) -> bool {
@@ -128,12 +144,11 @@ impl Server {
         let sock = l.udp.clone();
         let mut buf = vec![0u8; MAX_MESSAGE];
         while let Ok((n, from)) = sock.recv_from(&mut buf) {
-            // The record is looked at once per millisecond under load, and
-            // always for a query from the host itself: every command that
-            // changes the record asks one (from a gateway address) before it
-            // returns, so what it did is visible to the next query.
+            // Always for a query from the host itself: a command that
+            // starts the server or gives it a gateway asks one (from a
+            // gateway address) and waits for the answer.
             let from_host = self.listeners.contains_key(&from.ip());
-            if (from_host || self.checked.elapsed() >= RECHECK) && !self.refresh() {
+            if (from_host || self.may_have_changed()) && !self.refresh() {
                 return;
             }
             match answer(&buf[..n], from.ip(), &self.table, true) {
@@ -163,9 +178,8 @@ impl Server {
         // A TCP client is answered from the record as it is now, as a UDP
         // one is: without this, the table was the one of the last turn of
         // the loop, up to a poll timeout old, and a name connected a moment
-        // ago went unanswered. Connections are few enough to look at the
-        // record for each batch of them.
-        if !self.refresh() {
+        // ago went unanswered.
+        if self.may_have_changed() && !self.refresh() {
             return;
         }
         let Some(l) = self.listeners.get(&addr) else {
@@ -275,6 +289,14 @@ pub fn run(state_dir: &Path) -> io::Result<()> {
         host: Arc::new(host_upstreams()),
         threads: Arc::new(AtomicUsize::new(0)),
         checked: std::time::Instant::now(),
+        watch: DirWatch::new(state_dir)
+            .map_err(|e| {
+                log(&format!(
+                    "watching {}: {e}; looking at the record once per millisecond instead",
+                    state_dir.display()
+                ))
+            })
+            .ok(),
     };
     let pid_file = state_dir.join(PID_FILE);
     if !server.refresh() {

@@ -19,6 +19,7 @@ pub mod resolv;
 pub mod sandbox;
 pub mod sockdiag;
 pub mod sysctl;
+pub mod watch;
 
 /// A file in memory holding `bytes`, positioned at its start: the input
 /// of a child process without a pipe, so that a child that exits before
