@@ -7,10 +7,9 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-/// What counts as a change: a file written, created, removed, renamed into
-/// or out of the directory, or its metadata changed.
+/// What counts as a change: a file written (or truncated), created,
+/// removed, renamed into or out of the directory, or its metadata changed.
 const MASK: u32 = libc::IN_MODIFY
-    | libc::IN_CLOSE_WRITE
     | libc::IN_CREATE
     | libc::IN_DELETE
     | libc::IN_MOVED_TO
@@ -47,7 +46,9 @@ impl DirWatch {
     /// overflowed and was dropped, say) counts as a change, so that a
     /// caller never misses one.
     pub fn changed(&self) -> bool {
-        let mut buf = [0u8; 4096];
+        // Room for one event with the longest name (16 + 256 bytes): the
+        // buffer is filled afresh on every query, so no bigger.
+        let mut buf = [0u8; 512];
         let mut changed = false;
         loop {
             // SAFETY: `buf` is writable for its whole length during the call.
