@@ -96,7 +96,10 @@ pub fn diff(before: &State, after: &State) -> StateDelta {
     if before.sysctls != after.sysctls {
         d.sysctls = Some(after.sysctls.clone());
     }
-    d.resolv_confs = changed_entries(&before.resolv_confs, &after.resolv_confs);
+    d.resolv_confs = super::resolv_confs::ResolvConfs::changed_between(
+        &before.resolv_confs,
+        &after.resolv_confs,
+    );
     if before.links != after.links
         || before.lab_namespaces != after.lab_namespaces
         || before.impairments != after.impairments
@@ -104,47 +107,6 @@ pub fn diff(before: &State, after: &State) -> StateDelta {
         d.lab = Some(lab_of(after));
     }
     d
-}
-
-/// The entries of two sorted maps that differ (`None`: gone), found in
-/// one walk over both, without a lookup per key.
-fn changed_entries<V: Clone + PartialEq>(
-    before: &BTreeMap<String, V>,
-    after: &BTreeMap<String, V>,
-) -> BTreeMap<String, Option<V>> {
-    use std::cmp::Ordering;
-    let mut out = BTreeMap::new();
-    let (mut b, mut a) = (before.iter().peekable(), after.iter().peekable());
-    loop {
-        match (b.peek(), a.peek()) {
-            (None, None) => return out,
-            (Some((k, _)), None) => {
-                out.insert((*k).clone(), None);
-                b.next();
-            }
-            (None, Some((k, v))) => {
-                out.insert((*k).clone(), Some((*v).clone()));
-                a.next();
-            }
-            (Some((kb, vb)), Some((ka, va))) => match kb.cmp(ka) {
-                Ordering::Less => {
-                    out.insert((*kb).clone(), None);
-                    b.next();
-                }
-                Ordering::Greater => {
-                    out.insert((*ka).clone(), Some((*va).clone()));
-                    a.next();
-                }
-                Ordering::Equal => {
-                    if vb != va {
-                        out.insert((*ka).clone(), Some((*va).clone()));
-                    }
-                    b.next();
-                    a.next();
-                }
-            },
-        }
-    }
 }
 
 /// `before` with the change applied. Idempotent: applying it to the state
@@ -180,8 +142,8 @@ pub fn apply_in_place(s: &mut State, d: &StateDelta) {
     for (key, conf) in &d.resolv_confs {
         match conf {
             Some(c) => s.resolv_confs.insert(key.clone(), c.clone()),
-            None => s.resolv_confs.remove(key),
-        };
+            None => drop(s.resolv_confs.remove(key)),
+        }
     }
     if let Some(lab) = &d.lab {
         s.links = lab.links.clone();

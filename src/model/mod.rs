@@ -16,7 +16,7 @@ pub mod overlay;
 pub mod ports;
 pub mod rejection;
 pub mod request;
-mod resolv_groups;
+pub mod resolv_confs;
 pub mod sysctl;
 
 pub use attachments::Attachments;
@@ -47,8 +47,8 @@ pub struct State {
     /// `/etc/netns/NAME/resolv.conf` files nsnet wrote, by namespace name.
     /// Most namespaces share their content with others (those of the same
     /// networks): shared in memory, recorded once per content on disk.
-    #[serde(default, with = "resolv_groups")]
-    pub resolv_confs: BTreeMap<String, Arc<ResolvConf>>,
+    #[serde(default)]
+    pub resolv_confs: resolv_confs::ResolvConfs,
     /// Point-to-point links between namespaces.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub links: Vec<lab::Link>,

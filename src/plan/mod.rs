@@ -482,13 +482,26 @@ fn resolv_steps_of(
         }
     }
     let mut ops = Vec::new();
-    let recorded: Vec<(String, std::sync::Arc<ResolvConf>)> = after
-        .resolv_confs
-        .iter()
-        .filter(|(n, c)| c.owner == DNS_OWNER && in_scope(n))
-        .map(|(n, c)| (n.clone(), c.clone()))
-        .collect();
-    for (name, _) in recorded {
+    // Those in scope are looked up: the recorded entries are not decoded.
+    let recorded: Vec<String> = match only {
+        Some(names) => names
+            .iter()
+            .filter(|n| {
+                after
+                    .resolv_confs
+                    .get(n)
+                    .is_some_and(|c| c.owner == DNS_OWNER)
+            })
+            .cloned()
+            .collect(),
+        None => after
+            .resolv_confs
+            .iter()
+            .filter(|(_, c)| c.owner == DNS_OWNER)
+            .map(|(n, _)| n.clone())
+            .collect(),
+    };
+    for name in recorded {
         if !wanted.contains_key(&name) {
             after.resolv_confs.remove(&name);
             ops.push(Op::RemoveResolvConf { namespace: name });

@@ -39,6 +39,11 @@ struct Header {
     /// its number, rather than when first used).
     #[serde(default)]
     attachment_fields: Vec<String>,
+    /// The checksum of line 2, the state but attachments: when it holds,
+    /// lists of namespaces in it are kept undecoded too (see
+    /// `model::resolv_confs`). Records written before lack it.
+    #[serde(default)]
+    head_crc32: Option<u32>,
 }
 
 /// The fields of `Attachment`, in order (a test checks them).
@@ -92,15 +97,17 @@ pub fn encode(state: &State, changes: u64) -> serde_json::Result<Vec<Cow<'_, [u8
     };
     let mut crc = crc32fast::Hasher::new();
     lines.iter().for_each(|piece| crc.update(piece));
+    let head = serde_json::to_vec(&head)?;
     let header = Header {
         version: STATE_VERSION,
         attachment_lines: counts,
         crc32: crc.finalize(),
         attachment_fields: ATTACHMENT_FIELDS.map(String::from).to_vec(),
+        head_crc32: Some(crc32fast::hash(&head)),
     };
     let mut first = serde_json::to_vec(&header)?;
     first.push(b'\n');
-    serde_json::to_writer(&mut first, &head)?;
+    first.extend_from_slice(&head);
     first.push(b'\n');
     lines.insert(0, Cow::Owned(first));
     Ok(lines)
@@ -118,6 +125,7 @@ pub fn decode(bytes: Vec<u8>) -> Result<State, Refusal> {
         attachment_lines: counts,
         crc32,
         attachment_fields,
+        head_crc32,
     } = match header {
         Some(h) if h.version >= LINES_FROM => h,
         // One JSON document: versions 1 and 2, or not a record at all.
@@ -136,8 +144,14 @@ pub fn decode(bytes: Vec<u8>) -> Result<State, Refusal> {
     let head_line = lines
         .next()
         .ok_or_else(|| corrupt("the record ends after its header".into()))?;
-    let mut state: State =
-        serde_json::from_str(&text[head_line]).map_err(|e| corrupt(format!("line 2: {e}")))?;
+    let head = &text[head_line];
+    let read_head = || serde_json::from_str::<State>(head);
+    let head = if head_crc32 == Some(crc32fast::hash(head.as_bytes())) {
+        crate::model::resolv_confs::trusting(read_head)
+    } else {
+        read_head()
+    };
+    let mut state = head.map_err(|e| corrupt(format!("line 2: {e}")))?;
     let lines: Vec<Range<usize>> = lines.collect();
     let expected: usize = counts.values().sum();
     if lines.len() != expected {
@@ -219,6 +233,14 @@ mod tests {
                 .collect();
             s.networks.insert(name.into(), net);
         }
+        let dns = Arc::new(crate::model::ResolvConf {
+            servers: vec!["10.0.0.1".parse().unwrap()],
+            owner: crate::model::DNS_OWNER.into(),
+            search: vec!["nsnet.internal".into()],
+        });
+        for ns in ["a0", "a1", "a2", "c0"] {
+            s.resolv_confs.insert(ns.into(), dns.clone());
+        }
         s
     }
 
@@ -245,6 +267,11 @@ mod tests {
         assert!(text.starts_with(&format!("{{\"version\":{STATE_VERSION},")));
         assert_eq!(text.lines().count(), 2 + 5, "{text}");
         let read = decoded(bytes.clone());
+        assert!(read.resolv_confs.get("a1").is_some() && read.resolv_confs.get("b1").is_none());
+        assert!(
+            !read.resolv_confs.decoded_whole(),
+            "lists of namespaces kept undecoded"
+        );
         assert_eq!(read, s);
         assert_eq!(
             encode(&read, 0).unwrap().concat(),
@@ -281,6 +308,24 @@ mod tests {
             decode(later.into_bytes()),
             Err(Refusal::Version(99))
         ));
+    }
+
+    #[test]
+    fn namespace_lists_edited_by_hand_are_checked_when_read() {
+        let text = String::from_utf8(encode(&state(), 0).unwrap().concat()).unwrap();
+        let list = "\"namespaces\":[\"a0\",\"a1\",\"a2\",\"c0\"]";
+        assert!(text.contains(list), "{text}");
+        // Spaced out by hand: read (the checksum fails, so decoded whole).
+        let spaced = text.replacen(list, "\"namespaces\": [ \"a0\" , \"a1\",\"a2\",\"c0\" ]", 1);
+        let read = decoded(spaced.into_bytes());
+        assert!(read.resolv_confs.decoded_whole());
+        assert_eq!(read.resolv_confs, state().resolv_confs);
+        assert!(read.resolv_confs.get("a0").is_some());
+        // A namespace given twice, or a name that is not a string: refused.
+        let twice = text.replacen(list, "\"namespaces\":[\"a0\",\"a0\"]", 1);
+        assert!(reason(twice.into_bytes()).contains("line 2: a namespace is listed under two"));
+        let number = text.replacen(list, "\"namespaces\":[\"a0\",7]", 1);
+        assert!(reason(number.into_bytes()).starts_with("line 2: invalid type"));
     }
 
     #[test]
@@ -363,6 +408,8 @@ mod tests {
                 bytes[at] = byte;
             }
             if let Ok(read) = decode(bytes) {
+                let _ = read.resolv_confs.get("a1");
+                let _ = read.resolv_confs.len();
                 for net in read.networks.values() {
                     for a in &net.attachments {
                         let _ = a.addresses.len();

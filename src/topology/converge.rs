@@ -293,7 +293,7 @@ fn missing<'a>(topo: &'a Topology, mid: &State) -> Missing<'a> {
         dns: topo
             .dns
             .iter()
-            .filter(|(ns, servers)| mid.resolv_confs.get(*ns).map(|c| &c.servers) != Some(servers))
+            .filter(|(ns, servers)| mid.resolv_confs.get(ns).map(|c| &c.servers) != Some(servers))
             .collect(),
     }
 }
@@ -315,7 +315,7 @@ fn describe_missing(
         ));
     }
     for (ns, _) in &m.dns {
-        if !before.resolv_confs.contains_key(*ns) && probe.file_exists(&resolv::path(ns)) {
+        if !before.resolv_confs.contains_key(ns) && probe.file_exists(&resolv::path(ns)) {
             return Err(Rejection::ForeignFile {
                 path: resolv::path(ns).display().to_string(),
             }
