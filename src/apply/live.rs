@@ -53,7 +53,8 @@ impl LiveKernel {
     }
 
     /// The host socket, opened in the calling thread's namespace, which is
-    /// the namespace nsnet was started in: nsnet never moves its main thread.
+    /// the namespace nsnet was started in: a thread that visits another
+    /// namespace is back before it opens anything else (`netns::in_netns`).
     pub fn host(&mut self) -> KResult<&mut Handle> {
         if self.host.is_none() {
             self.host = Some(Handle::open()?);
@@ -109,8 +110,8 @@ impl LiveKernel {
     }
 
     fn create_netns(&mut self, name: &str) -> KResult<()> {
-        // Open the namespace's netlink socket on the thread that made it:
-        // the next steps work inside it anyway.
+        // Open the namespace's netlink socket while creating it: the next
+        // steps work inside it anyway.
         let (fd, handle) = netns::add_with(name, Handle::open)?;
         match handle {
             Ok(handle) => {
