@@ -28,7 +28,7 @@ pub struct Zone {
 
 /// Whether a network is served: DNS on, and a gateway address to serve
 /// on (an isolated network's bridge has none).
-fn served(n: &crate::model::Network) -> bool {
+pub fn served(n: &crate::model::Network) -> bool {
     n.dns && n.has_gateway_addresses()
 }
 

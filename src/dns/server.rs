@@ -66,7 +66,12 @@ fn bind(addr: IpAddr) -> io::Result<Listener> {
 struct Server {
     store: Store,
     state_file: PathBuf,
+    /// The record the table of names was built from.
     seen: Option<FileIds>,
+    /// The record the listeners were last set from.
+    listeners_seen: Option<FileIds>,
+    /// Whether some network is served (the server exits when none is).
+    needed: bool,
     table: Arc<Table>,
     listeners: BTreeMap<IpAddr, Listener>,
     host: Arc<Vec<IpAddr>>,
@@ -96,10 +101,8 @@ impl Server {
         }
     }
 
-    /// Re-reads the record if the state file changed; false when the
-    /// server is no longer needed.
-    fn refresh(&mut self) -> bool {
-        self.checked = std::time::Instant::now();
+    /// The identity of the record and its change log as they are now.
+    fn record_ids(&self) -> Option<FileIds> {
         // The record and its change log: either changing is a change.
         let meta = |p: &Path| {
             std::fs::metadata(p)
@@ -107,20 +110,57 @@ impl Server {
                 .map(|m| (m.ino(), m.mtime(), m.mtime_nsec(), m.len()))
         };
         let changes = meta(&self.state_file.with_file_name(crate::store::LOG_FILE));
-        let id = meta(&self.state_file).map(|s| (s, changes));
+        meta(&self.state_file).map(|s| (s, changes))
+    }
+
+    /// Re-reads the record if it changed, names and all, to answer a
+    /// query; false when the server is no longer needed.
+    fn refresh(&mut self) -> bool {
+        self.checked = std::time::Instant::now();
+        let id = self.record_ids();
         if id.is_some() && id == self.seen {
-            return true;
+            return self.needed;
         }
         self.seen = id;
-        let state = match self.store.read() {
-            Ok(s) => s,
-            Err(e) => {
-                log(&format!("reading the record: {}", crate::error_chain(&e)));
-                return true;
-            }
+        self.listeners_seen = id;
+        let Some(state) = self.read() else {
+            return true;
         };
         let table = Table::from_state(&state);
-        let wanted = table.listen_addresses();
+        self.listen_on(table.listen_addresses());
+        self.needed = !table.zones.is_empty();
+        self.table = Arc::new(table);
+        self.needed
+    }
+
+    /// The loop's look at the record between queries: listeners follow
+    /// the networks, and the server learns whether it is still needed.
+    /// The names are left for the next query (`refresh`): building their
+    /// table decodes every attachment, work wasted on each change while
+    /// commands follow one another and nobody asks.
+    fn refresh_listeners(&mut self) -> bool {
+        let id = self.record_ids();
+        if id.is_some() && id == self.listeners_seen {
+            return self.needed;
+        }
+        self.listeners_seen = id;
+        let Some(state) = self.read() else {
+            return true;
+        };
+        self.listen_on(super::records::listen_addresses(&state));
+        self.needed = state.networks.values().any(super::records::served);
+        self.needed
+    }
+
+    fn read(&self) -> Option<crate::model::State> {
+        self.store
+            .read()
+            .map_err(|e| log(&format!("reading the record: {}", crate::error_chain(&e))))
+            .ok()
+    }
+
+    /// Binds the addresses of `wanted` not bound yet, closes the others.
+    fn listen_on(&mut self, wanted: Vec<IpAddr>) {
         self.listeners.retain(|a, _| wanted.contains(a));
         for a in wanted {
             if let std::collections::btree_map::Entry::Vacant(slot) = self.listeners.entry(a) {
@@ -133,8 +173,6 @@ impl Server {
                 }
             }
         }
-        self.table = Arc::new(table);
-        !self.table.zones.is_empty()
     }
 
     fn serve_udp(&mut self, addr: IpAddr) {
@@ -284,6 +322,8 @@ pub fn run(state_dir: &Path) -> io::Result<()> {
         store: Store::new(state_dir),
         state_file: state_dir.join(crate::store::STATE_FILE),
         seen: None,
+        listeners_seen: None,
+        needed: false,
         table: Arc::new(Table::default()),
         listeners: BTreeMap::new(),
         host: Arc::new(host_upstreams()),
@@ -330,7 +370,7 @@ pub fn run(state_dir: &Path) -> io::Result<()> {
                 }
             }
         }
-        if !server.refresh() {
+        if !server.refresh_listeners() {
             log("no network needs a DNS server any more; exiting");
             break;
         }
