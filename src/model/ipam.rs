@@ -143,18 +143,25 @@ pub fn allocate(subnet: &Subnet, used: &BTreeSet<IpAddr>) -> Result<IpAddr, Ipam
     let (lo, hi) = host_bounds(&subnet.cidr).ok_or(IpamError::Exhausted {
         subnet: subnet.cidr,
     })?;
-    let mut taken: BTreeSet<u128> = used
-        .iter()
-        .filter(|a| subnet.cidr.contains(*a))
+    // The leases from the bottom of the range up, walked in place: the set
+    // is sorted, and within one family its order is the addresses' order
+    // as numbers (every IPv4 address sorts before every IPv6 one).
+    let mut taken = used
+        .range(to_ip(&subnet.cidr, lo)..)
+        .filter(|a| a.is_ipv4() == subnet.cidr.addr().is_ipv4())
         .map(to_u128)
-        .collect();
-    taken.insert(to_u128(&subnet.gateway));
+        .take_while(|t| *t <= hi)
+        .peekable();
+    let gateway = to_u128(&subnet.gateway);
     let mut candidate = lo;
-    for t in taken.range(lo..) {
-        if *t == candidate {
+    loop {
+        if candidate == gateway {
             candidate += 1;
-        } else if *t > candidate {
-            break;
+        }
+        match taken.next_if(|t| *t <= candidate) {
+            Some(t) if t == candidate => candidate += 1,
+            Some(_) => {}
+            None => break,
         }
     }
     if candidate > hi {
