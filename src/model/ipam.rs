@@ -146,9 +146,10 @@ pub fn allocate(subnet: &Subnet, used: &BTreeSet<IpAddr>) -> Result<IpAddr, Ipam
     // The leases from the bottom of the range up, walked in place: the set
     // is sorted, and within one family its order is the addresses' order
     // as numbers (every IPv4 address sorts before every IPv6 one).
+    let v4 = subnet.cidr.addr().is_ipv4();
     let mut taken = used
         .range(to_ip(&subnet.cidr, lo)..)
-        .filter(|a| a.is_ipv4() == subnet.cidr.addr().is_ipv4())
+        .take_while(|a| a.is_ipv4() == v4)
         .map(to_u128)
         .take_while(|t| *t <= hi)
         .peekable();
@@ -256,6 +257,33 @@ mod tests {
             Err(IpamError::InUse { .. })
         ));
         assert!(check_requested(&s, ip("172.16.1.2"), &used).is_ok());
+    }
+
+    #[test]
+    fn leases_of_the_other_family_and_other_subnets_are_not_in_the_way() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let (v4, v6) = (subnet("10.0.0.0/24"), subnet("fd00:1::/64"));
+        // Leases of a dual-stack network, and others around its subnets.
+        let used: BTreeSet<IpAddr> = [
+            "10.0.0.1",
+            "10.0.0.2",
+            "10.0.0.4",
+            "9.255.255.255",
+            "10.0.1.3",
+            "fd00:1::1",
+            "fd00:1::2",
+            "fd00:1::3",
+            "fd00::5",
+            "fd00:2::2",
+        ]
+        .into_iter()
+        .map(ip)
+        .collect();
+        assert_eq!(allocate(&v4, &used).unwrap(), ip("10.0.0.3"));
+        assert_eq!(allocate(&v6, &used).unwrap(), ip("fd00:1::4"));
+        // The gateway is skipped whether it is among the leases or not.
+        let gateway_only: BTreeSet<IpAddr> = [ip("fd00:1::2")].into();
+        assert_eq!(allocate(&v6, &gateway_only).unwrap(), ip("fd00:1::3"));
     }
 
     #[test]
