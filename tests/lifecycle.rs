@@ -406,3 +406,54 @@ fn ipv4_only_networks_run_no_ipv6_on_their_veths() {
         .sh("ip -n b -6 -o addr show dev eth0")
         .contains("fd00:53::2"));
 }
+
+/// `network inspect` lists every attachment (read off its record line,
+/// or decoded where it has published ports) as `--json` describes it.
+#[test]
+fn inspect_lists_every_attachment_with_its_addresses_and_ports() {
+    let sb = Sandbox::new();
+    sb.ok(&["network", "create", "insp", "--subnet", "10.44.0.0/24"]);
+    sb.ok(&["connect", "insp", "plain"]);
+    sb.ok(&["connect", "insp", "web", "-p", "8080:80"]);
+    sb.sh("ip netns add bypath");
+    sb.ok(&["connect", "insp", "/run/netns/bypath", "--ip", "10.44.0.50"]);
+    let text = sb.ok(&["network", "inspect", "insp"]);
+    let json: serde_json::Value =
+        serde_json::from_str(&sb.ok(&["--json", "network", "inspect", "insp"])).unwrap();
+    let atts = json["attachments"].as_array().unwrap();
+    assert_eq!(atts.len(), 3);
+    assert!(text.contains("\nattachments: 3\n"), "{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    for a in atts {
+        let addrs: Vec<&str> = a["addresses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap())
+            .collect();
+        let row = format!(
+            "  {} {} -> {} {}",
+            a["host_ifname"].as_str().unwrap(),
+            a["namespace"].as_str().unwrap(),
+            a["ifname"].as_str().unwrap(),
+            addrs.join(",")
+        );
+        let at = lines.iter().position(|l| *l == row);
+        assert!(at.is_some(), "no line {row:?} in:\n{text}");
+        let published = lines
+            .get(at.unwrap() + 1)
+            .filter(|l| l.contains("published:"));
+        assert_eq!(
+            published.is_some(),
+            a["namespace"] == "web",
+            "published ports of {row:?} in:\n{text}"
+        );
+    }
+    assert!(
+        text.contains("/run/netns/bypath -> eth0 10.44.0.50/24"),
+        "{text}"
+    );
+    assert!(text.contains("published: 8080:80"), "{text}");
+    sb.ok(&["network", "rm", "insp", "--force"]);
+    sb.sh("ip netns del bypath");
+}

@@ -43,6 +43,87 @@ impl ColorChoice {
     }
 }
 
+/// Reports a listing that could not be written (a reader gone away is
+/// not worth a word).
+fn report_stdout(printed: io::Result<()>) {
+    if let Err(e) = printed {
+        if e.kind() != io::ErrorKind::BrokenPipe {
+            eprintln!("nsnet: writing to stdout: {e}");
+        }
+    }
+}
+
+/// `network inspect`: the settings, then a line per attachment read off
+/// its record line (as `show` does), not decoded.
+fn print_inspect(w: &mut impl Write, net: &Network, peers: &[Peer]) -> io::Result<()> {
+    writeln!(w, "network:     {}", net.name)?;
+    writeln!(
+        w,
+        "bridge:      {}{} (mac {})",
+        net.bridge,
+        if net.bridge_adopted { " (adopted)" } else { "" },
+        net.bridge_mac
+    )?;
+    for s in &net.subnets {
+        writeln!(w, "subnet:      {} gateway {}", s.cidr, s.gateway)?;
+    }
+    writeln!(w, "internal:    {}", net.internal)?;
+    writeln!(
+        w,
+        "gateway mode: {} (IPv6: {})",
+        net.gateway_mode, net.gateway_mode_v6
+    )?;
+    writeln!(w, "masquerade:  {}", net.masquerades(true))?;
+    writeln!(w, "isolate:     {}", net.isolate)?;
+    writeln!(w, "icc:         {}", net.icc)?;
+    if !net.trusted_interfaces.is_empty() {
+        writeln!(w, "trusted:     {}", net.trusted_interfaces.join(", "))?;
+    }
+    if let Some(mtu) = net.mtu {
+        writeln!(w, "mtu:         {mtu}")?;
+    }
+    if let Some(o) = &net.overlay {
+        writeln!(
+            w,
+            "overlay:     cluster subnet {} (host subnets /{}), VNI {}, UDP port {}",
+            o.config.subnet, o.config.host_subnet_len, o.config.vni, o.config.port
+        )?;
+        writeln!(
+            w,
+            "             vtep {} on {}, device {}, etcd {}",
+            o.vtep,
+            o.underlay,
+            o.vxlan,
+            o.etcd.join(",")
+        )?;
+        writeln!(w, "peers:       {}", peers.len())?;
+        for p in peers {
+            writeln!(
+                w,
+                "  {} via {} ({})",
+                p.subnet,
+                p.vtep,
+                nsnet::model::names::format_mac(&p.mac)
+            )?;
+        }
+    }
+    writeln!(w, "attachments: {}", net.attachments.len())?;
+    for a in net.attachments.summaries() {
+        writeln!(
+            w,
+            "  {} {} -> {} {}",
+            a.host_ifname(),
+            a.namespace(),
+            a.ifname(),
+            a.addresses()
+        )?;
+        if !a.ports().is_empty() {
+            writeln!(w, "      published: {}", ports(a.ports()))?;
+        }
+    }
+    Ok(())
+}
+
 impl Printer {
     /// `label` in `code` (an SGR number) when colouring.
     fn paint(&self, label: &str, code: u8) -> String {
@@ -430,74 +511,23 @@ impl Printer {
             self.print_json(json!(view));
             return;
         }
-        println!("network:     {}", net.name);
-        println!(
-            "bridge:      {}{} (mac {})",
-            net.bridge,
-            if net.bridge_adopted { " (adopted)" } else { "" },
-            net.bridge_mac
-        );
-        for s in &net.subnets {
-            println!("subnet:      {} gateway {}", s.cidr, s.gateway);
-        }
-        println!("internal:    {}", net.internal);
-        println!(
-            "gateway mode: {} (IPv6: {})",
-            net.gateway_mode, net.gateway_mode_v6
-        );
-        println!("masquerade:  {}", net.masquerades(true));
-        println!("isolate:     {}", net.isolate);
-        println!("icc:         {}", net.icc);
-        if !net.trusted_interfaces.is_empty() {
-            println!("trusted:     {}", net.trusted_interfaces.join(", "));
-        }
-        if let Some(mtu) = net.mtu {
-            println!("mtu:         {mtu}");
-        }
-        if let Some(o) = &net.overlay {
-            println!(
-                "overlay:     cluster subnet {} (host subnets /{}), VNI {}, UDP port {}",
-                o.config.subnet, o.config.host_subnet_len, o.config.vni, o.config.port
-            );
-            println!(
-                "             vtep {} on {}, device {}, etcd {}",
-                o.vtep,
-                o.underlay,
-                o.vxlan,
-                o.etcd.join(",")
-            );
-            println!("peers:       {}", peers.len());
-            for p in peers {
-                println!(
-                    "  {} via {} ({})",
-                    p.subnet,
-                    p.vtep,
-                    nsnet::model::names::format_mac(&p.mac)
-                );
-            }
-        }
-        println!("attachments: {}", net.attachments.len());
-        for a in &net.attachments {
-            println!(
-                "  {} {} -> {} {}",
-                a.host_ifname,
-                a.namespace,
-                a.ifname,
-                addresses(a)
-            );
-            if !a.ports.is_empty() {
-                println!("      published: {}", ports(&a.ports));
-            }
-        }
+        // One write for the whole listing, as for `show`.
+        let mut w = io::BufWriter::new(io::stdout().lock());
+        let printed = print_inspect(&mut w, net, peers).and_then(|()| w.flush());
+        report_stdout(printed);
     }
 
     pub fn namespace_list(&self, names: &[String]) {
         if self.json {
             self.print_json(json!(names));
         } else {
-            for n in names {
-                println!("{n}");
-            }
+            // One write, not one per namespace.
+            let mut w = io::BufWriter::new(io::stdout().lock());
+            let printed = names
+                .iter()
+                .try_for_each(|n| writeln!(w, "{n}"))
+                .and_then(|()| w.flush());
+            report_stdout(printed);
         }
     }
 
@@ -537,11 +567,7 @@ impl Printer {
             })
             .and_then(|()| print_lab(&mut w, state))
             .and_then(|()| w.flush());
-        if let Err(e) = printed {
-            if e.kind() != io::ErrorKind::BrokenPipe {
-                eprintln!("nsnet: writing to stdout: {e}");
-            }
-        }
+        report_stdout(printed);
     }
 
     pub fn outcome(&self, o: &nsnet::topology::converge::Outcome, what: &str, dry_run: bool) {
