@@ -28,7 +28,7 @@ pub struct Zone {
 
 /// Whether a network is served: DNS on, and a gateway address to serve
 /// on (an isolated network's bridge has none).
-pub fn served(n: &crate::model::Network) -> bool {
+fn served(n: &crate::model::Network) -> bool {
     n.dns && n.has_gateway_addresses()
 }
 
@@ -94,18 +94,6 @@ impl Table {
         self.zones
             .iter()
             .filter(move |z| z.subnets.iter().any(|s| s.contains(&source)))
-    }
-
-    /// Every gateway address a server must listen on.
-    pub fn listen_addresses(&self) -> Vec<IpAddr> {
-        let mut out: Vec<IpAddr> = self
-            .zones
-            .iter()
-            .flat_map(|z| z.gateways.iter().copied())
-            .collect();
-        out.sort();
-        out.dedup();
-        out
     }
 }
 

@@ -126,11 +126,8 @@ impl Server {
         let Some(state) = self.read() else {
             return true;
         };
-        let table = Table::from_state(&state);
-        self.listen_on(table.listen_addresses());
-        self.needed = !table.zones.is_empty();
-        self.table = Arc::new(table);
-        self.needed
+        self.table = Arc::new(Table::from_state(&state));
+        self.follow_networks(&state)
     }
 
     /// The loop's look at the record between queries: listeners follow
@@ -147,9 +144,7 @@ impl Server {
         let Some(state) = self.read() else {
             return true;
         };
-        self.listen_on(super::records::listen_addresses(&state));
-        self.needed = state.networks.values().any(super::records::served);
-        self.needed
+        self.follow_networks(&state)
     }
 
     fn read(&self) -> Option<crate::model::State> {
@@ -159,8 +154,11 @@ impl Server {
             .ok()
     }
 
-    /// Binds the addresses of `wanted` not bound yet, closes the others.
-    fn listen_on(&mut self, wanted: Vec<IpAddr>) {
+    /// Listens on the gateways of the networks `state` serves, and no
+    /// others; false when it serves none (the server is no longer needed).
+    fn follow_networks(&mut self, state: &crate::model::State) -> bool {
+        let wanted = super::records::listen_addresses(state);
+        self.needed = !wanted.is_empty();
         self.listeners.retain(|a, _| wanted.contains(a));
         for a in wanted {
             if let std::collections::btree_map::Entry::Vacant(slot) = self.listeners.entry(a) {
@@ -173,6 +171,7 @@ impl Server {
                 }
             }
         }
+        self.needed
     }
 
     fn serve_udp(&mut self, addr: IpAddr) {
