@@ -232,12 +232,10 @@ impl Network {
     }
 
     /// Addresses leased on this network, gateways included.
-    pub fn used_addresses(&self) -> BTreeSet<IpAddr> {
-        self.attachments
-            .addresses()
-            .into_iter()
-            .chain(self.subnets.iter().map(|s| s.gateway))
-            .collect()
+    pub fn used_addresses(&self) -> ipam::Leases {
+        let mut used = self.attachments.addresses();
+        used.extend(self.subnets.iter().map(|s| s.gateway));
+        used.into()
     }
 
     pub fn subnet_v4(&self) -> Option<&Subnet> {

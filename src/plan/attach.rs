@@ -2,7 +2,6 @@
 //! bridge, with addresses, `lo` up and a default route via the gateway;
 //! and their removal. Pure over the record and `NsFacts`.
 
-use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -215,7 +214,7 @@ fn ipam_rejection(e: IpamError, net: &Network) -> Rejection {
 /// The attachment's addresses: those asked for, then one lease per subnet
 /// of a family not asked for.
 fn lease_addresses(net: &Network, ips: &[RequestedIp]) -> Result<Vec<IpNet>> {
-    let mut used: BTreeSet<IpAddr> = net.used_addresses();
+    let mut used = net.used_addresses();
     let mut addresses = Vec::new();
     for addr in requested_addresses(net, ips)? {
         let subnet = subnet_for(net, &addr).expect("requested_addresses checked the family");
