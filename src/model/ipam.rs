@@ -170,11 +170,7 @@ fn check_host(subnet: &IpNet, addr: IpAddr) -> Result<(), IpamError> {
 
 /// Checks a requested address: inside the subnet, a host address, not the
 /// gateway, not leased.
-pub fn check_requested(
-    subnet: &Subnet,
-    addr: IpAddr,
-    used: &Leases,
-) -> Result<(), IpamError> {
+pub fn check_requested(subnet: &Subnet, addr: IpAddr, used: &Leases) -> Result<(), IpamError> {
     check_host(&subnet.cidr, addr)?;
     if addr == subnet.gateway {
         return Err(IpamError::Gateway {

@@ -35,14 +35,27 @@ pub type RecordText = Arc<String>;
 
 #[derive(Clone, Default)]
 pub struct Attachments {
-    slots: Vec<Arc<Slot>>,
+    /// The record lines that `Slot::Line`s are, shared by copies.
+    lines: Option<Arc<Lines>>,
+    slots: Vec<Slot>,
+}
+
+/// Lines of a record, each decoded when first used. Slots refer to them by
+/// number: reading a record allocates a few vectors, not a value per line,
+/// and copying or dropping a state does not touch every attachment.
+struct Lines {
+    text: RecordText,
+    ranges: Vec<Range<usize>>,
+    decoded: Vec<OnceLock<Arc<Attachment>>>,
 }
 
 #[derive(Clone)]
-struct Slot {
-    value: OnceLock<Arc<Attachment>>,
-    /// The record line it was read from, while it still says the same.
-    line: Option<(RecordText, Range<usize>)>,
+enum Slot {
+    /// A line of `Attachments::lines`, by number, which still says what
+    /// the attachment is.
+    Line(usize),
+    /// An attachment not read from a line, or changed since.
+    Value(Arc<Attachment>),
 }
 
 /// Decodes one record line.
@@ -50,64 +63,39 @@ pub fn decode_line(line: &str) -> serde_json::Result<Attachment> {
     serde_json::from_str(line)
 }
 
-impl Slot {
-    fn of(value: Arc<Attachment>) -> Arc<Slot> {
-        Arc::new(Slot {
-            value: OnceLock::from(value),
-            line: None,
-        })
+impl Lines {
+    fn line(&self, i: usize) -> &str {
+        &self.text[self.ranges[i].clone()]
     }
 
-    fn line(&self) -> Option<&str> {
-        self.line.as_ref().map(|(text, range)| &text[range.clone()])
-    }
-
-    fn get(&self) -> &Arc<Attachment> {
-        self.value.get_or_init(|| {
-            let line = self.line().expect("a slot holds a value or a line");
+    fn get(&self, i: usize) -> &Arc<Attachment> {
+        self.decoded[i].get_or_init(|| {
             // The store checked the record's lines before keeping any
             // undecoded (see the module's comment).
-            Arc::new(decode_line(line).expect("record lines were checked when read"))
+            Arc::new(decode_line(self.line(i)).expect("record lines were checked when read"))
         })
     }
 
-    /// False when the slot's line shows it cannot hold `needle`; true when
-    /// it may (or when it has no line to look at).
-    fn may_hold(&self, needle: &Needle) -> bool {
-        let Some(line) = self.undecoded_line() else {
-            return true;
-        };
-        match needle {
-            Needle::Anywhere(finder) => finder.find(line.as_bytes()).is_some(),
-            // nsnet writes the namespace first: a line that starts with its
-            // key holds the namespace right there, or not at all.
-            Needle::First(key) => match line.strip_prefix('{') {
-                Some(rest) if rest.starts_with(FIRST_KEY) => rest.as_bytes().starts_with(key),
-                _ => true,
-            },
-        }
-    }
-
-    fn undecoded_line(&self) -> Option<&str> {
-        match self.value.get() {
-            None => self.line(),
+    /// The line, unless it was decoded already (looking at the value is
+    /// then quicker than reading the text).
+    fn undecoded_line(&self, i: usize) -> Option<&str> {
+        match self.decoded[i].get() {
+            None => Some(self.line(i)),
             Some(_) => None,
         }
     }
+}
 
-    /// Whether two slots hold the same attachment: the same slot, or equal
-    /// values.
-    fn same(x: &Arc<Slot>, y: &Arc<Slot>) -> bool {
-        Arc::ptr_eq(x, y) || x.get() == y.get()
-    }
-
-    /// The slot alone, decoded and cut from its line (its value is about
-    /// to change).
-    fn make_mut(slot: &mut Arc<Slot>) -> &mut Arc<Attachment> {
-        slot.get();
-        let own = Arc::make_mut(slot);
-        own.line = None;
-        own.value.get_mut().expect("decoded above")
+/// False when `line` shows it cannot hold `needle`; true when it may.
+fn may_hold(line: &str, needle: &Needle) -> bool {
+    match needle {
+        Needle::Anywhere(finder) => finder.find(line.as_bytes()).is_some(),
+        // nsnet writes the namespace first: a line that starts with its
+        // key holds the namespace right there, or not at all.
+        Needle::First(key) => match line.strip_prefix('{') {
+            Some(rest) if rest.starts_with(FIRST_KEY) => rest.as_bytes().starts_with(key),
+            _ => true,
+        },
     }
 }
 
@@ -179,21 +167,53 @@ fn dotted_quad(text: &[u8]) -> Option<std::net::Ipv4Addr> {
 
 impl Attachments {
     pub const fn new() -> Self {
-        Attachments { slots: Vec::new() }
+        Attachments {
+            lines: None,
+            slots: Vec::new(),
+        }
     }
 
     /// Attachments kept as the lines `ranges` of `text`, undecoded.
     pub fn from_lines(text: &RecordText, ranges: impl IntoIterator<Item = Range<usize>>) -> Self {
+        let ranges: Vec<Range<usize>> = ranges.into_iter().collect();
+        let n = ranges.len();
         Attachments {
-            slots: ranges
-                .into_iter()
-                .map(|r| {
-                    Arc::new(Slot {
-                        value: OnceLock::new(),
-                        line: Some((text.clone(), r)),
-                    })
-                })
-                .collect(),
+            lines: Some(Arc::new(Lines {
+                text: text.clone(),
+                ranges,
+                decoded: (0..n).map(|_| OnceLock::new()).collect(),
+            })),
+            slots: (0..n).map(Slot::Line).collect(),
+        }
+    }
+
+    fn lines(&self) -> &Lines {
+        self.lines
+            .as_deref()
+            .expect("a line slot comes with its lines")
+    }
+
+    fn get<'a>(&'a self, slot: &'a Slot) -> &'a Arc<Attachment> {
+        match slot {
+            Slot::Line(i) => self.lines().get(*i),
+            Slot::Value(a) => a,
+        }
+    }
+
+    /// The slot's line, unless it has none or was decoded already.
+    fn undecoded_line(&self, slot: &Slot) -> Option<&str> {
+        match slot {
+            Slot::Line(i) => self.lines().undecoded_line(*i),
+            Slot::Value(_) => None,
+        }
+    }
+
+    /// Whether slot `x` of `xs` and slot `y` of `ys` hold the same
+    /// attachment: the same line of the same record, or equal values.
+    fn same(xs: &Attachments, x: &Slot, ys: &Attachments, y: &Slot) -> bool {
+        match (x, y, &xs.lines, &ys.lines) {
+            (Slot::Line(i), Slot::Line(j), Some(l), Some(m)) if i == j && Arc::ptr_eq(l, m) => true,
+            _ => xs.get(x) == ys.get(y),
         }
     }
 
@@ -201,27 +221,27 @@ impl Attachments {
     /// lines read one after the other from a record is borrowed from its
     /// text whole (nothing copied, nothing decoded), the others encoded.
     pub fn line_pieces<'a>(&'a self, out: &mut Vec<Cow<'a, [u8]>>) -> serde_json::Result<()> {
-        // The run being borrowed: its text, and where it starts and ends
+        // The run being borrowed: where it starts and ends in the text
         // (newline included: every line of a record text ends with one).
-        let mut run: Option<(&'a RecordText, usize, usize)> = None;
-        let end_run = |run: &mut Option<(&'a RecordText, usize, usize)>,
-                       out: &mut Vec<Cow<'a, [u8]>>| {
-            if let Some((text, start, end)) = run.take() {
-                out.push(Cow::Borrowed(&text.as_bytes()[start..end]));
+        let mut run: Option<(usize, usize)> = None;
+        let end_run = |run: &mut Option<(usize, usize)>, out: &mut Vec<Cow<'a, [u8]>>| {
+            if let Some((start, end)) = run.take() {
+                out.push(Cow::Borrowed(&self.lines().text.as_bytes()[start..end]));
             }
         };
         for slot in &self.slots {
-            match (&slot.line, &mut run) {
-                (Some((text, r)), Some((t, _, end))) if Arc::ptr_eq(text, t) && *end == r.start => {
-                    *end = r.end + 1;
+            match (slot, &mut run) {
+                (Slot::Line(i), Some((_, end))) if *end == self.lines().ranges[*i].start => {
+                    *end = self.lines().ranges[*i].end + 1;
                 }
-                (Some((text, r)), _) => {
+                (Slot::Line(i), _) => {
                     end_run(&mut run, out);
-                    run = Some((text, r.start, r.end + 1));
+                    let r = &self.lines().ranges[*i];
+                    run = Some((r.start, r.end + 1));
                 }
-                (None, _) => {
+                (Slot::Value(a), _) => {
                     end_run(&mut run, out);
-                    let mut line = serde_json::to_vec(slot.get().as_ref())?;
+                    let mut line = serde_json::to_vec(a.as_ref())?;
                     line.push(b'\n');
                     match out.last_mut() {
                         Some(Cow::Owned(lines)) => lines.extend_from_slice(&line),
@@ -243,7 +263,10 @@ impl Attachments {
     }
 
     pub fn iter(&self) -> Iter<'_> {
-        Iter(self.slots.iter())
+        Iter {
+            of: self,
+            slots: self.slots.iter(),
+        }
     }
 
     /// Where the (first) attachment of `ns` is.
@@ -259,19 +282,23 @@ impl Attachments {
     }
 
     pub fn push(&mut self, a: Arc<Attachment>) {
-        self.slots.push(Slot::of(a));
+        self.slots.push(Slot::Value(a));
     }
 
     pub fn pop(&mut self) -> Option<Arc<Attachment>> {
-        self.slots.pop().map(|s| s.get().clone())
+        let slot = self.slots.pop()?;
+        Some(self.get(&slot).clone())
     }
 
     pub fn remove(&mut self, i: usize) -> Arc<Attachment> {
-        self.slots.remove(i).get().clone()
+        let slot = self.slots.remove(i);
+        self.get(&slot).clone()
     }
 
     pub fn retain(&mut self, mut keep: impl FnMut(&Arc<Attachment>) -> bool) {
-        self.slots.retain(|s| keep(s.get()));
+        let mut slots = std::mem::take(&mut self.slots);
+        slots.retain(|s| keep(self.get(s)));
+        self.slots = slots;
     }
 
     pub fn contains(&self, a: &Arc<Attachment>) -> bool {
@@ -287,8 +314,8 @@ impl Attachments {
         self.slots
             .iter()
             .enumerate()
-            .filter(move |(_, s)| s.may_hold(&needle))
-            .map(|(i, s)| (i, s.get()))
+            .filter(move |(_, s)| self.undecoded_line(s).is_none_or(|l| may_hold(l, &needle)))
+            .map(|(i, s)| (i, self.get(s)))
             .filter(move |(_, a)| pred(a))
     }
 
@@ -332,9 +359,9 @@ impl Attachments {
     /// decoded yet (they stay undecoded).
     pub fn summaries(&self) -> impl Iterator<Item = Summary<'_>> {
         self.slots.iter().map(|slot| {
-            slot.undecoded_line()
+            self.undecoded_line(slot)
                 .and_then(Summary::of_line)
-                .unwrap_or_else(|| Summary::Decoded(slot.get()))
+                .unwrap_or_else(|| Summary::Decoded(self.get(slot)))
         })
     }
 
@@ -343,13 +370,13 @@ impl Attachments {
         let mut out = Vec::with_capacity(self.slots.len());
         for slot in &self.slots {
             let before = out.len();
-            let scanned = slot
-                .undecoded_line()
+            let scanned = self
+                .undecoded_line(slot)
                 .is_some_and(|line| scan_addresses(line, &mut out).is_some());
             if !scanned {
                 // What a scan that failed half-way pushed goes.
                 out.truncate(before);
-                out.extend(slot.get().addresses.iter().map(IpNet::addr));
+                out.extend(self.get(slot).addresses.iter().map(IpNet::addr));
             }
         }
         out
@@ -366,7 +393,7 @@ impl Attachments {
     /// Replaces the attachment of `a`'s namespace with `a`, or appends it.
     pub fn upsert(&mut self, a: Arc<Attachment>) {
         match self.position(&a.namespace) {
-            Some(i) => self.slots[i] = Slot::of(a),
+            Some(i) => self.slots[i] = Slot::Value(a),
             None => self.push(a),
         }
     }
@@ -378,42 +405,37 @@ impl Attachments {
         before: &'a Attachments,
         after: &'a Attachments,
     ) -> (Vec<&'a Arc<Attachment>>, Vec<&'a Arc<Attachment>>) {
+        let same = |(x, y): &(&Slot, &Slot)| Attachments::same(before, x, after, y);
         let (b, a) = (&before.slots[..], &after.slots[..]);
-        let prefix = b
-            .iter()
-            .zip(a)
-            .take_while(|(x, y)| Slot::same(x, y))
-            .count();
+        let prefix = b.iter().zip(a).take_while(same).count();
         let (b, a) = (&b[prefix..], &a[prefix..]);
-        let suffix = b
-            .iter()
-            .rev()
-            .zip(a.iter().rev())
-            .take_while(|(x, y)| Slot::same(x, y))
-            .count();
+        let suffix = b.iter().rev().zip(a.iter().rev()).take_while(same).count();
         let (b, a) = (&b[..b.len() - suffix], &a[..a.len() - suffix]);
         (
-            b.iter().map(|s| s.get()).collect(),
-            a.iter().map(|s| s.get()).collect(),
+            b.iter().map(|s| before.get(s)).collect(),
+            a.iter().map(|s| after.get(s)).collect(),
         )
     }
 }
 
-pub struct Iter<'a>(std::slice::Iter<'a, Arc<Slot>>);
+pub struct Iter<'a> {
+    of: &'a Attachments,
+    slots: std::slice::Iter<'a, Slot>,
+}
 
 impl<'a> Iterator for Iter<'a> {
     type Item = &'a Arc<Attachment>;
     fn next(&mut self) -> Option<Self::Item> {
-        self.0.next().map(|s| s.get())
+        self.slots.next().map(|s| self.of.get(s))
     }
     fn size_hint(&self) -> (usize, Option<usize>) {
-        self.0.size_hint()
+        self.slots.size_hint()
     }
 }
 
 impl DoubleEndedIterator for Iter<'_> {
     fn next_back(&mut self) -> Option<Self::Item> {
-        self.0.next_back().map(|s| s.get())
+        self.slots.next_back().map(|s| self.of.get(s))
     }
 }
 
@@ -430,7 +452,8 @@ impl<'a> IntoIterator for &'a Attachments {
 impl FromIterator<Arc<Attachment>> for Attachments {
     fn from_iter<I: IntoIterator<Item = Arc<Attachment>>>(iter: I) -> Self {
         Attachments {
-            slots: iter.into_iter().map(Slot::of).collect(),
+            lines: None,
+            slots: iter.into_iter().map(Slot::Value).collect(),
         }
     }
 }
@@ -444,13 +467,20 @@ impl From<Vec<Arc<Attachment>>> for Attachments {
 impl std::ops::Index<usize> for Attachments {
     type Output = Arc<Attachment>;
     fn index(&self, i: usize) -> &Arc<Attachment> {
-        self.slots[i].get()
+        self.get(&self.slots[i])
     }
 }
 
 impl std::ops::IndexMut<usize> for Attachments {
+    /// The slot alone, cut from its line (its value is about to change).
     fn index_mut(&mut self, i: usize) -> &mut Arc<Attachment> {
-        Slot::make_mut(&mut self.slots[i])
+        if let Slot::Line(_) = self.slots[i] {
+            self.slots[i] = Slot::Value(self[i].clone());
+        }
+        match &mut self.slots[i] {
+            Slot::Value(a) => a,
+            Slot::Line(_) => unreachable!("made a value above"),
+        }
     }
 }
 
@@ -461,7 +491,7 @@ impl PartialEq for Attachments {
                 .slots
                 .iter()
                 .zip(&other.slots)
-                .all(|(x, y)| Slot::same(x, y))
+                .all(|(x, y)| Attachments::same(self, x, other, y))
     }
 }
 
@@ -504,7 +534,7 @@ mod tests {
     fn decoded(lazy: &Attachments) -> usize {
         lazy.slots
             .iter()
-            .filter(|s| s.value.get().is_some())
+            .filter(|s| lazy.undecoded_line(s).is_none())
             .count()
     }
 
