@@ -187,6 +187,58 @@ own_part() { # n: all but the kernel steps of each of R more connects, ns
   done
   "$NSNET" -q network rm bench --force
 }
+# The same comparison, paired: each size in a network namespace of its own
+# with its own state directory (each nsnet sees only its N), both in place
+# at once, their connects alternating one by one, each timed by a shell of
+# its own world. Rounds minutes apart still meet the machine in different
+# phases; pairs a few milliseconds apart do not.
+own_worker() { # net: times one `connect NET name` per name read (all but the kernel steps, ns)
+  local net=$1 name t0 t1 kernel
+  while read -r name; do
+    t0=${EPOCHREALTIME/[.,]/}
+    "$NSNET" -v connect "$net" "$name" 2>"$tmp/v.$net" >/dev/null
+    t1=${EPOCHREALTIME/[.,]/}
+    kernel=$(awk '/ ms  / && !/ ms  \(/ {s += $2 * 1000000} END {printf "%d", s}' "$tmp/v.$net")
+    echo $(((t1 - t0) * 1000 - kernel))
+  done
+}
+in_world() { # world command...: runs it in that world's network namespace and state
+  local world=$1; shift
+  ip netns exec "bench-$world" env NSNET_STATE_DIR="/run/nsnet-$world" NSNET="$NSNET" tmp="$tmp" "$@"
+}
+own_part_paired() { # small large: prints count, then median q1 q3 at each size, ns
+  local r=${NSNET_BENCH_PAIRED:-30} i v world n subnet=96 workers=() small=() large=()
+  for world in small large; do
+    n=$1; shift
+    ip netns add "bench-$world"
+    in_world "$world" "$NSNET" -q network create "$world" --subnet "10.$((subnet++)).0.0/16" >/dev/null
+    # shellcheck disable=SC2046
+    in_world "$world" "$NSNET" -q connect "$world" $(seq -f "${world}%g" 1 "$n")
+    mkfifo "$tmp/in.$world" "$tmp/out.$world"
+    in_world "$world" bash -c "$(declare -f own_worker); own_worker $world" \
+      <"$tmp/in.$world" >"$tmp/out.$world" &
+    workers+=($!)
+  done
+  settle
+  exec 5>"$tmp/in.small" 6<"$tmp/out.small" 7>"$tmp/in.large" 8<"$tmp/out.large"
+  for i in $(seq "$r"); do
+    # Which size goes first alternates too.
+    if [ $((i % 2)) = 0 ]; then
+      echo "s$i" >&5; read -r v <&6; small+=("$v"); echo "l$i" >&7; read -r v <&8; large+=("$v")
+    else
+      echo "l$i" >&7; read -r v <&8; large+=("$v"); echo "s$i" >&5; read -r v <&6; small+=("$v")
+    fi
+  done
+  exec 5>&- 6<&- 7>&- 8<&-
+  wait "${workers[@]}"
+  for world in small large; do
+    rm -f "$tmp/in.$world" "$tmp/out.$world"
+    in_world "$world" "$NSNET" -q network rm "$world" --force
+    ip netns del "bench-$world"
+  done
+  echo "$r $(median "${small[@]}") $(quartile 1 "${small[@]}") $(quartile 3 "${small[@]}")" \
+    "$(median "${large[@]}") $(quartile 1 "${large[@]}") $(quartile 3 "${large[@]}")"
+}
 quartile() { # q values...: the q-th quartile (2: the median)
   local q=$1; shift
   printf '%s\n' "$@" | sort -n | sed -n "$(( ($# - 1) * q / 4 + 1 ))p"
@@ -206,6 +258,11 @@ if [ "$n_first" != "$n_last" ]; then
     "${#firsts[@]}" "$(ms "$own_first")" "$n_first" "$(ms "$own_last")" "$n_last" \
     "$(echo "scale=2; $own_last / $own_first" | bc)"
   echo "      quartiles: $(ms "$(quartile 1 "${firsts[@]}")")-$(ms "$(quartile 3 "${firsts[@]}")") ms at N = $n_first, $(ms "$(quartile 1 "${lasts[@]}")")-$(ms "$(quartile 3 "${lasts[@]}")") ms at N = $n_last"
+  read -r -a paired < <(own_part_paired "$n_first" "$n_last"); settle
+  printf 'the same, paired: both sizes in place at once, connects alternating one by one, median of %s each: %s ms at N = %s, %s ms at N = %s: %sx\n' \
+    "${paired[0]}" "$(ms "${paired[1]}")" "$n_first" "$(ms "${paired[4]}")" "$n_last" \
+    "$(echo "scale=2; ${paired[4]} / ${paired[1]}" | bc)"
+  echo "      quartiles: $(ms "${paired[2]}")-$(ms "${paired[3]}") ms at N = $n_first, $(ms "${paired[5]}")-$(ms "${paired[6]}") ms at N = $n_last"
 fi
 # Two networks of N2 each (default 1000), declaratively: up/down against the
 # floor for the same namespaces on two bridges.
