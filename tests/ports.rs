@@ -396,6 +396,41 @@ fn check_reports_damage_and_commands_repair_the_firewall() {
 }
 
 #[test]
+fn a_new_network_rewrites_the_table_in_place_and_a_changed_chain_gets_it_replaced_whole() {
+    let sb = Sandbox::new();
+    sb.upstream();
+    sb.ok(&["network", "create", "a", "--subnet", "10.80.0.0/24"]);
+    sb.ok(&["connect", "a", "web", "-p", "8080:80"]);
+    let _web = sb.echo("web", 80, false);
+    let hook = || {
+        let chain: serde_json::Value =
+            serde_json::from_str(&sb.sh("nft -j list chain inet nsnet forward")).unwrap();
+        chain["nftables"][1]["chain"]["hook"].clone()
+    };
+    // A second network: the table is flushed and filled again, in one
+    // transaction, and the published port of the first survives it.
+    sb.ok(&["network", "create", "b", "--subnet", "10.81.0.0/24"]);
+    assert!(sb.ok(&["check"]).contains("no drift"));
+    served_by(
+        sb.ask(Some("up"), &format!("{HOST}:8080"), false),
+        "web",
+        "after b",
+    );
+    // Someone made nsnet's forward chain an input chain: adding the chain
+    // in place is refused, so the table is replaced outright.
+    sb.sh("nft flush chain inet nsnet forward && nft delete chain inet nsnet forward && nft add chain inet nsnet forward '{ type filter hook input priority 0; }'");
+    assert_eq!(hook(), "input");
+    sb.ok(&["network", "create", "c", "--subnet", "10.82.0.0/24"]);
+    assert_eq!(hook(), "forward");
+    assert!(sb.ok(&["check"]).contains("no drift"));
+    served_by(
+        sb.ask(Some("up"), &format!("{HOST}:8080"), false),
+        "web",
+        "after c",
+    );
+}
+
+#[test]
 fn a_bare_port_is_published_on_a_free_host_port() {
     let sb = Sandbox::new();
     sb.upstream();

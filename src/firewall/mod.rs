@@ -9,7 +9,7 @@
 
 pub mod rules;
 
-pub use rules::{render, replaces_table, update, TABLE};
+pub use rules::{render, replaces_table, replaces_table_outright, update, TABLE};
 
 use std::io;
 use std::process::{Command, Stdio};
