@@ -48,18 +48,20 @@ fn answers(addr: IpAddr) -> bool {
         return false;
     };
     // Short: a server still starting is asked again (up to READY_WAIT),
-    // not waited for a whole timeout per question.
+    // not waited for a whole timeout per question. Connected, so that the
+    // port-unreachable error of a server not listening yet ends the wait
+    // at once rather than after the timeout.
     let _ = sock.set_read_timeout(Some(Duration::from_millis(5)));
     let mut m = Message::query();
     m.add_query(Query::query(Name::root(), RecordType::NS));
     let Ok(bytes) = m.to_vec() else {
         return false;
     };
-    if sock.send_to(&bytes, (addr, PORT)).is_err() {
+    if sock.connect((addr, PORT)).is_err() || sock.send(&bytes).is_err() {
         return false;
     }
     let mut buf = [0u8; 512];
-    sock.recv_from(&mut buf).is_ok()
+    sock.recv(&mut buf).is_ok()
 }
 
 impl Nsnet {
@@ -101,7 +103,7 @@ impl Nsnet {
                     ));
                     break;
                 }
-                std::thread::sleep(Duration::from_millis(2));
+                std::thread::sleep(Duration::from_millis(1));
             }
         }
         Ok(())
