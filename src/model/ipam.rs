@@ -8,54 +8,76 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
 /// The addresses leased on a network, sorted: what the allocator walks and
-/// what a requested address is checked against. A sorted vector rather
-/// than a tree: built once per command from a thousand leases (which come
-/// mostly in order already), it costs a sort instead of a thousand node
-/// insertions.
+/// what a requested address is checked against. Sorted vectors of numbers,
+/// one per family, rather than a tree of addresses: built once per command
+/// from a thousand leases (which come mostly in order already), they cost a
+/// sort of integers instead of a thousand node insertions.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Leases(Vec<IpAddr>);
+pub struct Leases {
+    v4: Vec<u32>,
+    v6: Vec<u128>,
+}
 
 impl Leases {
     pub fn contains(&self, addr: &IpAddr) -> bool {
-        self.0.binary_search(addr).is_ok()
+        match addr {
+            IpAddr::V4(a) => self.v4.binary_search(&u32::from(*a)).is_ok(),
+            IpAddr::V6(a) => self.v6.binary_search(&u128::from(*a)).is_ok(),
+        }
     }
 
     /// Adds `addr`; false when it was leased already.
     pub fn insert(&mut self, addr: IpAddr) -> bool {
-        match self.0.binary_search(&addr) {
-            Ok(_) => false,
-            Err(at) => {
-                self.0.insert(at, addr);
-                true
+        fn sorted_insert<T: Ord>(v: &mut Vec<T>, x: T) -> bool {
+            match v.binary_search(&x) {
+                Ok(_) => false,
+                Err(at) => {
+                    v.insert(at, x);
+                    true
+                }
             }
+        }
+        match addr {
+            IpAddr::V4(a) => sorted_insert(&mut self.v4, u32::from(a)),
+            IpAddr::V6(a) => sorted_insert(&mut self.v6, u128::from(a)),
         }
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.v4.len() + self.v6.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.len() == 0
     }
 
-    /// The leases from `from` up, in order.
-    fn starting_at(&self, from: &IpAddr) -> &[IpAddr] {
-        &self.0[self.0.partition_point(|a| a < from)..]
+    /// The leases of one family from `from` up, in order, as numbers.
+    fn upwards_of(&self, v4: bool, from: u128) -> Box<dyn Iterator<Item = u128> + '_> {
+        if v4 {
+            let from = u32::try_from(from).unwrap_or(u32::MAX);
+            let at = self.v4.partition_point(|a| *a < from);
+            Box::new(self.v4[at..].iter().map(|a| u128::from(*a)))
+        } else {
+            let at = self.v6.partition_point(|a| *a < from);
+            Box::new(self.v6[at..].iter().copied())
+        }
     }
 }
 
 impl FromIterator<IpAddr> for Leases {
     fn from_iter<I: IntoIterator<Item = IpAddr>>(iter: I) -> Self {
-        Leases::from(iter.into_iter().collect::<Vec<_>>())
-    }
-}
-
-impl From<Vec<IpAddr>> for Leases {
-    fn from(mut v: Vec<IpAddr>) -> Self {
-        v.sort_unstable();
-        v.dedup();
-        Leases(v)
+        let mut leases = Leases::default();
+        for addr in iter {
+            match addr {
+                IpAddr::V4(a) => leases.v4.push(a.into()),
+                IpAddr::V6(a) => leases.v6.push(a.into()),
+            }
+        }
+        leases.v4.sort_unstable();
+        leases.v4.dedup();
+        leases.v6.sort_unstable();
+        leases.v6.dedup();
+        leases
     }
 }
 
@@ -190,17 +212,9 @@ pub fn allocate(subnet: &Subnet, used: &Leases) -> Result<IpAddr, IpamError> {
     let (lo, hi) = host_bounds(&subnet.cidr).ok_or(IpamError::Exhausted {
         subnet: subnet.cidr,
     })?;
-    // The leases from the bottom of the range up, walked in place: they
-    // are sorted, and within one family their order is the addresses'
-    // order as numbers (every IPv4 address sorts before every IPv6 one).
+    // The leases from the bottom of the range up, walked in place.
     let v4 = subnet.cidr.addr().is_ipv4();
-    let mut taken = used
-        .starting_at(&to_ip(&subnet.cidr, lo))
-        .iter()
-        .take_while(|a| a.is_ipv4() == v4)
-        .map(to_u128)
-        .take_while(|t| *t <= hi)
-        .peekable();
+    let mut taken = used.upwards_of(v4, lo).take_while(|t| *t <= hi).peekable();
     let gateway = to_u128(&subnet.gateway);
     let mut candidate = lo;
     loop {

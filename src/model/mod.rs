@@ -235,7 +235,7 @@ impl Network {
     pub fn used_addresses(&self) -> ipam::Leases {
         let mut used = self.attachments.addresses();
         used.extend(self.subnets.iter().map(|s| s.gateway));
-        used.into()
+        used.into_iter().collect()
     }
 
     pub fn subnet_v4(&self) -> Option<&Subnet> {

@@ -263,14 +263,16 @@ impl Store {
             Some(end) => &bytes[..=end],
             None => &[][..],
         };
+        let mut unapplied = Vec::new();
         for line in complete.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             let entry: LogEntry = parse(line, &shown)?;
             logged += 1;
             if entry.seq > state.changes {
-                crate::model::delta::apply_in_place(state, &entry.change);
+                unapplied.push(entry.change);
                 state.changes = entry.seq;
             }
         }
+        crate::model::delta::apply_all_in_place(state, &unapplied);
         self.last_seq.set(state.changes);
         self.logged.set(logged);
         Ok(())

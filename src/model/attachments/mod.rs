@@ -26,8 +26,10 @@ use memchr::memmem;
 
 use super::{Attachment, CniKey, NsRef};
 
+mod changes;
 mod summary;
 
+pub use changes::Change;
 pub use summary::{Addresses, LineSummary, Summary};
 
 /// The text of a record whose lines attachments were read from.
@@ -567,6 +569,59 @@ mod tests {
         });
         v[3].aliases = vec!["\"namespace\":\"a\"".into()];
         v
+    }
+
+    /// An attachment of `ns` told apart by `version`.
+    fn versioned(ns: &str, version: u8) -> Attachment {
+        let mut a = test_attachment(ns);
+        a.host_ifname = format!("ve-{version}");
+        a
+    }
+
+    fn listed(atts: &Attachments) -> Vec<(String, String)> {
+        atts.iter()
+            .map(|a| (a.namespace.to_string(), a.host_ifname.clone()))
+            .collect()
+    }
+
+    proptest::proptest! {
+        /// A run of removals and upserts applied in one walk leaves the
+        /// list that applying them one by one leaves: lines undecoded,
+        /// decoded or changed, a namespace listed twice, one whose line
+        /// escapes a quote, runs short and long.
+        #[test]
+        fn changes_in_one_walk_are_changes_one_by_one(
+            names in proptest::collection::vec(0usize..5, 0..8),
+            changed in proptest::collection::vec(0usize..8, 0..3),
+            changes in proptest::collection::vec((proptest::bool::ANY, 0usize..5, 0u8..4), 0..12),
+        ) {
+            const NAMES: [&str; 5] = ["a", "b", "ab", "q\"r", "c"];
+            let atts: Vec<Attachment> = names.iter().map(|n| versioned(NAMES[*n], 9)).collect();
+            let (_, mut walked) = lines(&atts);
+            for i in changed.into_iter().filter(|i| *i < atts.len()) {
+                Arc::make_mut(&mut walked[i]).namespace_created = false;
+            }
+            walked.iter().take(1).for_each(drop); // decodes the first line
+            let mut one_by_one = walked.clone();
+            let values: Vec<(bool, Arc<Attachment>)> = changes
+                .iter()
+                .map(|(remove, n, v)| (*remove, Arc::new(versioned(NAMES[*n], *v))))
+                .collect();
+            let run: Vec<Change> = values
+                .iter()
+                .map(|(remove, a)| if *remove { Change::Remove(&a.namespace) } else { Change::Upsert(a) })
+                .collect();
+            for (remove, a) in &values {
+                if *remove {
+                    one_by_one.remove_namespace(&a.namespace);
+                } else {
+                    one_by_one.upsert(a.clone());
+                }
+            }
+            walked.apply_changes(&run);
+            proptest::prop_assert_eq!(listed(&walked), listed(&one_by_one));
+            proptest::prop_assert_eq!(walked, one_by_one);
+        }
     }
 
     #[test]
