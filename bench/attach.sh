@@ -172,22 +172,26 @@ done
 # machine's slow phases last minutes, longer than the rows above take, and
 # alternating makes them weigh on both sizes alike. Medians of all the
 # connects of the rounds.
+own_worker() { # net: times one `connect NET name` per name read (all but the kernel steps, ns)
+  local net=$1 name t0 t1 kernel
+  while read -r name; do
+    # The clock read without a process (a `date` adds its own noise).
+    t0=${EPOCHREALTIME/[.,]/}
+    "$NSNET" -v connect "$net" "$name" 2>"$tmp/v.$net" >/dev/null </dev/null
+    t1=${EPOCHREALTIME/[.,]/}
+    kernel=$(awk '/ ms  / && !/ ms  \(/ {s += $2 * 1000000} END {printf "%d", s}' "$tmp/v.$net")
+    echo $(((t1 - t0) * 1000 - kernel))
+  done
+}
 own_part() { # n: all but the kernel steps of each of R more connects, ns
-  local n=$1 r=${NSNET_BENCH_SPLIT:-10} names=() t0 t1 kernel
+  local n=$1 r=${NSNET_BENCH_SPLIT:-10} names=()
   "$NSNET" -q network create bench --subnet 10.98.0.0/16 >/dev/null
   for i in $(seq "$n"); do names+=("n$i"); done
   "$NSNET" -q connect bench "${names[@]}"
   # What the kernel defers from making the namespaces would land on the
   # first connects (+1 ms each right after a thousand, by hand).
   settle
-  for i in $(seq "$r"); do
-    # The clock read without a process (a `date` adds its own noise).
-    t0=${EPOCHREALTIME/[.,]/}
-    "$NSNET" -v connect bench "s$i" 2>"$tmp/v" >/dev/null
-    t1=${EPOCHREALTIME/[.,]/}
-    kernel=$(awk '/ ms  / && !/ ms  \(/ {s += $2 * 1000000} END {printf "%d", s}' "$tmp/v")
-    echo $(((t1 - t0) * 1000 - kernel))
-  done
+  seq -f 's%g' "$r" | own_worker bench
   "$NSNET" -q network rm bench --force
 }
 # The same comparison, paired: each size in a network namespace of its own
@@ -195,16 +199,6 @@ own_part() { # n: all but the kernel steps of each of R more connects, ns
 # at once, their connects alternating one by one, each timed by a shell of
 # its own world. Rounds minutes apart still meet the machine in different
 # phases; pairs a few milliseconds apart do not.
-own_worker() { # net: times one `connect NET name` per name read (all but the kernel steps, ns)
-  local net=$1 name t0 t1 kernel
-  while read -r name; do
-    t0=${EPOCHREALTIME/[.,]/}
-    "$NSNET" -v connect "$net" "$name" 2>"$tmp/v.$net" >/dev/null
-    t1=${EPOCHREALTIME/[.,]/}
-    kernel=$(awk '/ ms  / && !/ ms  \(/ {s += $2 * 1000000} END {printf "%d", s}' "$tmp/v.$net")
-    echo $(((t1 - t0) * 1000 - kernel))
-  done
-}
 in_world() { # world command...: runs it in that world's network namespace and state
   local world=$1; shift
   ip netns exec "bench-$world" env NSNET_STATE_DIR="/run/nsnet-$world" NSNET="$NSNET" tmp="$tmp" "$@"

@@ -110,13 +110,17 @@ pub fn render(state: &State) -> Value {
     ];
     if !state.networks.is_empty() {
         cmds.extend(structure(state));
-        for (map, elems) in elements(state) {
-            if !elems.is_empty() {
-                cmds.push(element_cmd("add", map, &elems));
-            }
-        }
+        cmds.extend(element_adds(state));
     }
     json!({"nftables": cmds})
+}
+
+/// The commands that add every map element `state` calls for.
+fn element_adds(state: &State) -> impl Iterator<Item = Value> {
+    elements(state)
+        .into_iter()
+        .filter(|(_, elems)| !elems.is_empty())
+        .map(|(map, elems)| element_cmd("add", map, &elems))
 }
 
 /// The whole table for `state` put in place of nsnet's objects without
@@ -138,11 +142,7 @@ fn render_in_place(state: &State) -> Value {
         cmds.push(cmd);
         cmds.extend(flush);
     }
-    for (map, elems) in elements(state) {
-        if !elems.is_empty() {
-            cmds.push(element_cmd("add", map, &elems));
-        }
-    }
+    cmds.extend(element_adds(state));
     json!({"nftables": cmds})
 }
 

@@ -52,15 +52,16 @@ impl Leases {
     }
 
     /// The leases of one family from `from` up, in order, as numbers.
-    fn upwards_of(&self, v4: bool, from: u128) -> Box<dyn Iterator<Item = u128> + '_> {
-        if v4 {
+    fn upwards_of(&self, v4: bool, from: u128) -> impl Iterator<Item = u128> + '_ {
+        let (v4s, v6s) = if v4 {
             let from = u32::try_from(from).unwrap_or(u32::MAX);
-            let at = self.v4.partition_point(|a| *a < from);
-            Box::new(self.v4[at..].iter().map(|a| u128::from(*a)))
+            (&self.v4[self.v4.partition_point(|a| *a < from)..], &[][..])
         } else {
-            let at = self.v6.partition_point(|a| *a < from);
-            Box::new(self.v6[at..].iter().copied())
-        }
+            (&[][..], &self.v6[self.v6.partition_point(|a| *a < from)..])
+        };
+        v4s.iter()
+            .map(|a| u128::from(*a))
+            .chain(v6s.iter().copied())
     }
 }
 

@@ -61,9 +61,20 @@ impl Hasher for Fnv {
 
 type Keys = HashMap<Vec<u8>, Fate, BuildHasherDefault<Fnv>>;
 
-/// The namespace as a line spells it: its JSON string, quotes included.
+/// The namespace as a line spells it: its JSON string's text, without
+/// the quotes (`summary::string_at` reads the same off a line).
 fn key_of(ns: &NsRef) -> Vec<u8> {
-    serde_json::to_vec(ns).expect("a namespace serializes")
+    let quoted = serde_json::to_vec(ns).expect("a namespace serializes");
+    quoted[1..quoted.len() - 1].to_vec()
+}
+
+impl<'a> Change<'a> {
+    fn namespace(&self) -> &'a NsRef {
+        match self {
+            Change::Remove(ns) => ns,
+            Change::Upsert(a) => &a.namespace,
+        }
+    }
 }
 
 impl Attachments {
@@ -79,34 +90,27 @@ impl Attachments {
             }
             return;
         }
+        let changes: Vec<(Vec<u8>, &Change)> =
+            changes.iter().map(|c| (key_of(c.namespace()), c)).collect();
         let mut keys: Keys = changes
             .iter()
-            .map(|c| match c {
-                Change::Remove(ns) => key_of(ns),
-                Change::Upsert(a) => key_of(&a.namespace),
-            })
-            .map(|k| {
-                (
-                    k,
-                    Fate {
-                        kept: true,
-                        ..Fate::default()
-                    },
-                )
+            .map(|(key, _)| {
+                let fate = Fate {
+                    kept: true,
+                    ..Fate::default()
+                };
+                (key.clone(), fate)
             })
             .collect();
         self.locate(&mut keys);
         let mut turns = 0;
-        for change in changes {
+        for (key, change) in &changes {
+            let fate = keys.get_mut(key).expect("every key is in");
             match change {
-                Change::Remove(ns) => {
-                    let fate = keys.get_mut(&key_of(ns)).expect("every key is in");
+                Change::Remove(_) => {
                     (fate.kept, fate.first, fate.appended) = (false, None, None);
                 }
                 Change::Upsert(a) => {
-                    let fate = keys
-                        .get_mut(&key_of(&a.namespace))
-                        .expect("every key is in");
                     if fate.kept && !fate.at.is_empty() {
                         fate.first = Some(Arc::clone(a));
                     } else if let Some((_, value)) = &mut fate.appended {
@@ -134,17 +138,13 @@ impl Attachments {
         }
     }
 
-    /// The namespace's JSON string at the start of a slot's undecoded line,
-    /// when it has no escape in it (the spelling is then the one `key_of`
-    /// gives: the line was written by the same serializer).
+    /// The namespace's text at the start of a slot's undecoded line, when
+    /// it has no escape in it (the text is then the one `key_of` gives:
+    /// the line was written by the same serializer).
     fn line_key<'s>(&'s self, slot: &Slot) -> Option<&'s [u8]> {
-        let line = self.undecoded_line(slot)?.as_bytes();
-        let rest = line
-            .strip_prefix(b"{")?
-            .strip_prefix(FIRST_KEY.as_bytes())?;
-        let body = rest.strip_prefix(b"\"")?;
-        let end = memchr::memchr2(b'"', b'\\', body)?;
-        (body[end] == b'"').then(|| &rest[..end + 2])
+        let line = self.undecoded_line(slot)?;
+        super::summary::string_at(line.strip_prefix('{')?.strip_prefix(FIRST_KEY)?)
+            .map(str::as_bytes)
     }
 
     /// Puts the fates in place: removals, first attachments replaced, then

@@ -58,7 +58,7 @@ static KEYS: LazyLock<Keys> = LazyLock::new(|| Keys {
 });
 
 /// The string `rest` starts with, unless it has an escape.
-fn string_at(rest: &str) -> Option<&str> {
+pub(super) fn string_at(rest: &str) -> Option<&str> {
     let rest = rest.strip_prefix('"')?;
     let value = &rest[..memchr::memchr(b'"', rest.as_bytes())?];
     (!value.contains('\\')).then_some(value)
