@@ -28,6 +28,7 @@ pub mod cluster;
 pub mod cni;
 pub mod dns;
 pub mod firewall;
+pub mod host;
 pub mod kernel;
 pub mod model;
 pub mod plan;

@@ -18,14 +18,14 @@ fn main() {
     // A container runtime runs us as its CNI plugin: stdin and stdout belong
     // to the CNI protocol, there is no command line.
     if std::env::var_os("CNI_COMMAND").is_some() {
-        let state_dir =
-            std::env::var("NSNET_STATE_DIR").unwrap_or_else(|_| nsnet::store::DEFAULT_DIR.into());
+        let state_dir = std::env::var("NSNET_STATE_DIR")
+            .unwrap_or_else(|_| nsnet::api::live::DEFAULT_STATE_DIR.into());
         // `-v` of the command line: step timings on stderr, which the CNI
         // protocol leaves free for logs.
-        nsnet::apply::set_verbose(std::env::var_os("NSNET_VERBOSE").is_some());
+        nsnet::api::set_verbose(std::env::var_os("NSNET_VERBOSE").is_some());
         let start = std::time::Instant::now();
         let code = nsnet::cni::main(&nsnet::Nsnet::new(state_dir));
-        nsnet::apply::phase("the whole CNI call", start);
+        nsnet::api::phase("the whole CNI call", start);
         std::process::exit(code);
     }
     let start = std::time::Instant::now();
@@ -35,7 +35,7 @@ fn main() {
     // With -v: what `main` spent, from the command line's parsing to the
     // drop of everything the command made (the rest of a process's time is
     // starting and exiting).
-    nsnet::apply::phase("the whole command", start);
+    nsnet::api::phase("the whole command", start);
     let code = match result {
         Ok(code) => code,
         Err(e) => {

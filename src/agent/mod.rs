@@ -7,7 +7,7 @@
 //! reports, or a list that lacks the peer, does. It follows the local
 //! record, so networks joined or left while it runs are picked up.
 //!
-//! May import `api`, `cluster`, `model` and `kernel` (signals).
+//! May import `api`, `model` and, until the cluster seam exists, `cluster`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,7 +43,7 @@ fn log(text: &str) {
 }
 
 fn stop_flag() -> &'static AtomicBool {
-    crate::kernel::stop_on(&[])
+    crate::api::live::stop_on(&[])
 }
 
 /// One overlay network this agent serves: its threads stop when `stop` is
@@ -58,8 +58,8 @@ fn stopped(flag: &AtomicBool) -> bool {
 
 /// Runs until SIGTERM or SIGINT.
 pub fn run(nsnet: &Nsnet, opts: &Options) -> crate::Result<()> {
-    crate::kernel::stop_on(&[libc::SIGTERM, libc::SIGINT]);
-    crate::kernel::name_process(c"nsnet-agent");
+    crate::api::live::stop_on(&[libc::SIGTERM, libc::SIGINT]);
+    crate::api::live::name_process(c"nsnet-agent");
     log(&format!("started (pid {})", std::process::id()));
     let mut members: BTreeMap<String, (Network, Member)> = BTreeMap::new();
     while !stop_flag().load(Ordering::Relaxed) {

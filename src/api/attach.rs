@@ -1,8 +1,7 @@
 //! `connect` and `disconnect`.
 
-use super::{facts, require_root, Mode, Nsnet, Result};
-use crate::apply::LiveKernel;
-use crate::check::{LiveProbe, Probe};
+use super::{facts, Mode, Nsnet, Result};
+use crate::host::{Host, Probe};
 use crate::model::{Attachment, ConnectRequest, Network, NsRef, State};
 use crate::plan::attach::{plan_connect_into, plan_disconnect};
 use crate::plan::{self, Op};
@@ -17,65 +16,85 @@ pub(crate) fn heal_firewall(ops: &mut [Op], before: &State, probe: &mut dyn Prob
     Ok(())
 }
 
+/// What a CNI ADD reports of an attachment it made.
+pub struct Connected {
+    pub attachment: Attachment,
+    /// The network's record after the change.
+    pub network: Network,
+    /// The MACs of the host end and the namespace end, as the kernel has
+    /// them (empty where it could not tell).
+    pub macs: (String, String),
+}
+
+fn mac_string(mac: Option<[u8; 6]>) -> String {
+    mac.map(|m| crate::model::names::format_mac(&m))
+        .unwrap_or_default()
+}
+
+/// MACs as the kernel has them now (the namespace end's is set in its
+/// namespace): host end, then the namespace's end.
+fn link_macs(att: &Attachment, probe: &mut dyn Probe) -> (String, String) {
+    let mut mac_of = |target: plan::Target, name: &str| {
+        probe.link(&target, name).ok().flatten().and_then(|l| l.mac)
+    };
+    let host = mac_of(plan::Target::Host, &att.host_ifname);
+    let inside = mac_of(plan::Target::Ns(att.namespace.clone()), &att.ifname);
+    (mac_string(host), mac_string(inside))
+}
+
 impl Nsnet {
     pub fn connect(&self, req: &ConnectRequest) -> Result<Attachment> {
-        Ok(self.connect_with(req, &mut LiveKernel::new())?.0)
+        let (mut made, _) = self.connect_many_on(std::slice::from_ref(req), &mut *self.host())?;
+        Ok(made.remove(0))
     }
 
-    /// `connect` through `kernel`, whose handles the caller may use
-    /// afterwards (a CNI ADD reads the MACs back); also returns the
-    /// network's record after the change, so that the caller need not read
-    /// the store again.
-    pub fn connect_with(
-        &self,
-        req: &ConnectRequest,
-        kernel: &mut LiveKernel,
-    ) -> Result<(Attachment, Network)> {
-        let (mut atts, mut state) = self.connect_many_with(std::slice::from_ref(req), kernel)?;
-        let net = state
+    /// `connect`, and what a CNI result needs besides: the network's
+    /// record after the change (the store is not read again) and the
+    /// MACs, read back over the sockets that made the links.
+    pub fn connect_reporting(&self, req: &ConnectRequest) -> Result<Connected> {
+        let mut host = self.host();
+        let (mut atts, mut state) = self.connect_many_on(std::slice::from_ref(req), &mut *host)?;
+        let network = state
             .networks
             .remove(&req.network)
             .expect("connected to it");
-        Ok((atts.remove(0), net))
+        let attachment = atts.remove(0);
+        let macs = link_macs(&attachment, &mut *host);
+        Ok(Connected {
+            attachment,
+            network,
+            macs,
+        })
     }
 
     /// Attaches several namespaces under one lock, with one state write and
     /// all or nothing: if any attachment fails, none is left.
     pub fn connect_many(&self, reqs: &[ConnectRequest]) -> Result<Vec<Attachment>> {
-        Ok(self.connect_many_with(reqs, &mut LiveKernel::new())?.0)
+        Ok(self.connect_many_on(reqs, &mut *self.host())?.0)
     }
 
     /// The attachments made, and the state after them.
-    fn connect_many_with(
+    fn connect_many_on(
         &self,
         reqs: &[ConnectRequest],
-        kernel: &mut LiveKernel,
+        host: &mut dyn Host,
     ) -> Result<(Vec<Attachment>, State)> {
-        require_root("connect namespaces")?;
+        self.require_root("connect namespaces")?;
         let (lock, before) = self.begin()?;
         let start = std::time::Instant::now();
         let mut state = before.clone();
         let mut ops = Vec::new();
         for req in reqs {
-            let mut probe = LiveProbe {
-                kernel: &mut *kernel,
-            };
-            let facts = facts::namespace_facts(&mut probe, state.networks.get(&req.network), req)?;
-            crate::apply::phase("gather facts", start);
+            let facts = facts::namespace_facts(host, state.networks.get(&req.network), req)?;
+            crate::host::phase("gather facts", start);
             ops.extend(plan_connect_into(&mut state, req, &facts)?);
         }
         let mut ops = plan::batch_namespaces(ops);
         // One firewall transaction for all of them, after the links exist.
         ops.extend(Op::firewall(&before, &state));
-        heal_firewall(
-            &mut ops,
-            &before,
-            &mut LiveProbe {
-                kernel: &mut *kernel,
-            },
-        )?;
-        crate::apply::phase("gather facts and plan", start);
-        self.commit(&lock, &before, &state, &ops, Mode::AllOrNothing, kernel)?;
+        heal_firewall(&mut ops, &before, host)?;
+        crate::host::phase("gather facts and plan", start);
+        self.commit(&lock, &before, &state, &ops, Mode::AllOrNothing, host)?;
         let made = reqs
             .iter()
             .map(|req| {
@@ -97,17 +116,11 @@ impl Nsnet {
     /// Detaches several namespaces from one network, keeping going past
     /// pieces that are already gone.
     pub fn disconnect_many(&self, network: &str, namespaces: &[NsRef]) -> Result<Vec<Attachment>> {
-        require_root("disconnect namespaces")?;
+        self.require_root("disconnect namespaces")?;
         let (lock, state) = self.begin()?;
         let (new_state, mut ops) = plan_disconnect(&state, network, namespaces)?;
-        let mut kernel = LiveKernel::new();
-        heal_firewall(
-            &mut ops,
-            &state,
-            &mut LiveProbe {
-                kernel: &mut kernel,
-            },
-        )?;
+        let mut host = self.host();
+        heal_firewall(&mut ops, &state, &mut *host)?;
         let removed = namespaces
             .iter()
             .map(|ns| {
@@ -117,14 +130,7 @@ impl Nsnet {
                     .clone()
             })
             .collect();
-        self.commit(
-            &lock,
-            &state,
-            &new_state,
-            &ops,
-            Mode::KeepGoing,
-            &mut kernel,
-        )?;
+        self.commit(&lock, &state, &new_state, &ops, Mode::KeepGoing, &mut *host)?;
         Ok(removed)
     }
 }

@@ -1,15 +1,15 @@
 //! `check` and `check --repair`.
 
-use super::{require_root, Nsnet, Result};
-use crate::apply::{self, LiveKernel};
-use crate::check::{self, LiveProbe, Report};
+use super::{Nsnet, Result};
+use crate::apply;
+use crate::check::{self, Report};
 use crate::model::{Rejection, State};
 use crate::plan::{Op, Target};
 
 impl Nsnet {
     pub fn check(&self, network: Option<&str>) -> Result<Report> {
         let state = self.state()?;
-        let mut report = check_state(&state, network)?;
+        let mut report = self.check_state(&state, network)?;
         self.check_dns(&state, &mut report);
         Ok(report)
     }
@@ -25,7 +25,7 @@ impl Nsnet {
     /// Restores the firewall table, the forwarding sysctls and bridges'
     /// up state from the record; then checks again.
     pub fn repair(&self, network: Option<&str>) -> Result<Report> {
-        require_root("repair")?;
+        self.require_root("repair")?;
         let (lock, state) = self.begin()?;
         let mut ops = vec![];
         for net in state.networks.values() {
@@ -36,7 +36,7 @@ impl Nsnet {
                 });
             }
         }
-        for (key, value) in check::needed_sysctls(&state) {
+        for (key, value) in crate::model::sysctl::needed(&state) {
             ops.push(Op::SetSysctl {
                 target: Target::Host,
                 key: key.to_string(),
@@ -46,32 +46,36 @@ impl Nsnet {
         if !state.networks.is_empty() {
             ops.push(Op::whole_firewall(&state, &state));
         }
-        let errors = apply::teardown(&ops, &mut LiveKernel::new());
+        let errors = apply::teardown(&ops, &mut *self.host());
         self.ensure_dns(None, &state)?;
         drop(lock);
         if !errors.is_empty() {
             return Err(super::Error::Teardown(errors));
         }
-        let mut report = check_state(&state, network)?;
+        let mut report = self.check_state(&state, network)?;
         self.check_dns(&state, &mut report);
         Ok(report)
     }
 }
 
-/// `check` of one network or all, on the live machine.
-pub fn check_state(state: &State, network: Option<&str>) -> Result<Report> {
-    if let Some(name) = network {
-        if !state.networks.contains_key(name) {
-            return Err(Rejection::no_such_network(name, state.networks.keys()).into());
-        }
+impl Nsnet {
+    /// nsnet's firewall table as the backend lists it (`None`: missing):
+    /// whether the backend answers at all.
+    pub fn firewall_table(&self) -> Result<Option<serde_json::Value>> {
+        Ok(self.host().firewall_table()?)
     }
-    let mut kernel = LiveKernel::new();
-    let mut probe = LiveProbe {
-        kernel: &mut kernel,
-    };
-    Ok(check::check_where(
-        state,
-        |n| network.is_none_or(|name| n.name == name),
-        &mut probe,
-    )?)
+
+    /// `check` of one network or all, on the machine.
+    pub(super) fn check_state(&self, state: &State, network: Option<&str>) -> Result<Report> {
+        if let Some(name) = network {
+            if !state.networks.contains_key(name) {
+                return Err(Rejection::no_such_network(name, state.networks.keys()).into());
+            }
+        }
+        Ok(check::check_where(
+            state,
+            |n| network.is_none_or(|name| n.name == name),
+            &mut *self.host(),
+        )?)
+    }
 }

@@ -20,6 +20,16 @@ const READY_WAIT: Duration = Duration::from_secs(1);
 /// The server's stderr, when a command started it.
 pub const LOG_FILE: &str = "dns.log";
 
+/// `nsnet dns`: serves the names of the networks recorded in `state_dir`
+/// until no network needs it or a signal stops it (the daemon the
+/// commands start).
+pub fn serve(state_dir: &Path) -> Result<()> {
+    crate::dns::server::run(state_dir).map_err(|source| super::Error::DnsServer {
+        what: "serving",
+        source,
+    })
+}
+
 /// The server's PID, when one runs for this state directory.
 pub fn running(dir: &Path) -> Option<i32> {
     let pid: i32 = std::fs::read_to_string(dir.join(PID_FILE))

@@ -1,7 +1,7 @@
 //! Gathering the facts plans need, through a `Probe`: the same code serves
 //! the live machine and the fakes of the unit tests.
 
-use crate::check::{NsState, Probe};
+use crate::host::{NsState, Probe};
 use crate::kernel::netlink::LinkKind;
 use crate::model::ports::HostListener;
 use crate::model::{names, sysctl, ConnectRequest, CreateRequest, Network};
@@ -174,7 +174,7 @@ pub fn host_facts(probe: &mut dyn Probe, req: &CreateRequest) -> Result<HostFact
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::FakeProbe;
+    use crate::host::fake::FakeProbe;
     use crate::kernel::netlink::{AddressInfo, LinkInfo, RouteInfo};
     use crate::model::{test_network, NsRef};
 

@@ -3,9 +3,8 @@
 //! namespaces involved, plans (`plan::lab`) and commits like every other
 //! command: all or nothing when making, keep going when removing.
 
-use super::{require_root, Mode, Nsnet, Result};
-use crate::apply::LiveKernel;
-use crate::check::{LiveProbe, Probe};
+use super::{Mode, Nsnet, Result};
+use crate::host::Probe;
 use crate::model::lab::{Endpoint, Impairment, Route};
 use crate::model::{NsRef, Rejection, State};
 use crate::plan::lab::{self, Facts, LabNsFacts, LinkRequest};
@@ -47,18 +46,13 @@ impl Nsnet {
         mode: Mode,
         plan: impl FnOnce(&mut State, &Facts) -> std::result::Result<Vec<Op>, Rejection>,
     ) -> Result<State> {
-        require_root(what)?;
+        self.require_root(what)?;
         let (lock, before) = self.begin()?;
-        let mut kernel = LiveKernel::new();
-        let facts = lab_facts(
-            &mut LiveProbe {
-                kernel: &mut kernel,
-            },
-            namespaces.iter().copied(),
-        )?;
+        let mut host = self.host();
+        let facts = lab_facts(&mut *host, namespaces.iter().copied())?;
         let mut after = before.clone();
         let ops = plan(&mut after, &facts)?;
-        self.commit(&lock, &before, &after, &ops, mode, &mut kernel)?;
+        self.commit(&lock, &before, &after, &ops, mode, &mut *host)?;
         Ok(after)
     }
 
@@ -124,8 +118,8 @@ impl Nsnet {
     /// uses (no attachment, link or route; a router with nothing else is
     /// forgotten first).
     pub fn delete_namespace(&self, name: &str) -> Result<()> {
-        require_root("delete namespaces")?;
-        crate::kernel::netns::validate_name(name)?;
+        self.require_root("delete namespaces")?;
+        crate::model::nsref::validate_name(name)?;
         let state = self.state()?;
         let ns = NsRef::Named(name.to_string());
         if let Some((net, _)) = state.attachments_of(&ns).next() {
@@ -157,9 +151,23 @@ impl Nsnet {
         if router {
             self.forward(name, false)?;
         }
-        if !router || crate::kernel::netns::exists(&ns) {
-            crate::kernel::netns::del(name)?;
+        let mut host = self.host();
+        if !router || host.namespace_exists(&ns)? {
+            host.apply(&Op::DeleteNetns {
+                name: name.to_string(),
+            })?;
         }
+        Ok(())
+    }
+
+    /// `nsnet ns add`: creates a named namespace, which nsnet does not
+    /// record (iproute2's, as `ip netns add` makes it).
+    pub fn add_namespace(&self, name: &str) -> Result<()> {
+        self.require_root("add namespaces")?;
+        crate::model::nsref::validate_name(name)?;
+        self.host().apply(&Op::CreateNetns {
+            name: name.to_string(),
+        })?;
         Ok(())
     }
 }

@@ -8,20 +8,26 @@
 
 mod attach;
 mod check;
+mod converge;
 pub mod dns;
 pub mod error;
 pub(crate) mod facts;
 pub mod lab;
+pub mod live;
 mod network;
 pub mod overlay;
 pub mod pingall;
 
+pub use crate::check::{Finding, Report};
+pub use crate::host::{phase, set_verbose};
+pub use crate::kernel::memory_file;
 pub(crate) use attach::heal_firewall;
 pub use error::{require_root, Error, Result};
 
 use std::path::PathBuf;
 
-use crate::apply::{self, Kernel, LiveKernel};
+use crate::apply::{self, Kernel};
+use crate::host::{LiveMachine, Machine};
 use crate::model::State;
 use crate::plan::{self, Op};
 use crate::store;
@@ -29,6 +35,8 @@ use crate::store;
 /// The library's entry point: one state directory, and the operations on it.
 pub struct Nsnet {
     store: store::Store,
+    /// The machine every command works on, chosen once.
+    machine: Box<dyn Machine>,
     /// Things a command did that the user should hear of although it
     /// succeeded (front ends print them).
     notices: std::cell::RefCell<Vec<String>>,
@@ -44,11 +52,33 @@ pub enum Mode {
 }
 
 impl Nsnet {
+    /// nsnet on this machine, with its state in `state_dir`.
     pub fn new(state_dir: impl Into<PathBuf>) -> Nsnet {
+        Nsnet::on(state_dir, Box::new(LiveMachine))
+    }
+
+    /// nsnet on `machine` (a test's fake), with its state in `state_dir`.
+    pub fn on(state_dir: impl Into<PathBuf>, machine: Box<dyn Machine>) -> Nsnet {
         Nsnet {
             store: store::Store::new(state_dir),
+            machine,
             notices: Default::default(),
         }
+    }
+
+    /// Refuses `what` on a machine nsnet may not change (not root).
+    pub fn require_root(&self, what: &'static str) -> Result<()> {
+        if self.machine.privileged() {
+            Ok(())
+        } else {
+            Err(Error::NotRoot(what))
+        }
+    }
+
+    /// A session on the machine for one command: its sockets and caches
+    /// go with it.
+    fn host(&self) -> Box<dyn crate::host::Host> {
+        self.machine.open()
     }
 
     /// The notices of the commands so far, emptied.
@@ -76,7 +106,7 @@ impl Nsnet {
             // Recorded already: the command died just before tidying up.
             if current != after {
                 let (kept, ops) = plan::recover::recover(&before, &after);
-                let errors = apply::teardown(&ops, &mut LiveKernel::new());
+                let errors = apply::teardown(&ops, &mut *self.host());
                 if !errors.is_empty() {
                     return Err(Error::Teardown(errors));
                 }
@@ -85,7 +115,7 @@ impl Nsnet {
             self.store.remove_journal(&lock)?;
         }
         let state = self.store.load(&lock)?;
-        apply::phase("lock and load the state", start);
+        crate::host::phase("lock and load the state", start);
         Ok((lock, state))
     }
 
@@ -109,7 +139,7 @@ impl Nsnet {
             change: crate::model::delta::diff(before, after),
         };
         self.store.write_journal(lock, &journal)?;
-        apply::phase("write the journal", start);
+        crate::host::phase("write the journal", start);
         let crate::model::Journal::Change { change } = &journal else {
             unreachable!("written as a change just above")
         };
@@ -127,7 +157,7 @@ impl Nsnet {
         self.store.remove_journal(lock)?;
         let start = std::time::Instant::now();
         self.ensure_dns(Some(before), after)?;
-        apply::phase("serve DNS", start);
+        crate::host::phase("serve DNS", start);
         Ok(())
     }
 
@@ -152,7 +182,7 @@ impl Nsnet {
         };
         let start = std::time::Instant::now();
         let saved = self.store.record(lock, change, after);
-        apply::phase("record the state", start);
+        crate::host::phase("record the state", start);
         if let Err(e) = saved {
             let errors = apply::teardown(&undo, kernel);
             if !errors.is_empty() {

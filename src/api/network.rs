@@ -1,19 +1,19 @@
 //! `network create` and `network rm`.
 
-use super::{facts, require_root, Mode, Nsnet, Result};
-use crate::apply::LiveKernel;
-use crate::check::LiveProbe;
+use super::{facts, Mode, Nsnet, Result};
+use crate::host::Host;
 use crate::model::{CreateRequest, Network};
 use crate::plan::network::{plan_create, plan_remove};
+use crate::plan::{without_firewall, Op};
 
 impl Nsnet {
     pub fn create_network(&self, req: &CreateRequest) -> Result<Network> {
         if let Some(asked) = &req.overlay {
             return self.create_overlay(req, asked);
         }
-        require_root("create networks")?;
+        self.require_root("create networks")?;
         let (lock, state) = self.begin()?;
-        self.make_network(&lock, &state, req, &mut LiveKernel::new())
+        self.make_network(&lock, &state, req, &mut *self.host())
     }
 
     /// Gathers the host's facts, plans the network of `req` and commits
@@ -23,28 +23,46 @@ impl Nsnet {
         lock: &crate::store::Lock,
         state: &crate::model::State,
         req: &CreateRequest,
-        kernel: &mut LiveKernel,
+        host: &mut dyn Host,
     ) -> Result<Network> {
-        let facts = facts::host_facts(&mut LiveProbe { kernel }, req)?;
+        let facts = facts::host_facts(host, req)?;
         let (new_state, ops) = plan_create(state, req, &facts)?;
-        self.commit(lock, state, &new_state, &ops, Mode::AllOrNothing, kernel)?;
+        self.commit(lock, state, &new_state, &ops, Mode::AllOrNothing, host)?;
         Ok(new_state.networks[&req.name].clone())
     }
 
     pub fn remove_network(&self, name: &str, force: bool) -> Result<Network> {
-        require_root("remove networks")?;
-        let (lock, state) = self.begin()?;
-        let (new_state, ops) = plan_remove(&state, name, force)?;
-        let net = state.networks[name].clone();
+        Ok(self.remove_networks(&[name.to_string()], force)?.remove(0))
+    }
+
+    /// Removes networks under one lock, all or none: every removal is
+    /// planned before the first step, and one that is refused (a network in
+    /// use, without `force`) leaves every network as it was.
+    pub fn remove_networks(&self, names: &[String], force: bool) -> Result<Vec<Network>> {
+        self.require_root("remove networks")?;
+        let (lock, before) = self.begin()?;
+        let mut after = before.clone();
+        let mut ops = Vec::new();
+        for name in names {
+            let (next, more) = plan_remove(&after, name, force)?;
+            after = next;
+            ops.extend(without_firewall(more));
+        }
+        let removed: Vec<Network> = names.iter().map(|n| before.networks[n].clone()).collect();
+        if let Some(fw) = Op::firewall(&before, &after) {
+            ops.insert(0, fw);
+        }
         self.commit(
             &lock,
-            &state,
-            &new_state,
+            &before,
+            &after,
             &ops,
             Mode::KeepGoing,
-            &mut LiveKernel::new(),
+            &mut *self.host(),
         )?;
-        self.leave_overlay(&net);
-        Ok(net)
+        for net in &removed {
+            self.leave_overlay(net);
+        }
+        Ok(removed)
     }
 }

@@ -6,10 +6,9 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 
 use ipnet::{IpNet, Ipv4Net};
 
-use super::{require_root, Error, Nsnet, Result};
-use crate::apply::LiveKernel;
-use crate::check::{LiveProbe, Probe};
+use super::{Error, Nsnet, Result};
 use crate::cluster::{ClaimRequest, Registry};
+use crate::host::Probe;
 use crate::kernel::netlink::Handle;
 use crate::model::overlay::{self, Overlay, OverlayRequest, Peer, Reservation};
 use crate::model::{names, CreateRequest, Network, Rejection};
@@ -82,7 +81,7 @@ impl Nsnet {
         req: &CreateRequest,
         asked: &OverlayRequest,
     ) -> Result<Network> {
-        require_root("create networks")?;
+        self.require_root("create networks")?;
         let (lock, state) = self.begin()?;
         names::validate_network_name(&req.name)?;
         if state.networks.contains_key(&req.name) {
@@ -92,13 +91,8 @@ impl Nsnet {
             .into());
         }
         check_overlay(&state, &req.name, &asked.config)?;
-        let mut kernel = LiveKernel::new();
-        let (vtep, underlay_if, underlay_mtu) = underlay(
-            &mut LiveProbe {
-                kernel: &mut kernel,
-            },
-            asked,
-        )?;
+        let mut host = self.host();
+        let (vtep, underlay_if, underlay_mtu) = underlay(&mut *host, asked)?;
         let joined = Overlay {
             config: asked.config.clone(),
             etcd: asked.etcd.clone(),
@@ -143,7 +137,7 @@ impl Nsnet {
             joined: Some(joined),
             ..req.clone()
         };
-        let made = self.make_network(&lock, &state, &local, &mut kernel);
+        let made = self.make_network(&lock, &state, &local, &mut *host);
         if made.is_err() {
             let _ = registry.leave(&req.name, &asked.config, &subnet);
             let _ = registry.client().revoke(lease);

@@ -1,55 +1,14 @@
-//! Carrying plans out. `Kernel` is the one seam between a plan and the
-//! machine: `LiveKernel` (`live`) applies steps through the kernel layer
-//! and the firewall backend, with the instrumentation of `instrument`
-//! (`-v` timings, progress, `NSNET_FAIL_AT`/`NSNET_ABORT_AT`); tests use
-//! `fake::FakeKernel`. Applying is all or nothing: each completed step
-//! yields its own undo, and a failure undoes the completed steps in reverse
-//! order. Teardown instead keeps going past failures and reports each one.
+//! Carrying plans out, all or nothing: each completed step yields its own
+//! undo, and a failure undoes the completed steps in reverse order.
+//! Teardown instead keeps going past failures and reports each one. Steps
+//! are carried out by whatever `host::Kernel` the caller passes: the live
+//! machine or a test's fake.
 //!
-//! May import `plan`, `model`, `kernel` and `firewall`; never `api` or the
-//! front ends.
+//! May import `host`, `plan` and `model`; never `api` or the front ends.
 
-mod instrument;
-pub mod live;
-
-pub use instrument::{phase, set_verbose};
-pub use live::LiveKernel;
+pub use crate::host::{Error, Kernel};
 
 use crate::plan::Op;
-
-/// Why a step failed.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error(transparent)]
-    Kernel(#[from] crate::kernel::Error),
-    #[error(transparent)]
-    Firewall(#[from] crate::firewall::Error),
-    #[error("injected failure at kernel operation {0} (NSNET_FAIL_AT)")]
-    Injected(usize),
-}
-
-impl Error {
-    /// The object an undo or teardown step wanted to remove is already gone.
-    pub fn is_gone(&self) -> bool {
-        matches!(self, Error::Kernel(e) if e.is_gone())
-    }
-}
-
-macro_rules! from_kernel {
-    ($($t:ty),*) => {$(
-        impl From<$t> for Error {
-            fn from(e: $t) -> Error {
-                Error::Kernel(e.into())
-            }
-        }
-    )*};
-}
-from_kernel!(
-    crate::kernel::netlink::Error,
-    crate::kernel::netns::Error,
-    crate::kernel::sysctl::Error,
-    crate::kernel::conntrack::Error
-);
 
 /// A failed step.
 #[derive(Debug, thiserror::Error)]
@@ -65,11 +24,6 @@ impl StepError {
     pub fn is_gone(&self) -> bool {
         self.source.is_gone()
     }
-}
-
-/// Carries out steps; returns each completed step's undo.
-pub trait Kernel {
-    fn apply(&mut self, op: &Op) -> Result<Option<Op>, Error>;
 }
 
 /// A plan failed and was rolled back. `rollback` lists undo steps that
@@ -123,33 +77,10 @@ pub fn teardown<'a>(
 }
 
 #[cfg(test)]
-pub mod fake {
-    //! A kernel that records steps and fails on request.
-    use super::*;
-
-    #[derive(Default)]
-    pub struct FakeKernel {
-        pub log: Vec<String>,
-        pub fail_at: Option<usize>,
-        pub calls: usize,
-    }
-
-    impl Kernel for FakeKernel {
-        fn apply(&mut self, op: &Op) -> Result<Option<Op>, Error> {
-            self.calls += 1;
-            if self.fail_at == Some(self.calls) {
-                return Err(Error::Injected(self.calls));
-            }
-            self.log.push(op.to_string());
-            Ok(crate::plan::undo_of(op, None))
-        }
-    }
-}
-
-#[cfg(test)]
 mod tests {
-    use super::fake::FakeKernel;
     use super::*;
+    use crate::host::fake::Fake;
+    use crate::host::Probe;
     use crate::model::NsRef;
     use crate::plan::Target;
 
@@ -178,42 +109,68 @@ mod tests {
         ]
     }
 
+    /// A machine with the bridge the steps attach to.
+    fn machine() -> Fake {
+        let fake = Fake::default();
+        fake.state()
+            .probe
+            .carry_out(&Op::CreateBridge {
+                name: "br0".into(),
+                mac: [2, 0, 0, 0, 0, 1],
+                mtu: None,
+                group: None,
+            })
+            .unwrap();
+        fake
+    }
+
     #[test]
     fn failure_undoes_completed_steps_in_reverse() {
+        let ns1 = || Target::Ns(NsRef::Named("ns1".into()));
         for k in 1..=4 {
-            let mut kernel = FakeKernel {
-                fail_at: Some(k),
-                ..Default::default()
-            };
-            let failed = apply(&ops(), &mut kernel).unwrap_err();
+            let mut fake = machine();
+            fake.state().fail_at = Some(k);
+            let failed = apply(&ops(), &mut fake).unwrap_err();
             assert!(failed.rollback.is_empty());
-            let done = &kernel.log[..k - 1];
-            let undone = &kernel.log[k - 1..];
+            assert!(matches!(failed.error.source, Error::Injected(n) if n == k));
+            let log = fake.take_applied();
+            let (done, undone) = log.split_at(k - 1);
+            assert_eq!(done, &ops()[..k - 1], "failing at step {k}");
             // Every created object is deleted again, newest first.
-            let expected: Vec<String> = done
+            let expected: Vec<Op> = done
                 .iter()
                 .rev()
-                .filter_map(|d| match d.as_str() {
-                    s if s.starts_with("create namespace") => {
-                        Some("delete namespace ns1".to_string())
-                    }
-                    s if s.starts_with("create veth") => {
-                        Some("delete link ve-ns1 in host".to_string())
-                    }
-                    s if s.starts_with("add address") => {
-                        Some("delete address 10.0.0.2/24 from eth0 in namespace ns1".to_string())
-                    }
+                .filter_map(|d| match d {
+                    Op::CreateNetns { .. } => Some(Op::DeleteNetns { name: "ns1".into() }),
+                    Op::CreateVeth { .. } => Some(Op::DeleteLink {
+                        target: Target::Host,
+                        name: "ve-ns1".into(),
+                    }),
+                    Op::AddAddress { .. } => Some(Op::DeleteAddress {
+                        target: ns1(),
+                        ifname: "eth0".into(),
+                        addr: "10.0.0.2/24".parse().unwrap(),
+                    }),
                     _ => None,
                 })
                 .collect();
             assert_eq!(undone, expected.as_slice(), "failing at step {k}");
+            // And the machine is as it was.
+            let mut probe = fake.state().probe.clone();
+            assert!(!probe.namespace_exists(&NsRef::Named("ns1".into())).unwrap());
+            assert!(probe.link(&Target::Host, "ve-ns1").unwrap().is_none());
         }
     }
 
     #[test]
     fn success_applies_everything_once() {
-        let mut kernel = FakeKernel::default();
-        apply(&ops(), &mut kernel).unwrap();
-        assert_eq!(kernel.log.len(), 4);
+        let mut fake = machine();
+        apply(&ops(), &mut fake).unwrap();
+        assert_eq!(fake.take_applied(), ops());
+        let mut probe = fake.state().probe.clone();
+        let inside = probe
+            .addresses(&Target::Ns(NsRef::Named("ns1".into())))
+            .unwrap();
+        assert_eq!(inside.len(), 1);
     }
 }

@@ -4,10 +4,7 @@
 //! Read-only: every question goes through `Probe`.
 //!
 //! May import `model`, `plan` (for `Target`), `kernel`'s value types, the
-//! firewall's rendering and backend reads, and `apply::LiveKernel` (whose
-//! sockets the live probe shares).
-
-pub mod probe;
+//! firewall's rendering, and `host` (the `Probe` it asks).
 
 use std::fmt;
 
@@ -15,11 +12,11 @@ use ipnet::IpNet;
 use serde::Serialize;
 
 use crate::firewall::rules as fw;
+pub use crate::host::Probe;
 use crate::kernel::netlink::LinkKind;
 use crate::model::lab::Endpoint;
 use crate::model::{sysctl, Attachment, Network, NsRef, State};
 use crate::plan::Target;
-pub use probe::{FakeProbe, LiveProbe, NsState, Probe};
 
 /// One thing nsnet made that is missing or different.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -353,7 +350,7 @@ impl Report {
     }
 }
 
-type Result<T> = probe::Result<T>;
+type Result<T> = std::result::Result<T, crate::host::Error>;
 
 /// The bridge of `net` and its gateway addresses; returns the bridge's
 /// index when it is there to compare ports against.
@@ -489,22 +486,6 @@ fn attachment_findings(
     Ok(())
 }
 
-/// The sysctls the networks need, with the value they need.
-pub fn needed_sysctls(state: &State) -> Vec<(&'static str, &'static str)> {
-    let mut out = Vec::new();
-    if state.networks.values().any(|n| n.forwards()) {
-        out.push((sysctl::IPV4_FORWARD, "1"));
-    }
-    if state
-        .networks
-        .values()
-        .any(|n| n.forwards() && n.subnet_v6().is_some())
-    {
-        out.push((sysctl::IPV6_FORWARD, "1"));
-    }
-    out
-}
-
 /// Drift of the networks `keep` selects; the sysctls and the firewall
 /// table are checked once, whatever the selection.
 pub fn check_where(
@@ -527,7 +508,7 @@ pub fn check_where(
             }
         }
     }
-    for (key, value) in needed_sysctls(state) {
+    for (key, value) in sysctl::needed(state) {
         if probe.sysctl(key).as_deref() != Some(value) {
             report.drift.push(Finding::Sysctl {
                 key: key.to_string(),

@@ -2,6 +2,7 @@
 //! each kind of damage is one specific finding.
 
 use super::*;
+use crate::host::fake::FakeProbe;
 use crate::model::{test_attachment, test_network, Attachment};
 
 fn state() -> State {

@@ -3,10 +3,8 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use nsnet::apply::{self, LiveKernel};
-use nsnet::kernel::{ping, sandbox};
-use nsnet::model::{names, ConnectRequest, CreateRequest, NsRef};
-use nsnet::plan::{Op, Target};
+use nsnet::api::live::{self as ping, enter_sandbox, DEFAULT_STATE_DIR};
+use nsnet::model::{ConnectRequest, CreateRequest, NsRef};
 use nsnet::{Nsnet, Result};
 
 use super::output::{live_ports, Printer};
@@ -22,73 +20,9 @@ fn step(title: &str, manual: &[&str]) {
     }
 }
 
-fn run_ops(ops: &[Op]) -> Result<()> {
-    apply::apply(ops, &mut LiveKernel::new())?;
-    Ok(())
-}
-
-/// A simulated upstream network: namespace `upstream` at 203.0.113.1 with
-/// no route back to the bridge's subnet, linked to the sandbox's root
-/// namespace (203.0.113.2), which uses it as default route.
-fn make_upstream() -> Result<()> {
-    let up = Target::Ns(NsRef::Named(UPSTREAM_NS.into()));
-    run_ops(&[
-        Op::LinkUp {
-            target: Target::Host,
-            ifname: "lo".into(),
-        },
-        Op::CreateNetns {
-            name: UPSTREAM_NS.into(),
-        },
-        Op::CreateBridge {
-            name: "uplink".into(),
-            mac: names::derived_mac(&["uplink"]),
-            mtu: None,
-            group: None,
-        },
-        Op::LinkUp {
-            target: Target::Host,
-            ifname: "uplink".into(),
-        },
-        Op::AddAddress {
-            target: Target::Host,
-            ifname: "uplink".into(),
-            addr: "203.0.113.2/24".parse().expect("valid"),
-        },
-        Op::CreateVeth {
-            host: "up0".into(),
-            peer: "eth0".into(),
-            netns: NsRef::Named(UPSTREAM_NS.into()),
-            bridge: "uplink".into(),
-            mtu: None,
-            mac: None,
-            group: 0,
-            ipv6: true,
-        },
-        Op::AddAddress {
-            target: up.clone(),
-            ifname: "eth0".into(),
-            addr: format!("{UPSTREAM_ADDR}/24").parse().expect("valid"),
-        },
-        Op::LinkUp {
-            target: up.clone(),
-            ifname: "eth0".into(),
-        },
-        Op::LinkUp {
-            target: up,
-            ifname: "lo".into(),
-        },
-        Op::AddDefaultRoute {
-            target: Target::Host,
-            ifname: "uplink".into(),
-            gateway: UPSTREAM_ADDR.parse().expect("valid"),
-        },
-    ])
-}
-
 fn demo_ping(out: &Printer, ns: &str, dest: &str) -> Result<bool> {
     let dest: IpAddr = dest.parse().expect("valid");
-    let opts = ping::Options {
+    let opts = ping::PingOptions {
         count: 2,
         timeout: Duration::from_secs(1),
         interval: Duration::from_millis(200),
@@ -108,12 +42,16 @@ fn demo_ping(out: &Printer, ns: &str, dest: &str) -> Result<bool> {
 pub fn run(out: &Printer) -> Result<i32> {
     nsnet::require_root("build the demo sandbox")?;
     // The process has no other thread yet, so all of it moves.
-    sandbox::enter()?;
-    let nsnet = Nsnet::new(nsnet::store::DEFAULT_DIR);
+    enter_sandbox()?;
+    let nsnet = Nsnet::new(DEFAULT_STATE_DIR);
     println!(
         "nsnet demo: the tutorial in a private network and mount namespace; the host is untouched."
     );
-    make_upstream()?;
+    nsnet.make_upstream(
+        UPSTREAM_NS,
+        UPSTREAM_ADDR.parse().expect("valid"),
+        "203.0.113.2".parse().expect("valid"),
+    )?;
     println!("(simulated upstream: namespace {UPSTREAM_NS} at {UPSTREAM_ADDR}, with no route back to 172.16.0.0/16)");
 
     step(

@@ -2,13 +2,11 @@
 
 use std::ffi::CString;
 use std::fs;
-use std::os::fd::AsFd;
 use std::path::Path;
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{unshare, CloneFlags};
 
-use nsnet::kernel::netns;
 use nsnet::model::NsRef;
 use nsnet::{Error, Result};
 
@@ -18,10 +16,9 @@ use nsnet::{Error, Result};
 /// `/sys` remounted (so `/sys/class/net` shows the namespace's interfaces)
 /// and the files of `/etc/netns/NAME/` bind-mounted over `/etc/`.
 pub fn exec(ns: &NsRef, command: &[String]) -> Result<i32> {
-    let fd = netns::open(ns)?;
     // The process is single-threaded here and is about to exec: moving its
     // only thread cannot disturb other work.
-    netns::enter_for_exec(&fd.as_fd(), &ns.to_string())?;
+    nsnet::api::live::enter_for_exec(ns)?;
     if let Some(name) = ns.name() {
         private_mounts(name)?;
     }

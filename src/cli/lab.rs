@@ -10,9 +10,9 @@ use super::output::Printer;
 use super::Result;
 use nsnet::api::pingall;
 use nsnet::model::graph::{Format, Graph};
+use nsnet::model::lab::LinkRequest;
 use nsnet::model::lab::{Endpoint, Impairment, Route};
 use nsnet::model::Rejection;
-use nsnet::plan::lab::LinkRequest;
 use nsnet::Nsnet;
 
 #[derive(Debug, Subcommand)]

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use clap::{CommandFactory, Parser, Subcommand};
 
-use nsnet::kernel::{netns, ping};
+use nsnet::api::live::{self as ping, namespace_exists};
 use nsnet::model::ports::PortMapping;
 use nsnet::model::rejection::{parse_ip, parse_subnet};
 use nsnet::model::{names, ConnectRequest, CreateRequest, GatewayMode, NsRef, Rejection, State};
@@ -46,7 +46,7 @@ pub struct Cli {
 #[derive(Debug, clap::Args)]
 pub struct GlobalOptions {
     /// Where nsnet records networks and leases
-    #[arg(long, global = true, help_heading = "Global options", env = "NSNET_STATE_DIR", default_value = nsnet::store::DEFAULT_DIR)]
+    #[arg(long, global = true, help_heading = "Global options", env = "NSNET_STATE_DIR", default_value = nsnet::api::live::DEFAULT_STATE_DIR)]
     pub state_dir: PathBuf,
     /// Machine-readable output for listings and errors
     #[arg(long, global = true, help_heading = "Global options")]
@@ -502,7 +502,7 @@ fn disconnect(
 fn show(nsnet: &Nsnet, out: &output::Printer, network: Option<String>) -> Result<()> {
     let start = Instant::now();
     let mut state = nsnet.state()?;
-    nsnet::apply::phase("read the record", start);
+    nsnet::api::phase("read the record", start);
     if let Some(name) = network {
         let net = state
             .networks
@@ -515,10 +515,10 @@ fn show(nsnet: &Nsnet, out: &output::Printer, network: Option<String>) -> Result
     }
     let start = Instant::now();
     let live = output::live_ports(&state);
-    nsnet::apply::phase("list the bridges' ports", start);
+    nsnet::api::phase("list the bridges' ports", start);
     let start = Instant::now();
     out.show(&state, &live);
-    nsnet::apply::phase("print", start);
+    nsnet::api::phase("print", start);
     // The process ends next: freeing what a thousand attachments and
     // ports took, piece by piece, is a tenth of a millisecond for nothing.
     std::mem::forget(state);
@@ -532,7 +532,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         quiet: cli.options.quiet,
         color: !cli.options.json && cli.options.color.enabled(),
     };
-    nsnet::apply::set_verbose(cli.options.verbose);
+    nsnet::api::set_verbose(cli.options.verbose);
     let nsnet = Nsnet::new(&cli.options.state_dir);
     match cli.command {
         Command::Network(Deferred(cmd)) => network(&nsnet, &out, cmd)?,
@@ -564,7 +564,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         } => disconnect(&nsnet, &out, &network, &namespaces)?,
         Command::Exec { namespace, command } => {
             let ns = NsRef::parse(&namespace)?;
-            if !netns::exists(&ns) {
+            if !namespace_exists(&ns) {
                 return Err(missing_namespace(&ns));
             }
             return exec::exec(&ns, &command);
@@ -576,7 +576,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             timeout,
             interval,
         } => {
-            let opts = ping::Options {
+            let opts = ping::PingOptions {
                 count,
                 timeout: seconds(timeout, "timeout")?,
                 interval: seconds(interval, "interval")?,
@@ -604,7 +604,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Pingall(Deferred(args)) => return lab::pingall_command(&nsnet, &out, args),
         Command::Graph(Deferred(args)) => lab::graph(&nsnet, args)?,
         Command::Dns => dns_server(&cli.options.state_dir)?,
-        Command::ReapParked { names } => nsnet::apply::live::reap_parked(&names),
+        Command::ReapParked { names } => nsnet::api::live::reap_parked(&names),
         Command::Man { dir } => {
             let written = man_pages(&dir)?;
             out.done(&format!(
@@ -642,10 +642,7 @@ fn check(
 
 fn dns_server(state_dir: &std::path::Path) -> Result<()> {
     require_root("serve DNS")?;
-    nsnet::dns::server::run(state_dir).map_err(|source| nsnet::Error::DnsServer {
-        what: "serving",
-        source,
-    })
+    nsnet::api::dns::serve(state_dir)
 }
 
 fn agent(nsnet: &Nsnet, etcd: Vec<String>) -> Result<()> {
@@ -763,13 +760,8 @@ fn network(nsnet: &Nsnet, out: &output::Printer, cmd: NetworkCmd) -> Result<()> 
             out.network_inspect(net, &peers);
         }
         NetworkCmd::Rm { names, force } => {
-            // All or none: every removal is checked before the first one.
-            let state = nsnet.state()?;
-            for name in &names {
-                nsnet::plan::network::plan_remove(&state, name, force)?;
-            }
-            for name in &names {
-                let net = nsnet.remove_network(name, force)?;
+            // All or none, under one lock.
+            for net in nsnet.remove_networks(&names, force)? {
                 out.done(&format!("removed network {}", net.name));
             }
         }
@@ -783,20 +775,19 @@ fn namespace(nsnet: &Nsnet, out: &output::Printer, cmd: NsCmd) -> Result<()> {
             name,
             forward: true,
         } => {
-            netns::validate_name(&name)?;
+            nsnet::model::nsref::validate_name(&name)?;
             nsnet.forward(&name, true)?;
             out.done(&format!("namespace {name} forwards"));
         }
         NsCmd::Add { name, .. } => {
-            require_root("add namespaces")?;
-            netns::add(&name)?;
+            nsnet.add_namespace(&name)?;
             out.done(&format!("created namespace {name}"));
         }
         NsCmd::Del { name } => {
             nsnet.delete_namespace(&name)?;
             out.done(&format!("deleted namespace {name}"));
         }
-        NsCmd::Ls => out.namespace_list(&netns::list()?),
+        NsCmd::Ls => out.namespace_list(&nsnet::api::live::namespaces()?),
     }
     Ok(())
 }
@@ -804,13 +795,13 @@ fn namespace(nsnet: &Nsnet, out: &output::Printer, cmd: NsCmd) -> Result<()> {
 /// Ctrl-C stops a ping early, which then prints its statistics and exits
 /// with ping's status, as ping(8) does.
 fn stop_on_interrupt() -> &'static std::sync::atomic::AtomicBool {
-    nsnet::kernel::stop_on(&[libc::SIGINT])
+    ping::stop_on(&[libc::SIGINT])
 }
 
 /// A namespace that does not exist, with the closest name under
 /// /run/netns when one is close.
 fn missing_namespace(ns: &NsRef) -> nsnet::Error {
-    let names = netns::list().unwrap_or_default();
+    let names = nsnet::api::live::namespaces().unwrap_or_default();
     Rejection::NoSuchNamespace {
         namespace: ns.to_string(),
         suggestion: ns.name().and_then(|n| names::closest(n, &names)),
@@ -823,10 +814,10 @@ fn ping_command(
     out: &output::Printer,
     namespace: &str,
     destination: &str,
-    opts: &ping::Options,
+    opts: &ping::PingOptions,
 ) -> Result<i32> {
     let ns = NsRef::parse(namespace)?;
-    if !netns::exists(&ns) {
+    if !namespace_exists(&ns) {
         return Err(missing_namespace(&ns));
     }
     let dest: IpAddr = match destination.parse() {
@@ -839,7 +830,7 @@ fn ping_command(
                 expected: "expected an IPv4 or IPv6 address, or a namespace on a shared network",
             };
             let to = NsRef::parse(destination).map_err(|_| invalid())?;
-            if !netns::exists(&to) {
+            if !namespace_exists(&to) {
                 return Err(invalid().into());
             }
             nsnet

@@ -5,8 +5,7 @@ use std::net::IpAddr;
 
 use serde_json::json;
 
-use nsnet::kernel::netlink::{Handle, LinkInfo};
-use nsnet::kernel::ping::{Reply, Summary};
+use nsnet::api::live::{LinkInfo, Reply, Summary};
 use nsnet::model::overlay::Peer;
 use nsnet::model::ports::PortMapping;
 use nsnet::model::{Attachment, Network, State};
@@ -200,35 +199,10 @@ fn on_bridge(port: &LinkInfo, bridge: Option<&LinkInfo>) -> bool {
     bridge.is_some_and(|b| port.master == Some(b.index))
 }
 
-/// Every bridge port in one bridge-port dump (not a dump of every link,
-/// which costs the kernel a lookup per veth that grows with the number of
-/// namespaces), then, one by one, the networks' bridges and the host ends
-/// the dump lacks: a host end taken off every bridge is there, not missing.
+/// The host's bridge ports and the links the record names, as the kernel
+/// has them now (none when it cannot be asked).
 pub fn live_ports(state: &State) -> LivePorts {
-    let read = Handle::open().and_then(|mut h| {
-        let mut live = LivePorts::new(h.bridge_ports()?);
-        let mut missing: Vec<String> = Vec::new();
-        for net in state.networks.values() {
-            if live.get(&net.bridge).is_none() {
-                missing.push(net.bridge.clone());
-            }
-            for a in net.attachments.summaries() {
-                if live.get(a.host_ifname()).is_none() {
-                    missing.push(a.host_ifname().to_owned());
-                }
-            }
-        }
-        // A name recorded twice is looked up once.
-        missing.sort_unstable();
-        missing.dedup();
-        let mut found = Vec::new();
-        for name in &missing {
-            found.extend(h.link_by_name(name)?);
-        }
-        live.extend(found);
-        Ok(live)
-    });
-    read.unwrap_or_else(|_| LivePorts::new(Vec::new()))
+    LivePorts::new(nsnet::api::live::bridge_ports(state).unwrap_or_default())
 }
 
 /// `show --json`.
@@ -570,7 +544,7 @@ impl Printer {
         report_stdout(printed);
     }
 
-    pub fn outcome(&self, o: &nsnet::topology::converge::Outcome, what: &str, dry_run: bool) {
+    pub fn outcome(&self, o: &nsnet::model::topology::Outcome, what: &str, dry_run: bool) {
         if self.json {
             self.print_json(
                 json!({"changes": o.changes, "applied": o.applied, "dry_run": dry_run}),
@@ -592,7 +566,7 @@ impl Printer {
         }
     }
 
-    pub fn check(&self, report: &nsnet::check::Report, repaired: bool) {
+    pub fn check(&self, report: &nsnet::api::Report, repaired: bool) {
         if self.json {
             self.print_json(json!({"clean": report.clean(), "drift": report.drift, "warnings": report.warnings}));
             return;
@@ -633,7 +607,7 @@ impl Printer {
 
     pub fn ping_header(&self, dest: IpAddr) {
         if !self.json && !self.quiet {
-            let payload = nsnet::kernel::ping::PAYLOAD;
+            let payload = nsnet::api::live::PAYLOAD;
             // As ping(8) says it: IPv4 with the packet size, ICMPv6 not.
             if dest.is_ipv4() {
                 println!(

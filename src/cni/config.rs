@@ -261,7 +261,7 @@ pub fn delegate(
             CniError::new(7, format!("IPAM plugin {kind:?} not found in CNI_PATH"))
                 .with(env.path.clone())
         })?;
-    let input = crate::kernel::memory_file(stdin).map_err(|e| {
+    let input = crate::api::memory_file(stdin).map_err(|e| {
         CniError::new(5, format!("writing to IPAM plugin {kind}")).with(e.to_string())
     })?;
     let child = Command::new(&binary)

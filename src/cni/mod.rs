@@ -4,7 +4,7 @@
 //! written for `bridge` works after changing `type`, and turns each request
 //! into the same model requests the command line makes. stdout carries the
 //! result or the error JSON and nothing else. A front end: may import
-//! `api`, `check` and `model`; no other front end.
+//! `api` and `model`, nothing below and no other front end.
 
 mod config;
 mod result;
@@ -16,8 +16,7 @@ use std::io::Read;
 
 use serde_json::{json, Value};
 
-use crate::apply::LiveKernel;
-use crate::check::{Finding, LiveProbe, Report};
+use crate::api::{Finding, Report};
 use crate::model::{Attachment, Class, CniKey, ConnectRequest, NsRef, Rejection, State};
 use crate::{error_chain, Error, Nsnet};
 
@@ -194,16 +193,13 @@ fn add(env: &Env, conf: &NetConf, stdin: &[u8], nsnet: &Nsnet) -> Result<Value, 
     env.require("CNI_IFNAME", &env.ifname)?;
     let args = env.parsed_args()?;
     let req = connect_request(env, conf, &args, stdin)?;
-    // The same kernel handles serve the connect and the MACs of the
-    // result afterwards.
-    let mut kernel = LiveKernel::new();
-    let made = match nsnet.connect_with(&req, &mut kernel) {
+    let made = match nsnet.connect_reporting(&req) {
         Err(Error::Rejected(Rejection::NoSuchNetwork { .. })) => {
-            create_network(conf, nsnet).and_then(|()| Ok(nsnet.connect_with(&req, &mut kernel)?))
+            create_network(conf, nsnet).and_then(|()| Ok(nsnet.connect_reporting(&req)?))
         }
         made => made.map_err(CniError::from),
     };
-    let (att, net) = match made {
+    let made = match made {
         Ok(made) => made,
         Err(e) => {
             // What the delegated IPAM plugin handed out goes back.
@@ -213,13 +209,13 @@ fn add(env: &Env, conf: &NetConf, stdin: &[u8], nsnet: &Nsnet) -> Result<Value, 
             return Err(e);
         }
     };
-    let macs = result::live_macs(
-        &att,
-        &mut LiveProbe {
-            kernel: &mut kernel,
-        },
-    );
-    Ok(result::render(conf, &net, &att, &env.netns, macs))
+    Ok(result::render(
+        conf,
+        &made.network,
+        &made.attachment,
+        &env.netns,
+        made.macs,
+    ))
 }
 
 /// The model request of an ADD. Addresses: asked for (CNI_ARGS IP=,
@@ -344,9 +340,11 @@ fn check(env: &Env, conf: &NetConf, nsnet: &Nsnet) -> Result<(), CniError> {
 /// state, and the bridge present when the network exists.
 fn status(conf: &NetConf, nsnet: &Nsnet) -> Result<(), CniError> {
     let fail = |msg: String| CniError::new(50, "the plugin is not available").with(msg);
-    crate::require_root("manage networks").map_err(|e| fail(error_chain(&e)))?;
+    nsnet
+        .require_root("manage networks")
+        .map_err(|e| fail(error_chain(&e)))?;
     let state = nsnet.state().map_err(|e| fail(error_chain(&e)))?;
-    crate::firewall::list_table().map_err(|e| fail(error_chain(&e)))?;
+    nsnet.firewall_table().map_err(|e| fail(error_chain(&e)))?;
     if let Some(net) = state.networks.get(&conf.name) {
         let report = nsnet
             .check(Some(&conf.name))

@@ -3,23 +3,7 @@
 use serde_json::{json, Value};
 
 use super::NetConf;
-use crate::check::Probe;
-use crate::model::{names, Attachment, Network};
-use crate::plan::Target;
-
-fn mac_string(mac: Option<[u8; 6]>) -> String {
-    mac.map(|m| names::format_mac(&m)).unwrap_or_default()
-}
-
-/// MACs as the kernel has them now (the sandbox side's is set in its
-/// namespace): host end, then the namespace's end.
-pub fn live_macs(att: &Attachment, probe: &mut dyn Probe) -> (String, String) {
-    let mut mac_of =
-        |target: Target, name: &str| probe.link(&target, name).ok().flatten().and_then(|l| l.mac);
-    let host = mac_of(Target::Host, &att.host_ifname);
-    let inside = mac_of(Target::Ns(att.namespace.clone()), &att.ifname);
-    (mac_string(host), mac_string(inside))
-}
+use crate::model::{Attachment, Network};
 
 pub fn render(
     conf: &NetConf,

@@ -436,6 +436,17 @@ pub struct ImpairmentRecord {
     pub owner: Option<String>,
 }
 
+/// A link to make.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkRequest {
+    pub ends: [Endpoint; 2],
+    pub addresses: [Vec<IpNet>; 2],
+    pub mtu: Option<u32>,
+    pub owner: Option<String>,
+    /// Applied to both ends (Mininet's TCLink does the same).
+    pub impair: Option<Impairment>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,6 +18,7 @@ pub mod rejection;
 pub mod request;
 pub mod resolv_confs;
 pub mod sysctl;
+pub mod topology;
 
 pub use attachments::Attachments;
 pub use gateway::GatewayMode;

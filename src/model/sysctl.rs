@@ -22,3 +22,19 @@ pub fn accept_dad(ifname: &str) -> String {
 /// forward chain sees traffic between two ports of one bridge).
 pub const BRIDGE_CALL_IPTABLES: &str = "net/bridge/bridge-nf-call-iptables";
 pub const BRIDGE_CALL_IP6TABLES: &str = "net/bridge/bridge-nf-call-ip6tables";
+
+/// The sysctls the networks need, with the value they need.
+pub fn needed(state: &super::State) -> Vec<(&'static str, &'static str)> {
+    let mut out = Vec::new();
+    if state.networks.values().any(|n| n.forwards()) {
+        out.push((IPV4_FORWARD, "1"));
+    }
+    if state
+        .networks
+        .values()
+        .any(|n| n.forwards() && n.subnet_v6().is_some())
+    {
+        out.push((IPV6_FORWARD, "1"));
+    }
+    out
+}

@@ -5,8 +5,6 @@
 
 use std::collections::BTreeMap;
 
-use ipnet::IpNet;
-
 use super::{Op, Target};
 use crate::model::lab::{Endpoint, Impairment, ImpairmentRecord, LabNamespace, Link, Route};
 use crate::model::{NsRef, Rejection, State};
@@ -22,16 +20,7 @@ pub struct LabNsFacts {
 
 pub type Facts = BTreeMap<String, LabNsFacts>;
 
-/// A link to make.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LinkRequest {
-    pub ends: [Endpoint; 2],
-    pub addresses: [Vec<IpNet>; 2],
-    pub mtu: Option<u32>,
-    pub owner: Option<String>,
-    /// Applied to both ends (Mininet's TCLink does the same).
-    pub impair: Option<Impairment>,
-}
+pub use crate::model::lab::LinkRequest;
 
 pub const FORWARD_KEYS: [&str; 2] = ["net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding"];
 

@@ -8,6 +8,7 @@
 //! `apply`.
 
 pub mod attach;
+pub mod converge;
 pub mod lab;
 pub mod network;
 pub mod recover;

@@ -23,9 +23,10 @@ use toml::Spanned;
 use super::{Ctx, FileSpec, OneOrMany};
 use crate::api::Result;
 use crate::model::graph::{self, Graph};
+use crate::model::lab::LinkRequest;
 use crate::model::lab::{Endpoint, Impairment, Route};
+use crate::model::topology::{LabSpec, Router};
 use crate::model::ConnectRequest;
-use crate::plan::lab::LinkRequest;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,21 +47,6 @@ pub(super) struct ImpairSpec {
     rate: Option<String>,
     corrupt: Option<String>,
     duplicate: Option<String>,
-}
-
-/// A namespace's router settings in the file.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Router {
-    pub forward: bool,
-    pub routes: Vec<Route>,
-}
-
-/// The lab objects a file asks for.
-#[derive(Debug, Clone, Default)]
-pub struct LabSpec {
-    pub links: Vec<LinkRequest>,
-    pub routers: BTreeMap<String, Router>,
-    pub impairments: BTreeMap<Endpoint, Impairment>,
 }
 
 fn impairment(cx: &Ctx, spec: &Spanned<ImpairSpec>) -> Result<Impairment> {
@@ -251,112 +237,4 @@ pub fn graph(topo: &super::Topology) -> Graph {
         });
     }
     g
-}
-
-/// Whether a recorded link is the one the file asks for.
-fn link_matches(have: &crate::model::lab::Link, want: &LinkRequest) -> bool {
-    have.ends == want.ends && have.addresses == want.addresses && have.mtu == want.mtu
-}
-
-/// Removes the lab objects of `owner` the file no longer wants (or wants
-/// otherwise), from `state`, as one teardown; the steps, and the lines
-/// that say so.
-pub(super) fn plan_removals(
-    lab: &LabSpec,
-    owner: &str,
-    state: &mut crate::model::State,
-    changes: &mut Vec<String>,
-) -> Result<Vec<crate::plan::Op>> {
-    use crate::plan::lab::{plan_lab_removal, Removal};
-    let mine = |o: &Option<String>| o.as_deref() == Some(owner);
-    let mut r = Removal::default();
-    for (e, rec) in &state.impairments {
-        if mine(&rec.owner) && !lab.impairments.contains_key(e) {
-            changes.push(format!("clear the impairment of {e}"));
-            r.impairments.push(e.clone());
-        }
-    }
-    for (ns, rec) in state.lab_namespaces.iter().filter(|(_, r)| mine(&r.owner)) {
-        let want = lab.routers.get(ns).cloned().unwrap_or_default();
-        for route in rec.routes.iter().filter(|x| !want.routes.contains(x)) {
-            changes.push(format!("delete route {route} in {ns}"));
-            r.routes.push((ns.clone(), route.clone()));
-        }
-        if rec.forward && !want.forward {
-            changes.push(format!("stop forwarding in {ns}"));
-            r.forward_off.push(ns.clone());
-        }
-    }
-    for l in &state.links {
-        if mine(&l.owner) && !lab.links.iter().any(|w| link_matches(l, w)) {
-            changes.push(format!("delete link {} <-> {}", l.ends[0], l.ends[1]));
-            r.links.push((l.ends[0].clone(), l.ends[1].clone()));
-        }
-    }
-    Ok(plan_lab_removal(state, &r)?)
-}
-
-/// Makes what the file asks for and `state` lacks; `facts` describe the
-/// namespaces as they will be once the file's attachments are made.
-pub(super) fn plan_creations(
-    lab: &LabSpec,
-    owner: &str,
-    state: &mut crate::model::State,
-    facts: &crate::plan::lab::Facts,
-    changes: &mut Vec<String>,
-) -> Result<Vec<crate::plan::Op>> {
-    use crate::plan::lab as plan;
-    let mut ops = Vec::new();
-    for want in &lab.links {
-        if state.links.iter().any(|l| link_matches(l, want)) {
-            continue;
-        }
-        changes.push(format!("link {} <-> {}", want.ends[0], want.ends[1]));
-        let req = LinkRequest {
-            impair: None,
-            ..want.clone()
-        };
-        ops.extend(plan::plan_link_add(state, &req, facts)?);
-    }
-    let own = Some(owner.to_string());
-    // A namespace the links or attachments above just planned exists by
-    // the time the routers' steps run.
-    let mut f = facts.clone();
-    for ns in lab.routers.keys() {
-        let known = state.lab_namespaces.contains_key(ns)
-            || state
-                .attachments_of(&crate::model::NsRef::Named(ns.clone()))
-                .next()
-                .is_some();
-        f.entry(ns.clone()).or_default().exists |= known;
-    }
-    for (ns, r) in &lab.routers {
-        if r.forward && !state.lab_namespaces.get(ns).is_some_and(|x| x.forward) {
-            changes.push(format!("forward in {ns}"));
-            ops.extend(plan::plan_forward(state, ns, true, own.clone(), &f)?);
-        }
-        for route in &r.routes {
-            let have = state
-                .lab_namespaces
-                .get(ns)
-                .is_some_and(|x| x.routes.contains(route));
-            if !have {
-                changes.push(format!("add route {route} in {ns}"));
-                ops.extend(plan::plan_route_add(state, ns, route, own.clone(), &f)?);
-            }
-        }
-    }
-    for (end, imp) in &lab.impairments {
-        if state.impairments.get(end).map(|r| &r.impairment) != Some(imp) {
-            changes.push(format!("impair {end}: {imp}"));
-            ops.extend(plan::plan_impair(
-                state,
-                end,
-                Some(imp),
-                own.clone(),
-                facts,
-            )?);
-        }
-    }
-    Ok(ops)
 }

@@ -1,8 +1,8 @@
 //! Topology files, a front end: a declarative description of networks and
 //! namespaces in TOML, parsed once into model requests and validated before
 //! anything is applied (every error names the file, line and column of the
-//! offending value); `converge` makes the host match it. May import `api`
-//! and the layers it uses; no other front end.
+//! offending value); `api`'s `up` makes the host match it. A front end:
+//! may import `api` and `model`, nothing below.
 //!
 //! ```toml
 //! [networks.mydocker0]
@@ -22,10 +22,10 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
 
-pub mod converge;
 mod lab;
 
-pub use lab::{graph, LabSpec};
+pub use crate::model::topology::{LabSpec, Outcome, Router, Topology};
+pub use lab::graph;
 
 use crate::api::{Error, Result};
 use crate::model::ports::PortMapping;
@@ -109,18 +109,6 @@ struct AttachSpec {
     aliases: Vec<Spanned<String>>,
     /// Impairs what the namespace's end sends.
     impair: Option<Spanned<lab::ImpairSpec>>,
-}
-
-/// A validated topology: requests for the model, plus per-namespace DNS.
-#[derive(Debug, Clone)]
-pub struct Topology {
-    /// The file's canonical path: it marks what an `up` of it created.
-    pub owner: String,
-    pub networks: Vec<CreateRequest>,
-    pub attachments: Vec<ConnectRequest>,
-    pub dns: BTreeMap<String, Vec<IpAddr>>,
-    /// Links, routers, routes and impairments.
-    pub lab: LabSpec,
 }
 
 /// Line and column (1-based) of a byte offset.

@@ -1,6 +1,6 @@
-//! The live kernel: carries out plan steps through netlink, namespace
+//! The live machine: carries out plan steps through netlink, namespace
 //! mounts, `/proc/sys`, conntrack, resolv.conf files and the firewall
-//! backend.
+//! backend (its answers to `Probe` are in `live_probe`).
 
 use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsFd, OwnedFd};
@@ -19,7 +19,7 @@ struct NsConn {
 }
 
 /// The real kernel, with one netlink socket per namespace touched.
-pub struct LiveKernel {
+pub struct Live {
     host: Option<Handle>,
     namespaces: HashMap<NsRef, NsConn>,
     /// Interface indexes already looked up: one plan touches `eth0` several
@@ -28,17 +28,11 @@ pub struct LiveKernel {
     instrument: Instrument,
 }
 
-impl Default for LiveKernel {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 type KResult<T> = Result<T, kernel::Error>;
 
-impl LiveKernel {
-    pub fn new() -> LiveKernel {
-        LiveKernel {
+impl Live {
+    pub(super) fn new() -> Live {
+        Live {
             host: None,
             namespaces: HashMap::new(),
             indexes: HashMap::new(),
@@ -46,16 +40,10 @@ impl LiveKernel {
         }
     }
 
-    /// Shows progress on stderr for `total` steps, if stderr is a terminal
-    /// and there are enough of them to be worth it.
-    pub fn set_progress(&mut self, total: usize) {
-        self.instrument.set_progress(total);
-    }
-
     /// The host socket, opened in the calling thread's namespace, which is
     /// the namespace nsnet was started in: a thread that visits another
     /// namespace is back before it opens anything else (`netns::in_netns`).
-    pub fn host(&mut self) -> KResult<&mut Handle> {
+    pub(super) fn host(&mut self) -> KResult<&mut Handle> {
         if self.host.is_none() {
             self.host = Some(Handle::open()?);
         }
@@ -72,7 +60,7 @@ impl LiveKernel {
     }
 
     /// A netlink socket in the namespace `target`.
-    pub fn handle(&mut self, target: &Target) -> KResult<&mut Handle> {
+    pub(super) fn handle(&mut self, target: &Target) -> KResult<&mut Handle> {
         match target {
             Target::Host => self.host(),
             Target::Ns(ns) => Ok(&mut self.ns(ns)?.handle),
@@ -619,7 +607,7 @@ impl LiveKernel {
     }
 }
 
-impl Kernel for LiveKernel {
+impl Kernel for Live {
     fn apply(&mut self, op: &Op) -> Result<Option<Op>, Error> {
         let timed = self.instrument.before(op)?;
         let result = self.run(op);
@@ -627,6 +615,10 @@ impl Kernel for LiveKernel {
             Instrument::after(op, start, &result);
         }
         result
+    }
+
+    fn set_progress(&mut self, total: usize) {
+        self.instrument.set_progress(total);
     }
 }
 

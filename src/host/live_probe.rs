@@ -1,0 +1,92 @@
+//! The live machine's answers to `Probe`: netlink dumps over the sockets
+//! `Live` applies plans with, namespace ids, `/proc/sys`, socket
+//! diagnostics and the firewall backend's listings.
+
+use serde_json::Value;
+
+use super::probe::{NsState, Probe, Result};
+use super::Live;
+use crate::kernel::netlink::{AddressInfo, LinkInfo, RouteInfo};
+use crate::kernel::{netns, sysctl};
+use crate::model::ports::{HostListener, Protocol};
+use crate::model::{NsRef, State};
+use crate::plan::Target;
+
+impl Probe for Live {
+    fn namespace_state(&mut self, ns: &NsRef) -> Result<NsState> {
+        Ok(match netns::id(ns)? {
+            None => NsState::Missing,
+            Some(id) if id == netns::current_id()? => NsState::Host,
+            Some(_) => NsState::Other,
+        })
+    }
+
+    fn namespace_exists(&mut self, ns: &NsRef) -> Result<bool> {
+        Ok(netns::id(ns)?.is_some())
+    }
+
+    fn links(&mut self, target: &Target) -> Result<Vec<LinkInfo>> {
+        Ok(self.handle(target)?.links()?)
+    }
+
+    fn link(&mut self, target: &Target, name: &str) -> Result<Option<LinkInfo>> {
+        Ok(self.handle(target)?.link_by_name(name)?)
+    }
+
+    fn addresses(&mut self, target: &Target) -> Result<Vec<AddressInfo>> {
+        Ok(self.handle(target)?.addresses()?)
+    }
+
+    fn routes(&mut self, target: &Target) -> Result<Vec<RouteInfo>> {
+        Ok(self.handle(target)?.routes()?)
+    }
+
+    fn impairment(
+        &mut self,
+        target: &Target,
+        ifname: &str,
+    ) -> Result<Option<crate::model::lab::Impairment>> {
+        let handle = self.handle(target)?;
+        let Some(link) = handle.link_by_name(ifname)? else {
+            return Ok(None);
+        };
+        let root = handle.impairment(link.index, ifname)?;
+        let Some(threshold) = handle.loss_filter(link.index, ifname)? else {
+            return Ok(root);
+        };
+        // Loss from the classifier (kernels without netem).
+        Ok(Some(crate::model::lab::Impairment {
+            loss_pct: crate::kernel::bpf::percent(threshold),
+            ..root.unwrap_or_default()
+        }))
+    }
+
+    fn sysctl(&mut self, key: &str) -> Option<String> {
+        sysctl::read(key).ok()
+    }
+
+    fn firewall_table(&mut self) -> Result<Option<Value>> {
+        Ok(crate::firewall::list_table()?)
+    }
+
+    fn firewall_intact(&mut self, state: &State) -> Result<bool> {
+        Ok(crate::firewall::intact(state)?)
+    }
+
+    fn foreign_forward_drops(&mut self) -> Result<Vec<String>> {
+        Ok(crate::firewall::foreign_forward_drops()?)
+    }
+
+    fn file_exists(&mut self, path: &std::path::Path) -> bool {
+        path.exists()
+    }
+
+    fn host_listeners(&mut self, protocol: Protocol) -> Result<Vec<HostListener>> {
+        crate::kernel::sockdiag::listeners(protocol)
+            .map_err(|e| crate::kernel::Error::SockDiag(e).into())
+    }
+
+    fn socket_holder(&mut self, inode: u32) -> Option<String> {
+        crate::kernel::sockdiag::holder(inode)
+    }
+}

@@ -1,0 +1,59 @@
+//! Read-only questions to the machine, behind one small trait: `Live`
+//! asks the kernel and the firewall backend with the sockets it applies
+//! plans with; `fake::FakeProbe` answers from tables a test fills in, so
+//! that fact gathering, `check` and CNI CHECK/STATUS are unit-tested
+//! without root.
+
+use serde_json::Value;
+
+use super::Error;
+use crate::kernel::netlink::{AddressInfo, LinkInfo, RouteInfo};
+use crate::model::ports::{HostListener, Protocol};
+use crate::model::{NsRef, State};
+use crate::plan::Target;
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// What a namespace reference leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NsState {
+    Missing,
+    /// The namespace nsnet runs in, where its bridges are.
+    Host,
+    Other,
+}
+
+pub trait Probe {
+    /// Whether the namespace exists, and whether it is the host's: one
+    /// open of the namespace.
+    fn namespace_state(&mut self, ns: &NsRef) -> Result<NsState>;
+    /// Whether the namespace exists (and is one).
+    fn namespace_exists(&mut self, ns: &NsRef) -> Result<bool> {
+        Ok(self.namespace_state(ns)? != NsState::Missing)
+    }
+    fn links(&mut self, target: &Target) -> Result<Vec<LinkInfo>>;
+    /// One link by name: cheaper than `links` on a host with many.
+    fn link(&mut self, target: &Target, name: &str) -> Result<Option<LinkInfo>>;
+    fn addresses(&mut self, target: &Target) -> Result<Vec<AddressInfo>>;
+    fn routes(&mut self, target: &Target) -> Result<Vec<RouteInfo>>;
+    /// The impairment (netem or tbf root qdisc) of an interface, if any.
+    fn impairment(
+        &mut self,
+        target: &Target,
+        ifname: &str,
+    ) -> Result<Option<crate::model::lab::Impairment>>;
+    /// A sysctl of nsnet's own namespace; `None` where it does not exist.
+    fn sysctl(&mut self, key: &str) -> Option<String>;
+    /// nsnet's firewall table as nft lists it; `None` when it is missing.
+    fn firewall_table(&mut self) -> Result<Option<Value>>;
+    /// Whether the live table has the rules `state` calls for.
+    fn firewall_intact(&mut self, state: &State) -> Result<bool>;
+    /// Other tables' forward chains whose policy is drop.
+    fn foreign_forward_drops(&mut self) -> Result<Vec<String>>;
+    /// Whether a file exists (a resolv.conf nsnet is about to write).
+    fn file_exists(&mut self, path: &std::path::Path) -> bool;
+    /// The host's sockets listening for `protocol`.
+    fn host_listeners(&mut self, protocol: Protocol) -> Result<Vec<HostListener>>;
+    /// `name[pid]` of a process holding the socket `inode`.
+    fn socket_holder(&mut self, inode: u32) -> Option<String>;
+}
