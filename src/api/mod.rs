@@ -194,3 +194,6 @@ impl Nsnet {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

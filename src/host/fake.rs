@@ -309,6 +309,34 @@ delegate_probe! {
     socket_holder(inode: u32) -> Option<String>;
 }
 
+/// What nft would list after the whole-table transaction `whole` (as
+/// `firewall::rules::render` makes it): its objects, with each map's
+/// elements in it; `None` when it leaves no table.
+fn listing(whole: &Value) -> Option<Value> {
+    let cmds = whole["nftables"].as_array()?;
+    let mut items: Vec<Value> = Vec::new();
+    for cmd in cmds.iter().skip(2) {
+        let Some(add) = cmd.get("add") else { continue };
+        if let Some(e) = add.get("element") {
+            let named = |i: &&mut Value| ["map", "set"].iter().any(|k| i[*k]["name"] == e["name"]);
+            if let Some(item) = items.iter_mut().find(named) {
+                let kind = if item.get("map").is_some() {
+                    "map"
+                } else {
+                    "set"
+                };
+                item[kind]["elem"] = e["elem"].clone();
+            }
+            continue;
+        }
+        let kind = ["map", "set", "chain", "rule", "table"]
+            .into_iter()
+            .find(|k| add.get(*k).is_some())?;
+        items.push(serde_json::json!({ kind: add[kind] }));
+    }
+    (!items.is_empty()).then(|| serde_json::json!({ "nftables": items }))
+}
+
 /// The kernel's refusal of a step, with `errno`.
 fn refused(op: &'static str, target: &str, errno: i32) -> Error {
     crate::kernel::netlink::Error::Kernel {
@@ -483,7 +511,10 @@ impl FakeProbe {
                 let path = crate::kernel::resolv::path(namespace);
                 self.files.retain(|f| *f != path);
             }
-            Op::Firewall { .. } => self.firewall_intact = true,
+            Op::Firewall { table_after, .. } => {
+                self.firewall = listing(table_after);
+                self.firewall_intact = true;
+            }
             // Settings the tables do not model.
             Op::SetSysctl { .. }
             | Op::SetImpairment { .. }
