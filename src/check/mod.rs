@@ -11,7 +11,6 @@ use std::fmt;
 use ipnet::IpNet;
 use serde::Serialize;
 
-use crate::firewall::rules as fw;
 pub use crate::host::Probe;
 use crate::kernel::netlink::LinkKind;
 use crate::model::lab::Endpoint;
@@ -84,9 +83,9 @@ pub enum Finding {
         key: String,
         wanted: String,
     },
-    /// nsnet's nftables table differs from the record (`detail` says how).
+    /// nsnet's nftables table differs from the record.
     Firewall {
-        detail: String,
+        drift: crate::firewall::drift::TableDrift,
     },
     /// Networks with DNS exist and the host's DNS server is not running.
     DnsServerDown,
@@ -317,7 +316,7 @@ impl fmt::Display for Finding {
                 if *ipv4 { "IPv4" } else { "IPv6" }
             ),
             Sysctl { key, wanted } => write!(f, "sysctl {key} is not {wanted}"),
-            Firewall { detail } => f.write_str(detail),
+            Firewall { drift } => write!(f, "{drift}"),
         }
     }
 }
@@ -519,9 +518,9 @@ pub fn check_where(
     lab_findings(state, probe, &mut report.drift)?;
     let live = probe.firewall_table()?;
     report.drift.extend(
-        fw::drift(state, live.as_ref())
+        crate::firewall::drift::drift(state, live.as_ref())
             .into_iter()
-            .map(|detail| Finding::Firewall { detail }),
+            .map(|drift| Finding::Firewall { drift }),
     );
     if !state.networks.is_empty() {
         report.warnings = probe.foreign_forward_drops()?;

@@ -7,9 +7,10 @@
 //! nf_tables netlink reader. Writes reach the backend through
 //! `apply::Kernel`, reads through `check::Probe`: both have fakes.
 
+pub mod drift;
 pub mod rules;
 
-pub use rules::{render, replaces_table, replaces_table_outright, update, TABLE};
+pub use rules::{render, update, Kind, Transaction, TABLE};
 
 use std::io;
 use std::process::{Command, Stdio};
@@ -179,4 +180,4 @@ pub fn foreign_forward_drops() -> Result<Vec<String>, Error> {
     Ok(rules::foreign_forward_drops(&v))
 }
 
-pub use rules::drift;
+pub use drift::{drift, TableDrift};

@@ -20,12 +20,12 @@ use crate::model::{Attachment, Attachments, GatewayMode, Network, State};
 /// The one table nsnet owns.
 pub const TABLE: &str = "nsnet";
 const FAMILY: &str = "inet";
-const PREROUTING: &str = "prerouting";
-const OUTPUT: &str = "output";
-const POSTROUTING: &str = "postrouting";
-const FORWARD: &str = "forward";
+pub(super) const PREROUTING: &str = "prerouting";
+pub(super) const OUTPUT: &str = "output";
+pub(super) const POSTROUTING: &str = "postrouting";
+pub(super) const FORWARD: &str = "forward";
 /// Direct-access protection: before connection tracking and NAT.
-const RAW_PREROUTING: &str = "raw_prerouting";
+pub(super) const RAW_PREROUTING: &str = "raw_prerouting";
 const PRIO_RAW: i32 = -300;
 /// Published container ports of `routed` networks, by address, protocol
 /// and port: what may come in from outside.
@@ -146,18 +146,60 @@ fn render_in_place(state: &State) -> Value {
     json!({"nftables": cmds})
 }
 
+/// What a firewall transaction does to nsnet's table, decided when it is
+/// rendered: how it may be applied and what a refusal of it means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Map elements added and deleted on a table that must be as nsnet
+    /// left it.
+    Elements,
+    /// The whole table put in place of nsnet's objects without deleting
+    /// the table (a chain someone changed makes nft refuse it).
+    InPlace,
+    /// The table deleted and made anew (or only deleted): nothing the live
+    /// table holds can make nft refuse it.
+    Replace,
+}
+
+/// One `nft -j -f -` transaction on nsnet's table, and what it does.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transaction {
+    pub kind: Kind,
+    /// The nftables JSON commands.
+    pub body: Value,
+}
+
+impl Transaction {
+    /// The outright replacement by the table for `state` (`render`).
+    pub fn replace(state: &State) -> Transaction {
+        Transaction {
+            kind: Kind::Replace,
+            body: render(state),
+        }
+    }
+
+    /// Whether it puts the whole table in place: it needs no knowledge of
+    /// what the live table holds.
+    pub fn replaces_table(&self) -> bool {
+        self.kind != Kind::Elements
+    }
+}
+
 /// The smallest transaction that turns the table for `old` into the table
 /// for `new`: element changes only when the structure is the same, the
 /// whole table otherwise (in place; deleted when `new` has no network).
 /// `None` when nothing changes.
-pub fn update(old: &State, new: &State) -> Option<Value> {
+pub fn update(old: &State, new: &State) -> Option<Transaction> {
     let same_structure =
         !old.networks.is_empty() && (same_networks(old, new) || structure(old) == structure(new));
     if !same_structure {
         return match (old.networks.is_empty(), new.networks.is_empty()) {
             (true, true) => None,
-            (_, true) => Some(render(new)),
-            (_, false) => Some(render_in_place(new)),
+            (_, true) => Some(Transaction::replace(new)),
+            (_, false) => Some(Transaction {
+                kind: Kind::InPlace,
+                body: render_in_place(new),
+            }),
         };
     }
     // Only attachments that came, went or changed have elements to diff:
@@ -177,11 +219,10 @@ pub fn update(old: &State, new: &State) -> Option<Value> {
             cmds.push(element_cmd("add", map, &added));
         }
     }
-    if cmds.is_empty() {
-        None
-    } else {
-        Some(json!({"nftables": cmds}))
-    }
+    (!cmds.is_empty()).then(|| Transaction {
+        kind: Kind::Elements,
+        body: json!({"nftables": cmds}),
+    })
 }
 
 /// Whether both states have the same networks with the same settings: the
@@ -246,7 +287,7 @@ fn element_cmd(verb: &str, map: &str, elems: &BTreeSet<String>) -> Value {
 }
 
 /// Every map element for `state`, with an entry (maybe empty) per map.
-fn elements(state: &State) -> Elements {
+pub(super) fn elements(state: &State) -> Elements {
     elements_of(
         state
             .networks
@@ -322,7 +363,7 @@ fn routed_elements(net: &Network, att: &Attachment, out: &mut Elements) {
 }
 
 /// Tables, maps, chains and rules: everything but map elements.
-fn structure(state: &State) -> Vec<Value> {
+pub(super) fn structure(state: &State) -> Vec<Value> {
     let table = json!({"family": FAMILY, "name": TABLE});
     let mut cmds = vec![json!({"add": {"table": table}})];
     for v4 in [true, false] {
@@ -804,9 +845,11 @@ mod tests {
         let mut new = old.clone();
         let n2 = with_ports(n, "y", &["10.0.0.3/24"], &["9090:90/udp"]);
         new.networks.insert("a".into(), n2);
-        insta::assert_json_snapshot!(update(&old, &new).unwrap());
+        let t = update(&old, &new).unwrap();
+        assert_eq!(t.kind, Kind::Elements);
+        insta::assert_json_snapshot!(t.body);
         // And back: the same elements are deleted.
-        let back = update(&new, &old).unwrap();
+        let back = update(&new, &old).unwrap().body;
         assert_eq!(
             back["nftables"][0]["delete"]["element"]["name"],
             "ports4_any_dest"
@@ -826,7 +869,9 @@ mod tests {
         new.networks
             .insert("a".into(), net("a", &["10.0.0.0/24"], false, true));
         let t = update(&State::default(), &new).unwrap();
-        assert!(replaces_table(&t) && !replaces_table_outright(&t));
+        assert_eq!(t.kind, Kind::InPlace);
+        assert!(t.replaces_table());
+        let t = t.body;
         // In place: the table and each of its maps and sets flushed right
         // after they are added, everything else as `render` has it.
         let cmds = t["nftables"].as_array().unwrap();
@@ -846,8 +891,8 @@ mod tests {
         assert_eq!(added, whole_adds, "the same objects, rules and elements");
         // The last network gone: the table goes with it.
         let gone = update(&new, &State::default()).unwrap();
-        assert!(replaces_table_outright(&gone));
-        assert_eq!(gone["nftables"].as_array().unwrap().len(), 2);
+        assert_eq!(gone.kind, Kind::Replace);
+        assert_eq!(gone.body["nftables"].as_array().unwrap().len(), 2);
     }
 }
 
@@ -863,159 +908,6 @@ pub fn rule_counts(state: &State) -> BTreeMap<String, usize> {
         }
     }
     counts
-}
-
-/// Whether a transaction replaces the whole table (it deletes or flushes
-/// it first): it needs no knowledge of what the live table holds.
-pub fn replaces_table(transaction: &Value) -> bool {
-    let second = &transaction["nftables"][1];
-    second["delete"]["table"].is_object() || second["flush"]["table"].is_object()
-}
-
-/// Whether a transaction deletes the table before making it anew, as
-/// `render`'s do: nothing the live table holds can make nft refuse it.
-pub fn replaces_table_outright(transaction: &Value) -> bool {
-    transaction["nftables"][1]["delete"]["table"].is_object()
-}
-
-/// Sorts the members of anonymous sets, which nft may list in another
-/// order than they were given.
-fn normalized(v: &Value) -> Value {
-    match v {
-        Value::Object(m) => {
-            let mut out = serde_json::Map::new();
-            for (k, val) in m {
-                let mut val = normalized(val);
-                if k == "set" {
-                    if let Value::Array(items) = &mut val {
-                        items.sort_by_key(|i| i.to_string());
-                    }
-                }
-                out.insert(k.clone(), val);
-            }
-            Value::Object(out)
-        }
-        Value::Array(a) => Value::Array(a.iter().map(normalized).collect()),
-        other => other.clone(),
-    }
-}
-
-/// Differences between the table nsnet expects for `state` and the one nft
-/// lists (`None`: no table), each as a sentence.
-pub fn drift(state: &State, live: Option<&Value>) -> Vec<String> {
-    let mut out = structure_drift(state, live);
-    if let Some(live) = live {
-        if !state.networks.is_empty() {
-            out.extend(element_drift(state, live));
-        }
-    }
-    out
-}
-
-/// `drift` without map elements: what a terse listing (`nft -t`) can show.
-pub fn structure_drift(state: &State, live: Option<&Value>) -> Vec<String> {
-    let mut out = Vec::new();
-    let Some(live) = live else {
-        if !state.networks.is_empty() {
-            out.push(format!("nftables table inet {TABLE} is missing"));
-        }
-        return out;
-    };
-    if state.networks.is_empty() {
-        out.push(format!(
-            "nftables table inet {TABLE} exists but nsnet has no network"
-        ));
-        return out;
-    }
-    let items = live["nftables"].as_array().cloned().unwrap_or_default();
-    let objects =
-        |kind: &str| -> Vec<Value> { items.iter().filter_map(|i| i.get(kind).cloned()).collect() };
-    let (live_chains, live_rules) = (objects("chain"), objects("rule"));
-    let expected = structure(state);
-    let added = |kind: &str| -> Vec<Value> {
-        expected
-            .iter()
-            .filter_map(|c| c["add"].get(kind).cloned())
-            .collect()
-    };
-    for chain in added("chain") {
-        let name = chain["name"].as_str().unwrap_or_default();
-        match live_chains.iter().find(|c| c["name"] == chain["name"]) {
-            None => out.push(format!("chain {name} is missing")),
-            Some(c) => {
-                for key in ["type", "hook", "prio", "policy"] {
-                    if c[key] != chain[key] {
-                        out.push(format!(
-                            "chain {name}: {key} is {} instead of {}",
-                            c[key], chain[key]
-                        ));
-                    }
-                }
-            }
-        }
-    }
-    for chain in &live_chains {
-        let name = chain["name"].as_str().unwrap_or_default();
-        if !added("chain").iter().any(|c| c["name"] == chain["name"]) {
-            out.push(format!("chain {name} was not made by nsnet"));
-        }
-    }
-    let rules_of = |rules: &[Value], chain: &str| -> Vec<Value> {
-        rules
-            .iter()
-            .filter(|r| r["chain"] == chain)
-            .map(|r| normalized(&r["expr"]))
-            .collect()
-    };
-    let expected_rules = added("rule");
-    for chain in [RAW_PREROUTING, PREROUTING, OUTPUT, POSTROUTING, FORWARD] {
-        let want = rules_of(&expected_rules, chain);
-        let have = rules_of(&live_rules, chain);
-        let missing = want.iter().filter(|w| !have.contains(w)).count();
-        let foreign = have.iter().filter(|h| !want.contains(h)).count();
-        if missing > 0 {
-            out.push(format!("chain {chain}: {missing} rule(s) missing"));
-        }
-        if foreign > 0 {
-            out.push(format!(
-                "chain {chain}: {foreign} rule(s) not made by nsnet"
-            ));
-        }
-        if missing == 0 && foreign == 0 && want != have {
-            out.push(format!("chain {chain}: rules are out of order"));
-        }
-    }
-    out
-}
-
-fn element_drift(state: &State, live: &Value) -> Vec<String> {
-    let mut out = Vec::new();
-    let live_maps: Vec<Value> = live["nftables"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|i| i.get("map").or_else(|| i.get("set")).cloned())
-        .collect();
-    let want_elems = elements(state);
-    for (map, want) in &want_elems {
-        let Some(m) = live_maps.iter().find(|m| m["name"] == *map) else {
-            out.push(format!("map {map} is missing"));
-            continue;
-        };
-        let have: BTreeSet<String> = m["elem"]
-            .as_array()
-            .map(|a| a.iter().map(|e| e.to_string()).collect())
-            .unwrap_or_default();
-        let missing = want.difference(&have).count();
-        let foreign = have.difference(want).count();
-        if missing > 0 {
-            out.push(format!("map {map}: {missing} published port(s) missing"));
-        }
-        if foreign > 0 {
-            out.push(format!("map {map}: {foreign} element(s) not made by nsnet"));
-        }
-    }
-    out
 }
 
 /// Forward-hook base chains with a drop policy in tables other than ours.
@@ -1076,67 +968,8 @@ pub fn render_listing(state: &State) -> Value {
 }
 
 #[cfg(test)]
-mod drift_tests {
+mod listing_tests {
     use super::*;
-
-    fn listed(state: &State) -> Value {
-        render_listing(state)
-    }
-
-    fn state() -> State {
-        let mut s = State::default();
-        let mut n = crate::model::test_network("a", "br-a", &["10.0.0.0/24"]);
-        n.attachments
-            .push(std::sync::Arc::new(crate::model::Attachment {
-                addresses: vec!["10.0.0.2/24".parse().unwrap()],
-                ports: vec!["8080:80".parse().unwrap()],
-                ..crate::model::test_attachment("x")
-            }));
-        s.networks.insert("a".into(), n);
-        s.networks.insert(
-            "b".into(),
-            crate::model::test_network("b", "br-b", &["10.1.0.0/24"]),
-        );
-        s
-    }
-
-    #[test]
-    fn a_fresh_table_has_no_drift() {
-        let s = state();
-        assert_eq!(drift(&s, Some(&listed(&s))), Vec::<String>::new());
-    }
-
-    #[test]
-    fn each_kind_of_damage_is_named() {
-        let s = state();
-        assert_eq!(
-            drift(&s, None),
-            vec!["nftables table inet nsnet is missing"]
-        );
-        let mut l = listed(&s);
-        let items = l["nftables"].as_array_mut().unwrap();
-        // A flushed forward chain, a foreign rule, a lost port.
-        items.retain(|i| i.get("rule").is_none_or(|r| r["chain"] != "forward"));
-        items.push(json!({"rule": {"chain": "postrouting", "expr": [{"accept": null}]}}));
-        for i in items.iter_mut() {
-            if i.get("map").is_some_and(|m| m["name"] == "ports4_any_dest") {
-                i["map"].as_object_mut().unwrap().remove("elem");
-            }
-        }
-        let d = drift(&s, Some(&l));
-        assert!(
-            d.contains(&"chain forward: 7 rule(s) missing".to_string()),
-            "{d:?}"
-        );
-        assert!(
-            d.contains(&"chain postrouting: 1 rule(s) not made by nsnet".to_string()),
-            "{d:?}"
-        );
-        assert!(
-            d.contains(&"map ports4_any_dest: 1 published port(s) missing".to_string()),
-            "{d:?}"
-        );
-    }
 
     #[test]
     fn foreign_drop_policies_are_found() {

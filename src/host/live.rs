@@ -514,9 +514,12 @@ impl Live {
     /// Applies a firewall transaction. An element-wise or in-place one that
     /// nft refuses means the table is not what nsnet left (flushed, edited):
     /// all of it is put back instead.
-    fn firewall(transaction: &serde_json::Value, whole: &serde_json::Value) -> Result<(), Error> {
-        if let Err(e) = firewall::apply(transaction) {
-            if firewall::replaces_table_outright(transaction) {
+    fn firewall(
+        transaction: &firewall::Transaction,
+        whole: &serde_json::Value,
+    ) -> Result<(), Error> {
+        if let Err(e) = firewall::apply(&transaction.body) {
+            if transaction.kind == firewall::Kind::Replace {
                 return Err(e.into());
             }
             firewall::apply(whole)?;

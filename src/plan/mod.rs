@@ -219,8 +219,8 @@ pub enum Op {
     /// Replaces nsnet's nftables table. `previous` is what to restore if a
     /// later step fails.
     Firewall {
-        transaction: serde_json::Value,
-        previous: serde_json::Value,
+        transaction: fw::Transaction,
+        previous: fw::Transaction,
         /// The whole tables for after and before the step. When
         /// `transaction` is refused (someone flushed or changed the table),
         /// the whole table for after is applied instead: re-running a
@@ -386,7 +386,7 @@ impl Op {
     /// for `new`, if anything changes. Its undo is the reverse change.
     pub fn firewall(old: &State, new: &State) -> Option<Op> {
         let transaction = fw::update(old, new)?;
-        let previous = fw::update(new, old).unwrap_or_else(|| fw::render(old));
+        let previous = fw::update(new, old).unwrap_or_else(|| fw::Transaction::replace(old));
         Some(Op::Firewall {
             transaction,
             previous,
@@ -399,12 +399,15 @@ impl Op {
     /// whatever the live table looks like (repairs); its undo puts back the
     /// table for `before`.
     pub fn whole_firewall(before: &State, after: &State) -> Op {
-        let (after, before) = (fw::render(after), fw::render(before));
+        let (after, before) = (
+            fw::Transaction::replace(after),
+            fw::Transaction::replace(before),
+        );
         Op::Firewall {
-            transaction: after.clone(),
-            previous: before.clone(),
-            table_after: Box::new(after),
-            table_before: Box::new(before),
+            table_after: Box::new(after.body.clone()),
+            table_before: Box::new(before.body.clone()),
+            transaction: after,
+            previous: before,
         }
     }
 
@@ -607,8 +610,11 @@ pub fn heal_firewall(ops: &mut [Op], table_intact: bool) {
             ..
         } = op
         {
-            if !fw::replaces_table(transaction) {
-                *transaction = (**table_after).clone();
+            if !transaction.replaces_table() {
+                *transaction = fw::Transaction {
+                    kind: fw::Kind::Replace,
+                    body: (**table_after).clone(),
+                };
             }
         }
     }
@@ -618,7 +624,7 @@ pub fn heal_firewall(ops: &mut [Op], table_intact: bool) {
 /// element-wise firewall steps do, on top of a table that should exist.
 pub fn needs_intact_table(ops: &[Op], before: &State) -> bool {
     !before.networks.is_empty()
-        && ops.iter().any(
-            |o| matches!(o, Op::Firewall { transaction, .. } if !fw::replaces_table(transaction)),
-        )
+        && ops
+            .iter()
+            .any(|o| matches!(o, Op::Firewall { transaction, .. } if !transaction.replaces_table()))
 }
