@@ -3,36 +3,45 @@
 //! The folders are the layers, and data flows one way through them:
 //!
 //! ```text
-//! front ends   cli (in the binary), topology, cni
-//!      |          parse their syntax once into model requests
+//! front ends   cli (the binary), topology, cni, agent
+//!      |          parse their syntax once into model requests; import only api and model
 //!      v
-//! api          Nsnet: lock + journal, facts, plan, commit
+//! api          Nsnet: lock + journal, facts, plan, commit; on the Machine it was built with
 //!      |
-//!      +--> check    drift as typed findings; the read-only Probe
-//!      +--> plan     pure: Op + undo, create/remove/connect/disconnect, recovery
-//!      +--> apply    the Kernel trait, all-or-nothing apply, teardown, LiveKernel
+//!      +--> check    drift as typed findings
+//!      +--> plan     pure: Op + undo, create/remove/connect/disconnect, converge, recovery
+//!      +--> apply    all-or-nothing apply, teardown (over any host::Kernel)
+//!      +--> host     the machine seam: Kernel + Probe, the live machine, a fake for tests
 //!      +--> store    state file, lock, journal file
+//!      +--> cluster  etcd (overlay networks)
+//!      +--> dns      the DNS server
 //!      v
 //! kernel       netlink, nf_tables/conntrack, netns, sysctl, resolv, ping, sandbox
-//! firewall     rules (pure rendering) + the nft backend
+//! firewall     rules (pure rendering), drift, the nft backend
 //! model        State, Network, Attachment, NsRef, names, ports, IPAM, requests (pure)
 //! ```
 //!
-//! A folder imports only folders below it; `model` imports nothing.
+//! A folder imports only folders below it; `model` imports nothing
+//! (`tests/layers.rs` checks it). Only the door (`api`), the values
+//! (`model`) and the front ends are public; `kernel` and `dns` stay public
+//! for the integration tests' oracles and the fuzzers, and are no door for
+//! front ends (the layering test says so).
 
 pub mod agent;
 pub mod api;
-pub mod apply;
-pub mod check;
-pub mod cluster;
+mod apply;
+mod check;
+mod cluster;
 pub mod cni;
+#[doc(hidden)]
 pub mod dns;
-pub mod firewall;
-pub mod host;
+mod firewall;
+mod host;
+#[doc(hidden)]
 pub mod kernel;
 pub mod model;
-pub mod plan;
-pub mod store;
+mod plan;
+mod store;
 pub mod topology;
 
 pub use api::{require_root, Error, Mode, Nsnet, Result};

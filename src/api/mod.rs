@@ -17,6 +17,7 @@ pub mod live;
 mod network;
 pub mod overlay;
 pub mod pingall;
+pub mod preview;
 
 pub use crate::check::{Finding, Report};
 pub use crate::host::{phase, set_verbose};

@@ -184,6 +184,7 @@ impl NetworkView {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nsnet::api::preview;
     use nsnet::model::{CniKey, CreateRequest, NsRef, State};
 
     /// A network as plans make it, with a CLI attachment and a CNI one.
@@ -193,23 +194,17 @@ mod tests {
             icc: false,
             ..CreateRequest::named("web")
         };
-        let facts = nsnet::plan::network::HostFacts::default();
-        let (s, _) = nsnet::plan::network::plan_create(&State::default(), &req, &facts).unwrap();
+        let s = preview::create(&State::default(), &req).unwrap();
         let mut c = nsnet::model::ConnectRequest::new("web", NsRef::Named("front".into()));
         c.publish = vec!["8080:80".parse().unwrap()];
-        let facts = nsnet::plan::attach::NsFacts::default();
-        let (s, _) = nsnet::plan::attach::plan_connect(&s, &c, &facts).unwrap();
+        let s = preview::connect(&s, &c, false).unwrap();
         let mut c =
             nsnet::model::ConnectRequest::new("web", NsRef::Path("/run/netns/cni-1".into()));
         c.cni = Some(CniKey {
             container_id: "abc".into(),
             ifname: "eth0".into(),
         });
-        let facts = nsnet::plan::attach::NsFacts {
-            exists: true,
-            ..Default::default()
-        };
-        let (s, _) = nsnet::plan::attach::plan_connect(&s, &c, &facts).unwrap();
+        let s = preview::connect(&s, &c, true).unwrap();
         s.networks["web"].clone()
     }
 

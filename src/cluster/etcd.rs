@@ -232,14 +232,6 @@ impl Client {
         Ok(kvs_of(&v).into_iter().next())
     }
 
-    pub fn put(&self, key: &str, value: &[u8], lease: i64) -> Result<()> {
-        self.call(
-            "/v3/kv/put",
-            &json!({"key": b64(key.as_bytes()), "value": b64(value), "lease": lease.to_string()}),
-        )?;
-        Ok(())
-    }
-
     pub fn delete(&self, key: &str) -> Result<()> {
         self.call("/v3/kv/deleterange", &json!({"key": b64(key.as_bytes())}))?;
         Ok(())

@@ -10,7 +10,7 @@
 pub mod drift;
 pub mod rules;
 
-pub use rules::{render, update, Kind, Transaction, TABLE};
+pub use rules::{Kind, Transaction, TABLE};
 
 use std::io;
 use std::process::{Command, Stdio};
@@ -180,4 +180,3 @@ pub fn foreign_forward_drops() -> Result<Vec<String>, Error> {
     Ok(rules::foreign_forward_drops(&v))
 }
 
-pub use drift::{drift, TableDrift};

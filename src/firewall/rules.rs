@@ -934,6 +934,7 @@ pub fn foreign_forward_drops(chains: &Value) -> Vec<String> {
 
 /// The table as `nft -j list table` shows it right after `render` was
 /// applied: what an intact table looks like (fakes and tests use it).
+#[cfg(test)]
 pub fn render_listing(state: &State) -> Value {
     let mut items = vec![];
     let full = render(state);

@@ -234,14 +234,6 @@ pub struct Fake(Arc<Mutex<FakeState>>);
 pub const ABORTED: &str = "fake machine: aborted at the step the test named";
 
 impl Fake {
-    /// A machine that answers from `probe`.
-    pub fn new(probe: FakeProbe) -> Fake {
-        Fake(Arc::new(Mutex::new(FakeState {
-            probe,
-            ..FakeState::default()
-        })))
-    }
-
     /// The machine's state, to read or to set up.
     pub fn state(&self) -> MutexGuard<'_, FakeState> {
         // A test that panicked on purpose (abort_at) poisons nothing of

@@ -14,7 +14,6 @@ pub mod network;
 pub mod recover;
 pub mod undo;
 
-pub use crate::model::Rejection;
 pub use undo::undo_of;
 
 use std::fmt;
