@@ -12,7 +12,7 @@ use crate::host::Probe;
 use crate::kernel::netlink::Handle;
 use crate::model::overlay::{self, Overlay, OverlayRequest, Peer, Reservation};
 use crate::model::{names, CreateRequest, Network, Rejection};
-use crate::plan::network::check_overlay;
+use crate::plan::driver::check_overlay;
 use crate::plan::Target;
 
 /// The host and port of an etcd endpoint URL.

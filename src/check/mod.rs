@@ -15,6 +15,7 @@ pub use crate::host::Probe;
 use crate::kernel::netlink::LinkKind;
 use crate::model::lab::Endpoint;
 use crate::model::{sysctl, Attachment, Network, NsRef, State};
+use crate::plan::driver::Device;
 use crate::plan::Target;
 
 /// One thing nsnet made that is missing or different.
@@ -372,11 +373,12 @@ fn bridge_findings(net: &Network, host: &HostView, out: &mut Vec<Finding>) -> Op
             bridge: bridge.clone(),
         });
     }
-    if let Some(o) = &net.overlay {
-        if !host.links.iter().any(|l| l.name == o.vxlan && l.up) {
+    for device in crate::plan::driver::of(net.driver()).devices(net) {
+        let Device::Tunnel { name } = device;
+        if !host.links.iter().any(|l| l.name == name && l.up) {
             out.push(Finding::TunnelMissing {
                 network: network.clone(),
-                device: o.vxlan.clone(),
+                device: name,
             });
         }
     }

@@ -179,4 +179,3 @@ pub fn foreign_forward_drops() -> Result<Vec<String>, Error> {
         .map_err(|e| Error::Rejected(format!("unreadable nft output: {e}")))?;
     Ok(rules::foreign_forward_drops(&v))
 }
-

@@ -222,7 +222,26 @@ pub struct CniKey {
     pub ifname: String,
 }
 
+/// The kind of a network, which picks the driver that plans its devices
+/// (`plan::driver`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DriverKind {
+    /// A bridge on this host.
+    Bridge,
+    /// A bridge on this host's part of a network across hosts, and a
+    /// VXLAN device to the others.
+    Overlay,
+}
+
 impl Network {
+    /// The driver of this network.
+    pub fn driver(&self) -> DriverKind {
+        match self.overlay {
+            Some(_) => DriverKind::Overlay,
+            None => DriverKind::Bridge,
+        }
+    }
+
     pub fn attachment(&self, ns: &NsRef) -> Option<&Attachment> {
         self.attachments.of_namespace(ns).next().map(Arc::as_ref)
     }

@@ -43,6 +43,14 @@ pub struct CreateRequest {
 }
 
 impl CreateRequest {
+    /// The driver of the network asked for.
+    pub fn driver(&self) -> super::DriverKind {
+        match (&self.overlay, &self.joined) {
+            (None, None) => super::DriverKind::Bridge,
+            _ => super::DriverKind::Overlay,
+        }
+    }
+
     /// A request with the defaults: `nat` mode, isolation and ICC on.
     pub fn named(name: &str) -> CreateRequest {
         CreateRequest {

@@ -9,6 +9,7 @@
 
 pub mod attach;
 pub mod converge;
+pub mod driver;
 pub mod lab;
 pub mod network;
 pub mod recover;

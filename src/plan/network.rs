@@ -1,13 +1,15 @@
-//! Planning bridge networks: creation and removal, pure over the recorded
-//! state and a few facts read from the host beforehand (`HostFacts`).
+//! Planning networks: creation and removal, pure over the recorded state
+//! and a few facts read from the host beforehand (`HostFacts`). What every
+//! network has (a name, subnets, a gateway, forwarding, the firewall) is
+//! planned here; what its driver makes is the driver's (`driver`).
 
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use super::driver;
 use super::{Op, Target};
 use crate::model::ipam::{self, Subnet};
-use crate::model::overlay::{self, OverlayConfig};
 use crate::model::{names, sysctl, CreateRequest, GatewayMode, Network, Rejection, State};
 
 type Result<T> = std::result::Result<T, Rejection>;
@@ -42,7 +44,7 @@ pub struct HostFacts {
 }
 
 impl HostFacts {
-    fn sysctl(&self, key: &str) -> Option<String> {
+    pub(super) fn sysctl(&self, key: &str) -> Option<String> {
         self.sysctls
             .iter()
             .find(|(k, _)| k == key)
@@ -184,148 +186,6 @@ fn subnets_for(state: &State, req: &CreateRequest, host: &HostFacts) -> Result<V
     Ok(subnets)
 }
 
-/// The bridge: created, or adopted when the host has one of that name.
-fn bridge_steps(network: &mut Network, host: &HostFacts, mac: [u8; 6]) -> Vec<Op> {
-    let bridge = network.bridge.clone();
-    let mut ops = Vec::new();
-    if !network.bridge_adopted {
-        ops.push(Op::CreateBridge {
-            name: bridge.clone(),
-            mac,
-            mtu: network.mtu,
-            group: Some(network.link_group),
-        });
-        if network.subnet_v6().is_some() {
-            // Without DAD the bridge's link-local address is usable at
-            // once. While it is tentative (1-2 s) the kernel cannot send
-            // neighbour solicitations for forwarded packets, and the first
-            // IPv6 connections into the network are lost.
-            ops.push(Op::SetSysctl {
-                target: Target::Host,
-                key: sysctl::accept_dad(&bridge),
-                value: "0".into(),
-            });
-        }
-    }
-    let addresses = if network.has_gateway_addresses() {
-        network.subnets.clone()
-    } else {
-        Vec::new()
-    };
-    for s in addresses {
-        let addr = s.gateway_net();
-        if host.existing_addresses.contains(&addr) {
-            network.preexisting_gateways.push(s.gateway);
-            continue;
-        }
-        ops.push(Op::AddAddress {
-            target: Target::Host,
-            ifname: bridge.clone(),
-            addr,
-        });
-    }
-    if network.bridge_adopted && mac != [0; 6] {
-        // Pin the adopted bridge's MAC: otherwise it follows the lowest MAC
-        // of its ports and changes as attachments come and go.
-        ops.push(Op::SetMac {
-            target: Target::Host,
-            ifname: bridge.clone(),
-            mac,
-        });
-    }
-    if !network.bridge_adopted || network.bridge_brought_up {
-        ops.push(Op::LinkUp {
-            target: Target::Host,
-            ifname: bridge.clone(),
-        });
-    }
-    if network.subnet_v4().is_some() && !network.internal {
-        let key = sysctl::route_localnet(&bridge);
-        let current = host.sysctl(&key);
-        if current.as_deref() != Some("1") {
-            if let (true, Some(old)) = (network.bridge_adopted, current) {
-                network.bridge_sysctls.insert(key.clone(), old);
-            }
-            ops.push(Op::SetSysctl {
-                target: Target::Host,
-                key,
-                value: "1".into(),
-            });
-        }
-    }
-    ops
-}
-
-/// Whether this host can take part in an overlay network: its cluster
-/// subnet overlaps no other network here and its VNI is not another's.
-/// Checked before anything is written to etcd.
-pub fn check_overlay(state: &State, name: &str, config: &OverlayConfig) -> Result<()> {
-    let cluster = IpNet::V4(config.subnet);
-    for other in state.networks.values().filter(|n| n.name != name) {
-        let theirs = other
-            .overlay
-            .as_ref()
-            .map(|o| vec![IpNet::V4(o.config.subnet)])
-            .unwrap_or_else(|| other.subnets.iter().map(|s| s.cidr).collect());
-        if let Some(t) = theirs.iter().find(|t| ipam::overlap(&cluster, t)) {
-            return Err(Rejection::SubnetOverlap {
-                subnet: cluster,
-                theirs: *t,
-                network: other.name.clone(),
-            });
-        }
-        if other.overlay.as_ref().map(|o| o.config.vni) == Some(config.vni) {
-            return Err(Rejection::VniTaken {
-                vni: config.vni,
-                network: other.name.clone(),
-            });
-        }
-    }
-    if !config.valid_lengths() {
-        return Err(Rejection::HostSubnetLength {
-            subnet: config.subnet,
-            length: config.host_subnet_len,
-        });
-    }
-    Ok(())
-}
-
-/// The VXLAN device of an overlay network: in the network's link group (so
-/// `rm` deletes it with the bridge), carrying the host subnet's network
-/// address as a /32 (the source of what the host sends to peers).
-fn vxlan_steps(network: &Network) -> Vec<Op> {
-    let Some(o) = &network.overlay else {
-        return Vec::new();
-    };
-    let (IpAddr::V4(local), Some(subnet)) = (o.vtep, network.subnet_v4()) else {
-        return Vec::new();
-    };
-    let IpNet::V4(host_subnet) = subnet.cidr else {
-        return Vec::new();
-    };
-    vec![
-        Op::CreateVxlan {
-            name: o.vxlan.clone(),
-            vni: o.config.vni,
-            port: o.config.port,
-            local,
-            underlay: o.underlay.clone(),
-            mac: names::parse_mac(&o.vtep_mac).unwrap_or_default(),
-            mtu: network.mtu.unwrap_or(1450),
-            group: network.link_group,
-        },
-        Op::AddAddress {
-            target: Target::Host,
-            ifname: o.vxlan.clone(),
-            addr: overlay::vxlan_address(&host_subnet),
-        },
-        Op::LinkUp {
-            target: Target::Host,
-            ifname: o.vxlan.clone(),
-        },
-    ]
-}
-
 /// Forwarding, when the network forwards; the old values are recorded so
 /// that the last network's removal puts them back.
 fn forwarding_steps(network: &Network, host: &HostFacts, state: &mut State) -> Vec<Op> {
@@ -375,9 +235,8 @@ pub fn plan_create(
         });
     }
     check_modes(req)?;
-    if let Some(o) = &req.joined {
-        check_overlay(state, &req.name, &o.config)?;
-    }
+    let driver = driver::of(req.driver());
+    driver.validate(state, req)?;
     let subnets = subnets_for(state, req, host)?;
     let adopted = match &host.existing_link {
         Some(l) if l.is_bridge() => true,
@@ -418,42 +277,12 @@ pub fn plan_create(
         dns_servers: req.dns_servers.clone(),
         overlay: req.joined.clone(),
     };
-    let mut ops = bridge_steps(&mut network, host, mac);
-    ops.extend(vxlan_steps(&network));
+    let mut ops = driver.setup(&mut network, host, mac);
     let mut new_state = state.clone();
     ops.extend(forwarding_steps(&network, host, &mut new_state));
     new_state.networks.insert(network.name.clone(), network);
     ops.extend(Op::firewall(state, &new_state));
     Ok((new_state, ops))
-}
-
-/// What an adopted bridge gets back on removal: its sysctls, its down
-/// state, and no gateway addresses of nsnet's.
-fn release_adopted_bridge(net: &Network) -> Vec<Op> {
-    let mut ops = Vec::new();
-    for (key, old) in &net.bridge_sysctls {
-        ops.push(Op::SetSysctl {
-            target: Target::Host,
-            key: key.clone(),
-            value: old.clone(),
-        });
-    }
-    if net.bridge_brought_up {
-        ops.push(Op::LinkDown {
-            target: Target::Host,
-            ifname: net.bridge.clone(),
-        });
-    }
-    for s in net.subnets.iter().filter(|_| net.has_gateway_addresses()) {
-        if !net.preexisting_gateways.contains(&s.gateway) {
-            ops.push(Op::DeleteAddress {
-                target: Target::Host,
-                ifname: net.bridge.clone(),
-                addr: s.gateway_net(),
-            });
-        }
-    }
-    ops
 }
 
 /// The steps that remove a network (with its attachments when `force`),
@@ -474,17 +303,13 @@ pub fn plan_remove(state: &State, name: &str, force: bool) -> Result<(State, Vec
     let mut ops = Vec::new();
     // The veths and a bridge nsnet created share one link group: one
     // request deletes them all, with one RCU grace period for the lot.
+    let driver = driver::of(net.driver());
     let mut links: Vec<String> = net
         .attachments
         .iter()
         .map(|a| a.host_ifname.clone())
         .collect();
-    if !net.bridge_adopted {
-        links.push(net.bridge.clone());
-    }
-    if let Some(o) = &net.overlay {
-        links.push(o.vxlan.clone());
-    }
+    links.extend(driver.links(net));
     if !links.is_empty() {
         ops.push(Op::DeleteLinkGroup {
             group: net.link_group,
@@ -500,9 +325,7 @@ pub fn plan_remove(state: &State, name: &str, force: bool) -> Result<(State, Vec
         }
     }
     new_state.networks.remove(name);
-    if net.bridge_adopted {
-        ops.extend(release_adopted_bridge(net));
-    }
+    ops.extend(driver.release(net));
     ops.extend(Op::firewall(state, &new_state));
     ops.extend(restore_sysctls(&mut new_state));
     ops.extend(super::resolv_steps(&mut new_state));
