@@ -199,6 +199,26 @@ fn manual_pages_are_generated_from_the_same_definitions() {
         );
         assert!(text.contains(needle), "{page} lacks {needle:?}");
     }
+    let page = |name: &str| {
+        std::fs::read_to_string(dir.path().join(name))
+            .unwrap()
+            .replace("\\-", "-")
+    };
+    // Hidden commands get no page; a page's description is not its name line.
+    for hidden in ["nsnet-dns.1", "nsnet-reap-parked.1"] {
+        assert!(!dir.path().join(hidden).exists(), "{hidden} written");
+    }
+    let connect = page("nsnet-connect.1");
+    let description = connect.split(".SH DESCRIPTION").nth(1).unwrap();
+    assert!(description.contains("veth pair"), "{description}");
+    let main = page("nsnet.1");
+    for section in ["EXIT STATUS", "ENVIRONMENT", "FILES", "SEE ALSO"] {
+        assert!(
+            main.contains(&format!(".SH \"{section}\""))
+                || main.contains(&format!(".SH {section}")),
+            "nsnet.1 lacks {section}"
+        );
+    }
 }
 
 #[test]

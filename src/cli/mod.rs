@@ -426,8 +426,135 @@ fn seconds(v: f64, what: &'static str) -> Result<Duration> {
     Ok(Duration::from_secs_f64(v))
 }
 
-/// nsnet(1) and a page per command and subcommand, generated from the
-/// same definitions as `--help`.
+/// What a page says beyond its one line, and the guide that tells more:
+/// the DESCRIPTION of a command's man page (`--help` stays short).
+fn description(page: &str) -> Option<(&'static str, &'static str)> {
+    Some(match page {
+        "nsnet" => (
+            "nsnet gives named network namespaces the networking Docker gives containers: \
+             bridge networks with IPAM, NAT, published ports and direct-access protection, \
+             DNS between namespaces, declarative topology files, VXLAN overlays across hosts, \
+             lab links, routers and impairment, and a CNI plugin mode. Every command is all \
+             or nothing, and a command killed half-way is finished by the next one.",
+            "docs/guide/networks.md",
+        ),
+        "nsnet-network-create" => (
+            "Creates a bridge (or adopts an existing one of that name), gives it a gateway \
+             address per subnet, and sets up forwarding, masquerade and the network's firewall \
+             rules in nftables table inet nsnet. Without --subnet a free private /24 is chosen.",
+            "docs/guide/networks.md",
+        ),
+        "nsnet-connect" => (
+            "Attaches each namespace to the network with a veth pair: an address from the \
+             network's IPAM (or --ip), a default route via the gateway, published ports. A \
+             namespace that does not exist is created, and deleted again by the disconnect \
+             of its last attachment.",
+            "docs/guide/networks.md",
+        ),
+        "nsnet-disconnect" => (
+            "Detaches namespaces from a network: their veth, leases and published ports go, and \
+             a namespace connect created goes with its last attachment.",
+            "docs/guide/networks.md",
+        ),
+        "nsnet-up" | "nsnet-down" | "nsnet-gc" => (
+            "up makes the host match a topology file, changing only what differs from what an \
+             earlier up of the same file made, and repairing what the kernel lost; down removes \
+             it all; gc forgets attachments whose namespace is gone.",
+            "docs/guide/topology-files.md",
+        ),
+        "nsnet-check" => (
+            "Compares the record with the kernel and the firewall, one line per difference; \
+             --repair restores the firewall table, forwarding and bridges' state.",
+            "docs/guide/ports-and-security.md",
+        ),
+        "nsnet-agent" => (
+            "Keeps this host's claims of overlay networks alive in etcd and programs the other \
+             hosts of each network as they come and go.",
+            "docs/guide/overlay.md",
+        ),
+        "nsnet-network" | "nsnet-network-ls" | "nsnet-network-inspect" | "nsnet-network-rm" => (
+            "A network is a bridge with at most one IPv4 and one IPv6 subnet, its gateway \
+             addresses, IPAM, and the network's rules in nftables table inet nsnet. rm of \
+             several networks is all or none; --force takes their attachments with them.",
+            "docs/guide/networks.md",
+        ),
+        "nsnet-ns" | "nsnet-ns-add" | "nsnet-ns-del" | "nsnet-ns-ls" => (
+            "Named namespaces are iproute2's (bind mounts under /run/netns): ip netns and \
+             nsnet work on the same ones. --forward makes a namespace a router.",
+            "docs/guide/networks.md",
+        ),
+        "nsnet-exec" => (
+            "Runs a command inside a namespace as ip netns exec does: a private /sys, and the \
+             files of /etc/netns/NAME/ over /etc. Exits with the command's status.",
+            "docs/guide/networks.md",
+        ),
+        "nsnet-ping" => (
+            "Sends ICMP or ICMPv6 echo requests from inside a namespace over a raw socket and \
+             prints as ping(8) does; exit 0 if a reply arrived.",
+            "docs/guide/networks.md",
+        ),
+        "nsnet-show" => (
+            "Prints what brctl show printed, then each network's subnets and attachments, \
+             marking host ends that are missing or off their bridge.",
+            "docs/guide/networks.md",
+        ),
+        "nsnet-demo" => (
+            "Runs the tutorial nsnet grew from in a private network and mount namespace, \
+             with a simulated upstream that only NAT reaches; the host is untouched.",
+            "README.md",
+        ),
+        "nsnet-man" | "nsnet-completions" => (
+            "Installation helpers: the manual pages, and completion scripts for bash, elvish, \
+             fish, powershell and zsh.",
+            "README.md",
+        ),
+        p if ["link", "route", "impair", "pingall", "graph"]
+            .iter()
+            .any(|c| p.starts_with(&format!("nsnet-{c}"))) =>
+        {
+            (
+                "Lab features: point-to-point links, routers and static routes, impairment, \
+                 reachability of every pair, and the topology as a graph.",
+                "docs/guide/labs.md",
+            )
+        }
+        _ => return None,
+    })
+}
+
+/// Sections of nsnet(1) that clap does not make.
+const MAN_EXTRA: &str = r#".SH "EXIT STATUS"
+0 success, 1 the operation failed (or check found drift, or ping got no reply),
+2 invalid input, 3 not found, 4 conflict (exists, in use, overlap).
+.SH ENVIRONMENT
+.TP
+NSNET_STATE_DIR
+where nsnet records networks and leases (\-\-state\-dir), /run/nsnet by default
+.TP
+NSNET_ETCD
+etcd endpoints for overlay networks (\-\-etcd)
+.TP
+NO_COLOR
+no colour on a terminal either
+.TP
+CNI_COMMAND
+set by a container runtime: nsnet runs as its CNI plugin
+.SH FILES
+.TP
+/run/nsnet/state.json, state.log, journal.json
+the record, its log of changes, the command in progress
+.TP
+/run/netns/NAME
+named namespaces (iproute2's)
+.TP
+/etc/netns/NAME/resolv.conf
+the DNS servers of a namespace
+.SH "SEE ALSO"
+ip-netns(8), nft(8), bridge(8); the guides and the reference in docs/ of nsnet's sources
+"#;
+
+/// nsnet(1) and a page per command and subcommand a user runs, generated
+/// from the same definitions as `--help`.
 fn man_pages(dir: &std::path::Path) -> Result<usize> {
     fn write(
         cmd: clap::Command,
@@ -435,12 +562,21 @@ fn man_pages(dir: &std::path::Path) -> Result<usize> {
         dir: &std::path::Path,
         n: &mut usize,
     ) -> io::Result<()> {
-        let cmd = cmd.name(name.clone());
+        let mut cmd = cmd.name(name.clone());
+        if let Some((text, guide)) = description(&name) {
+            cmd = cmd.long_about(format!("{text}\n\nMore: {guide}."));
+        }
         let mut page = Vec::new();
         clap_mangen::Man::new(cmd.clone()).render(&mut page)?;
+        if name == "nsnet" {
+            page.extend_from_slice(MAN_EXTRA.as_bytes());
+        }
         std::fs::write(dir.join(format!("{name}.1")), page)?;
         *n += 1;
-        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+        let visible = cmd
+            .get_subcommands()
+            .filter(|s| s.get_name() != "help" && !s.is_hide_set());
+        for sub in visible {
             write(sub.clone(), format!("{name}-{}", sub.get_name()), dir, n)?;
         }
         Ok(())

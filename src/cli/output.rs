@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use serde_json::json;
 
-use nsnet::api::live::{LinkInfo, Reply, Summary};
+use nsnet::api::live::{LinkInfo, LivePorts, Reply, Summary};
 use nsnet::model::overlay::Peer;
 use nsnet::model::ports::PortMapping;
 use nsnet::model::{Attachment, Network, State};
@@ -145,54 +145,6 @@ pub fn error(e: &Error, json: bool) {
     }
 }
 
-/// Host links read live, to show what the kernel has: sorted by name and
-/// looked up by binary search on the name as a number (a thousand ports:
-/// no map to build, no name copied, no string compared).
-pub struct LivePorts {
-    links: Vec<(u128, LinkInfo)>,
-}
-
-/// An interface name as a number that sorts as the name does: the kernel's
-/// names have at most 15 bytes, so its bytes, zero-padded, make the
-/// number's big-endian bytes. (`None`: not an interface name.)
-fn name_key(name: &str) -> Option<u128> {
-    let mut key = [0u8; 16];
-    key.get_mut(..name.len())?.copy_from_slice(name.as_bytes());
-    Some(u128::from_be_bytes(key))
-}
-
-impl LivePorts {
-    fn new(links: Vec<LinkInfo>) -> LivePorts {
-        let mut live = LivePorts { links: Vec::new() };
-        live.extend(links);
-        live
-    }
-
-    fn extend(&mut self, links: impl IntoIterator<Item = LinkInfo>) {
-        let keyed = links
-            .into_iter()
-            .filter_map(|l| Some((name_key(&l.name)?, l)));
-        self.links.extend(keyed);
-        self.links.sort_unstable_by_key(|(key, _)| *key);
-    }
-
-    pub fn get(&self, name: &str) -> Option<&LinkInfo> {
-        let key = name_key(name)?;
-        self.links
-            .binary_search_by_key(&key, |(k, _)| *k)
-            .ok()
-            .map(|i| &self.links[i].1)
-    }
-
-    /// The ports of the bridge whose index is `bridge`, by name.
-    fn ports_of(&self, bridge: u32) -> impl Iterator<Item = &LinkInfo> {
-        self.links
-            .iter()
-            .map(|(_, l)| l)
-            .filter(move |l| l.master == Some(bridge))
-    }
-}
-
 /// Whether the link `port` is a port of `bridge` (false when the bridge is
 /// missing).
 fn on_bridge(port: &LinkInfo, bridge: Option<&LinkInfo>) -> bool {
@@ -202,7 +154,7 @@ fn on_bridge(port: &LinkInfo, bridge: Option<&LinkInfo>) -> bool {
 /// The host's bridge ports and the links the record names, as the kernel
 /// has them now (none when it cannot be asked).
 pub fn live_ports(state: &State) -> LivePorts {
-    LivePorts::new(nsnet::api::live::bridge_ports(state).unwrap_or_default())
+    nsnet::api::live::bridge_ports(state).unwrap_or_default()
 }
 
 /// `show --json`.
