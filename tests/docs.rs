@@ -73,14 +73,25 @@ fn run_guide(name: &str) {
         dir.path().display(),
         script_of(&text)
     );
-    let out = sb.sh_status(&script);
+    // Output to files, not pipes: a daemon a guide starts in the
+    // background must not keep the test waiting (the sandbox's watchdog
+    // ends it with the test); and a guide that hangs fails in time.
+    let (out, err) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    let status = std::process::Command::new("timeout")
+        .args(["300", "bash", "-c", &script])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .status()
+        .expect("running bash");
+    let read = |p: &PathBuf| std::fs::read_to_string(p).unwrap_or_default();
     assert!(
-        out.status.success(),
-        "docs/guide/{name}: a command failed ({})\n--- output\n{}\n--- trace\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        tail(&String::from_utf8_lossy(&out.stderr), 40)
+        status.success(),
+        "docs/guide/{name}: a command failed ({status})\n--- output\n{}\n--- trace\n{}",
+        tail(&read(&out), 40),
+        tail(&read(&err), 40)
     );
+    drop(sb);
 }
 
 fn tail(text: &str, n: usize) -> String {
