@@ -3,14 +3,13 @@
 // Table-driven tests: their length is their cases, not their logic.
 #![allow(clippy::too_many_lines)]
 
-mod common;
-use common::Sandbox;
+use crate::common::Sandbox;
 
 #[test]
 fn every_bad_input_is_refused_cleanly() {
     let sb = Sandbox::new();
-    sb.ok(&["network", "create", "net", "--subnet", "172.16.0.0/16"]);
-    sb.ok(&["connect", "net", "ns1", "--ip", "172.16.1.1/16"]);
+    sb.ok("network create net --subnet 172.16.0.0/16");
+    sb.ok("connect net ns1 --ip 172.16.1.1/16");
     let before = sb.snapshot();
     let long = "x".repeat(16);
     let cases: Vec<(Vec<&str>, i32, &str)> = vec![
@@ -289,7 +288,7 @@ fn every_bad_input_is_refused_cleanly() {
             err.contains(needle),
             "nsnet {args:?}: {err:?} does not mention {needle:?}"
         );
-        common::assert_same(
+        crate::common::assert_same(
             &sb.snapshot(),
             &before,
             &format!("nsnet {args:?} left something behind"),
@@ -300,36 +299,36 @@ fn every_bad_input_is_refused_cleanly() {
 #[test]
 fn long_namespace_names_still_get_valid_host_interfaces() {
     let sb = Sandbox::new();
-    sb.ok(&["network", "create", "n", "--subnet", "10.50.0.0/24"]);
+    sb.ok("network create n --subnet 10.50.0.0/24");
     // The tutorial's `veth-$namespace` would be 31 bytes here.
     let long = "a-namespace-with-a-long-name-1";
     let out = sb.ok(&["connect", "n", long]);
     assert!(out.contains("host side ve-a-na-"), "{out}");
-    sb.ok(&["connect", "n", "a-namespace-with-a-long-name-2"]);
+    sb.ok("connect n a-namespace-with-a-long-name-2");
     sb.ok(&["ping", long, "10.50.0.3", "-c", "1"]);
 }
 
 #[test]
 fn a_namespace_with_eth0_needs_another_ifname() {
     let sb = Sandbox::new();
-    sb.ok(&["network", "create", "a", "--subnet", "10.51.0.0/24"]);
-    sb.ok(&["network", "create", "b", "--subnet", "10.52.0.0/24"]);
-    sb.ok(&["connect", "a", "multi"]);
-    let err = sb.fails(&["connect", "b", "multi"], 4);
+    sb.ok("network create a --subnet 10.51.0.0/24");
+    sb.ok("network create b --subnet 10.52.0.0/24");
+    sb.ok("connect a multi");
+    let err = sb.fails("connect b multi", 4);
     assert!(
         err.contains("already has interface eth0") && err.contains("--ifname"),
         "{err}"
     );
-    sb.ok(&["connect", "b", "multi", "--ifname", "eth1"]);
+    sb.ok("connect b multi --ifname eth1");
     let links = sb.sh("ip -n multi -o link");
     assert!(links.contains("eth0") && links.contains("eth1"), "{links}");
     let routes = sb.sh("ip -n multi route show default");
     assert_eq!(routes.trim(), "default via 10.51.0.1 dev eth0", "{routes}");
-    sb.ok(&["ping", "multi", "10.52.0.1", "-c", "1"]);
+    sb.ok("ping multi 10.52.0.1 -c 1");
     // Disconnecting one keeps the namespace for the other.
-    sb.ok(&["disconnect", "a", "multi"]);
+    sb.ok("disconnect a multi");
     assert!(sb.sh("ip netns list").contains("multi"));
-    sb.ok(&["disconnect", "b", "multi"]);
+    sb.ok("disconnect b multi");
     assert!(!sb.sh("ip netns list").contains("multi"));
 }
 
@@ -338,7 +337,7 @@ fn commands_refuse_to_run_unprivileged() {
     let sb = Sandbox::new();
     let out = sb.sh_status(&format!(
         "setpriv --reuid=65534 --regid=65534 --clear-groups {} network create x --subnet 10.9.0.0/24",
-        common::NSNET
+        crate::common::NSNET
     ));
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -349,7 +348,7 @@ fn commands_refuse_to_run_unprivileged() {
 fn a_closed_stdout_ends_listings_quietly() {
     use std::process::{Command, Stdio};
     let sb = Sandbox::new();
-    sb.ok(&["network", "create", "net", "--subnet", "10.51.0.0/24"]);
+    sb.ok("network create net --subnet 10.51.0.0/24");
     for i in 0..3 {
         sb.ok(&["connect", "net", &format!("p{i}")]);
     }

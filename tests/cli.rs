@@ -2,8 +2,7 @@
 //! line per argument, hints where users commonly go wrong, several
 //! networks removed in one go (all or none).
 
-mod common;
-use common::Sandbox;
+use crate::common::Sandbox;
 
 #[test]
 fn help_has_examples_and_describes_every_argument() {
@@ -43,53 +42,43 @@ fn help_has_examples_and_describes_every_argument() {
 #[test]
 fn hints_where_users_go_wrong() {
     let sb = Sandbox::new();
-    sb.ok(&[
-        "network",
-        "create",
-        "mydocker0",
-        "--subnet",
-        "172.16.0.0/16",
-    ]);
-    let e = sb.fails(&["network", "inspect", "mydokcer0"], 3);
+    sb.ok("network create mydocker0 --subnet 172.16.0.0/16");
+    let e = sb.fails("network inspect mydokcer0", 3);
     assert!(e.contains("did you mean mydocker0?"), "{e}");
-    let e = sb.fails(&["connect", "mydocker1", "ns1"], 3);
+    let e = sb.fails("connect mydocker1 ns1", 3);
     assert!(e.contains("did you mean mydocker0?"), "{e}");
-    let e = sb.fails(&["network", "create", "net2", "172.17.0.0/16"], 2);
+    let e = sb.fails("network create net2 172.17.0.0/16", 2);
     assert!(
         e.contains("nsnet network create net2 --subnet 172.17.0.0/16"),
         "{e}"
     );
     // The command of `exec` may come with or without `--`.
-    sb.ok(&["connect", "mydocker0", "ns1"]);
-    let e = sb.fails(&["disconnect", "mydocker0", "nsl"], 3);
+    sb.ok("connect mydocker0 ns1");
+    let e = sb.fails("disconnect mydocker0 nsl", 3);
     assert!(e.contains("did you mean ns1?"), "{e}");
-    let e = sb.fails(&["exec", "ns2", "true"], 3);
+    let e = sb.fails("exec ns2 true", 3);
     assert!(
         e.contains("namespace ns2 does not exist; did you mean ns1?"),
         "{e}"
     );
-    let e = sb.fails(&["ping", "nsl", "172.16.0.1"], 3);
+    let e = sb.fails("ping nsl 172.16.0.1", 3);
     assert!(e.contains("did you mean ns1?"), "{e}");
     // Ping by name: the address on a shared network.
-    sb.ok(&["connect", "mydocker0", "ns3"]);
-    let out = sb.ok(&["ping", "ns1", "ns3", "-c", "1"]);
+    sb.ok("connect mydocker0 ns3");
+    let out = sb.ok("ping ns1 ns3 -c 1");
     assert!(out.contains("PING 172.16.0.3 "), "{out}");
     sb.sh("ip netns add loner");
-    let e = sb.fails(&["ping", "ns1", "loner", "-c", "1"], 3);
+    let e = sb.fails("ping ns1 loner -c 1", 3);
     assert!(e.contains("shares no network"), "{e}");
-    assert!(sb
-        .ok(&["exec", "ns1", "ip", "-o", "addr"])
-        .contains("172.16.0.2"));
-    assert!(sb
-        .ok(&["exec", "ns1", "--", "ip", "-o", "link"])
-        .contains("eth0"));
+    assert!(sb.ok("exec ns1 ip -o addr").contains("172.16.0.2"));
+    assert!(sb.ok("exec ns1 -- ip -o link").contains("eth0"));
 }
 
 #[test]
 fn check_says_what_repair_can_and_cannot_do() {
     let sb = Sandbox::new();
-    sb.ok(&["network", "create", "r", "--subnet", "10.53.0.0/24"]);
-    sb.ok(&["connect", "r", "a"]);
+    sb.ok("network create r --subnet 10.53.0.0/24");
+    sb.ok("connect r a");
     sb.sh("ip -n a addr flush dev eth0 && nft flush table inet nsnet");
     let text = sb.drift(&[]);
     assert!(
@@ -112,28 +101,28 @@ fn check_says_what_repair_can_and_cannot_do() {
         ),
         "{text}"
     );
-    sb.ok(&["disconnect", "r", "a"]);
-    sb.ok(&["connect", "r", "a"]);
-    sb.ok(&["check"]);
+    sb.ok("disconnect r a");
+    sb.ok("connect r a");
+    sb.ok("check");
 }
 
 #[test]
 fn several_networks_are_removed_all_or_none() {
     let sb = Sandbox::new();
-    sb.ok(&["network", "create", "a", "--subnet", "10.54.0.0/24"]);
-    sb.ok(&["network", "create", "b", "--subnet", "10.55.0.0/24"]);
-    sb.ok(&["connect", "b", "x"]);
-    let e = sb.fails(&["network", "rm", "a", "nope"], 3);
+    sb.ok("network create a --subnet 10.54.0.0/24");
+    sb.ok("network create b --subnet 10.55.0.0/24");
+    sb.ok("connect b x");
+    let e = sb.fails("network rm a nope", 3);
     assert!(e.contains("network nope does not exist"), "{e}");
-    let e = sb.fails(&["network", "rm", "a", "b"], 4);
+    let e = sb.fails("network rm a b", 4);
     assert!(e.contains("in use"), "{e}");
-    let ls = sb.ok(&["network", "ls"]);
+    let ls = sb.ok("network ls");
     assert!(
         ls.contains("a ") || ls.contains("a\t") || ls.lines().any(|l| l.starts_with("a")),
         "nothing was removed: {ls}"
     );
-    sb.ok(&["network", "rm", "a", "b", "--force"]);
-    let ls = sb.ok(&["--json", "network", "ls"]);
+    sb.ok("network rm a b --force");
+    let ls = sb.ok("--json network ls");
     assert_eq!(ls.trim(), "[]", "{ls}");
 }
 
@@ -224,7 +213,7 @@ fn manual_pages_are_generated_from_the_same_definitions() {
 #[test]
 fn colour_only_where_asked_or_on_a_terminal() {
     let sb = Sandbox::new();
-    sb.ok(&["network", "create", "c", "--subnet", "10.58.0.0/24"]);
+    sb.ok("network create c --subnet 10.58.0.0/24");
     sb.sh("nft flush table inet nsnet");
     let text = |args: &[&str], env: &[(&str, &str)]| {
         String::from_utf8_lossy(&sb.run_env(args, env).stdout).into_owned()
@@ -244,17 +233,9 @@ fn colour_only_where_asked_or_on_a_terminal() {
 fn ping_behaves_like_ping8() {
     use std::os::unix::process::ExitStatusExt;
     let sb = Sandbox::new();
-    sb.ok(&[
-        "network",
-        "create",
-        "p",
-        "--subnet",
-        "10.59.0.0/24",
-        "--subnet",
-        "fd00:59::/64",
-    ]);
-    sb.ok(&["connect", "p", "a"]);
-    let v6 = sb.ok(&["ping", "a", "fd00:59::1", "-c", "1"]);
+    sb.ok("network create p --subnet 10.59.0.0/24 --subnet fd00:59::/64");
+    sb.ok("connect p a");
+    let v6 = sb.ok("ping a fd00:59::1 -c 1");
     assert!(
         v6.starts_with("PING fd00:59::1 (fd00:59::1) 56 data bytes"),
         "{v6}"
@@ -263,7 +244,7 @@ fn ping_behaves_like_ping8() {
         v6.contains("icmp_seq=1 ttl=64"),
         "the hop limit is shown: {v6}"
     );
-    let v4 = sb.ok(&["ping", "a", "10.59.0.1", "-c", "1"]);
+    let v4 = sb.ok("ping a 10.59.0.1 -c 1");
     assert!(
         v4.starts_with("PING 10.59.0.1 (10.59.0.1) 56(84) bytes of data."),
         "{v4}"

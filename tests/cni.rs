@@ -3,8 +3,7 @@
 // Table-driven tests: their length is their cases, not their logic.
 #![allow(clippy::too_many_lines)]
 
-mod common;
-use common::{assert_same, Sandbox, NSNET};
+use crate::common::{assert_same, Sandbox, NSNET};
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -155,7 +154,7 @@ fn add_and_del_in_every_version() {
     }
     // The network stays, as with the reference bridge plugin; removing it
     // leaves the host as before.
-    sb.ok(&["network", "rm", "podnet"]);
+    sb.ok("network rm podnet");
     std::thread::sleep(std::time::Duration::from_millis(200));
     assert_same(&sb.snapshot(), &before, "ADD/DEL then network rm");
 }
@@ -252,7 +251,7 @@ fn del_is_idempotent_and_works_without_the_namespace() {
     assert!(!sb
         .sh("nft list map inet nsnet ports4_any_dest")
         .contains("8080"));
-    let ls: Value = serde_json::from_str(&sb.ok(&["--json", "network", "ls"])).unwrap();
+    let ls: Value = serde_json::from_str(&sb.ok("--json network ls")).unwrap();
     assert_eq!(ls[0]["attachments"], json!([]));
 }
 
@@ -323,7 +322,7 @@ fn check_status_and_gc() {
         &gc,
     );
     assert_eq!(code, 0, "{v}");
-    let ls: Value = serde_json::from_str(&sb.ok(&["--json", "network", "ls"])).unwrap();
+    let ls: Value = serde_json::from_str(&sb.ok("--json network ls")).unwrap();
     let left: Vec<&Value> = ls[0]["attachments"].as_array().unwrap().iter().collect();
     assert_eq!(left.len(), 1);
     assert_eq!(left[0]["cni"]["container_id"], "two");
@@ -381,7 +380,7 @@ fn concurrent_adds_get_distinct_addresses() {
     addrs.sort();
     addrs.dedup();
     assert_eq!(addrs.len(), 20, "{addrs:?}");
-    assert!(sb.ok(&["check"]).contains("no drift"));
+    assert!(sb.ok("check").contains("no drift"));
 }
 
 #[test]
@@ -497,7 +496,7 @@ fn hostile_cni_input_is_refused_cleanly() {
         assert!(text.contains(needle), "case {i}: {needle:?} not in {v}");
         // Whatever failed, nothing was left behind (but the network, which a
         // later valid ADD uses; it is removed below).
-        let _ = sb.run(&["network", "rm", "podnet", "--force"]);
+        let _ = sb.run("network rm podnet --force");
         assert_same(&sb.snapshot(), &before, &format!("hostile CNI input {i}"));
     }
     // 100,000 levels of nesting in a key the spec says to ignore: no crash.
@@ -541,7 +540,7 @@ fn hostile_cni_input_is_refused_cleanly() {
             v["details"].as_str().unwrap_or("")
         );
         assert!(text.contains(needle), "{needle:?} not in {v}");
-        let _ = sb.run(&["network", "rm", "podnet", "--force"]);
+        let _ = sb.run("network rm podnet --force");
         assert_same(&sb.snapshot(), &before, "hostile CNI_ARGS");
     }
 }

@@ -4,12 +4,10 @@
 //! DNS server is dnsmasq on 203.0.113.1, answering one name and forwarding
 //! nothing.
 
-mod common;
-
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Sandbox;
+use crate::common::Sandbox;
 
 fn getent(sb: &Sandbox, ns: &str, name: &str) -> Option<String> {
     let out = sb.sh_status(&format!("ip netns exec {ns} getent hosts {name}"));
@@ -55,19 +53,11 @@ fn dns_pids(sb: &Sandbox) -> String {
 #[test]
 fn members_resolve_each_other_and_nothing_else() {
     let sb = Sandbox::new();
-    sb.ok(&[
-        "network",
-        "create",
-        "a",
-        "--subnet",
-        "10.61.0.0/24",
-        "--subnet",
-        "fd00:61::/64",
-    ]);
-    sb.ok(&["network", "create", "b", "--subnet", "10.62.0.0/24"]);
-    sb.ok(&["connect", "a", "web", "--alias", "WWW"]);
-    sb.ok(&["connect", "a", "cli"]);
-    sb.ok(&["connect", "b", "db"]);
+    sb.ok("network create a --subnet 10.61.0.0/24 --subnet fd00:61::/64");
+    sb.ok("network create b --subnet 10.62.0.0/24");
+    sb.ok("connect a web --alias WWW");
+    sb.ok("connect a cli");
+    sb.ok("connect b db");
     // glibc through /etc/netns/cli/resolv.conf: the name, the search
     // domain, an alias, case-insensitively.
     let web = getent(&sb, "cli", "web").expect("web resolves");
@@ -112,25 +102,10 @@ fn other_names_are_forwarded_but_not_from_internal_networks() {
     let sb = Sandbox::new();
     sb.upstream();
     let _upstream = Upstream::start(&sb);
-    sb.ok(&[
-        "network",
-        "create",
-        "out",
-        "--subnet",
-        "10.63.0.0/24",
-        "--dns",
-        "203.0.113.1",
-    ]);
-    sb.ok(&[
-        "network",
-        "create",
-        "in",
-        "--subnet",
-        "10.64.0.0/24",
-        "--internal",
-    ]);
-    sb.ok(&["connect", "out", "o1"]);
-    sb.ok(&["connect", "in", "i1"]);
+    sb.ok("network create out --subnet 10.63.0.0/24 --dns 203.0.113.1");
+    sb.ok("network create in --subnet 10.64.0.0/24 --internal");
+    sb.ok("connect out o1");
+    sb.ok("connect in i1");
     assert_eq!(
         dig(&sb, "o1", "10.63.0.1", "-q example.test -t A"),
         ("NOERROR".into(), "192.0.2.7".into())
@@ -151,7 +126,7 @@ struct Upstream(Child);
 
 impl Upstream {
     fn start(sb: &Sandbox) -> Upstream {
-        let child = common::bound_to_test(&mut Command::new("ip"))
+        let child = crate::common::bound_to_test(&mut Command::new("ip"))
             .args([
                 "netns",
                 "exec",
@@ -193,8 +168,8 @@ impl Drop for Upstream {
 #[test]
 fn names_follow_attachments_while_others_query() {
     let sb = Sandbox::new();
-    sb.ok(&["network", "create", "n", "--subnet", "10.65.0.0/24"]);
-    sb.ok(&["connect", "n", "q"]);
+    sb.ok("network create n --subnet 10.65.0.0/24");
+    sb.ok("connect n q");
     // Meanwhile, q keeps asking for its own name (bounded: until the rounds
     // are done, at most 5,000 queries): every one must be answered, right.
     let sock = sb.udp_socket("q", "0.0.0.0:0");
@@ -252,8 +227,8 @@ fn tcp_queries_see_the_record_as_it_is_now() {
     // No other query in between: nothing else makes the server look at the
     // record between the command and the TCP query.
     let sb = Sandbox::new();
-    sb.ok(&["network", "create", "n", "--subnet", "10.69.0.0/24"]);
-    sb.ok(&["connect", "n", "q"]);
+    sb.ok("network create n --subnet 10.69.0.0/24");
+    sb.ok("connect n q");
     for round in 0..5 {
         let name = format!("t{round}");
         sb.ok(&["connect", "n", &name]);
@@ -312,8 +287,8 @@ fn under_load_a_change_is_answered_the_moment_the_command_returns() {
     // (no process start in between, as a runtime resolving from an
     // already running process would).
     let sb = Sandbox::new();
-    sb.ok(&["network", "create", "n", "--subnet", "10.70.0.0/24"]);
-    sb.ok(&["connect", "n", "q"]);
+    sb.ok("network create n --subnet 10.70.0.0/24");
+    sb.ok("connect n q");
     let flood = sb.udp_socket("q", "0.0.0.0:0");
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = stop.clone();
@@ -359,19 +334,12 @@ fn under_load_a_change_is_answered_the_moment_the_command_returns() {
 fn the_server_comes_and_goes_with_the_networks() {
     let sb = Sandbox::new();
     let before = sb.snapshot();
-    sb.ok(&["network", "create", "n", "--subnet", "10.66.0.0/24"]);
-    sb.ok(&["connect", "n", "alpha"]);
+    sb.ok("network create n --subnet 10.66.0.0/24");
+    sb.ok("connect n alpha");
     assert!(!dns_pids(&sb).is_empty(), "no server");
     // A network without DNS needs none: its gateway is not served.
-    sb.ok(&[
-        "network",
-        "create",
-        "quiet",
-        "--subnet",
-        "10.67.0.0/24",
-        "--no-dns",
-    ]);
-    sb.ok(&["connect", "quiet", "b"]);
+    sb.ok("network create quiet --subnet 10.67.0.0/24 --no-dns");
+    sb.ok("connect quiet b");
     assert_eq!(dig(&sb, "b", "10.67.0.1", "-q alpha -t A").0, "no answer");
     assert!(!sb
         .sh("cat /etc/netns/b/resolv.conf 2>/dev/null || true")
@@ -382,16 +350,16 @@ fn the_server_comes_and_goes_with_the_networks() {
     std::thread::sleep(Duration::from_millis(100));
     let text = sb.drift(&[]);
     assert!(text.contains("DNS server"), "{text}");
-    sb.ok(&["connect", "n", "c"]);
+    sb.ok("connect n c");
     assert_eq!(dig(&sb, "alpha", "10.66.0.1", "-q c -t A").0, "NOERROR");
-    sb.ok(&["network", "rm", "n", "quiet", "--force"]);
+    sb.ok("network rm n quiet --force");
     // No process, no socket, no file left.
     assert_eq!(dns_pids(&sb), "");
     assert_eq!(
         sb.sh("ss -Hlnup 'sport = :53'; ss -Hlntp 'sport = :53'"),
         ""
     );
-    common::assert_same(&sb.snapshot(), &before, "teardown");
+    crate::common::assert_same(&sb.snapshot(), &before, "teardown");
     assert_eq!(sb.sh("ls -A /etc/netns 2>/dev/null || true"), "");
 }
 
@@ -399,16 +367,8 @@ fn the_server_comes_and_goes_with_the_networks() {
 fn a_routed_network_answers_no_query_from_outside() {
     let sb = Sandbox::new();
     sb.upstream();
-    sb.ok(&[
-        "network",
-        "create",
-        "r",
-        "--subnet",
-        "10.68.0.0/24",
-        "--gateway-mode",
-        "routed",
-    ]);
-    sb.ok(&["connect", "r", "srv"]);
+    sb.ok("network create r --subnet 10.68.0.0/24 --gateway-mode routed");
+    sb.ok("connect r srv");
     // The simulated outside routes to the subnet (routed mode lets it in
     // for published ports and ping), but DNS at the gateway is not for it.
     sb.sh("ip -n up route add 10.68.0.0/24 via 203.0.113.2");

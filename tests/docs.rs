@@ -8,11 +8,9 @@
 //! file the guide shows is the file its commands use. Other blocks
 //! (`console`, `text`, `toml`, `json`, `ini`) are shown, not run.
 
-mod common;
-
 use std::path::PathBuf;
 
-use common::{Sandbox, NSNET};
+use crate::common::{Sandbox, NSNET};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -1,7 +1,6 @@
 //! The kernel's own reasons reach the user: errno plus extended-ack text.
 
-mod common;
-use common::Sandbox;
+use crate::common::Sandbox;
 
 #[test]
 fn netlink_errors_carry_errno_and_the_kernels_text() {

@@ -1,8 +1,7 @@
 //! Labs: point-to-point links, routers and routes, impairment measured on
 //! the wire, pingall and graphs. Each test in its own sandbox.
 
-mod common;
-use common::{assert_same, Sandbox};
+use crate::common::{assert_same, Sandbox};
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -119,9 +118,9 @@ fn links_come_up_ping_and_go_exactly() {
     let before = sb.snapshot();
     let out = sb.ok(&["up", "-f", &file]);
     assert!(out.contains("link a:eth1 <-> b:eth1"), "{out}");
-    sb.ok(&["ping", "a", "10.61.0.2", "-c", "1"]);
-    sb.ok(&["ping", "c", "10.62.0.1", "-c", "1"]);
-    sb.ok(&["ping", "c", "fd00:62::1", "-c", "1"]);
+    sb.ok("ping a 10.61.0.2 -c 1");
+    sb.ok("ping c 10.62.0.1 -c 1");
+    sb.ok("ping c fd00:62::1 -c 1");
     assert!(sb.sh("ip -n c link show eth1").contains("mtu 1400"));
     let snap = sb.snapshot();
     let again = sb.ok(&["up", "-f", &file]);
@@ -145,8 +144,8 @@ fn links_come_up_ping_and_go_exactly() {
         "{out}"
     );
     assert_eq!(sb.sh("ip -n c -o link show eth1 | cut -d: -f1"), kept);
-    sb.ok(&["ping", "a", "10.61.0.6", "-c", "1"]);
-    let ls = sb.ok(&["--json", "link", "ls"]);
+    sb.ok("ping a 10.61.0.6 -c 1");
+    let ls = sb.ok("--json link ls");
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&ls)
             .unwrap()
@@ -181,23 +180,20 @@ fn bad_link_ends_are_refused_with_line_and_column() {
         assert_same(&sb.snapshot(), &before, "a refused file changed the host");
     }
     // The command line: the same checks, the documented exit codes.
-    let err = sb.fails(&["link", "add", "r1", "r2:eth1"], 2);
+    let err = sb.fails("link add r1 r2:eth1", 2);
     assert!(err.contains("invalid link end \"r1\""), "{err}");
-    sb.fails(
-        &["link", "add", "r1:eth1", "r2:eth1", "--ip", "10.0.0.1/30"],
-        2,
-    );
-    sb.ok(&["link", "add", "r1:eth1", "r2:eth1"]);
+    sb.fails("link add r1:eth1 r2:eth1 --ip 10.0.0.1/30", 2);
+    sb.ok("link add r1:eth1 r2:eth1");
     let snap = sb.snapshot();
-    let err = sb.fails(&["link", "add", "r3:eth1", "r1:eth1"], 4);
+    let err = sb.fails("link add r3:eth1 r1:eth1", 4);
     assert!(
         err.contains("link end r1:eth1 is already in use: link r1:eth1 <-> r2:eth1"),
         "{err}"
     );
     assert_same(&sb.snapshot(), &snap, "a refused link changed the host");
-    let err = sb.fails(&["link", "del", "r1:eth1", "r3:eth1"], 3);
+    let err = sb.fails("link del r1:eth1 r3:eth1", 3);
     assert!(err.contains("no link between r1:eth1 and r3:eth1"), "{err}");
-    sb.ok(&["link", "del", "r2:eth1", "r1:eth1"]);
+    sb.ok("link del r2:eth1 r1:eth1");
     sb.settle();
     assert_same(&sb.snapshot(), &before, "link del");
 }
@@ -208,8 +204,8 @@ fn the_routed_triangle_routes_and_a_removed_route_breaks_that_path() {
     let before = sb.snapshot();
     sb.ok(&["up", "-f", ROUTED_LAB]);
     // h1 -> r1 -> r3 -> h2: two routers in between.
-    sb.ok(&["ping", "h1", "10.0.3.2", "-c", "1"]);
-    let show = sb.ok(&["show"]);
+    sb.ok("ping h1 10.0.3.2 -c 1");
+    let show = sb.ok("show");
     assert!(
         show.contains("  r2:eth2 10.1.23.1/30 [rate 10mbit] <-> r3:eth2"),
         "{show}"
@@ -236,8 +232,8 @@ fn the_routed_triangle_routes_and_a_removed_route_breaks_that_path() {
     }
     // Without r1's route to h2's subnet, exactly the paths through it
     // break: h1 and h2 lose each other, the links still work.
-    sb.ok(&["route", "del", "r1", "10.0.3.0/24", "via", "10.1.13.2"]);
-    let out = sb.run(&["--json", "pingall", "-c", "1", "-W", "0.5"]);
+    sb.ok("route del r1 10.0.3.0/24 via 10.1.13.2");
+    let out = sb.run("--json pingall -c 1 -W 0.5");
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let failed: Vec<(String, String)> = v["pairs"]
@@ -271,13 +267,10 @@ fn the_routed_triangle_routes_and_a_removed_route_breaks_that_path() {
             "only paths through r1's route may break: {from} -> {to}"
         );
     }
-    sb.ok(&["ping", "r1", "10.1.13.2", "-c", "1"]);
-    sb.ok(&["route", "add", "r1", "10.0.3.0/24", "via", "10.1.13.2"]);
-    sb.ok(&["ping", "h1", "10.0.3.2", "-c", "1"]);
-    let err = sb.fails(
-        &["route", "del", "r1", "10.9.0.0/24", "via", "10.1.13.2"],
-        3,
-    );
+    sb.ok("ping r1 10.1.13.2 -c 1");
+    sb.ok("route add r1 10.0.3.0/24 via 10.1.13.2");
+    sb.ok("ping h1 10.0.3.2 -c 1");
+    let err = sb.fails("route del r1 10.9.0.0/24 via 10.1.13.2", 3);
     assert!(
         err.contains("has no route 10.9.0.0/24 via 10.1.13.2"),
         "{err}"
@@ -329,7 +322,7 @@ fn graphs_are_valid_dot_and_mermaid() {
     assert!(m.contains("-.-|"), "the impaired link is drawn dashed: {m}");
     // From the record, after an up, the same graph.
     sb.ok(&["up", "-f", ROUTED_LAB]);
-    assert_eq!(sb.ok(&["graph"]), dot);
+    assert_eq!(sb.ok("graph"), dot);
     sb.ok(&["down", "-f", ROUTED_LAB]);
 }
 
@@ -339,37 +332,37 @@ fn a_rate_limit_is_measured_on_the_wire_and_clear_restores_the_baseline() {
     link_a_b(&sb, "10.64.0");
     let base = tcp_mbits("a", "b", "10.64.0.2", 1.0);
     assert!(base > 100.0, "baseline {base} Mbit/s");
-    sb.ok(&["impair", "a:eth1", "--rate", "10mbit"]);
-    let ls = sb.ok(&["impair", "ls"]);
+    sb.ok("impair a:eth1 --rate 10mbit");
+    let ls = sb.ok("impair ls");
     assert!(ls.contains("a:eth1") && ls.contains("rate 10mbit"), "{ls}");
     let limited = tcp_mbits("a", "b", "10.64.0.2", 4.0);
     assert!(
         (8.0..=12.0).contains(&limited),
         "10mbit gave {limited:.2} Mbit/s"
     );
-    let clean = sb.ok(&["check"]);
+    let clean = sb.ok("check");
     assert!(clean.contains("no drift"), "{clean}");
     // Someone removes the qdisc: check says so.
     sb.sh("tc -n a qdisc del dev eth1 root");
-    let out = sb.run(&["check"]);
+    let out = sb.run("check");
     assert_eq!(out.status.code(), Some(1));
     let drift = String::from_utf8_lossy(&out.stdout);
     assert!(
         drift.contains("a:eth1: impairment is none, the record says rate 10mbit"),
         "{drift}"
     );
-    sb.ok(&["impair", "a:eth1", "--rate", "10mbit"]);
-    sb.ok(&["impair", "a:eth1", "--clear"]);
+    sb.ok("impair a:eth1 --rate 10mbit");
+    sb.ok("impair a:eth1 --clear");
     let after = tcp_mbits("a", "b", "10.64.0.2", 1.0);
     assert!(after > 100.0, "after --clear {after} Mbit/s");
     assert!(sb.sh("tc -n a qdisc show dev eth1").contains("noqueue"));
-    let err = sb.fails(&["impair", "a:eth1", "--clear"], 3);
+    let err = sb.fails("impair a:eth1 --clear", 3);
     assert!(err.contains("a:eth1 is not impaired"), "{err}");
-    let err = sb.fails(&["impair", "a:eth9", "--loss", "1%"], 3);
+    let err = sb.fails("impair a:eth9 --loss 1%", 3);
     assert!(err.contains("namespace a has no interface eth9"), "{err}");
-    let err = sb.fails(&["impair", "a:eth1", "--loss", "120%"], 2);
+    let err = sb.fails("impair a:eth1 --loss 120%", 2);
     assert!(err.contains("between 0% and 100%"), "{err}");
-    sb.ok(&["link", "del", "a:eth1", "b:eth1"]);
+    sb.ok("link del a:eth1 b:eth1");
 }
 
 #[test]
@@ -378,15 +371,15 @@ fn loss_is_measured_on_the_wire_and_clear_restores_the_baseline() {
     // either way packets vanish on the wire, unseen by the sender.
     let sb = Sandbox::new();
     link_a_b(&sb, "10.67.0");
-    sb.ok(&["impair", "a:eth1", "--loss", "20%"]);
+    sb.ok("impair a:eth1 --loss 20%");
     let (_, received) = ping_stats(&sb, "a", "10.67.0.2", 200, "0.01");
     let lost = 200 - received;
     assert!((20..=60).contains(&lost), "20% loss lost {lost} of 200");
-    assert!(sb.ok(&["check"]).contains("no drift"));
+    assert!(sb.ok("check").contains("no drift"));
     // Loss and a rate together.
-    sb.ok(&["impair", "a:eth1", "--loss", "20%", "--rate", "10mbit"]);
-    assert!(sb.ok(&["check"]).contains("no drift"));
-    sb.ok(&["impair", "a:eth1", "--clear"]);
+    sb.ok("impair a:eth1 --loss 20% --rate 10mbit");
+    assert!(sb.ok("check").contains("no drift"));
+    sb.ok("impair a:eth1 --clear");
     let (_, received) = ping_stats(&sb, "a", "10.67.0.2", 50, "0.01");
     assert_eq!(received, 50, "after --clear");
     let qdiscs = sb.sh("tc -n a qdisc show dev eth1");
@@ -394,7 +387,7 @@ fn loss_is_measured_on_the_wire_and_clear_restores_the_baseline() {
         !qdiscs.contains("clsact") && qdiscs.contains("noqueue"),
         "{qdiscs}"
     );
-    sb.ok(&["link", "del", "a:eth1", "b:eth1"]);
+    sb.ok("link del a:eth1 b:eth1");
 }
 
 #[test]
@@ -402,16 +395,16 @@ fn delay_is_measured_or_refused_where_the_kernel_has_no_netem() {
     let sb = Sandbox::new();
     link_a_b(&sb, "10.65.0");
     let (base, _) = ping_stats(&sb, "a", "10.65.0.2", 5, "0.05");
-    let out = sb.run(&["impair", "a:eth1", "--delay", "50ms"]);
+    let out = sb.run("impair a:eth1 --delay 50ms");
     if !out.status.success() {
         // A kernel built without netem (this project's CI machine): a
         // clear refusal naming the cause, and nothing changed.
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{err}");
         assert!(err.contains("this kernel has no netem qdisc"), "{err}");
-        assert!(sb.ok(&["impair", "ls"]).trim().is_empty());
+        assert!(sb.ok("impair ls").trim().is_empty());
         assert!(sb.sh("tc -n a qdisc show dev eth1").contains("noqueue"));
-        sb.ok(&["link", "del", "a:eth1", "b:eth1"]);
+        sb.ok("link del a:eth1 b:eth1");
         return;
     }
     let (rtt, _) = ping_stats(&sb, "a", "10.65.0.2", 10, "0.1");
@@ -420,11 +413,11 @@ fn delay_is_measured_or_refused_where_the_kernel_has_no_netem() {
         (40.0..=60.0).contains(&added),
         "50ms delay added {added:.1} ms"
     );
-    assert!(sb.ok(&["check"]).contains("no drift"));
-    sb.ok(&["impair", "a:eth1", "--clear"]);
+    assert!(sb.ok("check").contains("no drift"));
+    sb.ok("impair a:eth1 --clear");
     let (rtt, _) = ping_stats(&sb, "a", "10.65.0.2", 10, "0.05");
     assert!(rtt < base + 10.0, "after --clear {rtt:.1} ms");
-    sb.ok(&["link", "del", "a:eth1", "b:eth1"]);
+    sb.ok("link del a:eth1 b:eth1");
 }
 
 #[test]
@@ -445,7 +438,7 @@ fn a_fault_at_every_step_of_the_lab_leaves_the_host_as_before() {
         assert!(k < 200, "the lab never came up");
     }
     assert!(k > 30, "only {k} steps");
-    sb.ok(&["ping", "h1", "10.0.3.2", "-c", "1"]);
+    sb.ok("ping h1 10.0.3.2 -c 1");
     sb.ok(&["down", "-f", ROUTED_LAB]);
     sb.settle();
     assert_same(&sb.snapshot(), &before, "down");
@@ -457,8 +450,8 @@ fn a_fault_at_every_step_of_the_lab_leaves_the_host_as_before() {
         );
         assert!(!out.status.success(), "abort at {k}");
         sb.ok(&["up", "-f", ROUTED_LAB]);
-        sb.ok(&["ping", "h2", "10.0.1.2", "-c", "1"]);
-        assert!(sb.ok(&["check"]).contains("no drift"), "after abort at {k}");
+        sb.ok("ping h2 10.0.1.2 -c 1");
+        assert!(sb.ok("check").contains("no drift"), "after abort at {k}");
         sb.ok(&["down", "-f", ROUTED_LAB]);
         sb.settle();
         assert_same(&sb.snapshot(), &before, &format!("down after abort at {k}"));
@@ -472,24 +465,24 @@ fn namespaces_of_links_are_guarded_and_vanished_ones_collected() {
     let file = write(&dir, TWO_LINKS);
     let before = sb.snapshot();
     sb.ok(&["up", "-f", &file]);
-    let err = sb.fails(&["ns", "del", "a"], 4);
+    let err = sb.fails("ns del a", 4);
     assert!(
         err.contains("namespace a is in use by link a:eth1 <-> b:eth1"),
         "{err}"
     );
     // Deleted behind nsnet's back: check says so, gc forgets the link.
     sb.sh("ip netns del a");
-    let out = sb.run(&["check"]);
+    let out = sb.run("check");
     assert_eq!(out.status.code(), Some(1));
     let drift = String::from_utf8_lossy(&out.stdout);
     assert!(
         drift.contains("link a:eth1 b:eth1: end a:eth1 is missing"),
         "{drift}"
     );
-    let gc = sb.ok(&["gc"]);
+    let gc = sb.ok("gc");
     assert!(gc.contains("forget link a:eth1 <-> b:eth1"), "{gc}");
-    assert!(sb.ok(&["check"]).contains("no drift"));
-    sb.ok(&["ping", "c", "10.62.0.1", "-c", "1"]);
+    assert!(sb.ok("check").contains("no drift"));
+    sb.ok("ping c 10.62.0.1 -c 1");
     sb.ok(&["down", "-f", &file]);
     sb.settle();
     assert_same(&sb.snapshot(), &before, "down after gc");
@@ -499,7 +492,7 @@ fn namespaces_of_links_are_guarded_and_vanished_ones_collected() {
 fn routers_routes_and_impairments_from_the_command_line() {
     let sb = Sandbox::new();
     let before = sb.snapshot();
-    sb.ok(&["ns", "add", "r", "--forward"]);
+    sb.ok("ns add r --forward");
     assert_eq!(
         sb.sh("ip netns exec r sysctl -n net.ipv4.ip_forward")
             .trim(),
@@ -510,40 +503,26 @@ fn routers_routes_and_impairments_from_the_command_line() {
             .trim(),
         "1"
     );
-    assert!(sb
-        .ok(&["route", "ls"])
-        .contains("r                forwards"));
-    sb.ok(&[
-        "link",
-        "add",
-        "r:e1",
-        "s:e1",
-        "--ip",
-        "10.66.0.1/30",
-        "--ip",
-        "10.66.0.2/30",
-    ]);
-    sb.ok(&["route", "add", "s", "10.66.9.0/24", "via", "10.66.0.1"]);
+    assert!(sb.ok("route ls").contains("r                forwards"));
+    sb.ok("link add r:e1 s:e1 --ip 10.66.0.1/30 --ip 10.66.0.2/30");
+    sb.ok("route add s 10.66.9.0/24 via 10.66.0.1");
     assert!(sb
         .sh("ip -n s route")
         .contains("10.66.9.0/24 via 10.66.0.1"));
-    let err = sb.fails(
-        &["route", "add", "s", "10.66.9.0/24", "via", "10.66.0.2"],
-        4,
-    );
+    let err = sb.fails("route add s 10.66.9.0/24 via 10.66.0.2", 4);
     assert!(err.contains("already has a route to 10.66.9.0/24"), "{err}");
-    let ls: serde_json::Value = serde_json::from_str(&sb.ok(&["--json", "route", "ls"])).unwrap();
+    let ls: serde_json::Value = serde_json::from_str(&sb.ok("--json route ls")).unwrap();
     assert_eq!(ls["s"]["routes"][0], "10.66.9.0/24 via 10.66.0.1", "{ls}");
-    sb.ok(&["impair", "s:e1", "--rate", "1mbit"]);
-    let imp: serde_json::Value = serde_json::from_str(&sb.ok(&["--json", "impair", "ls"])).unwrap();
+    sb.ok("impair s:e1 --rate 1mbit");
+    let imp: serde_json::Value = serde_json::from_str(&sb.ok("--json impair ls")).unwrap();
     assert_eq!(imp[0]["end"], "s:e1", "{imp}");
     assert_eq!(imp[0]["impairment"]["rate_bps"], 1_000_000, "{imp}");
-    let err = sb.fails(&["ns", "del", "s"], 4);
+    let err = sb.fails("ns del s", 4);
     assert!(err.contains("in use by link r:e1 <-> s:e1"), "{err}");
-    sb.ok(&["route", "del", "s", "10.66.9.0/24", "via", "10.66.0.1"]);
-    sb.ok(&["link", "del", "r:e1", "s:e1"]);
+    sb.ok("route del s 10.66.9.0/24 via 10.66.0.1");
+    sb.ok("link del r:e1 s:e1");
     // r only forwards now: ns del turns that off and deletes it.
-    sb.ok(&["ns", "del", "r"]);
+    sb.ok("ns del r");
     sb.settle();
     assert_same(&sb.snapshot(), &before, "after the last lab object");
 }
@@ -561,7 +540,7 @@ fn up_remakes_what_was_damaged_by_hand() {
     // A link and a route deleted behind nsnet's back.
     sb.sh("ip -n c link del eth1");
     sb.sh("ip -n a route del 10.62.0.0/30");
-    let out = sb.run(&["check"]);
+    let out = sb.run("check");
     let drift = String::from_utf8_lossy(&out.stdout);
     assert!(
         drift.contains("link b:eth2 c:eth1: end c:eth1 is missing"),
@@ -581,8 +560,8 @@ fn up_remakes_what_was_damaged_by_hand() {
         !up.contains("link a:eth1 <-> b:eth1"),
         "the intact link stays: {up}"
     );
-    assert!(sb.ok(&["check"]).contains("no drift"));
-    sb.ok(&["ping", "c", "10.62.0.1", "-c", "1"]);
+    assert!(sb.ok("check").contains("no drift"));
+    sb.ok("ping c 10.62.0.1 -c 1");
     assert!(sb.ok(&["up", "-f", &file]).contains("no changes"));
     sb.ok(&["down", "-f", &file]);
     sb.settle();

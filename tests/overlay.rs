@@ -6,14 +6,12 @@
 //! Namespace names differ between hosts (c1 on h1, ...), so the hosts
 //! share the sandbox's /run/netns without clashing.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::process::{Child, Command, Output, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use common::{Sandbox, NSNET};
+use crate::common::{Argv, Sandbox, NSNET};
 
 const ETCD: &str = "http://198.51.100.254:2379";
 /// Short leases, so that a dead host is withdrawn within seconds.
@@ -67,7 +65,7 @@ impl Cluster {
     }
 
     fn start_etcd(&mut self) {
-        let child = common::bound_to_test(&mut Command::new("etcd"))
+        let child = crate::common::bound_to_test(&mut Command::new("etcd"))
             .args([
                 "--name",
                 "e1",
@@ -111,23 +109,24 @@ impl Cluster {
     }
 
     /// nsnet run on host `i`.
-    fn cmd(&self, i: usize, args: &[&str]) -> Command {
+    fn cmd(&self, i: usize, args: impl Argv) -> Command {
         let mut c = Command::new("nsenter");
         c.arg(format!("--net=/run/netns/h{i}"))
             .arg(NSNET)
-            .args(args)
+            .args(args.argv())
             .env("NSNET_STATE_DIR", format!("/run/nsnet-h{i}"))
             .env_remove("NSNET_ETCD");
         c
     }
 
-    fn run(&self, i: usize, args: &[&str]) -> Output {
+    fn run(&self, i: usize, args: impl Argv) -> Output {
         self.cmd(i, args).output().expect("running nsnet")
     }
 
     #[track_caller]
-    fn ok(&self, i: usize, args: &[&str]) -> String {
-        let out = self.run(i, args);
+    fn ok(&self, i: usize, args: impl Argv) -> String {
+        let args = args.argv();
+        let out = self.run(i, &args);
         assert!(
             out.status.success(),
             "h{i}: nsnet {args:?} failed ({}): {}{}",
@@ -139,8 +138,9 @@ impl Cluster {
     }
 
     #[track_caller]
-    fn fails(&self, i: usize, args: &[&str], code: i32) -> String {
-        let out = self.run(i, args);
+    fn fails(&self, i: usize, args: impl Argv, code: i32) -> String {
+        let args = args.argv();
+        let out = self.run(i, &args);
         let err = String::from_utf8_lossy(&out.stderr).into_owned();
         assert_eq!(out.status.code(), Some(code), "h{i}: nsnet {args:?}: {err}");
         err
@@ -152,8 +152,8 @@ impl Cluster {
 
     fn start_agent(&mut self, i: usize) {
         let log = std::fs::File::create(format!("/run/agent-h{i}.log")).unwrap();
-        let mut cmd = self.cmd(i, &["agent"]);
-        let child = common::bound_to_test(&mut cmd)
+        let mut cmd = self.cmd(i, "agent");
+        let child = crate::common::bound_to_test(&mut cmd)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -291,7 +291,7 @@ fn three_hosts_share_one_network() {
     let mtu = c.sb.sh("ip -n c1 -o link show dev eth0");
     assert!(mtu.contains("mtu 1450"), "{mtu}");
     // The peers are listed, and each host's record matches its kernel.
-    let shown = c.ok(1, &["network", "inspect", "lab"]);
+    let shown = c.ok(1, "network inspect lab");
     let own = c.sb.sh("ip -n h1 -4 -o route show dev lab");
     for a in subnets
         .iter()
@@ -300,14 +300,14 @@ fn three_hosts_share_one_network() {
         let cidr = a.replace('-', "/");
         assert!(shown.contains(&cidr), "inspect lacks {cidr}: {shown}");
     }
-    let shown = c.ok(1, &["show"]);
+    let shown = c.ok(1, "show");
     assert!(shown.contains("2 peer(s)"), "{shown}");
     for i in 1..=3 {
-        c.ok(i, &["check"]);
+        c.ok(i, "check");
     }
     // A tunnel deleted by hand is drift, named.
     c.sb.sh("ip -n h2 link del $(ip -n h2 -o link show type vxlan | awk -F': ' '{print $2}')");
-    let out = c.run(2, &["check"]);
+    let out = c.run(2, "check");
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(
@@ -361,7 +361,7 @@ fn late_joiner_is_reachable_and_a_dead_host_is_withdrawn() {
         c.start_agent(i);
     }
     c.join(3, "10.200.0.0/16");
-    c.ok(3, &["connect", "lab", "c3"]);
+    c.ok(3, "connect lab c3");
     let a3 = c.addr("c3");
     c.start_agent(3);
     let took = c.wait_for(Duration::from_secs(3), || {
@@ -433,7 +433,7 @@ fn an_etcd_outage_flushes_nothing_and_the_agents_reconverge() {
     assert_eq!(c.sb.sh("ip -n h3 -br link show type bridge"), "");
     c.start_etcd();
     c.join(3, "10.200.0.0/16");
-    c.ok(3, &["connect", "lab", "c3"]);
+    c.ok(3, "connect lab c3");
     c.start_agent(3);
     let a3 = c.addr("c3");
     let back = c.wait_for(Duration::from_secs(8), || {
@@ -456,13 +456,13 @@ fn leaving_on_every_host_restores_etcd_and_the_hosts() {
         .wait_for(Duration::from_secs(3), || c.pings("c1", &c.addr("c3")))
         .is_some());
     for i in 1..=3 {
-        c.ok(i, &["network", "rm", "lab", "--force"]);
+        c.ok(i, "network rm lab --force");
     }
     // The agents follow the record and program nothing more.
     sleep(Duration::from_millis(800));
     assert_eq!(c.keys(), BTreeSet::new(), "keys left in etcd");
     for i in 1..=3 {
-        common::assert_same(&c.host_snapshot(i), &before[i - 1], &format!("host h{i}"));
+        crate::common::assert_same(&c.host_snapshot(i), &before[i - 1], &format!("host h{i}"));
     }
 }
 
@@ -473,24 +473,14 @@ fn bad_overlay_requests_are_refused_with_nothing_made() {
     // No etcd there.
     let err = c.fails(
         1,
-        &[
-            "network",
-            "create",
-            "lab",
-            "--driver",
-            "overlay",
-            "--etcd",
-            "http://198.51.100.253:2379",
-            "--subnet",
-            "10.200.0.0/16",
-        ],
+        "network create lab --driver overlay --etcd http://198.51.100.253:2379 --subnet 10.200.0.0/16",
         1,
     );
     assert!(
         err.contains("198.51.100.253:2379") && err.contains("unreachable"),
         "{err}"
     );
-    common::assert_same(&c.host_snapshot(1), &before, "after an unreachable etcd");
+    crate::common::assert_same(&c.host_snapshot(1), &before, "after an unreachable etcd");
     // Not IPv4, no subnet, host subnets that do not fit.
     let err = c.fails(
         1,
@@ -555,6 +545,6 @@ fn bad_overlay_requests_are_refused_with_nothing_made() {
         err.contains(&format!("VNI {vni}")) && err.contains("small"),
         "{err}"
     );
-    c.ok(1, &["network", "rm", "small"]);
+    c.ok(1, "network rm small");
     assert_eq!(c.keys(), BTreeSet::new());
 }

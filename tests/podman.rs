@@ -1,7 +1,6 @@
 //! A real CNI client: podman runs containers on an nsnet network.
 
-mod common;
-use common::{Sandbox, NSNET};
+use crate::common::{Sandbox, NSNET};
 
 #[test]
 fn podman_runs_containers_on_an_nsnet_network() {

@@ -1,8 +1,7 @@
 //! Published ports, with real TCP and UDP connections from every place a
 //! user expects them to work from, and from places they must not.
 
-mod common;
-use common::{refused, served_by, Sandbox};
+use crate::common::{refused, served_by, Sandbox};
 
 const HOST: &str = "203.0.113.2";
 
@@ -10,11 +9,11 @@ const HOST: &str = "203.0.113.2";
 fn a_published_port_is_reachable_from_everywhere_it_should_be() {
     let sb = Sandbox::new();
     sb.upstream();
-    sb.ok(&["network", "create", "a", "--subnet", "10.70.0.0/24"]);
-    sb.ok(&["network", "create", "b", "--subnet", "10.71.0.0/24"]);
-    sb.ok(&["connect", "a", "web", "-p", "8080:80"]);
-    sb.ok(&["connect", "a", "peer"]);
-    sb.ok(&["connect", "b", "other"]);
+    sb.ok("network create a --subnet 10.70.0.0/24");
+    sb.ok("network create b --subnet 10.71.0.0/24");
+    sb.ok("connect a web -p 8080:80");
+    sb.ok("connect a peer");
+    sb.ok("connect b other");
     let _web = sb.echo("web", 80, false);
     let _other = sb.echo("other", 80, false);
 
@@ -68,16 +67,8 @@ fn a_published_port_is_reachable_from_everywhere_it_should_be() {
 fn localhost_ports_are_not_reachable_from_a_neighbour() {
     let sb = Sandbox::new();
     sb.upstream();
-    sb.ok(&["network", "create", "a", "--subnet", "10.72.0.0/24"]);
-    sb.ok(&[
-        "connect",
-        "a",
-        "web",
-        "-p",
-        "127.0.0.1:9090:90",
-        "-p",
-        "8080:80",
-    ]);
+    sb.ok("network create a --subnet 10.72.0.0/24");
+    sb.ok("connect a web -p 127.0.0.1:9090:90 -p 8080:80");
     let _w90 = sb.echo("web", 90, false);
     let _w80 = sb.echo("web", 80, false);
     served_by(
@@ -114,16 +105,8 @@ fn localhost_ports_are_not_reachable_from_a_neighbour() {
 fn udp_ranges_and_several_protocols() {
     let sb = Sandbox::new();
     sb.upstream();
-    sb.ok(&["network", "create", "a", "--subnet", "10.73.0.0/24"]);
-    sb.ok(&[
-        "connect",
-        "a",
-        "dns",
-        "-p",
-        "5353:53/udp",
-        "-p",
-        "7000-7002:7100-7102",
-    ]);
+    sb.ok("network create a --subnet 10.73.0.0/24");
+    sb.ok("connect a dns -p 5353:53/udp -p 7000-7002:7100-7102");
     let _u = sb.echo("dns", 53, true);
     let servers: Vec<_> = (7100..=7102).map(|p| sb.echo("dns", p, false)).collect();
     served_by(
@@ -152,12 +135,12 @@ fn udp_ranges_and_several_protocols() {
         "tcp on a udp mapping",
     );
     drop(servers);
-    let show = sb.ok(&["network", "inspect", "a"]);
+    let show = sb.ok("network inspect a");
     assert!(
         show.contains("5353:53/udp") && show.contains("7000-7002:7100-7102/tcp"),
         "{show}"
     );
-    let json: serde_json::Value = serde_json::from_str(&sb.ok(&["--json", "show"])).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&sb.ok("--json show")).unwrap();
     assert_eq!(json[0]["attachments"][0]["ports"][0]["host_port"], 5353);
 }
 
@@ -166,26 +149,8 @@ fn specific_host_addresses_and_ipv6() {
     let sb = Sandbox::new();
     sb.upstream_dual();
     sb.sh("ip addr add 203.0.113.3/24 dev up0");
-    sb.ok(&[
-        "network",
-        "create",
-        "d",
-        "--subnet",
-        "10.74.0.0/24",
-        "--subnet",
-        "fd00:74::/64",
-    ]);
-    sb.ok(&[
-        "connect",
-        "d",
-        "web",
-        "-p",
-        "8080:80",
-        "-p",
-        "203.0.113.3:8081:81",
-        "-p",
-        "[2001:db8::2]:8082:82",
-    ]);
+    sb.ok("network create d --subnet 10.74.0.0/24 --subnet fd00:74::/64");
+    sb.ok("connect d web -p 8080:80 -p 203.0.113.3:8081:81 -p [2001:db8::2]:8082:82");
     let _e80 = sb.echo("web", 80, false);
     let _e81 = sb.echo("web", 81, false);
     let _e82 = sb.echo("web", 82, false);
@@ -229,32 +194,24 @@ fn conflicts_are_refused_and_teardown_is_exact() {
     let sb = Sandbox::new();
     sb.upstream();
     let before = sb.snapshot();
-    sb.ok(&["network", "create", "a", "--subnet", "10.75.0.0/24"]);
-    sb.ok(&["network", "create", "b", "--subnet", "10.76.0.0/24"]);
-    sb.ok(&[
-        "connect",
-        "a",
-        "one",
-        "-p",
-        "8080:80",
-        "-p",
-        "9000-9010:9000-9010/udp",
-    ]);
+    sb.ok("network create a --subnet 10.75.0.0/24");
+    sb.ok("network create b --subnet 10.76.0.0/24");
+    sb.ok("connect a one -p 8080:80 -p 9000-9010:9000-9010/udp");
     let middle = sb.snapshot();
-    let err = sb.fails(&["connect", "b", "two", "-p", "8080:81"], 4);
+    let err = sb.fails("connect b two -p 8080:81", 4);
     assert!(
         err.contains("tcp/8080") && err.contains("namespace one on network a"),
         "{err}"
     );
-    let err = sb.fails(&["connect", "b", "two", "-p", "127.0.0.1:9005:5/udp"], 4);
+    let err = sb.fails("connect b two -p 127.0.0.1:9005:5/udp", 4);
     assert!(err.contains("namespace one"), "{err}");
-    common::assert_same(
+    crate::common::assert_same(
         &sb.snapshot(),
         &middle,
         "a refused connect changed something",
     );
     // The same number on another protocol, or the next port, is fine.
-    sb.ok(&["connect", "b", "two", "-p", "8080:80/udp", "-p", "8081:80"]);
+    sb.ok("connect b two -p 8080:80/udp -p 8081:80");
     let _one = sb.echo("one", 80, false);
     let _two = sb.echo("two", 80, true);
     served_by(
@@ -263,7 +220,7 @@ fn conflicts_are_refused_and_teardown_is_exact() {
         "udp 8080",
     );
     // Disconnecting one leaves the other's mappings working.
-    sb.ok(&["disconnect", "b", "two"]);
+    sb.ok("disconnect b two");
     served_by(
         sb.ask(Some("up"), &format!("{HOST}:8080"), false),
         "one",
@@ -275,18 +232,18 @@ fn conflicts_are_refused_and_teardown_is_exact() {
     );
     drop(_one);
     drop(_two);
-    sb.ok(&["disconnect", "a", "one"]);
-    sb.ok(&["network", "rm", "a"]);
-    sb.ok(&["network", "rm", "b"]);
-    common::assert_same(&sb.snapshot(), &before, "teardown");
+    sb.ok("disconnect a one");
+    sb.ok("network rm a");
+    sb.ok("network rm b");
+    crate::common::assert_same(&sb.snapshot(), &before, "teardown");
 }
 
 #[test]
 fn a_udp_client_follows_the_port_to_its_new_owner() {
     let sb = Sandbox::new();
     sb.upstream();
-    sb.ok(&["network", "create", "a", "--subnet", "10.77.0.0/24"]);
-    sb.ok(&["connect", "a", "old", "-p", "5353:53/udp"]);
+    sb.ok("network create a --subnet 10.77.0.0/24");
+    sb.ok("connect a old -p 5353:53/udp");
     let client = sb.udp_socket("up", "203.0.113.1:40000");
     let mut buf = [0u8; 64];
     let mut ask = || -> std::io::Result<String> {
@@ -298,17 +255,9 @@ fn a_udp_client_follows_the_port_to_its_new_owner() {
         let _old = sb.echo("old", 53, true);
         served_by(ask(), "old", "before the switch");
     }
-    sb.ok(&["disconnect", "a", "old"]);
+    sb.ok("disconnect a old");
     // A different address, so that a stale flow would lead nowhere.
-    sb.ok(&[
-        "connect",
-        "a",
-        "new",
-        "--ip",
-        "10.77.0.9",
-        "-p",
-        "5353:53/udp",
-    ]);
+    sb.ok("connect a new --ip 10.77.0.9 -p 5353:53/udp");
     let _new = sb.echo("new", 53, true);
     // Same client, same source port: without forgetting the old flow the
     // datagram would still be sent to the old (gone) address.
@@ -319,18 +268,10 @@ fn a_udp_client_follows_the_port_to_its_new_owner() {
 fn check_reports_damage_and_commands_repair_the_firewall() {
     let sb = Sandbox::new();
     sb.upstream();
-    sb.ok(&[
-        "network",
-        "create",
-        "a",
-        "--subnet",
-        "10.78.0.0/24",
-        "--subnet",
-        "fd00:78::/64",
-    ]);
-    sb.ok(&["connect", "a", "web", "-p", "8080:80"]);
-    sb.ok(&["connect", "a", "db"]);
-    let out = sb.ok(&["check"]);
+    sb.ok("network create a --subnet 10.78.0.0/24 --subnet fd00:78::/64");
+    sb.ok("connect a web -p 8080:80");
+    sb.ok("connect a db");
+    let out = sb.ok("check");
     assert!(out.contains("no drift"), "{out}");
 
     // Damage: a flushed table, a deleted veth, a removed address, a
@@ -342,7 +283,7 @@ fn check_reports_damage_and_commands_repair_the_firewall() {
     sb.sh("ip -n web addr del 10.78.0.2/24 dev eth0");
     sb.sh("sysctl -qw net.ipv6.conf.all.forwarding=0");
     sb.sh("nft add table ip filter && nft add chain ip filter FORWARD '{ type filter hook forward priority 0; policy drop; }'");
-    let out = sb.run(&["check"]);
+    let out = sb.run("check");
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
     for needle in [
@@ -359,7 +300,7 @@ fn check_reports_damage_and_commands_repair_the_firewall() {
         );
     }
     let json: serde_json::Value = serde_json::from_str(
-        &sb.run(&["--json", "check"])
+        &sb.run("--json check")
             .stdout
             .iter()
             .map(|b| *b as char)
@@ -370,8 +311,8 @@ fn check_reports_damage_and_commands_repair_the_firewall() {
     sb.sh("nft delete table ip filter");
 
     // Re-running a command that changes ports restores the whole table.
-    sb.ok(&["connect", "a", "other", "-p", "9090:90"]);
-    let out = sb.run(&["check"]);
+    sb.ok("connect a other -p 9090:90");
+    let out = sb.run("check");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         !text.contains("chain ") && !text.contains("map "),
@@ -379,7 +320,7 @@ fn check_reports_damage_and_commands_repair_the_firewall() {
     );
     // --repair puts back the sysctl; links and addresses are reported.
     sb.sh("nft flush table inet nsnet");
-    let out = sb.run(&["check", "--repair"]);
+    let out = sb.run("check --repair");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         !text.contains("sysctl") && !text.contains("chain "),
@@ -399,8 +340,8 @@ fn check_reports_damage_and_commands_repair_the_firewall() {
 fn a_new_network_rewrites_the_table_in_place_and_a_changed_chain_gets_it_replaced_whole() {
     let sb = Sandbox::new();
     sb.upstream();
-    sb.ok(&["network", "create", "a", "--subnet", "10.80.0.0/24"]);
-    sb.ok(&["connect", "a", "web", "-p", "8080:80"]);
+    sb.ok("network create a --subnet 10.80.0.0/24");
+    sb.ok("connect a web -p 8080:80");
     let _web = sb.echo("web", 80, false);
     let hook = || {
         let chain: serde_json::Value =
@@ -409,8 +350,8 @@ fn a_new_network_rewrites_the_table_in_place_and_a_changed_chain_gets_it_replace
     };
     // A second network: the table is flushed and filled again, in one
     // transaction, and the published port of the first survives it.
-    sb.ok(&["network", "create", "b", "--subnet", "10.81.0.0/24"]);
-    assert!(sb.ok(&["check"]).contains("no drift"));
+    sb.ok("network create b --subnet 10.81.0.0/24");
+    assert!(sb.ok("check").contains("no drift"));
     served_by(
         sb.ask(Some("up"), &format!("{HOST}:8080"), false),
         "web",
@@ -420,9 +361,9 @@ fn a_new_network_rewrites_the_table_in_place_and_a_changed_chain_gets_it_replace
     // in place is refused, so the table is replaced outright.
     sb.sh("nft flush chain inet nsnet forward && nft delete chain inet nsnet forward && nft add chain inet nsnet forward '{ type filter hook input priority 0; }'");
     assert_eq!(hook(), "input");
-    sb.ok(&["network", "create", "c", "--subnet", "10.82.0.0/24"]);
+    sb.ok("network create c --subnet 10.82.0.0/24");
     assert_eq!(hook(), "forward");
-    assert!(sb.ok(&["check"]).contains("no drift"));
+    assert!(sb.ok("check").contains("no drift"));
     served_by(
         sb.ask(Some("up"), &format!("{HOST}:8080"), false),
         "web",
@@ -434,12 +375,12 @@ fn a_new_network_rewrites_the_table_in_place_and_a_changed_chain_gets_it_replace
 fn a_bare_port_is_published_on_a_free_host_port() {
     let sb = Sandbox::new();
     sb.upstream();
-    sb.ok(&["network", "create", "a", "--subnet", "10.79.0.0/24"]);
+    sb.ok("network create a --subnet 10.79.0.0/24");
     // A host service holds the first port of the range: it is skipped.
     let _held = std::net::TcpListener::bind("0.0.0.0:32768").unwrap();
-    let out = sb.ok(&["connect", "a", "web", "-p", "80"]);
+    let out = sb.ok("connect a web -p 80");
     assert!(out.contains("32769:80/tcp"), "{out}");
-    let out = sb.ok(&["connect", "a", "web2", "-p", "80", "-p", "81"]);
+    let out = sb.ok("connect a web2 -p 80 -p 81");
     assert!(
         out.contains("32770:80/tcp") && out.contains("32771:81/tcp"),
         "{out}"

@@ -3,8 +3,7 @@
 // Table-driven tests: their length is their cases, not their logic.
 #![allow(clippy::too_many_lines)]
 
-mod common;
-use common::{assert_same, Sandbox};
+use crate::common::{assert_same, Sandbox};
 
 /// A combination: its name, `network create` options, and the `connect`
 /// options of each of its three attachments.
@@ -219,7 +218,7 @@ fn leak_matrix() {
         }
         // Traffic: each namespace reaches the others' addresses.
         let json: serde_json::Value =
-            serde_json::from_str(&sb.ok(&["--json", "network", "inspect", "m"])).unwrap();
+            serde_json::from_str(&sb.ok("--json network inspect m")).unwrap();
         let addrs: Vec<String> = json["attachments"]
             .as_array()
             .unwrap()
@@ -246,11 +245,11 @@ fn leak_matrix() {
             let out = sb.run(&["ping", ns, dest, "-c", "1", "-W", "2"]);
             assert!(out.status.success(), "{name}: {ns} cannot reach {dest}");
         }
-        assert!(sb.ok(&["check"]).contains("no drift"), "{name}");
+        assert!(sb.ok("check").contains("no drift"), "{name}");
         for ns in &peers {
             sb.ok(&["disconnect", "m", ns]);
         }
-        sb.ok(&["network", "rm", "m"]);
+        sb.ok("network rm m");
         assert_same(&sb.snapshot(), &before, &format!("combination {name}"));
     }
     eprintln!("leak matrix: {} combinations, 0 leaks", cases.len());
@@ -308,10 +307,10 @@ fn a_fault_at_every_step_of_up_leaves_the_host_as_before() {
 #[test]
 fn a_hundred_parallel_connects_get_distinct_addresses() {
     let sb = Sandbox::new();
-    sb.ok(&["network", "create", "storm", "--subnet", "10.132.0.0/24"]);
+    sb.ok("network create storm --subnet 10.132.0.0/24");
     let children: Vec<_> = (0..100)
         .map(|i| {
-            std::process::Command::new(common::NSNET)
+            std::process::Command::new(crate::common::NSNET)
                 .args(["-q", "connect", "storm", &format!("s{i}")])
                 .stderr(std::process::Stdio::piped())
                 .spawn()
@@ -327,7 +326,7 @@ fn a_hundred_parallel_connects_get_distinct_addresses() {
         );
     }
     let json: serde_json::Value =
-        serde_json::from_str(&sb.ok(&["--json", "network", "inspect", "storm"])).unwrap();
+        serde_json::from_str(&sb.ok("--json network inspect storm")).unwrap();
     let mut addrs: Vec<String> = json["attachments"]
         .as_array()
         .unwrap()
@@ -338,7 +337,7 @@ fn a_hundred_parallel_connects_get_distinct_addresses() {
     addrs.sort();
     addrs.dedup();
     assert_eq!(addrs.len(), 100, "an address was handed out twice");
-    assert!(sb.ok(&["check"]).contains("no drift"));
+    assert!(sb.ok("check").contains("no drift"));
     assert_eq!(sb.sh("ip -o link show master storm | wc -l").trim(), "100");
 }
 
@@ -347,7 +346,7 @@ fn overlapping_creates_race_and_exactly_one_wins() {
     let sb = Sandbox::new();
     let children: Vec<_> = (0..20)
         .map(|i| {
-            std::process::Command::new(common::NSNET)
+            std::process::Command::new(crate::common::NSNET)
                 .args([
                     "-q",
                     "network",
@@ -369,7 +368,7 @@ fn overlapping_creates_race_and_exactly_one_wins() {
         .collect();
     assert_eq!(codes.iter().filter(|c| **c == 0).count(), 1, "{codes:?}");
     assert_eq!(codes.iter().filter(|c| **c == 4).count(), 19, "{codes:?}");
-    assert!(sb.ok(&["check"]).contains("no drift"));
+    assert!(sb.ok("check").contains("no drift"));
 }
 
 #[test]
@@ -395,7 +394,7 @@ fn parallel_ups_and_downs_of_different_files_do_not_interfere() {
         let children: Vec<_> = files
             .iter()
             .map(|f| {
-                std::process::Command::new(common::NSNET)
+                std::process::Command::new(crate::common::NSNET)
                     .args(["-q", verb, "-f", f])
                     .stderr(std::process::Stdio::piped())
                     .spawn()
@@ -411,7 +410,7 @@ fn parallel_ups_and_downs_of_different_files_do_not_interfere() {
             );
         }
         if round == 0 {
-            assert!(sb.ok(&["check"]).contains("no drift"));
+            assert!(sb.ok("check").contains("no drift"));
             assert_eq!(sb.sh("ip netns list | wc -l").trim(), "40");
         }
     }
@@ -422,8 +421,8 @@ fn parallel_ups_and_downs_of_different_files_do_not_interfere() {
 #[test]
 fn damaged_state_is_reported_never_replaced() {
     let sb = Sandbox::new();
-    sb.ok(&["network", "create", "d", "--subnet", "10.135.0.0/24"]);
-    sb.ok(&["connect", "d", "x"]);
+    sb.ok("network create d --subnet 10.135.0.0/24");
+    sb.ok("connect d x");
     let state = "/run/nsnet/state.json";
     let good = std::fs::read(state).unwrap();
     let text = String::from_utf8(good.clone()).unwrap();
@@ -473,13 +472,13 @@ fn damaged_state_is_reported_never_replaced() {
         text.replace("{\"namespace\":\"x\",", "{\"namespace\":7,"),
     )
     .unwrap();
-    let err = sb.fails(&["network", "ls"], 1);
+    let err = sb.fails("network ls", 1);
     assert!(err.contains("line 3: invalid type: integer `7`"), "{err}");
     std::fs::write(state, &good).unwrap();
-    assert!(sb.ok(&["check"]).contains("no drift"));
+    assert!(sb.ok("check").contains("no drift"));
     // A symlink in /run/netns that points elsewhere is not followed.
     sb.sh("ln -s /proc/1/ns/net /run/netns/sneaky");
-    let err = sb.fails(&["connect", "d", "sneaky"], 2);
+    let err = sb.fails("connect d sneaky", 2);
     assert!(err.contains("not a network namespace"), "{err}");
     // A symlinked state directory is refused.
     let real = tempfile::tempdir().unwrap();

@@ -1,7 +1,6 @@
 //! Declarative topologies: up, down, edits, crashes, gc, bad files.
 
-mod common;
-use common::{assert_same, Sandbox};
+use crate::common::{assert_same, Sandbox};
 
 const TUTORIAL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/tutorial.toml");
 
@@ -111,7 +110,7 @@ fn edits_apply_only_the_difference() {
         .expect("new published port works");
     assert_eq!(r, "web:hi");
     assert!(sb.ok(&["up", "-f", &file]).contains("no changes"));
-    let check = sb.ok(&["check"]);
+    let check = sb.ok("check");
     assert!(check.contains("no drift"), "{check}");
 }
 
@@ -141,13 +140,13 @@ fn untouched_attachments_keep_their_interfaces() {
 fn objects_made_elsewhere_are_never_touched() {
     let sb = Sandbox::new();
     let dir = tempfile::tempdir().unwrap();
-    sb.ok(&["network", "create", "mine", "--subnet", "10.93.0.0/24"]);
-    sb.ok(&["connect", "mine", "keepme"]);
+    sb.ok("network create mine --subnet 10.93.0.0/24");
+    sb.ok("connect mine keepme");
     let file = write(&dir, LAB);
     sb.ok(&["up", "-f", &file]);
     sb.ok(&["down", "-f", &file]);
     assert!(sb.sh("ip netns list").contains("keepme"));
-    assert!(sb.ok(&["network", "ls"]).contains("mine"));
+    assert!(sb.ok("network ls").contains("mine"));
     // A file that names a network made by hand is refused.
     let clash = write(&dir, "[networks.mine]\nsubnets = [\"10.93.0.0/24\"]\n");
     let err = sb.fails(&["up", "-f", &clash], 4);
@@ -178,9 +177,9 @@ fn a_killed_up_is_finished_by_the_next_command() {
         assert!(!out.status.success(), "k={k}: up was not killed");
         // The next up converges...
         sb.ok(&["up", "-f", &file]);
-        let check = sb.ok(&["check"]);
+        let check = sb.ok("check");
         assert!(check.contains("no drift"), "k={k}: {check}");
-        sb.ok(&["ping", "web", "10.92.0.20", "-c", "1"]);
+        sb.ok("ping web 10.92.0.20 -c 1");
         // ...and down leaves the host as before.
         sb.ok(&["down", "-f", &file]);
         assert_same(
@@ -208,9 +207,9 @@ fn gc_cleans_up_after_namespaces_deleted_behind_its_back() {
     sb.ok(&["up", "-f", &file]);
     sb.sh("ip netns del web");
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let check = sb.run(&["check"]);
+    let check = sb.run("check");
     assert!(String::from_utf8_lossy(&check.stdout).contains("namespace web: the namespace is gone"));
-    let out = sb.ok(&["gc"]);
+    let out = sb.ok("gc");
     assert!(
         out.contains("forget namespace web on network front"),
         "{out}"
@@ -222,8 +221,8 @@ fn gc_cleans_up_after_namespaces_deleted_behind_its_back() {
     let map = sb.sh("nft list map inet nsnet ports4_any_dest");
     assert!(!map.contains("8080"), "port mapping left: {map}");
     assert!(!sb.sh("ip -o link").contains("ve-web"), "veth left");
-    assert!(sb.ok(&["check"]).contains("no drift"));
-    assert!(sb.ok(&["gc"]).contains("no changes"));
+    assert!(sb.ok("check").contains("no drift"));
+    assert!(sb.ok("gc").contains("no changes"));
 }
 
 #[test]
@@ -244,7 +243,7 @@ fn bad_files_are_refused_with_line_and_column() {
         assert!(err.contains(&format!("{file}{at}")), "{text:?}: {err}");
         assert_same(&sb.snapshot(), &before, "a refused file changed the host");
     }
-    sb.fails(&["up", "-f", "/nonexistent.toml"], 3);
+    sb.fails("up -f /nonexistent.toml", 3);
 }
 
 #[test]
@@ -269,10 +268,10 @@ fn every_example_validates_and_the_lab_comes_up_and_down() {
     let before = sb.snapshot();
     let lab = format!("{dir}/web-db.toml");
     sb.ok(&["up", "-f", &lab]);
-    sb.ok(&["ping", "web", "10.82.0.20", "-c", "1"]);
+    sb.ok("ping web 10.82.0.20 -c 1");
     // db is on the internal network only: no way out.
     assert!(!sb.sh("ip -n db route").contains("default"));
-    assert!(sb.ok(&["check"]).contains("no drift"));
+    assert!(sb.ok("check").contains("no drift"));
     sb.ok(&["down", "-f", &lab]);
     assert_same(&sb.snapshot(), &before, "web-db up and down");
 }
@@ -290,7 +289,7 @@ fn up_repairs_what_was_damaged_by_hand() {
     sb.sh("ip netns del db");
     sb.sh("nft flush table inet nsnet");
     std::thread::sleep(std::time::Duration::from_millis(300));
-    assert_eq!(sb.run(&["check"]).status.code(), Some(1));
+    assert_eq!(sb.run("check").status.code(), Some(1));
     let out = sb.ok(&["up", "-f", &file]);
     for want in [
         "recreate network front",
@@ -300,10 +299,10 @@ fn up_repairs_what_was_damaged_by_hand() {
     ] {
         assert!(out.contains(want), "{want:?} not in:\n{out}");
     }
-    let check = sb.ok(&["check"]);
+    let check = sb.ok("check");
     assert!(check.contains("no drift"), "{check}");
     // db is a new namespace again (its eth0 is numbered alike: 2).
     assert!(sb.sh("ip netns list").contains("db"));
-    sb.ok(&["ping", "web", "10.92.0.20", "-c", "1"]);
+    sb.ok("ping web 10.92.0.20 -c 1");
     assert!(sb.ok(&["up", "-f", &file]).contains("no changes"));
 }

@@ -56,6 +56,44 @@ pub struct Sandbox {
     _private: (),
 }
 
+/// A command line for nsnet: a string split on whitespace, as one would
+/// type it (`"network create lab --subnet 10.0.0.0/24"`), or a list of
+/// arguments (for an argument with a space in it, or one built at run
+/// time).
+pub trait Argv {
+    fn argv(&self) -> Vec<String>;
+}
+
+impl Argv for &str {
+    fn argv(&self) -> Vec<String> {
+        self.split_whitespace().map(str::to_string).collect()
+    }
+}
+
+impl Argv for String {
+    fn argv(&self) -> Vec<String> {
+        self.as_str().argv()
+    }
+}
+
+impl<T: AsRef<str>> Argv for &[T] {
+    fn argv(&self) -> Vec<String> {
+        self.iter().map(|a| a.as_ref().to_string()).collect()
+    }
+}
+
+impl<T: AsRef<str>, const N: usize> Argv for &[T; N] {
+    fn argv(&self) -> Vec<String> {
+        self.as_slice().argv()
+    }
+}
+
+impl<T: AsRef<str>> Argv for &Vec<T> {
+    fn argv(&self) -> Vec<String> {
+        self.as_slice().argv()
+    }
+}
+
 /// Makes a process the test spawns die with the test's thread, even when
 /// the whole test binary is killed (the kernel's parent-death signal):
 /// servers a test starts (etcd, dnsmasq, agents) never outlive it.
@@ -136,16 +174,16 @@ impl Sandbox {
     }
 
     /// Runs nsnet with `args`.
-    pub fn run(&self, args: &[&str]) -> Output {
+    pub fn run(&self, args: impl Argv) -> Output {
         Command::new(NSNET)
-            .args(args)
+            .args(args.argv())
             .output()
             .expect("running nsnet")
     }
 
-    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+    pub fn run_env(&self, args: impl Argv, env: &[(&str, &str)]) -> Output {
         let mut c = Command::new(NSNET);
-        c.args(args);
+        c.args(args.argv());
         for (k, v) in env {
             c.env(k, v);
         }
@@ -153,8 +191,10 @@ impl Sandbox {
     }
 
     /// Runs nsnet and insists on success; returns stdout.
-    pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
+    #[track_caller]
+    pub fn ok(&self, args: impl Argv) -> String {
+        let args = args.argv();
+        let out = self.run(&args);
         assert!(
             out.status.success(),
             "nsnet {args:?} failed ({}):\nstdout: {}\nstderr: {}",
@@ -166,8 +206,10 @@ impl Sandbox {
     }
 
     /// Runs nsnet and insists on failure with `code`; returns stderr.
-    pub fn fails(&self, args: &[&str], code: i32) -> String {
-        let out = self.run(args);
+    #[track_caller]
+    pub fn fails(&self, args: impl Argv, code: i32) -> String {
+        let args = args.argv();
+        let out = self.run(&args);
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         assert_eq!(
             out.status.code(),
