@@ -7,7 +7,9 @@
 //! reports, or a list that lacks the peer, does. It follows the local
 //! record, so networks joined or left while it runs are picked up.
 //!
-//! May import `api`, `model` and, until the cluster seam exists, `cluster`.
+//! The cluster store and the machine are seams (`api::overlay::Cluster`,
+//! `api::Machine`): the loops are unit-tested against a fake store and a
+//! fake machine (`tests.rs`). May import `api` and `model`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,12 +19,16 @@ use std::time::{Duration, Instant};
 
 use ipnet::{IpNet, Ipv4Net};
 
-use crate::api::overlay::{change_peers, peer_of, reconcile_peers};
-use crate::cluster::etcd::{Event, WatchMessage};
-use crate::cluster::{claim_of, ClaimRequest, Registry};
-use crate::model::overlay::{keys, Peer};
+use crate::api::overlay::{
+    change_peers, cluster_at, peer_of, reconcile_peers, ClaimChange, Cluster, ClusterError,
+};
+use crate::api::Machine;
+use crate::model::overlay::Peer;
 use crate::model::Network;
 use crate::Nsnet;
+
+#[cfg(test)]
+mod tests;
 
 /// How often the local record is re-read for networks joined or left.
 const FOLLOW_INTERVAL: Duration = Duration::from_millis(500);
@@ -56,8 +62,16 @@ fn stopped(flag: &AtomicBool) -> bool {
     flag.load(Ordering::Relaxed) || stop_flag().load(Ordering::Relaxed)
 }
 
-/// Runs until SIGTERM or SIGINT.
+/// Runs until SIGTERM or SIGINT, on the etcd clusters the networks name.
 pub fn run(nsnet: &Nsnet, opts: &Options) -> crate::Result<()> {
+    run_on(nsnet, opts, &|endpoints| cluster_at(endpoints))
+}
+
+/// The cluster store at some endpoints.
+type Connect<'a> = &'a dyn Fn(&[String]) -> Arc<dyn Cluster>;
+
+/// `run`, with the cluster store `connect` makes for each network.
+fn run_on(nsnet: &Nsnet, opts: &Options, connect: Connect) -> crate::Result<()> {
     crate::api::live::stop_on(&[libc::SIGTERM, libc::SIGINT]);
     crate::api::live::name_process(c"nsnet-agent");
     log(&format!("started (pid {})", std::process::id()));
@@ -93,7 +107,7 @@ pub fn run(nsnet: &Nsnet, opts: &Options) -> crate::Result<()> {
         for (name, net) in wanted {
             if let std::collections::btree_map::Entry::Vacant(slot) = members.entry(name) {
                 log(&format!("network {}: serving", net.name));
-                let member = start(&net);
+                let member = start(&net, connect, nsnet.machine());
                 slot.insert((net, member));
             }
         }
@@ -103,20 +117,24 @@ pub fn run(nsnet: &Nsnet, opts: &Options) -> crate::Result<()> {
     Ok(())
 }
 
-fn start(net: &Network) -> Member {
+fn start(net: &Network, connect: Connect, machine: Arc<dyn Machine>) -> Member {
     let stop = Arc::new(AtomicBool::new(false));
-    let (n1, s1) = (net.clone(), stop.clone());
-    thread::spawn(move || keep_claim(&n1, &s1));
+    let Some(o) = &net.overlay else {
+        return Member { stop };
+    };
+    let cluster = connect(&o.etcd);
+    let (n1, s1, c1) = (net.clone(), stop.clone(), cluster.clone());
+    thread::spawn(move || keep_claim(&n1, &*c1, &s1));
     let (n2, s2) = (net.clone(), stop.clone());
-    thread::spawn(move || follow_peers(&n2, &s2));
+    thread::spawn(move || follow_peers(&n2, &*cluster, &*machine, &s2));
     Member { stop }
 }
 
-/// The host subnet and registry of an overlay network.
-fn parts(net: &Network) -> Option<(Ipv4Net, Registry)> {
-    let o = net.overlay.as_ref()?;
+/// The host subnet of an overlay network.
+fn host_subnet(net: &Network) -> Option<Ipv4Net> {
+    net.overlay.as_ref()?;
     match net.subnet_v4()?.cidr {
-        IpNet::V4(s) => Some((s, Registry::new(&o.etcd))),
+        IpNet::V4(s) => Some(s),
         IpNet::V6(_) => None,
     }
 }
@@ -132,8 +150,8 @@ fn pause(d: Duration, stop: &AtomicBool) {
 /// Keeps this host's claim bound to a live lease; claims it again (the
 /// same subnet, which the local bridge carries) after the lease lapsed.
 /// When the network is left, the lease is revoked.
-fn keep_claim(net: &Network, stop: &AtomicBool) {
-    let (Some(o), Some((subnet, registry))) = (&net.overlay, parts(net)) else {
+fn keep_claim(net: &Network, cluster: &dyn Cluster, stop: &AtomicBool) {
+    let (Some(o), Some(subnet)) = (&net.overlay, host_subnet(net)) else {
         return;
     };
     let mut lease: Option<i64> = None;
@@ -142,11 +160,10 @@ fn keep_claim(net: &Network, stop: &AtomicBool) {
     while !stopped(stop) {
         let asked = Instant::now();
         let result = match lease {
-            Some(id) => registry
-                .client()
+            Some(id) => cluster
                 .keep_alive(id, renew)
                 .map(|alive| alive.then_some(id)),
-            None => claim_again(net, &registry, subnet).map(Some),
+            None => claim_again(net, cluster, subnet).map(Some),
         };
         match result {
             Ok(Some(id)) => {
@@ -183,35 +200,26 @@ fn keep_claim(net: &Network, stop: &AtomicBool) {
         }
     }
     if let (Some(id), false) = (lease, stop_flag().load(Ordering::Relaxed)) {
-        let _ = registry.client().revoke(id);
+        let _ = cluster.revoke(id);
     }
 }
 
-fn claim_again(net: &Network, registry: &Registry, subnet: Ipv4Net) -> crate::cluster::Result<i64> {
+fn claim_again(net: &Network, cluster: &dyn Cluster, subnet: Ipv4Net) -> Result<i64, ClusterError> {
     let o = net.overlay.as_ref().expect("an overlay network");
-    let (_, defined_at) = registry.define_or_join(&net.name, &o.config)?;
-    let lease = registry.client().grant(o.lease_ttl)?;
-    registry.claim(&ClaimRequest {
-        network: &net.name,
-        config: &o.config,
-        defined_at,
-        reservation: &o.reservation(),
-        lease,
-        wanted: Some(subnet),
-        seed: 0,
-    })?;
+    let lease = cluster.grant(o.lease_ttl)?;
+    cluster.reclaim(&net.name, &o.config, &o.reservation(), lease, subnet)?;
     Ok(lease)
 }
 
 /// Lists the peers, programs them all, then follows the changes; after a
 /// lost watch (or a compaction) lists again.
-fn follow_peers(net: &Network, stop: &AtomicBool) {
-    let Some((_, registry)) = parts(net) else {
+fn follow_peers(net: &Network, cluster: &dyn Cluster, machine: &dyn Machine, stop: &AtomicBool) {
+    if net.overlay.is_none() {
         return;
-    };
+    }
     let mut backoff = BACKOFF_MIN;
     while !stopped(stop) {
-        match registry.claims(&net.name) {
+        match cluster.claims(&net.name) {
             Ok((claims, revision)) => {
                 let peers: BTreeMap<Ipv4Net, Peer> = claims
                     .iter()
@@ -219,7 +227,7 @@ fn follow_peers(net: &Network, stop: &AtomicBool) {
                     .collect();
                 let list: Vec<Peer> = peers.values().cloned().collect();
                 let started = Instant::now();
-                match reconcile_peers(net, &list) {
+                match reconcile_peers(machine, net, &list) {
                     Ok(changed) => log(&format!(
                         "network {}: {} host(s) listed, {changed} peer(s) programmed in {:.1} ms",
                         net.name,
@@ -233,7 +241,7 @@ fn follow_peers(net: &Network, stop: &AtomicBool) {
                     )),
                 }
                 backoff = BACKOFF_MIN;
-                let watched = watch(net, &registry, revision, peers, stop);
+                let watched = watch(net, cluster, machine, revision, peers, stop);
                 if let Err(e) = watched {
                     log(&format!(
                         "network {}: watch lost ({}); listing again",
@@ -251,67 +259,64 @@ fn follow_peers(net: &Network, stop: &AtomicBool) {
     }
 }
 
+/// Follows the claims from `revision`, programming each change.
 fn watch(
     net: &Network,
-    registry: &Registry,
+    cluster: &dyn Cluster,
+    machine: &dyn Machine,
     revision: i64,
     mut peers: BTreeMap<Ipv4Net, Peer>,
     stop: &AtomicBool,
-) -> crate::cluster::Result<()> {
+) -> Result<(), ClusterError> {
     let name = net.name.clone();
-    registry
-        .client()
-        .watch_prefix(&keys::subnets(&name), revision + 1, |msg| {
-            if stopped(stop) {
-                return false;
-            }
-            let events = match msg {
-                WatchMessage::Compacted { .. } => return false,
-                WatchMessage::Events { events, .. } => events,
-            };
-            let (mut add, mut remove) = (Vec::new(), Vec::new());
-            for e in events {
-                match e {
-                    Event::Put(kv) => {
-                        let Some(p) = claim_of(&name, &kv)
-                            .ok()
-                            .and_then(|c| peer_of(c.subnet, &c.reservation))
-                        else {
-                            continue;
-                        };
-                        if let Some(old) = peers.insert(p.subnet, p.clone()) {
-                            if old == p {
-                                continue;
-                            }
-                            remove.push(old);
-                        }
-                        add.push(p);
+    cluster.watch_claims(&name, revision, &mut |changes| {
+        if stopped(stop) {
+            return false;
+        }
+        let (add, remove) = apply_changes(&mut peers, changes);
+        if add.is_empty() && remove.is_empty() {
+            return true;
+        }
+        let removed: BTreeSet<String> = remove.iter().map(|p| p.subnet.to_string()).collect();
+        let added: BTreeSet<String> = add.iter().map(|p| p.subnet.to_string()).collect();
+        let started = Instant::now();
+        match change_peers(machine, net, &add, &remove) {
+            Ok(()) => log(&format!(
+                "network {name}: peers added {added:?}, withdrawn {removed:?} ({:.2} ms)",
+                started.elapsed().as_secs_f64() * 1000.0
+            )),
+            Err(e) => log(&format!(
+                "network {name}: programming peers: {}",
+                crate::error_chain(&e)
+            )),
+        }
+        true
+    })
+}
+
+/// Applies a watch's changes to the known peers; returns the peers to add
+/// and those to remove (a changed peer is both).
+fn apply_changes(
+    peers: &mut BTreeMap<Ipv4Net, Peer>,
+    changes: Vec<ClaimChange>,
+) -> (Vec<Peer>, Vec<Peer>) {
+    let (mut add, mut remove) = (Vec::new(), Vec::new());
+    for change in changes {
+        match change {
+            ClaimChange::Claimed(c) => {
+                let Some(p) = peer_of(c.subnet, &c.reservation) else {
+                    continue;
+                };
+                if let Some(old) = peers.insert(p.subnet, p.clone()) {
+                    if old == p {
+                        continue;
                     }
-                    Event::Delete { key, .. } => {
-                        if let Some(old) =
-                            keys::parse_subnet(&name, &key).and_then(|s| peers.remove(&s))
-                        {
-                            remove.push(old);
-                        }
-                    }
+                    remove.push(old);
                 }
+                add.push(p);
             }
-            if add.is_empty() && remove.is_empty() {
-                return true;
-            }
-            let removed: BTreeSet<String> = remove.iter().map(|p| p.subnet.to_string()).collect();
-            let added: BTreeSet<String> = add.iter().map(|p| p.subnet.to_string()).collect();
-            let started = Instant::now();
-            match change_peers(net, &add, &remove) {
-                Ok(()) => log(&format!(
-                    "network {name}: peers added {added:?}, withdrawn {removed:?} ({:.2} ms)",
-                    started.elapsed().as_secs_f64() * 1000.0
-                )),
-                Err(e) => log(&format!(
-                    "network {name}: programming peers: {}",
-                    crate::error_chain(&e)
-                )),
-            }
-            true
-        })
+            ClaimChange::Released(subnet) => remove.extend(peers.remove(&subnet)),
+        }
+    }
+    (add, remove)
 }

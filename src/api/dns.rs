@@ -17,6 +17,10 @@ use crate::dns::server::{PID_FILE, PORT};
 use crate::model::State;
 
 const READY_WAIT: Duration = Duration::from_secs(1);
+/// How long a command waits for the server it stops: it is gone within
+/// milliseconds, unless the machine is loaded; the command returns as soon
+/// as it is.
+const STOP_WAIT: Duration = Duration::from_secs(5);
 /// The server's stderr, when a command started it.
 pub const LOG_FILE: &str = "dns.log";
 
@@ -91,7 +95,7 @@ impl Nsnet {
                 // SAFETY: kill(2) with a PID read from our PID file whose
                 // process is named nsnet-dns; no memory is involved.
                 unsafe { libc::kill(pid, libc::SIGTERM) };
-                let end = Instant::now() + READY_WAIT;
+                let end = Instant::now() + STOP_WAIT;
                 while running(&dir).is_some() && Instant::now() < end {
                     std::thread::sleep(Duration::from_millis(5));
                 }

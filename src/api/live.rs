@@ -7,8 +7,8 @@
 use std::os::fd::AsFd;
 
 use super::Result;
-use crate::kernel::netlink::Handle;
 use crate::kernel::{netns, sandbox};
+use crate::model::overlay::Peer;
 use crate::model::{names, NsRef, State};
 use crate::plan::{Op, Target};
 
@@ -45,6 +45,8 @@ pub fn reap_parked(names: &[String]) {
 #[derive(Default)]
 pub struct LivePorts {
     links: Vec<(u128, LinkInfo)>,
+    /// The peers programmed for each overlay network, by its name.
+    peers: std::collections::BTreeMap<String, Vec<Peer>>,
 }
 
 /// An interface name as a number that sorts as the name does: the kernel's
@@ -58,7 +60,7 @@ fn name_key(name: &str) -> Option<u128> {
 
 impl LivePorts {
     fn new(links: Vec<LinkInfo>) -> LivePorts {
-        let mut live = LivePorts { links: Vec::new() };
+        let mut live = LivePorts::default();
         live.extend(links);
         live
     }
@@ -79,6 +81,11 @@ impl LivePorts {
             .map(|i| &self.links[i].1)
     }
 
+    /// The peers programmed for the overlay network `network`.
+    pub fn peers_of(&self, network: &str) -> &[Peer] {
+        self.peers.get(network).map_or(&[], Vec::as_slice)
+    }
+
     /// The ports of the bridge whose index is `bridge`, by name.
     pub fn ports_of(&self, bridge: u32) -> impl Iterator<Item = &LinkInfo> {
         self.links
@@ -88,33 +95,40 @@ impl LivePorts {
     }
 }
 
-/// Every bridge port in one bridge-port dump (not a dump of every link,
-/// which costs the kernel a lookup per veth that grows with the number of
-/// namespaces), then, one by one, the networks' bridges and the host ends
-/// the dump lacks: a host end taken off every bridge is there, not missing.
-pub fn bridge_ports(state: &State) -> Result<LivePorts> {
-    let mut h = Handle::open()?;
-    let mut live = LivePorts::new(h.bridge_ports()?);
-    let mut missing: Vec<String> = Vec::new();
-    for net in state.networks.values() {
-        if live.get(&net.bridge).is_none() {
-            missing.push(net.bridge.clone());
-        }
-        for a in net.attachments.summaries() {
-            if live.get(a.host_ifname()).is_none() {
-                missing.push(a.host_ifname().to_owned());
+impl super::Nsnet {
+    /// The host's links as `show` lists them: every bridge port in one
+    /// bridge-port dump (not a dump of every link, which costs the kernel a
+    /// lookup per veth that grows with the number of namespaces), then, one
+    /// by one, the networks' bridges and the host ends the dump lacks (a
+    /// host end taken off every bridge is there, not missing); and the peers
+    /// programmed for each overlay network.
+    pub fn live_ports(&self, state: &State) -> Result<LivePorts> {
+        let mut host = self.host();
+        let mut live = LivePorts::new(host.bridge_ports()?);
+        let mut missing: Vec<String> = Vec::new();
+        for net in state.networks.values() {
+            if live.get(&net.bridge).is_none() {
+                missing.push(net.bridge.clone());
+            }
+            for a in net.attachments.summaries() {
+                if live.get(a.host_ifname()).is_none() {
+                    missing.push(a.host_ifname().to_owned());
+                }
+            }
+            if let Some(o) = &net.overlay {
+                live.peers.insert(net.name.clone(), host.peers(&o.vxlan)?);
             }
         }
+        // A name recorded twice is looked up once.
+        missing.sort_unstable();
+        missing.dedup();
+        let mut found = Vec::new();
+        for name in &missing {
+            found.extend(host.link(&Target::Host, name)?);
+        }
+        live.extend(found);
+        Ok(live)
     }
-    // A name recorded twice is looked up once.
-    missing.sort_unstable();
-    missing.dedup();
-    let mut found = Vec::new();
-    for name in &missing {
-        found.extend(h.link_by_name(name)?);
-    }
-    live.extend(found);
-    Ok(live)
 }
 
 /// Moves the whole process into a private network and mount namespace (the

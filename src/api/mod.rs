@@ -20,7 +20,7 @@ pub mod pingall;
 pub mod preview;
 
 pub use crate::check::{Finding, Report};
-pub use crate::host::{phase, set_verbose};
+pub use crate::host::{phase, set_verbose, Machine};
 pub use crate::kernel::memory_file;
 pub(crate) use attach::heal_firewall;
 pub use error::{require_root, Error, Result};
@@ -28,7 +28,7 @@ pub use error::{require_root, Error, Result};
 use std::path::PathBuf;
 
 use crate::apply::{self, Kernel};
-use crate::host::{LiveMachine, Machine};
+use crate::host::LiveMachine;
 use crate::model::State;
 use crate::plan::{self, Op};
 use crate::store;
@@ -36,8 +36,9 @@ use crate::store;
 /// The library's entry point: one state directory, and the operations on it.
 pub struct Nsnet {
     store: store::Store,
-    /// The machine every command works on, chosen once.
-    machine: Box<dyn Machine>,
+    /// The machine every command works on, chosen once; shared with the
+    /// agent's threads.
+    machine: std::sync::Arc<dyn Machine>,
     /// Things a command did that the user should hear of although it
     /// succeeded (front ends print them).
     notices: std::cell::RefCell<Vec<String>>,
@@ -62,9 +63,15 @@ impl Nsnet {
     pub fn on(state_dir: impl Into<PathBuf>, machine: Box<dyn Machine>) -> Nsnet {
         Nsnet {
             store: store::Store::new(state_dir),
-            machine,
+            machine: machine.into(),
             notices: Default::default(),
         }
+    }
+
+    /// The machine, for work that outlives one command (the agent's
+    /// threads program overlay peers on it).
+    pub fn machine(&self) -> std::sync::Arc<dyn Machine> {
+        self.machine.clone()
     }
 
     /// Refuses `what` on a machine nsnet may not change (not root).

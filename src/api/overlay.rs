@@ -8,12 +8,11 @@ use ipnet::{IpNet, Ipv4Net};
 
 use super::{Error, Nsnet, Result};
 use crate::cluster::{ClaimRequest, Registry};
-use crate::host::Probe;
-use crate::kernel::netlink::Handle;
+use crate::host::{Host, Machine, Probe};
 use crate::model::overlay::{self, Overlay, OverlayRequest, Peer, Reservation};
 use crate::model::{names, CreateRequest, Network, Rejection};
 use crate::plan::driver::check_overlay;
-use crate::plan::Target;
+use crate::plan::{Op, Target};
 
 /// The host and port of an etcd endpoint URL.
 fn endpoint_address(endpoint: &str) -> Result<SocketAddr> {
@@ -175,20 +174,17 @@ impl Nsnet {
 /// an overlay network's VXLAN device: missing ones added, changed ones
 /// replaced, others removed (one netlink exchange each way). This host's
 /// own claim is never a peer. Returns how many entries changed.
-pub fn reconcile_peers(net: &Network, wanted: &[Peer]) -> Result<usize> {
+pub fn reconcile_peers(machine: &dyn Machine, net: &Network, wanted: &[Peer]) -> Result<usize> {
     let Some(o) = &net.overlay else {
         return Ok(0);
     };
-    let mut h = Handle::open()?;
-    let Some(dev) = h.link_by_name(&o.vxlan)? else {
-        return Ok(0);
-    };
+    let mut host = machine.open();
     let wanted: Vec<Peer> = wanted
         .iter()
         .filter(|p| p.vtep != o.vtep)
         .cloned()
         .collect();
-    let present = h.peers(dev.index)?;
+    let present = host.peers(&o.vxlan)?;
     let add: Vec<Peer> = wanted
         .iter()
         .filter(|p| !present.contains(p))
@@ -202,46 +198,59 @@ pub fn reconcile_peers(net: &Network, wanted: &[Peer]) -> Result<usize> {
         })
         .cloned()
         .collect();
-    if !remove.is_empty() {
-        h.remove_peers(dev.index, &remove)?;
-    }
-    if !add.is_empty() {
-        h.add_peers(dev.index, &add)?;
-    }
-    Ok(add.len() + remove.len())
+    let changed = add.len() + remove.len();
+    program(&mut *host, &o.vxlan, add, remove)?;
+    Ok(changed)
 }
 
 /// Adds or removes single peers as etcd reports them (no dump first).
-pub fn change_peers(net: &Network, add: &[Peer], remove: &[Peer]) -> Result<()> {
+pub fn change_peers(
+    machine: &dyn Machine,
+    net: &Network,
+    add: &[Peer],
+    remove: &[Peer],
+) -> Result<()> {
     let Some(o) = &net.overlay else {
-        return Ok(());
-    };
-    let mut h = Handle::open()?;
-    let Some(dev) = h.link_by_name(&o.vxlan)? else {
         return Ok(());
     };
     let mine = |p: &&Peer| p.vtep != o.vtep;
     let remove: Vec<Peer> = remove.iter().filter(mine).cloned().collect();
     let add: Vec<Peer> = add.iter().filter(mine).cloned().collect();
+    program(&mut *machine.open(), &o.vxlan, add, remove)
+}
+
+/// Removes, then adds, peers on `vxlan`.
+fn program(host: &mut dyn Host, vxlan: &str, add: Vec<Peer>, remove: Vec<Peer>) -> Result<()> {
     if !remove.is_empty() {
-        h.remove_peers(dev.index, &remove)?;
+        host.apply(&Op::RemovePeers {
+            vxlan: vxlan.to_string(),
+            peers: remove,
+        })?;
     }
     if !add.is_empty() {
-        h.add_peers(dev.index, &add)?;
+        host.apply(&Op::AddPeers {
+            vxlan: vxlan.to_string(),
+            peers: add,
+        })?;
     }
     Ok(())
 }
 
-/// The peers programmed for an overlay network right now.
-pub fn programmed_peers(net: &Network) -> Result<Vec<Peer>> {
-    let Some(o) = &net.overlay else {
-        return Ok(Vec::new());
-    };
-    let mut h = Handle::open()?;
-    match h.link_by_name(&o.vxlan)? {
-        Some(dev) => Ok(h.peers(dev.index)?),
-        None => Ok(Vec::new()),
+impl Nsnet {
+    /// The peers programmed for an overlay network right now.
+    pub fn programmed_peers(&self, net: &Network) -> Result<Vec<Peer>> {
+        match &net.overlay {
+            Some(o) => Ok(self.host().peers(&o.vxlan)?),
+            None => Ok(Vec::new()),
+        }
     }
+}
+
+pub use crate::cluster::{Claim, ClaimChange, Cluster, Error as ClusterError};
+
+/// The cluster store at `endpoints` (etcd).
+pub fn cluster_at(endpoints: &[String]) -> std::sync::Arc<dyn Cluster> {
+    std::sync::Arc::new(Registry::new(endpoints))
 }
 
 /// A peer from a claim read in etcd.

@@ -81,7 +81,7 @@ pub fn run(out: &Printer) -> Result<i32> {
     step("look at the bridge", &["brctl show"]);
     println!("$ nsnet show");
     let state = nsnet.state()?;
-    out.show(&state, &live_ports(&state));
+    out.show(&state, &live_ports(&nsnet, &state));
 
     step(
         "ping between the namespaces",

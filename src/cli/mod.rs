@@ -650,7 +650,7 @@ fn show(nsnet: &Nsnet, out: &output::Printer, network: Option<String>) -> Result
         };
     }
     let start = Instant::now();
-    let live = output::live_ports(&state);
+    let live = output::live_ports(nsnet, &state);
     nsnet::api::phase("list the bridges' ports", start);
     let start = Instant::now();
     out.show(&state, &live);
@@ -883,7 +883,7 @@ fn network(nsnet: &Nsnet, out: &output::Printer, cmd: NetworkCmd) -> Result<()> 
                 .networks
                 .get(&name)
                 .ok_or_else(|| Rejection::no_such_network(&name, state.networks.keys()))?;
-            let peers = match nsnet::api::overlay::programmed_peers(net) {
+            let peers = match nsnet.programmed_peers(net) {
                 Ok(p) => p,
                 Err(e) => {
                     eprintln!(

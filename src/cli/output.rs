@@ -153,8 +153,8 @@ fn on_bridge(port: &LinkInfo, bridge: Option<&LinkInfo>) -> bool {
 
 /// The host's bridge ports and the links the record names, as the kernel
 /// has them now (none when it cannot be asked).
-pub fn live_ports(state: &State) -> LivePorts {
-    nsnet::api::live::bridge_ports(state).unwrap_or_default()
+pub fn live_ports(nsnet: &nsnet::Nsnet, state: &State) -> LivePorts {
+    nsnet.live_ports(state).unwrap_or_default()
 }
 
 /// `show --json`.
@@ -167,8 +167,7 @@ fn show_json(state: &State, live: &LivePorts) -> serde_json::Value {
             let mut view = NetworkView::of(n);
             view.present = Some(bridge.is_some());
             if let Some(o) = view.overlay.as_mut() {
-                let peers = nsnet::api::overlay::programmed_peers(n).unwrap_or_default();
-                o.peers = Some(peers.iter().map(PeerView::of).collect());
+                o.peers = Some(live.peers_of(&n.name).iter().map(PeerView::of).collect());
             }
             for (v, a) in view.attachments.iter_mut().zip(&n.attachments) {
                 let port = live.get(&a.host_ifname);
@@ -284,7 +283,7 @@ fn print_network(w: &mut impl Write, net: &Network, live: &LivePorts) -> io::Res
     )?;
     if let Some(o) = &net.overlay {
         // The kernel's view: the hosts this one is programmed to reach.
-        let peers = nsnet::api::overlay::programmed_peers(net).unwrap_or_default();
+        let peers = live.peers_of(&net.name);
         let list: Vec<String> = peers
             .iter()
             .map(|p| format!("{} via {}", p.subnet, p.vtep))

@@ -263,6 +263,114 @@ impl Registry {
     }
 }
 
+/// A change among a network's claims, as a watch reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimChange {
+    /// A host claimed a subnet, or changed its claim.
+    Claimed(Claim),
+    /// A host's claim went (it left, or its lease lapsed).
+    Released(Ipv4Net),
+}
+
+/// What the agent asks of the cluster store, behind a trait so that its
+/// loops are unit-tested against a fake store (a lease lost, a watch lost,
+/// a compaction, the store out of reach, peers coming and going).
+pub trait Cluster: Send + Sync {
+    /// The claims on host subnets of a network, and the store's revision
+    /// to watch from.
+    fn claims(&self, network: &str) -> Result<(Vec<Claim>, i64)>;
+    /// Follows the claims from `revision + 1`, handing each batch of
+    /// changes to `on` until it returns false. Returns `Ok` when `on` said
+    /// stop or the store compacted past `revision` (list again), an error
+    /// when the watch was lost.
+    fn watch_claims(
+        &self,
+        network: &str,
+        revision: i64,
+        on: &mut dyn FnMut(Vec<ClaimChange>) -> bool,
+    ) -> Result<()>;
+    fn grant(&self, ttl: u64) -> Result<i64>;
+    /// Whether the lease is still alive (false: it lapsed).
+    fn keep_alive(&self, lease: i64, timeout: std::time::Duration) -> Result<bool>;
+    fn revoke(&self, lease: i64) -> Result<()>;
+    /// Claims `subnet` again for this host under `lease`, defining the
+    /// network anew if its definition went with the last claim.
+    fn reclaim(
+        &self,
+        network: &str,
+        config: &OverlayConfig,
+        reservation: &Reservation,
+        lease: i64,
+        subnet: Ipv4Net,
+    ) -> Result<()>;
+}
+
+impl Cluster for Registry {
+    fn claims(&self, network: &str) -> Result<(Vec<Claim>, i64)> {
+        Registry::claims(self, network)
+    }
+
+    fn watch_claims(
+        &self,
+        network: &str,
+        revision: i64,
+        on: &mut dyn FnMut(Vec<ClaimChange>) -> bool,
+    ) -> Result<()> {
+        self.client
+            .watch_prefix(&keys::subnets(network), revision + 1, |msg| {
+                let events = match msg {
+                    etcd::WatchMessage::Compacted { .. } => return false,
+                    etcd::WatchMessage::Events { events, .. } => events,
+                };
+                let changes = events
+                    .into_iter()
+                    .filter_map(|e| match e {
+                        etcd::Event::Put(kv) => {
+                            claim_of(network, &kv).ok().map(ClaimChange::Claimed)
+                        }
+                        etcd::Event::Delete { key, .. } => {
+                            keys::parse_subnet(network, &key).map(ClaimChange::Released)
+                        }
+                    })
+                    .collect();
+                on(changes)
+            })
+    }
+
+    fn grant(&self, ttl: u64) -> Result<i64> {
+        self.client.grant(ttl)
+    }
+
+    fn keep_alive(&self, lease: i64, timeout: std::time::Duration) -> Result<bool> {
+        self.client.keep_alive(lease, timeout)
+    }
+
+    fn revoke(&self, lease: i64) -> Result<()> {
+        self.client.revoke(lease)
+    }
+
+    fn reclaim(
+        &self,
+        network: &str,
+        config: &OverlayConfig,
+        reservation: &Reservation,
+        lease: i64,
+        subnet: Ipv4Net,
+    ) -> Result<()> {
+        let (_, defined_at) = self.define_or_join(network, config)?;
+        self.claim(&ClaimRequest {
+            network,
+            config,
+            defined_at,
+            reservation,
+            lease,
+            wanted: Some(subnet),
+            seed: 0,
+        })?;
+        Ok(())
+    }
+}
+
 /// A claim read from its key-value.
 pub fn claim_of(network: &str, kv: &KeyValue) -> Result<Claim> {
     let subnet = keys::parse_subnet(network, &kv.key).ok_or_else(|| Error::BadRecord {

@@ -14,6 +14,7 @@ use super::{Error, Host, Kernel, Machine};
 use crate::kernel::netlink::{AddressInfo, LinkInfo, LinkKind, RouteInfo};
 use crate::kernel::netns;
 use crate::model::lab::Impairment;
+use crate::model::overlay::Peer;
 use crate::model::ports::{HostListener, Protocol};
 use crate::model::{NsRef, State};
 use crate::plan::{undo_of, Op, Target};
@@ -42,6 +43,8 @@ pub struct FakeProbe {
     pub listeners: Vec<HostListener>,
     /// The two ends of each veth pair made by a step, by index both ways.
     pub peers: BTreeMap<u32, u32>,
+    /// The overlay peers programmed on each VXLAN device, by its name.
+    pub overlay_peers: BTreeMap<String, Vec<Peer>>,
 }
 
 impl FakeProbe {
@@ -139,6 +142,20 @@ impl Probe for FakeProbe {
 
     fn socket_holder(&mut self, _inode: u32) -> Option<String> {
         None
+    }
+
+    fn bridge_ports(&mut self) -> Result<Vec<LinkInfo>> {
+        Ok(self
+            .host
+            .links
+            .iter()
+            .filter(|l| l.master.is_some())
+            .cloned()
+            .collect())
+    }
+
+    fn peers(&mut self, vxlan: &str) -> Result<Vec<Peer>> {
+        Ok(self.overlay_peers.get(vxlan).cloned().unwrap_or_default())
     }
 }
 
@@ -299,6 +316,8 @@ delegate_probe! {
     file_exists(path: &Path) -> bool;
     host_listeners(protocol: Protocol) -> Result<Vec<HostListener>>;
     socket_holder(inode: u32) -> Option<String>;
+    bridge_ports() -> Result<Vec<LinkInfo>>;
+    peers(vxlan: &str) -> Result<Vec<Peer>>;
 }
 
 /// What nft would list after the whole-table transaction `whole` (as
@@ -502,6 +521,15 @@ impl FakeProbe {
             Op::RemoveResolvConf { namespace } => {
                 let path = crate::kernel::resolv::path(namespace);
                 self.files.retain(|f| *f != path);
+            }
+            Op::AddPeers { vxlan, peers } => {
+                let on = self.overlay_peers.entry(vxlan.clone()).or_default();
+                on.retain(|p| !peers.iter().any(|n| n.subnet == p.subnet));
+                on.extend(peers.iter().cloned());
+            }
+            Op::RemovePeers { vxlan, peers } => {
+                let on = self.overlay_peers.entry(vxlan.clone()).or_default();
+                on.retain(|p| !peers.contains(p));
             }
             Op::Firewall { table_after, .. } => {
                 self.firewall = listing(table_after);

@@ -600,6 +600,16 @@ impl Live {
             Op::ForgetFlows { addrs } => {
                 conntrack::forget_flows_to(addrs)?;
             }
+            Op::AddPeers { vxlan, peers } => {
+                if let Some(dev) = self.host()?.link_by_name(vxlan)? {
+                    self.host()?.add_peers(dev.index, peers)?;
+                }
+            }
+            Op::RemovePeers { vxlan, peers } => {
+                if let Some(dev) = self.host()?.link_by_name(vxlan)? {
+                    self.host()?.remove_peers(dev.index, peers)?;
+                }
+            }
             Op::Firewall {
                 transaction,
                 table_after,

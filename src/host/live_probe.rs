@@ -89,4 +89,16 @@ impl Probe for Live {
     fn socket_holder(&mut self, inode: u32) -> Option<String> {
         crate::kernel::sockdiag::holder(inode)
     }
+
+    fn bridge_ports(&mut self) -> Result<Vec<LinkInfo>> {
+        Ok(self.handle(&Target::Host)?.bridge_ports()?)
+    }
+
+    fn peers(&mut self, vxlan: &str) -> Result<Vec<crate::model::overlay::Peer>> {
+        let host = self.handle(&Target::Host)?;
+        match host.link_by_name(vxlan)? {
+            Some(dev) => Ok(host.peers(dev.index)?),
+            None => Ok(Vec::new()),
+        }
+    }
 }

@@ -77,7 +77,7 @@ impl<T: Kernel + Probe> Host for T {}
 /// it, whose sockets and caches (interface indexes) live as long as the
 /// command: an open socket keeps a namespace alive, and a cached index
 /// would outlive the link it names.
-pub trait Machine {
+pub trait Machine: Send + Sync {
     fn open(&self) -> Box<dyn Host>;
     /// Whether nsnet may change this machine (root, for the live one).
     fn privileged(&self) -> bool;

@@ -56,4 +56,8 @@ pub trait Probe {
     fn host_listeners(&mut self, protocol: Protocol) -> Result<Vec<HostListener>>;
     /// `name[pid]` of a process holding the socket `inode`.
     fn socket_holder(&mut self, inode: u32) -> Option<String>;
+    /// Every bridge port of the host, in one dump.
+    fn bridge_ports(&mut self) -> Result<Vec<LinkInfo>>;
+    /// The peers programmed on a VXLAN device (none when it is gone).
+    fn peers(&mut self, vxlan: &str) -> Result<Vec<crate::model::overlay::Peer>>;
 }

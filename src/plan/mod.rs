@@ -216,6 +216,17 @@ pub enum Op {
     SetPortIsolated {
         ifname: String,
     },
+    /// Programs peers of an overlay network on its VXLAN device: a
+    /// neighbour entry, a forwarding entry and an on-link route each (one
+    /// netlink exchange); nothing when the device is gone.
+    AddPeers {
+        vxlan: String,
+        peers: Vec<crate::model::overlay::Peer>,
+    },
+    RemovePeers {
+        vxlan: String,
+        peers: Vec<crate::model::overlay::Peer>,
+    },
     /// Replaces nsnet's nftables table. `previous` is what to restore if a
     /// later step fails.
     Firewall {
@@ -239,6 +250,53 @@ pub struct RetiredLink {
     pub netns: NsRef,
     pub ifname: String,
     pub addresses: Vec<IpNet>,
+}
+
+/// The ways host links go: deleted in one request, parked, retired.
+fn fmt_host_link_removal(op: &Op, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    match op {
+        Op::DeleteLinkGroup { names, .. } => match names.as_slice() {
+            [one] => write!(f, "delete link {one} in host"),
+            _ => write!(f, "delete {} links in host in one batch", names.len()),
+        },
+        Op::DeleteLinks { names } => match names.as_slice() {
+            [one] => write!(f, "delete link {one} in host"),
+            _ => write!(f, "delete {} links in host in one batch", names.len()),
+        },
+        Op::ClearParked { name } => write!(f, "delete the parked host end {name}"),
+        Op::RetireLinks { links } => match links.as_slice() {
+            [one] => write!(
+                f,
+                "retire {} (addresses off {} in {}, deleted in the background)",
+                one.host_ifname, one.ifname, one.netns
+            ),
+            _ => write!(
+                f,
+                "retire {} links (deleted in the background)",
+                links.len()
+            ),
+        },
+        Op::ParkLinks { names } => match names.as_slice() {
+            [one] => write!(f, "park {one} until its namespace takes it along"),
+            _ => write!(
+                f,
+                "park {} links until their namespaces take them along",
+                names.len()
+            ),
+        },
+        _ => unreachable!("a host link removal"),
+    }
+}
+
+/// Overlay peers and the firewall table.
+fn fmt_overlay_or_firewall(op: &Op, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    match op {
+        Op::AddPeers { vxlan, peers } => write!(f, "add {} peer(s) on {vxlan}", peers.len()),
+        Op::RemovePeers { vxlan, peers } => {
+            write!(f, "remove {} peer(s) from {vxlan}", peers.len())
+        }
+        _ => write!(f, "apply nftables table inet nsnet"),
+    }
 }
 
 impl fmt::Display for Op {
@@ -272,35 +330,11 @@ impl fmt::Display for Op {
             | Op::DeleteRoute { .. }
             | Op::SetImpairment { .. }
             | Op::ClearImpairment { .. } => fmt_lab(self, f),
-            Op::DeleteLinkGroup { names, .. } => match names.as_slice() {
-                [one] => write!(f, "delete link {one} in host"),
-                _ => write!(f, "delete {} links in host in one batch", names.len()),
-            },
-            Op::DeleteLinks { names } => match names.as_slice() {
-                [one] => write!(f, "delete link {one} in host"),
-                _ => write!(f, "delete {} links in host in one batch", names.len()),
-            },
-            Op::ClearParked { name } => write!(f, "delete the parked host end {name}"),
-            Op::RetireLinks { links } => match links.as_slice() {
-                [one] => write!(
-                    f,
-                    "retire {} (addresses off {} in {}, deleted in the background)",
-                    one.host_ifname, one.ifname, one.netns
-                ),
-                _ => write!(
-                    f,
-                    "retire {} links (deleted in the background)",
-                    links.len()
-                ),
-            },
-            Op::ParkLinks { names } => match names.as_slice() {
-                [one] => write!(f, "park {one} until its namespace takes it along"),
-                _ => write!(
-                    f,
-                    "park {} links until their namespaces take them along",
-                    names.len()
-                ),
-            },
+            Op::DeleteLinkGroup { .. }
+            | Op::DeleteLinks { .. }
+            | Op::ClearParked { .. }
+            | Op::RetireLinks { .. }
+            | Op::ParkLinks { .. } => fmt_host_link_removal(self, f),
             Op::AddAddress {
                 target,
                 ifname,
@@ -340,7 +374,9 @@ impl fmt::Display for Op {
             }
             Op::SetHairpin { ifname } => write!(f, "turn on hairpin mode of bridge port {ifname}"),
             Op::SetPortIsolated { ifname } => write!(f, "isolate bridge port {ifname}"),
-            Op::Firewall { .. } => write!(f, "apply nftables table inet nsnet"),
+            Op::Firewall { .. } | Op::AddPeers { .. } | Op::RemovePeers { .. } => {
+                fmt_overlay_or_firewall(self, f)
+            }
         }
     }
 }

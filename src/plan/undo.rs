@@ -66,6 +66,14 @@ pub fn undo_of(op: &Op, old_sysctl: Option<String>) -> Option<Op> {
         | Op::SetHairpin { .. }
         | Op::SetPortIsolated { .. }
         | Op::AddDefaultRoute { .. } => None,
+        Op::AddPeers { vxlan, peers } => Some(Op::RemovePeers {
+            vxlan: vxlan.clone(),
+            peers: peers.clone(),
+        }),
+        Op::RemovePeers { vxlan, peers } => Some(Op::AddPeers {
+            vxlan: vxlan.clone(),
+            peers: peers.clone(),
+        }),
         Op::WriteResolvConf { namespace, .. } => Some(Op::RemoveResolvConf {
             namespace: namespace.clone(),
         }),
