@@ -10,11 +10,12 @@ pub use crate::host::{Error, Kernel};
 
 use crate::plan::Op;
 
-/// A failed step.
+/// A failed step: the step itself, so that callers decide on it, not on
+/// its sentence.
 #[derive(Debug, thiserror::Error)]
 #[error("{op}")]
 pub struct StepError {
-    pub op: String,
+    pub op: Box<Op>,
     #[source]
     pub source: Error,
 }
@@ -43,7 +44,7 @@ pub fn apply(ops: &[Op], kernel: &mut dyn Kernel) -> Result<Vec<Op>, Failed> {
             Ok(u) => undo.extend(u),
             Err(source) => {
                 let error = StepError {
-                    op: op.to_string(),
+                    op: Box::new(op.clone()),
                     source,
                 };
                 let rollback = teardown(undo.iter().rev(), kernel);
@@ -65,7 +66,7 @@ pub fn teardown<'a>(
     for op in ops {
         if let Err(source) = kernel.apply(op) {
             let e = StepError {
-                op: op.to_string(),
+                op: Box::new(op.clone()),
                 source,
             };
             if !e.is_gone() {
@@ -133,6 +134,11 @@ mod tests {
             let failed = apply(&ops(), &mut fake).unwrap_err();
             assert!(failed.rollback.is_empty());
             assert!(matches!(failed.error.source, Error::Injected(n) if n == k));
+            assert_eq!(
+                *failed.error.op,
+                ops()[k - 1],
+                "the failed step, as a value"
+            );
             let log = fake.take_applied();
             let (done, undone) = log.split_at(k - 1);
             assert_eq!(done, &ops()[..k - 1], "failing at step {k}");
