@@ -18,7 +18,6 @@
 //! before) is decoded and checked whole when read, as it always was, and
 //! records of one entry per namespace are still read.
 
-use std::cell::Cell;
 use std::cmp::Ordering;
 use std::collections::{btree_map, BTreeMap};
 use std::fmt;
@@ -63,7 +62,7 @@ impl Recorded {
             let mut all = Vec::new();
             for list in &self.lists {
                 // The record's checksum showed nsnet wrote these lists
-                // (see `trusting`): decoding them cannot fail.
+                // (see `from_recorded`): decoding them cannot fail.
                 let names: Vec<String> = serde_json::from_str(list.namespaces.get())
                     .expect("namespace lists were checked when read");
                 all.extend(names.into_iter().map(|ns| (ns, list.conf.clone())));
@@ -302,23 +301,33 @@ impl fmt::Debug for ResolvConfs {
     }
 }
 
-thread_local! {
-    static TRUSTED: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Runs `read` (a decoding of a state) keeping namespace lists undecoded:
-/// only for text whose checksum shows nsnet wrote it, as serde_json
-/// writes it. serde gives a decoder no way to pass this down.
-pub fn trusting<T>(read: impl FnOnce() -> T) -> T {
-    struct Reset;
-    impl Drop for Reset {
-        fn drop(&mut self) {
-            TRUSTED.with(|t| t.set(false));
+impl ResolvConfs {
+    /// The contents a record holds, from their JSON text (`raw`). Trusted
+    /// text (its checksum shows nsnet wrote it, as serde_json writes it)
+    /// keeps each list of namespaces undecoded; other text is decoded and
+    /// checked whole, as `Deserialize` does.
+    pub fn from_recorded(raw: &str, trusted: bool) -> serde_json::Result<ResolvConfs> {
+        // Only lists of contents are kept as text; earlier records' one
+        // entry per namespace is read as it always was.
+        if !trusted || !raw.starts_with('[') {
+            return serde_json::from_str(raw);
         }
+        let groups: Vec<Group<Box<RawValue>>> = serde_json::from_str(raw)?;
+        let lists = groups
+            .into_iter()
+            .map(|g| {
+                let (conf, namespaces) = g.split();
+                List { conf, namespaces }
+            })
+            .collect();
+        Ok(ResolvConfs {
+            recorded: Arc::new(Recorded {
+                lists,
+                all: OnceLock::new(),
+            }),
+            changed: BTreeMap::new(),
+        })
     }
-    TRUSTED.with(|t| t.set(true));
-    let _reset = Reset;
-    read()
 }
 
 /// One content and the namespaces whose file has it, as recorded.
@@ -387,17 +396,6 @@ impl<'de> Visitor<'de> for RecordedVisitor {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Recorded, A::Error> {
-        if TRUSTED.with(Cell::get) {
-            let mut lists = Vec::new();
-            while let Some(g) = seq.next_element::<Group<Box<RawValue>>>()? {
-                let (conf, namespaces) = g.split();
-                lists.push(List { conf, namespaces });
-            }
-            return Ok(Recorded {
-                lists,
-                all: OnceLock::new(),
-            });
-        }
         let mut all = Vec::new();
         while let Some(g) = seq.next_element::<Group<Vec<String>>>()? {
             let (conf, names) = g.split();
@@ -447,10 +445,13 @@ mod tests {
     /// Read back as the store reads a record it wrote, and as it reads
     /// anything else.
     fn read_both_ways(text: &str) -> [State; 2] {
-        [
-            trusting(|| serde_json::from_str(text)).unwrap(),
-            serde_json::from_str(text).unwrap(),
-        ]
+        let whole: serde_json::Value = serde_json::from_str(text).unwrap();
+        let raw = whole["resolv_confs"].to_string();
+        let trusted = State {
+            resolv_confs: ResolvConfs::from_recorded(&raw, true).unwrap(),
+            ..serde_json::from_str(text).unwrap()
+        };
+        [trusted, serde_json::from_str(text).unwrap()]
     }
 
     #[test]

@@ -20,6 +20,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use crate::model::attachments::{decode_line, RecordText};
+use crate::model::resolv_confs::ResolvConfs;
 use crate::model::{Attachments, Network, State, STATE_VERSION};
 
 /// The version from which the record is JSON lines.
@@ -113,6 +114,48 @@ pub fn encode(state: &State, changes: u64) -> serde_json::Result<Vec<Cow<'_, [u8
     Ok(lines)
 }
 
+/// The state line (line 2) as the store reads it: `State`'s fields, with
+/// the resolv.conf contents kept as their text until it is known whether
+/// the line's checksum holds (see `ResolvConfs::from_recorded`).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateLine<'a> {
+    version: u32,
+    networks: BTreeMap<String, Network>,
+    #[serde(default)]
+    sysctls: BTreeMap<String, String>,
+    #[serde(default, borrow)]
+    resolv_confs: Option<&'a serde_json::value::RawValue>,
+    #[serde(default)]
+    links: Vec<crate::model::lab::Link>,
+    #[serde(default)]
+    lab_namespaces: BTreeMap<String, crate::model::lab::LabNamespace>,
+    #[serde(default)]
+    impairments: crate::model::lab::Impairments,
+    #[serde(default)]
+    changes: u64,
+}
+
+/// Reads the state line; `trusted` when its checksum holds. Every field of
+/// `State` is spelt out, as `encode` spells them out.
+fn read_state_line(line: &str, trusted: bool) -> serde_json::Result<State> {
+    let l: StateLine = serde_json::from_str(line)?;
+    let resolv_confs = match l.resolv_confs {
+        Some(raw) => ResolvConfs::from_recorded(raw.get(), trusted)?,
+        None => ResolvConfs::default(),
+    };
+    Ok(State {
+        version: l.version,
+        networks: l.networks,
+        sysctls: l.sysctls,
+        resolv_confs,
+        links: l.links,
+        lab_namespaces: l.lab_namespaces,
+        impairments: l.impairments,
+        changes: l.changes,
+    })
+}
+
 /// The state a record holds.
 pub fn decode(bytes: Vec<u8>) -> Result<State, Refusal> {
     let corrupt = |reason: String| Refusal::Corrupt(reason);
@@ -145,13 +188,8 @@ pub fn decode(bytes: Vec<u8>) -> Result<State, Refusal> {
         .next()
         .ok_or_else(|| corrupt("the record ends after its header".into()))?;
     let head = &text[head_line];
-    let read_head = || serde_json::from_str::<State>(head);
-    let head = if head_crc32 == Some(crc32fast::hash(head.as_bytes())) {
-        crate::model::resolv_confs::trusting(read_head)
-    } else {
-        read_head()
-    };
-    let mut state = head.map_err(|e| corrupt(format!("line 2: {e}")))?;
+    let trusted = head_crc32 == Some(crc32fast::hash(head.as_bytes()));
+    let mut state = read_state_line(head, trusted).map_err(|e| corrupt(format!("line 2: {e}")))?;
     let lines: Vec<Range<usize>> = lines.collect();
     let expected: usize = counts.values().sum();
     if lines.len() != expected {
