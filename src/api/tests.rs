@@ -305,3 +305,105 @@ fn commands_that_change_the_machine_need_a_privileged_one() {
     assert!(!out.applied);
     assert!(out.changes.iter().any(|c| c.contains("front")));
 }
+
+/// Runs `command` on a machine that stops (as a killed process) at its
+/// k-th step, for every k, and checks with `after` what the next command
+/// left once it finished the interrupted one.
+fn killed_at_every_step(
+    setup: impl Fn(&Bed),
+    command: impl Fn(&Nsnet) -> Result<()>,
+    after: impl Fn(&Bed, &Nsnet, usize),
+) {
+    let steps = {
+        let b = bed();
+        setup(&b);
+        b.fake.take_applied();
+        command(&b.nsnet).unwrap();
+        b.fake.take_applied().len()
+    };
+    assert!(steps >= 2, "{steps} steps");
+    for k in 1..=steps {
+        let b = bed();
+        setup(&b);
+        let calls = b.fake.state().calls;
+        b.fake.state().abort_at = Some(calls + k);
+        let died = catch_unwind(AssertUnwindSafe(|| command(&b.nsnet)));
+        assert!(died.is_err(), "step {k}: the command was not stopped");
+        b.fake.state().abort_at = None;
+        let next = b.next_process();
+        drop(next.begin().unwrap());
+        after(&b, &next, k);
+    }
+}
+
+#[test]
+fn a_disconnect_killed_at_any_step_is_finished_by_the_next_command() {
+    killed_at_every_step(
+        |b| {
+            b.nsnet
+                .create_network(&network("web", "10.1.0.0/24"))
+                .unwrap();
+            b.nsnet
+                .connect(&ConnectRequest::new("web", ns("a")))
+                .unwrap();
+            b.nsnet
+                .connect(&ConnectRequest::new("web", ns("b")))
+                .unwrap();
+        },
+        |n| n.disconnect("web", &ns("a")).map(drop),
+        |b, next, k| {
+            let net = &next.state().unwrap().networks["web"];
+            assert!(net.attachment(&ns("a")).is_none(), "step {k}");
+            assert!(!b.has_namespace("a"), "step {k}: a stayed");
+            assert!(
+                net.attachment(&ns("b")).is_some() && b.has_namespace("b"),
+                "step {k}"
+            );
+        },
+    );
+}
+
+#[test]
+fn a_network_rm_killed_at_any_step_is_finished_by_the_next_command() {
+    killed_at_every_step(
+        |b| {
+            b.nsnet
+                .create_network(&network("web", "10.1.0.0/24"))
+                .unwrap();
+            b.nsnet
+                .connect(&ConnectRequest::new("web", ns("a")))
+                .unwrap();
+        },
+        |n| n.remove_network("web", true).map(drop),
+        |b, next, k| {
+            assert!(next.state().unwrap().networks.is_empty(), "step {k}");
+            assert!(b.host_links().is_empty(), "step {k}: {:?}", b.host_links());
+            assert!(!b.has_namespace("a"), "step {k}");
+        },
+    );
+}
+
+#[test]
+fn an_up_killed_at_any_step_converges_on_the_next_up() {
+    killed_at_every_step(
+        |_| {},
+        |n| n.up(&topology(), false).map(drop),
+        |b, next, k| {
+            // What the killed up had made is gone: the host matches the
+            // record again; the next up makes all of it, the next down
+            // takes all of it.
+            next.up(&topology(), false).unwrap();
+            assert!(b.has_namespace("web") && b.has_namespace("db"), "step {k}");
+            assert!(
+                next.up(&topology(), false).unwrap().changes.is_empty(),
+                "step {k}"
+            );
+            next.down("/lab/t.toml").unwrap();
+            assert!(b.host_links().is_empty(), "step {k}: {:?}", b.host_links());
+            assert!(
+                !b.has_namespace("web") && !b.has_namespace("db"),
+                "step {k}"
+            );
+        },
+    );
+}

@@ -588,8 +588,12 @@ impl FakeProbe {
             }
             Op::DeleteLink { target, name } => self.delete_link(target, name)?,
             Op::DeleteLinkGroup { names, .. } | Op::DeleteLinks { names } => {
+                // As the kernel's batch: the links present go, gone ones
+                // are no error.
                 for n in names {
-                    self.delete_link(&Target::Host, n)?;
+                    if self.index(&Target::Host, n).is_ok() {
+                        self.delete_link(&Target::Host, n)?;
+                    }
                 }
             }
             Op::ParkLinks { names } => {
