@@ -301,30 +301,70 @@ impl fmt::Debug for ResolvConfs {
     }
 }
 
-impl ResolvConfs {
-    /// The contents a record holds, from their JSON text (`raw`). Trusted
-    /// text (its checksum shows nsnet wrote it, as serde_json writes it)
-    /// keeps each list of namespaces undecoded; other text is decoded and
-    /// checked whole, as `Deserialize` does.
-    pub fn from_recorded(raw: &str, trusted: bool) -> serde_json::Result<ResolvConfs> {
-        // Only lists of contents are kept as text; earlier records' one
-        // entry per namespace is read as it always was.
-        if !trusted || !raw.starts_with('[') {
-            return serde_json::from_str(raw);
+/// The contents a record's state line holds, each list of namespaces
+/// still its JSON text: what the store reads before it knows whether the
+/// line's checksum holds (`ResolvConfs::from_recorded`).
+pub struct RecordedLists(Recorded);
+
+impl<'de> Deserialize<'de> for RecordedLists {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(RecordedLists(d.deserialize_any(ListsVisitor)?))
+    }
+}
+
+/// Reads contents with their lists undecoded; earlier records' one entry
+/// per namespace is read as `Deserialize` reads it.
+struct ListsVisitor;
+
+impl<'de> Visitor<'de> for ListsVisitor {
+    type Value = Recorded;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of resolv.conf contents with their namespaces")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Recorded, A::Error> {
+        let mut lists = Vec::new();
+        while let Some(g) = seq.next_element::<Group<Box<RawValue>>>()? {
+            let (conf, namespaces) = g.split();
+            lists.push(List { conf, namespaces });
         }
-        let groups: Vec<Group<Box<RawValue>>> = serde_json::from_str(raw)?;
-        let lists = groups
-            .into_iter()
-            .map(|g| {
-                let (conf, namespaces) = g.split();
-                List { conf, namespaces }
-            })
-            .collect();
+        Ok(Recorded {
+            lists,
+            all: OnceLock::new(),
+        })
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Recorded, A::Error> {
+        RecordedVisitor.visit_map(map)
+    }
+}
+
+impl ResolvConfs {
+    /// The contents a record holds. `trusted` (the line's checksum shows
+    /// nsnet wrote it, as serde_json writes it): each list of namespaces
+    /// stays undecoded until a command needs it. Otherwise every list is
+    /// decoded and checked now, as `Deserialize` does.
+    pub fn from_recorded(lists: RecordedLists, trusted: bool) -> Result<ResolvConfs, String> {
+        let recorded = lists.0;
+        if !trusted && recorded.all.get().is_none() {
+            let mut all = Vec::new();
+            for list in &recorded.lists {
+                let names: Vec<String> =
+                    serde_json::from_str(list.namespaces.get()).map_err(|e| e.to_string())?;
+                all.extend(names.into_iter().map(|ns| (ns, list.conf.clone())));
+            }
+            let all = sorted_map(all)?;
+            return Ok(ResolvConfs {
+                recorded: Arc::new(Recorded {
+                    lists: Vec::new(),
+                    all: OnceLock::from(all),
+                }),
+                changed: BTreeMap::new(),
+            });
+        }
         Ok(ResolvConfs {
-            recorded: Arc::new(Recorded {
-                lists,
-                all: OnceLock::new(),
-            }),
+            recorded: Arc::new(recorded),
             changed: BTreeMap::new(),
         })
     }
@@ -446,9 +486,9 @@ mod tests {
     /// anything else.
     fn read_both_ways(text: &str) -> [State; 2] {
         let whole: serde_json::Value = serde_json::from_str(text).unwrap();
-        let raw = whole["resolv_confs"].to_string();
+        let lists = serde_json::from_str(&whole["resolv_confs"].to_string()).unwrap();
         let trusted = State {
-            resolv_confs: ResolvConfs::from_recorded(&raw, true).unwrap(),
+            resolv_confs: ResolvConfs::from_recorded(lists, true).unwrap(),
             ..serde_json::from_str(text).unwrap()
         };
         [trusted, serde_json::from_str(text).unwrap()]

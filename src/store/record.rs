@@ -20,7 +20,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use crate::model::attachments::{decode_line, RecordText};
-use crate::model::resolv_confs::ResolvConfs;
+use crate::model::resolv_confs::{RecordedLists, ResolvConfs};
 use crate::model::{Attachments, Network, State, STATE_VERSION};
 
 /// The version from which the record is JSON lines.
@@ -119,13 +119,13 @@ pub fn encode(state: &State, changes: u64) -> serde_json::Result<Vec<Cow<'_, [u8
 /// the line's checksum holds (see `ResolvConfs::from_recorded`).
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct StateLine<'a> {
+struct StateLine {
     version: u32,
     networks: BTreeMap<String, Network>,
     #[serde(default)]
     sysctls: BTreeMap<String, String>,
-    #[serde(default, borrow)]
-    resolv_confs: Option<&'a serde_json::value::RawValue>,
+    #[serde(default)]
+    resolv_confs: Option<RecordedLists>,
     #[serde(default)]
     links: Vec<crate::model::lab::Link>,
     #[serde(default)]
@@ -141,7 +141,9 @@ struct StateLine<'a> {
 fn read_state_line(line: &str, trusted: bool) -> serde_json::Result<State> {
     let l: StateLine = serde_json::from_str(line)?;
     let resolv_confs = match l.resolv_confs {
-        Some(raw) => ResolvConfs::from_recorded(raw.get(), trusted)?,
+        Some(lists) => {
+            ResolvConfs::from_recorded(lists, trusted).map_err(serde::de::Error::custom)?
+        }
         None => ResolvConfs::default(),
     };
     Ok(State {
