@@ -16,6 +16,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+pub(crate) mod lines;
 mod record;
 
 use crate::model::delta::StateDelta;

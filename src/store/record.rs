@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::Arc;
 
-use crate::model::attachments::{decode_line, RecordText};
+use super::lines::{decode_line, line_pieces, RecordLines};
 use crate::model::resolv_confs::{RecordedLists, ResolvConfs};
 use crate::model::{Attachments, Network, State, STATE_VERSION};
 
@@ -77,7 +77,7 @@ pub fn encode(state: &State, changes: u64) -> serde_json::Result<Vec<Cow<'_, [u8
     for (name, net) in &state.networks {
         if !net.attachments.is_empty() {
             counts.insert(name.clone(), net.attachments.len());
-            net.attachments.line_pieces(&mut lines)?;
+            line_pieces(&net.attachments, &mut lines)?;
         }
         let head = Network {
             attachments: Attachments::new(),
@@ -183,7 +183,7 @@ pub fn decode(bytes: Vec<u8>) -> Result<State, Refusal> {
     if !text.ends_with('\n') {
         return Err(corrupt("it ends in the middle of a line".into()));
     }
-    let text: RecordText = Arc::new(text);
+    let text: Arc<String> = Arc::new(text);
     let mut lines = line_ranges(&text);
     let _header_line = lines.next();
     let head_line = lines
@@ -213,7 +213,7 @@ pub fn decode(bytes: Vec<u8>) -> Result<State, Refusal> {
         })?;
         let mine = &lines[at..at + count];
         net.attachments = if intact {
-            Attachments::from_lines(&text, mine.iter().cloned())
+            Attachments::from_source(Arc::new(RecordLines::new(&text, mine.iter().cloned())))
         } else {
             decode_each(&text, mine, at + 3).map_err(corrupt)?
         };

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
-use super::{Attachment, Attachments, NsRef, Slot, FIRST_KEY};
+use super::{Attachment, Attachments, NsRef, Slot};
 
 /// One change, as a log made it.
 #[derive(Clone, Copy)]
@@ -61,11 +61,10 @@ impl Hasher for Fnv {
 
 type Keys = HashMap<Vec<u8>, Fate, BuildHasherDefault<Fnv>>;
 
-/// The namespace as a line spells it: its JSON string's text, without
-/// the quotes (`summary::string_at` reads the same off a line).
+/// The namespace's string form, as `LineSource::namespace` reads it off a
+/// line.
 fn key_of(ns: &NsRef) -> Vec<u8> {
-    let quoted = serde_json::to_vec(ns).expect("a namespace serializes");
-    quoted[1..quoted.len() - 1].to_vec()
+    ns.to_string().into_bytes()
 }
 
 impl<'a> Change<'a> {
@@ -138,13 +137,11 @@ impl Attachments {
         }
     }
 
-    /// The namespace's text at the start of a slot's undecoded line, when
-    /// it has no escape in it (the text is then the one `key_of` gives:
-    /// the line was written by the same serializer).
+    /// The namespace of a slot's undecoded line, when the store can read
+    /// it off the line.
     fn line_key<'s>(&'s self, slot: &Slot) -> Option<&'s [u8]> {
-        let line = self.undecoded_line(slot)?;
-        super::summary::string_at(line.strip_prefix('{')?.strip_prefix(FIRST_KEY)?)
-            .map(str::as_bytes)
+        let i = self.undecoded_line(slot)?;
+        self.lines().source.namespace(i).map(str::as_bytes)
     }
 
     /// Puts the fates in place: removals, first attachments replaced, then

@@ -1,13 +1,10 @@
-//! What a listing shows of an attachment, read off its record line without
-//! building an `Attachment`: `show` lists a thousand attachments, and
-//! decoding each (allocations, address parsing, then freeing them all) was
-//! a tenth of its time.
+//! What a listing shows of an attachment, read off its record line (by the
+//! store, `LineSource::summary`) without building an `Attachment`: `show`
+//! lists a thousand attachments, and decoding each (allocations, address
+//! parsing, then freeing them all) was a tenth of its time.
 
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::LazyLock;
-
-use memchr::memmem::Finder;
 
 use crate::model::{ports::PortMapping, Attachment};
 
@@ -30,50 +27,29 @@ pub struct LineSummary<'a> {
     addresses: &'a str,
 }
 
-/// The string value of `key` in `line`, `None` when it has an escape (a
-/// summary borrows; decoding handles those). A key cannot be matched
-/// inside a string value: a `"` in there is escaped, and a key's text
-/// ends with `":`. The first match is the attachment's own field: nsnet
-/// writes them in `Attachment`'s order, and the nested `cni` object (its
-/// own `ifname`) comes after.
-fn string_value<'a>(line: &'a str, key: &Finder) -> Option<&'a str> {
-    let at = key.find(line.as_bytes())? + key.needle().len();
-    string_at(&line[at..])
+impl<'a> LineSummary<'a> {
+    /// A summary of fields read off a line; `addresses` is what is inside
+    /// the brackets of its addresses: `"address/prefix"` items,
+    /// comma-separated.
+    pub fn new(
+        namespace: &'a str,
+        host_ifname: &'a str,
+        ifname: &'a str,
+        addresses: &'a str,
+    ) -> LineSummary<'a> {
+        LineSummary {
+            namespace,
+            host_ifname,
+            ifname,
+            addresses,
+        }
+    }
 }
 
-/// Searchers for the keys a summary reads, built once: building one costs
-/// more than searching a line with it.
-struct Keys {
-    host_ifname: Finder<'static>,
-    ifname: Finder<'static>,
-    addresses: Finder<'static>,
-    ports: Finder<'static>,
-}
-
-static KEYS: LazyLock<Keys> = LazyLock::new(|| Keys {
-    host_ifname: Finder::new(b"\"host_ifname\":"),
-    ifname: Finder::new(b"\"ifname\":"),
-    addresses: Finder::new(b"\"addresses\":["),
-    ports: Finder::new(super::PORTS_KEY.as_bytes()),
-});
-
-/// The string `rest` starts with, unless it has an escape.
-pub(super) fn string_at(rest: &str) -> Option<&str> {
-    let rest = rest.strip_prefix('"')?;
-    let value = &rest[..memchr::memchr(b'"', rest.as_bytes())?];
-    (!value.contains('\\')).then_some(value)
-}
-
-/// What is inside the brackets of a line's `"addresses":[…]`.
-pub(super) fn recorded_addresses(line: &str) -> Option<&str> {
-    let key = &KEYS.addresses;
-    let at = key.find(line.as_bytes())? + key.needle().len();
-    Some(&line[at..at + memchr::memchr(b']', &line.as_bytes()[at..])?])
-}
-
-/// The `address/prefix` items of `recorded_addresses`; `None` for an item
-/// not in the form nsnet writes.
-pub(super) fn address_items(recorded: &str) -> impl Iterator<Item = Option<&str>> {
+/// The `address/prefix` items of a list of quoted strings without escapes
+/// (what is inside the brackets of a line's addresses); `None` for an item
+/// not in that form.
+pub fn address_items(recorded: &str) -> impl Iterator<Item = Option<&str>> {
     recorded
         .split(',')
         .filter(|item| !item.is_empty())
@@ -81,24 +57,6 @@ pub(super) fn address_items(recorded: &str) -> impl Iterator<Item = Option<&str>
 }
 
 impl<'a> Summary<'a> {
-    /// The summary of `line`, read off it without decoding; `None` when
-    /// the line has more than a summary shows (published ports) or is not
-    /// in the form nsnet writes.
-    pub(super) fn of_line(line: &'a str) -> Option<Summary<'a>> {
-        let keys = &*KEYS;
-        if keys.ports.find(line.as_bytes()).is_some() {
-            return None;
-        }
-        // The first field, as nsnet writes it.
-        let namespace = string_at(line.strip_prefix('{')?.strip_prefix(super::FIRST_KEY)?)?;
-        Some(Summary::Line(LineSummary {
-            namespace,
-            host_ifname: string_value(line, &keys.host_ifname)?,
-            ifname: string_value(line, &keys.ifname)?,
-            addresses: recorded_addresses(line)?,
-        }))
-    }
-
     pub fn host_ifname(&self) -> &str {
         match self {
             Summary::Line(l) => l.host_ifname,
