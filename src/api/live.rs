@@ -17,14 +17,16 @@ pub use crate::kernel::ping::{ping, Options as PingOptions, Reply, Summary, PAYL
 pub use crate::kernel::{name_process, stop_on};
 pub use crate::store::DEFAULT_DIR as DEFAULT_STATE_DIR;
 
-/// The named namespaces (iproute2's, under /run/netns).
-pub fn namespaces() -> Result<Vec<String>> {
-    Ok(netns::list()?)
-}
+impl super::Nsnet {
+    /// The named namespaces (iproute2's, under /run/netns).
+    pub fn namespaces(&self) -> Result<Vec<String>> {
+        Ok(self.host().namespaces()?)
+    }
 
-/// Whether `ns` leads to a network namespace.
-pub fn namespace_exists(ns: &NsRef) -> bool {
-    netns::exists(ns)
+    /// Whether `ns` leads to a network namespace.
+    pub fn namespace_exists(&self, ns: &NsRef) -> bool {
+        matches!(self.host().namespace_exists(ns), Ok(true))
+    }
 }
 
 /// Moves this single-threaded process into `ns`, about to exec there.

@@ -37,12 +37,14 @@ fn underlay(probe: &mut dyn Probe, asked: &OverlayRequest) -> Result<(IpAddr, St
     })?;
     let addr = match asked.underlay {
         Some(a) => a,
-        None => crate::kernel::source_towards(endpoint_address(first)?).map_err(|e| {
-            Error::Cluster(crate::cluster::Error::Unreachable {
-                endpoints: first.clone(),
-                reason: format!("no route: {e}"),
-            })
-        })?,
+        None => probe
+            .source_towards(endpoint_address(first)?)
+            .map_err(|e| {
+                Error::Cluster(crate::cluster::Error::Unreachable {
+                    endpoints: first.clone(),
+                    reason: format!("no route: {e}"),
+                })
+            })?,
     };
     if !addr.is_ipv4() {
         return Err(Rejection::OverlayNeedsIpv4 {

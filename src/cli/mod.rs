@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use clap::{CommandFactory, Parser, Subcommand};
 
-use nsnet::api::live::{self as ping, namespace_exists};
+use nsnet::api::live as ping;
 use nsnet::model::ports::PortMapping;
 use nsnet::model::rejection::{parse_ip, parse_subnet};
 use nsnet::model::{names, ConnectRequest, CreateRequest, GatewayMode, NsRef, Rejection, State};
@@ -700,8 +700,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         } => disconnect(&nsnet, &out, &network, &namespaces)?,
         Command::Exec { namespace, command } => {
             let ns = NsRef::parse(&namespace)?;
-            if !namespace_exists(&ns) {
-                return Err(missing_namespace(&ns));
+            if !nsnet.namespace_exists(&ns) {
+                return Err(missing_namespace(&nsnet, &ns));
             }
             return exec::exec(&ns, &command);
         }
@@ -923,7 +923,7 @@ fn namespace(nsnet: &Nsnet, out: &output::Printer, cmd: NsCmd) -> Result<()> {
             nsnet.delete_namespace(&name)?;
             out.done(&format!("deleted namespace {name}"));
         }
-        NsCmd::Ls => out.namespace_list(&nsnet::api::live::namespaces()?),
+        NsCmd::Ls => out.namespace_list(&nsnet.namespaces()?),
     }
     Ok(())
 }
@@ -936,8 +936,8 @@ fn stop_on_interrupt() -> &'static std::sync::atomic::AtomicBool {
 
 /// A namespace that does not exist, with the closest name under
 /// /run/netns when one is close.
-fn missing_namespace(ns: &NsRef) -> nsnet::Error {
-    let names = nsnet::api::live::namespaces().unwrap_or_default();
+fn missing_namespace(nsnet: &Nsnet, ns: &NsRef) -> nsnet::Error {
+    let names = nsnet.namespaces().unwrap_or_default();
     Rejection::NoSuchNamespace {
         namespace: ns.to_string(),
         suggestion: ns.name().and_then(|n| names::closest(n, &names)),
@@ -953,8 +953,8 @@ fn ping_command(
     opts: &ping::PingOptions,
 ) -> Result<i32> {
     let ns = NsRef::parse(namespace)?;
-    if !namespace_exists(&ns) {
-        return Err(missing_namespace(&ns));
+    if !nsnet.namespace_exists(&ns) {
+        return Err(missing_namespace(nsnet, &ns));
     }
     let dest: IpAddr = match destination.parse() {
         Ok(ip) => ip,
@@ -966,7 +966,7 @@ fn ping_command(
                 expected: "expected an IPv4 or IPv6 address, or a namespace on a shared network",
             };
             let to = NsRef::parse(destination).map_err(|_| invalid())?;
-            if !namespace_exists(&to) {
+            if !nsnet.namespace_exists(&to) {
                 return Err(invalid().into());
             }
             nsnet

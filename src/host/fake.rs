@@ -45,6 +45,9 @@ pub struct FakeProbe {
     pub peers: BTreeMap<u32, u32>,
     /// The overlay peers programmed on each VXLAN device, by its name.
     pub overlay_peers: BTreeMap<String, Vec<Peer>>,
+    /// The address the host sends from, whatever the destination (none:
+    /// no route).
+    pub source: Option<std::net::IpAddr>,
 }
 
 impl FakeProbe {
@@ -142,6 +145,19 @@ impl Probe for FakeProbe {
 
     fn socket_holder(&mut self, _inode: u32) -> Option<String> {
         None
+    }
+
+    fn source_towards(&mut self, _dest: std::net::SocketAddr) -> std::io::Result<std::net::IpAddr> {
+        self.source
+            .ok_or_else(|| std::io::Error::from_raw_os_error(libc::ENETUNREACH))
+    }
+
+    fn namespaces(&mut self) -> Result<Vec<String>> {
+        Ok(self
+            .namespaces
+            .keys()
+            .filter_map(|ns| ns.name().map(str::to_string))
+            .collect())
     }
 
     fn bridge_ports(&mut self) -> Result<Vec<LinkInfo>> {
@@ -316,6 +332,8 @@ delegate_probe! {
     file_exists(path: &Path) -> bool;
     host_listeners(protocol: Protocol) -> Result<Vec<HostListener>>;
     socket_holder(inode: u32) -> Option<String>;
+    source_towards(dest: std::net::SocketAddr) -> std::io::Result<std::net::IpAddr>;
+    namespaces() -> Result<Vec<String>>;
     bridge_ports() -> Result<Vec<LinkInfo>>;
     peers(vxlan: &str) -> Result<Vec<Peer>>;
 }

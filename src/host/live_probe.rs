@@ -90,6 +90,14 @@ impl Probe for Live {
         crate::kernel::sockdiag::holder(inode)
     }
 
+    fn source_towards(&mut self, dest: std::net::SocketAddr) -> std::io::Result<std::net::IpAddr> {
+        crate::kernel::source_towards(dest)
+    }
+
+    fn namespaces(&mut self) -> Result<Vec<String>> {
+        Ok(netns::list()?)
+    }
+
     fn bridge_ports(&mut self) -> Result<Vec<LinkInfo>> {
         Ok(self.handle(&Target::Host)?.bridge_ports()?)
     }

@@ -56,6 +56,11 @@ pub trait Probe {
     fn host_listeners(&mut self, protocol: Protocol) -> Result<Vec<HostListener>>;
     /// `name[pid]` of a process holding the socket `inode`.
     fn socket_holder(&mut self, inode: u32) -> Option<String>;
+    /// The address this host sends from towards `dest` (the kernel's
+    /// route lookup, through a connected UDP socket: nothing is sent).
+    fn source_towards(&mut self, dest: std::net::SocketAddr) -> std::io::Result<std::net::IpAddr>;
+    /// The named namespaces (iproute2's, under /run/netns).
+    fn namespaces(&mut self) -> Result<Vec<String>>;
     /// Every bridge port of the host, in one dump.
     fn bridge_ports(&mut self) -> Result<Vec<LinkInfo>>;
     /// The peers programmed on a VXLAN device (none when it is gone).
