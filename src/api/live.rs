@@ -1,8 +1,9 @@
-//! What the command line does on the live machine outside the record:
-//! ping from a namespace, enter one to run a command, list namespaces,
-//! read bridge ports for `show`, the demo's sandbox and upstream, and the
-//! detached reaper of parked links. Front ends reach the kernel only
-//! through these and `Nsnet`.
+//! What the command line asks of the machine outside the record: the
+//! namespaces, the bridge ports `show` lists, the demo's upstream (through
+//! the `Machine`); and what a process does to itself: ping from a
+//! namespace, enter one to run a command, the demo's sandbox, the detached
+//! reaper of parked links. Front ends reach the kernel only through these
+//! and `Nsnet`.
 
 use std::os::fd::AsFd;
 

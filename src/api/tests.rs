@@ -306,6 +306,16 @@ fn commands_that_change_the_machine_need_a_privileged_one() {
     assert!(out.changes.iter().any(|c| c.contains("front")));
 }
 
+/// Network `web` with `namespaces` connected.
+fn web_with(b: &Bed, namespaces: &[&str]) {
+    b.nsnet
+        .create_network(&network("web", "10.1.0.0/24"))
+        .unwrap();
+    for n in namespaces {
+        b.nsnet.connect(&ConnectRequest::new("web", ns(n))).unwrap();
+    }
+}
+
 /// Runs `command` on a machine that stops (as a killed process) at its
 /// k-th step, for every k, and checks with `after` what the next command
 /// left once it finished the interrupted one.
@@ -339,17 +349,7 @@ fn killed_at_every_step(
 #[test]
 fn a_disconnect_killed_at_any_step_is_finished_by_the_next_command() {
     killed_at_every_step(
-        |b| {
-            b.nsnet
-                .create_network(&network("web", "10.1.0.0/24"))
-                .unwrap();
-            b.nsnet
-                .connect(&ConnectRequest::new("web", ns("a")))
-                .unwrap();
-            b.nsnet
-                .connect(&ConnectRequest::new("web", ns("b")))
-                .unwrap();
-        },
+        |b| web_with(b, &["a", "b"]),
         |n| n.disconnect("web", &ns("a")).map(drop),
         |b, next, k| {
             let net = &next.state().unwrap().networks["web"];
@@ -366,14 +366,7 @@ fn a_disconnect_killed_at_any_step_is_finished_by_the_next_command() {
 #[test]
 fn a_network_rm_killed_at_any_step_is_finished_by_the_next_command() {
     killed_at_every_step(
-        |b| {
-            b.nsnet
-                .create_network(&network("web", "10.1.0.0/24"))
-                .unwrap();
-            b.nsnet
-                .connect(&ConnectRequest::new("web", ns("a")))
-                .unwrap();
-        },
+        |b| web_with(b, &["a"]),
         |n| n.remove_network("web", true).map(drop),
         |b, next, k| {
             assert!(next.state().unwrap().networks.is_empty(), "step {k}");

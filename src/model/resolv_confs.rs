@@ -58,17 +58,23 @@ struct List {
 
 impl Recorded {
     fn all(&self) -> &Map {
+        // The record's checksum showed nsnet wrote these lists (see
+        // `from_recorded`): decoding them cannot fail.
         self.all.get_or_init(|| {
-            let mut all = Vec::new();
-            for list in &self.lists {
-                // The record's checksum showed nsnet wrote these lists
-                // (see `from_recorded`): decoding them cannot fail.
-                let names: Vec<String> = serde_json::from_str(list.namespaces.get())
-                    .expect("namespace lists were checked when read");
-                all.extend(names.into_iter().map(|ns| (ns, list.conf.clone())));
-            }
-            sorted_map(all).expect("namespace lists were checked when read")
+            self.decode()
+                .expect("namespace lists were checked when read")
         })
+    }
+
+    /// Every entry, from the lists of namespaces.
+    fn decode(&self) -> Result<Map, String> {
+        let mut all = Vec::new();
+        for list in &self.lists {
+            let names: Vec<String> =
+                serde_json::from_str(list.namespaces.get()).map_err(|e| e.to_string())?;
+            all.extend(names.into_iter().map(|ns| (ns, list.conf.clone())));
+        }
+        Ok(sorted_map(all)?)
     }
 
     fn get(&self, name: &str) -> Option<&Arc<ResolvConf>> {
@@ -346,22 +352,12 @@ impl ResolvConfs {
     /// stays undecoded until a command needs it. Otherwise every list is
     /// decoded and checked now, as `Deserialize` does.
     pub fn from_recorded(lists: RecordedLists, trusted: bool) -> Result<ResolvConfs, String> {
-        let recorded = lists.0;
+        let mut recorded = lists.0;
         if !trusted && recorded.all.get().is_none() {
-            let mut all = Vec::new();
-            for list in &recorded.lists {
-                let names: Vec<String> =
-                    serde_json::from_str(list.namespaces.get()).map_err(|e| e.to_string())?;
-                all.extend(names.into_iter().map(|ns| (ns, list.conf.clone())));
-            }
-            let all = sorted_map(all)?;
-            return Ok(ResolvConfs {
-                recorded: Arc::new(Recorded {
-                    lists: Vec::new(),
-                    all: OnceLock::from(all),
-                }),
-                changed: BTreeMap::new(),
-            });
+            recorded = Recorded {
+                all: OnceLock::from(recorded.decode()?),
+                lists: Vec::new(),
+            };
         }
         Ok(ResolvConfs {
             recorded: Arc::new(recorded),

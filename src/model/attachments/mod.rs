@@ -292,12 +292,11 @@ impl Attachments {
     pub fn addresses(&self) -> Vec<IpAddr> {
         let mut out = Vec::with_capacity(self.slots.len());
         for slot in &self.slots {
-            let before = out.len();
+            // A line that cannot be read this way leaves `out` as it was.
             let scanned = self
                 .undecoded_line(slot)
                 .is_some_and(|i| self.lines().source.addresses(i, &mut out));
             if !scanned {
-                out.truncate(before);
                 out.extend(self.get(slot).addresses.iter().map(IpNet::addr));
             }
         }
