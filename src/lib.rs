@@ -3,7 +3,7 @@
 //! The folders are the layers, and data flows one way through them:
 //!
 //! ```text
-//! front ends   cli (the binary), topology, cni, agent
+//! front ends   cli (the binary), topology, cni, agent, docker
 //!      |          parse their syntax once into model requests; import only api and model
 //!      v
 //! api          Nsnet: lock + journal, facts, plan, commit; on the Machine it was built with
@@ -35,6 +35,7 @@ mod cluster;
 pub mod cni;
 #[doc(hidden)]
 pub mod dns;
+pub mod docker;
 mod firewall;
 mod host;
 #[doc(hidden)]

@@ -7,7 +7,7 @@ use std::path::Path;
 
 /// Each folder and the folders it may import. The crate root's re-exports
 /// (`crate::Error`, `crate::Nsnet`, ...) count as `api`; `error_chain` is a
-/// root helper anyone may use. Front ends (`topology`, `cni`, `agent`) go
+/// root helper anyone may use. Front ends (`topology`, `cni`, `agent`, `docker`) go
 /// through `api` and speak `model`.
 fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
     let below = |v: &[&'static str]| v.to_vec();
@@ -42,12 +42,13 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
         ("agent", below(&["api", "model"])),
         ("topology", below(&["api", "model"])),
         ("cni", below(&["api", "model"])),
+        ("docker", below(&["api", "model"])),
     ])
 }
 
 /// What the binary (`main.rs` and `cli/`) may name of the library: the
 /// door, the values, and the front ends it hands a process to.
-const BINARY_MAY_USE: [&str; 5] = ["api", "model", "topology", "cni", "agent"];
+const BINARY_MAY_USE: [&str; 6] = ["api", "model", "topology", "cni", "agent", "docker"];
 
 /// The crate paths a file names: `crate::a::b` and `use crate::{a, b::c}`.
 fn imports(text: &str) -> BTreeSet<String> {

@@ -9,6 +9,7 @@ mod bad_input;
 mod cli;
 mod cni;
 mod dns;
+mod docker;
 mod docs;
 mod kernel_errors;
 mod lab;

@@ -28,6 +28,15 @@ pub enum Error {
     /// or the file).
     #[error("{location}: {message}")]
     InvalidFile { location: String, message: String },
+    /// A step outside a journaled change (it follows the record) failed.
+    #[error(transparent)]
+    Step(apply::StepError),
+    /// A front end's daemon (the Docker driver) could not start serving.
+    #[error("cannot serve {what}")]
+    Serve {
+        what: &'static str,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("topology file {path} does not exist")]
     NoSuchFile { path: String },
     #[error("reading topology file {path}")]

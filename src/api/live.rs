@@ -182,6 +182,7 @@ impl super::Nsnet {
                 mac: None,
                 group: 0,
                 ipv6: true,
+                handed: false,
             },
             Op::AddAddress {
                 target: up.clone(),

@@ -10,6 +10,7 @@ mod attach;
 mod check;
 mod converge;
 pub mod dns;
+mod docker;
 pub mod error;
 pub(crate) mod facts;
 pub mod lab;

@@ -2,7 +2,7 @@
 
 use super::{facts, Mode, Nsnet, Result};
 use crate::host::Host;
-use crate::model::{CreateRequest, Network};
+use crate::model::{CreateRequest, Network, Rejection};
 use crate::plan::network::{plan_create, plan_remove};
 use crate::plan::{without_firewall, Op};
 
@@ -38,13 +38,34 @@ impl Nsnet {
     /// Removes networks under one lock, all or none: every removal is
     /// planned before the first step, and one that is refused (a network in
     /// use, without `force`) leaves every network as it was.
+    /// A network Docker made is removed by Docker (`docker network rm`),
+    /// or here with `force`.
     pub fn remove_networks(&self, names: &[String], force: bool) -> Result<Vec<Network>> {
+        self.remove_networks_owned(names, force, false)
+    }
+
+    /// `remove_networks`; `by_docker` when Docker asks (DeleteNetwork).
+    pub(super) fn remove_networks_owned(
+        &self,
+        names: &[String],
+        force: bool,
+        by_docker: bool,
+    ) -> Result<Vec<Network>> {
         self.require_root("remove networks")?;
         let (lock, before) = self.begin()?;
         let mut after = before.clone();
         let mut ops = Vec::new();
         for name in names {
-            let (next, more) = plan_remove(&after, name, force)?;
+            if let Some(docker) = before.networks.get(name).and_then(|n| n.docker.as_ref()) {
+                if !force && !by_docker {
+                    return Err(Rejection::OwnedByDocker {
+                        network: name.clone(),
+                        id: docker.id.clone(),
+                    }
+                    .into());
+                }
+            }
+            let (next, more) = plan_remove(&after, name, force || by_docker)?;
             after = next;
             ops.extend(without_firewall(more));
         }

@@ -97,6 +97,7 @@ mod tests {
                 mac: None,
                 group: 9,
                 ipv6: true,
+                handed: false,
             },
             Op::AddAddress {
                 target: Target::Ns(NsRef::Named("ns1".into())),

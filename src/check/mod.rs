@@ -407,6 +407,24 @@ struct HostView {
     addresses: Vec<crate::kernel::netlink::AddressInfo>,
 }
 
+/// The end of a Docker attachment inside the container: Docker renamed
+/// it (`ethN`), so it is found by the address Docker gave it.
+fn handed_link(
+    probe: &mut dyn Probe,
+    inside: &Target,
+    a: &Attachment,
+) -> Result<Option<crate::kernel::netlink::LinkInfo>> {
+    let addresses = probe.addresses(inside)?;
+    let Some(index) = addresses
+        .iter()
+        .find(|x| a.addresses.contains(&x.addr))
+        .map(|x| x.index)
+    else {
+        return Ok(None);
+    };
+    Ok(probe.links(inside)?.into_iter().find(|l| l.index == index))
+}
+
 /// One attachment: its host end on the bridge, and inside the namespace
 /// its interface, addresses and default routes.
 fn attachment_findings(
@@ -438,7 +456,11 @@ fn attachment_findings(
         return Ok(());
     }
     let inside = Target::Ns(a.namespace.clone());
-    let Some(link) = probe.link(&inside, &a.ifname)? else {
+    let link = match &a.docker {
+        Some(_) => handed_link(probe, &inside, a)?,
+        None => probe.link(&inside, &a.ifname)?,
+    };
+    let Some(link) = link else {
         out.push(Finding::InterfaceMissing {
             network,
             namespace,
@@ -525,9 +547,37 @@ pub fn check_where(
             .map(|drift| Finding::Firewall { drift }),
     );
     if !state.networks.is_empty() {
-        report.warnings = probe.foreign_forward_drops()?;
+        report.warnings = forward_warnings(state, probe)?;
     }
     Ok(report)
+}
+
+/// Other tables that would drop nsnet's forwarded traffic. dockerd's
+/// FORWARD policy DROP is no warning while nsnet's rules in DOCKER-USER
+/// let nsnet's bridges pass; it is one, saying so, when they are missing
+/// or stale.
+fn forward_warnings(state: &State, probe: &mut dyn Probe) -> Result<Vec<String>> {
+    let bridges: Vec<&str> = state.networks.values().map(|n| n.bridge.as_str()).collect();
+    let mut out = Vec::new();
+    for drop in probe.foreign_forward_drops()? {
+        if let Some(v6) = drop.iptables_forward() {
+            match probe.docker_forward(v6)? {
+                Some(placed) if placed.serves(&bridges) => continue,
+                Some(_) => {
+                    out.push(format!(
+                        "Docker's {} FORWARD chain drops nsnet's forwarded traffic: nsnet's \
+                         rules in DOCKER-USER are missing or stale (`nsnet docker-plugin` keeps \
+                         them in step)",
+                        if v6 { "ip6tables" } else { "iptables" }
+                    ));
+                    continue;
+                }
+                None => {}
+            }
+        }
+        out.push(drop.to_string());
+    }
+    Ok(out)
 }
 
 /// Links, routes and impairments the record has and the kernel lacks.

@@ -200,6 +200,19 @@ pub enum Command {
         #[arg(long, env = "NSNET_ETCD", value_delimiter = ',', value_name = "URL")]
         etcd: Vec<String>,
     },
+    /// Docker's network driver: serves Docker Engine on a unix socket, so
+    /// that `docker network create -d nsnet` makes nsnet networks
+    #[command(
+        name = "docker-plugin",
+        after_help = "Runs in the foreground until SIGTERM or SIGINT; logs to stderr. Start it before\n\
+        dockerd and stop it after (see docs/guide/docker.md for a systemd unit).\n\
+        Example:\n  nsnet docker-plugin &\n  docker network create -d nsnet --subnet 172.16.0.0/16 mydocker0"
+    )]
+    DockerPlugin {
+        /// The socket dockerd finds the driver on (its name is the driver's)
+        #[arg(long, value_name = "PATH", default_value = nsnet::docker::DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
     /// Make the host match a topology file; only what differs is changed
     #[command(
         after_help = "Examples:\n  nsnet up -f examples/tutorial.toml --dry-run\n  nsnet up -f examples/tutorial.toml\n  nsnet down -f examples/tutorial.toml"
@@ -734,6 +747,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Show { network } => show(&nsnet, &out, network)?,
         Command::Demo => return demo::run(&out),
         Command::Agent { etcd } => agent(&nsnet, etcd)?,
+        Command::DockerPlugin { socket } => docker_plugin(&nsnet, &socket)?,
         Command::Link(Deferred(cmd)) => lab::link(&nsnet, &out, cmd)?,
         Command::Route(Deferred(cmd)) => lab::route(&nsnet, &out, cmd)?,
         Command::Impair(Deferred(args)) => lab::impair(&nsnet, &out, args)?,
@@ -779,6 +793,14 @@ fn check(
 fn dns_server(state_dir: &std::path::Path) -> Result<()> {
     require_root("serve DNS")?;
     nsnet::api::dns::serve(state_dir)
+}
+
+fn docker_plugin(nsnet: &Nsnet, socket: &std::path::Path) -> Result<()> {
+    require_root("serve Docker")?;
+    nsnet::docker::serve(nsnet, socket).map_err(|e| nsnet::Error::Serve {
+        what: "Docker",
+        source: Box::new(e),
+    })
 }
 
 fn agent(nsnet: &Nsnet, etcd: Vec<String>) -> Result<()> {

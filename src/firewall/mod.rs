@@ -7,6 +7,7 @@
 //! nf_tables netlink reader. Writes reach the backend through
 //! `apply::Kernel`, reads through `check::Probe`: both have fakes.
 
+pub mod docker_user;
 pub mod drift;
 pub mod rules;
 
@@ -173,7 +174,7 @@ fn list(args: &[&str]) -> Result<Option<serde_json::Value>, Error> {
 /// they would drop nsnet's forwarded traffic whatever nsnet accepts (a
 /// `FORWARD` policy of `DROP` left by Docker, for instance). Only chain
 /// headers are listed, never other tables' rules, and nothing is changed.
-pub fn foreign_forward_drops() -> Result<Vec<String>, Error> {
+pub fn foreign_forward_drops() -> Result<Vec<rules::ForeignDrop>, Error> {
     let text = run_nft(&["-j", "list", "chains"])?;
     let v: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| Error::Rejected(format!("unreadable nft output: {e}")))?;

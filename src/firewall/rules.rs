@@ -910,8 +910,45 @@ pub fn rule_counts(state: &State) -> BTreeMap<String, usize> {
     counts
 }
 
+/// A forward-hook base chain with a drop policy in a table not ours.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForeignDrop {
+    pub family: String,
+    pub table: String,
+    pub chain: String,
+}
+
+impl ForeignDrop {
+    /// iptables' FORWARD chain (dockerd's), and of which family (true:
+    /// ip6tables').
+    pub fn iptables_forward(&self) -> Option<bool> {
+        match (
+            self.family.as_str(),
+            self.table.as_str(),
+            self.chain.as_str(),
+        ) {
+            ("ip", "filter", "FORWARD") => Some(false),
+            ("ip6", "filter", "FORWARD") => Some(true),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for ForeignDrop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "chain {} of table {} {} drops forwarded traffic by default (policy drop): \
+             nsnet's networks cannot reach outside, or each other through published ports, \
+             unless that table accepts them",
+            self.chain, self.family, self.table
+        )
+    }
+}
+
 /// Forward-hook base chains with a drop policy in tables other than ours.
-pub fn foreign_forward_drops(chains: &Value) -> Vec<String> {
+pub fn foreign_forward_drops(chains: &Value) -> Vec<ForeignDrop> {
+    let text = |v: &Value| v.as_str().unwrap_or("?").to_string();
     chains["nftables"]
         .as_array()
         .into_iter()
@@ -919,15 +956,10 @@ pub fn foreign_forward_drops(chains: &Value) -> Vec<String> {
         .filter_map(|i| i.get("chain"))
         .filter(|c| c["hook"] == "forward" && c["policy"] == "drop")
         .filter(|c| !(c["family"] == FAMILY && c["table"] == TABLE))
-        .map(|c| {
-            format!(
-                "chain {} of table {} {} drops forwarded traffic by default (policy drop): \
-                 nsnet's networks cannot reach outside, or each other through published ports, \
-                 unless that table accepts them",
-                c["name"].as_str().unwrap_or("?"),
-                c["family"].as_str().unwrap_or("?"),
-                c["table"].as_str().unwrap_or("?")
-            )
+        .map(|c| ForeignDrop {
+            family: text(&c["family"]),
+            table: text(&c["table"]),
+            chain: text(&c["name"]),
         })
         .collect()
 }
@@ -981,8 +1013,9 @@ mod listing_tests {
         ]});
         let found = foreign_forward_drops(&chains);
         assert_eq!(found.len(), 1);
+        assert_eq!(found[0].iptables_forward(), Some(false));
         assert!(
-            found[0].starts_with("chain FORWARD of table ip filter"),
+            found[0].to_string().starts_with("chain FORWARD of table ip filter"),
             "{found:?}"
         );
     }

@@ -48,6 +48,10 @@ pub struct FakeProbe {
     /// The address the host sends from, whatever the destination (none:
     /// no route).
     pub source: Option<std::net::IpAddr>,
+    /// nsnet's rules in DOCKER-USER, of iptables and ip6tables.
+    pub docker_forward: [Option<crate::firewall::docker_user::Placed>; 2],
+    /// Other tables' forward chains with a drop policy.
+    pub foreign_drops: Vec<crate::firewall::rules::ForeignDrop>,
 }
 
 impl FakeProbe {
@@ -126,8 +130,12 @@ impl Probe for FakeProbe {
         Ok(self.firewall_intact)
     }
 
-    fn foreign_forward_drops(&mut self) -> Result<Vec<String>> {
-        Ok(Vec::new())
+    fn docker_forward(&mut self, v6: bool) -> Result<Option<crate::firewall::docker_user::Placed>> {
+        Ok(self.docker_forward[usize::from(v6)].clone())
+    }
+
+    fn foreign_forward_drops(&mut self) -> Result<Vec<crate::firewall::rules::ForeignDrop>> {
+        Ok(self.foreign_drops.clone())
     }
 
     fn file_exists(&mut self, path: &std::path::Path) -> bool {
@@ -328,7 +336,8 @@ delegate_probe! {
     sysctl(key: &str) -> Option<String>;
     firewall_table() -> Result<Option<Value>>;
     firewall_intact(state: &State) -> Result<bool>;
-    foreign_forward_drops() -> Result<Vec<String>>;
+    foreign_forward_drops() -> Result<Vec<crate::firewall::rules::ForeignDrop>>;
+    docker_forward(v6: bool) -> Result<Option<crate::firewall::docker_user::Placed>>;
     file_exists(path: &Path) -> bool;
     host_listeners(protocol: Protocol) -> Result<Vec<HostListener>>;
     socket_holder(inode: u32) -> Option<String>;
@@ -579,9 +588,13 @@ impl FakeProbe {
                 peer,
                 netns,
                 bridge,
+                handed,
                 ..
             } => {
-                let inside = Target::Ns(netns.clone());
+                let inside = match handed {
+                    true => Target::Host,
+                    false => Target::Ns(netns.clone()),
+                };
                 let a = self.new_link(&inside, peer, LinkKind::Veth, None)?;
                 let b = self.new_link(&Target::Host, host, LinkKind::Veth, Some(bridge))?;
                 self.peers.insert(a, b);

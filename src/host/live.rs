@@ -167,6 +167,7 @@ impl Live {
             mac,
             group,
             ipv6,
+            handed,
             ..
         } = spec
         else {
@@ -190,13 +191,19 @@ impl Live {
         // The name may have belonged to a link deleted or parked earlier in
         // this run: whatever index was looked up for it is stale.
         self.indexes.remove(&(Target::Host, host.to_string()));
-        let conn = self.ns(netns)?;
-        let fd = conn.fd.try_clone().map_err(|e| {
-            kernel::Error::Netns(netns::Error::Open {
-                name: netns.to_string(),
-                source: e,
-            })
-        })?;
+        // A handed peer is made in the host (this thread's namespace), for
+        // its runtime to move into `netns`, which may not exist yet.
+        let fd = if *handed {
+            netns::current()?
+        } else {
+            let conn = self.ns(netns)?;
+            conn.fd.try_clone().map_err(|e| {
+                kernel::Error::Netns(netns::Error::Open {
+                    name: netns.to_string(),
+                    source: e,
+                })
+            })?
+        };
         self.host()?.create_veth(&netlink::VethSpec {
             host_name: host,
             peer_name: peer,
@@ -207,6 +214,17 @@ impl Live {
             group: Some(*group),
             up: *ipv6,
         })?;
+        if *handed {
+            // The runtime configures its end; the host end comes up here.
+            let index = self.index_of(&Target::Host, host)?;
+            match ipv6 {
+                true => self.host()?.set_up(index, host, true)?,
+                false => self
+                    .host()?
+                    .set_without_ipv6_link_local(index, host, true)?,
+            }
+            return Ok(());
+        }
         if !*ipv6 {
             self.ipv4_only(host, peer, netns)?;
         }
@@ -615,6 +633,7 @@ impl Live {
                 table_after,
                 ..
             } => Self::firewall(transaction, table_after)?,
+            Op::DockerForward { v6, rules } => crate::firewall::docker_user::write(*v6, rules)?,
         }
         Ok(undo_of(op, old_sysctl))
     }

@@ -73,7 +73,11 @@ impl Probe for Live {
         Ok(crate::firewall::intact(state)?)
     }
 
-    fn foreign_forward_drops(&mut self) -> Result<Vec<String>> {
+    fn docker_forward(&mut self, v6: bool) -> Result<Option<crate::firewall::docker_user::Placed>> {
+        Ok(crate::firewall::docker_user::read(v6)?)
+    }
+
+    fn foreign_forward_drops(&mut self) -> Result<Vec<crate::firewall::rules::ForeignDrop>> {
         Ok(crate::firewall::foreign_forward_drops()?)
     }
 

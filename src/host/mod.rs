@@ -32,6 +32,9 @@ pub enum Error {
     Kernel(#[from] crate::kernel::Error),
     #[error(transparent)]
     Firewall(#[from] crate::firewall::Error),
+    /// nsnet's rules in Docker's DOCKER-USER chain (iptables).
+    #[error("nsnet's rules in Docker's DOCKER-USER chain")]
+    DockerUser(#[from] crate::firewall::docker_user::Error),
     #[error("injected failure at kernel operation {0} (NSNET_FAIL_AT)")]
     Injected(usize),
 }

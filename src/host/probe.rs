@@ -48,8 +48,11 @@ pub trait Probe {
     fn firewall_table(&mut self) -> Result<Option<Value>>;
     /// Whether the live table has the rules `state` calls for.
     fn firewall_intact(&mut self, state: &State) -> Result<bool>;
+    /// nsnet's rules in Docker's DOCKER-USER chain (ip6tables' for `v6`);
+    /// `None` where there is no such chain.
+    fn docker_forward(&mut self, v6: bool) -> Result<Option<crate::firewall::docker_user::Placed>>;
     /// Other tables' forward chains whose policy is drop.
-    fn foreign_forward_drops(&mut self) -> Result<Vec<String>>;
+    fn foreign_forward_drops(&mut self) -> Result<Vec<crate::firewall::rules::ForeignDrop>>;
     /// Whether a file exists (a resolv.conf nsnet is about to write).
     fn file_exists(&mut self, path: &std::path::Path) -> bool;
     /// The host's sockets listening for `protocol`.

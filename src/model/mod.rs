@@ -6,6 +6,7 @@
 
 pub mod attachments;
 pub mod delta;
+pub mod docker;
 pub mod gateway;
 pub mod graph;
 pub mod ipam;
@@ -183,6 +184,10 @@ pub struct Network {
     /// This host's part of a network that spans hosts (driver `overlay`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overlay: Option<overlay::Overlay>,
+    /// Docker made it (`docker network create -d nsnet`): its network ID
+    /// and the endpoints Docker created on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker: Option<docker::DockerNetwork>,
 }
 
 /// One veth pair joining a namespace to a network. (`Eq`: two shared
@@ -213,6 +218,11 @@ pub struct Attachment {
     /// More names of the namespace on this network (DNS).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<String>,
+    /// The Docker endpoint this is (its ID), when Docker made it: the
+    /// namespace end was handed to Docker, which moves it into the
+    /// container and gives it its addresses and routes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker: Option<String>,
 }
 
 /// How a CNI runtime names an attachment.
@@ -255,6 +265,14 @@ impl Network {
     pub fn used_addresses(&self) -> ipam::Leases {
         let mut used = self.attachments.addresses();
         used.extend(self.subnets.iter().map(|s| s.gateway));
+        // Docker's endpoints hold theirs from CreateEndpoint on.
+        if let Some(d) = &self.docker {
+            used.extend(
+                d.endpoints
+                    .values()
+                    .flat_map(|e| e.addresses.iter().map(IpNet::addr)),
+            );
+        }
         used.into_iter().collect()
     }
 
@@ -299,6 +317,7 @@ impl Network {
             dns_domain,
             dns_servers,
             overlay,
+            docker,
         } = self;
         *name == other.name
             && *bridge == other.bridge
@@ -318,6 +337,7 @@ impl Network {
             && *mtu == other.mtu
             && *link_group == other.link_group
             && *owner == other.owner
+            && *docker == other.docker
             && *overlay == other.overlay
             && *dns == other.dns
             && *dns_domain == other.dns_domain
@@ -478,6 +498,7 @@ pub(crate) fn test_network(name: &str, bridge: &str, subnets: &[&str]) -> Networ
         dns_domain: None,
         dns_servers: vec![],
         overlay: None,
+        docker: None,
     }
 }
 
@@ -496,6 +517,7 @@ pub(crate) fn test_attachment(ns: &str) -> Attachment {
         owner: None,
         cni: None,
         aliases: vec![],
+        docker: None,
     }
 }
 

@@ -46,6 +46,13 @@ pub enum Rejection {
         value: String,
         expected: &'static str,
     },
+    #[error("unknown options {}: nsnet knows {}", options.join(", "), known.join(", "))]
+    UnknownOptions {
+        options: Vec<String>,
+        known: Vec<&'static str>,
+    },
+    #[error("network {network} belongs to Docker (network ID {id}): remove it with `docker network rm`, or pass --force")]
+    OwnedByDocker { network: String, id: String },
     #[error("{option} is needed: {reason}")]
     MissingOption {
         option: &'static str,
@@ -143,6 +150,10 @@ pub enum Rejection {
     },
     #[error("namespace {to} shares no network with {from}: ping it by address")]
     NoSharedNetwork { from: String, to: String },
+    #[error("Docker network {id} is not an nsnet network here (nsnet's record has no network of that ID)")]
+    NoSuchDockerNetwork { id: String },
+    #[error("Docker endpoint {endpoint} is not on network {network}")]
+    NoSuchEndpoint { endpoint: String, network: String },
     #[error("namespace {namespace} is not connected to network {network}{}", .suggestion.as_ref().map(|s| format!("; did you mean {s}?")).unwrap_or_default())]
     NotConnected {
         namespace: NsRef,
@@ -312,6 +323,8 @@ impl Rejection {
         use Rejection::*;
         match self {
             NoSuchNetwork { .. }
+            | NoSuchDockerNetwork { .. }
+            | NoSuchEndpoint { .. }
             | NoSuchNamespace { .. }
             | NotConnected { .. }
             | NoSharedNetwork { .. }
@@ -348,7 +361,8 @@ impl Rejection {
             | ForeignFile { .. }
             | EndInUse { .. }
             | RouteExists { .. }
-            | NamespaceInLab { .. } => Class::Conflict,
+            | NamespaceInLab { .. }
+            | OwnedByDocker { .. } => Class::Conflict,
             _ => Class::Invalid,
         }
     }

@@ -40,6 +40,8 @@ pub struct CreateRequest {
     /// This host's part of it, once joined in etcd (the host subnet is then
     /// in `subnets`, its gateway in `gateways`): set by the library.
     pub joined: Option<super::overlay::Overlay>,
+    /// The Docker network ID, when Docker asks for the network.
+    pub docker: Option<String>,
 }
 
 impl CreateRequest {
@@ -70,6 +72,7 @@ impl CreateRequest {
             dns_servers: Vec::new(),
             overlay: None,
             joined: None,
+            docker: None,
         }
     }
 
@@ -109,6 +112,9 @@ pub struct ConnectRequest {
     pub take_host_ports: bool,
     /// More DNS names of the namespace on this network.
     pub aliases: Vec<String>,
+    /// Set when Docker joins an endpoint (its ID): the namespace end is
+    /// handed to Docker.
+    pub docker: Option<String>,
 }
 
 impl ConnectRequest {
@@ -123,6 +129,7 @@ impl ConnectRequest {
             cni: None,
             take_host_ports: false,
             aliases: Vec::new(),
+            docker: None,
         }
     }
 

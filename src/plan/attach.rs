@@ -60,7 +60,7 @@ fn family(v4: bool) -> &'static str {
 }
 
 /// The subnet of `net` of the family of `addr`.
-fn subnet_for<'a>(net: &'a Network, addr: &IpAddr) -> Option<&'a Subnet> {
+pub(super) fn subnet_for<'a>(net: &'a Network, addr: &IpAddr) -> Option<&'a Subnet> {
     net.subnets
         .iter()
         .find(|s| s.cidr.addr().is_ipv4() == addr.is_ipv4())
@@ -95,7 +95,7 @@ fn requested_addresses(net: &Network, ips: &[RequestedIp]) -> Result<Vec<IpAddr>
 
 /// Checks published ports against the network and against every port
 /// already published on the host.
-fn published_ports(state: &State, net: &Network, wanted: &[PortMapping]) -> Result<()> {
+pub(super) fn published_ports(state: &State, net: &Network, wanted: &[PortMapping]) -> Result<()> {
     for (i, m) in wanted.iter().enumerate() {
         if let Some(ip) = m.host_ip {
             if ip.is_ipv6() && ip.is_loopback() {
@@ -139,7 +139,7 @@ fn published_ports(state: &State, net: &Network, wanted: &[PortMapping]) -> Resu
 /// request, and with no host service listening. A picked mapping covers
 /// every host address, so any mapping or listener of the protocol on a
 /// port takes that port.
-fn pick_host_ports(
+pub(super) fn pick_host_ports(
     state: &State,
     wanted: &[PortMapping],
     listeners: &[HostListener],
@@ -182,7 +182,10 @@ fn pick_host_ports(
 
 /// A published port must not silently take the traffic of a host service
 /// that listens on it (Docker and podman refuse such mappings too).
-fn check_host_listeners(wanted: &[PortMapping], listeners: &[HostListener]) -> Result<()> {
+pub(super) fn check_host_listeners(
+    wanted: &[PortMapping],
+    listeners: &[HostListener],
+) -> Result<()> {
     for m in wanted {
         if let Some(l) = listeners.iter().find(|l| l.is_hijacked_by(m)) {
             return Err(Rejection::HostPortInUse {
@@ -194,7 +197,7 @@ fn check_host_listeners(wanted: &[PortMapping], listeners: &[HostListener]) -> R
     Ok(())
 }
 
-fn ipam_rejection(e: IpamError, net: &Network) -> Rejection {
+pub(super) fn ipam_rejection(e: IpamError, net: &Network) -> Rejection {
     match e {
         IpamError::InUse { addr } => Rejection::AddressInUse {
             address: addr,
@@ -315,6 +318,7 @@ fn connect_steps(
         mac,
         group: net.link_group,
         ipv6: net.subnet_v6().is_some(),
+        handed: false,
     });
     if !att.ports.is_empty() {
         ops.push(Op::SetHairpin {
@@ -406,6 +410,7 @@ pub fn plan_connect_into(
         owner: None,
         cni: req.cni.clone(),
         aliases: req.aliases.clone(),
+        docker: None,
     };
     let mut ops = connect_steps(net, &att, facts, req.mac);
     if facts.parked_host_end {

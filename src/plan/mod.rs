@@ -9,6 +9,7 @@
 
 pub mod attach;
 pub mod converge;
+pub mod docker;
 pub mod driver;
 pub mod lab;
 pub mod network;
@@ -89,6 +90,9 @@ pub enum Op {
         /// IPv6 on both ends; off for IPv4-only networks, set before
         /// either end is up so that no IPv6 autoconfiguration ever runs.
         ipv6: bool,
+        /// The peer is made in the host, down, for a runtime (Docker) to
+        /// move into `netns` and configure.
+        handed: bool,
     },
     /// A point-to-point link: a veth pair with one end in each of two
     /// namespaces, down.
@@ -227,6 +231,13 @@ pub enum Op {
         vxlan: String,
         peers: Vec<crate::model::overlay::Peer>,
     },
+    /// Makes nsnet's chain in Docker's DOCKER-USER (iptables, or
+    /// ip6tables for `v6`) hold `rules`; none removes it. Not undone: it
+    /// follows the record, whatever the record is.
+    DockerForward {
+        v6: bool,
+        rules: Vec<String>,
+    },
     /// Replaces nsnet's nftables table. `previous` is what to restore if a
     /// later step fails.
     Firewall {
@@ -318,10 +329,12 @@ impl fmt::Display for Op {
                 peer,
                 netns,
                 ipv6,
+                handed,
                 ..
             } => write!(
                 f,
-                "create veth {host} <-> {peer} in {netns}{}",
+                "create veth {host} <-> {peer} {} {netns}{}",
+                if *handed { "handed over for" } else { "in" },
                 if *ipv6 { "" } else { " (IPv4 only)" }
             ),
             Op::DeleteLink { target, name } => write!(f, "delete link {name} in {target}"),
@@ -374,6 +387,12 @@ impl fmt::Display for Op {
             }
             Op::SetHairpin { ifname } => write!(f, "turn on hairpin mode of bridge port {ifname}"),
             Op::SetPortIsolated { ifname } => write!(f, "isolate bridge port {ifname}"),
+            Op::DockerForward { v6, rules } => write!(
+                f,
+                "place {} rules of nsnet's chain in {} DOCKER-USER",
+                rules.len(),
+                if *v6 { "ip6tables'" } else { "iptables'" }
+            ),
             Op::Firewall { .. } | Op::AddPeers { .. } | Op::RemovePeers { .. } => {
                 fmt_overlay_or_firewall(self, f)
             }

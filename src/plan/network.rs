@@ -276,6 +276,13 @@ pub fn plan_create(
         dns_domain: req.dns_domain.clone(),
         dns_servers: req.dns_servers.clone(),
         overlay: req.joined.clone(),
+        docker: req
+            .docker
+            .as_ref()
+            .map(|id| crate::model::docker::DockerNetwork {
+                id: id.clone(),
+                endpoints: Default::default(),
+            }),
     };
     let mut ops = driver.setup(&mut network, host, mac);
     let mut new_state = state.clone();

@@ -91,6 +91,8 @@ pub fn undo_of(op: &Op, old_sysctl: Option<String>) -> Option<Op> {
         | Op::ForgetFlows { .. }
         | Op::RemoveResolvConf { .. }
         | Op::DeleteAddress { .. } => None,
+        // It follows the record, which the next sync reads again.
+        Op::DockerForward { .. } => None,
     }
 }
 

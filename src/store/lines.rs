@@ -52,6 +52,7 @@ impl LineSource for RecordLines {
         let needle = match lookup {
             Lookup::Namespace(ns) => needle("namespace", ns),
             Lookup::ContainerId(id) => needle("container_id", &id),
+            Lookup::DockerEndpoint(id) => needle("docker", &id),
             Lookup::Ports => Needle::Anywhere(Box::new(Finder::new(PORTS_KEY).into_owned())),
         };
         Box::new(move |i| may_hold(self.line(i), &needle))

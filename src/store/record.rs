@@ -48,7 +48,7 @@ struct Header {
 }
 
 /// The fields of `Attachment`, in order (a test checks them).
-const ATTACHMENT_FIELDS: [&str; 10] = [
+const ATTACHMENT_FIELDS: [&str; 11] = [
     "namespace",
     "namespace_created",
     "host_ifname",
@@ -59,6 +59,7 @@ const ATTACHMENT_FIELDS: [&str; 10] = [
     "owner",
     "cni",
     "aliases",
+    "docker",
 ];
 
 /// Why a record could not be read.
@@ -379,6 +380,7 @@ mod tests {
             ifname: "eth0".into(),
         });
         a.aliases = vec!["b".into()];
+        a.docker = Some("0123456789ab".into());
         let text = serde_json::to_string(&a).unwrap();
         let keys: Vec<String> =
             serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&text)
@@ -404,7 +406,7 @@ mod tests {
         let text = String::from_utf8(encode(&s, 0).unwrap().concat()).unwrap();
         // A later nsnet's field, with the header and checksum it wrote.
         let later = text
-            .replacen("\"aliases\"]", "\"aliases\",\"colour\"]", 1)
+            .replacen("\"docker\"]", "\"docker\",\"colour\"]", 1)
             .replacen(
                 "{\"namespace\":\"c1\",",
                 "{\"namespace\":\"c1\",\"colour\":1,",

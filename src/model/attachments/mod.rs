@@ -36,6 +36,8 @@ pub use summary::{address_items, Addresses, LineSummary, Summary};
 pub enum Lookup<'a> {
     Namespace(&'a NsRef),
     ContainerId(&'a str),
+    /// A Docker endpoint ID.
+    DockerEndpoint(&'a str),
     /// Published ports.
     Ports,
 }
@@ -267,6 +269,16 @@ impl Attachments {
         let wanted = key.clone();
         self.matching(Lookup::ContainerId(&key.container_id), move |a| {
             a.cni.as_ref() == Some(&wanted)
+        })
+        .map(|(_, a)| a)
+        .next()
+    }
+
+    /// The attachment Docker joined for endpoint `id`.
+    pub fn of_docker(&self, id: &str) -> Option<&Arc<Attachment>> {
+        let wanted = id.to_string();
+        self.matching(Lookup::DockerEndpoint(id), move |a| {
+            a.docker.as_deref() == Some(wanted.as_str())
         })
         .map(|(_, a)| a)
         .next()

@@ -1,0 +1,349 @@
+//! What a Docker Engine tells nsnet as its network driver, as nsnet's
+//! values: the network Docker made (its ID, the endpoints it created on
+//! it), nsnet's network options under the names `-o KEY=VALUE` uses, and
+//! the names nsnet derives from Docker's IDs. Pure.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use super::ports::{PortMapping, Protocol};
+use super::{CreateRequest, GatewayMode, Rejection};
+
+/// A network Docker made: its ID, and the endpoints Docker created on it
+/// (an endpoint holds its addresses from CreateEndpoint to DeleteEndpoint;
+/// it has an attachment only while joined).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DockerNetwork {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub endpoints: BTreeMap<String, Endpoint>,
+}
+
+/// An endpoint Docker created: the addresses and MAC its IPAM gave it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoint {
+    pub addresses: Vec<IpNet>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+}
+
+/// How many hex digits of an ID nsnet's names keep (as `docker ps`).
+const SHORT: usize = 12;
+
+/// The first 12 hex digits of a Docker ID, checked: IDs become interface
+/// names.
+pub fn short_id(id: &str) -> Result<&str, Rejection> {
+    let hex = id.len() >= SHORT && id.bytes().all(|b| b.is_ascii_hexdigit());
+    if !hex {
+        return Err(Rejection::Unparsable {
+            what: "Docker ID",
+            value: id.to_string(),
+            expected: "expected at least 12 hexadecimal digits",
+        });
+    }
+    Ok(&id[..SHORT])
+}
+
+/// The nsnet network (and bridge) of Docker network `id`: `dk-` and 12
+/// hex digits, 15 bytes, an interface name.
+pub fn network_name(id: &str) -> Result<String, Rejection> {
+    Ok(format!("dk-{}", short_id(id)?))
+}
+
+/// The name of the veth end nsnet hands to Docker for endpoint `id`
+/// (Docker renames it `ethN` in the container).
+pub fn handed_ifname(id: &str) -> Result<String, Rejection> {
+    Ok(format!("dkc{}", short_id(id)?))
+}
+
+/// nsnet's network options, as `-o KEY=VALUE` names them (the Docker
+/// driver, and the netavark plugin's `--opt`): key, what the value is.
+pub const OPTIONS: [(&str, &str); 11] = [
+    ("gateway-mode", "nat, nat-unprotected, routed or isolated"),
+    ("gateway-mode-v6", "the IPv6 gateway mode, when different"),
+    (
+        "icc",
+        "true or false: namespaces of the network talk to each other",
+    ),
+    (
+        "isolate",
+        "true or false: other networks cannot reach this one",
+    ),
+    ("mtu", "the MTU of the bridge and its veths"),
+    (
+        "trusted-interface",
+        "host interfaces exempt from direct-access protection, comma-separated",
+    ),
+    (
+        "bridge",
+        "the bridge's name (an existing bridge is adopted)",
+    ),
+    (
+        "dns",
+        "true or false: nsnet's DNS server answers on the gateway",
+    ),
+    ("driver", "bridge or overlay"),
+    ("etcd", "overlay: etcd endpoints, comma-separated"),
+    ("vni", "overlay: the VXLAN network identifier"),
+];
+
+/// Docker's own name for the MTU option, taken as `mtu`.
+const DOCKER_MTU: &str = "com.docker.network.driver.mtu";
+
+/// A bool the way `-o` writes it.
+fn boolean(key: &str, value: &str) -> Result<bool, Rejection> {
+    match value {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err(bad_option(key, value, "expected true or false")),
+    }
+}
+
+fn bad_option(key: &str, value: &str, expected: &'static str) -> Rejection {
+    Rejection::Unparsable {
+        what: "option",
+        value: format!("{key}={value}"),
+        expected,
+    }
+}
+
+fn number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, Rejection> {
+    value
+        .parse()
+        .map_err(|_| bad_option(key, value, "expected a number"))
+}
+
+/// Options of an overlay network, before the front end reaches etcd.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OverlayAsked {
+    pub etcd: Vec<String>,
+    pub vni: Option<u32>,
+}
+
+/// Applies `-o` options to `req`; returns what an overlay network needs
+/// besides (`Some` when `driver=overlay`). Unknown options are refused,
+/// all of them named.
+pub fn apply_options(
+    req: &mut CreateRequest,
+    options: &BTreeMap<String, String>,
+) -> Result<Option<OverlayAsked>, Rejection> {
+    let unknown: Vec<&str> = options
+        .keys()
+        .map(String::as_str)
+        .filter(|k| *k != DOCKER_MTU && !OPTIONS.iter().any(|(name, _)| name == k))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(Rejection::UnknownOptions {
+            options: unknown.iter().map(|k| k.to_string()).collect(),
+            known: OPTIONS.iter().map(|(k, _)| *k).collect(),
+        });
+    }
+    let mut overlay = OverlayAsked::default();
+    let mut is_overlay = false;
+    for (key, value) in options {
+        let v = value.as_str();
+        match key.as_str() {
+            "gateway-mode" => req.gateway_mode = mode(key, v)?,
+            "gateway-mode-v6" => req.gateway_mode_v6 = Some(mode(key, v)?),
+            "icc" => req.icc = boolean(key, v)?,
+            "isolate" => req.isolate = boolean(key, v)?,
+            "mtu" | DOCKER_MTU => req.mtu = Some(number(key, v)?),
+            "trusted-interface" => {
+                req.trusted_interfaces = v.split(',').map(str::to_string).collect()
+            }
+            "bridge" => req.bridge = Some(v.to_string()),
+            "dns" => req.dns = boolean(key, v)?,
+            "driver" => match v {
+                "bridge" => is_overlay = false,
+                "overlay" => is_overlay = true,
+                _ => return Err(bad_option(key, v, "expected bridge or overlay")),
+            },
+            "etcd" => overlay.etcd = v.split(',').map(str::to_string).collect(),
+            "vni" => overlay.vni = Some(number(key, v)?),
+            _ => unreachable!("unknown options were refused above"),
+        }
+    }
+    if !is_overlay && (!overlay.etcd.is_empty() || overlay.vni.is_some()) {
+        return Err(Rejection::MissingOption {
+            option: "driver=overlay",
+            reason: "etcd and vni are options of overlay networks",
+        });
+    }
+    Ok(is_overlay.then_some(overlay))
+}
+
+fn mode(key: &str, value: &str) -> Result<GatewayMode, Rejection> {
+    value.parse().map_err(|_| {
+        bad_option(
+            key,
+            value,
+            "expected nat, nat-unprotected, routed or isolated",
+        )
+    })
+}
+
+/// One entry of Docker's `com.docker.network.portmap`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DockerPort {
+    /// IANA protocol number: 6 TCP, 17 UDP, 132 SCTP.
+    pub proto: u8,
+    #[serde(default)]
+    pub port: u16,
+    #[serde(rename = "HostIP", default)]
+    pub host_ip: String,
+    #[serde(default)]
+    pub host_port: u16,
+    #[serde(default)]
+    pub host_port_end: u16,
+}
+
+/// Docker's port map as nsnet's mappings. A host port of 0 (`-p 80`)
+/// lets nsnet pick one.
+pub fn port_mappings(ports: &[DockerPort]) -> Result<Vec<PortMapping>, Rejection> {
+    ports.iter().map(port_mapping).collect()
+}
+
+fn port_mapping(p: &DockerPort) -> Result<PortMapping, Rejection> {
+    let protocol = match p.proto {
+        6 => Protocol::Tcp,
+        17 => Protocol::Udp,
+        132 => Protocol::Sctp,
+        n => {
+            return Err(Rejection::Unparsable {
+                what: "port protocol",
+                value: n.to_string(),
+                expected: "expected 6 (tcp), 17 (udp) or 132 (sctp)",
+            })
+        }
+    };
+    let host_ip = match p.host_ip.as_str() {
+        "" => None,
+        ip => Some(super::rejection::parse_ip(ip, "host address")?),
+    };
+    // Docker sends one entry per container port; a host range for it
+    // (`-p 8000-8010:80`) means "one port of the range": nsnet takes the
+    // first.
+    Ok(PortMapping {
+        host_ip,
+        host_port: p.host_port,
+        port: p.port,
+        count: 1,
+        protocol,
+    })
+}
+
+/// An address Docker's IPAM gave (`10.0.0.2/24`), or none when empty.
+pub fn endpoint_address(value: &str) -> Result<Option<IpNet>, Rejection> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    value.parse().map(Some).map_err(|_| Rejection::Unparsable {
+        what: "endpoint address",
+        value: value.to_string(),
+        expected: "expected an address with its prefix, such as 10.0.0.2/24",
+    })
+}
+
+/// The gateway addresses of a network, from Docker's IPAM data
+/// (`10.0.0.1/24`).
+pub fn gateway_address(value: &str) -> Result<Option<IpAddr>, Rejection> {
+    Ok(endpoint_address(value)?.map(|n| n.addr()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn options_set_the_request() {
+        let mut req = CreateRequest::named("dk-0123456789ab");
+        let overlay = apply_options(
+            &mut req,
+            &opts(&[
+                ("gateway-mode", "routed"),
+                ("icc", "false"),
+                ("isolate", "0"),
+                ("com.docker.network.driver.mtu", "1400"),
+                ("trusted-interface", "eth1,eth2"),
+                ("dns", "false"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(overlay, None);
+        assert_eq!(req.gateway_mode, GatewayMode::Routed);
+        assert!(!req.icc && !req.isolate && !req.dns);
+        assert_eq!(req.mtu, Some(1400));
+        assert_eq!(req.trusted_interfaces, ["eth1", "eth2"]);
+    }
+
+    #[test]
+    fn bad_options_are_named() {
+        let cases: [(&[(&str, &str)], &str); 5] = [
+            (
+                &[("colour", "red"), ("size", "1")],
+                "unknown options colour, size",
+            ),
+            (&[("icc", "maybe")], "icc=maybe"),
+            (&[("mtu", "big")], "mtu=big"),
+            (&[("gateway-mode", "open")], "gateway-mode=open"),
+            (&[("etcd", "http://192.0.2.1:2379")], "driver=overlay"),
+        ];
+        for (given, says) in cases {
+            let mut req = CreateRequest::named("n");
+            let e = apply_options(&mut req, &opts(given)).unwrap_err();
+            assert!(e.to_string().contains(says), "{given:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn overlay_options_come_back() {
+        let mut req = CreateRequest::named("n");
+        let o = apply_options(
+            &mut req,
+            &opts(&[
+                ("driver", "overlay"),
+                ("etcd", "http://192.0.2.1:2379"),
+                ("vni", "7"),
+            ]),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(o.etcd, ["http://192.0.2.1:2379"]);
+        assert_eq!(o.vni, Some(7));
+    }
+
+    #[test]
+    fn names_come_from_ids() {
+        let id = "b633ea1b9a6f00112233445566778899aabbccddeeff00112233445566778899";
+        assert_eq!(network_name(id).unwrap(), "dk-b633ea1b9a6f");
+        assert_eq!(handed_ifname(id).unwrap(), "dkcb633ea1b9a6f");
+        assert!(network_name("../etc").is_err());
+        assert!(network_name("abc").is_err());
+    }
+
+    #[test]
+    fn port_maps_become_mappings() {
+        let json = r#"[{"Proto":6,"IP":"","Port":80,"HostIP":"","HostPort":8080,"HostPortEnd":8080},
+                      {"Proto":17,"IP":"","Port":53,"HostIP":"127.0.0.1","HostPort":5353,"HostPortEnd":5353}]"#;
+        let ports: Vec<DockerPort> = serde_json::from_str(json).unwrap();
+        let m = port_mappings(&ports).unwrap();
+        assert_eq!(m[0].to_string(), "8080:80/tcp");
+        assert_eq!(m[1].host_ip, Some("127.0.0.1".parse().unwrap()));
+        assert_eq!(m[1].protocol, Protocol::Udp);
+        let bad: Vec<DockerPort> = serde_json::from_str(r#"[{"Proto":1,"Port":1}]"#).unwrap();
+        assert!(port_mappings(&bad).is_err());
+    }
+}

@@ -1,0 +1,392 @@
+//! Planning what Docker asks of nsnet as its network driver: endpoints
+//! (addresses held from CreateEndpoint to DeleteEndpoint), joins (a veth
+//! whose namespace end is handed to Docker, which moves it into the
+//! container and configures it), published ports, leaves. Pure over the
+//! record and the facts a front end gathered.
+
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+
+use super::attach::{
+    check_host_listeners, ipam_rejection, pick_host_ports, published_ports, subnet_for,
+    BRIDGE_PORT_LIMIT,
+};
+use super::{Op, Target};
+use crate::model::docker::{handed_ifname, Endpoint};
+use crate::model::ipam;
+use crate::model::ports::{HostListener, PortMapping};
+use crate::model::{names, Attachment, Network, NsRef, Rejection, State};
+
+type Result<T> = std::result::Result<T, Rejection>;
+
+/// The network Docker knows by `id`.
+pub fn find_docker_network<'a>(state: &'a State, id: &str) -> Result<&'a Network> {
+    state
+        .networks
+        .values()
+        .find(|n| n.docker.as_ref().is_some_and(|d| d.id == id))
+        .ok_or_else(|| Rejection::NoSuchDockerNetwork { id: id.to_string() })
+}
+
+fn network_mut<'a>(state: &'a mut State, name: &str) -> &'a mut Network {
+    state.networks.get_mut(name).expect("found before")
+}
+
+/// Records endpoint `endpoint` with the addresses Docker's IPAM gave it:
+/// each must be in the network's subnet of its family and held by no one
+/// else. The same endpoint again (a retry) changes nothing.
+pub fn plan_create_endpoint(
+    state: &State,
+    id: &str,
+    endpoint: &str,
+    addresses: &[IpNet],
+    mac: Option<String>,
+) -> Result<State> {
+    let net = find_docker_network(state, id)?;
+    let wanted = Endpoint {
+        addresses: addresses.to_vec(),
+        mac,
+    };
+    let endpoints = &net.docker.as_ref().expect("a Docker network").endpoints;
+    if endpoints.get(endpoint) == Some(&wanted) {
+        return Ok(state.clone());
+    }
+    let mut used = net.used_addresses();
+    for a in addresses {
+        let subnet = subnet_for(net, &a.addr()).ok_or_else(|| Rejection::NoSubnetOfFamily {
+            value: a.to_string(),
+            network: net.name.clone(),
+            family: if a.addr().is_ipv4() { "IPv4" } else { "IPv6" },
+        })?;
+        if a.prefix_len() != subnet.cidr.prefix_len() {
+            return Err(Rejection::PrefixMismatch {
+                value: a.to_string(),
+                prefix: a.prefix_len(),
+                subnet: subnet.cidr,
+                network: net.name.clone(),
+            });
+        }
+        ipam::check_requested(subnet, a.addr(), &used).map_err(|e| ipam_rejection(e, net))?;
+        used.insert(a.addr());
+    }
+    let mut after = state.clone();
+    let name = net.name.clone();
+    let docker = network_mut(&mut after, &name).docker.as_mut();
+    docker
+        .expect("a Docker network")
+        .endpoints
+        .insert(endpoint.to_string(), wanted);
+    Ok(after)
+}
+
+/// Forgets endpoint `endpoint`, leaving first if Docker did not. An
+/// endpoint nsnet does not know (deleted already) changes nothing.
+pub fn plan_delete_endpoint(state: &State, id: &str, endpoint: &str) -> Result<(State, Vec<Op>)> {
+    let (mut after, ops) = plan_leave(state, id, endpoint)?;
+    let name = find_docker_network(state, id)?.name.clone();
+    if let Some(d) = network_mut(&mut after, &name).docker.as_mut() {
+        d.endpoints.remove(endpoint);
+    }
+    Ok((after, ops))
+}
+
+/// What the kernel says, for a join.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JoinFacts {
+    /// Host links that already have the names the join would give.
+    pub taken: Vec<String>,
+    /// br_netfilter is on (see `attach::NsFacts::bridge_netfilter`).
+    pub bridge_netfilter: bool,
+}
+
+/// The names of the veth of a join: host end, then the end handed over.
+pub fn join_names(net: &Network, endpoint: &str, sandbox: &NsRef) -> Result<(String, String)> {
+    let handed = handed_ifname(endpoint)?;
+    let host = names::host_veth_name(&net.name, &sandbox.to_string(), &handed);
+    Ok((host, handed))
+}
+
+/// Joins endpoint `endpoint` to the container whose namespace Docker will
+/// have at `sandbox`: a veth, host end on the bridge, the other end left
+/// in the host, down, for Docker to move in and configure (the namespace
+/// need not exist yet).
+pub fn plan_join(
+    state: &State,
+    id: &str,
+    endpoint: &str,
+    sandbox: PathBuf,
+    facts: &JoinFacts,
+) -> Result<(State, Vec<Op>)> {
+    let net = find_docker_network(state, id)?;
+    let ep = net
+        .docker
+        .as_ref()
+        .expect("a Docker network")
+        .endpoints
+        .get(endpoint);
+    let ep = ep.ok_or_else(|| Rejection::NoSuchEndpoint {
+        endpoint: endpoint.to_string(),
+        network: net.name.clone(),
+    })?;
+    let namespace = NsRef::Path(sandbox);
+    if net.attachments.of_docker(endpoint).is_some() || net.attachment(&namespace).is_some() {
+        return Err(Rejection::AlreadyConnected {
+            namespace,
+            network: net.name.clone(),
+        });
+    }
+    if net.attachments.len() >= BRIDGE_PORT_LIMIT {
+        return Err(Rejection::BridgeFull {
+            network: net.name.clone(),
+            limit: BRIDGE_PORT_LIMIT,
+            count: net.attachments.len(),
+        });
+    }
+    let (host_ifname, ifname) = join_names(net, endpoint, &namespace)?;
+    if let Some(taken) = facts
+        .taken
+        .iter()
+        .find(|t| **t == host_ifname || **t == ifname)
+    {
+        return Err(Rejection::HostIfnameTaken {
+            host_ifname: taken.clone(),
+            namespace,
+        });
+    }
+    let mac = ep.mac.as_deref().and_then(|m| names::parse_mac(m).ok());
+    let att = Attachment {
+        namespace: namespace.clone(),
+        namespace_created: false,
+        host_ifname,
+        ifname,
+        mac: ep.mac.clone(),
+        addresses: ep.addresses.clone(),
+        ports: Vec::new(),
+        owner: None,
+        cni: None,
+        aliases: Vec::new(),
+        docker: Some(endpoint.to_string()),
+    };
+    let mut ops = vec![Op::CreateVeth {
+        host: att.host_ifname.clone(),
+        peer: att.ifname.clone(),
+        netns: namespace,
+        bridge: net.bridge.clone(),
+        mtu: net.mtu,
+        mac,
+        group: net.link_group,
+        ipv6: net.subnet_v6().is_some(),
+        handed: true,
+    }];
+    if !net.icc && !facts.bridge_netfilter {
+        ops.push(Op::SetPortIsolated {
+            ifname: att.host_ifname.clone(),
+        });
+    }
+    let mut after = state.clone();
+    let name = net.name.clone();
+    network_mut(&mut after, &name).attachments.push(att.into());
+    ops.extend(Op::firewall(state, &after));
+    Ok((after, ops))
+}
+
+/// Ends the join of `endpoint`: its ports first, then the veth (Docker
+/// moved the container's end back to the host under its old name; it
+/// goes with the host end). Idempotent: no join, no change.
+pub fn plan_leave(state: &State, id: &str, endpoint: &str) -> Result<(State, Vec<Op>)> {
+    let net = find_docker_network(state, id)?;
+    let Some(att) = net.attachments.of_docker(endpoint).cloned() else {
+        return Ok((state.clone(), Vec::new()));
+    };
+    let mut after = state.clone();
+    after.detach(&net.name, &att.namespace);
+    let mut ops: Vec<Op> = Op::firewall(state, &after).into_iter().collect();
+    ops.push(Op::DeleteLink {
+        target: Target::Host,
+        name: att.host_ifname.clone(),
+    });
+    ops.extend(Op::forget_flows([&*att]));
+    Ok((after, ops))
+}
+
+/// Publishes `ports` to the joined endpoint (ProgramExternalConnectivity),
+/// replacing what it had: picked host ports, checked against every other
+/// published port and host service.
+pub fn plan_publish(
+    state: &State,
+    id: &str,
+    endpoint: &str,
+    ports: &[PortMapping],
+    listeners: &[HostListener],
+) -> Result<(State, Vec<Op>)> {
+    let net = find_docker_network(state, id)?;
+    let att = joined(net, endpoint)?.clone();
+    let name = net.name.clone();
+    let mut after = state.clone();
+    set_ports(&mut after, &name, &att.namespace, Vec::new());
+    let picked = pick_host_ports(&after, ports, listeners)?;
+    published_ports(&after, &after.networks[&name], &picked)?;
+    check_host_listeners(&picked, listeners)?;
+    let hairpin = !picked.is_empty() && att.ports.is_empty();
+    set_ports(&mut after, &name, &att.namespace, picked);
+    let mut ops = Vec::new();
+    if hairpin {
+        ops.push(Op::SetHairpin {
+            ifname: att.host_ifname.clone(),
+        });
+    }
+    ops.extend(Op::firewall(state, &after));
+    Ok((after, ops))
+}
+
+/// Withdraws the endpoint's published ports (RevokeExternalConnectivity).
+/// Idempotent.
+pub fn plan_unpublish(state: &State, id: &str, endpoint: &str) -> Result<(State, Vec<Op>)> {
+    let net = find_docker_network(state, id)?;
+    let Some(att) = net.attachments.of_docker(endpoint).cloned() else {
+        return Ok((state.clone(), Vec::new()));
+    };
+    let mut after = state.clone();
+    set_ports(&mut after, &net.name.clone(), &att.namespace, Vec::new());
+    let mut ops: Vec<Op> = Op::firewall(state, &after).into_iter().collect();
+    ops.extend(Op::forget_flows([&*att]));
+    Ok((after, ops))
+}
+
+fn joined<'a>(net: &'a Network, endpoint: &str) -> Result<&'a Attachment> {
+    net.attachments
+        .of_docker(endpoint)
+        .map(|a| &**a)
+        .ok_or_else(|| Rejection::NoSuchEndpoint {
+            endpoint: endpoint.to_string(),
+            network: net.name.clone(),
+        })
+}
+
+fn set_ports(state: &mut State, network: &str, ns: &NsRef, ports: Vec<PortMapping>) {
+    let att = network_mut(state, network)
+        .attachments
+        .of_namespace_mut(ns)
+        .expect("joined");
+    std::sync::Arc::make_mut(att).ports = ports;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::docker::DockerNetwork;
+    use crate::model::test_network;
+
+    const NET: &str = "0123456789abcdef0123456789abcdef";
+    const EP: &str = "fedcba9876543210fedcba9876543210";
+
+    fn state() -> State {
+        let mut s = State::default();
+        let mut net = test_network("dk-0123456789ab", "dk-0123456789ab", &["10.9.0.0/24"]);
+        net.docker = Some(DockerNetwork {
+            id: NET.into(),
+            endpoints: Default::default(),
+        });
+        s.networks.insert(net.name.clone(), net);
+        s
+    }
+
+    fn addr(s: &str) -> IpNet {
+        s.parse().unwrap()
+    }
+
+    fn with_endpoint() -> State {
+        plan_create_endpoint(&state(), NET, EP, &[addr("10.9.0.5/24")], None).unwrap()
+    }
+
+    #[test]
+    fn an_endpoint_holds_its_address() {
+        let s = with_endpoint();
+        let net = &s.networks["dk-0123456789ab"];
+        assert!(net.used_addresses().contains(&"10.9.0.5".parse().unwrap()));
+        // The same call again (a retry) is no change; another endpoint
+        // cannot have the address.
+        assert_eq!(
+            plan_create_endpoint(&s, NET, EP, &[addr("10.9.0.5/24")], None).unwrap(),
+            s
+        );
+        let e = plan_create_endpoint(&s, NET, "aa11bb22cc33dd44", &[addr("10.9.0.5/24")], None)
+            .unwrap_err();
+        assert!(e.to_string().contains("10.9.0.5"), "{e}");
+    }
+
+    #[test]
+    fn bad_endpoints_are_refused_with_the_value() {
+        let cases = [
+            ("10.8.0.5/24", "10.8.0.5"),
+            ("10.9.0.5/16", "/16"),
+            ("fd00::5/64", "IPv6"),
+            ("10.9.0.1/24", "10.9.0.1"),
+        ];
+        for (given, says) in cases {
+            let e = plan_create_endpoint(&state(), NET, EP, &[addr(given)], None).unwrap_err();
+            assert!(e.to_string().contains(says), "{given}: {e}");
+        }
+        let e = plan_create_endpoint(&state(), "ffffffffffffffff", EP, &[], None).unwrap_err();
+        assert!(matches!(e, Rejection::NoSuchDockerNetwork { .. }), "{e}");
+    }
+
+    #[test]
+    fn a_join_hands_the_peer_over_and_a_leave_undoes_it() {
+        let sandbox = PathBuf::from("/run/docker/netns/abc");
+        let (joined, ops) = plan_join(
+            &with_endpoint(),
+            NET,
+            EP,
+            sandbox.clone(),
+            &JoinFacts::default(),
+        )
+        .unwrap();
+        let att = joined.networks["dk-0123456789ab"]
+            .attachments
+            .of_docker(EP)
+            .unwrap()
+            .clone();
+        assert_eq!(att.ifname, "dkcfedcba987654");
+        assert_eq!(att.addresses, [addr("10.9.0.5/24")]);
+        assert!(
+            matches!(&ops[0], Op::CreateVeth { handed: true, peer, .. } if *peer == att.ifname)
+        );
+        let (left, ops) = plan_leave(&joined, NET, EP).unwrap();
+        assert_eq!(left, with_endpoint());
+        assert!(ops.contains(&Op::DeleteLink {
+            target: Target::Host,
+            name: att.host_ifname.clone()
+        }));
+        // Twice: no change, no steps.
+        assert_eq!(plan_leave(&left, NET, EP).unwrap(), (left.clone(), vec![]));
+        // Unknown endpoint: refused; taken names: refused.
+        assert!(plan_join(&state(), NET, EP, sandbox.clone(), &JoinFacts::default()).is_err());
+        let taken = JoinFacts {
+            taken: vec![att.ifname.clone()],
+            ..JoinFacts::default()
+        };
+        assert!(plan_join(&with_endpoint(), NET, EP, sandbox, &taken).is_err());
+    }
+
+    #[test]
+    fn ports_are_published_checked_and_withdrawn() {
+        let sandbox = PathBuf::from("/run/docker/netns/abc");
+        let (s, _) = plan_join(&with_endpoint(), NET, EP, sandbox, &JoinFacts::default()).unwrap();
+        let p: PortMapping = "8080:80".parse().unwrap();
+        let (published, ops) = plan_publish(&s, NET, EP, std::slice::from_ref(&p), &[]).unwrap();
+        assert!(ops.iter().any(|o| matches!(o, Op::SetHairpin { .. })));
+        let att = published.networks["dk-0123456789ab"]
+            .attachments
+            .of_docker(EP)
+            .unwrap();
+        assert_eq!(att.ports, std::slice::from_ref(&p));
+        // Publishing the same again replaces, it does not conflict with itself.
+        assert!(plan_publish(&published, NET, EP, &[p], &[]).is_ok());
+        let (withdrawn, _) = plan_unpublish(&published, NET, EP).unwrap();
+        assert_eq!(withdrawn, s);
+        let (gone, _) = plan_delete_endpoint(&published, NET, EP).unwrap();
+        assert_eq!(gone, state());
+    }
+}

@@ -1,0 +1,226 @@
+#!/usr/bin/env bash
+# A real Docker Engine (Debian's docker.io) as a client of `nsnet docker-plugin`.
+# Run by tests/docker.rs inside the test's sandbox (fresh network namespace, private
+# mounts, tmpfs /run and /dev/shm, overlays on /etc and /var/lib). This script adds a
+# private pid namespace (containerd, dockerd, the plugin and the containers die with it),
+# a tmpfs at /var/lib/docker (overlay2 cannot sit on the /var/lib overlay), and a cgroup
+# parent of its own, removed at the end: cgroupfs is not namespaced. Docker's DNS
+# upstream is 127.0.0.1, where nothing listens: no query leaves the sandbox.
+#   usage: run.sh NSNET_BINARY [SCENARIO...]     scenarios: basic restart faults bad
+set -euo pipefail
+if [ -z "${NSNET_DOCKER_INNER:-}" ]; then
+  export NSNET_DOCKER_INNER=1
+  # Named here, where $$ is a real PID: cgroupfs is shared by every sandbox.
+  export NSNET_DOCKER_CG=nsnet-docker-test-$$
+  exec unshare --pid --fork --kill-child --mount-proc "$0" "$@"
+fi
+NSNET=$1; shift
+SCENARIOS=${*:-basic restart faults bad}
+W=$(mktemp -d /run/nsnet-docker.XXXXXX)
+CG=$NSNET_DOCKER_CG
+DOCKER=/usr/bin/docker   # Debian's CLI (a newer static one may come first in PATH)
+export DOCKER_HOST=unix:///run/docker.sock DOCKER_CONFIG=$W/cli
+PLUGIN=; DOCKERD=; CONTAINERD=
+
+alive() { grep -qs '^State:[[:space:]]*[^Z[:space:]]' "/proc/$1/status"; }
+stop_pid() { # TERM, up to $2 s, then KILL
+  [ -n "$1" ] || return 0
+  kill -TERM "$1" 2>/dev/null || return 0
+  for _ in $(seq $((${2:-10} * 10))); do alive "$1" || return 0; sleep 0.1; done
+  kill -KILL "$1" 2>/dev/null; return 1
+}
+cleanup() {
+  $DOCKER rm -f $($DOCKER ps -aq 2>/dev/null) >/dev/null 2>&1 || true
+  stop_pid "$DOCKERD" 20 || true; stop_pid "$PLUGIN" 5 || true; stop_pid "$CONTAINERD" 10 || true
+  for root in /sys/fs/cgroup /sys/fs/cgroup/*; do
+    [ -d "$root/$CG" ] && find "$root/$CG" -depth -type d -exec rmdir {} + 2>/dev/null || true
+  done
+}
+trap cleanup EXIT
+D() { timeout 60 $DOCKER "$@"; }
+step() { echo "STEP $*"; }
+fail() { echo "FAIL $*"; echo "--- plugin log"; tail -30 "$W/plugin.log"; exit 1; }
+# HTTP GET with bash alone (busybox-static's wget crashes with -T): the body.
+http_get() {
+  timeout 5 bash -c 'exec 3<>"/dev/tcp/$1/$2" && printf "GET /index.html HTTP/1.0\r\n\r\n" >&3 && cat <&3' _ "$1" "$2" |
+    sed '1,/^\r\?$/d'
+}
+in_up() { ip netns exec up "$@"; }
+
+start_containerd() {
+  mkdir -p /run/containerd /var/lib/containerd
+  cat >"$W/containerd.toml" <<'EOF'
+version = 2
+root = "/var/lib/containerd"
+state = "/run/containerd"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "/run/containerd/containerd.sock"
+EOF
+  containerd --config "$W/containerd.toml" >"$W/containerd.log" 2>&1 </dev/null &
+  CONTAINERD=$!
+  for _ in $(seq 100); do [ -S /run/containerd/containerd.sock ] && return 0; sleep 0.1; done
+  fail "containerd did not start"
+}
+start_dockerd() {
+  dockerd --containerd /run/containerd/containerd.sock --data-root /var/lib/docker \
+    --exec-root /run/docker --pidfile /run/docker.pid -H unix:///run/docker.sock \
+    --storage-driver overlay2 --cgroup-parent "/$CG" --iptables=true --dns 127.0.0.1 \
+    >>"$W/dockerd.log" 2>&1 </dev/null &
+  DOCKERD=$!
+  for _ in $(seq 300); do
+    $DOCKER version >/dev/null 2>&1 && return 0
+    alive "$DOCKERD" || break
+    sleep 0.1
+  done
+  tail -20 "$W/dockerd.log"; fail "dockerd did not start"
+}
+start_plugin() {
+  "$NSNET" docker-plugin >>"$W/plugin.log" 2>&1 </dev/null &
+  PLUGIN=$!
+  for _ in $(seq 50); do [ -S /run/docker/plugins/nsnet.sock ] && return 0; sleep 0.1; done
+  fail "the plugin did not start"
+}
+image() { # bb:latest from static busybox, one relative symlink per applet
+  local r=$W/rootfs
+  mkdir -p "$r"/{bin,etc,proc,sys,dev,tmp,root,www}
+  cp /bin/busybox "$r/bin/busybox"
+  for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -s busybox "$r/bin/$a"; done
+  echo hello-from-bb >"$r/www/index.html"
+  tar --numeric-owner --owner=0 --group=0 -C "$r" -cf "$W/rootfs.tar" .
+  D import "$W/rootfs.tar" bb:latest >/dev/null
+}
+# Host links, but Docker's own and the containers' (docker0's veths come and go).
+links() { ip -o link | awk -F': ' '{print $2}' | sed 's/@.*//' | grep -Ev '^(docker0|docker_gwbridge|veth.*)$' | sort | tr '\n' ' '; }
+leaked() { # veths or attachments nsnet still has for Docker
+  ip -o link | grep -E ' dkc[0-9a-f]+|ve-[0-9a-f]{12}' || true
+}
+check_clean() { "$NSNET" check >"$W/check.out" 2>&1 || { cat "$W/check.out"; fail "nsnet check: $1"; }; }
+
+printf 'nameserver 127.0.0.1\n' >/etc/resolv.conf
+mkdir -p /var/lib/docker /run/docker/plugins "$W/cli"
+mount -t tmpfs -o mode=711 nsnet-docker /var/lib/docker
+# The upstream: a namespace "up" (203.0.113.1) that is the host's default route.
+ip netns add up
+ip link add up0 type veth peer name eth0 netns up
+ip addr add 203.0.113.2/24 dev up0; ip link set up0 up
+in_up ip addr add 203.0.113.1/24 dev eth0; in_up ip link set eth0 up; in_up ip link set lo up
+ip route add default via 203.0.113.1 dev up0
+BEFORE=$(links)
+start_containerd
+start_plugin
+start_dockerd
+step dockerd "$($DOCKER version --format '{{.Server.Version}}')"
+image
+
+scenario_basic() {
+  # The tutorial, with Docker containers.
+  D network create -d nsnet --subnet 172.16.0.0/16 mydocker0 >/dev/null
+  local id; id=$(D network inspect -f '{{.Id}}' mydocker0)
+  "$NSNET" network ls | grep -q "dk-${id:0:12}" || fail "nsnet network ls lacks dk-${id:0:12}"
+  step network-created "dk-${id:0:12}"
+  D run -d --name c1 --network mydocker0 bb sleep 600 >/dev/null
+  local ip1; ip1=$(D inspect -f '{{(index .NetworkSettings.Networks "mydocker0").IPAddress}}' c1)
+  D run --rm --name c2 --network mydocker0 bb sh -c "ping -c1 -W2 $ip1 && ping -c1 -W2 c1" >"$W/ping.out" 2>&1 ||
+    { cat "$W/ping.out"; fail "c2 cannot ping c1"; }
+  step ping-by-address-and-name "$ip1"
+  D exec c1 ping -c1 -W2 203.0.113.1 >/dev/null || fail "c1 cannot reach the upstream"
+  step upstream-through-nat
+  D exec c1 ip route | grep -q "default via 172.16.0.1 dev eth0" || fail "no default route via nsnet's gateway"
+  ! D network ls --format '{{.Name}}' | grep -q docker_gwbridge || fail "docker_gwbridge was made"
+  step gateway-is-nsnet
+
+  # Published ports, with dockerd's FORWARD policy DROP in place.
+  iptables -S FORWARD | grep -q -- '-P FORWARD DROP' || fail "dockerd did not set FORWARD DROP"
+  D run -d --name web --network mydocker0 -p 8080:80 bb httpd -f -p 80 -h /www >/dev/null
+  local webip; webip=$(D inspect -f '{{(index .NetworkSettings.Networks "mydocker0").IPAddress}}' web)
+  sleep 0.3
+  [ "$(in_up bash -c "$(declare -f http_get); http_get 203.0.113.2 8080")" = hello-from-bb ] || fail "8080 from outside"
+  [ "$(http_get 127.0.0.1 8080)" = hello-from-bb ] || fail "8080 from the host (127.0.0.1)"
+  [ "$(http_get 203.0.113.2 8080)" = hello-from-bb ] || fail "8080 from the host (its address)"
+  D exec c1 sh -c 'timeout 5 wget -q -O- http://203.0.113.2:8080/' | grep -q hello-from-bb || fail "8080 by hairpin"
+  step published-port-reached
+  in_up ip route add 172.16.0.0/16 via 203.0.113.2
+  if in_up bash -c "$(declare -f http_get); http_get $webip 80" | grep -q hello; then
+    fail "the container's unpublished port 80 is reachable from the upstream"
+  fi
+  in_up ip route del 172.16.0.0/16 via 203.0.113.2
+  step direct-access-blocked
+  check_clean "with containers"
+  step check-clean
+  D rm -f web >/dev/null
+  ! nft list ruleset | grep -q 8080 || fail "port 8080 left in nftables"
+  D rm -f c1 >/dev/null
+  D network rm mydocker0 >/dev/null
+  [ -z "$(leaked)" ] || fail "leaked: $(leaked)"
+  [ "$("$NSNET" network ls -q 2>/dev/null | wc -l)" = 0 ] || "$NSNET" network ls | grep -q dk- && fail "network left"
+  [ "$(links)" = "$BEFORE" ] || fail "host links changed: $(links) (before: $BEFORE)"
+  step rm-host-as-before
+}
+
+scenario_restart() {
+  D network create -d nsnet --subnet 10.88.0.0/24 rnet >/dev/null
+  D run -d --name r1 --network rnet bb sleep 600 >/dev/null
+  stop_pid "$PLUGIN" 5; start_plugin
+  D run --rm --network rnet bb ping -c1 -W2 r1 >/dev/null || fail "after a plugin restart"
+  step plugin-restart
+  stop_pid "$DOCKERD" 30; start_dockerd
+  [ -z "$(leaked)" ] || fail "dockerd stop leaked: $(leaked)"
+  D start r1 >/dev/null
+  D run --rm --network rnet bb ping -c1 -W2 r1 >/dev/null || fail "after a dockerd restart"
+  check_clean "after restarts"
+  step dockerd-restart
+  D rm -f r1 >/dev/null; D network rm rnet >/dev/null
+  [ -z "$(leaked)" ] || fail "leaked: $(leaked)"
+}
+
+scenario_faults() {
+  D network create -d nsnet --subnet 10.89.0.0/24 fnet >/dev/null
+  # A container killed with kill -9: Docker leaves, nsnet forgets.
+  D run -d --name k9 --network fnet bb sleep 600 >/dev/null
+  kill -9 "$(D inspect -f '{{.State.Pid}}' k9)"
+  for _ in $(seq 50); do [ "$(D inspect -f '{{.State.Running}}' k9)" = false ] && break; sleep 0.1; done
+  sleep 0.5
+  [ -z "$(leaked)" ] || fail "kill -9 of a container leaked: $(leaked)"
+  check_clean "after kill -9 of a container"
+  step container-kill-9
+  # The plugin killed with kill -9 in the middle of a docker run: the run
+  # is retried by Docker against the restarted plugin, nothing leaks.
+  D run -d --name k8 --network fnet bb sleep 600 >/dev/null &
+  local run=$!
+  sleep 0.05
+  kill -9 "$PLUGIN"; start_plugin
+  wait "$run" || true
+  D rm -f k8 >/dev/null 2>&1 || true
+  sleep 0.3
+  "$NSNET" gc >/dev/null
+  [ -z "$(leaked)" ] || fail "kill -9 of the plugin leaked: $(leaked)"
+  check_clean "after kill -9 of the plugin"
+  step plugin-kill-9
+  D rm -f k9 >/dev/null; D network rm fnet >/dev/null
+}
+
+scenario_bad() {
+  local out
+  out=$(D network create -d nsnet --subnet 10.90.0.0/24 -o colour=red b1 2>&1) && fail "unknown option taken"
+  echo "$out" | grep -q "unknown options colour" || fail "unknown option message: $out"
+  step unknown-option-refused
+  "$NSNET" network create own --subnet 10.91.0.0/24 >/dev/null
+  out=$(D network create -d nsnet --subnet 10.91.0.0/24 b2 2>&1) && fail "overlapping subnet taken"
+  echo "$out" | grep -qi "overlap" || fail "overlap message: $out"
+  out=$(D network create -d nsnet --subnet 10.92.0.0/24 -o bridge=own b3 2>&1) && fail "second network on bridge own taken"
+  echo "$out" | grep -q "own" || fail "bridge message: $out"
+  step bad-input-named
+  D network create -d nsnet --subnet 10.93.0.0/24 b4 >/dev/null
+  local id; id=$(D network inspect -f '{{.Id}}' b4)
+  out=$("$NSNET" network rm "dk-${id:0:12}" 2>&1) && fail "nsnet removed a Docker network"
+  echo "$out" | grep -q "docker network rm" || fail "ownership message: $out"
+  D network rm b4 >/dev/null
+  "$NSNET" network rm own >/dev/null
+  step docker-owned-network-kept
+}
+
+for s in $SCENARIOS; do "scenario_$s"; done
+stop_pid "$DOCKERD" 30; stop_pid "$PLUGIN" 5
+[ ! -e /run/docker/plugins/nsnet.sock ] || fail "the plugin left its socket on SIGTERM"
+step done
