@@ -26,11 +26,19 @@ fn scenario(names: &str, steps: &[&str]) {
     require_tools();
     let sb = Sandbox::new();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/docker/run.sh");
-    let out = sb.sh_status(&format!("timeout -s KILL 240 {script} {NSNET} {names} 2>&1"));
+    let out = sb.sh_status(&format!(
+        "timeout -s KILL 240 {script} {NSNET} {names} 2>&1"
+    ));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "Docker scenario {names} failed:\n{text}");
+    assert!(
+        out.status.success(),
+        "Docker scenario {names} failed:\n{text}"
+    );
     for step in steps {
-        assert!(text.contains(&format!("STEP {step}")), "missing {step:?} in:\n{text}");
+        assert!(
+            text.contains(&format!("STEP {step}")),
+            "missing {step:?} in:\n{text}"
+        );
     }
 }
 
@@ -47,6 +55,21 @@ fn docker_containers_live_on_an_nsnet_network() {
             "direct-access-blocked",
             "check-clean",
             "rm-host-as-before",
+            "done",
+        ],
+    );
+}
+
+#[test]
+fn nsnet_s_ipam_serves_docker_and_its_own_namespaces_without_clashes() {
+    scenario(
+        "ipam",
+        &[
+            "ipam-no-address-twice",
+            "ipam-refusals-named",
+            "connect-disconnect-mtu-ipv6",
+            "internal-no-gateway",
+            "ipam-released",
             "done",
         ],
     );

@@ -153,6 +153,50 @@ impl Nsnet {
         Ok(taken)
     }
 
+    /// RequestPool of Docker's IPAM: `asked`, or a free private subnet.
+    pub fn docker_request_pool(&self, asked: Option<IpNet>, v6: bool) -> Result<IpNet> {
+        let mut got = None;
+        self.docker_change(Mode::AllOrNothing, |state, _| {
+            let (after, cidr) = plan::plan_request_pool(state, asked, v6)?;
+            got = Some(cidr);
+            Ok((after, Vec::new()))
+        })?;
+        Ok(got.expect("planned"))
+    }
+
+    /// ReleasePool. Idempotent.
+    pub fn docker_release_pool(&self, id: &str) -> Result<()> {
+        self.docker_change(Mode::KeepGoing, |state, _| {
+            Ok((plan::plan_release_pool(state, id), Vec::new()))
+        })
+        .map(drop)
+    }
+
+    /// RequestAddress: `asked` or a free address of pool `id` (with its
+    /// prefix); the gateway's when `gateway`.
+    pub fn docker_request_address(
+        &self,
+        id: &str,
+        asked: Option<std::net::IpAddr>,
+        gateway: bool,
+    ) -> Result<IpNet> {
+        let mut got = None;
+        self.docker_change(Mode::AllOrNothing, |state, _| {
+            let (after, addr) = plan::plan_request_address(state, id, asked, gateway)?;
+            got = Some(addr);
+            Ok((after, Vec::new()))
+        })?;
+        Ok(got.expect("planned"))
+    }
+
+    /// ReleaseAddress. Idempotent.
+    pub fn docker_release_address(&self, id: &str, addr: std::net::IpAddr) -> Result<()> {
+        self.docker_change(Mode::KeepGoing, |state, _| {
+            Ok((plan::plan_release_address(state, id, addr), Vec::new()))
+        })
+        .map(drop)
+    }
+
     /// One change under the lock: plan it on the record and the host's
     /// facts, commit it; the state after.
     fn docker_change(

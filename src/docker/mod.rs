@@ -91,6 +91,24 @@ impl Backend for Nsnet {
     fn unpublish(&self, id: &str, endpoint: &str) -> Result<(), String> {
         self.docker_unpublish(id, endpoint).map_err(text)
     }
+    fn request_pool(&self, asked: Option<IpNet>, v6: bool) -> Result<IpNet, String> {
+        self.docker_request_pool(asked, v6).map_err(text)
+    }
+    fn release_pool(&self, id: &str) -> Result<(), String> {
+        self.docker_release_pool(id).map_err(text)
+    }
+    fn request_address(
+        &self,
+        id: &str,
+        asked: Option<std::net::IpAddr>,
+        gateway: bool,
+    ) -> Result<IpNet, String> {
+        self.docker_request_address(id, asked, gateway)
+            .map_err(text)
+    }
+    fn release_address(&self, id: &str, addr: std::net::IpAddr) -> Result<(), String> {
+        self.docker_release_address(id, addr).map_err(text)
+    }
 }
 
 /// Binds `socket`, removing a stale one (left by a killed driver: no one
@@ -180,7 +198,8 @@ fn answer(nsnet: &Nsnet, mut request: tiny_http::Request) {
     if path.ends_with(".CreateNetwork") || path.ends_with(".DeleteNetwork") {
         sync_forward(nsnet);
     }
-    let outcome = match reply.body.get("Err").and_then(|e| e.as_str()) {
+    let error = reply.body.get("Err").or_else(|| reply.body.get("Error"));
+    let outcome = match error.and_then(|e| e.as_str()) {
         Some(e) => format!("refused: {e}"),
         None => "ok".to_string(),
     };
@@ -203,7 +222,7 @@ fn answer(nsnet: &Nsnet, mut request: tiny_http::Request) {
 /// The network and endpoint IDs of a call, shortened, for the log.
 fn ids(body: &[u8]) -> String {
     let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
-    ["NetworkID", "EndpointID"]
+    ["NetworkID", "EndpointID", "PoolID"]
         .iter()
         .filter_map(|k| v.get(k).and_then(|s| s.as_str()))
         .map(|s| &s[..s.len().min(12)])

@@ -4,6 +4,7 @@
 //! test's fake) does the work.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use ipnet::IpNet;
@@ -32,6 +33,15 @@ pub trait Backend {
     fn leave(&self, id: &str, endpoint: &str) -> Result<(), String>;
     fn publish(&self, id: &str, endpoint: &str, ports: &[PortMapping]) -> Result<(), String>;
     fn unpublish(&self, id: &str, endpoint: &str) -> Result<(), String>;
+    fn request_pool(&self, asked: Option<IpNet>, v6: bool) -> Result<IpNet, String>;
+    fn release_pool(&self, id: &str) -> Result<(), String>;
+    fn request_address(
+        &self,
+        id: &str,
+        asked: Option<IpAddr>,
+        gateway: bool,
+    ) -> Result<IpNet, String>;
+    fn release_address(&self, id: &str, addr: IpAddr) -> Result<(), String>;
 }
 
 /// The media type of every reply.
@@ -72,7 +82,7 @@ struct CreateNetwork {
     #[serde(rename = "NetworkID")]
     network_id: String,
     #[serde(rename = "Options", default)]
-    options: BTreeMap<String, Value>,
+    options: Options,
     #[serde(rename = "IPv4Data", default)]
     ipv4: Option<Vec<IpamData>>,
     #[serde(rename = "IPv6Data", default)]
@@ -117,7 +127,44 @@ struct Program {
     #[serde(rename = "EndpointID")]
     endpoint_id: String,
     #[serde(default)]
-    options: BTreeMap<String, Value>,
+    options: Options,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RequestPool {
+    #[serde(default)]
+    pool: String,
+    #[serde(default)]
+    sub_pool: String,
+    #[serde(rename = "V6", default)]
+    v6: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct PoolCall {
+    #[serde(rename = "PoolID")]
+    pool_id: String,
+    #[serde(default)]
+    address: String,
+    #[serde(default)]
+    options: Options,
+}
+
+/// RequestAddress's option saying the address is the network's gateway.
+const ADDRESS_TYPE: &str = "RequestAddressType";
+const GATEWAY_TYPE: &str = "com.docker.network.gateway";
+
+/// A call's `Options`: a map, which Docker may send as `null`.
+#[derive(Deserialize, Default)]
+#[serde(transparent)]
+struct Options(Option<BTreeMap<String, Value>>);
+
+impl Options {
+    fn get(&self, key: &str) -> Option<&Value> {
+        self.0.as_ref().and_then(|m| m.get(key))
+    }
 }
 
 const GENERIC: &str = "com.docker.network.generic";
@@ -129,8 +176,11 @@ const PORTMAP: &str = "com.docker.network.portmap";
 /// `body` its JSON.
 pub fn handle(path: &str, body: &[u8], backend: &dyn Backend) -> Reply {
     let call = path.trim_start_matches('/');
+    if let Some(method) = call.strip_prefix("IpamDriver.") {
+        return ipam(method, body, backend);
+    }
     let result = match call {
-        "Plugin.Activate" => Ok(json!({ "Implements": ["NetworkDriver"] })),
+        "Plugin.Activate" => Ok(json!({ "Implements": ["NetworkDriver", "IpamDriver"] })),
         "NetworkDriver.GetCapabilities" => {
             Ok(json!({ "Scope": "local", "ConnectivityScope": "local" }))
         }
@@ -167,6 +217,75 @@ pub fn handle(path: &str, body: &[u8], backend: &dyn Backend) -> Reply {
         // Docker shows the text to the user ("Error response from daemon: …").
         Err(e) => Reply::ok(json!({ "Err": e })),
     }
+}
+
+/// An IpamDriver call. Its errors go under `Error` (NetworkDriver's under
+/// `Err`: the two protocols differ there).
+fn ipam(method: &str, body: &[u8], backend: &dyn Backend) -> Reply {
+    let result = match method {
+        "GetCapabilities" => {
+            Ok(json!({ "RequiresMACAddress": false, "RequiresRequestReplay": false }))
+        }
+        "GetDefaultAddressSpaces" => Ok(json!({
+            "LocalDefaultAddressSpace": "nsnet",
+            "GlobalDefaultAddressSpace": "nsnet-global",
+        })),
+        "RequestPool" => parse(body).and_then(|c| request_pool(c, backend)),
+        "ReleasePool" => parse(body)
+            .and_then(|c: PoolCall| backend.release_pool(&c.pool_id))
+            .map(|()| json!({})),
+        "RequestAddress" => parse(body).and_then(|c| request_address(c, backend)),
+        "ReleaseAddress" => parse(body).and_then(|c: PoolCall| {
+            let addr = address(&c.address)?.ok_or("nsnet: ReleaseAddress without an address")?;
+            backend
+                .release_address(&c.pool_id, addr)
+                .map(|()| json!({}))
+        }),
+        _ => {
+            return Reply {
+                status: 404,
+                body: json!({ "Error": format!("nsnet does not implement IpamDriver.{method}") }),
+            }
+        }
+    };
+    match result {
+        Ok(body) => Reply::ok(body),
+        Err(e) => Reply::ok(json!({ "Error": e })),
+    }
+}
+
+fn request_pool(c: RequestPool, backend: &dyn Backend) -> Result<Value, String> {
+    if !c.sub_pool.is_empty() {
+        return Err(format!(
+            "nsnet's IPAM hands out addresses of the whole subnet: --ip-range {} is not supported \
+             (leave it out, or use Docker's default IPAM)",
+            c.sub_pool
+        ));
+    }
+    let asked = match c.pool.as_str() {
+        "" => None,
+        p => Some(crate::model::rejection::parse_subnet(p).map_err(|e| e.to_string())?),
+    };
+    let cidr = backend.request_pool(asked, c.v6)?;
+    Ok(json!({ "PoolID": cidr.to_string(), "Pool": cidr.to_string(), "Data": {} }))
+}
+
+fn request_address(c: PoolCall, backend: &dyn Backend) -> Result<Value, String> {
+    let gateway = c.options.get(ADDRESS_TYPE).and_then(Value::as_str) == Some(GATEWAY_TYPE);
+    let asked = address(&c.address)?;
+    let addr = backend.request_address(&c.pool_id, asked, gateway)?;
+    Ok(json!({ "Address": addr.to_string(), "Data": {} }))
+}
+
+/// An address as IPAM calls carry it: bare or with a prefix, or empty.
+fn address(text: &str) -> Result<Option<IpAddr>, String> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let bare = text.split('/').next().unwrap_or(text);
+    crate::model::rejection::parse_ip(bare, "address")
+        .map(Some)
+        .map_err(|e| e.to_string())
 }
 
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {

@@ -1015,7 +1015,9 @@ mod listing_tests {
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].iptables_forward(), Some(false));
         assert!(
-            found[0].to_string().starts_with("chain FORWARD of table ip filter"),
+            found[0]
+                .to_string()
+                .starts_with("chain FORWARD of table ip filter"),
             "{found:?}"
         );
     }

@@ -30,6 +30,9 @@ pub struct StateDelta {
     /// Lab objects after, when they changed (a lab holds few).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lab: Option<Lab>,
+    /// Docker's IPAM pools after, when they changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker_pools: Option<BTreeMap<String, super::docker::Pool>>,
 }
 
 /// A state's lab objects.
@@ -106,6 +109,9 @@ pub fn diff(before: &State, after: &State) -> StateDelta {
     {
         d.lab = Some(lab_of(after));
     }
+    if before.docker_pools != after.docker_pools {
+        d.docker_pools = Some(after.docker_pools.clone());
+    }
     d
 }
 
@@ -159,6 +165,9 @@ pub fn apply_all_in_place(s: &mut State, deltas: &[StateDelta]) {
             s.links = lab.links.clone();
             s.lab_namespaces = lab.namespaces.clone();
             s.impairments = lab.impairments.clone();
+        }
+        if let Some(pools) = &d.docker_pools {
+            s.docker_pools = pools.clone();
         }
     }
     for (name, changes) in pending {

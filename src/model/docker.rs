@@ -32,6 +32,26 @@ pub struct Endpoint {
     pub mac: Option<String>,
 }
 
+/// An address pool Docker's IPAM asked nsnet for (`--ipam-driver nsnet`):
+/// its gateway and the addresses handed out, until Docker releases them.
+/// Its ID is its CIDR.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pool {
+    pub cidr: IpNet,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<IpAddr>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub addresses: std::collections::BTreeSet<IpAddr>,
+}
+
+impl Pool {
+    /// What nsnet's IPAM must not hand out on a network of this subnet.
+    pub fn held(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.gateway.iter().chain(&self.addresses).copied()
+    }
+}
+
 /// How many hex digits of an ID nsnet's names keep (as `docker ps`).
 const SHORT: usize = 12;
 

@@ -60,6 +60,9 @@ pub struct State {
     /// netem qdiscs nsnet put on interfaces.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub impairments: lab::Impairments,
+    /// Address pools Docker's IPAM asked nsnet for, by ID (their CIDR).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub docker_pools: BTreeMap<String, docker::Pool>,
     /// The store's bookkeeping: how many changes this record has folded
     /// in (its change log holds the later ones).
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -378,6 +381,7 @@ impl State {
             && self.links.is_empty()
             && self.lab_namespaces.is_empty()
             && self.impairments.is_empty()
+            && self.docker_pools.is_empty()
     }
 
     /// The address of `to` on a network it shares with `from` (IPv4 first,

@@ -152,6 +152,8 @@ pub enum Rejection {
     NoSharedNetwork { from: String, to: String },
     #[error("Docker network {id} is not an nsnet network here (nsnet's record has no network of that ID)")]
     NoSuchDockerNetwork { id: String },
+    #[error("nsnet has no address pool {id} for Docker (released already?)")]
+    NoSuchPool { id: String },
     #[error("Docker endpoint {endpoint} is not on network {network}")]
     NoSuchEndpoint { endpoint: String, network: String },
     #[error("namespace {namespace} is not connected to network {network}{}", .suggestion.as_ref().map(|s| format!("; did you mean {s}?")).unwrap_or_default())]
@@ -325,6 +327,7 @@ impl Rejection {
             NoSuchNetwork { .. }
             | NoSuchDockerNetwork { .. }
             | NoSuchEndpoint { .. }
+            | NoSuchPool { .. }
             | NoSuchNamespace { .. }
             | NotConnected { .. }
             | NoSharedNetwork { .. }

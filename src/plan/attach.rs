@@ -216,8 +216,17 @@ pub(super) fn ipam_rejection(e: IpamError, net: &Network) -> Rejection {
 
 /// The attachment's addresses: those asked for, then one lease per subnet
 /// of a family not asked for.
-fn lease_addresses(net: &Network, ips: &[RequestedIp]) -> Result<Vec<IpNet>> {
+fn lease_addresses(state: &State, net: &Network, ips: &[RequestedIp]) -> Result<Vec<IpNet>> {
     let mut used = net.used_addresses();
+    // Docker's IPAM hands out addresses of nsnet's pools before Docker
+    // creates their endpoints.
+    for pool in state.docker_pools.values() {
+        if net.subnets.iter().any(|s| s.cidr == pool.cidr) {
+            for a in pool.held() {
+                used.insert(a);
+            }
+        }
+    }
     let mut addresses = Vec::new();
     for addr in requested_addresses(net, ips)? {
         let subnet = subnet_for(net, &addr).expect("requested_addresses checked the family");
@@ -405,7 +414,7 @@ pub fn plan_connect_into(
         host_ifname,
         ifname,
         mac: req.mac.as_ref().map(names::format_mac),
-        addresses: lease_addresses(net, &req.ips)?,
+        addresses: lease_addresses(state, net, &req.ips)?,
         ports: publish,
         owner: None,
         cni: req.cni.clone(),

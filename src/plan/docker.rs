@@ -272,6 +272,122 @@ fn set_ports(state: &mut State, network: &str, ns: &NsRef, ports: Vec<PortMappin
     std::sync::Arc::make_mut(att).ports = ports;
 }
 
+// Docker's IPAM (`--ipam-driver nsnet`): pools, then addresses of them.
+
+/// A pool for Docker's IPAM: `asked` (refused when it overlaps a network
+/// or another pool), or a free private subnet. Its ID is its CIDR.
+pub fn plan_request_pool(state: &State, asked: Option<IpNet>, v6: bool) -> Result<(State, IpNet)> {
+    let taken: Vec<(String, IpNet)> = state
+        .networks
+        .values()
+        .flat_map(|n| n.subnets.iter().map(|s| (n.name.clone(), s.cidr)))
+        .chain(
+            state
+                .docker_pools
+                .values()
+                .map(|p| (format!("(Docker pool {})", p.cidr), p.cidr)),
+        )
+        .collect();
+    let cidr = match asked {
+        Some(c) => {
+            if let Some((other, theirs)) = taken.iter().find(|(_, t)| ipam::overlap(&c, t)) {
+                return Err(Rejection::SubnetOverlap {
+                    subnet: c,
+                    theirs: *theirs,
+                    network: other.clone(),
+                });
+            }
+            c
+        }
+        None => {
+            let cidrs: Vec<IpNet> = taken.iter().map(|(_, t)| *t).collect();
+            ipam::pick_free_subnet(v6, &cidrs).ok_or(Rejection::NoFreeSubnet)?
+        }
+    };
+    let mut after = state.clone();
+    let pool = crate::model::docker::Pool {
+        cidr,
+        gateway: None,
+        addresses: Default::default(),
+    };
+    after.docker_pools.insert(cidr.to_string(), pool);
+    Ok((after, cidr))
+}
+
+/// Gives a pool back. Idempotent.
+pub fn plan_release_pool(state: &State, id: &str) -> State {
+    let mut after = state.clone();
+    after.docker_pools.remove(id);
+    after
+}
+
+fn pool<'a>(state: &'a State, id: &str) -> Result<&'a crate::model::docker::Pool> {
+    state
+        .docker_pools
+        .get(id)
+        .ok_or_else(|| Rejection::NoSuchPool { id: id.to_string() })
+}
+
+/// An address of pool `id`: `asked`, or the lowest free one; the
+/// gateway's (`gateway`: the first host address unless asked). Free means
+/// held by no one: not by the pool, nor by the network on its subnet.
+pub fn plan_request_address(
+    state: &State,
+    id: &str,
+    asked: Option<std::net::IpAddr>,
+    gateway: bool,
+) -> Result<(State, IpNet)> {
+    let p = pool(state, id)?;
+    let bad = |e: ipam::IpamError| Rejection::Address(e);
+    let addr = if gateway {
+        match asked {
+            Some(a) => ipam::check_gateway(&p.cidr, a).map(|()| a),
+            None => ipam::default_gateway(&p.cidr),
+        }
+        .map_err(Rejection::BadGateway)?
+    } else {
+        let mut used = state
+            .networks
+            .values()
+            .find(|n| n.subnets.iter().any(|s| s.cidr == p.cidr))
+            .map(Network::used_addresses)
+            .unwrap_or_default();
+        for a in p.held() {
+            used.insert(a);
+        }
+        let gw = p.gateway.map_or_else(|| ipam::default_gateway(&p.cidr), Ok);
+        let subnet = ipam::Subnet {
+            cidr: p.cidr,
+            gateway: gw.map_err(bad)?,
+        };
+        match asked {
+            Some(a) => ipam::check_requested(&subnet, a, &used).map(|()| a),
+            None => ipam::allocate(&subnet, &used),
+        }
+        .map_err(bad)?
+    };
+    let mut after = state.clone();
+    let held = after.docker_pools.get_mut(id).expect("found above");
+    match gateway {
+        true => held.gateway = Some(addr),
+        false => drop(held.addresses.insert(addr)),
+    }
+    let net = IpNet::new(addr, p.cidr.prefix_len()).expect("prefix of the pool");
+    Ok((after, net))
+}
+
+/// Gives an address back. Idempotent.
+pub fn plan_release_address(state: &State, id: &str, addr: std::net::IpAddr) -> State {
+    let mut after = state.clone();
+    if let Some(p) = after.docker_pools.get_mut(id) {
+        if p.gateway == Some(addr) {
+            p.gateway = None;
+        }
+        p.addresses.remove(&addr);
+    }
+    after
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -388,5 +504,43 @@ mod tests {
         assert_eq!(withdrawn, s);
         let (gone, _) = plan_delete_endpoint(&published, NET, EP).unwrap();
         assert_eq!(gone, state());
+    }
+
+    #[test]
+    fn pools_hand_out_each_address_once_and_refuse_overlaps() {
+        let (s, cidr) =
+            plan_request_pool(&State::default(), Some(addr("10.7.0.0/24")), false).unwrap();
+        let id = cidr.to_string();
+        let (s, gw) = plan_request_address(&s, &id, None, true).unwrap();
+        assert_eq!(gw, addr("10.7.0.1/24"));
+        let (s, a) = plan_request_address(&s, &id, None, false).unwrap();
+        let (s, b) = plan_request_address(&s, &id, None, false).unwrap();
+        assert_eq!((a, b), (addr("10.7.0.2/24"), addr("10.7.0.3/24")));
+        let e = plan_request_address(&s, &id, Some(a.addr()), false).unwrap_err();
+        assert!(e.to_string().contains("10.7.0.2"), "{e}");
+        assert!(plan_request_address(&s, &id, Some("10.8.0.9".parse().unwrap()), false).is_err());
+        let e = plan_request_pool(&s, Some(addr("10.7.0.0/16")), false).unwrap_err();
+        assert!(matches!(e, Rejection::SubnetOverlap { .. }), "{e}");
+        // nsnet's own connect does not take what the pool handed out.
+        let mut with_net = s.clone();
+        let net = test_network("n", "n", &["10.7.0.0/24"]);
+        with_net.networks.insert("n".into(), net);
+        let got = lease_free(&with_net);
+        assert_eq!(got, "10.7.0.4/24");
+        let s = plan_release_address(&s, &id, a.addr());
+        let (_, again) = plan_request_address(&s, &id, None, false).unwrap();
+        assert_eq!(again, a);
+        assert!(plan_release_pool(&s, &id).docker_pools.is_empty());
+        // No pool asked: a free one.
+        let (_, picked) = plan_request_pool(&State::default(), None, false).unwrap();
+        assert!(picked.addr().is_ipv4());
+    }
+
+    fn lease_free(state: &State) -> String {
+        let req = crate::model::ConnectRequest::new("n", NsRef::Named("a".into()));
+        let mut s = state.clone();
+        let facts = super::super::attach::NsFacts::default();
+        super::super::attach::plan_connect_into(&mut s, &req, &facts).unwrap();
+        s.networks["n"].attachments.iter().next().unwrap().addresses[0].to_string()
     }
 }

@@ -95,6 +95,7 @@ pub fn encode(state: &State, changes: u64) -> serde_json::Result<Vec<Cow<'_, [u8
         links: state.links.clone(),
         lab_namespaces: state.lab_namespaces.clone(),
         impairments: state.impairments.clone(),
+        docker_pools: state.docker_pools.clone(),
         changes,
     };
     let mut crc = crc32fast::Hasher::new();
@@ -134,6 +135,8 @@ struct StateLine {
     #[serde(default)]
     impairments: crate::model::lab::Impairments,
     #[serde(default)]
+    docker_pools: BTreeMap<String, crate::model::docker::Pool>,
+    #[serde(default)]
     changes: u64,
 }
 
@@ -155,6 +158,7 @@ fn read_state_line(line: &str, trusted: bool) -> serde_json::Result<State> {
         links: l.links,
         lab_namespaces: l.lab_namespaces,
         impairments: l.impairments,
+        docker_pools: l.docker_pools,
         changes: l.changes,
     })
 }

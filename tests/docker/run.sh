@@ -6,7 +6,7 @@
 # a tmpfs at /var/lib/docker (overlay2 cannot sit on the /var/lib overlay), and a cgroup
 # parent of its own, removed at the end: cgroupfs is not namespaced. Docker's DNS
 # upstream is 127.0.0.1, where nothing listens: no query leaves the sandbox.
-#   usage: run.sh NSNET_BINARY [SCENARIO...]     scenarios: basic restart faults bad
+#   usage: run.sh NSNET_BINARY [SCENARIO...]     scenarios: basic ipam restart faults bad
 set -euo pipefail
 if [ -z "${NSNET_DOCKER_INNER:-}" ]; then
   export NSNET_DOCKER_INNER=1
@@ -15,7 +15,7 @@ if [ -z "${NSNET_DOCKER_INNER:-}" ]; then
   exec unshare --pid --fork --kill-child --mount-proc "$0" "$@"
 fi
 NSNET=$1; shift
-SCENARIOS=${*:-basic restart faults bad}
+SCENARIOS=${*:-basic ipam restart faults bad}
 W=$(mktemp -d /run/nsnet-docker.XXXXXX)
 CG=$NSNET_DOCKER_CG
 DOCKER=/usr/bin/docker   # Debian's CLI (a newer static one may come first in PATH)
@@ -218,6 +218,53 @@ scenario_bad() {
   D network rm b4 >/dev/null
   "$NSNET" network rm own >/dev/null
   step docker-owned-network-kept
+}
+
+scenario_ipam() {
+  # nsnet's IPAM: Docker's containers and nsnet's own namespaces never get
+  # the same address.
+  D network create -d nsnet --ipam-driver nsnet --subnet 10.94.0.0/24 inet >/dev/null
+  local id; id=$(D network inspect -f '{{.Id}}' inet)
+  D run -d --name i1 --network inet bb sleep 600 >/dev/null
+  D exec i1 ip route | grep -q "default via 10.94.0.1 dev eth0" || fail "gateway of the nsnet pool"
+  ip netns add own1
+  "$NSNET" connect "dk-${id:0:12}" own1 >/dev/null
+  D run -d --name i2 --network inet bb sleep 600 >/dev/null
+  local a1 a2 a3
+  a1=$(D inspect -f '{{(index .NetworkSettings.Networks "inet").IPAddress}}' i1)
+  a2=$(D inspect -f '{{(index .NetworkSettings.Networks "inet").IPAddress}}' i2)
+  a3=$(ip -n own1 -4 -o addr show eth0 | awk '{print $4}' | cut -d/ -f1)
+  [ "$a1" = 10.94.0.2 ] && [ "$a3" = 10.94.0.3 ] && [ "$a2" = 10.94.0.4 ] || fail "addresses $a1 $a3 $a2"
+  D exec i2 ping -c1 -W2 "$a3" >/dev/null || fail "i2 cannot reach nsnet's own namespace"
+  step ipam-no-address-twice "$a1 $a3 $a2"
+  local out
+  out=$(D network create -d nsnet --ipam-driver nsnet --subnet 10.94.0.0/16 clash 2>&1) && fail "overlapping pool taken"
+  echo "$out" | grep -q "overlaps" || fail "pool overlap message: $out"
+  out=$(D network create -d nsnet --ipam-driver nsnet --subnet 10.95.0.0/24 --ip-range 10.95.0.128/25 rng 2>&1) &&
+    fail "--ip-range taken"
+  echo "$out" | grep -q -- "--ip-range" || fail "--ip-range message: $out"
+  step ipam-refusals-named
+  # connect/disconnect of a running container; MTU; IPv6; internal.
+  D network create -d nsnet --subnet 10.96.0.0/24 --ipv6 --subnet fd00:96::/64 -o mtu=1400 six >/dev/null
+  D network connect six i1
+  D exec i1 ip -o link show eth1 | grep -q "mtu 1400" || fail "MTU 1400 on eth1"
+  D exec i1 ip -o -6 addr show eth1 | grep -q "fd00:96::" || fail "no IPv6 address on eth1"
+  D network disconnect six i1
+  [ -z "$(D exec i1 ip -o link show eth1 2>/dev/null)" ] || fail "eth1 still in i1"
+  step connect-disconnect-mtu-ipv6
+  D network create -d nsnet --internal --subnet 10.97.0.0/24 closed >/dev/null
+  D run --rm --network closed bb sh -c 'ip route' >"$W/internal.out"
+  ! grep -q default "$W/internal.out" || fail "an internal network got a default route"
+  step internal-no-gateway
+  D rm -f i1 i2 >/dev/null
+  "$NSNET" disconnect "dk-${id:0:12}" own1 >/dev/null
+  D network rm inet six closed >/dev/null
+  # The pool was given back: the same subnet can be asked for again.
+  D network create -d nsnet --ipam-driver nsnet --subnet 10.94.0.0/24 inet2 >/dev/null
+  D network rm inet2 >/dev/null
+  [ -z "$(leaked)" ] || fail "leaked: $(leaked)"
+  check_clean "after the IPAM scenario"
+  step ipam-released
 }
 
 for s in $SCENARIOS; do "scenario_$s"; done

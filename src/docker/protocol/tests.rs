@@ -74,6 +74,36 @@ impl Backend for Fake {
         self.calls.borrow_mut().push(format!("unpublish {ep}"));
         Ok(())
     }
+    fn request_pool(&self, asked: Option<IpNet>, v6: bool) -> Result<IpNet, String> {
+        self.calls
+            .borrow_mut()
+            .push(format!("request_pool {asked:?} {v6}"));
+        Ok(asked.unwrap_or("10.5.0.0/24".parse().unwrap()))
+    }
+    fn release_pool(&self, id: &str) -> Result<(), String> {
+        self.calls.borrow_mut().push(format!("release_pool {id}"));
+        Ok(())
+    }
+    fn request_address(
+        &self,
+        id: &str,
+        asked: Option<IpAddr>,
+        gateway: bool,
+    ) -> Result<IpNet, String> {
+        self.calls
+            .borrow_mut()
+            .push(format!("request_address {id} {asked:?} {gateway}"));
+        match asked {
+            Some(a) if a.to_string() == "10.5.0.9" => Err("address 10.5.0.9 is in use".into()),
+            _ => Ok("10.5.0.2/24".parse().unwrap()),
+        }
+    }
+    fn release_address(&self, id: &str, addr: IpAddr) -> Result<(), String> {
+        self.calls
+            .borrow_mut()
+            .push(format!("release_address {id} {addr}"));
+        Ok(())
+    }
 }
 
 fn call(fake: &Fake, path: &str, body: &str) -> Reply {
@@ -85,7 +115,7 @@ fn the_handshake_says_a_local_network_driver() {
     let f = Fake::default();
     assert_eq!(
         call(&f, "/Plugin.Activate", "").body,
-        json!({"Implements": ["NetworkDriver"]})
+        json!({"Implements": ["NetworkDriver", "IpamDriver"]})
     );
     let caps = call(&f, "/NetworkDriver.GetCapabilities", "").body;
     assert_eq!(caps["Scope"], "local");
@@ -214,5 +244,66 @@ fn program_publishes_the_port_map_and_errors_are_err() {
     assert_eq!(
         call(&f, "/NetworkDriver.EndpointOperInfo", &ids).body,
         json!({"Value": {}})
+    );
+}
+
+#[test]
+fn the_ipam_hands_out_pools_and_addresses_and_says_error() {
+    let f = Fake::default();
+    let spaces = call(&f, "/IpamDriver.GetDefaultAddressSpaces", "").body;
+    assert_eq!(spaces["LocalDefaultAddressSpace"], "nsnet");
+    let r = call(
+        &f,
+        "/IpamDriver.RequestPool",
+        r#"{"AddressSpace":"nsnet","Pool":"10.5.0.0/24","SubPool":"","Options":{},"V6":false}"#,
+    );
+    assert_eq!(
+        r.body,
+        json!({"PoolID": "10.5.0.0/24", "Pool": "10.5.0.0/24", "Data": {}})
+    );
+    let r = call(
+        &f,
+        "/IpamDriver.RequestAddress",
+        r#"{"PoolID":"10.5.0.0/24","Address":"","Options":{"RequestAddressType":"com.docker.network.gateway"}}"#,
+    );
+    assert_eq!(r.body["Address"], "10.5.0.2/24");
+    assert_eq!(f.calls.borrow()[1], "request_address 10.5.0.0/24 None true");
+    // IPAM errors are under "Error", not "Err".
+    let r = call(
+        &f,
+        "/IpamDriver.RequestAddress",
+        r#"{"PoolID":"10.5.0.0/24","Address":"10.5.0.9","Options":{}}"#,
+    );
+    assert_eq!(r.body, json!({"Error": "address 10.5.0.9 is in use"}));
+    let r = call(
+        &f,
+        "/IpamDriver.RequestPool",
+        r#"{"Pool":"10.5.0.0/24","SubPool":"10.5.0.128/25"}"#,
+    );
+    assert!(
+        r.body["Error"]
+            .as_str()
+            .unwrap()
+            .contains("--ip-range 10.5.0.128/25"),
+        "{r:?}"
+    );
+    let r = call(&f, "/IpamDriver.RequestPool", r#"{"Pool":"10.5.1.0/16"}"#);
+    assert!(
+        r.body["Error"].as_str().unwrap().contains("10.5.1.0/16"),
+        "{r:?}"
+    );
+    call(
+        &f,
+        "/IpamDriver.ReleaseAddress",
+        r#"{"PoolID":"10.5.0.0/24","Address":"10.5.0.2"}"#,
+    );
+    call(&f, "/IpamDriver.ReleasePool", r#"{"PoolID":"10.5.0.0/24"}"#);
+    let calls = f.calls.borrow();
+    assert_eq!(
+        calls[calls.len() - 2..],
+        [
+            "release_address 10.5.0.0/24 10.5.0.2",
+            "release_pool 10.5.0.0/24"
+        ]
     );
 }
