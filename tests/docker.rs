@@ -7,7 +7,15 @@
 use crate::common::{Sandbox, NSNET};
 
 fn require_tools() {
-    for tool in ["dockerd", "containerd", "runc", "busybox", "iptables"] {
+    for tool in [
+        "dockerd",
+        "containerd",
+        "runc",
+        "busybox",
+        "iptables",
+        "etcd",
+        "nsenter",
+    ] {
         let found = std::process::Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])
             .output()
@@ -73,6 +81,33 @@ fn nsnet_s_ipam_serves_docker_and_its_own_namespaces_without_clashes() {
             "done",
         ],
     );
+}
+
+#[test]
+fn containers_of_two_docker_hosts_meet_on_an_nsnet_overlay() {
+    require_tools();
+    let sb = Sandbox::new();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/docker/overlay.sh");
+    let out = sb.sh_status(&format!("timeout -s KILL 240 {script} {NSNET} 2>&1"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "Docker overlay scenario failed:\n{text}"
+    );
+    for step in [
+        "hosts-up",
+        "overlay-created 1 1",
+        "host-subnets",
+        "ping-across-hosts",
+        "tcp-across-hosts",
+        "check-clean",
+        "removed",
+    ] {
+        assert!(
+            text.contains(&format!("STEP {step}")),
+            "missing {step:?} in:\n{text}"
+        );
+    }
 }
 
 #[test]

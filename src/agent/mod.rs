@@ -97,7 +97,11 @@ fn run_on(nsnet: &Nsnet, opts: &Options, connect: Connect) -> crate::Result<()> 
             wanted.insert(net.name.clone(), net);
         }
         members.retain(|name, (net, m)| {
-            let keep = wanted.get(name).is_some_and(|w| w.same_settings(net));
+            // Only the overlay's own settings matter: endpoints Docker
+            // creates change the record, not what the agent serves.
+            let keep = wanted.get(name).is_some_and(|w| {
+                w.overlay == net.overlay && w.subnets == net.subnets && w.bridge == net.bridge
+            });
             if !keep {
                 log(&format!("network {name}: left, no longer served"));
                 m.stop.store(true, Ordering::Relaxed);

@@ -225,7 +225,10 @@ fn ids(body: &[u8]) -> String {
     ["NetworkID", "EndpointID", "PoolID"]
         .iter()
         .filter_map(|k| v.get(k).and_then(|s| s.as_str()))
-        .map(|s| &s[..s.len().min(12)])
+        .map(|s| match s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            true => &s[..s.len().min(12)],
+            false => s,
+        })
         .collect::<Vec<_>>()
         .join("/")
 }

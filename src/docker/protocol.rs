@@ -71,6 +71,8 @@ struct NetworkCall {
 
 #[derive(Deserialize, Default)]
 struct IpamData {
+    #[serde(rename = "AddressSpace", default)]
+    address_space: String,
     #[serde(rename = "Pool", default)]
     pool: String,
     #[serde(rename = "Gateway", default)]
@@ -332,16 +334,52 @@ fn network_request(c: &CreateNetwork) -> Result<CreateRequest, crate::model::Rej
         _ => BTreeMap::new(),
     };
     if let Some(overlay) = docker::apply_options(&mut req, &generic)? {
-        return Err(crate::model::Rejection::MissingOption {
-            option: "an nsnet agent",
-            reason: overlay_not_yet(&overlay),
-        });
+        let nsnet_ipam = c
+            .ipv4
+            .iter()
+            .flatten()
+            .all(|d| d.address_space.starts_with("nsnet"));
+        if !nsnet_ipam {
+            return Err(crate::model::Rejection::MissingOption {
+                option: "--ipam-driver nsnet",
+                reason: "on an overlay network each host hands out addresses of its own host subnet, which only nsnet's IPAM knows",
+            });
+        }
+        overlay_request(&mut req, overlay)?;
     }
     Ok(req)
 }
 
-fn overlay_not_yet(_: &docker::OverlayAsked) -> &'static str {
-    "overlay networks through Docker are not available in this version"
+/// Makes `req` the request of an overlay network: named the same on every
+/// host, with this host's bridge named after the Docker ID; its gateway
+/// is that of this host's subnet, not the one Docker's IPAM data names.
+fn overlay_request(
+    req: &mut CreateRequest,
+    asked: docker::OverlayAsked,
+) -> Result<(), crate::model::Rejection> {
+    use crate::model::overlay::{OverlayOptions, OverlayRequest, DEFAULT_HOST_SUBNET_LEN};
+    use crate::model::overlay::{DEFAULT_LEASE_TTL, DEFAULT_PORT};
+    let cluster = req
+        .subnets
+        .first()
+        .copied()
+        .ok_or(crate::model::Rejection::MissingOption {
+            option: "--subnet",
+            reason: "an overlay network takes its cluster subnet, such as 10.200.0.0/16",
+        })?;
+    req.bridge = Some(req.name.clone());
+    req.name = docker::overlay_name(asked.name.as_deref(), &cluster);
+    req.gateways.clear();
+    let opts = OverlayOptions {
+        etcd: asked.etcd,
+        host_subnet_len: DEFAULT_HOST_SUBNET_LEN,
+        vni: asked.vni,
+        port: DEFAULT_PORT,
+        underlay: None,
+        lease_ttl: DEFAULT_LEASE_TTL,
+    };
+    req.overlay = Some(OverlayRequest::new(&req.name, &req.subnets, opts)?);
+    Ok(())
 }
 
 fn create_endpoint(c: CreateEndpoint, backend: &dyn Backend) -> Result<Value, String> {

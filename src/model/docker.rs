@@ -83,7 +83,7 @@ pub fn handed_ifname(id: &str) -> Result<String, Rejection> {
 
 /// nsnet's network options, as `-o KEY=VALUE` names them (the Docker
 /// driver, and the netavark plugin's `--opt`): key, what the value is.
-pub const OPTIONS: [(&str, &str); 11] = [
+pub const OPTIONS: [(&str, &str); 12] = [
     ("gateway-mode", "nat, nat-unprotected, routed or isolated"),
     ("gateway-mode-v6", "the IPv6 gateway mode, when different"),
     (
@@ -110,6 +110,10 @@ pub const OPTIONS: [(&str, &str); 11] = [
     ("driver", "bridge or overlay"),
     ("etcd", "overlay: etcd endpoints, comma-separated"),
     ("vni", "overlay: the VXLAN network identifier"),
+    (
+        "name",
+        "overlay: its name in etcd, the same on every host (default: from the subnet)",
+    ),
 ];
 
 /// Docker's own name for the MTU option, taken as `mtu`.
@@ -143,6 +147,7 @@ fn number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, Rejection> 
 pub struct OverlayAsked {
     pub etcd: Vec<String>,
     pub vni: Option<u32>,
+    pub name: Option<String>,
 }
 
 /// Applies `-o` options to `req`; returns what an overlay network needs
@@ -185,13 +190,14 @@ pub fn apply_options(
             },
             "etcd" => overlay.etcd = v.split(',').map(str::to_string).collect(),
             "vni" => overlay.vni = Some(number(key, v)?),
+            "name" => overlay.name = Some(v.to_string()),
             _ => unreachable!("unknown options were refused above"),
         }
     }
-    if !is_overlay && (!overlay.etcd.is_empty() || overlay.vni.is_some()) {
+    if !is_overlay && overlay != OverlayAsked::default() {
         return Err(Rejection::MissingOption {
             option: "driver=overlay",
-            reason: "etcd and vni are options of overlay networks",
+            reason: "etcd, vni and name are options of overlay networks",
         });
     }
     Ok(is_overlay.then_some(overlay))
@@ -205,6 +211,16 @@ fn mode(key: &str, value: &str) -> Result<GatewayMode, Rejection> {
             "expected nat, nat-unprotected, routed or isolated",
         )
     })
+}
+
+/// The name of an overlay network Docker makes, the same on every host:
+/// asked, or from its cluster subnet (`docker-10.200.0.0-16`). Docker
+/// tells a driver no network name.
+pub fn overlay_name(asked: Option<&str>, subnet: &IpNet) -> String {
+    match asked {
+        Some(n) => n.to_string(),
+        None => format!("docker-{}-{}", subnet.addr(), subnet.prefix_len()),
+    }
 }
 
 /// One entry of Docker's `com.docker.network.portmap`.

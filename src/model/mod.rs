@@ -264,6 +264,17 @@ impl Network {
         self.attachments.of_cni(key).map(Arc::as_ref)
     }
 
+    /// Whether Docker's IPAM pool `pool` hands out this network's
+    /// addresses: a pool of its subnet, or of its overlay's cluster subnet
+    /// (this host's part is then what it hands out).
+    pub fn served_by(&self, pool: &docker::Pool) -> bool {
+        self.subnets.iter().any(|s| s.cidr == pool.cidr)
+            || self
+                .overlay
+                .as_ref()
+                .is_some_and(|o| IpNet::V4(o.config.subnet) == pool.cidr)
+    }
+
     /// Addresses leased on this network, gateways included.
     pub fn used_addresses(&self) -> ipam::Leases {
         let mut used = self.attachments.addresses();

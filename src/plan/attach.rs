@@ -221,7 +221,7 @@ fn lease_addresses(state: &State, net: &Network, ips: &[RequestedIp]) -> Result<
     // Docker's IPAM hands out addresses of nsnet's pools before Docker
     // creates their endpoints.
     for pool in state.docker_pools.values() {
-        if net.subnets.iter().any(|s| s.cidr == pool.cidr) {
+        if net.served_by(pool) {
             for a in pool.held() {
                 used.insert(a);
             }

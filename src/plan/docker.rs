@@ -346,34 +346,45 @@ pub fn plan_request_address(
         }
         .map_err(Rejection::BadGateway)?
     } else {
-        let mut used = state
-            .networks
-            .values()
-            .find(|n| n.subnets.iter().any(|s| s.cidr == p.cidr))
-            .map(Network::used_addresses)
-            .unwrap_or_default();
+        let net = state.networks.values().find(|n| n.served_by(p));
+        let mut used = net.map(Network::used_addresses).unwrap_or_default();
         for a in p.held() {
             used.insert(a);
         }
-        let gw = p.gateway.map_or_else(|| ipam::default_gateway(&p.cidr), Ok);
-        let subnet = ipam::Subnet {
-            cidr: p.cidr,
-            gateway: gw.map_err(bad)?,
+        let subnet = match net.and_then(|n| n.overlay.as_ref().and(n.subnet_v4())) {
+            // An overlay's pool is its cluster subnet: this host hands out
+            // addresses of its own host subnet.
+            Some(host) => host.clone(),
+            None => ipam::Subnet {
+                cidr: p.cidr,
+                gateway: match p.gateway {
+                    Some(g) => g,
+                    None => ipam::default_gateway(&p.cidr).map_err(bad)?,
+                },
+            },
         };
-        match asked {
+        let addr = match asked {
             Some(a) => ipam::check_requested(&subnet, a, &used).map(|()| a),
             None => ipam::allocate(&subnet, &used),
-        }
-        .map_err(bad)?
+        };
+        let addr = addr.map_err(bad)?;
+        return Ok((
+            held_by(state, id, addr),
+            IpNet::new(addr, subnet.cidr.prefix_len()).expect("prefix of the subnet"),
+        ));
     };
     let mut after = state.clone();
-    let held = after.docker_pools.get_mut(id).expect("found above");
-    match gateway {
-        true => held.gateway = Some(addr),
-        false => drop(held.addresses.insert(addr)),
-    }
+    after.docker_pools.get_mut(id).expect("found above").gateway = Some(addr);
     let net = IpNet::new(addr, p.cidr.prefix_len()).expect("prefix of the pool");
     Ok((after, net))
+}
+
+/// `state` with `addr` held by pool `id`.
+fn held_by(state: &State, id: &str, addr: std::net::IpAddr) -> State {
+    let mut after = state.clone();
+    let pool = after.docker_pools.get_mut(id).expect("a pool");
+    pool.addresses.insert(addr);
+    after
 }
 
 /// Gives an address back. Idempotent.

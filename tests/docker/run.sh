@@ -153,7 +153,7 @@ scenario_basic() {
   D rm -f c1 >/dev/null
   D network rm mydocker0 >/dev/null
   [ -z "$(leaked)" ] || fail "leaked: $(leaked)"
-  [ "$("$NSNET" network ls -q 2>/dev/null | wc -l)" = 0 ] || "$NSNET" network ls | grep -q dk- && fail "network left"
+  [ "$("$NSNET" --json network ls)" = "[]" ] || fail "network left: $("$NSNET" network ls)"
   [ "$(links)" = "$BEFORE" ] || fail "host links changed: $(links) (before: $BEFORE)"
   step rm-host-as-before
 }
