@@ -97,7 +97,7 @@ fn tail(text: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-const GUIDES: [&str; 7] = [
+const GUIDES: [&str; 8] = [
     "networks.md",
     "ports-and-security.md",
     "topology-files.md",
@@ -105,6 +105,7 @@ const GUIDES: [&str; 7] = [
     "overlay.md",
     "labs.md",
     "cni.md",
+    "docker.md",
 ];
 
 #[test]
@@ -162,6 +163,11 @@ fn guide_labs() {
 }
 
 #[test]
+fn guide_docker() {
+    run_guide("docker.md");
+}
+
+#[test]
 fn guide_cni() {
     run_guide("cni.md");
 }
@@ -180,7 +186,9 @@ fn the_command_reference_names_every_command() {
     for page in std::fs::read_dir(dir.path()).unwrap() {
         let name = page.unwrap().file_name().to_string_lossy().into_owned();
         let command = name.trim_end_matches(".1").replace('-', " ");
-        let command = command.replace("reap parked", "reap-parked");
+        let command = command
+            .replace("reap parked", "reap-parked")
+            .replace("docker plugin", "docker-plugin");
         if !reference.contains(&format!("`{command}")) {
             missing.push(command);
         }

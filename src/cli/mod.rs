@@ -480,6 +480,12 @@ fn description(page: &str) -> Option<(&'static str, &'static str)> {
              --repair restores the firewall table, forwarding and bridges' state.",
             "docs/guide/ports-and-security.md",
         ),
+        "nsnet-docker-plugin" => (
+            "Serves Docker Engine's remote network and IPAM driver protocol: docker network \
+             create -d nsnet makes nsnet networks, and Docker's containers get nsnet's bridge, NAT, \
+             published ports and overlays; keeps nsnet's rules in Docker's DOCKER-USER chain.",
+            "docs/guide/docker.md",
+        ),
         "nsnet-agent" => (
             "Keeps this host's claims of overlay networks alive in etcd and programs the other \
              hosts of each network as they come and go.",

@@ -366,6 +366,9 @@ fn flags(net: &Network) -> String {
     if !net.trusted_interfaces.is_empty() {
         f.push(format!("trusted:{}", net.trusted_interfaces.join("+")));
     }
+    if let Some(d) = &net.docker {
+        f.push(format!("docker:{}", &d.id[..d.id.len().min(12)]));
+    }
     if net.bridge_adopted {
         f.push("adopted-bridge".into());
     }
