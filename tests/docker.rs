@@ -117,6 +117,7 @@ fn docker_and_plugin_restarts_and_kills_leave_nothing_behind() {
         &[
             "plugin-restart",
             "dockerd-restart",
+            "reboot-network-made-again",
             "container-kill-9",
             "plugin-kill-9",
             "done",

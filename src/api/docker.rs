@@ -164,6 +164,16 @@ impl Nsnet {
         Ok(got.expect("planned"))
     }
 
+    /// A pool Docker kept and nsnet's record lost (its record is on a
+    /// tmpfs, Docker's networks outlive a reboot): recorded again as it was
+    /// asked, whatever network now has its subnet.
+    pub fn docker_restore_pool(&self, cidr: IpNet) -> Result<()> {
+        self.docker_change(Mode::AllOrNothing, |state, _| {
+            Ok((plan::plan_restore_pool(state, cidr), Vec::new()))
+        })
+        .map(drop)
+    }
+
     /// ReleasePool. Idempotent.
     pub fn docker_release_pool(&self, id: &str) -> Result<()> {
         self.docker_change(Mode::KeepGoing, |state, _| {

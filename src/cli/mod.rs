@@ -212,6 +212,10 @@ pub enum Command {
         /// The socket dockerd finds the driver on (its name is the driver's)
         #[arg(long, value_name = "PATH", default_value = nsnet::docker::DEFAULT_SOCKET)]
         socket: PathBuf,
+        /// Where Docker's networks are kept, to make them again after a
+        /// reboot empties nsnet's record (Docker never sends them again)
+        #[arg(long, value_name = "DIR", default_value = nsnet::docker::DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
     },
     /// Make the host match a topology file; only what differs is changed
     #[command(
@@ -753,7 +757,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Show { network } => show(&nsnet, &out, network)?,
         Command::Demo => return demo::run(&out),
         Command::Agent { etcd } => agent(&nsnet, etcd)?,
-        Command::DockerPlugin { socket } => docker_plugin(&nsnet, &socket)?,
+        Command::DockerPlugin { socket, data_dir } => docker_plugin(&nsnet, &socket, &data_dir)?,
         Command::Link(Deferred(cmd)) => lab::link(&nsnet, &out, cmd)?,
         Command::Route(Deferred(cmd)) => lab::route(&nsnet, &out, cmd)?,
         Command::Impair(Deferred(args)) => lab::impair(&nsnet, &out, args)?,
@@ -801,9 +805,13 @@ fn dns_server(state_dir: &std::path::Path) -> Result<()> {
     nsnet::api::dns::serve(state_dir)
 }
 
-fn docker_plugin(nsnet: &Nsnet, socket: &std::path::Path) -> Result<()> {
+fn docker_plugin(
+    nsnet: &Nsnet,
+    socket: &std::path::Path,
+    data_dir: &std::path::Path,
+) -> Result<()> {
     require_root("serve Docker")?;
-    nsnet::docker::serve(nsnet, socket).map_err(|e| nsnet::Error::Serve {
+    nsnet::docker::serve(nsnet, socket, data_dir).map_err(|e| nsnet::Error::Serve {
         what: "Docker",
         source: Box::new(e),
     })

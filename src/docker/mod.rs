@@ -54,15 +54,116 @@ fn text(e: crate::api::Error) -> String {
     crate::error_chain(&e)
 }
 
-impl Backend for Nsnet {
-    fn create_network(&self, req: &CreateRequest) -> Result<Network, String> {
-        self.docker_create_network(req).map_err(text)
+/// The driver: nsnet, and the networks Docker made, kept on disk. nsnet's
+/// record lives on a tmpfs (it describes the kernel, which a reboot
+/// empties), but Docker's networks outlive a reboot and Docker never sends
+/// CreateNetwork again: the driver keeps each request as Docker sent it and
+/// makes the network again when Docker first uses it after a reboot.
+pub struct Plugin<'a> {
+    nsnet: &'a Nsnet,
+    /// Where Docker's CreateNetwork requests are kept, one file per ID.
+    saved: PathBuf,
+}
+
+/// Where the driver keeps Docker's networks by default.
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/nsnet/docker";
+
+impl<'a> Plugin<'a> {
+    pub fn new(nsnet: &'a Nsnet, saved: PathBuf) -> Plugin<'a> {
+        Plugin { nsnet, saved }
+    }
+
+    fn file(&self, id: &str) -> Option<PathBuf> {
+        // IDs become file names: hexadecimal only.
+        let hex = !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit());
+        hex.then(|| self.saved.join(format!("{id}.json")))
+    }
+
+    fn save(&self, id: &str, call: &[u8]) -> Result<(), String> {
+        let file = self
+            .file(id)
+            .ok_or_else(|| format!("nsnet: bad network ID {id:?}"))?;
+        let write = || -> std::io::Result<()> {
+            std::fs::create_dir_all(&self.saved)?;
+            let tmp = file.with_extension("tmp");
+            std::fs::write(&tmp, call)?;
+            std::fs::File::open(&tmp)?.sync_all()?;
+            std::fs::rename(&tmp, &file)
+        };
+        write().map_err(|e| {
+            format!(
+                "nsnet: keeping network {id} in {}: {e}",
+                self.saved.display()
+            )
+        })
+    }
+
+    /// Makes every kept network that nsnet's record lacks again, before
+    /// Docker's first call: Docker asks the IPAM for an endpoint's address
+    /// before it names the endpoint's network.
+    fn restore_all(&self) {
+        let Ok(dir) = std::fs::read_dir(&self.saved) else {
+            return;
+        };
+        for entry in dir.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(id) = name.strip_suffix(".json") {
+                if let Err(e) = self.restore(id) {
+                    log(&e);
+                }
+            }
+        }
+    }
+
+    /// Makes network `id` again from the request Docker sent, when nsnet's
+    /// record lacks it (after a reboot); nothing when it has it.
+    fn restore(&self, id: &str) -> Result<(), String> {
+        match self.nsnet.docker_network(id) {
+            Err(crate::api::Error::Rejected(crate::model::Rejection::NoSuchDockerNetwork {
+                ..
+            })) => {}
+            _ => return Ok(()),
+        }
+        let Some(call) = self.file(id).and_then(|f| std::fs::read(f).ok()) else {
+            return Ok(());
+        };
+        log(&format!(
+            "network {}: made again from the request Docker sent",
+            &id[..id.len().min(12)]
+        ));
+        let reply = protocol::handle("/NetworkDriver.CreateNetwork", &call, self);
+        match reply.body.get("Err").and_then(|e| e.as_str()) {
+            Some(e) => Err(format!("nsnet: making network {id} again: {e}")),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Backend for Plugin<'_> {
+    fn create_network(&self, req: &CreateRequest, call: &[u8]) -> Result<Network, String> {
+        let id = req.docker.as_deref().unwrap_or_default();
+        let net = self.nsnet.docker_create_network(req).map_err(text)?;
+        if let Err(e) = self.save(id, call) {
+            let _ = self.nsnet.docker_delete_network(id);
+            return Err(e);
+        }
+        Ok(net)
     }
     fn delete_network(&self, id: &str) -> Result<(), String> {
-        self.docker_delete_network(id).map_err(text)
+        self.nsnet.docker_delete_network(id).map_err(text)?;
+        if let Some(f) = self.file(id) {
+            match std::fs::remove_file(&f) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(format!("nsnet: forgetting {}: {e}", f.display()))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
     fn network(&self, id: &str) -> Result<Network, String> {
-        self.docker_network(id).map_err(text)
+        self.restore(id)?;
+        self.nsnet.docker_network(id).map_err(text)
     }
     fn create_endpoint(
         &self,
@@ -71,31 +172,35 @@ impl Backend for Nsnet {
         addresses: &[IpNet],
         mac: Option<String>,
     ) -> Result<(), String> {
-        self.docker_create_endpoint(id, endpoint, addresses, mac)
+        self.restore(id)?;
+        self.nsnet
+            .docker_create_endpoint(id, endpoint, addresses, mac)
             .map_err(text)
     }
     fn delete_endpoint(&self, id: &str, endpoint: &str) -> Result<(), String> {
-        self.docker_delete_endpoint(id, endpoint).map_err(text)
+        idempotent(self.nsnet.docker_delete_endpoint(id, endpoint))
     }
     fn join(&self, id: &str, endpoint: &str, sandbox: PathBuf) -> Result<Attachment, String> {
-        self.docker_join(id, endpoint, sandbox).map_err(text)
+        self.restore(id)?;
+        self.nsnet.docker_join(id, endpoint, sandbox).map_err(text)
     }
     fn leave(&self, id: &str, endpoint: &str) -> Result<(), String> {
-        self.docker_leave(id, endpoint).map_err(text)
+        idempotent(self.nsnet.docker_leave(id, endpoint))
     }
     fn publish(&self, id: &str, endpoint: &str, ports: &[PortMapping]) -> Result<(), String> {
-        self.docker_publish(id, endpoint, ports)
+        self.nsnet
+            .docker_publish(id, endpoint, ports)
             .map(drop)
             .map_err(text)
     }
     fn unpublish(&self, id: &str, endpoint: &str) -> Result<(), String> {
-        self.docker_unpublish(id, endpoint).map_err(text)
+        idempotent(self.nsnet.docker_unpublish(id, endpoint))
     }
     fn request_pool(&self, asked: Option<IpNet>, v6: bool) -> Result<IpNet, String> {
-        self.docker_request_pool(asked, v6).map_err(text)
+        self.nsnet.docker_request_pool(asked, v6).map_err(text)
     }
     fn release_pool(&self, id: &str) -> Result<(), String> {
-        self.docker_release_pool(id).map_err(text)
+        self.nsnet.docker_release_pool(id).map_err(text)
     }
     fn request_address(
         &self,
@@ -103,11 +208,34 @@ impl Backend for Nsnet {
         asked: Option<std::net::IpAddr>,
         gateway: bool,
     ) -> Result<IpNet, String> {
-        self.docker_request_address(id, asked, gateway)
-            .map_err(text)
+        let asked_again = || self.nsnet.docker_request_address(id, asked, gateway);
+        match asked_again() {
+            // A pool Docker kept and nsnet's record lost (a reboot): its
+            // ID is its CIDR.
+            Err(crate::api::Error::Rejected(crate::model::Rejection::NoSuchPool { .. })) => {
+                let cidr: IpNet = id
+                    .parse()
+                    .map_err(|_| format!("nsnet has no address pool {id}"))?;
+                self.nsnet.docker_restore_pool(cidr).map_err(text)?;
+                log(&format!("pool {id}: made again for Docker"));
+                asked_again().map_err(text)
+            }
+            other => other.map_err(text),
+        }
     }
     fn release_address(&self, id: &str, addr: std::net::IpAddr) -> Result<(), String> {
-        self.docker_release_address(id, addr).map_err(text)
+        self.nsnet.docker_release_address(id, addr).map_err(text)
+    }
+}
+
+/// What Docker asks to undo on a network nsnet no longer has (its record
+/// lost after a reboot) is done already.
+fn idempotent(r: crate::api::Result<()>) -> Result<(), String> {
+    match r {
+        Err(crate::api::Error::Rejected(crate::model::Rejection::NoSuchDockerNetwork {
+            ..
+        })) => Ok(()),
+        other => other.map_err(text),
     }
 }
 
@@ -143,7 +271,8 @@ fn listen(socket: &Path) -> Result<tiny_http::Server, Error> {
 
 /// Serves Docker on `socket` until SIGTERM or SIGINT; removes the socket
 /// when it stops.
-pub fn serve(nsnet: &Nsnet, socket: &Path) -> Result<(), Error> {
+pub fn serve(nsnet: &Nsnet, socket: &Path, data_dir: &Path) -> Result<(), Error> {
+    let plugin = Plugin::new(nsnet, data_dir.to_path_buf());
     let stop = crate::api::live::stop_on(&[libc::SIGTERM, libc::SIGINT]);
     crate::api::live::name_process(c"nsnet-docker");
     let server = listen(socket)?;
@@ -152,11 +281,12 @@ pub fn serve(nsnet: &Nsnet, socket: &Path) -> Result<(), Error> {
         socket.display(),
         std::process::id()
     ));
+    plugin.restore_all();
     sync_forward(nsnet);
     let mut synced = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         match server.recv_timeout(POLL) {
-            Ok(Some(request)) => answer(nsnet, request),
+            Ok(Some(request)) => answer(&plugin, request),
             Ok(None) => {}
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => log(&format!("accepting a call: {e}")),
@@ -182,12 +312,12 @@ fn sync_forward(nsnet: &Nsnet) {
 }
 
 /// Reads one call, answers it, logs it.
-fn answer(nsnet: &Nsnet, mut request: tiny_http::Request) {
+fn answer(plugin: &Plugin, mut request: tiny_http::Request) {
     let start = Instant::now();
     let path = request.url().to_string();
     let mut body = Vec::new();
     let reply = match request.as_reader().read_to_end(&mut body) {
-        Ok(_) => protocol::handle(&path, &body, nsnet),
+        Ok(_) => protocol::handle(&path, &body, plugin),
         Err(e) => protocol::Reply {
             status: 400,
             body: serde_json::json!({ "Err": format!("nsnet: reading the request: {e}") }),
@@ -196,7 +326,7 @@ fn answer(nsnet: &Nsnet, mut request: tiny_http::Request) {
     // A network's bridge passes Docker's FORWARD chain before Docker
     // hears that the network exists.
     if path.ends_with(".CreateNetwork") || path.ends_with(".DeleteNetwork") {
-        sync_forward(nsnet);
+        sync_forward(plugin.nsnet);
     }
     let error = reply.body.get("Err").or_else(|| reply.body.get("Error"));
     let outcome = match error.and_then(|e| e.as_str()) {

@@ -18,7 +18,9 @@ use crate::model::{Attachment, CreateRequest, Network};
 /// What the driver does for Docker: nsnet's `api`, behind a seam so that
 /// the protocol is tested without root.
 pub trait Backend {
-    fn create_network(&self, req: &CreateRequest) -> Result<Network, String>;
+    /// `call` is Docker's request as it came, for the driver to keep: Docker
+    /// never sends it again.
+    fn create_network(&self, req: &CreateRequest, call: &[u8]) -> Result<Network, String>;
     fn delete_network(&self, id: &str) -> Result<(), String>;
     fn network(&self, id: &str) -> Result<Network, String>;
     fn create_endpoint(
@@ -186,7 +188,7 @@ pub fn handle(path: &str, body: &[u8], backend: &dyn Backend) -> Reply {
         "NetworkDriver.GetCapabilities" => {
             Ok(json!({ "Scope": "local", "ConnectivityScope": "local" }))
         }
-        "NetworkDriver.CreateNetwork" => parse(body).and_then(|c| create_network(c, backend)),
+        "NetworkDriver.CreateNetwork" => parse(body).and_then(|c| create_network(c, body, backend)),
         "NetworkDriver.DeleteNetwork" => parse(body)
             .and_then(|c: NetworkCall| backend.delete_network(&c.network_id))
             .map(|()| json!({})),
@@ -294,9 +296,9 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
     serde_json::from_slice(body).map_err(|e| format!("nsnet: unreadable request: {e}"))
 }
 
-fn create_network(c: CreateNetwork, backend: &dyn Backend) -> Result<Value, String> {
+fn create_network(c: CreateNetwork, call: &[u8], backend: &dyn Backend) -> Result<Value, String> {
     let req = network_request(&c).map_err(|e| e.to_string())?;
-    backend.create_network(&req)?;
+    backend.create_network(&req, call)?;
     Ok(json!({}))
 }
 

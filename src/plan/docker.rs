@@ -314,6 +314,21 @@ pub fn plan_request_pool(state: &State, asked: Option<IpNet>, v6: bool) -> Resul
     Ok((after, cidr))
 }
 
+/// Records pool `cidr` again, as Docker kept it (see
+/// `api::Nsnet::docker_restore_pool`). Idempotent.
+pub fn plan_restore_pool(state: &State, cidr: IpNet) -> State {
+    let mut after = state.clone();
+    after
+        .docker_pools
+        .entry(cidr.to_string())
+        .or_insert(crate::model::docker::Pool {
+            cidr,
+            gateway: None,
+            addresses: Default::default(),
+        });
+    after
+}
+
 /// Gives a pool back. Idempotent.
 pub fn plan_release_pool(state: &State, id: &str) -> State {
     let mut after = state.clone();

@@ -170,6 +170,19 @@ scenario_restart() {
   D run --rm --network rnet bb ping -c1 -W2 r1 >/dev/null || fail "after a dockerd restart"
   check_clean "after restarts"
   step dockerd-restart
+  # A reboot: dockerd keeps its networks, nsnet's record (a tmpfs) and the
+  # kernel's objects are gone. The driver makes the network again.
+  stop_pid "$DOCKERD" 30; stop_pid "$PLUGIN" 5
+  local br; br=$("$NSNET" network ls | awk '/docker:/ {print $2}')
+  ip link del "$br"; nft delete table inet nsnet; rm -rf /run/nsnet/*
+  iptables -D DOCKER-USER -j NSNET-DOCKER; iptables -F NSNET-DOCKER; iptables -X NSNET-DOCKER
+  [ "$("$NSNET" --json network ls)" = "[]" ] || fail "the record outlived the simulated reboot"
+  start_plugin; start_dockerd
+  D start r1 >/dev/null || fail "docker start after a reboot"
+  D run --rm --network rnet bb ping -c1 -W2 r1 >/dev/null || fail "ping after a reboot"
+  grep -q "made again from the request Docker sent" "$W/plugin.log" || fail "no restore logged"
+  check_clean "after a reboot"
+  step reboot-network-made-again
   D rm -f r1 >/dev/null; D network rm rnet >/dev/null
   [ -z "$(leaked)" ] || fail "leaked: $(leaked)"
 }

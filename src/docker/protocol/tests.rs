@@ -17,7 +17,7 @@ const NET: &str = "b633ea1b9a6f00112233445566778899";
 const EP: &str = "c4e46f616e0d00112233445566778899";
 
 impl Backend for Fake {
-    fn create_network(&self, req: &CreateRequest) -> Result<Network, String> {
+    fn create_network(&self, req: &CreateRequest, _: &[u8]) -> Result<Network, String> {
         self.calls.borrow_mut().push("create_network".into());
         *self.created.borrow_mut() = Some(req.clone());
         Ok(test_network(&req.name, &req.name, &["10.99.0.0/24"]))
