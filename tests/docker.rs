@@ -61,6 +61,8 @@ fn docker_containers_live_on_an_nsnet_network() {
             "gateway-is-nsnet",
             "published-port-reached",
             "direct-access-blocked",
+            "loopback-port-host-only",
+            "isolated-from-docker-networks",
             "check-clean",
             "rm-host-as-before",
             "done",

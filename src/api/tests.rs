@@ -400,3 +400,154 @@ fn an_up_killed_at_any_step_converges_on_the_next_up() {
         },
     );
 }
+
+const DOCKER_NET: &str = "0123456789abcdef0123456789abcdef";
+const DOCKER_EP: &str = "fedcba9876543210fedcba9876543210";
+
+/// A network Docker made, with one endpoint (no join yet). Without ICC:
+/// a join is then two steps (the veth, its port isolated).
+fn docker_network(b: &Bed) {
+    let req = CreateRequest {
+        docker: Some(DOCKER_NET.into()),
+        icc: false,
+        ..network("dk-0123456789ab", "10.9.0.0/24")
+    };
+    b.nsnet.docker_create_network(&req).unwrap();
+    let addr = "10.9.0.5/24".parse().unwrap();
+    b.nsnet
+        .docker_create_endpoint(DOCKER_NET, DOCKER_EP, &[addr], None)
+        .unwrap();
+}
+
+fn sandbox() -> std::path::PathBuf {
+    "/run/docker/netns/0a1b2c3d4e5f".into()
+}
+
+#[test]
+fn docker_s_calls_make_and_take_everything_and_repeat_safely() {
+    let b = bed();
+    docker_network(&b);
+    let bridge = b.host_links();
+    let att = b
+        .nsnet
+        .docker_join(DOCKER_NET, DOCKER_EP, sandbox())
+        .unwrap();
+    // Both ends are in the host: Docker moves one into the container.
+    assert!(b.has_host_link(&att.host_ifname) && b.has_host_link(&att.ifname));
+    let p: crate::model::ports::PortMapping = "8080:80".parse().unwrap();
+    let published = b
+        .nsnet
+        .docker_publish(DOCKER_NET, DOCKER_EP, std::slice::from_ref(&p))
+        .unwrap();
+    assert_eq!(published, [p]);
+    b.nsnet.docker_unpublish(DOCKER_NET, DOCKER_EP).unwrap();
+    b.nsnet.docker_leave(DOCKER_NET, DOCKER_EP).unwrap();
+    assert_eq!(b.host_links(), bridge);
+    // Docker repeats what it saw fail: no error, no step.
+    b.fake.take_applied();
+    b.nsnet.docker_leave(DOCKER_NET, DOCKER_EP).unwrap();
+    b.nsnet.docker_unpublish(DOCKER_NET, DOCKER_EP).unwrap();
+    assert!(b.fake.take_applied().is_empty());
+    b.nsnet
+        .docker_delete_endpoint(DOCKER_NET, DOCKER_EP)
+        .unwrap();
+    b.nsnet
+        .docker_delete_endpoint(DOCKER_NET, DOCKER_EP)
+        .unwrap();
+    // nsnet's own command line leaves a Docker network alone.
+    let e = b
+        .nsnet
+        .remove_network("dk-0123456789ab", false)
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::Rejected(Rejection::OwnedByDocker { .. })),
+        "{e:?}"
+    );
+    b.nsnet.docker_delete_network(DOCKER_NET).unwrap();
+    b.nsnet.docker_delete_network(DOCKER_NET).unwrap();
+    assert!(b.host_links().is_empty(), "{:?}", b.host_links());
+    assert!(b.nsnet.state().unwrap().networks.is_empty());
+}
+
+#[test]
+fn a_docker_join_failing_at_any_step_leaves_nothing() {
+    let steps = {
+        let b = bed();
+        docker_network(&b);
+        b.fake.take_applied();
+        b.nsnet
+            .docker_join(DOCKER_NET, DOCKER_EP, sandbox())
+            .unwrap();
+        b.fake.take_applied().len()
+    };
+    assert!(steps >= 2, "{steps} steps");
+    for k in 1..=steps {
+        let b = bed();
+        docker_network(&b);
+        let (links, record) = (b.host_links(), b.nsnet.state().unwrap());
+        let calls = b.fake.state().calls;
+        b.fake.state().fail_at = Some(calls + k);
+        let e = b
+            .nsnet
+            .docker_join(DOCKER_NET, DOCKER_EP, sandbox())
+            .unwrap_err();
+        assert!(matches!(e, Error::Apply(_)), "step {k}: {e:?}");
+        assert_eq!(b.host_links(), links, "step {k}");
+        assert_eq!(b.nsnet.state().unwrap(), record, "step {k}");
+        // And Docker's retry works.
+        b.nsnet
+            .docker_join(DOCKER_NET, DOCKER_EP, sandbox())
+            .unwrap();
+    }
+}
+
+#[test]
+fn a_docker_join_killed_at_any_step_is_undone_by_the_next_call() {
+    killed_at_every_step(
+        docker_network,
+        |n| n.docker_join(DOCKER_NET, DOCKER_EP, sandbox()).map(drop),
+        |b, next, k| {
+            let net = next.docker_network(DOCKER_NET).unwrap();
+            assert!(net.attachments.is_empty(), "step {k}");
+            assert_eq!(
+                b.host_links(),
+                std::slice::from_ref(&net.bridge),
+                "step {k}"
+            );
+            next.docker_join(DOCKER_NET, DOCKER_EP, sandbox()).unwrap();
+        },
+    );
+}
+
+#[test]
+fn check_knows_nsnet_s_rules_in_docker_s_forward_chain() {
+    use crate::firewall::docker_user::{rules, Placed};
+    use crate::firewall::rules::ForeignDrop;
+    let b = bed();
+    docker_network(&b);
+    let forward = ForeignDrop {
+        family: "ip".into(),
+        table: "filter".into(),
+        chain: "FORWARD".into(),
+    };
+    let warnings = |placed: Option<Placed>| {
+        let mut s = b.fake.state();
+        s.probe.foreign_drops = vec![forward.clone()];
+        s.probe.docker_forward = [placed, None];
+        drop(s);
+        b.nsnet.check(None).unwrap().warnings
+    };
+    let serving = Placed {
+        jump: true,
+        rules: rules(&["dk-0123456789ab"]),
+    };
+    assert!(warnings(Some(serving)).is_empty());
+    let stale = warnings(Some(Placed::default()));
+    assert!(stale[0].contains("DOCKER-USER"), "{stale:?}");
+    // No dockerd: the plain warning about a drop policy.
+    let plain = warnings(None);
+    assert!(
+        plain[0].contains("chain FORWARD of table ip filter"),
+        "{plain:?}"
+    );
+}

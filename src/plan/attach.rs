@@ -482,7 +482,17 @@ pub fn plan_disconnect(
     // The veths of namespaces that go with them are only parked: the
     // namespace's deletion takes them along, asynchronously. The others
     // are retired: deleted in the background once their addresses are off.
-    let (park, delete): (Vec<&Attachment>, Vec<&Attachment>) = leaving.iter().partition(|a| {
+    // A veth handed to Docker goes with its host end, wherever Docker put
+    // the other (back in the host after a Leave, or in a container).
+    let (handed, leaving_own): (Vec<&Attachment>, Vec<&Attachment>) =
+        leaving.iter().partition(|a| a.docker.is_some());
+    for a in &handed {
+        ops.push(Op::DeleteLink {
+            target: Target::Host,
+            name: a.host_ifname.clone(),
+        });
+    }
+    let (park, delete): (Vec<&Attachment>, Vec<&Attachment>) = leaving_own.iter().partition(|a| {
         a.namespace
             .name()
             .is_some_and(|n| doomed.iter().any(|d| d == n))

@@ -146,10 +146,30 @@ scenario_basic() {
   fi
   in_up ip route del 172.16.0.0/16 via 203.0.113.2
   step direct-access-blocked
+  # Published on 127.0.0.1: the host only.
+  D run -d --name lo8 --network mydocker0 -p 127.0.0.1:8081:80 bb httpd -f -p 80 -h /www >/dev/null
+  sleep 0.3
+  [ "$(http_get 127.0.0.1 8081)" = hello-from-bb ] || fail "127.0.0.1:8081 from the host"
+  if in_up bash -c "$(declare -f http_get); http_get 203.0.113.2 8081" 2>/dev/null | grep -q hello; then
+    fail "a port published on 127.0.0.1 is reachable from outside"
+  fi
+  step loopback-port-host-only
+  # nsnet's networks and Docker's own bridge networks do not meet.
+  D network create dockerbr >/dev/null
+  D run -d --name d1 --network dockerbr bb httpd -f -p 80 -h /www >/dev/null
+  local dip; dip=$(D inspect -f '{{(index .NetworkSettings.Networks "dockerbr").IPAddress}}' d1)
+  ! D exec c1 ping -c1 -W1 "$dip" >/dev/null 2>&1 || fail "nsnet's c1 reaches Docker's d1"
+  ! D exec d1 ping -c1 -W1 "$ip1" >/dev/null 2>&1 || fail "Docker's d1 reaches nsnet's c1"
+  ! D exec d1 ping -c1 -W1 "$(D inspect -f '{{(index .NetworkSettings.Networks "mydocker0").IPAddress}}' web)" \
+    >/dev/null 2>&1 || fail "Docker's d1 reaches nsnet's web"
+  D exec d1 sh -c 'timeout 5 wget -q -O- http://203.0.113.2:8080/' | grep -q hello-from-bb ||
+    fail "Docker's d1 cannot use nsnet's published port"
+  step isolated-from-docker-networks
+  D rm -f lo8 d1 >/dev/null; D network rm dockerbr >/dev/null
   check_clean "with containers"
   step check-clean
   D rm -f web >/dev/null
-  ! nft list ruleset | grep -q 8080 || fail "port 8080 left in nftables"
+  ! nft list ruleset 2>/dev/null | grep -q 8080 || fail "port 8080 left in nftables"
   D rm -f c1 >/dev/null
   D network rm mydocker0 >/dev/null
   [ -z "$(leaked)" ] || fail "leaked: $(leaked)"
