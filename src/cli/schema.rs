@@ -50,6 +50,23 @@ pub struct NetworkView {
     /// This host's part of a network across hosts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub overlay: Option<OverlayView>,
+    /// Docker made it: its network ID and its endpoints.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub docker: Option<DockerView>,
+}
+
+#[derive(Serialize)]
+pub struct DockerView {
+    pub id: String,
+    pub endpoints: Vec<EndpointView>,
+}
+
+#[derive(Serialize)]
+pub struct EndpointView {
+    pub id: String,
+    pub addresses: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -106,6 +123,9 @@ pub struct AttachmentView {
     pub topology_file: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cni: Option<CniView>,
+    /// The Docker endpoint whose container has the other end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub docker_endpoint: Option<String>,
     /// `show` only: whether the kernel has the host end, and on the bridge.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub present: Option<bool>,
@@ -128,6 +148,7 @@ impl AttachmentView {
                 container_id: k.container_id.clone(),
                 ifname: k.ifname.clone(),
             }),
+            docker_endpoint: a.docker.clone(),
             present: None,
             on_bridge: None,
         }
@@ -176,6 +197,18 @@ impl NetworkView {
                 underlay: o.underlay.clone(),
                 vxlan: o.vxlan.clone(),
                 peers: None,
+            }),
+            docker: n.docker.as_ref().map(|d| DockerView {
+                id: d.id.clone(),
+                endpoints: d
+                    .endpoints
+                    .iter()
+                    .map(|(id, e)| EndpointView {
+                        id: id.clone(),
+                        addresses: e.addresses.iter().map(|a| a.to_string()).collect(),
+                        mac: e.mac.clone(),
+                    })
+                    .collect(),
             }),
         }
     }

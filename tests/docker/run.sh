@@ -117,7 +117,12 @@ scenario_basic() {
   # The tutorial, with Docker containers.
   D network create -d nsnet --subnet 172.16.0.0/16 mydocker0 >/dev/null
   local id; id=$(D network inspect -f '{{.Id}}' mydocker0)
-  "$NSNET" network ls | grep -q "dk-${id:0:12}" || fail "nsnet network ls lacks dk-${id:0:12}"
+  # (Output is read whole before grep: with pipefail, a writer cut off by
+  # grep -q would fail a pipeline, and turn a negative check into a pass.)
+  local ls; ls=$("$NSNET" network ls)
+  grep -q "dk-${id:0:12} .*docker:${id:0:12}" <<<"$ls" || fail "nsnet network ls lacks dk-${id:0:12}"
+  local inspect; inspect=$("$NSNET" --json network inspect "dk-${id:0:12}")
+  grep -q "\"id\": *\"$id\"" <<<"$inspect" || fail "inspect lacks Docker's ID"
   step network-created "dk-${id:0:12}"
   D run -d --name c1 --network mydocker0 bb sleep 600 >/dev/null
   local ip1; ip1=$(D inspect -f '{{(index .NetworkSettings.Networks "mydocker0").IPAddress}}' c1)
@@ -126,22 +131,22 @@ scenario_basic() {
   step ping-by-address-and-name "$ip1"
   D exec c1 ping -c1 -W2 203.0.113.1 >/dev/null || fail "c1 cannot reach the upstream"
   step upstream-through-nat
-  D exec c1 ip route | grep -q "default via 172.16.0.1 dev eth0" || fail "no default route via nsnet's gateway"
-  ! D network ls --format '{{.Name}}' | grep -q docker_gwbridge || fail "docker_gwbridge was made"
+  grep -q "default via 172.16.0.1 dev eth0" <<<"$(D exec c1 ip route)" || fail "no default route via nsnet's gateway"
+  ! grep -q docker_gwbridge <<<"$(D network ls --format '{{.Name}}')" || fail "docker_gwbridge was made"
   step gateway-is-nsnet
 
   # Published ports, with dockerd's FORWARD policy DROP in place.
-  iptables -S FORWARD | grep -q -- '-P FORWARD DROP' || fail "dockerd did not set FORWARD DROP"
+  grep -q -- '-P FORWARD DROP' <<<"$(iptables -S FORWARD)" || fail "dockerd did not set FORWARD DROP"
   D run -d --name web --network mydocker0 -p 8080:80 bb httpd -f -p 80 -h /www >/dev/null
   local webip; webip=$(D inspect -f '{{(index .NetworkSettings.Networks "mydocker0").IPAddress}}' web)
   sleep 0.3
   [ "$(in_up bash -c "$(declare -f http_get); http_get 203.0.113.2 8080")" = hello-from-bb ] || fail "8080 from outside"
   [ "$(http_get 127.0.0.1 8080)" = hello-from-bb ] || fail "8080 from the host (127.0.0.1)"
   [ "$(http_get 203.0.113.2 8080)" = hello-from-bb ] || fail "8080 from the host (its address)"
-  D exec c1 sh -c 'timeout 5 wget -q -O- http://203.0.113.2:8080/' | grep -q hello-from-bb || fail "8080 by hairpin"
+  grep -q hello-from-bb <<<"$(D exec c1 sh -c 'timeout 5 wget -q -O- http://203.0.113.2:8080/')" || fail "8080 by hairpin"
   step published-port-reached
   in_up ip route add 172.16.0.0/16 via 203.0.113.2
-  if in_up bash -c "$(declare -f http_get); http_get $webip 80" | grep -q hello; then
+  if grep -q hello <<<"$(in_up bash -c "$(declare -f http_get); http_get $webip 80" 2>/dev/null)"; then
     fail "the container's unpublished port 80 is reachable from the upstream"
   fi
   in_up ip route del 172.16.0.0/16 via 203.0.113.2
@@ -150,7 +155,7 @@ scenario_basic() {
   D run -d --name lo8 --network mydocker0 -p 127.0.0.1:8081:80 bb httpd -f -p 80 -h /www >/dev/null
   sleep 0.3
   [ "$(http_get 127.0.0.1 8081)" = hello-from-bb ] || fail "127.0.0.1:8081 from the host"
-  if in_up bash -c "$(declare -f http_get); http_get 203.0.113.2 8081" 2>/dev/null | grep -q hello; then
+  if grep -q hello <<<"$(in_up bash -c "$(declare -f http_get); http_get 203.0.113.2 8081" 2>/dev/null)"; then
     fail "a port published on 127.0.0.1 is reachable from outside"
   fi
   step loopback-port-host-only
@@ -162,14 +167,14 @@ scenario_basic() {
   ! D exec d1 ping -c1 -W1 "$ip1" >/dev/null 2>&1 || fail "Docker's d1 reaches nsnet's c1"
   ! D exec d1 ping -c1 -W1 "$(D inspect -f '{{(index .NetworkSettings.Networks "mydocker0").IPAddress}}' web)" \
     >/dev/null 2>&1 || fail "Docker's d1 reaches nsnet's web"
-  D exec d1 sh -c 'timeout 5 wget -q -O- http://203.0.113.2:8080/' | grep -q hello-from-bb ||
+  grep -q hello-from-bb <<<"$(D exec d1 sh -c 'timeout 5 wget -q -O- http://203.0.113.2:8080/')" ||
     fail "Docker's d1 cannot use nsnet's published port"
   step isolated-from-docker-networks
   D rm -f lo8 d1 >/dev/null; D network rm dockerbr >/dev/null
   check_clean "with containers"
   step check-clean
   D rm -f web >/dev/null
-  ! nft list ruleset 2>/dev/null | grep -q 8080 || fail "port 8080 left in nftables"
+  ! grep -q 8080 <<<"$(nft list ruleset 2>/dev/null)" || fail "port 8080 left in nftables"
   D rm -f c1 >/dev/null
   D network rm mydocker0 >/dev/null
   [ -z "$(leaked)" ] || fail "leaked: $(leaked)"
@@ -259,7 +264,7 @@ scenario_ipam() {
   D network create -d nsnet --ipam-driver nsnet --subnet 10.94.0.0/24 inet >/dev/null
   local id; id=$(D network inspect -f '{{.Id}}' inet)
   D run -d --name i1 --network inet bb sleep 600 >/dev/null
-  D exec i1 ip route | grep -q "default via 10.94.0.1 dev eth0" || fail "gateway of the nsnet pool"
+  grep -q "default via 10.94.0.1 dev eth0" <<<"$(D exec i1 ip route)" || fail "gateway of the nsnet pool"
   ip netns add own1
   "$NSNET" connect "dk-${id:0:12}" own1 >/dev/null
   D run -d --name i2 --network inet bb sleep 600 >/dev/null
@@ -280,8 +285,8 @@ scenario_ipam() {
   # connect/disconnect of a running container; MTU; IPv6; internal.
   D network create -d nsnet --subnet 10.96.0.0/24 --ipv6 --subnet fd00:96::/64 -o mtu=1400 six >/dev/null
   D network connect six i1
-  D exec i1 ip -o link show eth1 | grep -q "mtu 1400" || fail "MTU 1400 on eth1"
-  D exec i1 ip -o -6 addr show eth1 | grep -q "fd00:96::" || fail "no IPv6 address on eth1"
+  grep -q "mtu 1400" <<<"$(D exec i1 ip -o link show eth1)" || fail "MTU 1400 on eth1"
+  grep -q "fd00:96::" <<<"$(D exec i1 ip -o -6 addr show eth1)" || fail "no IPv6 address on eth1"
   D network disconnect six i1
   [ -z "$(D exec i1 ip -o link show eth1 2>/dev/null)" ] || fail "eth1 still in i1"
   step connect-disconnect-mtu-ipv6
