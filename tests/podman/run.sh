@@ -108,7 +108,7 @@ step reload-no-leak
 
 podman rm -f -t 0 a b >/dev/null
 [ -z "$(ip -o link show master nsnetpod0)" ]
-! nft list map inet nsnet ports4_any_dest | grep -q 8080
+if grep -q 8080 <<<"$(nft list map inet nsnet ports4_any_dest)"; then echo "port 8080 left"; exit 1; fi
 [ "$("$NSNET" --json network ls | tr -d ' \n' | grep -o '"attachments":\[\]' | wc -l)" = 1 ]
 "$NSNET" check >/dev/null
 step rm-no-leak
