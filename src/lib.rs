@@ -3,7 +3,7 @@
 //! The folders are the layers, and data flows one way through them:
 //!
 //! ```text
-//! front ends   cli (the binary), topology, cni, agent, docker
+//! front ends   cli (the binary), topology, cni, agent, docker, netavark
 //!      |          parse their syntax once into model requests; import only api and model
 //!      v
 //! api          Nsnet: lock + journal, facts, plan, commit; on the Machine it was built with
@@ -41,6 +41,7 @@ mod host;
 #[doc(hidden)]
 pub mod kernel;
 pub mod model;
+pub mod netavark;
 mod plan;
 mod store;
 pub mod topology;

@@ -28,6 +28,15 @@ fn main() {
         nsnet::api::phase("the whole CNI call", start);
         std::process::exit(code);
     }
+    // netavark runs us as its plugin `nsnet`: `info`, `create`, `setup
+    // NETNS` or `teardown NETNS`, JSON on stdin and stdout.
+    let argv: Vec<String> = std::env::args().collect();
+    if nsnet::netavark::is_plugin_call(&argv) {
+        let state_dir = std::env::var("NSNET_STATE_DIR")
+            .unwrap_or_else(|_| nsnet::api::live::DEFAULT_STATE_DIR.into());
+        let code = nsnet::netavark::main(&nsnet::Nsnet::new(state_dir), &argv);
+        std::process::exit(code);
+    }
     let start = std::time::Instant::now();
     let args = cli::parse();
     let json = args.options.json;

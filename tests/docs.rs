@@ -97,7 +97,7 @@ fn tail(text: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-const GUIDES: [&str; 8] = [
+const GUIDES: [&str; 9] = [
     "networks.md",
     "ports-and-security.md",
     "topology-files.md",
@@ -106,6 +106,7 @@ const GUIDES: [&str; 8] = [
     "labs.md",
     "cni.md",
     "docker.md",
+    "podman.md",
 ];
 
 #[test]
@@ -165,6 +166,11 @@ fn guide_labs() {
 #[test]
 fn guide_docker() {
     run_guide("docker.md");
+}
+
+#[test]
+fn guide_podman() {
+    run_guide("podman.md");
 }
 
 #[test]

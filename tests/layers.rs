@@ -43,12 +43,15 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
         ("topology", below(&["api", "model"])),
         ("cni", below(&["api", "model"])),
         ("docker", below(&["api", "model"])),
+        ("netavark", below(&["api", "model"])),
     ])
 }
 
 /// What the binary (`main.rs` and `cli/`) may name of the library: the
 /// door, the values, and the front ends it hands a process to.
-const BINARY_MAY_USE: [&str; 6] = ["api", "model", "topology", "cni", "agent", "docker"];
+const BINARY_MAY_USE: [&str; 7] = [
+    "api", "model", "topology", "cni", "agent", "docker", "netavark",
+];
 
 /// The crate paths a file names: `crate::a::b` and `use crate::{a, b::c}`.
 fn imports(text: &str) -> BTreeSet<String> {

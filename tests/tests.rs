@@ -15,6 +15,7 @@ mod kernel_errors;
 mod lab;
 mod layers;
 mod lifecycle;
+mod netavark;
 mod overlay;
 mod podman;
 mod ports;

@@ -166,6 +166,12 @@ mod tests {
         ];
         web.aliases = vec!["www".into()];
         a.attachments.push(web.into());
+        // A container known by its path is named by its aliases.
+        let mut pod = test_attachment("pod");
+        pod.namespace = crate::model::NsRef::Path("/run/netns/netns-1234".into());
+        pod.addresses = vec!["10.1.0.3/24".parse().unwrap()];
+        pod.aliases = vec!["Cache".into(), "redis".into()];
+        a.attachments.push(pod.into());
         let mut b = test_network("b", "b", &["10.2.0.0/24"]);
         b.internal = true;
         let mut db = test_attachment("db");
@@ -205,6 +211,20 @@ mod tests {
         );
         let m = parsed(ask("2.0.1.10.in-addr.arpa.", RecordType::PTR, "10.1.0.9"));
         assert_eq!(m.answers[0].data.to_string(), "web.nsnet.internal.");
+    }
+
+    #[test]
+    fn containers_known_by_path_get_their_aliases() {
+        for name in ["cache.", "redis.nsnet.internal."] {
+            let m = parsed(ask(name, RecordType::A, "10.1.0.9"));
+            assert_eq!(
+                m.answers[0].data,
+                RData::A(A("10.1.0.3".parse().unwrap())),
+                "{name}"
+            );
+        }
+        let m = parsed(ask("3.0.1.10.in-addr.arpa.", RecordType::PTR, "10.1.0.9"));
+        assert_eq!(m.answers[0].data.to_string(), "cache.nsnet.internal.");
     }
 
     #[test]

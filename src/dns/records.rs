@@ -69,16 +69,24 @@ impl Table {
                 };
                 for a in &n.attachments {
                     let addrs: Vec<IpAddr> = a.addresses.iter().map(|x| x.addr()).collect();
-                    let Some(name) = a.namespace.name() else {
+                    // A namespace known by its path (a container's) is named
+                    // by its aliases alone: the first is its reverse name.
+                    let names: Vec<String> = a
+                        .namespace
+                        .name()
+                        .into_iter()
+                        .chain(a.aliases.iter().map(String::as_str))
+                        .map(str::to_ascii_lowercase)
+                        .collect();
+                    let Some(first) = names.first() else {
                         continue;
                     };
-                    let name = name.to_ascii_lowercase();
                     for addr in &addrs {
-                        zone.reverse.insert(*addr, name.clone());
+                        zone.reverse.insert(*addr, first.clone());
                     }
-                    for alias in std::iter::once(&name).chain(a.aliases.iter()) {
+                    for name in &names {
                         zone.names
-                            .entry(alias.to_ascii_lowercase())
+                            .entry(name.clone())
                             .or_default()
                             .extend(addrs.iter().copied());
                     }

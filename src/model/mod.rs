@@ -191,6 +191,11 @@ pub struct Network {
     /// and the endpoints Docker created on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub docker: Option<docker::DockerNetwork>,
+    /// netavark (podman) made it at a container's setup: its podman
+    /// network ID. It goes with its last attachment (podman's `network
+    /// rm` calls no plugin).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netavark: Option<String>,
 }
 
 /// One veth pair joining a namespace to a network. (`Eq`: two shared
@@ -332,6 +337,7 @@ impl Network {
             dns_servers,
             overlay,
             docker,
+            netavark,
         } = self;
         *name == other.name
             && *bridge == other.bridge
@@ -352,6 +358,7 @@ impl Network {
             && *link_group == other.link_group
             && *owner == other.owner
             && *docker == other.docker
+            && *netavark == other.netavark
             && *overlay == other.overlay
             && *dns == other.dns
             && *dns_domain == other.dns_domain
@@ -514,6 +521,7 @@ pub(crate) fn test_network(name: &str, bridge: &str, subnets: &[&str]) -> Networ
         dns_servers: vec![],
         overlay: None,
         docker: None,
+        netavark: None,
     }
 }
 

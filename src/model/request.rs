@@ -42,6 +42,8 @@ pub struct CreateRequest {
     pub joined: Option<super::overlay::Overlay>,
     /// The Docker network ID, when Docker asks for the network.
     pub docker: Option<String>,
+    /// The podman network ID, when netavark asks for the network.
+    pub netavark: Option<String>,
 }
 
 impl CreateRequest {
@@ -73,6 +75,7 @@ impl CreateRequest {
             overlay: None,
             joined: None,
             docker: None,
+            netavark: None,
         }
     }
 

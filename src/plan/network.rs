@@ -283,6 +283,7 @@ pub fn plan_create(
                 id: id.clone(),
                 endpoints: Default::default(),
             }),
+        netavark: req.netavark.clone(),
     };
     let mut ops = driver.setup(&mut network, host, mac);
     let mut new_state = state.clone();
