@@ -129,11 +129,13 @@ fn network_request(def: &NetworkDef) -> Result<CreateRequest, Rejection> {
     req.bridge = def.network_interface.clone();
     let opts = def.options.clone().unwrap_or_default();
     if let Some(overlay) = crate::model::docker::apply_options(&mut req, &opts)? {
-        let _ = overlay;
-        return Err(Rejection::MissingOption {
-            option: "driver=bridge",
-            reason: "overlay networks through netavark are not available in this version",
-        });
+        if overlay.name.is_some() {
+            return Err(Rejection::MissingOption {
+                option: "the network's name",
+                reason: "an overlay through podman is named by podman's network name: --opt name is for Docker",
+            });
+        }
+        req.overlay = Some(overlay_request(&req, overlay)?);
     }
     if req.bridge.is_none() && crate::model::names::validate_ifname(&def.name).is_err() {
         // The bridge takes the network's name when it can.
@@ -155,6 +157,30 @@ fn taken_subnets(nsnet: &Nsnet) -> Result<Vec<IpNet>, String> {
     Ok(taken)
 }
 
+/// An overlay network: named in etcd as podman names it (the same name on
+/// every host), its cluster subnet the network's.
+fn overlay_request(
+    req: &CreateRequest,
+    asked: crate::model::docker::OverlayAsked,
+) -> Result<crate::model::overlay::OverlayRequest, Rejection> {
+    use crate::model::overlay::{OverlayOptions, OverlayRequest, DEFAULT_HOST_SUBNET_LEN};
+    use crate::model::overlay::{DEFAULT_LEASE_TTL, DEFAULT_PORT};
+    let opts = OverlayOptions {
+        etcd: asked.etcd,
+        host_subnet_len: DEFAULT_HOST_SUBNET_LEN,
+        vni: asked.vni,
+        port: DEFAULT_PORT,
+        underlay: None,
+        lease_ttl: DEFAULT_LEASE_TTL,
+    };
+    OverlayRequest::new(&req.name, &req.subnets, opts)
+}
+
+/// The IPAM driver an overlay network carries, so that podman leaves its
+/// addresses to nsnet: each host hands out those of its own host subnet
+/// (podman allocates for networks without one, or with "host-local").
+pub const OWN_IPAM: &str = "nsnet";
+
 /// `create`: checks the network and completes it (subnets, gateways, the
 /// bridge's name); nothing is made. Without a subnet it gets a free one
 /// of nsnet's pools (free of nsnet's networks: netavark shows a plugin
@@ -163,6 +189,12 @@ fn create(mut network: Value, taken: &[IpNet]) -> Result<Value, String> {
     let def: NetworkDef =
         serde_json::from_value(network.clone()).map_err(|e| format!("nsnet: {e}"))?;
     let mut req = network_request(&def).map_err(rejected)?;
+    if req.overlay.is_some() {
+        // The cluster subnet is the network's; gateways are each host's.
+        network["ipam_options"] = json!({ "driver": OWN_IPAM });
+        network["network_interface"] = json!(req.bridge.clone().unwrap_or(def.name.clone()));
+        return Ok(network);
+    }
     if req.subnets.is_empty() {
         let free = crate::model::ipam::pick_free_subnet(false, taken);
         req.subnets
