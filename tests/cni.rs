@@ -544,3 +544,36 @@ fn hostile_cni_input_is_refused_cleanly() {
         assert_same(&sb.snapshot(), &before, "hostile CNI_ARGS");
     }
 }
+
+/// A pod is known on its network by the name the kubelet gives it and by
+/// the runtime's aliases, although its namespace is a path.
+#[test]
+fn pods_resolve_by_their_names() {
+    let sb = Sandbox::new();
+    sb.sh("ip netns add pod1 && ip netns add pod2");
+    let mut c = conf("1.0.0");
+    c["runtimeConfig"] = json!({"aliases": {"podnet": ["cache"]}});
+    let (v, code) = cni(
+        &Call {
+            command: "ADD",
+            id: "pod1",
+            netns: "/run/netns/pod1",
+            ifname: "eth0",
+            args: "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-7f9c",
+        },
+        &c,
+    );
+    assert_eq!(code, 0, "{v}");
+    add("pod2", "pod2", &conf("1.0.0"));
+    let ask = |name: &str| {
+        sb.sh(&format!(
+            "ip netns exec pod2 dig +short +tries=1 +time=2 @10.88.0.1 {name}"
+        ))
+        .trim()
+        .to_string()
+    };
+    assert_eq!(ask("web-7f9c.nsnet.internal"), "10.88.0.2");
+    assert_eq!(ask("cache"), "10.88.0.2");
+    del("pod1", "/run/netns/pod1", &c);
+    assert_eq!(ask("web-7f9c.nsnet.internal"), "");
+}

@@ -51,6 +51,9 @@ struct RuntimeConfig {
     #[serde(default)]
     ips: Vec<String>,
     mac: Option<String>,
+    /// The `aliases` capability (podman): names by network.
+    #[serde(default)]
+    aliases: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// The configuration; unknown keys (other plugins' options, `args`,
@@ -189,6 +192,16 @@ impl NetConf {
     /// `runtimeConfig.ips`, as text.
     pub fn runtime_ips(&self) -> &[String] {
         &self.runtime_config.ips
+    }
+
+    /// The names a runtime gives the container on this network
+    /// (`runtimeConfig.aliases`).
+    pub fn runtime_aliases(&self) -> &[String] {
+        self.runtime_config
+            .aliases
+            .get(&self.name)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
     }
 
     pub fn runtime_mac(&self) -> Option<String> {

@@ -99,8 +99,9 @@ impl Env {
         }
     }
 
-    /// `CNI_ARGS`: `K=V;K=V`. IP and MAC are understood; anything else is an
-    /// error unless `IgnoreUnknown` is true, as the spec asks.
+    /// `CNI_ARGS`: `K=V;K=V`. IP, MAC and the kubelet's `K8S_*` are
+    /// understood; anything else is an error unless `IgnoreUnknown` is
+    /// true, as the spec asks.
     fn parsed_args(&self) -> Result<BTreeMap<String, String>, CniError> {
         let mut out = BTreeMap::new();
         for pair in self.args.split(';').filter(|p| !p.is_empty()) {
@@ -113,10 +114,9 @@ impl Env {
             .get("IgnoreUnknown")
             .is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
         if !ignore {
-            if let Some(k) = out
-                .keys()
-                .find(|k| !matches!(k.as_str(), "IP" | "MAC" | "IgnoreUnknown"))
-            {
+            if let Some(k) = out.keys().find(|k| {
+                !matches!(k.as_str(), "IP" | "MAC" | "IgnoreUnknown") && !k.starts_with("K8S_")
+            }) {
                 return Err(CniError::new(
                     4,
                     format!("CNI_ARGS: unknown key {k:?} (set IgnoreUnknown=1 to allow)"),
@@ -267,12 +267,38 @@ fn connect_request(
         ifname: Some(env.ifname.clone()),
         mac,
         publish,
+        aliases: names(args, conf),
         cni: Some(env.key()),
         // The runtime owns its port mappings, and may hold the host ports
         // itself to reserve them.
         take_host_ports: true,
         ..ConnectRequest::new(&conf.name, namespace)
     })
+}
+
+/// The container's DNS names on the network: the pod's name (the
+/// kubelet's `K8S_POD_NAME`) and the runtime's aliases, those that are
+/// DNS labels (others are left out: a runtime's names are not checked).
+fn names(args: &BTreeMap<String, String>, conf: &NetConf) -> Vec<String> {
+    let label = |n: &&String| {
+        !n.is_empty()
+            && n.len() <= 63
+            && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !n.starts_with('-')
+    };
+    let mut out: Vec<String> = Vec::new();
+    for n in args
+        .get("K8S_POD_NAME")
+        .into_iter()
+        .chain(conf.runtime_aliases())
+        .filter(label)
+    {
+        let n = n.to_ascii_lowercase();
+        if !out.contains(&n) {
+            out.push(n);
+        }
+    }
+    out
 }
 
 fn del(env: &Env, conf: &NetConf, stdin: &[u8], nsnet: &Nsnet) -> Result<(), CniError> {
@@ -441,5 +467,29 @@ mod tests {
         let r = report(vec![bridge.clone()]);
         assert_eq!(drift_of(&r, "podnet", &ns("ns1")), Some(&bridge));
         assert_eq!(drift_of(&r, "other", &ns("ns1")), None);
+    }
+
+    #[test]
+    fn pods_and_aliases_become_names() {
+        let conf = NetConf::parse(
+            br#"{"cniVersion": "1.0.0", "name": "podnet", "type": "nsnet",
+                "runtimeConfig": {"aliases": {"podnet": ["Web", "www", "bad_name"], "other": ["no"]}}}"#,
+        )
+        .unwrap();
+        let args: BTreeMap<String, String> = [
+            ("K8S_POD_NAME".to_string(), "web-7f9c".to_string()),
+            ("K8S_POD_NAMESPACE".to_string(), "default".to_string()),
+        ]
+        .into();
+        assert_eq!(names(&args, &conf), ["web-7f9c", "web", "www"]);
+        // The kubelet's keys are known, others are not.
+        let env = |args: &str| Env {
+            args: args.into(),
+            ..Env::default()
+        };
+        assert!(env("K8S_POD_NAME=a;K8S_POD_NAMESPACE=b")
+            .parsed_args()
+            .is_ok());
+        assert!(env("COLOUR=red").parsed_args().is_err());
     }
 }
