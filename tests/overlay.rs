@@ -548,3 +548,93 @@ fn bad_overlay_requests_are_refused_with_nothing_made() {
     c.ok(1, "network rm small");
     assert_eq!(c.keys(), BTreeSet::new());
 }
+
+/// A CNI ADD or DEL of container `ns` run on host `i`, as a runtime on that
+/// node runs the plugin; the result JSON.
+fn cni_on(c: &Cluster, i: usize, command: &str, ns: &str, conf: &serde_json::Value) -> String {
+    use std::io::Write;
+    let mut child = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/h{i}"))
+        .arg(NSNET)
+        .env("NSNET_STATE_DIR", format!("/run/nsnet-h{i}"))
+        .env("CNI_COMMAND", command)
+        .env("CNI_CONTAINERID", format!("id-{ns}"))
+        .env("CNI_NETNS", format!("/run/netns/{ns}"))
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", "/usr/lib/cni")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running nsnet as a CNI plugin");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(conf.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "h{i}: CNI {command} {ns}: {text}");
+    let _ = c;
+    text
+}
+
+/// A CNI network configuration may name an overlay: each node's ADDs take
+/// addresses of that node's host subnet, and pods on different nodes
+/// reach each other.
+#[test]
+fn cni_pods_on_two_nodes_meet_on_an_overlay() {
+    let mut c = Cluster::new(2);
+    let conf = serde_json::json!({
+        "cniVersion": "1.0.0", "name": "podlan", "type": "nsnet", "bridge": "podlan0",
+        "subnets": ["10.220.0.0/16"],
+        "overlay": {"etcd": [ETCD], "leaseTtl": 3}
+    });
+    for i in 1..=2 {
+        c.start_agent(i);
+        c.sb.sh(&format!("ip netns add p{i}"));
+        let result = cni_on(&c, i, "ADD", &format!("p{i}"), &conf);
+        assert!(result.contains("10.220."), "h{i}: {result}");
+    }
+    let (a1, a2) = (c.addr("p1"), c.addr("p2"));
+    assert_ne!(
+        a1.rsplit_once('.').unwrap().0,
+        a2.rsplit_once('.').unwrap().0,
+        "both nodes allocated from one host subnet"
+    );
+    assert!(
+        c.wait_for(Duration::from_secs(10), || c.pings("p2", &a1))
+            .is_some(),
+        "p2 on h2 cannot reach p1 on h1 ({a1})"
+    );
+    for i in 1..=2 {
+        c.ok(i, "check");
+        cni_on(&c, i, "DEL", &format!("p{i}"), &conf);
+    }
+    // An unknown key of the overlay object is refused when decoding (code 6).
+    let mut bad = conf.clone();
+    bad["overlay"]["colour"] = serde_json::json!("red");
+    c.sb.sh("ip netns add p3");
+    let out = Command::new(NSNET)
+        .env("CNI_COMMAND", "ADD")
+        .env("CNI_CONTAINERID", "id-p3")
+        .env("CNI_NETNS", "/run/netns/p3")
+        .env("CNI_IFNAME", "eth0")
+        .env("NSNET_STATE_DIR", "/run/nsnet-h1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut ch| {
+            use std::io::Write;
+            ch.stdin
+                .take()
+                .unwrap()
+                .write_all(bad.to_string().as_bytes())?;
+            ch.wait_with_output()
+        })
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["code"], 6, "{v}");
+    assert!(v["details"].as_str().unwrap().contains("colour"), "{v}");
+}

@@ -96,6 +96,23 @@ pub struct NetConf {
     pub dns: Option<Value>,
     #[serde(rename = "cni.dev/valid-attachments", default)]
     valid_attachments: Vec<Value>,
+    /// An overlay network across nodes (nsnet's key): the subnet is the
+    /// cluster's, each node allocates from its own host subnet.
+    #[serde(default)]
+    overlay: Option<OverlayConf>,
+}
+
+/// `"overlay": {"etcd": [...], "hostSubnetLen": 24, "vni": N, "vxlanPort":
+/// 4789, "leaseTtl": 20}`: what `nsnet network create --driver overlay`
+/// takes.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct OverlayConf {
+    etcd: Vec<String>,
+    host_subnet_len: Option<u8>,
+    vni: Option<u32>,
+    vxlan_port: Option<u16>,
+    lease_ttl: Option<u64>,
 }
 
 impl NetConf {
@@ -158,7 +175,7 @@ impl NetConf {
         let invalid = |e: crate::model::Rejection| {
             CniError::new(7, "invalid network configuration").with(e.to_string())
         };
-        Ok(CreateRequest {
+        let req = CreateRequest {
             subnets: subnets
                 .iter()
                 .map(|s| parse_subnet(s))
@@ -179,7 +196,32 @@ impl NetConf {
             mtu: self.mtu,
             dns: self.nsnet_dns(),
             ..CreateRequest::named(&self.name)
-        })
+        };
+        self.with_overlay(req).map_err(invalid)
+    }
+
+    /// `req` as an overlay network when the configuration names one: its
+    /// subnet is the cluster's, its gateways are each node's.
+    fn with_overlay(
+        &self,
+        mut req: CreateRequest,
+    ) -> Result<CreateRequest, crate::model::Rejection> {
+        use crate::model::overlay::{OverlayOptions, OverlayRequest};
+        use crate::model::overlay::{DEFAULT_HOST_SUBNET_LEN, DEFAULT_LEASE_TTL, DEFAULT_PORT};
+        let Some(o) = &self.overlay else {
+            return Ok(req);
+        };
+        let opts = OverlayOptions {
+            etcd: o.etcd.clone(),
+            host_subnet_len: o.host_subnet_len.unwrap_or(DEFAULT_HOST_SUBNET_LEN),
+            vni: o.vni,
+            port: o.vxlan_port.unwrap_or(DEFAULT_PORT),
+            underlay: None,
+            lease_ttl: o.lease_ttl.unwrap_or(DEFAULT_LEASE_TTL),
+        };
+        req.overlay = Some(OverlayRequest::new(&req.name, &req.subnets, opts)?);
+        req.gateways.clear();
+        Ok(req)
     }
 
     /// Whether nsnet's DNS serves the network: `"dns": false` turns it off;
