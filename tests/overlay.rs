@@ -581,17 +581,17 @@ fn cni_on(c: &Cluster, i: usize, command: &str, ns: &str, conf: &serde_json::Val
 }
 
 /// A CNI network configuration may name an overlay: each node's ADDs take
-/// addresses of that node's host subnet, and pods on different nodes
-/// reach each other.
+/// addresses of that node's host subnet, pods on different nodes reach
+/// each other, and a node that leaves is withdrawn from the others.
 #[test]
-fn cni_pods_on_two_nodes_meet_on_an_overlay() {
-    let mut c = Cluster::new(2);
+fn cni_pods_on_three_nodes_meet_on_an_overlay() {
+    let mut c = Cluster::new(3);
     let conf = serde_json::json!({
         "cniVersion": "1.0.0", "name": "podlan", "type": "nsnet", "bridge": "podlan0",
         "subnets": ["10.220.0.0/16"],
         "overlay": {"etcd": [ETCD], "leaseTtl": 3}
     });
-    for i in 1..=2 {
+    for i in 1..=3 {
         c.start_agent(i);
         c.sb.sh(&format!("ip netns add p{i}"));
         let result = cni_on(&c, i, "ADD", &format!("p{i}"), &conf);
@@ -608,18 +608,32 @@ fn cni_pods_on_two_nodes_meet_on_an_overlay() {
             .is_some(),
         "p2 on h2 cannot reach p1 on h1 ({a1})"
     );
+    // h3 goes (its agent dies, its lease lapses): the others withdraw it.
+    let a3 = c.addr("p3");
+    assert!(
+        c.wait_for(Duration::from_secs(10), || c.pings("p1", &a3))
+            .is_some(),
+        "p1 cannot reach p3 ({a3})"
+    );
+    c.kill_agent(3);
+    assert!(
+        c.wait_for(Duration::from_secs(15), || !c.pings("p1", &a3))
+            .is_some(),
+        "h3 was not withdrawn from h1"
+    );
     for i in 1..=2 {
         c.ok(i, "check");
         cni_on(&c, i, "DEL", &format!("p{i}"), &conf);
+        c.ok(i, "check");
     }
     // An unknown key of the overlay object is refused when decoding (code 6).
     let mut bad = conf.clone();
     bad["overlay"]["colour"] = serde_json::json!("red");
-    c.sb.sh("ip netns add p3");
+    c.sb.sh("ip netns add p9");
     let out = Command::new(NSNET)
         .env("CNI_COMMAND", "ADD")
-        .env("CNI_CONTAINERID", "id-p3")
-        .env("CNI_NETNS", "/run/netns/p3")
+        .env("CNI_CONTAINERID", "id-p9")
+        .env("CNI_NETNS", "/run/netns/p9")
         .env("CNI_IFNAME", "eth0")
         .env("NSNET_STATE_DIR", "/run/nsnet-h1")
         .stdin(Stdio::piped())
