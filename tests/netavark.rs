@@ -46,6 +46,7 @@ fn netavark_runs_containers_on_an_nsnet_network() {
             "names-resolve",
             "published-port",
             "check-clean",
+            "second-network-same-ports",
             "teardown-without-namespace",
             "last-teardown-removes-network",
             "error-surfaces",

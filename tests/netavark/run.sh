@@ -78,6 +78,24 @@ step published-port
 "$NSNET" check >/dev/null || { "$NSNET" check; fail "check with two containers"; }
 step check-clean
 
+# c1 on a second nsnet network: netavark hands it the container's ports
+# again, which it publishes once.
+sed -e 's/"nsn"/"nsn2"/' -e "s/$ID/$(printf 'ac%.0s' $(seq 32))/" -e 's/10\.91\./10.92./g' \
+  "$W/create.json" >"$W/create2.json"
+na create <"$W/create2.json" >"$W/network2.json" || fail "create nsn2"
+python3 - "$W" <<'PY'
+import json, sys
+w = sys.argv[1]
+call = json.load(open(f"{w}/c1.json"))
+call["networks"] = {"nsn2": {"interface_name": "eth1", "static_ips": ["10.92.0.2"]}}
+call["network_info"] = {"nsn2": json.load(open(f"{w}/network2.json"))}
+json.dump(call, open(f"{w}/c1-2.json", "w"))
+PY
+na setup /run/netns/c1 <"$W/c1-2.json" >"$W/c1-2.out" || { cat "$W/c1-2.out"; fail "c1 on a second network"; }
+na teardown /run/netns/c1 <"$W/c1-2.json" || fail "teardown of c1 on nsn2"
+grep -q 8080 <<<"$(nft list ruleset 2>/dev/null)" || fail "c1's port went with its second network"
+step second-network-same-ports
+
 # c2's namespace is gone before its teardown (podman after a crash).
 ip netns del c2
 na teardown /run/netns/c2 <"$W/c2.json" || fail "teardown of a gone namespace"
