@@ -192,7 +192,7 @@ fn errors_use_the_specs_codes() {
             "outside subnet",
         ),
         (
-            call("ADD", "/run/netns/c", "K8S_POD_NAME=x"),
+            call("ADD", "/run/netns/c", "COLOUR=red"),
             c.clone(),
             4,
             "IgnoreUnknown",
