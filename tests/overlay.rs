@@ -652,3 +652,117 @@ fn cni_pods_on_three_nodes_meet_on_an_overlay() {
     assert_eq!(v["code"], 6, "{v}");
     assert!(v["details"].as_str().unwrap().contains("colour"), "{v}");
 }
+
+/// Packets from the forger's inner address that reached `ns` (a counter
+/// in the namespace's own table, made on first use).
+fn forged_arrivals(c: &Cluster, ns: &str) -> u64 {
+    c.sb.sh(&format!(
+        "ip netns exec {ns} nft list table ip probe >/dev/null 2>&1 || \
+         ip netns exec {ns} nft -f - <<'EOF'
+table ip probe {{
+  chain input {{ type filter hook prerouting priority -300; ip saddr 10.200.250.1 counter; }}
+}}
+EOF"
+    ));
+    let out =
+        c.sb.sh(&format!("ip netns exec {ns} nft -j list table ip probe"));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["nftables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i.get("rule"))
+        .flat_map(|r| r["expr"].as_array().unwrap().iter())
+        .filter_map(|e| e["counter"]["packets"].as_u64())
+        .sum()
+}
+
+/// Sends ICMP echo requests to `target` from namespace `evil`, over a VXLAN
+/// device of `vni` whose packets leave from `source` towards h1's VTEP,
+/// addressed to h1's VXLAN device (`mac`), as a forger would.
+fn forge(c: &Cluster, vni: u32, source: &str, mac: &str, target: &str) {
+    c.sb.sh(&format!(
+        "ip -n evil link del vx 2>/dev/null; \
+         ip -n evil link add vx type vxlan id {vni} local {source} remote 198.51.100.1 dstport 4789 nolearning && \
+         ip -n evil addr add 10.200.250.1/16 dev vx && ip -n evil link set vx up && \
+         ip -n evil neigh replace {target} lladdr {mac} dev vx nud permanent && \
+         (ip netns exec evil ping -c 3 -i 0.2 -W 1 {target} >/dev/null || true)"
+    ));
+}
+
+/// The packets the guard dropped on host `i`.
+fn guard_drops(c: &Cluster, i: usize) -> u64 {
+    let out = c.sb.sh(&format!(
+        "ip netns exec h{i} nft -j list table ip nsnet_vxlan"
+    ));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["nftables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i.get("rule"))
+        .flat_map(|r| r["expr"].as_array().unwrap().iter())
+        .filter_map(|e| e["counter"]["packets"].as_u64())
+        .sum()
+}
+
+/// VXLAN is accepted only from the network's peers: a forged packet from
+/// another address of the underlay is dropped before decapsulation; the
+/// same packet from a peer's address gets through (the positive control).
+#[test]
+fn vxlan_is_accepted_only_from_peers() {
+    let mut c = Cluster::new(2);
+    for i in 1..=2 {
+        c.join(i, "10.200.0.0/16");
+        c.ok(i, &["connect", "lab", &format!("c{i}")]);
+        c.start_agent(i);
+    }
+    let a1 = c.addr("c1");
+    assert!(
+        c.wait_for(Duration::from_secs(10), || c.pings("c2", &a1))
+            .is_some(),
+        "c2 cannot reach c1: {}",
+        c.agent_log(2)
+    );
+    for i in 1..=2 {
+        c.ok(i, "check");
+    }
+    let inspect: serde_json::Value =
+        serde_json::from_str(&c.ok(1, &["--json", "network", "inspect", "lab"])).unwrap();
+    let vni = inspect["overlay"]["vni"].as_u64().unwrap() as u32;
+    let vxlan = inspect["overlay"]["vxlan"].as_str().unwrap().to_string();
+    let mac = c.sb.sh(&format!(
+        "ip -n h1 -j link show dev {vxlan} | python3 -c 'import json,sys; print(json.load(sys.stdin)[0][\"address\"])'"
+    ));
+    let mac = mac.trim();
+    c.sb.sh(
+        "ip netns add evil && ip link add evilu type veth peer name eth0 netns evil && \
+             ip link set evilu master ul up && ip -n evil link set lo up && \
+             ip -n evil addr add 198.51.100.99/24 dev eth0 && ip -n evil link set eth0 up",
+    );
+    let (drops, rx) = (guard_drops(&c, 1), forged_arrivals(&c, "c1"));
+    forge(&c, vni, "198.51.100.99", mac, &a1);
+    assert!(
+        guard_drops(&c, 1) >= drops + 3,
+        "the forged packets were not dropped"
+    );
+    assert_eq!(forged_arrivals(&c, "c1"), rx, "a forged packet reached c1");
+    // The same from a peer's address (h2's VTEP) gets through.
+    c.sb.sh("ip -n evil addr add 198.51.100.2/24 dev eth0 nodad");
+    let rx = forged_arrivals(&c, "c1");
+    let drops = guard_drops(&c, 1);
+    forge(&c, vni, "198.51.100.2", mac, &a1);
+    assert!(
+        forged_arrivals(&c, "c1") > rx,
+        "the peer's packets did not reach c1"
+    );
+    assert_eq!(guard_drops(&c, 1), drops, "the peer's packets were dropped");
+    // A guard emptied by hand is drift, named.
+    c.sb.sh(&format!(
+        "ip netns exec h1 nft flush set ip nsnet_vxlan peers_{vni}"
+    ));
+    let out = c.run(1, "check");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("VXLAN guard is stale"), "{text}");
+}

@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 use ipnet::{IpNet, Ipv4Net};
 
 use crate::api::overlay::{
-    change_peers, cluster_at, peer_of, reconcile_peers, ClaimChange, Cluster, ClusterError,
+    change_peers, cluster_at, guard_networks, peer_of, reconcile_peers, ClaimChange, Cluster,
+    ClusterError,
 };
 use crate::api::Machine;
 use crate::model::overlay::Peer;
@@ -76,6 +77,8 @@ fn run_on(nsnet: &Nsnet, opts: &Options, connect: Connect) -> crate::Result<()> 
     crate::api::live::name_process(c"nsnet-agent");
     log(&format!("started (pid {})", std::process::id()));
     let mut members: BTreeMap<String, (Network, Member)> = BTreeMap::new();
+    // The overlays whose VXLAN this host guards, as last made.
+    let mut guarded: Option<Vec<crate::model::overlay::Guard>> = None;
     while !stop_flag().load(Ordering::Relaxed) {
         let state = match nsnet.state() {
             Ok(s) => s,
@@ -108,6 +111,24 @@ fn run_on(nsnet: &Nsnet, opts: &Options, connect: Connect) -> crate::Result<()> 
             }
             keep
         });
+        // Before any peer is programmed: the guard's sets must exist.
+        let guards: Vec<_> = wanted
+            .values()
+            .filter_map(|n| n.overlay.as_ref().map(|o| o.guard()))
+            .collect();
+        if guarded.as_ref() != Some(&guards) {
+            let nets: Vec<&Network> = wanted.values().collect();
+            match guard_networks(&*nsnet.machine(), &nets) {
+                Ok(()) => {
+                    log(&format!(
+                        "VXLAN accepted only from peers, for {} network(s)",
+                        guards.len()
+                    ));
+                    guarded = Some(guards);
+                }
+                Err(e) => log(&format!("guarding VXLAN: {}", crate::error_chain(&e))),
+            }
+        }
         for (name, net) in wanted {
             if let std::collections::btree_map::Entry::Vacant(slot) = members.entry(name) {
                 log(&format!("network {}: serving", net.name));

@@ -287,3 +287,28 @@ fn a_store_out_of_reach_keeps_the_claim_and_its_lease() {
     assert_eq!(s.grants, 1, "no new lease while the store was out of reach");
     assert_eq!(s.reclaimed.len(), 1);
 }
+
+#[test]
+fn the_vxlan_guard_lets_exactly_the_peers_through() {
+    let (cluster, stop) = FakeCluster::new(Script {
+        claims: [Some(vec![claim(1), claim(2), claim(4)])].into(),
+        watches: [Watch::Deliver(vec![
+            vec![ClaimChange::Claimed(claim(3))],
+            vec![ClaimChange::Released(claim(2).subnet)],
+        ])]
+        .into(),
+        ..Script::default()
+    });
+    let machine = Fake::default();
+    let net = network();
+    crate::api::overlay::guard_networks(&machine, &[&net]).unwrap();
+    follow_peers(&net, &cluster, &machine, &stop);
+    let through = machine.state().probe.vxlan_guards[&4242].clone();
+    let mut through: Vec<String> = through.iter().map(ToString::to_string).collect();
+    through.sort();
+    // Never this host's own VTEP; the peers as they came and went.
+    assert_eq!(through, ["192.0.2.3", "192.0.2.4"]);
+    // Leaving the network takes its guard.
+    crate::api::overlay::guard_networks(&machine, &[]).unwrap();
+    assert!(machine.state().probe.vxlan_guards.is_empty());
+}

@@ -2,7 +2,7 @@
 //! etcd, then the local bridge and VXLAN device made as for any network),
 //! leaving it, and programming its peers (the agent's work).
 
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 
 use ipnet::{IpNet, Ipv4Net};
 
@@ -201,8 +201,33 @@ pub fn reconcile_peers(machine: &dyn Machine, net: &Network, wanted: &[Peer]) ->
         .cloned()
         .collect();
     let changed = add.len() + remove.len();
-    program(&mut *host, &o.vxlan, add, remove)?;
+    program(&mut *host, o, add, remove)?;
+    // The guard lets exactly the wanted peers' VTEPs through (when the
+    // agent has made it).
+    if let Some((through, _)) = host.vxlan_guard(o.config.vni)? {
+        let vteps: Vec<Ipv4Addr> = wanted.iter().filter_map(|p| v4(&p.vtep)).collect();
+        host.apply(&Op::GuardPeers {
+            vni: o.config.vni,
+            add: vteps
+                .iter()
+                .filter(|a| !through.contains(a))
+                .copied()
+                .collect(),
+            remove: through
+                .iter()
+                .filter(|a| !vteps.contains(a))
+                .copied()
+                .collect(),
+        })?;
+    }
     Ok(changed)
+}
+
+fn v4(addr: &IpAddr) -> Option<Ipv4Addr> {
+    match addr {
+        IpAddr::V4(a) => Some(*a),
+        IpAddr::V6(_) => None,
+    }
 }
 
 /// Adds or removes single peers as etcd reports them (no dump first).
@@ -218,23 +243,48 @@ pub fn change_peers(
     let mine = |p: &&Peer| p.vtep != o.vtep;
     let remove: Vec<Peer> = remove.iter().filter(mine).cloned().collect();
     let add: Vec<Peer> = add.iter().filter(mine).cloned().collect();
-    program(&mut *machine.open(), &o.vxlan, add, remove)
+    let mut host = machine.open();
+    program(&mut *host, o, add.clone(), remove.clone())?;
+    if host.vxlan_guard(o.config.vni)?.is_some() {
+        let added: Vec<Ipv4Addr> = add.iter().filter_map(|p| v4(&p.vtep)).collect();
+        host.apply(&Op::GuardPeers {
+            vni: o.config.vni,
+            remove: remove
+                .iter()
+                .filter_map(|p| v4(&p.vtep))
+                .filter(|a| !added.contains(a))
+                .collect(),
+            add: added,
+        })?;
+    }
+    Ok(())
 }
 
-/// Removes, then adds, peers on `vxlan`.
-fn program(host: &mut dyn Host, vxlan: &str, add: Vec<Peer>, remove: Vec<Peer>) -> Result<()> {
+/// Removes, then adds, peers on the overlay's VXLAN device.
+fn program(host: &mut dyn Host, o: &Overlay, add: Vec<Peer>, remove: Vec<Peer>) -> Result<()> {
     if !remove.is_empty() {
         host.apply(&Op::RemovePeers {
-            vxlan: vxlan.to_string(),
+            vxlan: o.vxlan.clone(),
             peers: remove,
         })?;
     }
     if !add.is_empty() {
         host.apply(&Op::AddPeers {
-            vxlan: vxlan.to_string(),
+            vxlan: o.vxlan.clone(),
             peers: add,
         })?;
     }
+    Ok(())
+}
+
+/// Makes this host's VXLAN guard cover exactly `networks` (the overlay
+/// networks the agent serves): only their peers' packets reach them.
+pub fn guard_networks(machine: &dyn Machine, networks: &[&Network]) -> Result<()> {
+    let guards = networks
+        .iter()
+        .filter_map(|n| n.overlay.as_ref().map(Overlay::guard))
+        .collect();
+    machine.open().apply(&Op::GuardVxlan { guards })?;
     Ok(())
 }
 

@@ -38,6 +38,17 @@ pub enum Finding {
         network: String,
         device: String,
     },
+    /// Nothing limits an overlay network's VXLAN to its peers (no agent
+    /// has guarded it, or the table was removed).
+    VxlanUnguarded {
+        network: String,
+    },
+    /// The guard lets other addresses through than the peers programmed.
+    VxlanGuardStale {
+        network: String,
+        missing: Vec<std::net::Ipv4Addr>,
+        extra: Vec<std::net::Ipv4Addr>,
+    },
     GatewayMissing {
         network: String,
         bridge: String,
@@ -117,6 +128,8 @@ impl Finding {
             | NotABridge { network, .. }
             | BridgeDown { network, .. }
             | TunnelMissing { network, .. }
+            | VxlanUnguarded { network }
+            | VxlanGuardStale { network, .. }
             | GatewayMissing { network, .. }
             | HostVethMissing { network, .. }
             | HostVethOffBridge { network, .. }
@@ -178,6 +191,9 @@ impl Finding {
                 "nsnet check --repair".into()
             }
             NamespaceGone { .. } => "nsnet gc".into(),
+            VxlanUnguarded { .. } | VxlanGuardStale { .. } => {
+                "run nsnet agent on this host: it keeps the guard in step with the peers".into()
+            }
             LinkEndMissing { link: [a, b], .. } => format!(
                 "nsnet link del {a} {b} && nsnet link add {a} {b} ... (or nsnet up -f FILE if a topology file made it)"
             ),
@@ -222,6 +238,32 @@ impl Finding {
     }
 }
 
+impl Finding {
+    /// The findings about an overlay network's tunnel and its guard.
+    fn fmt_tunnel(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use Finding::*;
+        match self {
+            TunnelMissing { network, device } => write!(
+                f,
+                "network {network}: VXLAN device {device} is missing or down (no traffic to other hosts)"
+            ),
+            VxlanUnguarded { network } => write!(
+                f,
+                "network {network}: VXLAN is accepted from anyone (table ip nsnet_vxlan has no guard for it)"
+            ),
+            VxlanGuardStale {
+                network,
+                missing,
+                extra,
+            } => write!(
+                f,
+                "network {network}: the VXLAN guard is stale: peers not let through {missing:?}, others let through {extra:?}"
+            ),
+            _ => unreachable!("called for tunnel findings only"),
+        }
+    }
+}
+
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use Finding::*;
@@ -249,10 +291,9 @@ impl fmt::Display for Finding {
                 f,
                 "{end}: impairment is {found}, the record says {wanted}"
             ),
-            TunnelMissing { network, device } => write!(
-                f,
-                "network {network}: VXLAN device {device} is missing or down (no traffic to other hosts)"
-            ),
+            TunnelMissing { .. } | VxlanUnguarded { .. } | VxlanGuardStale { .. } => {
+                self.fmt_tunnel(f)
+            }
             GatewayMissing {
                 network,
                 bridge,
@@ -354,6 +395,44 @@ type Result<T> = std::result::Result<T, crate::host::Error>;
 
 /// The bridge of `net` and its gateway addresses; returns the bridge's
 /// index when it is there to compare ports against.
+/// An overlay network's VXLAN guard against the peers programmed.
+fn guard_findings(net: &Network, probe: &mut dyn Probe, out: &mut Vec<Finding>) -> Result<()> {
+    let Some(o) = &net.overlay else {
+        return Ok(());
+    };
+    let network = net.name.clone();
+    let Some((through, true)) = probe.vxlan_guard(o.config.vni)? else {
+        out.push(Finding::VxlanUnguarded { network });
+        return Ok(());
+    };
+    let peers: Vec<std::net::Ipv4Addr> = probe
+        .peers(&o.vxlan)?
+        .iter()
+        .filter_map(|p| match p.vtep {
+            std::net::IpAddr::V4(a) => Some(a),
+            std::net::IpAddr::V6(_) => None,
+        })
+        .collect();
+    let missing: Vec<_> = peers
+        .iter()
+        .filter(|p| !through.contains(p))
+        .copied()
+        .collect();
+    let extra: Vec<_> = through
+        .iter()
+        .filter(|t| !peers.contains(t))
+        .copied()
+        .collect();
+    if !missing.is_empty() || !extra.is_empty() {
+        out.push(Finding::VxlanGuardStale {
+            network,
+            missing,
+            extra,
+        });
+    }
+    Ok(())
+}
+
 fn bridge_findings(net: &Network, host: &HostView, out: &mut Vec<Finding>) -> Option<u32> {
     let network = net.name.clone();
     let bridge = net.bridge.clone();
@@ -524,6 +603,7 @@ pub fn check_where(
             addresses: probe.addresses(&Target::Host)?,
         };
         for net in selected {
+            guard_findings(net, probe, &mut report.drift)?;
             if let Some(bridge) = bridge_findings(net, &host, &mut report.drift) {
                 for a in &net.attachments {
                     attachment_findings(net, a, bridge, &host, probe, &mut report.drift)?;

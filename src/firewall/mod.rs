@@ -10,6 +10,7 @@
 pub mod docker_user;
 pub mod drift;
 pub mod rules;
+pub mod vxlan_guard;
 
 pub use rules::{Kind, Transaction, TABLE};
 

@@ -50,6 +50,8 @@ pub struct FakeProbe {
     pub source: Option<std::net::IpAddr>,
     /// nsnet's rules in DOCKER-USER, of iptables and ip6tables.
     pub docker_forward: [Option<crate::firewall::docker_user::Placed>; 2],
+    /// The peers each overlay network's VXLAN guard lets through, by VNI.
+    pub vxlan_guards: BTreeMap<u32, Vec<std::net::Ipv4Addr>>,
     /// Other tables' forward chains with a drop policy.
     pub foreign_drops: Vec<crate::firewall::rules::ForeignDrop>,
 }
@@ -128,6 +130,10 @@ impl Probe for FakeProbe {
 
     fn firewall_intact(&mut self, _state: &State) -> Result<bool> {
         Ok(self.firewall_intact)
+    }
+
+    fn vxlan_guard(&mut self, vni: u32) -> Result<Option<(Vec<std::net::Ipv4Addr>, bool)>> {
+        Ok(self.vxlan_guards.get(&vni).map(|p| (p.clone(), true)))
     }
 
     fn docker_forward(&mut self, v6: bool) -> Result<Option<crate::firewall::docker_user::Placed>> {
@@ -338,6 +344,7 @@ delegate_probe! {
     firewall_intact(state: &State) -> Result<bool>;
     foreign_forward_drops() -> Result<Vec<crate::firewall::rules::ForeignDrop>>;
     docker_forward(v6: bool) -> Result<Option<crate::firewall::docker_user::Placed>>;
+    vxlan_guard(vni: u32) -> Result<Option<(Vec<std::net::Ipv4Addr>, bool)>>;
     file_exists(path: &Path) -> bool;
     host_listeners(protocol: Protocol) -> Result<Vec<HostListener>>;
     socket_holder(inode: u32) -> Option<String>;
@@ -561,6 +568,25 @@ impl FakeProbe {
             Op::Firewall { table_after, .. } => {
                 self.firewall = listing(table_after);
                 self.firewall_intact = true;
+            }
+            Op::GuardVxlan { guards } => {
+                self.vxlan_guards
+                    .retain(|vni, _| guards.iter().any(|g| g.vni == *vni));
+                for g in guards {
+                    self.vxlan_guards.entry(g.vni).or_default();
+                }
+            }
+            Op::GuardPeers { vni, add, remove } => {
+                let set = self.vxlan_guards.get_mut(vni).ok_or_else(|| {
+                    crate::firewall::Error::Rejected(format!("no set peers_{vni}"))
+                })?;
+                set.retain(|a| !remove.contains(a));
+                set.extend(
+                    add.iter()
+                        .filter(|a| !set.contains(a))
+                        .copied()
+                        .collect::<Vec<_>>(),
+                );
             }
             // Settings the tables do not model.
             Op::SetSysctl { .. }

@@ -634,6 +634,10 @@ impl Live {
                 ..
             } => Self::firewall(transaction, table_after)?,
             Op::DockerForward { v6, rules } => crate::firewall::docker_user::write(*v6, rules)?,
+            Op::GuardVxlan { guards } => crate::firewall::vxlan_guard::ensure(guards)?,
+            Op::GuardPeers { vni, add, remove } => {
+                crate::firewall::vxlan_guard::change(*vni, add, remove)?
+            }
         }
         Ok(undo_of(op, old_sysctl))
     }

@@ -73,6 +73,10 @@ impl Probe for Live {
         Ok(crate::firewall::intact(state)?)
     }
 
+    fn vxlan_guard(&mut self, vni: u32) -> Result<Option<(Vec<std::net::Ipv4Addr>, bool)>> {
+        Ok(crate::firewall::vxlan_guard::read(vni)?)
+    }
+
     fn docker_forward(&mut self, v6: bool) -> Result<Option<crate::firewall::docker_user::Placed>> {
         Ok(crate::firewall::docker_user::read(v6)?)
     }

@@ -48,6 +48,9 @@ pub trait Probe {
     fn firewall_table(&mut self) -> Result<Option<Value>>;
     /// Whether the live table has the rules `state` calls for.
     fn firewall_intact(&mut self, state: &State) -> Result<bool>;
+    /// The peers overlay network `vni`'s VXLAN guard lets through, and
+    /// whether its drop rule is there; `None` when it has no set.
+    fn vxlan_guard(&mut self, vni: u32) -> Result<Option<(Vec<std::net::Ipv4Addr>, bool)>>;
     /// nsnet's rules in Docker's DOCKER-USER chain (ip6tables' for `v6`);
     /// `None` where there is no such chain.
     fn docker_forward(&mut self, v6: bool) -> Result<Option<crate::firewall::docker_user::Placed>>;

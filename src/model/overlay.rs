@@ -225,6 +225,27 @@ impl OverlayConfig {
 }
 
 /// The name of the VXLAN device of a VNI.
+/// What guards an overlay network's VXLAN port on this host: only its
+/// peers' packets for its VNI reach its VTEP (`firewall::vxlan_guard`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Guard {
+    pub vni: u32,
+    pub port: u16,
+    /// This host's VTEP address.
+    pub vtep: IpAddr,
+}
+
+impl Overlay {
+    /// This host's guard of the network.
+    pub fn guard(&self) -> Guard {
+        Guard {
+            vni: self.config.vni,
+            port: self.config.port,
+            vtep: self.vtep,
+        }
+    }
+}
+
 pub fn vxlan_name(vni: u32) -> String {
     format!("nsv{vni}")
 }

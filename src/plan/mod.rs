@@ -231,6 +231,18 @@ pub enum Op {
         vxlan: String,
         peers: Vec<crate::model::overlay::Peer>,
     },
+    /// Makes table `ip nsnet_vxlan` guard exactly these overlay networks
+    /// (their VXLAN only from their peers); sets of networks that stay
+    /// keep their peers. Not undone: the agent keeps it.
+    GuardVxlan {
+        guards: Vec<crate::model::overlay::Guard>,
+    },
+    /// Adds and removes peer addresses of network `vni`'s guard.
+    GuardPeers {
+        vni: u32,
+        add: Vec<std::net::Ipv4Addr>,
+        remove: Vec<std::net::Ipv4Addr>,
+    },
     /// Makes nsnet's chain in Docker's DOCKER-USER (iptables, or
     /// ip6tables for `v6`) hold `rules`; none removes it. Not undone: it
     /// follows the record, whatever the record is.
@@ -387,6 +399,19 @@ impl fmt::Display for Op {
             }
             Op::SetHairpin { ifname } => write!(f, "turn on hairpin mode of bridge port {ifname}"),
             Op::SetPortIsolated { ifname } => write!(f, "isolate bridge port {ifname}"),
+            Op::GuardVxlan { guards } => {
+                write!(
+                    f,
+                    "guard the VXLAN port of {} overlay network(s)",
+                    guards.len()
+                )
+            }
+            Op::GuardPeers { vni, add, remove } => write!(
+                f,
+                "let {} more and {} fewer peers of VNI {vni} through",
+                add.len(),
+                remove.len()
+            ),
             Op::DockerForward { v6, rules } => write!(
                 f,
                 "place {} rules of nsnet's chain in {} DOCKER-USER",

@@ -92,7 +92,7 @@ pub fn undo_of(op: &Op, old_sysctl: Option<String>) -> Option<Op> {
         | Op::RemoveResolvConf { .. }
         | Op::DeleteAddress { .. } => None,
         // It follows the record, which the next sync reads again.
-        Op::DockerForward { .. } => None,
+        Op::DockerForward { .. } | Op::GuardVxlan { .. } | Op::GuardPeers { .. } => None,
     }
 }
 
