@@ -766,3 +766,112 @@ fn vxlan_is_accepted_only_from_peers() {
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("VXLAN guard is stale"), "{text}");
 }
+
+/// Member `n` (1-3) of a three-member etcd cluster on the underlay
+/// (198.51.100.25N).
+fn etcd_member(c: &Cluster, n: usize) -> Child {
+    let me = format!("198.51.100.25{n}");
+    let cluster: Vec<String> = (1..=3)
+        .map(|m| format!("m{m}=http://198.51.100.25{m}:2380"))
+        .collect();
+    let log = std::fs::File::create(format!("/run/etcd-m{n}.log")).unwrap();
+    let _ = c;
+    crate::common::bound_to_test(&mut Command::new("etcd"))
+        .args([
+            "--name",
+            &format!("m{n}"),
+            "--data-dir",
+            &format!("/run/etcd-m{n}"),
+        ])
+        .args(["--listen-client-urls", &format!("http://{me}:2379")])
+        .args(["--advertise-client-urls", &format!("http://{me}:2379")])
+        .args(["--listen-peer-urls", &format!("http://{me}:2380")])
+        .args([
+            "--initial-advertise-peer-urls",
+            &format!("http://{me}:2380"),
+        ])
+        .args(["--initial-cluster", &cluster.join(",")])
+        .args(["--initial-cluster-state", "new"])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("starting an etcd member")
+}
+
+/// A three-member etcd cluster loses one member for good (the first
+/// endpoint every host names): claims stay alive, peers stay programmed,
+/// and a new host still joins, through the other two.
+#[test]
+fn a_three_member_etcd_cluster_survives_the_loss_of_a_member() {
+    let mut c = Cluster::new(3);
+    c.sb.sh(
+        "ip addr add 198.51.100.251/24 dev ul && ip addr add 198.51.100.252/24 dev ul && \
+             ip addr add 198.51.100.253/24 dev ul",
+    );
+    let mut members: Vec<Child> = (1..=3).map(|n| etcd_member(&c, n)).collect();
+    let endpoints =
+        "http://198.51.100.251:2379,http://198.51.100.252:2379,http://198.51.100.253:2379";
+    let healthy = c.wait_for(Duration::from_secs(20), || {
+        let out =
+            c.sb.sh_status("curl -s -m 1 http://198.51.100.252:2379/health");
+        String::from_utf8_lossy(&out.stdout).contains("true")
+    });
+    assert!(healthy.is_some(), "{}", c.sb.sh("tail -3 /run/etcd-m2.log"));
+    let join = |c: &Cluster, i: usize| {
+        c.ok(
+            i,
+            &[
+                "network",
+                "create",
+                "lab",
+                "--driver",
+                "overlay",
+                "--etcd",
+                endpoints,
+                "--subnet",
+                "10.200.0.0/16",
+                "--lease-ttl",
+                "3",
+            ],
+        );
+        c.ok(i, &["connect", "lab", &format!("c{i}")]);
+    };
+    for i in 1..=2 {
+        join(&c, i);
+        c.start_agent(i);
+    }
+    let a2 = c.addr("c2");
+    assert!(c
+        .wait_for(Duration::from_secs(5), || c.pings("c1", &a2))
+        .is_some());
+    // Member 1 goes for good.
+    members[0].kill().unwrap();
+    members[0].wait().unwrap();
+    // Two lease TTLs: the agents renew through the others.
+    sleep(Duration::from_secs(2 * TTL + 1));
+    assert!(c.pings("c1", &a2), "traffic stopped: {}", c.agent_log(1));
+    join(&c, 3);
+    c.start_agent(3);
+    let a3 = c.addr("c3");
+    let reached = c.wait_for(Duration::from_secs(10), || {
+        c.pings("c1", &a3) && c.pings("c3", &a2)
+    });
+    assert!(
+        reached.is_some(),
+        "h3 not reached: {}\n{}",
+        c.agent_log(1),
+        c.agent_log(3)
+    );
+    let keys = c.sb.sh(&format!(
+        "ETCDCTL_API=3 etcdctl --endpoints {endpoints} get --prefix --keys-only /nsnet/"
+    ));
+    let claims = keys.lines().filter(|k| k.contains("/subnets/")).count();
+    assert_eq!(claims, 3, "every host keeps one claim: {keys}");
+    for i in 1..=3 {
+        c.ok(i, "check");
+    }
+    for m in &mut members[1..] {
+        let _ = m.kill();
+        let _ = m.wait();
+    }
+}
