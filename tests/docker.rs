@@ -7,26 +7,18 @@
 use crate::common::{Sandbox, NSNET};
 
 fn require_tools() {
-    for tool in [
-        "dockerd",
-        "containerd",
-        "runc",
-        "busybox",
-        "iptables",
-        "etcd",
-        "nsenter",
-    ] {
-        let found = std::process::Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .unwrap()
-            .status
-            .success();
-        assert!(
-            found,
-            "{tool} is needed (scripts/test installs docker.io containerd runc busybox-static iptables)"
-        );
-    }
+    crate::common::require_tools(
+        &[
+            "dockerd",
+            "containerd",
+            "runc",
+            "busybox",
+            "iptables",
+            "etcd",
+            "nsenter",
+        ],
+        "scripts/test installs docker.io containerd runc busybox-static iptables etcd-server",
+    );
 }
 
 /// Runs the scenarios and checks that each of `steps` was reached.

@@ -551,7 +551,7 @@ fn bad_overlay_requests_are_refused_with_nothing_made() {
 
 /// A CNI ADD or DEL of container `ns` run on host `i`, as a runtime on that
 /// node runs the plugin; the result JSON.
-fn cni_on(c: &Cluster, i: usize, command: &str, ns: &str, conf: &serde_json::Value) -> String {
+fn cni_on(i: usize, command: &str, ns: &str, conf: &serde_json::Value) -> String {
     use std::io::Write;
     let mut child = Command::new("nsenter")
         .arg(format!("--net=/run/netns/h{i}"))
@@ -576,7 +576,6 @@ fn cni_on(c: &Cluster, i: usize, command: &str, ns: &str, conf: &serde_json::Val
     let out = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "h{i}: CNI {command} {ns}: {text}");
-    let _ = c;
     text
 }
 
@@ -594,7 +593,7 @@ fn cni_pods_on_three_nodes_meet_on_an_overlay() {
     for i in 1..=3 {
         c.start_agent(i);
         c.sb.sh(&format!("ip netns add p{i}"));
-        let result = cni_on(&c, i, "ADD", &format!("p{i}"), &conf);
+        let result = cni_on(i, "ADD", &format!("p{i}"), &conf);
         assert!(result.contains("10.220."), "h{i}: {result}");
     }
     let (a1, a2) = (c.addr("p1"), c.addr("p2"));
@@ -623,7 +622,7 @@ fn cni_pods_on_three_nodes_meet_on_an_overlay() {
     );
     for i in 1..=2 {
         c.ok(i, "check");
-        cni_on(&c, i, "DEL", &format!("p{i}"), &conf);
+        cni_on(i, "DEL", &format!("p{i}"), &conf);
         c.ok(i, "check");
     }
     // An unknown key of the overlay object is refused when decoding (code 6).
@@ -653,6 +652,20 @@ fn cni_pods_on_three_nodes_meet_on_an_overlay() {
     assert!(v["details"].as_str().unwrap().contains("colour"), "{v}");
 }
 
+/// The sum of the counters of the rules of a table, as `nft -j list
+/// table` prints it.
+fn counted(listing: &str) -> u64 {
+    let v: serde_json::Value = serde_json::from_str(listing).unwrap();
+    v["nftables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i.get("rule"))
+        .flat_map(|r| r["expr"].as_array().unwrap().iter())
+        .filter_map(|e| e["counter"]["packets"].as_u64())
+        .sum()
+}
+
 /// Packets from the forger's inner address that reached `ns` (a counter
 /// in the namespace's own table, made on first use).
 fn forged_arrivals(c: &Cluster, ns: &str) -> u64 {
@@ -664,17 +677,10 @@ table ip probe {{
 }}
 EOF"
     ));
-    let out =
-        c.sb.sh(&format!("ip netns exec {ns} nft -j list table ip probe"));
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    v["nftables"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|i| i.get("rule"))
-        .flat_map(|r| r["expr"].as_array().unwrap().iter())
-        .filter_map(|e| e["counter"]["packets"].as_u64())
-        .sum()
+    counted(
+        &c.sb
+            .sh(&format!("ip netns exec {ns} nft -j list table ip probe")),
+    )
 }
 
 /// Sends ICMP echo requests to `target` from namespace `evil`, over a VXLAN
@@ -692,18 +698,9 @@ fn forge(c: &Cluster, vni: u32, source: &str, mac: &str, target: &str) {
 
 /// The packets the guard dropped on host `i`.
 fn guard_drops(c: &Cluster, i: usize) -> u64 {
-    let out = c.sb.sh(&format!(
+    counted(&c.sb.sh(&format!(
         "ip netns exec h{i} nft -j list table ip nsnet_vxlan"
-    ));
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    v["nftables"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|i| i.get("rule"))
-        .flat_map(|r| r["expr"].as_array().unwrap().iter())
-        .filter_map(|e| e["counter"]["packets"].as_u64())
-        .sum()
+    )))
 }
 
 /// VXLAN is accepted only from the network's peers: a forged packet from
@@ -769,13 +766,12 @@ fn vxlan_is_accepted_only_from_peers() {
 
 /// Member `n` (1-3) of a three-member etcd cluster on the underlay
 /// (198.51.100.25N).
-fn etcd_member(c: &Cluster, n: usize) -> Child {
+fn etcd_member(n: usize) -> Child {
     let me = format!("198.51.100.25{n}");
     let cluster: Vec<String> = (1..=3)
         .map(|m| format!("m{m}=http://198.51.100.25{m}:2380"))
         .collect();
     let log = std::fs::File::create(format!("/run/etcd-m{n}.log")).unwrap();
-    let _ = c;
     crate::common::bound_to_test(&mut Command::new("etcd"))
         .args([
             "--name",
@@ -808,7 +804,7 @@ fn a_three_member_etcd_cluster_survives_the_loss_of_a_member() {
         "ip addr add 198.51.100.251/24 dev ul && ip addr add 198.51.100.252/24 dev ul && \
              ip addr add 198.51.100.253/24 dev ul",
     );
-    let mut members: Vec<Child> = (1..=3).map(|n| etcd_member(&c, n)).collect();
+    let mut members: Vec<Child> = (1..=3).map(etcd_member).collect();
     let endpoints =
         "http://198.51.100.251:2379,http://198.51.100.252:2379,http://198.51.100.253:2379";
     let healthy = c.wait_for(Duration::from_secs(20), || {

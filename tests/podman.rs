@@ -5,18 +5,10 @@ use crate::common::{Sandbox, NSNET};
 #[test]
 fn podman_runs_containers_on_an_nsnet_network() {
     let sb = Sandbox::new();
-    for tool in ["podman", "runc", "conmon", "busybox"] {
-        let found = std::process::Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .unwrap()
-            .status
-            .success();
-        assert!(
-            found,
-            "{tool} is needed (scripts/test installs podman runc conmon busybox-static)"
-        );
-    }
+    crate::common::require_tools(
+        &["podman", "runc", "conmon", "busybox"],
+        "scripts/test installs podman runc conmon busybox-static",
+    );
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/podman/run.sh");
     let out = sb.sh_status(&format!("{script} {NSNET} 2>&1"));
     let text = String::from_utf8_lossy(&out.stdout);

@@ -75,15 +75,22 @@ impl Nsnet {
     }
 
     /// Join: a veth whose container end is handed to Docker, which moves it
-    /// into the namespace it will have at `sandbox`.
-    pub fn docker_join(&self, id: &str, endpoint: &str, sandbox: PathBuf) -> Result<Attachment> {
+    /// into the namespace it will have at `sandbox`. The attachment, and
+    /// its network's record after the change (for the reply's gateways).
+    pub fn docker_join(
+        &self,
+        id: &str,
+        endpoint: &str,
+        sandbox: PathBuf,
+    ) -> Result<(Attachment, Network)> {
         let state = self.docker_change(Mode::AllOrNothing, |state, host| {
             let net = plan::find_docker_network(state, id)?;
             let facts = join_facts(host, net, endpoint, &NsRef::Path(sandbox.clone()))?;
             plan::plan_join(state, id, endpoint, sandbox.clone(), &facts).map_err(Error::from)
         })?;
         let net = plan::find_docker_network(&state, id)?;
-        Ok((**net.attachments.of_docker(endpoint).expect("joined")).clone())
+        let att = (**net.attachments.of_docker(endpoint).expect("joined")).clone();
+        Ok((att, net.clone()))
     }
 
     /// Leave. Idempotent.

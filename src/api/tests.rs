@@ -428,7 +428,7 @@ fn docker_s_calls_make_and_take_everything_and_repeat_safely() {
     let b = bed();
     docker_network(&b);
     let bridge = b.host_links();
-    let att = b
+    let (att, _) = b
         .nsnet
         .docker_join(DOCKER_NET, DOCKER_EP, sandbox())
         .unwrap();

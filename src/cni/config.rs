@@ -207,17 +207,16 @@ impl NetConf {
         mut req: CreateRequest,
     ) -> Result<CreateRequest, crate::model::Rejection> {
         use crate::model::overlay::{OverlayOptions, OverlayRequest};
-        use crate::model::overlay::{DEFAULT_HOST_SUBNET_LEN, DEFAULT_LEASE_TTL, DEFAULT_PORT};
         let Some(o) = &self.overlay else {
             return Ok(req);
         };
+        let d = OverlayOptions::defaults(o.etcd.clone());
         let opts = OverlayOptions {
-            etcd: o.etcd.clone(),
-            host_subnet_len: o.host_subnet_len.unwrap_or(DEFAULT_HOST_SUBNET_LEN),
+            host_subnet_len: o.host_subnet_len.unwrap_or(d.host_subnet_len),
             vni: o.vni,
-            port: o.vxlan_port.unwrap_or(DEFAULT_PORT),
-            underlay: None,
-            lease_ttl: o.lease_ttl.unwrap_or(DEFAULT_LEASE_TTL),
+            port: o.vxlan_port.unwrap_or(d.port),
+            lease_ttl: o.lease_ttl.unwrap_or(d.lease_ttl),
+            ..d
         };
         req.overlay = Some(OverlayRequest::new(&req.name, &req.subnets, opts)?);
         req.gateways.clear();

@@ -119,13 +119,32 @@ impl<'a> Plugin<'a> {
     /// record lacks it (after a reboot); nothing when it has it.
     fn restore(&self, id: &str) -> Result<(), String> {
         match self.nsnet.docker_network(id) {
-            Err(crate::api::Error::Rejected(crate::model::Rejection::NoSuchDockerNetwork {
-                ..
-            })) => {}
-            _ => return Ok(()),
+            Err(e) if missing(&e) => self.remake(id).map(drop),
+            _ => Ok(()),
         }
+    }
+
+    /// `call` on network `id`; when nsnet's record lacks the network, it
+    /// is made again from the request Docker sent and `call` runs again.
+    fn restoring<T>(
+        &self,
+        id: &str,
+        call: impl Fn() -> crate::api::Result<T>,
+    ) -> Result<T, String> {
+        match call() {
+            Err(e) if missing(&e) => match self.remake(id)? {
+                true => call().map_err(text),
+                false => Err(text(e)),
+            },
+            other => other.map_err(text),
+        }
+    }
+
+    /// Makes network `id` from the request Docker sent; false when there
+    /// is none kept.
+    fn remake(&self, id: &str) -> Result<bool, String> {
         let Some(call) = self.file(id).and_then(|f| std::fs::read(f).ok()) else {
-            return Ok(());
+            return Ok(false);
         };
         log(&format!(
             "network {}: made again from the request Docker sent",
@@ -134,7 +153,7 @@ impl<'a> Plugin<'a> {
         let reply = protocol::handle("/NetworkDriver.CreateNetwork", &call, self);
         match reply.body.get("Err").and_then(|e| e.as_str()) {
             Some(e) => Err(format!("nsnet: making network {id} again: {e}")),
-            None => Ok(()),
+            None => Ok(true),
         }
     }
 }
@@ -161,10 +180,6 @@ impl Backend for Plugin<'_> {
         }
         Ok(())
     }
-    fn network(&self, id: &str) -> Result<Network, String> {
-        self.restore(id)?;
-        self.nsnet.docker_network(id).map_err(text)
-    }
     fn create_endpoint(
         &self,
         id: &str,
@@ -172,17 +187,21 @@ impl Backend for Plugin<'_> {
         addresses: &[IpNet],
         mac: Option<String>,
     ) -> Result<(), String> {
-        self.restore(id)?;
-        self.nsnet
-            .docker_create_endpoint(id, endpoint, addresses, mac)
-            .map_err(text)
+        self.restoring(id, || {
+            self.nsnet
+                .docker_create_endpoint(id, endpoint, addresses, mac.clone())
+        })
     }
     fn delete_endpoint(&self, id: &str, endpoint: &str) -> Result<(), String> {
         idempotent(self.nsnet.docker_delete_endpoint(id, endpoint))
     }
-    fn join(&self, id: &str, endpoint: &str, sandbox: PathBuf) -> Result<Attachment, String> {
-        self.restore(id)?;
-        self.nsnet.docker_join(id, endpoint, sandbox).map_err(text)
+    fn join(
+        &self,
+        id: &str,
+        endpoint: &str,
+        sandbox: PathBuf,
+    ) -> Result<(Attachment, Network), String> {
+        self.restoring(id, || self.nsnet.docker_join(id, endpoint, sandbox.clone()))
     }
     fn leave(&self, id: &str, endpoint: &str) -> Result<(), String> {
         idempotent(self.nsnet.docker_leave(id, endpoint))
@@ -228,13 +247,19 @@ impl Backend for Plugin<'_> {
     }
 }
 
+/// nsnet's record has no network of the Docker ID asked for.
+fn missing(e: &crate::api::Error) -> bool {
+    matches!(
+        e,
+        crate::api::Error::Rejected(crate::model::Rejection::NoSuchDockerNetwork { .. })
+    )
+}
+
 /// What Docker asks to undo on a network nsnet no longer has (its record
 /// lost after a reboot) is done already.
 fn idempotent(r: crate::api::Result<()>) -> Result<(), String> {
     match r {
-        Err(crate::api::Error::Rejected(crate::model::Rejection::NoSuchDockerNetwork {
-            ..
-        })) => Ok(()),
+        Err(e) if missing(&e) => Ok(()),
         other => other.map_err(text),
     }
 }

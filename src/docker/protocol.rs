@@ -22,7 +22,6 @@ pub trait Backend {
     /// never sends it again.
     fn create_network(&self, req: &CreateRequest, call: &[u8]) -> Result<Network, String>;
     fn delete_network(&self, id: &str) -> Result<(), String>;
-    fn network(&self, id: &str) -> Result<Network, String>;
     fn create_endpoint(
         &self,
         id: &str,
@@ -31,7 +30,13 @@ pub trait Backend {
         mac: Option<String>,
     ) -> Result<(), String>;
     fn delete_endpoint(&self, id: &str, endpoint: &str) -> Result<(), String>;
-    fn join(&self, id: &str, endpoint: &str, sandbox: PathBuf) -> Result<Attachment, String>;
+    /// The attachment made, and its network after the change.
+    fn join(
+        &self,
+        id: &str,
+        endpoint: &str,
+        sandbox: PathBuf,
+    ) -> Result<(Attachment, Network), String>;
     fn leave(&self, id: &str, endpoint: &str) -> Result<(), String>;
     fn publish(&self, id: &str, endpoint: &str, ports: &[PortMapping]) -> Result<(), String>;
     fn unpublish(&self, id: &str, endpoint: &str) -> Result<(), String>;
@@ -359,8 +364,6 @@ fn overlay_request(
     req: &mut CreateRequest,
     asked: docker::OverlayAsked,
 ) -> Result<(), crate::model::Rejection> {
-    use crate::model::overlay::{OverlayOptions, OverlayRequest, DEFAULT_HOST_SUBNET_LEN};
-    use crate::model::overlay::{DEFAULT_LEASE_TTL, DEFAULT_PORT};
     let cluster = req
         .subnets
         .first()
@@ -372,15 +375,7 @@ fn overlay_request(
     req.bridge = Some(req.name.clone());
     req.name = docker::overlay_name(asked.name.as_deref(), &cluster);
     req.gateways.clear();
-    let opts = OverlayOptions {
-        etcd: asked.etcd,
-        host_subnet_len: DEFAULT_HOST_SUBNET_LEN,
-        vni: asked.vni,
-        port: DEFAULT_PORT,
-        underlay: None,
-        lease_ttl: DEFAULT_LEASE_TTL,
-    };
-    req.overlay = Some(OverlayRequest::new(&req.name, &req.subnets, opts)?);
+    req.overlay = Some(asked.request(&req.name, &req.subnets)?);
     Ok(())
 }
 
@@ -399,8 +394,7 @@ fn create_endpoint(c: CreateEndpoint, backend: &dyn Backend) -> Result<Value, St
 }
 
 fn join(c: Join, backend: &dyn Backend) -> Result<Value, String> {
-    let net = backend.network(&c.network_id)?;
-    let att = backend.join(&c.network_id, &c.endpoint_id, PathBuf::from(&c.sandbox_key))?;
+    let (att, net) = backend.join(&c.network_id, &c.endpoint_id, PathBuf::from(&c.sandbox_key))?;
     let mut reply = json!({
         "InterfaceName": { "SrcName": att.ifname, "DstPrefix": "eth" },
     });

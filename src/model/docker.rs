@@ -150,6 +150,22 @@ pub struct OverlayAsked {
     pub name: Option<String>,
 }
 
+impl OverlayAsked {
+    /// The overlay request of network `name` with cluster subnet(s)
+    /// `subnets`, nsnet's defaults for what was not asked.
+    pub fn request(
+        self,
+        name: &str,
+        subnets: &[IpNet],
+    ) -> Result<super::overlay::OverlayRequest, Rejection> {
+        let opts = super::overlay::OverlayOptions {
+            vni: self.vni,
+            ..super::overlay::OverlayOptions::defaults(self.etcd)
+        };
+        super::overlay::OverlayRequest::new(name, subnets, opts)
+    }
+}
+
 /// Applies `-o` options to `req`; returns what an overlay network needs
 /// besides (`Some` when `driver=overlay`). Unknown options are refused,
 /// all of them named.

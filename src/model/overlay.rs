@@ -84,6 +84,20 @@ pub struct OverlayOptions {
     pub lease_ttl: u64,
 }
 
+impl OverlayOptions {
+    /// Options with nsnet's defaults but the etcd endpoints.
+    pub fn defaults(etcd: Vec<String>) -> OverlayOptions {
+        OverlayOptions {
+            etcd,
+            host_subnet_len: DEFAULT_HOST_SUBNET_LEN,
+            vni: None,
+            port: DEFAULT_PORT,
+            underlay: None,
+            lease_ttl: DEFAULT_LEASE_TTL,
+        }
+    }
+}
+
 impl OverlayRequest {
     /// Checks the parts of an overlay request that need no cluster: one
     /// IPv4 subnet, host subnets that fit it, a VNI of 24 bits.

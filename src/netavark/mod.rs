@@ -135,7 +135,8 @@ fn network_request(def: &NetworkDef) -> Result<CreateRequest, Rejection> {
                 reason: "an overlay through podman is named by podman's network name: --opt name is for Docker",
             });
         }
-        req.overlay = Some(overlay_request(&req, overlay)?);
+        // Named in etcd as podman names it: the same on every host.
+        req.overlay = Some(overlay.request(&req.name, &req.subnets)?);
     }
     if req.bridge.is_none() && crate::model::names::validate_ifname(&def.name).is_err() {
         // The bridge takes the network's name when it can.
@@ -155,25 +156,6 @@ fn taken_subnets(nsnet: &Nsnet) -> Result<Vec<IpNet>, String> {
         .flat_map(|n| n.subnets.iter().map(|s| s.cidr))
         .collect();
     Ok(taken)
-}
-
-/// An overlay network: named in etcd as podman names it (the same name on
-/// every host), its cluster subnet the network's.
-fn overlay_request(
-    req: &CreateRequest,
-    asked: crate::model::docker::OverlayAsked,
-) -> Result<crate::model::overlay::OverlayRequest, Rejection> {
-    use crate::model::overlay::{OverlayOptions, OverlayRequest, DEFAULT_HOST_SUBNET_LEN};
-    use crate::model::overlay::{DEFAULT_LEASE_TTL, DEFAULT_PORT};
-    let opts = OverlayOptions {
-        etcd: asked.etcd,
-        host_subnet_len: DEFAULT_HOST_SUBNET_LEN,
-        vni: asked.vni,
-        port: DEFAULT_PORT,
-        underlay: None,
-        lease_ttl: DEFAULT_LEASE_TTL,
-    };
-    OverlayRequest::new(&req.name, &req.subnets, opts)
 }
 
 /// The IPAM driver an overlay network carries, so that podman leaves its
@@ -221,8 +203,6 @@ fn create(mut network: Value, taken: &[IpNet]) -> Result<Value, String> {
 /// What netavark passes to `setup` and `teardown`.
 #[derive(Deserialize)]
 struct Call {
-    #[serde(default)]
-    container_id: String,
     #[serde(default)]
     container_name: String,
     #[serde(default)]
@@ -328,7 +308,6 @@ fn setup(nsnet: &Nsnet, netns: &str, call: Call) -> Result<Value, String> {
         }
         other => other.map_err(say)?,
     };
-    let _ = call.container_id;
     let net = &made.network;
     let subnets: Vec<Value> = made
         .attachment

@@ -12,7 +12,7 @@ use super::attach::{
     check_host_listeners, ipam_rejection, pick_host_ports, published_ports, subnet_for,
     BRIDGE_PORT_LIMIT,
 };
-use super::{Op, Target};
+use super::Op;
 use crate::model::docker::{handed_ifname, Endpoint};
 use crate::model::ipam;
 use crate::model::ports::{HostListener, PortMapping};
@@ -196,18 +196,10 @@ pub fn plan_join(
 /// goes with the host end). Idempotent: no join, no change.
 pub fn plan_leave(state: &State, id: &str, endpoint: &str) -> Result<(State, Vec<Op>)> {
     let net = find_docker_network(state, id)?;
-    let Some(att) = net.attachments.of_docker(endpoint).cloned() else {
+    let Some(att) = net.attachments.of_docker(endpoint) else {
         return Ok((state.clone(), Vec::new()));
     };
-    let mut after = state.clone();
-    after.detach(&net.name, &att.namespace);
-    let mut ops: Vec<Op> = Op::firewall(state, &after).into_iter().collect();
-    ops.push(Op::DeleteLink {
-        target: Target::Host,
-        name: att.host_ifname.clone(),
-    });
-    ops.extend(Op::forget_flows([&*att]));
-    Ok((after, ops))
+    super::attach::plan_disconnect(state, &net.name, std::slice::from_ref(&att.namespace))
 }
 
 /// Publishes `ports` to the joined endpoint (ProgramExternalConnectivity),
@@ -419,6 +411,7 @@ mod tests {
     use super::*;
     use crate::model::docker::DockerNetwork;
     use crate::model::test_network;
+    use crate::plan::Target;
 
     const NET: &str = "0123456789abcdef0123456789abcdef";
     const EP: &str = "fedcba9876543210fedcba9876543210";

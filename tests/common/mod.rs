@@ -94,6 +94,20 @@ impl<T: AsRef<str>> Argv for &Vec<T> {
     }
 }
 
+/// Fails loudly when one of `tools` is not on the PATH; `install` says
+/// what provides them.
+pub fn require_tools(tools: &[&str], install: &str) {
+    for tool in tools {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .unwrap()
+            .status
+            .success();
+        assert!(found, "{tool} is needed ({install})");
+    }
+}
+
 /// Makes a process the test spawns die with the test's thread, even when
 /// the whole test binary is killed (the kernel's parent-death signal):
 /// servers a test starts (etcd, dnsmasq, agents) never outlive it.

@@ -26,15 +26,6 @@ impl Backend for Fake {
         self.calls.borrow_mut().push(format!("delete_network {id}"));
         Ok(())
     }
-    fn network(&self, _: &str) -> Result<Network, String> {
-        let mut n = test_network(
-            "dk-b633ea1b9a6f",
-            "dk-b633ea1b9a6f",
-            &["10.99.0.0/24", "fd00::/64"],
-        );
-        n.internal = self.internal;
-        Ok(n)
-    }
     fn create_endpoint(
         &self,
         _: &str,
@@ -54,13 +45,19 @@ impl Backend for Fake {
             .push(format!("delete_endpoint {ep}"));
         Ok(())
     }
-    fn join(&self, _: &str, ep: &str, sandbox: PathBuf) -> Result<Attachment, String> {
+    fn join(&self, _: &str, ep: &str, sandbox: PathBuf) -> Result<(Attachment, Network), String> {
         self.calls
             .borrow_mut()
             .push(format!("join {ep} {}", sandbox.display()));
         let mut a = crate::model::test_attachment("x");
         a.ifname = "dkcc4e46f616e0d".into();
-        Ok(a)
+        let mut n = test_network(
+            "dk-b633ea1b9a6f",
+            "dk-b633ea1b9a6f",
+            &["10.99.0.0/24", "fd00::/64"],
+        );
+        n.internal = self.internal;
+        Ok((a, n))
     }
     fn leave(&self, _: &str, ep: &str) -> Result<(), String> {
         self.calls.borrow_mut().push(format!("leave {ep}"));
