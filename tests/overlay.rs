@@ -21,6 +21,8 @@ const TTL: u64 = 3;
 struct Cluster {
     sb: Sandbox,
     etcd: Option<Child>,
+    /// More etcd servers or members.
+    more: Vec<Child>,
     agents: Vec<(usize, Child)>,
 }
 
@@ -30,7 +32,7 @@ impl Drop for Cluster {
             let _ = a.kill();
             let _ = a.wait();
         }
-        if let Some(e) = &mut self.etcd {
+        for e in self.etcd.iter_mut().chain(&mut self.more) {
             let _ = e.kill();
             let _ = e.wait();
         }
@@ -39,20 +41,27 @@ impl Drop for Cluster {
 
 impl Cluster {
     fn new(hosts: usize) -> Cluster {
+        let mut c = Cluster::without_etcd(hosts);
+        c.start_etcd();
+        c
+    }
+
+    /// The sandbox, its underlay and hosts; no etcd yet.
+    fn without_etcd(hosts: usize) -> Cluster {
         let sb = Sandbox::new();
         // A fixed MAC: a bridge without one takes the lowest of its ports
         // and changes it when that port goes (a host deleted), leaving
         // stale ARP entries for etcd's address on the other hosts.
         sb.sh("ip link add ul address 02:00:00:00:00:fe type bridge && ip link set ul up && ip addr add 198.51.100.254/24 dev ul");
-        let mut c = Cluster {
+        let c = Cluster {
             sb,
             etcd: None,
+            more: Vec::new(),
             agents: Vec::new(),
         };
         for i in 1..=hosts {
             c.add_host(i);
         }
-        c.start_etcd();
         c
     }
 
@@ -114,8 +123,18 @@ impl Cluster {
         c.arg(format!("--net=/run/netns/h{i}"))
             .arg(NSNET)
             .args(args.argv())
-            .env("NSNET_STATE_DIR", format!("/run/nsnet-h{i}"))
-            .env_remove("NSNET_ETCD");
+            .env("NSNET_STATE_DIR", format!("/run/nsnet-h{i}"));
+        for var in [
+            "NSNET_ETCD",
+            "NSNET_ETCD_CA",
+            "NSNET_ETCD_CERT",
+            "NSNET_ETCD_KEY",
+            "NSNET_ETCD_USER",
+            "NSNET_ETCD_PASSWORD",
+            "NSNET_ETCD_PASSWORD_FILE",
+        ] {
+            c.env_remove(var);
+        }
         c
     }
 
@@ -870,4 +889,208 @@ fn a_three_member_etcd_cluster_survives_the_loss_of_a_member() {
         let _ = m.kill();
         let _ = m.wait();
     }
+}
+
+/// Certificates made with openssl in /run/pki: a CA and another CA, a
+/// server certificate for the etcd addresses (serverAuth and clientAuth:
+/// etcd's JSON gateway presents it to etcd's own gRPC port), a client
+/// certificate, and the same client key with a certificate that expired.
+fn make_pki(c: &Cluster) {
+    c.sb.sh(
+        "set -e; mkdir -p /run/pki && cd /run/pki
+         key() { openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $1.key -out $1.csr -subj /CN=$2 2>/dev/null; }
+         for ca in ca other-ca; do
+           openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $ca.key \
+             -out $ca.pem -subj /CN=nsnet-test-$ca -days 1 2>/dev/null
+         done
+         key server etcd
+         printf 'subjectAltName=IP:198.51.100.254,IP:198.51.100.253\\nextendedKeyUsage=serverAuth,clientAuth\\n' > server.ext
+         openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -extfile server.ext -out server.pem 2>/dev/null
+         key client host
+         printf 'extendedKeyUsage=clientAuth\\n' > client.ext
+         openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -days 1 -extfile client.ext -out client.pem 2>/dev/null
+         openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -days -1 -extfile client.ext -out expired.pem 2>/dev/null",
+    );
+}
+
+/// etcd on `addr` over TLS with the test PKI's server certificate, and
+/// more `flags`; waits until it answers.
+fn start_tls_etcd(c: &mut Cluster, name: &str, addr: &str, flags: &[&str]) {
+    let url = format!("https://{addr}:2379");
+    let peer = format!("http://{addr}:2380");
+    let log = std::fs::File::create(format!("/run/etcd-{name}.log")).unwrap();
+    let child = crate::common::bound_to_test(&mut Command::new("etcd"))
+        .args(["--name", name, "--data-dir", &format!("/run/etcd-{name}")])
+        .args([
+            "--listen-client-urls",
+            &url,
+            "--advertise-client-urls",
+            &url,
+        ])
+        .args(["--listen-peer-urls", &peer])
+        .args(["--initial-advertise-peer-urls", &peer])
+        .args(["--initial-cluster", &format!("{name}={peer}")])
+        .args(["--cert-file", "/run/pki/server.pem"])
+        .args(["--key-file", "/run/pki/server.key"])
+        .args(flags)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("starting etcd");
+    c.more.push(child);
+    let up = c.wait_for(Duration::from_secs(20), || {
+        let out = c.sb.sh_status(&format!(
+            "curl -s -m 1 --cacert /run/pki/ca.pem --cert /run/pki/client.pem --key /run/pki/client.key {url}/health"
+        ));
+        String::from_utf8_lossy(&out.stdout).contains("true")
+    });
+    assert!(
+        up.is_some(),
+        "{}",
+        c.sb.sh(&format!("tail -5 /run/etcd-{name}.log"))
+    );
+}
+
+/// `network create NAME --driver overlay` on etcd at `url`, with `extra`.
+fn overlay_on(url: &str, name: &str, subnet: &str, extra: &[&str]) -> Vec<String> {
+    let mut a: Vec<String> = overlay_args(name, subnet)
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    a[6] = url.to_string();
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
+}
+
+/// etcd with client-certificate authentication: hosts with a certificate
+/// signed by etcd's CA join (given as options, or through `NSNET_ETCD_*`)
+/// and their agents reach each other; a missing client certificate, an
+/// expired one, and a server certificate from another CA are each refused
+/// with an error that says which, leaving nothing made.
+#[test]
+fn etcd_over_tls_takes_client_certificates() {
+    let mut c = Cluster::without_etcd(2);
+    make_pki(&c);
+    start_tls_etcd(
+        &mut c,
+        "certs",
+        "198.51.100.254",
+        &["--client-cert-auth", "--trusted-ca-file", "/run/pki/ca.pem"],
+    );
+    let tls = "https://198.51.100.254:2379";
+    let create = |extra: &[&str]| overlay_on(tls, "lab", "10.200.0.0/16", extra);
+    let before = c.host_snapshot(1);
+    let (ca, other_ca) = ("/run/pki/ca.pem", "/run/pki/other-ca.pem");
+    let (cert, expired, key) = (
+        "/run/pki/client.pem",
+        "/run/pki/expired.pem",
+        "/run/pki/client.key",
+    );
+    let refusals: [(&[&str], &str); 3] = [
+        (&["--etcd-ca", ca], "refused this host's client certificate"),
+        (
+            &["--etcd-ca", ca, "--etcd-cert", expired, "--etcd-key", key],
+            "refused this host's client certificate",
+        ),
+        (
+            &[
+                "--etcd-ca",
+                other_ca,
+                "--etcd-cert",
+                cert,
+                "--etcd-key",
+                key,
+            ],
+            "does not verify",
+        ),
+    ];
+    for (extra, says) in refusals {
+        let err = c.fails(1, &create(extra), 1);
+        assert!(err.contains(says) && err.contains(tls), "{extra:?}: {err}");
+        assert_eq!(c.host_snapshot(1), before, "{extra:?} left something");
+    }
+    c.ok(
+        1,
+        &create(&["--etcd-ca", ca, "--etcd-cert", cert, "--etcd-key", key]),
+    );
+    // The same through the environment.
+    let out = c
+        .cmd(2, &create(&[]))
+        .env("NSNET_ETCD_CA", ca)
+        .env("NSNET_ETCD_CERT", cert)
+        .env("NSNET_ETCD_KEY", key)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for i in 1..=2 {
+        c.ok(i, &["connect", "lab", &format!("c{i}")]);
+        c.start_agent(i);
+    }
+    let a2 = c.addr("c2");
+    let reached = c.wait_for(Duration::from_secs(10), || c.pings("c1", &a2));
+    assert!(reached.is_some(), "{}\n{}", c.agent_log(1), c.agent_log(2));
+    let inspect = c.ok(1, &["network", "inspect", "lab", "--json"]);
+    assert!(
+        inspect.contains("\"key\": \"/run/pki/client.key\""),
+        "{inspect}"
+    );
+}
+
+/// etcd with users (TLS for the server only): a wrong password is refused;
+/// the right one (from a file) works; an agent learns of a new host after a
+/// restart of etcd, which forgets its tokens; the password appears in no
+/// record, listing or log.
+#[test]
+fn etcd_users_log_in_and_their_password_is_never_shown() {
+    let mut c = Cluster::without_etcd(2);
+    make_pki(&c);
+    start_tls_etcd(&mut c, "users", "198.51.100.254", &[]);
+    let users = "https://198.51.100.254:2379";
+    c.sb.sh(&format!(
+        "set -e; C='etcdctl --endpoints {users} --cacert /run/pki/ca.pem'
+         $C user add root:rootpw && $C role add nsnet
+         $C role grant-permission nsnet --prefix=true readwrite /nsnet/
+         $C user add nsnet:s3cret-pw && $C user grant-role nsnet nsnet
+         $C auth enable 2>/dev/null
+         echo s3cret-pw > /run/pw && echo guess > /run/wrong-pw"
+    ));
+    let join = |pw: &str| {
+        let login = ["--etcd-ca", "/run/pki/ca.pem", "--etcd-user", "nsnet"];
+        overlay_on(
+            users,
+            "lab",
+            "10.201.0.0/16",
+            &[&login[..], &["--etcd-password-file", pw]].concat(),
+        )
+    };
+    let err = c.fails(2, &join("/run/wrong-pw"), 1);
+    assert!(err.contains("refused user nsnet"), "{err}");
+    c.ok(2, &join("/run/pw"));
+    c.ok(2, &["connect", "lab", "c2"]);
+    c.start_agent(2);
+    sleep(Duration::from_secs(2));
+    // etcd keeps tokens in memory: after a restart, h2's agent follows
+    // the claims again (a lost watch, a new list) only with a new token.
+    let mut first = c.more.pop().unwrap();
+    first.kill().unwrap();
+    first.wait().unwrap();
+    start_tls_etcd(&mut c, "users", "198.51.100.254", &[]);
+    c.ok(1, &join("/run/pw"));
+    c.ok(1, &["connect", "lab", "c1"]);
+    c.start_agent(1);
+    let a1 = c.addr("c1");
+    let reached = c.wait_for(Duration::from_secs(10), || c.pings("c2", &a1));
+    assert!(reached.is_some(), "h2 did not learn h1: {}", c.agent_log(2));
+    let shown = format!(
+        "{}{}{}",
+        c.ok(2, &["network", "inspect", "lab", "--json"]),
+        c.agent_log(2),
+        c.sb.sh("cat /run/nsnet-h2/* 2>/dev/null || true")
+    );
+    assert!(!shown.contains("s3cret"), "the password leaked: {shown}");
+    assert!(shown.contains("\"user\": \"nsnet\""), "{shown}");
 }

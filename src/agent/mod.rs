@@ -24,7 +24,7 @@ use crate::api::overlay::{
     ClusterError,
 };
 use crate::api::Machine;
-use crate::model::overlay::Peer;
+use crate::model::overlay::{EtcdAccess, Overlay, Peer};
 use crate::model::Network;
 use crate::Nsnet;
 
@@ -39,6 +39,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 pub struct Options {
     /// etcd endpoints replacing the recorded ones.
     pub etcd: Option<Vec<String>>,
+    /// TLS files and user replacing the recorded ones, each where given.
+    pub access: EtcdAccess,
 }
 
 /// One line on stderr (journald adds the time when it collects it; the
@@ -65,11 +67,11 @@ fn stopped(flag: &AtomicBool) -> bool {
 
 /// Runs until SIGTERM or SIGINT, on the etcd clusters the networks name.
 pub fn run(nsnet: &Nsnet, opts: &Options) -> crate::Result<()> {
-    run_on(nsnet, opts, &|endpoints| cluster_at(endpoints))
+    run_on(nsnet, opts, &|o| cluster_at(&o.etcd, &o.access))
 }
 
-/// The cluster store at some endpoints.
-type Connect<'a> = &'a dyn Fn(&[String]) -> Arc<dyn Cluster>;
+/// The cluster store an overlay network lives in.
+type Connect<'a> = &'a dyn Fn(&Overlay) -> Result<Arc<dyn Cluster>, ClusterError>;
 
 /// `run`, with the cluster store `connect` makes for each network.
 fn run_on(nsnet: &Nsnet, opts: &Options, connect: Connect) -> crate::Result<()> {
@@ -79,6 +81,8 @@ fn run_on(nsnet: &Nsnet, opts: &Options, connect: Connect) -> crate::Result<()> 
     let mut members: BTreeMap<String, (Network, Member)> = BTreeMap::new();
     // The overlays whose VXLAN this host guards, as last made.
     let mut guarded: Option<Vec<crate::model::overlay::Guard>> = None;
+    // Networks whose credentials could not be read, and why.
+    let mut unusable: BTreeMap<String, String> = BTreeMap::new();
     while !stop_flag().load(Ordering::Relaxed) {
         let state = match nsnet.state() {
             Ok(s) => s,
@@ -94,8 +98,11 @@ fn run_on(nsnet: &Nsnet, opts: &Options, connect: Connect) -> crate::Result<()> 
         let mut wanted: BTreeMap<String, Network> = BTreeMap::new();
         for net in state.networks.values().filter(|n| n.overlay.is_some()) {
             let mut net = net.clone();
-            if let (Some(o), Some(e)) = (net.overlay.as_mut(), &opts.etcd) {
-                o.etcd = e.clone();
+            if let Some(o) = net.overlay.as_mut() {
+                if let Some(e) = &opts.etcd {
+                    o.etcd = e.clone();
+                }
+                o.access = o.access.overridden_by(&opts.access);
             }
             wanted.insert(net.name.clone(), net);
         }
@@ -131,9 +138,22 @@ fn run_on(nsnet: &Nsnet, opts: &Options, connect: Connect) -> crate::Result<()> 
         }
         for (name, net) in wanted {
             if let std::collections::btree_map::Entry::Vacant(slot) = members.entry(name) {
-                log(&format!("network {}: serving", net.name));
-                let member = start(&net, connect, nsnet.machine());
-                slot.insert((net, member));
+                match start(&net, connect, nsnet.machine()) {
+                    Ok(member) => {
+                        log(&format!("network {}: serving", net.name));
+                        unusable.remove(&net.name);
+                        slot.insert((net, member));
+                    }
+                    // Logged once per cause: the files may be fixed, so
+                    // each pass tries again.
+                    Err(e) => {
+                        let text = crate::error_chain(&e);
+                        if unusable.get(&net.name) != Some(&text) {
+                            log(&format!("network {}: cannot reach etcd: {text}", net.name));
+                            unusable.insert(net.name.clone(), text);
+                        }
+                    }
+                }
             }
         }
         thread::sleep(FOLLOW_INTERVAL);
@@ -142,17 +162,21 @@ fn run_on(nsnet: &Nsnet, opts: &Options, connect: Connect) -> crate::Result<()> 
     Ok(())
 }
 
-fn start(net: &Network, connect: Connect, machine: Arc<dyn Machine>) -> Member {
+fn start(
+    net: &Network,
+    connect: Connect,
+    machine: Arc<dyn Machine>,
+) -> Result<Member, ClusterError> {
     let stop = Arc::new(AtomicBool::new(false));
     let Some(o) = &net.overlay else {
-        return Member { stop };
+        return Ok(Member { stop });
     };
-    let cluster = connect(&o.etcd);
+    let cluster = connect(o)?;
     let (n1, s1, c1) = (net.clone(), stop.clone(), cluster.clone());
     thread::spawn(move || keep_claim(&n1, &*c1, &s1));
     let (n2, s2) = (net.clone(), stop.clone());
     thread::spawn(move || follow_peers(&n2, &*cluster, &*machine, &s2));
-    Member { stop }
+    Ok(Member { stop })
 }
 
 /// The host subnet of an overlay network.

@@ -166,6 +166,7 @@ fn network() -> Network {
             port: 4789,
         },
         etcd: vec!["http://192.0.2.10:2379".into()],
+        access: Default::default(),
         vtep: "192.0.2.1".parse().unwrap(),
         underlay: "eth0".into(),
         vxlan: VXLAN.into(),

@@ -60,7 +60,9 @@ pub enum Error {
     Cluster(crate::cluster::Error),
     #[error("underlay address {addr} is on no interface of this host")]
     NoUnderlay { addr: std::net::IpAddr },
-    #[error("etcd endpoint {endpoint} is not a URL of the form http://HOST:PORT")]
+    #[error(
+        "etcd endpoint {endpoint} is not a URL of the form http://HOST:PORT or https://HOST:PORT"
+    )]
     BadEndpoint { endpoint: String },
     /// Starting or running the host's DNS server failed.
     #[error("DNS server: {what}")]
@@ -105,6 +107,7 @@ impl Error {
                 Some(Class::Invalid)
             }
             Error::NoSuchFile { .. } => Some(Class::NotFound),
+            Error::Cluster(c) if c.is_bad_setting() => Some(Class::Invalid),
             _ => None,
         }
     }

@@ -9,7 +9,7 @@ use ipnet::{IpNet, Ipv4Net};
 use super::{Error, Nsnet, Result};
 use crate::cluster::{ClaimRequest, Registry};
 use crate::host::{Host, Machine, Probe};
-use crate::model::overlay::{self, Overlay, OverlayRequest, Peer, Reservation};
+use crate::model::overlay::{self, EtcdAccess, Overlay, OverlayRequest, Peer, Reservation};
 use crate::model::{names, CreateRequest, Network, Rejection};
 use crate::plan::driver::check_overlay;
 use crate::plan::{Op, Target};
@@ -19,7 +19,10 @@ fn endpoint_address(endpoint: &str) -> Result<SocketAddr> {
     let bad = || Error::BadEndpoint {
         endpoint: endpoint.to_string(),
     };
-    let rest = endpoint.strip_prefix("http://").ok_or_else(bad)?;
+    let rest = endpoint
+        .strip_prefix("http://")
+        .or_else(|| endpoint.strip_prefix("https://"))
+        .ok_or_else(bad)?;
     let hostport = rest.trim_end_matches('/');
     hostport
         .to_socket_addrs()
@@ -97,13 +100,14 @@ impl Nsnet {
         let joined = Overlay {
             config: asked.config.clone(),
             etcd: asked.etcd.clone(),
+            access: asked.access.clone(),
             vtep,
             underlay: underlay_if,
             vxlan: overlay::vxlan_name(asked.config.vni),
             vtep_mac: names::format_mac(&names::derived_mac(&[&req.name, &vtep.to_string()])),
             lease_ttl: asked.lease_ttl,
         };
-        let registry = Registry::new(&asked.etcd);
+        let registry = Registry::connect(&asked.etcd, &asked.access)?;
         let (defined, defined_at) = registry.define_or_join(&req.name, &asked.config)?;
         let claimed = registry.client().grant(asked.lease_ttl).and_then(|lease| {
             registry
@@ -161,7 +165,9 @@ impl Nsnet {
         let IpNet::V4(subnet) = s.cidr else {
             return;
         };
-        if let Err(e) = Registry::new(&o.etcd).leave(&net.name, &o.config, &subnet) {
+        let left = Registry::connect(&o.etcd, &o.access)
+            .and_then(|r| r.leave(&net.name, &o.config, &subnet));
+        if let Err(e) = left {
             self.notice(format!(
                 "left overlay network {} here, but could not release host subnet {subnet} in etcd ({}); it lapses within {}s",
                 net.name,
@@ -300,9 +306,12 @@ impl Nsnet {
 
 pub use crate::cluster::{Claim, ClaimChange, Cluster, Error as ClusterError};
 
-/// The cluster store at `endpoints` (etcd).
-pub fn cluster_at(endpoints: &[String]) -> std::sync::Arc<dyn Cluster> {
-    std::sync::Arc::new(Registry::new(endpoints))
+/// The cluster store at `endpoints` (etcd), reached as `access` says.
+pub fn cluster_at(
+    endpoints: &[String],
+    access: &EtcdAccess,
+) -> std::result::Result<std::sync::Arc<dyn Cluster>, ClusterError> {
+    Ok(std::sync::Arc::new(Registry::connect(endpoints, access)?))
 }
 
 /// A peer from a claim read in etcd.

@@ -199,6 +199,9 @@ pub enum Command {
         /// etcd endpoints to use instead of those recorded with each network
         #[arg(long, env = "NSNET_ETCD", value_delimiter = ',', value_name = "URL")]
         etcd: Vec<String>,
+        /// Each given replaces what a network recorded
+        #[command(flatten)]
+        access: EtcdAccessArgs,
     },
     /// Docker's network driver: serves Docker Engine on a unix socket, so
     /// that `docker network create -d nsnet` makes nsnet networks
@@ -363,9 +366,11 @@ pub struct OverlayArgs {
     /// The kind of network
     #[arg(long, value_enum, default_value = "bridge")]
     driver: Driver,
-    /// etcd endpoints (http://HOST:PORT), comma-separated
+    /// etcd endpoints (http://HOST:PORT or https://HOST:PORT), comma-separated
     #[arg(long, env = "NSNET_ETCD", value_delimiter = ',', value_name = "URL")]
     etcd: Vec<String>,
+    #[command(flatten)]
+    access: Box<EtcdAccessArgs>,
     /// Prefix length of each host's subnet within --subnet
     #[arg(long, value_name = "LEN", default_value_t = nsnet::model::overlay::DEFAULT_HOST_SUBNET_LEN)]
     host_subnet_len: u8,
@@ -381,6 +386,53 @@ pub struct OverlayArgs {
     /// Seconds this host's claim outlives its agent
     #[arg(long, value_name = "SECONDS", default_value_t = nsnet::model::overlay::DEFAULT_LEASE_TTL)]
     lease_ttl: u64,
+}
+
+/// How to reach etcd beyond its endpoints. The paths and the user are
+/// recorded with the network (for the agent); a password never is.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EtcdAccessArgs {
+    /// PEM file of the CAs that sign etcd's server certificates (default:
+    /// the public web roots)
+    #[arg(long, env = "NSNET_ETCD_CA", value_name = "FILE")]
+    etcd_ca: Option<PathBuf>,
+    /// PEM client certificate presented to etcd (with --etcd-key)
+    #[arg(long, env = "NSNET_ETCD_CERT", value_name = "FILE")]
+    etcd_cert: Option<PathBuf>,
+    /// The client certificate's PEM private key
+    #[arg(long, env = "NSNET_ETCD_KEY", value_name = "FILE")]
+    etcd_key: Option<PathBuf>,
+    /// etcd user; its password from --etcd-password-file or the
+    /// NSNET_ETCD_PASSWORD environment variable
+    #[arg(long, env = "NSNET_ETCD_USER", value_name = "NAME")]
+    etcd_user: Option<String>,
+    /// File whose first line is the etcd user's password
+    #[arg(long, env = "NSNET_ETCD_PASSWORD_FILE", value_name = "FILE")]
+    etcd_password_file: Option<PathBuf>,
+}
+
+impl EtcdAccessArgs {
+    /// The settings, with paths made absolute: the agent reads them later
+    /// from another directory.
+    fn access(&self) -> Result<nsnet::model::overlay::EtcdAccess> {
+        let abs = |p: &Option<PathBuf>| -> Result<Option<PathBuf>> {
+            p.as_ref()
+                .map(|p| {
+                    std::path::absolute(p).map_err(|e| nsnet::Error::ReadFile {
+                        path: p.display().to_string(),
+                        source: e,
+                    })
+                })
+                .transpose()
+        };
+        Ok(nsnet::model::overlay::EtcdAccess {
+            ca: abs(&self.etcd_ca)?,
+            cert: abs(&self.etcd_cert)?,
+            key: abs(&self.etcd_key)?,
+            user: self.etcd_user.clone(),
+            password_file: abs(&self.etcd_password_file)?,
+        })
+    }
 }
 
 impl OverlayArgs {
@@ -399,6 +451,7 @@ impl OverlayArgs {
             .transpose()?;
         let opts = nsnet::model::overlay::OverlayOptions {
             etcd: self.etcd.clone(),
+            access: self.access.access()?,
             host_subnet_len: self.host_subnet_len,
             vni: self.vni,
             port: self.vxlan_port,
@@ -756,7 +809,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Check { network, repair } => return check(&nsnet, &out, network, repair),
         Command::Show { network } => show(&nsnet, &out, network)?,
         Command::Demo => return demo::run(&out),
-        Command::Agent { etcd } => agent(&nsnet, etcd)?,
+        Command::Agent { etcd, access } => agent(&nsnet, etcd, &access)?,
         Command::DockerPlugin { socket, data_dir } => docker_plugin(&nsnet, &socket, &data_dir)?,
         Command::Link(Deferred(cmd)) => lab::link(&nsnet, &out, cmd)?,
         Command::Route(Deferred(cmd)) => lab::route(&nsnet, &out, cmd)?,
@@ -817,10 +870,14 @@ fn docker_plugin(
     })
 }
 
-fn agent(nsnet: &Nsnet, etcd: Vec<String>) -> Result<()> {
+fn agent(nsnet: &Nsnet, etcd: Vec<String>, access: &EtcdAccessArgs) -> Result<()> {
     require_root("run the agent")?;
     let etcd = (!etcd.is_empty()).then_some(etcd);
-    nsnet::agent::run(nsnet, &nsnet::agent::Options { etcd })
+    let access = access.access()?;
+    if let Some(e) = &etcd {
+        access.check(e)?;
+    }
+    nsnet::agent::run(nsnet, &nsnet::agent::Options { etcd, access })
 }
 
 /// `connect`: the request for each namespace is `template` with its name.

@@ -76,6 +76,9 @@ pub struct OverlayView {
     pub vni: u32,
     pub port: u16,
     pub etcd: Vec<String>,
+    /// TLS files and user (paths and a name; never a key or password).
+    #[serde(skip_serializing_if = "nsnet::model::overlay::EtcdAccess::is_empty")]
+    pub etcd_access: nsnet::model::overlay::EtcdAccess,
     pub vtep: String,
     pub underlay: String,
     pub vxlan: String,
@@ -193,6 +196,7 @@ impl NetworkView {
                 vni: o.config.vni,
                 port: o.config.port,
                 etcd: o.etcd.clone(),
+                etcd_access: o.access.clone(),
                 vtep: o.vtep.to_string(),
                 underlay: o.underlay.clone(),
                 vxlan: o.vxlan.clone(),

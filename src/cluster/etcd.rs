@@ -5,13 +5,15 @@
 //! tried in order; the first that answers serves the call.
 
 use std::io::{BufRead, BufReader};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde_json::{json, Value};
 
-use super::Error;
+use super::access::{Credentials, Login, Secret};
+use super::{Error, TlsFault};
 
 type Result<T> = std::result::Result<T, Error>;
 
@@ -22,6 +24,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(1500);
 const BODY_LIMIT: u64 = 256 << 20;
 /// The gRPC status etcd answers for a lease it does not know.
 const GRPC_NOT_FOUND: i64 = 5;
+/// The gRPC status etcd answers for a token it no longer accepts.
+const GRPC_UNAUTHENTICATED: i64 = 16;
 
 /// A key-value pair with its revisions.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +91,9 @@ pub struct TxnResult {
 pub struct Client {
     endpoints: Vec<String>,
     agent: ureq::Agent,
+    login: Option<Login>,
+    /// The token of the last authentication, sent with every call.
+    token: Mutex<Option<Secret>>,
 }
 
 fn b64(s: &[u8]) -> String {
@@ -137,12 +144,14 @@ fn kvs_of(v: &Value) -> Vec<KeyValue> {
 }
 
 impl Client {
-    /// A client for these endpoints (`http://HOST:PORT`); nothing is
-    /// contacted yet.
-    pub fn new(endpoints: &[String]) -> Client {
+    /// A client for these endpoints (`http://HOST:PORT` or
+    /// `https://HOST:PORT`) with these credentials; nothing is contacted
+    /// yet.
+    pub fn new(endpoints: &[String], credentials: Credentials) -> Client {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(CONNECT_TIMEOUT))
+            .tls_config(credentials.tls)
             .build()
             .into();
         Client {
@@ -151,6 +160,8 @@ impl Client {
                 .map(|e| e.trim_end_matches('/').to_string())
                 .collect(),
             agent,
+            login: credentials.login,
+            token: Mutex::new(None),
         }
     }
 
@@ -160,62 +171,128 @@ impl Client {
 
     /// Posts to each endpoint in turn until one answers; an answer that is
     /// an error of etcd's is final (another member would say the same).
+    /// With a user, the call carries a token, fetched first and fetched
+    /// again once when etcd says it is no longer valid.
     fn call(&self, path: &str, body: &Value) -> Result<Value> {
         self.call_within(path, body, CALL_TIMEOUT)
     }
 
     fn call_within(&self, path: &str, body: &Value, timeout: Duration) -> Result<Value> {
-        let bytes = serde_json::to_vec(body).expect("JSON of a request");
+        let token = self.token(false)?;
+        match self.post_json(path, body, timeout, token.as_ref()) {
+            Err(Error::Refused {
+                code: GRPC_UNAUTHENTICATED,
+                ..
+            }) if self.login.is_some() => {
+                let token = self.token(true)?;
+                self.post_json(path, body, timeout, token.as_ref())
+            }
+            other => other,
+        }
+    }
+
+    /// The token to send: none without a user; the cached one unless
+    /// `renew`; else a new one from `/v3/auth/authenticate`.
+    fn token(&self, renew: bool) -> Result<Option<Secret>> {
+        let Some(login) = &self.login else {
+            return Ok(None);
+        };
+        let mut cached = self.token.lock().unwrap_or_else(|e| e.into_inner());
+        if let (Some(t), false) = (cached.as_ref(), renew) {
+            return Ok(Some(t.clone()));
+        }
+        let body = json!({"name": login.user, "password": login.password.expose()});
+        let v = match self.post_json("/v3/auth/authenticate", &body, CALL_TIMEOUT, None) {
+            Ok(v) => v,
+            Err(Error::Refused {
+                endpoint, message, ..
+            }) => {
+                return Err(Error::Login {
+                    endpoint,
+                    user: login.user.clone(),
+                    message,
+                })
+            }
+            Err(e) => return Err(e),
+        };
+        let token = v["token"].as_str().map(|t| Secret::new(t.to_string()));
+        *cached = token.clone();
+        Ok(token)
+    }
+
+    /// Sends one request to each endpoint in turn until one answers.
+    fn send(
+        &self,
+        path: &str,
+        bytes: &[u8],
+        timeout: Option<Duration>,
+        token: Option<&Secret>,
+    ) -> Result<(String, ureq::http::Response<ureq::Body>)> {
         let mut last = None;
         for ep in &self.endpoints {
-            let url = format!("{ep}{path}");
-            let sent = self
+            let mut req = self
                 .agent
-                .post(&url)
+                .post(format!("{ep}{path}"))
                 .config()
-                .timeout_global(Some(timeout))
+                .timeout_global(timeout)
                 .build()
-                .header("Content-Type", "application/json")
-                .send(&bytes[..]);
-            let resp = match sent {
-                Ok(r) => r,
-                Err(e) => {
-                    last = Some(e.to_string());
-                    continue;
-                }
-            };
-            let status = resp.status().as_u16();
-            let text = resp
-                .into_body()
-                .with_config()
-                .limit(BODY_LIMIT)
-                .read_to_string()
-                .map_err(|e| Error::Unreachable {
-                    endpoints: ep.clone(),
-                    reason: e.to_string(),
-                })?;
-            let v: Value = serde_json::from_str(&text).map_err(|e| Error::BadAnswer {
-                endpoint: ep.clone(),
-                reason: format!("{e}: {text}"),
-            })?;
-            if status != 200 {
-                return Err(Error::Refused {
-                    endpoint: ep.clone(),
-                    status,
-                    code: int(&v["code"]),
-                    message: v["message"]
-                        .as_str()
-                        .or(v["error"].as_str())
-                        .unwrap_or(&text)
-                        .to_string(),
-                });
+                .header("Content-Type", "application/json");
+            if let Some(t) = token {
+                // etcd's gateway takes the bare token, not "Bearer <token>".
+                req = req.header("Authorization", t.expose());
             }
-            return Ok(v);
+            match req.send(bytes) {
+                Ok(r) => return Ok((ep.clone(), r)),
+                Err(e) => last = Some(transport_error(ep, &e)),
+            }
         }
-        Err(Error::Unreachable {
-            endpoints: self.endpoints(),
-            reason: last.unwrap_or_else(|| "no endpoint given".into()),
+        Err(match last {
+            Some(e @ Error::Tls { .. }) => e,
+            Some(Error::Unreachable { reason, .. }) => Error::Unreachable {
+                endpoints: self.endpoints(),
+                reason,
+            },
+            Some(e) => e,
+            None => Error::Unreachable {
+                endpoints: self.endpoints(),
+                reason: "no endpoint given".into(),
+            },
         })
+    }
+
+    fn post_json(
+        &self,
+        path: &str,
+        body: &Value,
+        timeout: Duration,
+        token: Option<&Secret>,
+    ) -> Result<Value> {
+        let bytes = serde_json::to_vec(body).expect("JSON of a request");
+        let (ep, resp) = self.send(path, &bytes, Some(timeout), token)?;
+        let status = resp.status().as_u16();
+        let text = resp
+            .into_body()
+            .with_config()
+            .limit(BODY_LIMIT)
+            .read_to_string()
+            .map_err(|e| transport_error(&ep, &e))?;
+        let v: Value = serde_json::from_str(&text).map_err(|e| Error::BadAnswer {
+            endpoint: ep.clone(),
+            reason: format!("{e}: {text}"),
+        })?;
+        if status != 200 {
+            return Err(Error::Refused {
+                endpoint: ep,
+                status,
+                code: int(&v["code"]),
+                message: v["message"]
+                    .as_str()
+                    .or(v["error"].as_str())
+                    .unwrap_or(&text)
+                    .to_string(),
+            });
+        }
+        Ok(v)
     }
 
     /// Keys starting with `prefix`, and the store's revision.
@@ -324,49 +401,97 @@ impl Client {
             "start_revision": revision.to_string(), "prev_kv": true, "progress_notify": true
         }});
         let bytes = serde_json::to_vec(&body).expect("JSON of a request");
-        let mut last = None;
-        for ep in &self.endpoints {
-            let resp = match self
-                .agent
-                .post(&format!("{ep}/v3/watch"))
-                .header("Content-Type", "application/json")
-                .send(&bytes[..])
-            {
-                Ok(r) if r.status() == 200 => r,
-                Ok(r) => {
-                    last = Some(format!("HTTP {}", r.status()));
-                    continue;
-                }
-                Err(e) => {
-                    last = Some(e.to_string());
-                    continue;
-                }
-            };
-            let reader = BufReader::new(resp.into_body().into_reader());
-            for line in reader.lines() {
-                let line = line.map_err(|e| Error::Unreachable {
-                    endpoints: ep.clone(),
-                    reason: e.to_string(),
-                })?;
-                let Ok(v) = serde_json::from_str::<Value>(&line) else {
-                    continue;
-                };
-                let Some(msg) = watch_message(&v["result"]) else {
-                    continue;
-                };
-                if !on_message(msg) {
-                    return Ok(());
-                }
-            }
+        let token = self.token(false)?;
+        // No overall timeout: a watch lasts until the stream ends.
+        let (ep, resp) = self.send("/v3/watch", &bytes, None, token.as_ref())?;
+        if resp.status() != 200 {
             return Err(Error::Unreachable {
-                endpoints: ep.clone(),
-                reason: "the watch stream ended".into(),
+                endpoints: ep,
+                reason: format!("the watch was answered with HTTP {}", resp.status()),
             });
         }
+        let reader = BufReader::new(resp.into_body().into_reader());
+        for line in reader.lines() {
+            let line = line.map_err(|e| Error::Unreachable {
+                endpoints: ep.clone(),
+                reason: e.to_string(),
+            })?;
+            let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if v["error"].is_object() {
+                // A token that lapsed: the next watch fetches a new one.
+                if int(&v["error"]["grpc_code"]) == GRPC_UNAUTHENTICATED {
+                    *self.token.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                }
+                return Err(Error::Refused {
+                    endpoint: ep,
+                    status: 200,
+                    code: int(&v["error"]["grpc_code"]),
+                    message: v["error"]["message"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                });
+            }
+            let Some(msg) = watch_message(&v["result"]) else {
+                continue;
+            };
+            if !on_message(msg) {
+                return Ok(());
+            }
+        }
         Err(Error::Unreachable {
-            endpoints: self.endpoints(),
-            reason: last.unwrap_or_else(|| "no endpoint given".into()),
+            endpoints: ep,
+            reason: "the watch stream ended".into(),
         })
+    }
+}
+
+/// A transport failure as nsnet's error: TLS failures (a certificate that
+/// does not verify, a client certificate the server refused) apart from
+/// an endpoint out of reach.
+fn transport_error(endpoint: &str, e: &ureq::Error) -> Error {
+    use std::io::ErrorKind;
+    let rustls_fault = |r: &rustls::Error| match r {
+        rustls::Error::InvalidCertificate(_) => TlsFault::ServerCertificate,
+        rustls::Error::AlertReceived(_) => TlsFault::ClientRefused,
+        _ => TlsFault::Other,
+    };
+    let tls = match e {
+        ureq::Error::Rustls(r) => Some((rustls_fault(r), r.to_string())),
+        ureq::Error::Tls(r) => Some((TlsFault::Other, r.to_string())),
+        ureq::Error::Io(io) => match io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+            Some(r) => Some((rustls_fault(r), r.to_string())),
+            // With TLS 1.3 a server checks the client's certificate after
+            // the client's side of the handshake is done, and closes the
+            // connection when it refuses it: the client often sees its
+            // request cut off rather than the alert.
+            None if endpoint.starts_with("https://")
+                && matches!(
+                    io.kind(),
+                    ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::UnexpectedEof
+                ) =>
+            {
+                Some((
+                    TlsFault::ClientRefused,
+                    format!("the connection was closed after the handshake: {io}"),
+                ))
+            }
+            None => None,
+        },
+        _ => None,
+    };
+    match tls {
+        Some((fault, reason)) => Error::Tls {
+            endpoint: endpoint.to_string(),
+            fault,
+            reason,
+        },
+        None => Error::Unreachable {
+            endpoints: endpoint.to_string(),
+            reason: e.to_string(),
+        },
     }
 }
 

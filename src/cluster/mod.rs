@@ -12,13 +12,14 @@
 //!
 //! Imports `model` only.
 
+pub mod access;
 pub mod etcd;
 
 use std::collections::BTreeSet;
 
 use ipnet::Ipv4Net;
 
-use crate::model::overlay::{keys, OverlayConfig, Reservation};
+use crate::model::overlay::{keys, EtcdAccess, OverlayConfig, Reservation};
 use crate::model::Rejection;
 use etcd::{Client, Compare, KeyValue, TxnOp};
 
@@ -33,6 +34,36 @@ pub enum Error {
         code: i64,
         message: String,
     },
+    #[error("{}", fault.describe(endpoint, reason))]
+    Tls {
+        endpoint: String,
+        fault: TlsFault,
+        reason: String,
+    },
+    #[error("etcd at {endpoint} refused user {user}: {message}")]
+    Login {
+        endpoint: String,
+        user: String,
+        message: String,
+    },
+    #[error("cannot read etcd {what} {}", path.display())]
+    ReadCredential {
+        what: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("etcd {what} {} is not usable: {reason}", path.display())]
+    BadCredential {
+        what: &'static str,
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    #[error(
+        "etcd user {user} needs a password: set {} or --etcd-password-file",
+        access::PASSWORD_ENV
+    )]
+    NoPassword { user: String },
     #[error("etcd at {endpoint} gave an answer nsnet cannot read: {reason}")]
     BadAnswer { endpoint: String, reason: String },
     #[error("etcd key {key} holds something nsnet cannot read: {reason}")]
@@ -41,6 +72,42 @@ pub enum Error {
     Contended { network: String, tries: u32 },
     #[error("{0}")]
     Rejected(#[from] Rejection),
+}
+
+/// Which side of a TLS connection to etcd found fault with the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsFault {
+    /// etcd's certificate did not verify here.
+    ServerCertificate,
+    /// etcd refused this host's client certificate (or its absence).
+    ClientRefused,
+    /// Anything else of TLS.
+    Other,
+}
+
+impl TlsFault {
+    fn describe(self, endpoint: &str, reason: &str) -> String {
+        match self {
+            TlsFault::ServerCertificate => format!(
+                "the certificate of etcd at {endpoint} does not verify ({reason}): is --etcd-ca the CA that signed it, and does it name the address in the URL?"
+            ),
+            TlsFault::ClientRefused => format!(
+                "etcd at {endpoint} refused this host's client certificate ({reason}): give --etcd-cert and --etcd-key, signed by a CA etcd trusts and not expired"
+            ),
+            TlsFault::Other => format!("TLS with etcd at {endpoint} failed: {reason}"),
+        }
+    }
+}
+
+impl Error {
+    /// Whether the host's own settings are at fault (a credential file
+    /// missing or unusable, no password), not etcd or the way to it.
+    pub fn is_bad_setting(&self) -> bool {
+        matches!(
+            self,
+            Error::ReadCredential { .. } | Error::BadCredential { .. } | Error::NoPassword { .. }
+        )
+    }
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -87,10 +154,12 @@ fn parse<T: serde::de::DeserializeOwned>(kv: &KeyValue) -> Result<T> {
 }
 
 impl Registry {
-    pub fn new(endpoints: &[String]) -> Registry {
-        Registry {
-            client: Client::new(endpoints),
-        }
+    /// The registry at `endpoints`, reached as `access` says (its files are
+    /// read now; nothing is contacted yet).
+    pub fn connect(endpoints: &[String], access: &EtcdAccess) -> Result<Registry> {
+        Ok(Registry {
+            client: Client::new(endpoints, access::load(access)?),
+        })
     }
 
     pub fn client(&self) -> &Client {

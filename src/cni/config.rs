@@ -103,12 +103,18 @@ pub struct NetConf {
 }
 
 /// `"overlay": {"etcd": [...], "hostSubnetLen": 24, "vni": N, "vxlanPort":
-/// 4789, "leaseTtl": 20}`: what `nsnet network create --driver overlay`
-/// takes.
+/// 4789, "leaseTtl": 20, "etcdCa": FILE, "etcdCert": FILE, "etcdKey": FILE,
+/// "etcdUser": NAME, "etcdPasswordFile": FILE}`: what `nsnet network create
+/// --driver overlay` takes.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct OverlayConf {
     etcd: Vec<String>,
+    etcd_ca: Option<std::path::PathBuf>,
+    etcd_cert: Option<std::path::PathBuf>,
+    etcd_key: Option<std::path::PathBuf>,
+    etcd_user: Option<String>,
+    etcd_password_file: Option<std::path::PathBuf>,
     host_subnet_len: Option<u8>,
     vni: Option<u32>,
     vxlan_port: Option<u16>,
@@ -206,7 +212,7 @@ impl NetConf {
         &self,
         mut req: CreateRequest,
     ) -> Result<CreateRequest, crate::model::Rejection> {
-        use crate::model::overlay::{OverlayOptions, OverlayRequest};
+        use crate::model::overlay::{EtcdAccess, OverlayOptions, OverlayRequest};
         let Some(o) = &self.overlay else {
             return Ok(req);
         };
@@ -216,6 +222,13 @@ impl NetConf {
             vni: o.vni,
             port: o.vxlan_port.unwrap_or(d.port),
             lease_ttl: o.lease_ttl.unwrap_or(d.lease_ttl),
+            access: EtcdAccess {
+                ca: o.etcd_ca.clone(),
+                cert: o.etcd_cert.clone(),
+                key: o.etcd_key.clone(),
+                user: o.etcd_user.clone(),
+                password_file: o.etcd_password_file.clone(),
+            },
             ..d
         };
         req.overlay = Some(OverlayRequest::new(&req.name, &req.subnets, opts)?);

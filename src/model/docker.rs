@@ -83,7 +83,7 @@ pub fn handed_ifname(id: &str) -> Result<String, Rejection> {
 
 /// nsnet's network options, as `-o KEY=VALUE` names them (the Docker
 /// driver, and the netavark plugin's `--opt`): key, what the value is.
-pub const OPTIONS: [(&str, &str); 12] = [
+pub const OPTIONS: [(&str, &str); 17] = [
     ("gateway-mode", "nat, nat-unprotected, routed or isolated"),
     ("gateway-mode-v6", "the IPv6 gateway mode, when different"),
     (
@@ -109,6 +109,20 @@ pub const OPTIONS: [(&str, &str); 12] = [
     ),
     ("driver", "bridge or overlay"),
     ("etcd", "overlay: etcd endpoints, comma-separated"),
+    (
+        "etcd-ca",
+        "overlay: PEM file of the CAs that sign etcd's certificates",
+    ),
+    (
+        "etcd-cert",
+        "overlay: PEM client certificate presented to etcd",
+    ),
+    ("etcd-key", "overlay: the client certificate's private key"),
+    ("etcd-user", "overlay: etcd user"),
+    (
+        "etcd-password-file",
+        "overlay: file holding the etcd user's password (else NSNET_ETCD_PASSWORD)",
+    ),
     ("vni", "overlay: the VXLAN network identifier"),
     (
         "name",
@@ -146,6 +160,7 @@ fn number<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, Rejection> 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OverlayAsked {
     pub etcd: Vec<String>,
+    pub access: super::overlay::EtcdAccess,
     pub vni: Option<u32>,
     pub name: Option<String>,
 }
@@ -160,6 +175,7 @@ impl OverlayAsked {
     ) -> Result<super::overlay::OverlayRequest, Rejection> {
         let opts = super::overlay::OverlayOptions {
             vni: self.vni,
+            access: self.access,
             ..super::overlay::OverlayOptions::defaults(self.etcd)
         };
         super::overlay::OverlayRequest::new(name, subnets, opts)
@@ -205,6 +221,11 @@ pub fn apply_options(
                 _ => return Err(bad_option(key, v, "expected bridge or overlay")),
             },
             "etcd" => overlay.etcd = v.split(',').map(str::to_string).collect(),
+            "etcd-ca" => overlay.access.ca = Some(v.into()),
+            "etcd-cert" => overlay.access.cert = Some(v.into()),
+            "etcd-key" => overlay.access.key = Some(v.into()),
+            "etcd-user" => overlay.access.user = Some(v.to_string()),
+            "etcd-password-file" => overlay.access.password_file = Some(v.into()),
             "vni" => overlay.vni = Some(number(key, v)?),
             "name" => overlay.name = Some(v.to_string()),
             _ => unreachable!("unknown options were refused above"),
@@ -213,7 +234,7 @@ pub fn apply_options(
     if !is_overlay && overlay != OverlayAsked::default() {
         return Err(Rejection::MissingOption {
             option: "driver=overlay",
-            reason: "etcd, vni and name are options of overlay networks",
+            reason: "etcd, etcd-*, vni and name are options of overlay networks",
         });
     }
     Ok(is_overlay.then_some(overlay))

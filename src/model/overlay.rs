@@ -6,6 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
 
 use ipnet::{IpNet, Ipv4Net};
 use serde::{Deserialize, Serialize};
@@ -61,11 +62,107 @@ impl Peer {
     }
 }
 
+/// How a host reaches etcd beyond its endpoints: TLS files and an etcd
+/// user. Paths and a name only, so that it may be recorded and shown: a
+/// private key or a password never is (the password is read from
+/// `password_file` or `NSNET_ETCD_PASSWORD` when a connection is made).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdAccess {
+    /// PEM certificates of the CAs that sign etcd's server certificates
+    /// (default: the public web roots).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
+    /// PEM client certificate (chain) and its private key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+    /// An etcd user (`etcdctl user add`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// A file holding the user's password (one line).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+}
+
+impl EtcdAccess {
+    pub fn is_empty(&self) -> bool {
+        self == &EtcdAccess::default()
+    }
+
+    /// These settings, each replaced by `over`'s where it has one (the
+    /// agent's own options over what a network recorded).
+    pub fn overridden_by(&self, over: &EtcdAccess) -> EtcdAccess {
+        EtcdAccess {
+            ca: over.ca.clone().or_else(|| self.ca.clone()),
+            cert: over.cert.clone().or_else(|| self.cert.clone()),
+            key: over.key.clone().or_else(|| self.key.clone()),
+            user: over.user.clone().or_else(|| self.user.clone()),
+            password_file: over
+                .password_file
+                .clone()
+                .or_else(|| self.password_file.clone()),
+        }
+    }
+
+    /// Whether TLS settings are given (they need https:// endpoints).
+    fn wants_tls(&self) -> Option<&'static str> {
+        if self.ca.is_some() {
+            Some("--etcd-ca")
+        } else if self.cert.is_some() {
+            Some("--etcd-cert")
+        } else {
+            None
+        }
+    }
+
+    /// Checks the settings against each other and the endpoints: every
+    /// endpoint http:// or https://, TLS files only with https://, a
+    /// certificate with its key, a password file with its user.
+    pub fn check(&self, endpoints: &[String]) -> Result<(), Rejection> {
+        for e in endpoints {
+            if !(e.starts_with("http://") || e.starts_with("https://")) {
+                return Err(Rejection::Unparsable {
+                    what: "etcd endpoint",
+                    value: e.clone(),
+                    expected: "an etcd endpoint is http://HOST:PORT or https://HOST:PORT",
+                });
+            }
+            if let (Some(option), true) = (self.wants_tls(), e.starts_with("http://")) {
+                return Err(Rejection::TlsWithoutHttps {
+                    option,
+                    endpoint: e.clone(),
+                });
+            }
+        }
+        match (&self.cert, &self.key) {
+            (Some(_), None) => Err(Rejection::MissingOption {
+                option: "--etcd-key",
+                reason: "a client certificate (--etcd-cert) goes with its private key",
+            }),
+            (None, Some(_)) => Err(Rejection::MissingOption {
+                option: "--etcd-cert",
+                reason: "a private key (--etcd-key) goes with its client certificate",
+            }),
+            _ if self.password_file.is_some() && self.user.is_none() => {
+                Err(Rejection::MissingOption {
+                    option: "--etcd-user",
+                    reason:
+                        "a password file (--etcd-password-file) is the password of an etcd user",
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// `network create --driver overlay`: the definition asked for, and how
 /// this host reaches etcd and its peers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OverlayRequest {
     pub etcd: Vec<String>,
+    pub access: EtcdAccess,
     pub config: OverlayConfig,
     /// This host's underlay address; by default the one it reaches etcd from.
     pub underlay: Option<IpAddr>,
@@ -76,6 +173,7 @@ pub struct OverlayRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OverlayOptions {
     pub etcd: Vec<String>,
+    pub access: EtcdAccess,
     pub host_subnet_len: u8,
     /// None: derived from the network's name.
     pub vni: Option<u32>,
@@ -89,6 +187,7 @@ impl OverlayOptions {
     pub fn defaults(etcd: Vec<String>) -> OverlayOptions {
         OverlayOptions {
             etcd,
+            access: EtcdAccess::default(),
             host_subnet_len: DEFAULT_HOST_SUBNET_LEN,
             vni: None,
             port: DEFAULT_PORT,
@@ -108,6 +207,7 @@ impl OverlayRequest {
     ) -> Result<OverlayRequest, Rejection> {
         let OverlayOptions {
             etcd,
+            access,
             host_subnet_len,
             vni,
             port,
@@ -120,6 +220,7 @@ impl OverlayRequest {
                 reason: "an overlay network lives in etcd (or set NSNET_ETCD)",
             });
         }
+        access.check(&etcd)?;
         let subnet = match subnets {
             [IpNet::V4(s)] => *s,
             [other] => {
@@ -164,6 +265,7 @@ impl OverlayRequest {
         }
         Ok(OverlayRequest {
             etcd,
+            access,
             config,
             underlay,
             lease_ttl,
@@ -187,6 +289,9 @@ pub struct Overlay {
     pub config: OverlayConfig,
     /// The etcd endpoints this host uses.
     pub etcd: Vec<String>,
+    /// TLS files and user for them (no secrets).
+    #[serde(default, skip_serializing_if = "EtcdAccess::is_empty")]
+    pub access: EtcdAccess,
     /// This host's VTEP address and the interface that holds it.
     pub vtep: IpAddr,
     pub underlay: String,
@@ -313,6 +418,98 @@ pub mod keys {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn etcd_access_is_checked_against_the_endpoints() {
+        let https = vec!["https://192.0.2.1:2379".to_string()];
+        let http = vec!["http://192.0.2.1:2379".to_string()];
+        let bare = vec!["192.0.2.1:2379".to_string()];
+        let file = |p: &str| Some(PathBuf::from(p));
+        let cases: Vec<(EtcdAccess, &[String], Option<&str>)> = vec![
+            (EtcdAccess::default(), &http, None),
+            (EtcdAccess::default(), &https, None),
+            (
+                EtcdAccess {
+                    ca: file("/ca.pem"),
+                    cert: file("/c.pem"),
+                    key: file("/c.key"),
+                    ..EtcdAccess::default()
+                },
+                &https,
+                None,
+            ),
+            (
+                EtcdAccess {
+                    ca: file("/ca.pem"),
+                    ..EtcdAccess::default()
+                },
+                &http,
+                Some("--etcd-ca needs https:// etcd endpoints, but http://192.0.2.1:2379"),
+            ),
+            (
+                EtcdAccess {
+                    cert: file("/c.pem"),
+                    ..EtcdAccess::default()
+                },
+                &https,
+                Some("--etcd-key is needed"),
+            ),
+            (
+                EtcdAccess {
+                    key: file("/c.key"),
+                    ..EtcdAccess::default()
+                },
+                &https,
+                Some("--etcd-cert is needed"),
+            ),
+            (
+                EtcdAccess {
+                    password_file: file("/pw"),
+                    ..EtcdAccess::default()
+                },
+                &http,
+                Some("--etcd-user is needed"),
+            ),
+            (
+                EtcdAccess {
+                    user: Some("nsnet".into()),
+                    ..EtcdAccess::default()
+                },
+                &http,
+                None,
+            ),
+            (
+                EtcdAccess::default(),
+                &bare,
+                Some("invalid etcd endpoint \"192.0.2.1:2379\""),
+            ),
+        ];
+        for (access, endpoints, refused) in cases {
+            let got = access.check(endpoints).err().map(|e| e.to_string());
+            match (refused, got) {
+                (None, None) => {}
+                (Some(want), Some(got)) => assert!(got.starts_with(want), "{got}"),
+                (want, got) => panic!("{access:?} on {endpoints:?}: wanted {want:?}, got {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_agents_access_settings_override_the_recorded_ones() {
+        let recorded = EtcdAccess {
+            ca: Some("/old-ca.pem".into()),
+            user: Some("nsnet".into()),
+            ..EtcdAccess::default()
+        };
+        let over = EtcdAccess {
+            ca: Some("/new-ca.pem".into()),
+            ..EtcdAccess::default()
+        };
+        let both = recorded.overridden_by(&over);
+        assert_eq!(both.ca, Some("/new-ca.pem".into()));
+        assert_eq!(both.user.as_deref(), Some("nsnet"));
+        assert!(EtcdAccess::default().is_empty() && !both.is_empty());
+    }
 
     fn config() -> OverlayConfig {
         OverlayConfig {

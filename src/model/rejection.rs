@@ -53,6 +53,11 @@ pub enum Rejection {
     },
     #[error("network {network} belongs to Docker (network ID {id}): remove it with `docker network rm`, or pass --force")]
     OwnedByDocker { network: String, id: String },
+    #[error("{option} needs https:// etcd endpoints, but {endpoint} is plain HTTP")]
+    TlsWithoutHttps {
+        option: &'static str,
+        endpoint: String,
+    },
     #[error("{option} is needed: {reason}")]
     MissingOption {
         option: &'static str,
