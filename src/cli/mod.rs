@@ -610,6 +610,15 @@ where nsnet records networks and leases (\-\-state\-dir), /run/nsnet by default
 NSNET_ETCD
 etcd endpoints for overlay networks (\-\-etcd)
 .TP
+NSNET_ETCD_CA, NSNET_ETCD_CERT, NSNET_ETCD_KEY
+TLS files for etcd (\-\-etcd\-ca, \-\-etcd\-cert, \-\-etcd\-key)
+.TP
+NSNET_ETCD_USER, NSNET_ETCD_PASSWORD_FILE
+an etcd user and the file holding its password
+.TP
+NSNET_ETCD_PASSWORD
+the etcd user's password, when no password file is named (never recorded)
+.TP
 NO_COLOR
 no colour on a terminal either
 .TP
