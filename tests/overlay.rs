@@ -1094,3 +1094,203 @@ fn etcd_users_log_in_and_their_password_is_never_shown() {
     assert!(!shown.contains("s3cret"), "the password leaked: {shown}");
     assert!(shown.contains("\"user\": \"nsnet\""), "{shown}");
 }
+
+/// Host `i` cut off from etcd (its underlay packets to etcd dropped), or
+/// joined again.
+fn cut_off(c: &Cluster, i: usize, cut: bool) {
+    if cut {
+        c.sb.sh(&format!(
+            "ip netns exec h{i} nft -f - <<'EOF'
+table ip partition {{
+  chain out {{ type filter hook output priority 0; ip daddr 198.51.100.254 tcp dport 2379 drop; }}
+}}
+EOF"
+        ));
+    } else {
+        c.sb.sh(&format!("ip netns exec h{i} nft delete table ip partition"));
+    }
+}
+
+/// The claims in etcd: host subnet (`A.B.C.D/LEN`) → VTEP.
+fn claims_in_etcd(c: &Cluster) -> std::collections::BTreeMap<String, String> {
+    let out = c.sb.sh(&format!(
+        "ETCDCTL_API=3 etcdctl --endpoints {ETCD} get --prefix /nsnet/v1/networks/lab/subnets/"
+    ));
+    let lines: Vec<&str> = out.lines().filter(|l| !l.is_empty()).collect();
+    lines
+        .chunks(2)
+        .map(|kv| {
+            let subnet = kv[0].rsplit('/').next().unwrap().replace('-', "/");
+            let v: serde_json::Value = serde_json::from_str(kv[1]).unwrap();
+            (subnet, v["vtep"].as_str().unwrap().to_string())
+        })
+        .collect()
+}
+
+/// The peers host `i`'s kernel is programmed with: subnet → VTEP.
+fn peers_of(c: &Cluster, i: usize) -> std::collections::BTreeMap<String, String> {
+    let json = c.ok(i, &["network", "inspect", "lab", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let net = if v.is_array() { &v[0] } else { &v };
+    net["overlay"]["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let s = |k: &str| p[k].as_str().unwrap().to_string();
+            (s("subnet"), s("vtep"))
+        })
+        .collect()
+}
+
+/// Every host in `hosts` routes each other host's claim to that host's
+/// VTEP and nothing else: one route per subnet, the claimant's.
+fn assert_peers_follow_etcd(c: &Cluster, hosts: &[usize]) {
+    let claims = claims_in_etcd(c);
+    for &i in hosts {
+        let me = format!("198.51.100.{i}");
+        let wanted: std::collections::BTreeMap<String, String> = claims
+            .iter()
+            .filter(|(_, v)| **v != me)
+            .map(|(s, v)| (s.clone(), v.clone()))
+            .collect();
+        let settled = c.wait_for(Duration::from_secs(5), || peers_of(c, i) == wanted);
+        assert!(
+            settled.is_some(),
+            "h{i} routes {:?}, etcd claims {claims:?}\n{}",
+            peers_of(c, i),
+            c.agent_log(i)
+        );
+    }
+}
+
+/// A host cut off from etcd for three lease TTLs loses its claim; a host
+/// that joins meanwhile does not get its subnet (held), traffic among the
+/// others goes on, and the returning host claims its subnet again.
+#[test]
+fn a_host_cut_off_from_etcd_finds_its_subnet_held() {
+    let mut c = Cluster::new(4);
+    for i in 1..=3 {
+        c.join(i, "10.200.0.0/16");
+        c.ok(i, &["connect", "lab", &format!("c{i}")]);
+        c.start_agent(i);
+    }
+    let before = claims_in_etcd(&c);
+    let (a1, a2) = (c.addr("c1"), c.addr("c2"));
+    assert!(c
+        .wait_for(Duration::from_secs(5), || c.pings("c2", &a1))
+        .is_some());
+    cut_off(&c, 3, true);
+    let lapsed = c.wait_for(Duration::from_secs(3 * TTL), || {
+        claims_in_etcd(&c).len() == 2
+    });
+    assert!(lapsed.is_some(), "h3's claim did not lapse");
+    c.join(4, "10.200.0.0/16");
+    c.ok(4, &["connect", "lab", "c4"]);
+    c.start_agent(4);
+    let h3_subnet = before.iter().find(|(_, v)| *v == "198.51.100.3").unwrap().0;
+    let now = claims_in_etcd(&c);
+    assert!(
+        !now.contains_key(h3_subnet),
+        "h4 took h3's held subnet: {now:?}"
+    );
+    sleep(Duration::from_secs(TTL));
+    assert!(c.pings("c1", &a2), "traffic between the others stopped");
+    let a4 = c.addr("c4");
+    assert!(c
+        .wait_for(Duration::from_secs(5), || c.pings("c1", &a4))
+        .is_some());
+    cut_off(&c, 3, false);
+    let back = c.wait_for(Duration::from_secs(3 * TTL), || {
+        claims_in_etcd(&c).get(h3_subnet).map(String::as_str) == Some("198.51.100.3")
+    });
+    assert!(
+        back.is_some(),
+        "h3 did not claim its subnet again: {}",
+        c.agent_log(3)
+    );
+    assert_peers_follow_etcd(&c, &[1, 2, 3, 4]);
+    let a3 = c.addr("c3");
+    assert!(c
+        .wait_for(Duration::from_secs(5), || c.pings("c4", &a3))
+        .is_some());
+    for i in 1..=4 {
+        c.ok(i, "check");
+    }
+}
+
+/// When no other subnet is free, a lapsed subnet goes to a new host; the
+/// returning host finds it taken: it stops announcing it, logs it, and
+/// `check`, `show` and `inspect` say the network is degraded and what to
+/// do. Nobody routes the subnet to two hosts. When the new host leaves,
+/// the subnet is the returning host's again.
+#[test]
+fn a_returning_host_whose_subnet_was_taken_reports_the_conflict() {
+    let mut c = Cluster::new(3);
+    // Two host subnets in all.
+    let join = |c: &Cluster, i: usize| {
+        let mut args = overlay_args("lab", "10.200.0.0/23");
+        args.extend(["--host-subnet-len", "24"]);
+        c.ok(i, &args);
+        c.ok(i, &["connect", "lab", &format!("c{i}")]);
+    };
+    for i in 1..=2 {
+        join(&c, i);
+        c.start_agent(i);
+    }
+    let before = claims_in_etcd(&c);
+    cut_off(&c, 2, true);
+    let lapsed = c.wait_for(Duration::from_secs(3 * TTL), || {
+        claims_in_etcd(&c).len() == 1
+    });
+    assert!(lapsed.is_some(), "h2's claim did not lapse");
+    join(&c, 3);
+    c.start_agent(3);
+    let h2_subnet = before.iter().find(|(_, v)| *v == "198.51.100.2").unwrap().0;
+    assert_eq!(
+        claims_in_etcd(&c).get(h2_subnet).map(String::as_str),
+        Some("198.51.100.3"),
+        "h3 should get the only subnet left"
+    );
+    cut_off(&c, 2, false);
+    let noted = c.wait_for(Duration::from_secs(3 * TTL), || {
+        !c.run(2, "check").status.success()
+    });
+    assert!(noted.is_some(), "h2 noted nothing: {}", c.agent_log(2));
+    let out = c.run(2, "check");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("degraded")
+            && text.contains("198.51.100.3")
+            && text.contains("leave and join again"),
+        "{text}"
+    );
+    assert!(c.ok(2, "show").contains("DEGRADED"));
+    assert!(c
+        .ok(2, &["network", "inspect", "lab", "--json"])
+        .contains("\"conflict\""));
+    assert!(c.agent_log(2).contains("DEGRADED"), "{}", c.agent_log(2));
+    // h2 routes nothing to h3 for its own subnet; h1 routes it to h3 only.
+    assert_peers_follow_etcd(&c, &[1, 3]);
+    assert!(
+        !peers_of(&c, 2).contains_key(h2_subnet),
+        "{:?}",
+        peers_of(&c, 2)
+    );
+    let a3 = c.addr("c3");
+    assert!(
+        c.pings("c1", &a3),
+        "h1 does not reach the subnet's new holder"
+    );
+    // h3 leaves: the subnet is h2's again, and the network whole.
+    c.ok(3, &["network", "rm", "lab", "--force"]);
+    let healed = c.wait_for(Duration::from_secs(3 * TTL), || {
+        c.run(2, "check").status.success()
+    });
+    assert!(healed.is_some(), "{}", c.agent_log(2));
+    assert_eq!(
+        claims_in_etcd(&c).get(h2_subnet).map(String::as_str),
+        Some("198.51.100.2")
+    );
+}

@@ -12,8 +12,9 @@
 //! fake machine (`tests.rs`). May import `api` and `model`.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -21,7 +22,7 @@ use ipnet::{IpNet, Ipv4Net};
 
 use crate::api::overlay::{
     change_peers, cluster_at, guard_networks, peer_of, reconcile_peers, ClaimChange, Cluster,
-    ClusterError,
+    ClusterError, Reclaim,
 };
 use crate::api::Machine;
 use crate::model::overlay::{EtcdAccess, Overlay, Peer};
@@ -79,6 +80,7 @@ fn run_on(nsnet: &Nsnet, opts: &Options, connect: Connect) -> crate::Result<()> 
     crate::api::live::name_process(c"nsnet-agent");
     log(&format!("started (pid {})", std::process::id()));
     let mut members: BTreeMap<String, (Network, Member)> = BTreeMap::new();
+    let (notes, noted) = mpsc::channel::<ConflictNote>();
     // The overlays whose VXLAN this host guards, as last made.
     let mut guarded: Option<Vec<crate::model::overlay::Guard>> = None;
     // Networks whose credentials could not be read, and why.
@@ -109,8 +111,12 @@ fn run_on(nsnet: &Nsnet, opts: &Options, connect: Connect) -> crate::Result<()> 
         members.retain(|name, (net, m)| {
             // Only the overlay's own settings matter: endpoints Docker
             // creates change the record, not what the agent serves.
+            let same = |a: &Option<Overlay>, b: &Option<Overlay>| match (a, b) {
+                (Some(a), Some(b)) => a.same_service(b),
+                _ => false,
+            };
             let keep = wanted.get(name).is_some_and(|w| {
-                w.overlay == net.overlay && w.subnets == net.subnets && w.bridge == net.bridge
+                same(&w.overlay, &net.overlay) && w.subnets == net.subnets && w.bridge == net.bridge
             });
             if !keep {
                 log(&format!("network {name}: left, no longer served"));
@@ -138,7 +144,7 @@ fn run_on(nsnet: &Nsnet, opts: &Options, connect: Connect) -> crate::Result<()> 
         }
         for (name, net) in wanted {
             if let std::collections::btree_map::Entry::Vacant(slot) = members.entry(name) {
-                match start(&net, connect, nsnet.machine()) {
+                match start(&net, connect, nsnet.machine(), &notes) {
                     Ok(member) => {
                         log(&format!("network {}: serving", net.name));
                         unusable.remove(&net.name);
@@ -156,16 +162,30 @@ fn run_on(nsnet: &Nsnet, opts: &Options, connect: Connect) -> crate::Result<()> 
                 }
             }
         }
+        record_conflicts(nsnet, &noted);
         thread::sleep(FOLLOW_INTERVAL);
     }
     log("stopping on signal; kernel state and claims are left as they are");
     Ok(())
 }
 
+/// Notes in the local record what the claim keepers found about conflicts.
+fn record_conflicts(nsnet: &Nsnet, noted: &mpsc::Receiver<ConflictNote>) {
+    for (network, holder) in noted.try_iter() {
+        if let Err(e) = nsnet.note_subnet_conflict(&network, holder) {
+            log(&format!(
+                "network {network}: recording the subnet conflict: {}",
+                crate::error_chain(&e)
+            ));
+        }
+    }
+}
+
 fn start(
     net: &Network,
     connect: Connect,
     machine: Arc<dyn Machine>,
+    notes: &mpsc::Sender<ConflictNote>,
 ) -> Result<Member, ClusterError> {
     let stop = Arc::new(AtomicBool::new(false));
     let Some(o) = &net.overlay else {
@@ -173,7 +193,8 @@ fn start(
     };
     let cluster = connect(o)?;
     let (n1, s1, c1) = (net.clone(), stop.clone(), cluster.clone());
-    thread::spawn(move || keep_claim(&n1, &*c1, &s1));
+    let notes = notes.clone();
+    thread::spawn(move || keep_claim(&n1, &*c1, &s1, &notes));
     let (n2, s2) = (net.clone(), stop.clone());
     thread::spawn(move || follow_peers(&n2, &*cluster, &*machine, &s2));
     Ok(Member { stop })
@@ -196,41 +217,69 @@ fn pause(d: Duration, stop: &AtomicBool) {
     }
 }
 
-/// Keeps this host's claim bound to a live lease; claims it again (the
-/// same subnet, which the local bridge carries) after the lease lapsed.
-/// When the network is left, the lease is revoked.
-fn keep_claim(net: &Network, cluster: &dyn Cluster, stop: &AtomicBool) {
+/// The leases a host's claim and its hold are bound to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Leases {
+    claim: i64,
+    hold: i64,
+}
+
+/// What the claim-keeping thread tells the agent's main loop: another
+/// host holds this host's subnet (`Some`), or no longer does (`None`).
+type ConflictNote = (String, Option<IpAddr>);
+
+/// Keeps this host's claim (and its hold) bound to live leases; claims
+/// the same subnet, which the local bridge carries, again after the claim
+/// lapsed. When another host took it meanwhile, the conflict is logged
+/// and noted (the network is degraded) and the claim retried slowly, so
+/// that the subnet comes back when that host leaves. When the network is
+/// left, the leases are revoked.
+fn keep_claim(
+    net: &Network,
+    cluster: &dyn Cluster,
+    stop: &AtomicBool,
+    notes: &mpsc::Sender<ConflictNote>,
+) {
     let (Some(o), Some(subnet)) = (&net.overlay, host_subnet(net)) else {
         return;
     };
-    let mut lease: Option<i64> = None;
+    let mut leases: Option<Leases> = None;
+    // A hold lease still alive when the claim's lapsed.
+    let mut hold: Option<i64> = None;
+    let mut conflict = o.conflict.as_ref().map(|c| c.holder);
     let renew = Duration::from_secs(o.lease_ttl).max(Duration::from_secs(1)) / 3;
     let mut backoff = BACKOFF_MIN;
     while !stopped(stop) {
         let asked = Instant::now();
-        let result = match lease {
-            Some(id) => cluster
-                .keep_alive(id, renew)
-                .map(|alive| alive.then_some(id)),
-            None => claim_again(net, cluster, subnet).map(Some),
+        let result = match leases {
+            Some(l) => renew_both(cluster, l, renew),
+            None => claim_again(net, cluster, subnet, hold).map(Some),
         };
         match result {
-            Ok(Some(id)) => {
+            Ok(Some(l)) => {
                 if asked.elapsed() > renew {
                     log(&format!(
-                        "network {}: renewing lease {id:x} took {:.1} s (TTL {} s)",
+                        "network {}: renewing lease {:x} took {:.1} s (TTL {} s)",
                         net.name,
+                        l.claim,
                         asked.elapsed().as_secs_f64(),
                         o.lease_ttl
                     ));
                 }
-                if lease != Some(id) {
+                if leases != Some(l) {
                     log(&format!(
-                        "network {}: holding {subnet} under lease {id:x}",
-                        net.name
+                        "network {}: holding {subnet} under lease {:x}",
+                        net.name, l.claim
                     ));
                 }
-                lease = Some(id);
+                if conflict.take().is_some() {
+                    log(&format!(
+                        "network {}: host subnet {subnet} is this host's again; no longer degraded",
+                        net.name
+                    ));
+                    let _ = notes.send((net.name.clone(), None));
+                }
+                (leases, hold) = (Some(l), None);
                 backoff = BACKOFF_MIN;
                 pause(renew, stop);
             }
@@ -239,7 +288,19 @@ fn keep_claim(net: &Network, cluster: &dyn Cluster, stop: &AtomicBool) {
                     "network {}: lease lapsed; claiming {subnet} again",
                     net.name
                 ));
-                lease = None;
+                hold = leases.map(|l| l.hold);
+                leases = None;
+            }
+            Err(ClusterError::SubnetTaken { holder, .. }) => {
+                if conflict != Some(holder) {
+                    log(&format!(
+                        "network {}: DEGRADED: host subnet {subnet}, which this host's bridge and namespaces use, is now claimed by host {holder} (this host's claim lapsed while it was cut off from etcd). This host no longer announces it; the two hosts' namespaces cannot reach each other. Leave and join again (`nsnet network rm {} --force`, then `nsnet network create` as before): that gives this host another subnet and renumbers its namespaces.",
+                        net.name, net.name
+                    ));
+                    let _ = notes.send((net.name.clone(), Some(holder)));
+                    conflict = Some(holder);
+                }
+                pause(renew, stop);
             }
             Err(e) => {
                 log(&format!("network {}: {}", net.name, crate::error_chain(&e)));
@@ -248,16 +309,57 @@ fn keep_claim(net: &Network, cluster: &dyn Cluster, stop: &AtomicBool) {
             }
         }
     }
-    if let (Some(id), false) = (lease, stop_flag().load(Ordering::Relaxed)) {
-        let _ = cluster.revoke(id);
+    if let (Some(l), false) = (leases, stop_flag().load(Ordering::Relaxed)) {
+        let _ = cluster.revoke(l.claim);
+        let _ = cluster.revoke(l.hold);
     }
 }
 
-fn claim_again(net: &Network, cluster: &dyn Cluster, subnet: Ipv4Net) -> Result<i64, ClusterError> {
+/// Renews both leases; `None` when either lapsed.
+fn renew_both(
+    cluster: &dyn Cluster,
+    l: Leases,
+    timeout: Duration,
+) -> Result<Option<Leases>, ClusterError> {
+    let claim = cluster.keep_alive(l.claim, timeout)?;
+    let hold = cluster.keep_alive(l.hold, timeout)?;
+    Ok((claim && hold).then_some(l))
+}
+
+/// Claims `subnet` again under a new lease, and a new hold lease unless
+/// `hold` is still alive.
+fn claim_again(
+    net: &Network,
+    cluster: &dyn Cluster,
+    subnet: Ipv4Net,
+    hold: Option<i64>,
+) -> Result<Leases, ClusterError> {
     let o = net.overlay.as_ref().expect("an overlay network");
-    let lease = cluster.grant(o.lease_ttl)?;
-    cluster.reclaim(&net.name, &o.config, &o.reservation(), lease, subnet)?;
-    Ok(lease)
+    let claim = cluster.grant(o.lease_ttl)?;
+    let (hold, fresh) = match hold {
+        Some(h) => (h, false),
+        None => match cluster.grant(o.hold_ttl()) {
+            Ok(h) => (h, true),
+            Err(e) => {
+                let _ = cluster.revoke(claim);
+                return Err(e);
+            }
+        },
+    };
+    let again = Reclaim {
+        reservation: o.reservation(),
+        subnet,
+        lease: claim,
+        hold_lease: hold,
+    };
+    if let Err(e) = cluster.reclaim(&net.name, &o.config, &again) {
+        let _ = cluster.revoke(claim);
+        if fresh {
+            let _ = cluster.revoke(hold);
+        }
+        return Err(e);
+    }
+    Ok(Leases { claim, hold })
 }
 
 /// Lists the peers, programs them all, then follows the changes; after a

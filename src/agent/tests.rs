@@ -4,6 +4,7 @@
 //! loop when the script is done.
 
 use std::collections::VecDeque;
+use std::net::IpAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -11,7 +12,7 @@ use std::time::Duration;
 use ipnet::Ipv4Net;
 
 use super::{follow_peers, keep_claim};
-use crate::api::overlay::{Claim, ClaimChange, Cluster, ClusterError};
+use crate::api::overlay::{Claim, ClaimChange, Cluster, ClusterError, Reclaim};
 use crate::host::fake::Fake;
 use crate::host::Probe;
 use crate::model::overlay::{Overlay, OverlayConfig, Peer, Reservation};
@@ -38,8 +39,11 @@ struct Script {
     // What the loops did.
     listed: usize,
     watched_from: Vec<i64>,
+    /// Per reclaim: `Some(holder)`: another host has the subnet.
+    taken: VecDeque<Option<IpAddr>>,
     grants: i64,
-    reclaimed: Vec<(i64, Ipv4Net)>,
+    /// Claim lease, hold lease, subnet.
+    reclaimed: Vec<(i64, i64, Ipv4Net)>,
     revoked: Vec<i64>,
 }
 
@@ -143,13 +147,20 @@ impl Cluster for FakeCluster {
 
     fn reclaim(
         &self,
-        _network: &str,
+        network: &str,
         _config: &OverlayConfig,
-        _reservation: &Reservation,
-        lease: i64,
-        subnet: Ipv4Net,
+        again: &Reclaim,
     ) -> Result<(), ClusterError> {
-        self.script().reclaimed.push((lease, subnet));
+        let mut s = self.script();
+        if let Some(Some(holder)) = s.taken.pop_front() {
+            return Err(ClusterError::SubnetTaken {
+                network: network.to_string(),
+                subnet: again.subnet,
+                holder,
+            });
+        }
+        s.reclaimed
+            .push((again.lease, again.hold_lease, again.subnet));
         Ok(())
     }
 }
@@ -172,6 +183,7 @@ fn network() -> Network {
         vxlan: VXLAN.into(),
         vtep_mac: "02:00:00:00:00:01".into(),
         lease_ttl: 1,
+        conflict: None,
     });
     net
 }
@@ -263,18 +275,27 @@ fn a_store_out_of_reach_takes_no_peer_away() {
     assert_eq!(programmed(&machine), [peer(2), peer(3)]);
 }
 
+/// `keep_claim` on this host's network, with the conflict notes it sent.
+fn keep(cluster: &FakeCluster, stop: &AtomicBool) -> Vec<(String, Option<IpAddr>)> {
+    let (notes, noted) = std::sync::mpsc::channel();
+    keep_claim(&network(), cluster, stop, &notes);
+    noted.try_iter().collect()
+}
+
 #[test]
 fn a_lapsed_lease_is_claimed_again_for_the_same_subnet() {
     let (cluster, stop) = FakeCluster::new(Script {
-        keep_alives: [Some(false)].into(),
+        // The claim's lease lapsed, the hold's did not.
+        keep_alives: [Some(false), Some(true)].into(),
         ..Script::default()
     });
-    keep_claim(&network(), &cluster, &stop);
+    assert_eq!(keep(&cluster, &stop), []);
     let s = cluster.script();
     let mine: Ipv4Net = "10.200.1.0/24".parse().unwrap();
-    assert_eq!(s.reclaimed, [(1, mine), (2, mine)]);
-    // The network was left (its stop flag, not the agent's): the lease goes.
-    assert_eq!(s.revoked, [2]);
+    // The hold outlived the claim: it is kept, the claim's lease is new.
+    assert_eq!(s.reclaimed, [(1, 2, mine), (3, 2, mine)]);
+    // The network was left (its stop flag, not the agent's): the leases go.
+    assert_eq!(s.revoked, [3, 2]);
 }
 
 #[test]
@@ -283,9 +304,29 @@ fn a_store_out_of_reach_keeps_the_claim_and_its_lease() {
         keep_alives: [None, None, Some(true)].into(),
         ..Script::default()
     });
-    keep_claim(&network(), &cluster, &stop);
+    keep(&cluster, &stop);
     let s = cluster.script();
-    assert_eq!(s.grants, 1, "no new lease while the store was out of reach");
+    assert_eq!(s.grants, 2, "no new lease while the store was out of reach");
+    assert_eq!(s.reclaimed.len(), 1);
+}
+
+#[test]
+fn a_subnet_another_host_took_is_noted_and_claimed_back_when_free() {
+    let other: IpAddr = "192.0.2.9".parse().unwrap();
+    let (cluster, stop) = FakeCluster::new(Script {
+        taken: [Some(other), Some(other), None].into(),
+        ..Script::default()
+    });
+    let notes = keep(&cluster, &stop);
+    // Noted once while it lasted, cleared once when the subnet came back.
+    assert_eq!(
+        notes,
+        [("lab".to_string(), Some(other)), ("lab".to_string(), None)]
+    );
+    let s = cluster.script();
+    // The leases of each refused claim are given back at once; the last
+    // two when the network is left.
+    assert_eq!(s.revoked, [1, 2, 3, 4, 5, 6]);
     assert_eq!(s.reclaimed.len(), 1);
 }
 

@@ -70,6 +70,16 @@ fn underlay(probe: &mut dyn Probe, asked: &OverlayRequest) -> Result<(IpAddr, St
     Ok((addr, link.name, link.mtu))
 }
 
+/// A lease for a claim and a longer one for its hold.
+fn grant_both(registry: &Registry, o: &Overlay) -> crate::cluster::Result<(i64, i64)> {
+    let lease = registry.client().grant(o.lease_ttl)?;
+    let hold = registry.client().grant(o.hold_ttl());
+    if hold.is_err() {
+        let _ = registry.client().revoke(lease);
+    }
+    Ok((lease, hold?))
+}
+
 /// A seed for choosing a host subnet: hosts that join at once start their
 /// search at different places.
 fn seed_of(vtep: &IpAddr) -> u64 {
@@ -106,10 +116,11 @@ impl Nsnet {
             vxlan: overlay::vxlan_name(asked.config.vni),
             vtep_mac: names::format_mac(&names::derived_mac(&[&req.name, &vtep.to_string()])),
             lease_ttl: asked.lease_ttl,
+            conflict: None,
         };
         let registry = Registry::connect(&asked.etcd, &asked.access)?;
         let (defined, defined_at) = registry.define_or_join(&req.name, &asked.config)?;
-        let claimed = registry.client().grant(asked.lease_ttl).and_then(|lease| {
+        let claimed = grant_both(&registry, &joined).and_then(|(lease, hold_lease)| {
             registry
                 .claim(&ClaimRequest {
                     network: &req.name,
@@ -117,12 +128,13 @@ impl Nsnet {
                     defined_at,
                     reservation: &joined.reservation(),
                     lease,
+                    hold_lease,
                     wanted: None,
                     seed: seed_of(&vtep),
                 })
-                .map(|subnet| (subnet, lease))
+                .map(|subnet| (subnet, lease, hold_lease))
         });
-        let (subnet, lease) = match claimed {
+        let (subnet, lease, hold_lease) = match claimed {
             Ok(c) => c,
             Err(e) => {
                 if defined {
@@ -146,6 +158,7 @@ impl Nsnet {
         if made.is_err() {
             let _ = registry.leave(&req.name, &asked.config, &subnet);
             let _ = registry.client().revoke(lease);
+            let _ = registry.client().revoke(hold_lease);
         } else {
             self.notice(format!(
                 "joined overlay network {} with host subnet {subnet}; run `nsnet agent` on this host to keep the claim (it lapses {}s after the last renewal)",
@@ -187,11 +200,8 @@ pub fn reconcile_peers(machine: &dyn Machine, net: &Network, wanted: &[Peer]) ->
         return Ok(0);
     };
     let mut host = machine.open();
-    let wanted: Vec<Peer> = wanted
-        .iter()
-        .filter(|p| p.vtep != o.vtep)
-        .cloned()
-        .collect();
+    let foreign = foreign(net, o);
+    let wanted: Vec<Peer> = wanted.iter().filter(|p| foreign(p)).cloned().collect();
     let present = host.peers(&o.vxlan)?;
     let add: Vec<Peer> = wanted
         .iter()
@@ -229,6 +239,14 @@ pub fn reconcile_peers(machine: &dyn Machine, net: &Network, wanted: &[Peer]) ->
     Ok(changed)
 }
 
+/// Whether a claim is another host's, on another subnet than this host's
+/// bridge: a host that took this host's subnet (a conflict) is never
+/// routed to, or the local subnet would go over VXLAN.
+fn foreign<'a>(net: &'a Network, o: &'a Overlay) -> impl Fn(&Peer) -> bool + 'a {
+    let own = net.subnet_v4().map(|s| s.cidr);
+    move |p: &Peer| p.vtep != o.vtep && own != Some(IpNet::V4(p.subnet))
+}
+
 fn v4(addr: &IpAddr) -> Option<Ipv4Addr> {
     match addr {
         IpAddr::V4(a) => Some(*a),
@@ -246,9 +264,9 @@ pub fn change_peers(
     let Some(o) = &net.overlay else {
         return Ok(());
     };
-    let mine = |p: &&Peer| p.vtep != o.vtep;
-    let remove: Vec<Peer> = remove.iter().filter(mine).cloned().collect();
-    let add: Vec<Peer> = add.iter().filter(mine).cloned().collect();
+    let foreign = foreign(net, o);
+    let remove: Vec<Peer> = remove.iter().filter(|p| foreign(p)).cloned().collect();
+    let add: Vec<Peer> = add.iter().filter(|p| foreign(p)).cloned().collect();
     let mut host = machine.open();
     program(&mut *host, o, add.clone(), remove.clone())?;
     if host.vxlan_guard(o.config.vni)?.is_some() {
@@ -295,6 +313,39 @@ pub fn guard_networks(machine: &dyn Machine, networks: &[&Network]) -> Result<()
 }
 
 impl Nsnet {
+    /// Notes in the record that another host holds this host's subnet of
+    /// an overlay network (`Some`), or no longer does (`None`). No kernel
+    /// change: the agent stops announcing and programming that subnet.
+    pub fn note_subnet_conflict(&self, network: &str, holder: Option<IpAddr>) -> Result<()> {
+        let (lock, before) = self.begin()?;
+        let mut after = before.clone();
+        let Some(o) = after
+            .networks
+            .get_mut(network)
+            .and_then(|n| n.overlay.as_mut())
+        else {
+            return Ok(());
+        };
+        if o.conflict.as_ref().map(|c| c.holder) == holder {
+            return Ok(());
+        }
+        o.conflict = holder.map(|holder| overlay::SubnetConflict {
+            holder,
+            since: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        });
+        let mut host = self.host();
+        self.commit(
+            &lock,
+            &before,
+            &after,
+            &[],
+            super::Mode::AllOrNothing,
+            &mut *host,
+        )
+    }
+
     /// The peers programmed for an overlay network right now.
     pub fn programmed_peers(&self, net: &Network) -> Result<Vec<Peer>> {
         match &net.overlay {
@@ -304,7 +355,7 @@ impl Nsnet {
     }
 }
 
-pub use crate::cluster::{Claim, ClaimChange, Cluster, Error as ClusterError};
+pub use crate::cluster::{Claim, ClaimChange, Cluster, Error as ClusterError, Reclaim};
 
 /// The cluster store at `endpoints` (etcd), reached as `access` says.
 pub fn cluster_at(

@@ -43,6 +43,13 @@ pub enum Finding {
     VxlanUnguarded {
         network: String,
     },
+    /// Another host claims the subnet this host's bridge has (this host's
+    /// claim lapsed while it was cut off from etcd): the agent noted it.
+    SubnetTaken {
+        network: String,
+        subnet: IpNet,
+        holder: std::net::IpAddr,
+    },
     /// The guard lets other addresses through than the peers programmed.
     VxlanGuardStale {
         network: String,
@@ -129,6 +136,7 @@ impl Finding {
             | BridgeDown { network, .. }
             | TunnelMissing { network, .. }
             | VxlanUnguarded { network }
+            | SubnetTaken { network, .. }
             | VxlanGuardStale { network, .. }
             | GatewayMissing { network, .. }
             | HostVethMissing { network, .. }
@@ -194,6 +202,9 @@ impl Finding {
             VxlanUnguarded { .. } | VxlanGuardStale { .. } => {
                 "run nsnet agent on this host: it keeps the guard in step with the peers".into()
             }
+            SubnetTaken { network, .. } => format!(
+                "leave and join again: nsnet network rm {network} --force, then nsnet network create {network} --driver overlay ... as before (this host's namespaces get addresses of a new host subnet)"
+            ),
             LinkEndMissing { link: [a, b], .. } => format!(
                 "nsnet link del {a} {b} && nsnet link add {a} {b} ... (or nsnet up -f FILE if a topology file made it)"
             ),
@@ -259,6 +270,14 @@ impl Finding {
                 f,
                 "network {network}: the VXLAN guard is stale: peers not let through {missing:?}, others let through {extra:?}"
             ),
+            SubnetTaken {
+                network,
+                subnet,
+                holder,
+            } => write!(
+                f,
+                "network {network} is degraded: host {holder} now claims this host's subnet {subnet} (this host's claim lapsed); the two hosts' namespaces cannot reach each other"
+            ),
             _ => unreachable!("called for tunnel findings only"),
         }
     }
@@ -291,9 +310,10 @@ impl fmt::Display for Finding {
                 f,
                 "{end}: impairment is {found}, the record says {wanted}"
             ),
-            TunnelMissing { .. } | VxlanUnguarded { .. } | VxlanGuardStale { .. } => {
-                self.fmt_tunnel(f)
-            }
+            TunnelMissing { .. }
+            | VxlanUnguarded { .. }
+            | VxlanGuardStale { .. }
+            | SubnetTaken { .. } => self.fmt_tunnel(f),
             GatewayMissing {
                 network,
                 bridge,
@@ -401,6 +421,13 @@ fn guard_findings(net: &Network, probe: &mut dyn Probe, out: &mut Vec<Finding>) 
         return Ok(());
     };
     let network = net.name.clone();
+    if let (Some(c), Some(s)) = (&o.conflict, net.subnet_v4()) {
+        out.push(Finding::SubnetTaken {
+            network: network.clone(),
+            subnet: s.cidr,
+            holder: c.holder,
+        });
+    }
     let Some((through, true)) = probe.vxlan_guard(o.config.vni)? else {
         out.push(Finding::VxlanUnguarded { network });
         return Ok(());

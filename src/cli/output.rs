@@ -95,6 +95,13 @@ fn print_inspect(w: &mut impl Write, net: &Network, peers: &[Peer]) -> io::Resul
             o.vxlan,
             o.etcd.join(",")
         )?;
+        if let Some(c) = &o.conflict {
+            writeln!(
+                w,
+                "DEGRADED:    host {} claims this host's subnet (its claim lapsed); leave and join again",
+                c.holder
+            )?;
+        }
         writeln!(w, "peers:       {}", peers.len())?;
         for p in peers {
             writeln!(
@@ -298,6 +305,13 @@ fn print_network(w: &mut impl Write, net: &Network, live: &LivePorts) -> io::Res
             if list.is_empty() { "" } else { ": " },
             list.join(", ")
         )?;
+        if let Some(c) = &o.conflict {
+            writeln!(
+                w,
+                "  DEGRADED: host {} claims this host's subnet; see nsnet check",
+                c.holder
+            )?;
+        }
     }
     let bridge = live.get(&net.bridge);
     for a in net.attachments.summaries() {

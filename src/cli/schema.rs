@@ -79,6 +79,9 @@ pub struct OverlayView {
     /// TLS files and user (paths and a name; never a key or password).
     #[serde(skip_serializing_if = "nsnet::model::overlay::EtcdAccess::is_empty")]
     pub etcd_access: nsnet::model::overlay::EtcdAccess,
+    /// Another host claims this host's subnet: the network is degraded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conflict: Option<nsnet::model::overlay::SubnetConflict>,
     pub vtep: String,
     pub underlay: String,
     pub vxlan: String,
@@ -197,6 +200,7 @@ impl NetworkView {
                 port: o.config.port,
                 etcd: o.etcd.clone(),
                 etcd_access: o.access.clone(),
+                conflict: o.conflict.clone(),
                 vtep: o.vtep.to_string(),
                 underlay: o.underlay.clone(),
                 vxlan: o.vxlan.clone(),

@@ -309,11 +309,6 @@ impl Client {
         Ok(kvs_of(&v).into_iter().next())
     }
 
-    pub fn delete(&self, key: &str) -> Result<()> {
-        self.call("/v3/kv/deleterange", &json!({"key": b64(key.as_bytes())}))?;
-        Ok(())
-    }
-
     /// If every compare holds, runs `success`, else `failure`.
     pub fn txn(
         &self,

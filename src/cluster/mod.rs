@@ -70,6 +70,12 @@ pub enum Error {
     BadRecord { key: String, reason: String },
     #[error("host subnets of overlay network {network} kept changing under this host's claim; gave up after {tries} tries")]
     Contended { network: String, tries: u32 },
+    #[error("host subnet {subnet} of overlay network {network} is claimed by host {holder}: this host's claim lapsed and another host took it")]
+    SubnetTaken {
+        network: String,
+        subnet: Ipv4Net,
+        holder: std::net::IpAddr,
+    },
     #[error("{0}")]
     Rejected(#[from] Rejection),
 }
@@ -129,6 +135,8 @@ pub struct ClaimRequest<'a> {
     pub defined_at: i64,
     pub reservation: &'a Reservation,
     pub lease: i64,
+    /// The lease of the subnet's hold (0: no hold written).
+    pub hold_lease: i64,
     /// The subnet this host must get back (its bridge has it), if any.
     pub wanted: Option<Ipv4Net>,
     pub seed: u64,
@@ -228,6 +236,34 @@ impl Registry {
         Ok((claims, rev))
     }
 
+    /// The holds of a network: each subnet's last host, while its hold
+    /// lease lasts.
+    pub fn holds(&self, network: &str) -> Result<Vec<(Ipv4Net, Reservation)>> {
+        let (kvs, _) = self.client.range_prefix(&keys::holds(network))?;
+        Ok(kvs
+            .iter()
+            .filter_map(|kv| Some((keys::parse_hold(network, &kv.key)?, parse(kv).ok()?)))
+            .collect())
+    }
+
+    /// A free subnet for a new claim: one neither claimed nor held by
+    /// another host if there is one, else one not claimed.
+    fn free_subnet(&self, req: &ClaimRequest, claims: &[Claim]) -> Result<Option<Ipv4Net>> {
+        let taken: BTreeSet<Ipv4Net> = claims.iter().map(|c| c.subnet).collect();
+        let held: BTreeSet<Ipv4Net> = self
+            .holds(req.network)?
+            .into_iter()
+            .filter(|(_, r)| r.vtep != req.reservation.vtep)
+            .map(|(s, _)| s)
+            .collect();
+        let start = req.seed % req.config.host_subnet_count();
+        let avoid: BTreeSet<Ipv4Net> = taken.union(&held).copied().collect();
+        Ok(req
+            .config
+            .free_host_subnet(&avoid, start)
+            .or_else(|| req.config.free_host_subnet(&taken, start)))
+    }
+
     /// Claims a host subnet for `reservation` under `lease`: the one this
     /// host holds already (re-bound to the lease), else `wanted` when given
     /// (a restart must get back the subnet its bridge has), else a free one
@@ -241,8 +277,9 @@ impl Registry {
             defined_at,
             reservation,
             lease,
+            hold_lease,
             wanted,
-            seed,
+            ..
         } = *req;
         for _ in 0..CLAIM_TRIES {
             let (claims, _) = self.claims(network)?;
@@ -257,22 +294,16 @@ impl Registry {
                 }
                 (_, Some(w)) => {
                     if let Some(other) = claims.iter().find(|c| c.subnet == w) {
-                        return Err(Rejection::SubnetOverlap {
-                            subnet: ipnet::IpNet::V4(w),
-                            theirs: ipnet::IpNet::V4(other.subnet),
-                            network: format!(
-                                "{network} (claimed by host {})",
-                                other.reservation.vtep
-                            ),
-                        }
-                        .into());
+                        return Err(Error::SubnetTaken {
+                            network: network.to_string(),
+                            subnet: w,
+                            holder: other.reservation.vtep,
+                        });
                     }
                     (w, Compare::Absent(keys::subnet(network, &w)))
                 }
                 (_, None) => {
-                    let taken: BTreeSet<Ipv4Net> = claims.iter().map(|c| c.subnet).collect();
-                    let start = seed % config.host_subnet_count();
-                    let free = config.free_host_subnet(&taken, start).ok_or_else(|| {
+                    let free = self.free_subnet(req, &claims)?.ok_or_else(|| {
                         Rejection::NoFreeHostSubnet {
                             network: network.to_string(),
                             subnet: config.subnet,
@@ -284,22 +315,28 @@ impl Registry {
                 }
             };
             let ck = keys::config(network);
-            let r = self.client.txn(
-                &[compare, Compare::Created(ck.clone(), defined_at)],
-                &[
-                    TxnOp::Put {
-                        key: keys::subnet(network, &subnet),
-                        value: json(reservation),
-                        lease,
-                    },
-                    TxnOp::Put {
-                        key: ck,
-                        value: json(config),
-                        lease: 0,
-                    },
-                ],
-                &[],
-            )?;
+            let mut puts = vec![
+                TxnOp::Put {
+                    key: keys::subnet(network, &subnet),
+                    value: json(reservation),
+                    lease,
+                },
+                TxnOp::Put {
+                    key: ck.clone(),
+                    value: json(config),
+                    lease: 0,
+                },
+            ];
+            if hold_lease != 0 {
+                puts.push(TxnOp::Put {
+                    key: keys::hold(network, &subnet),
+                    value: json(reservation),
+                    lease: hold_lease,
+                });
+            }
+            let r = self
+                .client
+                .txn(&[compare, Compare::Created(ck, defined_at)], &puts, &[])?;
             if r.succeeded {
                 return Ok(subnet);
             }
@@ -314,7 +351,15 @@ impl Registry {
     /// definition and its VNI (unless a claim came in meanwhile: every
     /// claim rewrites the definition, which the removal requires unchanged).
     pub fn leave(&self, network: &str, config: &OverlayConfig, subnet: &Ipv4Net) -> Result<bool> {
-        self.client.delete(&keys::subnet(network, subnet))?;
+        // A host that leaves says so: its subnet needs no hold.
+        self.client.txn(
+            &[],
+            &[
+                TxnOp::Delete(keys::subnet(network, subnet)),
+                TxnOp::Delete(keys::hold(network, subnet)),
+            ],
+            &[],
+        )?;
         let (claims, _) = self.claims(network)?;
         if !claims.is_empty() {
             return Ok(false);
@@ -330,6 +375,15 @@ impl Registry {
         )?;
         Ok(r.succeeded)
     }
+}
+
+/// What a host claims again after its lease lapsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reclaim {
+    pub reservation: Reservation,
+    pub subnet: Ipv4Net,
+    pub lease: i64,
+    pub hold_lease: i64,
 }
 
 /// A change among a network's claims, as a watch reports it.
@@ -362,16 +416,10 @@ pub trait Cluster: Send + Sync {
     /// Whether the lease is still alive (false: it lapsed).
     fn keep_alive(&self, lease: i64, timeout: std::time::Duration) -> Result<bool>;
     fn revoke(&self, lease: i64) -> Result<()>;
-    /// Claims `subnet` again for this host under `lease`, defining the
-    /// network anew if its definition went with the last claim.
-    fn reclaim(
-        &self,
-        network: &str,
-        config: &OverlayConfig,
-        reservation: &Reservation,
-        lease: i64,
-        subnet: Ipv4Net,
-    ) -> Result<()>;
+    /// Claims `subnet` again for this host under `lease` (and its hold
+    /// under `hold_lease`), defining the network anew if its definition
+    /// went with the last claim. `SubnetTaken` when another host has it.
+    fn reclaim(&self, network: &str, config: &OverlayConfig, again: &Reclaim) -> Result<()>;
 }
 
 impl Cluster for Registry {
@@ -418,22 +466,16 @@ impl Cluster for Registry {
         self.client.revoke(lease)
     }
 
-    fn reclaim(
-        &self,
-        network: &str,
-        config: &OverlayConfig,
-        reservation: &Reservation,
-        lease: i64,
-        subnet: Ipv4Net,
-    ) -> Result<()> {
+    fn reclaim(&self, network: &str, config: &OverlayConfig, again: &Reclaim) -> Result<()> {
         let (_, defined_at) = self.define_or_join(network, config)?;
         self.claim(&ClaimRequest {
             network,
             config,
             defined_at,
-            reservation,
-            lease,
-            wanted: Some(subnet),
+            reservation: &again.reservation,
+            lease: again.lease,
+            hold_lease: again.hold_lease,
+            wanted: Some(again.subnet),
             seed: 0,
         })?;
         Ok(())

@@ -20,6 +20,10 @@ pub const DEFAULT_PORT: u16 = 4789;
 pub const DEFAULT_HOST_SUBNET_LEN: u8 = 24;
 /// Seconds a host's claims outlive its agent.
 pub const DEFAULT_LEASE_TTL: u64 = 20;
+/// A host subnet whose claim lapsed stays held for its host this many
+/// lease TTLs more: another host gets it only when no subnet is free of
+/// both claims and holds (a host cut off from etcd finds its subnet again).
+pub const HOLD_TTLS: u64 = 10;
 /// IPv4 underlay: outer IPv4 (20) + UDP (8) + VXLAN (8) + inner Ethernet (14).
 pub const VXLAN_OVERHEAD_V4: u32 = 50;
 /// Routes, neighbours and FDB entries of peers carry this protocol number,
@@ -299,9 +303,40 @@ pub struct Overlay {
     pub vxlan: String,
     pub vtep_mac: String,
     pub lease_ttl: u64,
+    /// Set by the agent when this host's subnet is claimed by another
+    /// host (this host's claim lapsed meanwhile): the network is degraded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conflict: Option<SubnetConflict>,
+}
+
+/// Another host holds the subnet this host's bridge has.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubnetConflict {
+    /// The VTEP of the host that holds it.
+    pub holder: IpAddr,
+    /// When the agent found it (seconds since the epoch).
+    pub since: u64,
 }
 
 impl Overlay {
+    /// Whether `other` is the same overlay to serve: the same settings,
+    /// whatever the agent noted about conflicts.
+    pub fn same_service(&self, other: &Overlay) -> bool {
+        Overlay {
+            conflict: None,
+            ..self.clone()
+        } == Overlay {
+            conflict: None,
+            ..other.clone()
+        }
+    }
+
+    /// How long this host's subnet stays held after its claim lapsed.
+    pub fn hold_ttl(&self) -> u64 {
+        self.lease_ttl.saturating_mul(HOLD_TTLS)
+    }
+
     pub fn reservation(&self) -> Reservation {
         Reservation {
             vtep: self.vtep,
@@ -409,7 +444,31 @@ pub mod keys {
 
     /// The host subnet a claim key names.
     pub fn parse_subnet(network: &str, key: &str) -> Option<Ipv4Net> {
-        let rest = key.strip_prefix(&subnets(network))?;
+        parse_under(&subnets(network), key)
+    }
+
+    /// The prefix of the holds: a subnet's last host, on a lease that
+    /// outlives its claim's (`HOLD_TTLS`). Not under `subnets/`: a hold is
+    /// not a claim to anyone who reads claims.
+    pub fn holds(network: &str) -> String {
+        format!("{KEY_PREFIX}networks/{network}/held/")
+    }
+
+    pub fn hold(network: &str, subnet: &Ipv4Net) -> String {
+        format!(
+            "{}{}-{}",
+            holds(network),
+            subnet.network(),
+            subnet.prefix_len()
+        )
+    }
+
+    pub fn parse_hold(network: &str, key: &str) -> Option<Ipv4Net> {
+        parse_under(&holds(network), key)
+    }
+
+    fn parse_under(prefix: &str, key: &str) -> Option<Ipv4Net> {
+        let rest = key.strip_prefix(prefix)?;
         let (addr, len) = rest.split_once('-')?;
         Ipv4Net::new(addr.parse().ok()?, len.parse().ok()?).ok()
     }
