@@ -1294,3 +1294,127 @@ fn a_returning_host_whose_subnet_was_taken_reports_the_conflict() {
         Some("198.51.100.2")
     );
 }
+
+/// The index (0-2) of the three-member cluster's leader, once it has one.
+fn etcd_leader(c: &Cluster, endpoints: &str) -> usize {
+    let mut leader = None;
+    c.wait_for(Duration::from_secs(20), || {
+        let out = c.sb.sh_status(&format!(
+            "ETCDCTL_API=3 etcdctl --endpoints {endpoints} endpoint status -w json"
+        ));
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
+            return false;
+        };
+        leader = v.as_array().and_then(|members| {
+            members.iter().position(|m| {
+                let s = &m["Status"];
+                s["leader"].as_u64().is_some() && s["leader"] == s["header"]["member_id"]
+            })
+        });
+        leader.is_some()
+    });
+    leader.expect("the etcd cluster elected no leader")
+}
+
+/// Ten hosts join while the etcd leader is killed (the first endpoint each
+/// host names), five before, five during the election: every join
+/// succeeds or fails with nothing made, and no two hosts hold one subnet,
+/// in etcd or in their kernels.
+#[test]
+fn ten_hosts_join_while_the_etcd_leader_is_killed() {
+    let c = Cluster::without_etcd(10);
+    c.sb.sh(
+        "ip addr add 198.51.100.251/24 dev ul && ip addr add 198.51.100.252/24 dev ul && \
+         ip addr add 198.51.100.253/24 dev ul",
+    );
+    let mut members: Vec<Child> = (1..=3).map(etcd_member).collect();
+    let all: Vec<String> = (1..=3)
+        .map(|m| format!("http://198.51.100.25{m}:2379"))
+        .collect();
+    let leader = etcd_leader(&c, &all.join(","));
+    let mut order = all.clone();
+    order.rotate_left(leader);
+    let endpoints = order.join(",");
+    let join = |i: usize| {
+        let mut args = overlay_args("lab", "10.200.0.0/16");
+        args[6] = &endpoints;
+        args[10] = "60";
+        c.cmd(i, &args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // Five joins under way when the leader dies, five during the election.
+    let started = Instant::now();
+    let mut joins: Vec<Child> = (1..=5).map(join).collect();
+    sleep(Duration::from_millis(40));
+    members[leader].kill().unwrap();
+    members[leader].wait().unwrap();
+    joins.extend((6..=10).map(join));
+    let mut joined = Vec::new();
+    for (i, j) in (1..=10).zip(joins) {
+        let out = j.wait_with_output().unwrap();
+        eprintln!("h{i}: done after {:?}", started.elapsed());
+        if out.status.success() {
+            joined.push(i);
+        } else {
+            let snapshot = c.host_snapshot(i);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                !snapshot.contains("lab"),
+                "h{i} failed ({err}) but left: {snapshot}"
+            );
+            eprintln!("h{i}: {err}");
+        }
+    }
+    let survivors: Vec<&String> = all
+        .iter()
+        .enumerate()
+        .filter(|(m, _)| *m != leader)
+        .map(|(_, e)| e)
+        .collect();
+    let claims = c.sb.sh(&format!(
+        "ETCDCTL_API=3 etcdctl --endpoints {} get --prefix /nsnet/v1/networks/lab/subnets/",
+        survivors
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    ));
+    let lines: Vec<&str> = claims.lines().filter(|l| !l.is_empty()).collect();
+    let mut by_vtep = std::collections::BTreeMap::new();
+    for kv in lines.chunks(2) {
+        let subnet = kv[0].rsplit('/').next().unwrap().replace('-', "/");
+        let v: serde_json::Value = serde_json::from_str(kv[1]).unwrap();
+        let vtep = v["vtep"].as_str().unwrap().to_string();
+        assert!(
+            by_vtep.insert(vtep.clone(), subnet).is_none(),
+            "{vtep} holds two subnets: {claims}"
+        );
+    }
+    let mut bridges = BTreeSet::new();
+    for &i in &joined {
+        let route =
+            c.sb.sh(&format!("ip -n h{i} -4 -o route show dev lab proto kernel"));
+        let subnet = route.split_whitespace().next().unwrap().to_string();
+        assert!(bridges.insert(subnet.clone()), "two hosts on {subnet}");
+        assert_eq!(
+            by_vtep.get(&format!("198.51.100.{i}")),
+            Some(&subnet),
+            "h{i}'s bridge has {subnet}; etcd: {claims}"
+        );
+    }
+    eprintln!(
+        "{} of 10 joins succeeded while the leader was killed",
+        joined.len()
+    );
+    assert!(
+        joined.len() >= 8,
+        "joins failed instead of moving to another member: {joined:?}"
+    );
+    for m in &mut members {
+        let _ = m.kill();
+        let _ = m.wait();
+    }
+}

@@ -2,9 +2,12 @@
 //! HTTP/1.1, keys and values base64, 64-bit numbers as strings): the calls
 //! nsnet needs (range, put, delete, compare-and-swap transactions, leases,
 //! watch) without an async runtime or a protobuf compiler. Endpoints are
-//! tried in order; the first that answers serves the call.
+//! tried in turn, starting with the one that served the last call; one
+//! that is out of reach, or answers that it cannot serve now (no leader,
+//! no quorum), is passed over.
 
 use std::io::{BufRead, BufReader};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -24,6 +27,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(1500);
 const BODY_LIMIT: u64 = 256 << 20;
 /// The gRPC status etcd answers for a lease it does not know.
 const GRPC_NOT_FOUND: i64 = 5;
+/// The gRPC status of a member that cannot serve now (no leader, a leader
+/// change, no quorum): another member may.
+const GRPC_UNAVAILABLE: i64 = 14;
 /// The gRPC status etcd answers for a token it no longer accepts.
 const GRPC_UNAUTHENTICATED: i64 = 16;
 
@@ -94,6 +100,8 @@ pub struct Client {
     login: Option<Login>,
     /// The token of the last authentication, sent with every call.
     token: Mutex<Option<Secret>>,
+    /// The index of the endpoint that served the last call.
+    preferred: AtomicUsize,
 }
 
 fn b64(s: &[u8]) -> String {
@@ -162,6 +170,7 @@ impl Client {
             agent,
             login: credentials.login,
             token: Mutex::new(None),
+            preferred: AtomicUsize::new(0),
         }
     }
 
@@ -220,34 +229,45 @@ impl Client {
         Ok(token)
     }
 
-    /// Sends one request to each endpoint in turn until one answers.
-    fn send(
+    /// The endpoints in the order to try them: the last one that served a
+    /// call first (a member that is down costs one timeout, not one per
+    /// call), then the others in the order given.
+    fn order(&self) -> impl Iterator<Item = (usize, &String)> {
+        let n = self.endpoints.len();
+        let first = self.preferred.load(Ordering::Relaxed) % n.max(1);
+        (0..n).map(move |k| {
+            let i = (first + k) % n;
+            (i, &self.endpoints[i])
+        })
+    }
+
+    /// Sends one request to one endpoint.
+    fn send_to(
         &self,
+        ep: &str,
         path: &str,
         bytes: &[u8],
         timeout: Option<Duration>,
         token: Option<&Secret>,
-    ) -> Result<(String, ureq::http::Response<ureq::Body>)> {
-        let mut last = None;
-        for ep in &self.endpoints {
-            let mut req = self
-                .agent
-                .post(format!("{ep}{path}"))
-                .config()
-                .timeout_global(timeout)
-                .build()
-                .header("Content-Type", "application/json");
-            if let Some(t) = token {
-                // etcd's gateway takes the bare token, not "Bearer <token>".
-                req = req.header("Authorization", t.expose());
-            }
-            match req.send(bytes) {
-                Ok(r) => return Ok((ep.clone(), r)),
-                Err(e) => last = Some(transport_error(ep, &e)),
-            }
+    ) -> Result<ureq::http::Response<ureq::Body>> {
+        let mut req = self
+            .agent
+            .post(format!("{ep}{path}"))
+            .config()
+            .timeout_global(timeout)
+            .build()
+            .header("Content-Type", "application/json");
+        if let Some(t) = token {
+            // etcd's gateway takes the bare token, not "Bearer <token>".
+            req = req.header("Authorization", t.expose());
         }
-        Err(match last {
-            Some(e @ Error::Tls { .. }) => e,
+        req.send(bytes).map_err(|e| transport_error(ep, &e))
+    }
+
+    /// The error when no endpoint served a call: a TLS failure or a refusal
+    /// as it was, else every endpoint named as out of reach.
+    fn exhausted(&self, last: Option<Error>) -> Error {
+        match last {
             Some(Error::Unreachable { reason, .. }) => Error::Unreachable {
                 endpoints: self.endpoints(),
                 reason,
@@ -257,9 +277,12 @@ impl Client {
                 endpoints: self.endpoints(),
                 reason: "no endpoint given".into(),
             },
-        })
+        }
     }
 
+    /// Posts to the endpoints in turn until one serves the call. An error
+    /// of etcd's is final (another member would say the same), except
+    /// UNAVAILABLE: no leader, a leader change, a member without quorum.
     fn post_json(
         &self,
         path: &str,
@@ -268,21 +291,52 @@ impl Client {
         token: Option<&Secret>,
     ) -> Result<Value> {
         let bytes = serde_json::to_vec(body).expect("JSON of a request");
-        let (ep, resp) = self.send(path, &bytes, Some(timeout), token)?;
+        let mut last = None;
+        for (i, ep) in self.order() {
+            match self.answer_of(ep, path, &bytes, timeout, token) {
+                Ok(v) => {
+                    self.preferred.store(i, Ordering::Relaxed);
+                    return Ok(v);
+                }
+                Err(
+                    e @ (Error::Unreachable { .. }
+                    | Error::Tls { .. }
+                    | Error::Refused {
+                        code: GRPC_UNAVAILABLE,
+                        ..
+                    }),
+                ) => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(self.exhausted(last))
+    }
+
+    /// One endpoint's answer to a call, as JSON; an error answer as
+    /// `Refused`.
+    fn answer_of(
+        &self,
+        ep: &str,
+        path: &str,
+        bytes: &[u8],
+        timeout: Duration,
+        token: Option<&Secret>,
+    ) -> Result<Value> {
+        let resp = self.send_to(ep, path, bytes, Some(timeout), token)?;
         let status = resp.status().as_u16();
         let text = resp
             .into_body()
             .with_config()
             .limit(BODY_LIMIT)
             .read_to_string()
-            .map_err(|e| transport_error(&ep, &e))?;
+            .map_err(|e| transport_error(ep, &e))?;
         let v: Value = serde_json::from_str(&text).map_err(|e| Error::BadAnswer {
-            endpoint: ep.clone(),
+            endpoint: ep.to_string(),
             reason: format!("{e}: {text}"),
         })?;
         if status != 200 {
             return Err(Error::Refused {
-                endpoint: ep,
+                endpoint: ep.to_string(),
                 status,
                 code: int(&v["code"]),
                 message: v["message"]
@@ -398,13 +452,27 @@ impl Client {
         let bytes = serde_json::to_vec(&body).expect("JSON of a request");
         let token = self.token(false)?;
         // No overall timeout: a watch lasts until the stream ends.
-        let (ep, resp) = self.send("/v3/watch", &bytes, None, token.as_ref())?;
-        if resp.status() != 200 {
-            return Err(Error::Unreachable {
-                endpoints: ep,
-                reason: format!("the watch was answered with HTTP {}", resp.status()),
-            });
+        let mut opened = None;
+        let mut last = None;
+        for (i, ep) in self.order() {
+            match self.send_to(ep, "/v3/watch", &bytes, None, token.as_ref()) {
+                Ok(r) if r.status() == 200 => {
+                    self.preferred.store(i, Ordering::Relaxed);
+                    opened = Some((ep.clone(), r));
+                    break;
+                }
+                Ok(r) => {
+                    last = Some(Error::Unreachable {
+                        endpoints: ep.clone(),
+                        reason: format!("the watch was answered with HTTP {}", r.status()),
+                    })
+                }
+                Err(e) => last = Some(e),
+            }
         }
+        let Some((ep, resp)) = opened else {
+            return Err(self.exhausted(last));
+        };
         let reader = BufReader::new(resp.into_body().into_reader());
         for line in reader.lines() {
             let line = line.map_err(|e| Error::Unreachable {
