@@ -1418,3 +1418,69 @@ fn ten_hosts_join_while_the_etcd_leader_is_killed() {
         let _ = m.wait();
     }
 }
+
+/// Twenty hosts join and leave for a bounded time (a seeded sequence),
+/// while namespaces on them keep reaching each other; at the end every
+/// member's peers are etcd's claims, `check` is clean on each, and the
+/// hosts that left have nothing left.
+#[test]
+fn twenty_hosts_churn_and_end_with_the_peers_etcd_holds() {
+    const HOSTS: usize = 20;
+    let mut c = Cluster::new(HOSTS);
+    let mut members = BTreeSet::new();
+    let join = |c: &mut Cluster, i: usize| {
+        c.join(i, "10.200.0.0/16");
+        c.ok(i, &["connect", "lab", &format!("c{i}")]);
+        c.start_agent(i);
+    };
+    for i in 1..=10 {
+        join(&mut c, i);
+        members.insert(i);
+    }
+    // A fixed linear congruential sequence: the same churn on every run.
+    let mut seed: u64 = 0x6e736e6574;
+    let mut next = |n: usize| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) as usize % n
+    };
+    let end = Instant::now() + Duration::from_secs(20);
+    let mut steps = 0;
+    while Instant::now() < end && steps < 60 {
+        steps += 1;
+        let i = next(HOSTS) + 1;
+        if members.remove(&i) {
+            c.kill_agent(i);
+            c.ok(i, &["network", "rm", "lab", "--force"]);
+        } else {
+            join(&mut c, i);
+            members.insert(i);
+        }
+        if steps % 4 == 0 && members.len() >= 2 {
+            let list: Vec<usize> = members.iter().copied().collect();
+            let (from, to) = (list[next(list.len())], list[next(list.len())]);
+            if from != to {
+                let a = c.addr(&format!("c{to}"));
+                let reached =
+                    c.wait_for(Duration::from_secs(3), || c.pings(&format!("c{from}"), &a));
+                assert!(
+                    reached.is_some(),
+                    "step {steps}: c{from} does not reach c{to}\n{}",
+                    c.agent_log(to)
+                );
+            }
+        }
+    }
+    let list: Vec<usize> = members.iter().copied().collect();
+    assert_eq!(claims_in_etcd(&c).len(), list.len(), "{list:?}");
+    assert_peers_follow_etcd(&c, &list);
+    for &i in &list {
+        c.ok(i, "check");
+    }
+    for i in (1..=HOSTS).filter(|i| !members.contains(i)) {
+        let left = c.sb.sh(&format!("ip -n h{i} -br link"));
+        assert!(!left.contains("nsv"), "h{i} left a VXLAN device: {left}");
+    }
+    eprintln!("{steps} steps of churn, {} members at the end", list.len());
+}
