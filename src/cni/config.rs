@@ -397,6 +397,28 @@ mod tests {
     }
 
     #[test]
+    fn an_overlay_takes_etcd_tls_files_and_a_user() {
+        let req = conf(
+            r#", "overlay": {"etcd": ["https://192.0.2.1:2379"], "etcdCa": "/ca.pem",
+                "etcdCert": "/host.pem", "etcdKey": "/host.key", "etcdUser": "nsnet",
+                "etcdPasswordFile": "/pw"}"#,
+        )
+        .network_request()
+        .unwrap();
+        let access = req.overlay.unwrap().access;
+        assert_eq!(access.cert, Some("/host.pem".into()));
+        assert_eq!(access.user.as_deref(), Some("nsnet"));
+        let e = NetConf::parse(
+            br#"{"cniVersion": "1.0.0", "name": "p", "type": "nsnet", "subnets": ["10.66.0.0/16"],
+                "overlay": {"etcd": ["https://192.0.2.1:2379"], "etcdCert": "/host.pem"}}"#,
+        )
+        .unwrap()
+        .network_request()
+        .unwrap_err();
+        assert!(e.details.contains("--etcd-key is needed"), "{e:?}");
+    }
+
+    #[test]
     fn dns_false_turns_nsnet_dns_off_and_a_dns_object_keeps_it() {
         assert!(conf("").network_request().unwrap().dns);
         assert!(!conf(r#", "dns": false"#).network_request().unwrap().dns);

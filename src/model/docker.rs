@@ -399,6 +399,45 @@ mod tests {
     }
 
     #[test]
+    fn etcd_tls_and_user_options_reach_the_overlay_request() {
+        let mut req = CreateRequest::named("n");
+        let o = apply_options(
+            &mut req,
+            &opts(&[
+                ("driver", "overlay"),
+                ("etcd", "https://192.0.2.1:2379"),
+                ("etcd-ca", "/etc/nsnet/ca.pem"),
+                ("etcd-cert", "/etc/nsnet/host.pem"),
+                ("etcd-key", "/etc/nsnet/host.key"),
+                ("etcd-user", "nsnet"),
+                ("etcd-password-file", "/etc/nsnet/pw"),
+            ]),
+        )
+        .unwrap()
+        .unwrap();
+        let subnets = ["10.200.0.0/16".parse().unwrap()];
+        let r = o.request("n", &subnets).unwrap();
+        assert_eq!(r.access.ca, Some("/etc/nsnet/ca.pem".into()));
+        assert_eq!(r.access.key, Some("/etc/nsnet/host.key".into()));
+        assert_eq!(r.access.user.as_deref(), Some("nsnet"));
+        assert_eq!(r.access.password_file, Some("/etc/nsnet/pw".into()));
+        // A CA with plain HTTP is refused, naming both.
+        let mut req = CreateRequest::named("n");
+        let o = apply_options(
+            &mut req,
+            &opts(&[
+                ("driver", "overlay"),
+                ("etcd", "http://192.0.2.1:2379"),
+                ("etcd-ca", "/etc/nsnet/ca.pem"),
+            ]),
+        )
+        .unwrap()
+        .unwrap();
+        let e = o.request("n", &subnets).unwrap_err().to_string();
+        assert!(e.contains("--etcd-ca needs https://"), "{e}");
+    }
+
+    #[test]
     fn names_come_from_ids() {
         let id = "b633ea1b9a6f00112233445566778899aabbccddeeff00112233445566778899";
         assert_eq!(network_name(id).unwrap(), "dk-b633ea1b9a6f");
