@@ -188,6 +188,38 @@ fn demo_runs_in_its_own_sandbox() {
     );
 }
 
+/// A pipe closed once the demo's network exists (`nsnet demo | grep -m1
+/// ...`) and SIGINT in the middle end the demo with
+/// everything it started (its DNS server among them): no process that
+/// inherited its environment is left, and the caller's world is unchanged.
+#[test]
+fn the_demo_leaves_nothing_running_however_it_ends() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    let mark = format!("nsnet-demo-{}", std::process::id());
+    let nsnet = crate::common::NSNET;
+    let left = || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        sb.sh(&format!(
+            "for p in /proc/[0-9]*; do grep -qs -a {mark} $p/environ && tr '\\0' ' ' < $p/cmdline && echo; done; true"
+        ))
+    };
+    let head = sb.sh(&format!(
+        "NSNET_TEST_MARK={mark} {nsnet} demo | grep -m1 'attach namespace ns2'"
+    ));
+    assert!(head.contains("ns2"), "{head}");
+    let after_pipe = left();
+    assert!(after_pipe.trim().is_empty(), "left running: {after_pipe}");
+    let code = sb.sh(&format!(
+        "NSNET_TEST_MARK={mark} {nsnet} demo >/dev/null 2>&1 & p=$!; sleep 0.5; kill -INT $p; \
+         wait $p; echo $?"
+    ));
+    assert_eq!(code.trim(), "130", "the demo did not end on SIGINT");
+    let after_int = left();
+    assert!(after_int.trim().is_empty(), "left running: {after_int}");
+    crate::common::assert_same(&sb.snapshot(), &before, "the demo leaked");
+}
+
 #[test]
 fn networks_are_isolated_unless_both_opt_out() {
     let sb = Sandbox::new();

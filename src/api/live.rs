@@ -140,6 +140,13 @@ pub fn enter_sandbox() -> Result<()> {
     Ok(sandbox::enter()?)
 }
 
+/// `enter_sandbox`, in a PID namespace of its own: the process forks, the
+/// parent waits and exits with the child's status; the child returns.
+/// Nothing the child starts outlives it. Call it before any thread starts.
+pub fn enter_sandbox_alone() -> Result<()> {
+    Ok(sandbox::enter_alone()?)
+}
+
 impl super::Nsnet {
     /// The demo's simulated upstream network: namespace `ns` at `addr`/24
     /// with no route back to the bridges' subnets, linked to the sandbox's

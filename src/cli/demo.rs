@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use nsnet::api::live::{self as ping, enter_sandbox, DEFAULT_STATE_DIR};
+use nsnet::api::live::{self as ping, enter_sandbox_alone, DEFAULT_STATE_DIR};
 use nsnet::model::{ConnectRequest, CreateRequest, NsRef};
 use nsnet::{Nsnet, Result};
 
@@ -41,8 +41,10 @@ fn demo_ping(out: &Printer, ns: &str, dest: &str) -> Result<bool> {
 /// says: the demo never touches the host's state either.
 pub fn run(out: &Printer) -> Result<i32> {
     nsnet::require_root("build the demo sandbox")?;
-    // The process has no other thread yet, so all of it moves.
-    enter_sandbox()?;
+    // The process has no other thread yet, so all of it moves; in a PID
+    // namespace of its own, so that its DNS server dies with it however
+    // the demo ends (`nsnet demo | head -3`, Ctrl-C).
+    enter_sandbox_alone()?;
     let nsnet = Nsnet::new(DEFAULT_STATE_DIR);
     println!(
         "nsnet demo: the tutorial in a private network and mount namespace; the host is untouched."

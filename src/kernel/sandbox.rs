@@ -62,6 +62,84 @@ fn netns_id() -> Option<std::path::PathBuf> {
     fs::read_link("/proc/thread-self/ns/net").ok()
 }
 
+/// Ends the process at once with the shell's status for the signal; a
+/// PID namespace's first process ignores the signals it has no handler
+/// for, so Ctrl-C, SIGTERM and a closed pipe need one.
+extern "C" fn end_on_signal(sig: libc::c_int) {
+    // SAFETY: _exit is async-signal-safe.
+    unsafe { libc::_exit(128 + sig) }
+}
+
+/// The child of `enter_alone`, for the parent's signal handler.
+static CHILD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn pass_on(sig: libc::c_int) {
+    let child = CHILD.load(std::sync::atomic::Ordering::Relaxed);
+    if child > 0 {
+        // SAFETY: kill(2) is async-signal-safe.
+        unsafe { libc::kill(child, sig) };
+    }
+}
+
+/// `enter`, in a PID namespace of its own as well. The process forks: the
+/// parent waits for the child and exits with its status (it never
+/// returns); the child, the first process of the new PID namespace,
+/// enters the sandbox and returns. Whatever the child starts (a DNS
+/// server, detached) dies with it, however it ends (a closed pipe,
+/// Ctrl-C, a panic, the parent killed): the kernel kills every process of
+/// a PID namespace when its first one exits. The caller must have no other
+/// thread (fork copies only the calling one).
+pub fn enter_alone() -> Result<(), Error> {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    use nix::sys::wait::{waitpid, WaitStatus};
+    use nix::unistd::{fork, ForkResult};
+    unshare(CloneFlags::CLONE_NEWPID).map_err(fail("unshare of the PID namespace"))?;
+    // SAFETY: the caller has no other thread, so the child's memory is
+    // consistent; it goes on with ordinary Rust code.
+    match unsafe { fork() }.map_err(fail("fork"))? {
+        ForkResult::Parent { child } => {
+            // A signal for the parent is the child's to act on: the parent
+            // passes it on and waits (Ctrl-C reaches both anyway).
+            CHILD.store(child.as_raw(), std::sync::atomic::Ordering::Relaxed);
+            for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+                // SAFETY: the handler only calls kill(2), which is
+                // async-signal-safe, with a value read atomically.
+                let _ = unsafe { signal(sig, SigHandler::Handler(pass_on)) };
+            }
+            let code = loop {
+                match waitpid(child, None) {
+                    Ok(WaitStatus::Exited(_, code)) => break code,
+                    Ok(WaitStatus::Signaled(_, sig, _)) => break 128 + sig as i32,
+                    Ok(_) | Err(nix::Error::EINTR) => continue,
+                    Err(_) => break 1,
+                }
+            };
+            std::process::exit(code)
+        }
+        ForkResult::Child => {
+            // SAFETY: prctl(2) touches no memory of ours; the handler only
+            // calls _exit.
+            unsafe {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(Error {
+                        what: "prctl".into(),
+                        source: std::io::Error::last_os_error(),
+                    });
+                }
+                for sig in [
+                    Signal::SIGINT,
+                    Signal::SIGTERM,
+                    Signal::SIGHUP,
+                    Signal::SIGPIPE,
+                ] {
+                    signal(sig, SigHandler::Handler(end_on_signal)).map_err(fail("signal"))?;
+                }
+            }
+            enter()
+        }
+    }
+}
+
 /// Moves the calling thread into a sandbox. In a process with other threads
 /// only the calling thread moves (mount namespaces are per thread once the
 /// filesystem context is unshared, which `unshare` does).
