@@ -55,6 +55,8 @@ pub enum Error {
     Ping(#[from] kernel::ping::Error),
     #[error(transparent)]
     Sandbox(#[from] kernel::sandbox::Error),
+    #[error(transparent)]
+    Capture(#[from] kernel::capture::Error),
     /// etcd (the cluster store of overlay networks) failed or is out of reach.
     #[error(transparent)]
     Cluster(crate::cluster::Error),
@@ -108,6 +110,10 @@ impl Error {
             }
             Error::NoSuchFile { .. } => Some(Class::NotFound),
             Error::Cluster(c) if c.is_bad_setting() => Some(Class::Invalid),
+            Error::Capture(kernel::capture::Error::NoInterface { .. }) => Some(Class::NotFound),
+            Error::Capture(
+                kernel::capture::Error::Filter { .. } | kernel::capture::Error::NoCompiler { .. },
+            ) => Some(Class::Invalid),
             _ => None,
         }
     }

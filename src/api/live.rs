@@ -13,6 +13,10 @@ use crate::model::overlay::Peer;
 use crate::model::{names, NsRef, State};
 use crate::plan::{Op, Target};
 
+pub use crate::kernel::capture::{
+    capture, compile_filter, file_header, record as pcap_record, Options as CaptureOptions, Packet,
+    LINKTYPE_ETHERNET, SNAPLEN,
+};
 pub use crate::kernel::netlink::LinkInfo;
 pub use crate::kernel::ping::{ping, Options as PingOptions, Reply, Summary, PAYLOAD};
 pub use crate::kernel::{name_process, stop_on};

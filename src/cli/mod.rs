@@ -3,6 +3,7 @@
 //! (`output`), `exec`, and the `demo`. Holds no logic another front end
 //! would need; uses the library's public API only.
 
+mod capture;
 mod deferred;
 pub mod demo;
 pub mod exec;
@@ -157,6 +158,15 @@ pub enum Command {
         #[arg(short = 'i', long, default_value_t = 1.0)]
         interval: f64,
     },
+    /// Capture packets on an interface of a namespace or of the host, like
+    /// tcpdump: a line per packet, or a pcap file
+    #[command(after_help = "Examples:\n  \
+        nsnet capture r1:eth1 -c 5 icmp\n  \
+        nsnet capture r1:eth1 -w ping.pcap\n  \
+        nsnet capture r1:eth1 -w - | wireshark -k -i -\n\
+        The filter is libpcap's (tcpdump's) and is compiled by tcpdump, which must be installed\n\
+        for a filter. Ctrl-C ends the capture; the number of packets goes to stderr.")]
+    Capture(capture::CaptureArgs),
     /// Show bridges, their networks and attachments (like `brctl show`, and more)
     Show {
         /// Only this network (its bridge, subnets and attachments); links,
@@ -817,6 +827,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         }
         Command::Check { network, repair } => return check(&nsnet, &out, network, repair),
         Command::Show { network } => show(&nsnet, &out, network)?,
+        Command::Capture(args) => capture::run(&nsnet, &args)?,
         Command::Demo => return demo::run(&out),
         Command::Agent { etcd, access } => agent(&nsnet, etcd, &access)?,
         Command::DockerPlugin { socket, data_dir } => docker_plugin(&nsnet, &socket, &data_dir)?,

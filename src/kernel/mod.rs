@@ -10,6 +10,7 @@
 //! of the crate.
 
 pub mod bpf;
+pub mod capture;
 pub mod conntrack;
 pub mod netlink;
 pub mod netns;
