@@ -430,3 +430,57 @@ fn inspect_lists_every_attachment_with_its_addresses_and_ports() {
     sb.ok("network rm insp --force");
     sb.sh("ip netns del bypath");
 }
+
+/// Processes in a namespace nsnet deletes end with it, one that ignores
+/// SIGTERM too (SIGKILL after the grace period): none keeps the deleted
+/// namespace, its interfaces and addresses alive. By the last disconnect
+/// and by `ns del`.
+#[test]
+fn deleting_a_namespace_ends_the_processes_in_it() {
+    let sb = Sandbox::new();
+    let nsnet = crate::common::NSNET;
+    let in_ns = |ns: &str| -> usize {
+        let key = sb.sh(&format!("stat -L -c %d:%i /run/netns/{ns}"));
+        let all =
+            sb.sh("for p in /proc/[0-9]*; do stat -L -c %d:%i $p/ns/net 2>/dev/null; done; true");
+        all.lines().filter(|l| *l == key.trim()).count()
+    };
+    let start = |ns: &str| {
+        sb.sh(&format!(
+            "{nsnet} exec {ns} -- sleep 600 >/dev/null 2>&1 & \
+             {nsnet} exec {ns} -- sh -c 'trap \"\" TERM; while :; do sleep 0.2; done' >/dev/null 2>&1 &"
+        ));
+        let t = std::time::Instant::now();
+        while in_ns(ns) < 2 && t.elapsed() < std::time::Duration::from_secs(5) {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(in_ns(ns) >= 2, "the processes did not start in {ns}");
+    };
+    sb.ok("network create lab --subnet 10.70.0.0/24");
+    sb.ok("connect lab p1");
+    start("p1");
+    let key = sb.sh("stat -L -c %d:%i /run/netns/p1");
+    sb.ok("disconnect lab p1");
+    let left = sb.sh(&format!(
+        "for p in /proc/[0-9]*; do [ \"$(stat -L -c %d:%i $p/ns/net 2>/dev/null)\" = {} ] && cat $p/cmdline | tr '\\0' ' '; done; true",
+        key.trim()
+    ));
+    assert!(
+        left.trim().is_empty(),
+        "still in the deleted namespace: {left}"
+    );
+    assert!(!sb.sh("ip netns list").contains("p1"));
+    sb.ok("ns add p2");
+    start("p2");
+    let key = sb.sh("stat -L -c %d:%i /run/netns/p2");
+    sb.ok("ns del p2");
+    let left = sb.sh(&format!(
+        "for p in /proc/[0-9]*; do [ \"$(stat -L -c %d:%i $p/ns/net 2>/dev/null)\" = {} ] && echo $p; done; true",
+        key.trim()
+    ));
+    assert!(
+        left.trim().is_empty(),
+        "still in the deleted namespace: {left}"
+    );
+    sb.ok("network rm lab");
+}

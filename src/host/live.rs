@@ -26,7 +26,14 @@ pub struct Live {
     /// times. Entries go when their link or namespace is deleted.
     indexes: HashMap<(Target, String), u32>,
     instrument: Instrument,
+    /// Processes by namespace, read once for the command's first deletion
+    /// of a namespace (one pass over /proc however many it deletes).
+    processes: Option<HashMap<netns::NsKey, Vec<i32>>>,
 }
+
+/// How long the processes of a namespace being deleted have to end after
+/// SIGTERM before they get SIGKILL.
+const PROCESS_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
 type KResult<T> = Result<T, kernel::Error>;
 
@@ -37,6 +44,7 @@ impl Live {
             namespaces: HashMap::new(),
             indexes: HashMap::new(),
             instrument: Instrument::from_env(),
+            processes: None,
         }
     }
 
@@ -149,8 +157,21 @@ impl Live {
         Err(e)
     }
 
+    /// Deletes a namespace after ending the processes in it: a process
+    /// left there would keep the namespace, its interfaces and addresses
+    /// alive, unnamed, for as long as it runs.
     fn delete_netns(&mut self, name: &str) -> KResult<()> {
         self.forget(&NsRef::Named(name.to_string()));
+        if let Some(key) = netns::key(name) {
+            let pids = self
+                .processes
+                .get_or_insert_with(netns::processes_by_namespace)
+                .remove(&key)
+                .unwrap_or_default();
+            if !pids.is_empty() {
+                netns::end_processes(name, &pids, PROCESS_GRACE)?;
+            }
+        }
         Ok(netns::del(name)?)
     }
 

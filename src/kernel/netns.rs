@@ -50,6 +50,10 @@ pub enum Error {
     List(#[source] io::Error),
     #[error("a thread working in namespace {0} panicked")]
     ThreadPanicked(String),
+    #[error(
+        "processes {pids:?} in namespace {name} did not end (SIGKILL sent); the namespace stays"
+    )]
+    ProcessesStay { name: String, pids: Vec<i32> },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -264,6 +268,83 @@ pub fn del(name: &str) -> Result<()> {
         path: path.display().to_string(),
         source,
     })
+}
+
+/// A namespace's identity: the device and inode of its nsfs file.
+pub type NsKey = (u64, u64);
+
+fn key_of(path: &std::path::Path) -> Option<NsKey> {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Every live process, by the network namespace it is in (one pass over
+/// `/proc`; a zombie has left its namespaces and is not counted).
+pub fn processes_by_namespace() -> std::collections::HashMap<NsKey, Vec<i32>> {
+    let mut map: std::collections::HashMap<NsKey, Vec<i32>> = std::collections::HashMap::new();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return map;
+    };
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        if let Some(key) = key_of(&e.path().join("ns/net")) {
+            map.entry(key).or_default().push(pid);
+        }
+    }
+    map
+}
+
+/// The identity of the named namespace, if it exists.
+pub fn key(name: &str) -> Option<NsKey> {
+    key_of(&path_of(name))
+}
+
+/// The live processes in the namespace `key`.
+fn pids_in(key: NsKey) -> Vec<i32> {
+    processes_by_namespace().remove(&key).unwrap_or_default()
+}
+
+/// Ends the processes in namespace `name` (`pids`, found by
+/// `processes_by_namespace`): SIGTERM, SIGKILL to those still there after
+/// `grace`, then waits until none is left, so that no process keeps the
+/// namespace alive once it is deleted. Processes that appear meanwhile
+/// (children of those ending) get the same signals.
+pub fn end_processes(name: &str, pids: &[i32], grace: std::time::Duration) -> Result<()> {
+    use std::time::{Duration, Instant};
+    let Some(key) = key(name) else {
+        return Ok(());
+    };
+    // Signals each process there once, until none is left or `limit`
+    // passed; returns those left.
+    let drain = |sig: libc::c_int, first: Vec<i32>, limit: Duration| -> Vec<i32> {
+        let end = Instant::now() + limit;
+        let mut signalled = std::collections::HashSet::new();
+        let mut left = first;
+        while !left.is_empty() && Instant::now() < end {
+            for p in left.iter().filter(|p| signalled.insert(**p)) {
+                // SAFETY: kill(2) with a pid found in the namespace.
+                unsafe { libc::kill(*p, sig) };
+            }
+            std::thread::sleep(Duration::from_millis(10));
+            left = pids_in(key);
+        }
+        left
+    };
+    let left = drain(libc::SIGTERM, pids.to_vec(), grace);
+    if left.is_empty() {
+        return Ok(());
+    }
+    let left = drain(libc::SIGKILL, left, Duration::from_secs(5));
+    if left.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::ProcessesStay {
+            name: name.to_string(),
+            pids: left,
+        })
+    }
 }
 
 /// Names under `/run/netns`, sorted.
