@@ -306,3 +306,128 @@ fn up_repairs_what_was_damaged_by_hand() {
     sb.ok("ping web 10.92.0.20 -c 1");
     assert!(sb.ok(&["up", "-f", &file]).contains("no changes"));
 }
+
+/// A file whose node n1 runs `runs` (TOML strings) and writes its address
+/// to `marker` when made; n2 serves HTTP.
+fn nodes_file(marker: &std::path::Path, runs: &str) -> String {
+    format!(
+        r#"
+[networks.lan]
+subnets = ["10.77.0.0/24"]
+
+[namespaces.n1]
+attach = [{{ network = "lan", ip = "10.77.0.10" }}]
+exec = ["ip -4 -o addr show dev eth0 > {}"]
+run = [{runs}]
+
+[namespaces.n2]
+attach = [{{ network = "lan", ip = "10.77.0.20" }}]
+run = ["busybox httpd -f -p 10.77.0.20:8080 -h /"]
+"#,
+        marker.display()
+    )
+}
+
+/// The pids nsnet started, by command (never another test's).
+fn pids(sb: &Sandbox) -> Vec<(String, i64)> {
+    let v: serde_json::Value = serde_json::from_str(&sb.ok("--json ps")).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["command"].as_str().unwrap().to_string(),
+                p["pid"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// `exec` and `run` in a file: exec commands run once when `up` makes the
+/// node (in its network), run commands keep running (a web server another
+/// node reaches; one that ignores SIGTERM), `ps` and `logs` show them,
+/// `check` reports one that died and the next `up` starts it again, an
+/// edit stops what the file no longer asks for, a process that exits at
+/// once fails `up` naming its log, and `down` leaves no process, no file
+/// and the host as before.
+#[test]
+fn nodes_run_their_commands_and_down_stops_them() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("made");
+    let text = |runs: &str| nodes_file(&marker, runs);
+    let stubborn = r#""echo started; exec sleep 600", "trap '' TERM; while :; do sleep 0.2; done""#;
+    let file = write(&dir, &text(stubborn));
+    let out = sb.ok(&["up", "-f", &file]);
+    assert!(out.contains("run in n2: busybox httpd"), "{out}");
+    let made = std::fs::read_to_string(&marker).unwrap();
+    assert!(
+        made.contains("10.77.0.10/24"),
+        "exec ran outside the node: {made}"
+    );
+    let ps = sb.ok("ps");
+    assert_eq!(ps.matches("running").count(), 3, "{ps}");
+    let reached = (0..50).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        sb.sh_status("ip netns exec n1 curl -s -m 1 -o /dev/null http://10.77.0.20:8080/")
+            .status
+            .success()
+    });
+    assert!(
+        reached,
+        "n1 does not reach n2's server: {}",
+        sb.ok("logs n2")
+    );
+    assert!(sb.ok("logs n1").contains("started"));
+    sb.ok("check");
+    let started = pids(&sb);
+    // One dies: check says so, up starts it again, only it.
+    let victim = started
+        .iter()
+        .find(|(c, _)| c.starts_with("echo started"))
+        .unwrap()
+        .1;
+    sb.sh(&format!("kill {victim}"));
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let err = sb.run("check");
+    let text_out = String::from_utf8_lossy(&err.stdout);
+    assert_eq!(err.status.code(), Some(1), "{text_out}");
+    assert!(
+        text_out.contains("has exited") && text_out.contains("nsnet up -f"),
+        "{text_out}"
+    );
+    let again = sb.ok(&["up", "-f", &file]);
+    assert!(
+        again.contains("run in n1: echo started") && !again.contains("n2"),
+        "{again}"
+    );
+    sb.ok("check");
+    // The stubborn one goes with an edit (SIGKILL after the grace).
+    sb.ok(&[
+        "up",
+        "-f",
+        &write(&dir, &text(r#""echo started; exec sleep 600""#)),
+    ]);
+    assert_eq!(sb.ok("ps").matches("running").count(), 2);
+    // A process that exits at once fails up, naming its log.
+    write(
+        &dir,
+        &text(r#""echo started; exec sleep 600", "echo oops >&2; exit 3""#),
+    );
+    let err = sb.fails(&["up", "-f", &file], 1);
+    assert!(
+        err.contains("exited at once") && err.contains(".log"),
+        "{err}"
+    );
+    let last = pids(&sb);
+    sb.ok(&["down", "-f", &file]);
+    for (command, pid) in started.iter().chain(&last) {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}/ns/net")).exists(),
+            "{command} ({pid}) still runs"
+        );
+    }
+    assert_eq!(sb.ok("ps").lines().count(), 1, "only the header");
+    assert_same(&sb.snapshot(), &before, "down");
+}

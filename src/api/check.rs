@@ -11,6 +11,16 @@ impl Nsnet {
         let state = self.state()?;
         let mut report = self.check_state(&state, network)?;
         self.check_dns(&state, &mut report);
+        if network.is_none() {
+            for p in self.exited_processes() {
+                report.drift.push(check::Finding::ProcessExited {
+                    namespace: p.node,
+                    command: p.command,
+                    log: p.log.display().to_string(),
+                    owner: p.owner,
+                });
+            }
+        }
         Ok(report)
     }
 
@@ -54,6 +64,16 @@ impl Nsnet {
         }
         let mut report = self.check_state(&state, network)?;
         self.check_dns(&state, &mut report);
+        if network.is_none() {
+            for p in self.exited_processes() {
+                report.drift.push(check::Finding::ProcessExited {
+                    namespace: p.node,
+                    command: p.command,
+                    log: p.log.display().to_string(),
+                    owner: p.owner,
+                });
+            }
+        }
         Ok(report)
     }
 }

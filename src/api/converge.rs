@@ -306,9 +306,25 @@ impl Nsnet {
             out.changes
                 .push("repair the nftables table inet nsnet".into());
         }
+        // Processes of the file's nodes: the nodes made now get their
+        // `exec` commands; `run` commands that do not run are started.
+        let procs = self.process_changes(topo);
         if dry_run || out.changes.is_empty() {
+            let start = !dry_run && !procs.is_empty();
+            out.changes.extend(procs);
+            if start {
+                self.converge_processes(topo, &BTreeSet::new())?;
+                out.applied = true;
+            }
             return Ok(out);
         }
+        let fresh: BTreeSet<String> = topo
+            .lab
+            .processes
+            .keys()
+            .filter(|n| !self.namespace_exists(&NsRef::Named((*n).clone())))
+            .cloned()
+            .collect();
         // Recorded even without steps: the journal of the next commit is a
         // change from the recorded state.
         if mid != before {
@@ -334,6 +350,8 @@ impl Nsnet {
         host.set_progress(ops.len());
         self.commit(&lock, &mid, &after, &ops, Mode::AllOrNothing, &mut *host)?;
         out.applied = true;
+        out.changes.extend(procs);
+        self.converge_processes(topo, &fresh)?;
         Ok(out)
     }
 
@@ -343,6 +361,8 @@ impl Nsnet {
         let (lock, before) = self.begin()?;
         let mut after = before.clone();
         let mut out = Outcome::default();
+        // Its processes, while their nodes are there.
+        self.stop_file_processes(owner, &mut out)?;
         // The file's links, routes and impairments first: an empty lab
         // wants none of them.
         let mut ops = plan_lab_removals(&LabSpec::default(), owner, &mut after, &mut out.changes)?;

@@ -57,6 +57,27 @@ pub enum Error {
     Sandbox(#[from] kernel::sandbox::Error),
     #[error(transparent)]
     Capture(#[from] kernel::capture::Error),
+    #[error("{what} of command {command:?} in node {node}")]
+    NodeProcess {
+        node: String,
+        command: String,
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("exec command {command:?} in node {node} failed ({status}):\n{output}")]
+    NodeExecFailed {
+        node: String,
+        command: String,
+        status: String,
+        output: String,
+    },
+    #[error("process {command:?} in node {node} exited at once ({status}); its output is in {}", log.display())]
+    NodeProcessExited {
+        node: String,
+        command: String,
+        status: String,
+        log: std::path::PathBuf,
+    },
     /// etcd (the cluster store of overlay networks) failed or is out of reach.
     #[error(transparent)]
     Cluster(crate::cluster::Error),

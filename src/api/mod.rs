@@ -16,6 +16,7 @@ pub(crate) mod facts;
 pub mod lab;
 pub mod live;
 mod network;
+pub mod nodes;
 pub mod overlay;
 pub mod pingall;
 pub mod preview;

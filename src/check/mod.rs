@@ -43,6 +43,14 @@ pub enum Finding {
     VxlanUnguarded {
         network: String,
     },
+    /// A long-running process a topology file runs in a node has exited
+    /// while the node lives.
+    ProcessExited {
+        namespace: String,
+        command: String,
+        log: String,
+        owner: String,
+    },
     /// Another host claims the subnet this host's bridge has (this host's
     /// claim lapsed while it was cut off from etcd): the agent noted it.
     SubnetTaken {
@@ -151,7 +159,8 @@ impl Finding {
             | DnsServerDown
             | LinkEndMissing { .. }
             | RouteMissing { .. }
-            | ImpairmentDrift { .. } => None,
+            | ImpairmentDrift { .. }
+            | ProcessExited { .. } => None,
         }
     }
 
@@ -202,6 +211,7 @@ impl Finding {
             VxlanUnguarded { .. } | VxlanGuardStale { .. } => {
                 "run nsnet agent on this host: it keeps the guard in step with the peers".into()
             }
+            ProcessExited { owner, .. } => format!("nsnet up -f {owner}"),
             SubnetTaken { network, .. } => format!(
                 "leave and join again: nsnet network rm {network} --force, then nsnet network create {network} --driver overlay ... as before (this host's namespaces get addresses of a new host subnet)"
             ),
@@ -250,8 +260,9 @@ impl Finding {
 }
 
 impl Finding {
-    /// The findings about an overlay network's tunnel and its guard.
-    fn fmt_tunnel(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    /// The findings about an overlay network's tunnel and its guard, and
+    /// about the processes of nodes.
+    fn fmt_more(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use Finding::*;
         match self {
             TunnelMissing { network, device } => write!(
@@ -278,7 +289,16 @@ impl Finding {
                 f,
                 "network {network} is degraded: host {holder} now claims this host's subnet {subnet} (this host's claim lapsed); the two hosts' namespaces cannot reach each other"
             ),
-            _ => unreachable!("called for tunnel findings only"),
+            ProcessExited {
+                namespace,
+                command,
+                log,
+                ..
+            } => write!(
+                f,
+                "{namespace}: process {command:?} has exited (its output: {log}, or nsnet logs {namespace})"
+            ),
+            _ => unreachable!("called for tunnel and process findings only"),
         }
     }
 }
@@ -313,7 +333,8 @@ impl fmt::Display for Finding {
             TunnelMissing { .. }
             | VxlanUnguarded { .. }
             | VxlanGuardStale { .. }
-            | SubnetTaken { .. } => self.fmt_tunnel(f),
+            | SubnetTaken { .. }
+            | ProcessExited { .. } => self.fmt_more(f),
             GatewayMissing {
                 network,
                 bridge,

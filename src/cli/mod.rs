@@ -8,6 +8,7 @@ mod deferred;
 pub mod demo;
 pub mod exec;
 pub mod lab;
+mod nodes;
 pub mod output;
 pub mod schema;
 
@@ -167,6 +168,8 @@ pub enum Command {
         The filter is libpcap's (tcpdump's) and is compiled by tcpdump, which must be installed\n\
         for a filter. Ctrl-C ends the capture; the number of packets goes to stderr.")]
     Capture(capture::CaptureArgs),
+    #[command(flatten)]
+    Nodes(nodes::NodeCmd),
     /// Show bridges, their networks and attachments (like `brctl show`, and more)
     Show {
         /// Only this network (its bridge, subnets and attachments); links,
@@ -828,6 +831,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Check { network, repair } => return check(&nsnet, &out, network, repair),
         Command::Show { network } => show(&nsnet, &out, network)?,
         Command::Capture(args) => capture::run(&nsnet, &args)?,
+        Command::Nodes(cmd) => return nodes::run(&nsnet, &out, &cmd),
         Command::Demo => return demo::run(&out),
         Command::Agent { etcd, access } => agent(&nsnet, etcd, &access)?,
         Command::DockerPlugin { socket, data_dir } => docker_plugin(&nsnet, &socket, &data_dir)?,

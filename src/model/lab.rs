@@ -501,3 +501,19 @@ mod tests {
         assert_eq!(i.to_string(), "delay 20ms jitter 5ms rate 10mbit");
     }
 }
+
+/// A long-running process `up` started in a node (a `run` command of a
+/// topology file), as its runtime file records it: enough to find it again
+/// (the pid and its start time, which a reused pid does not share) and to
+/// show its log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeProcess {
+    pub command: String,
+    pub pid: i32,
+    /// The process's start time in clock ticks since boot (/proc/PID/stat).
+    pub start: u64,
+    pub log: std::path::PathBuf,
+    /// The topology file that asked for it.
+    pub owner: String,
+}

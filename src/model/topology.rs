@@ -33,6 +33,16 @@ pub struct LabSpec {
     pub links: Vec<LinkRequest>,
     pub routers: BTreeMap<String, Router>,
     pub impairments: BTreeMap<Endpoint, Impairment>,
+    /// Commands to run in namespaces, by namespace.
+    pub processes: BTreeMap<String, NodeCommands>,
+}
+
+/// What runs in a node: `exec` once when `up` makes the node, `run` for
+/// as long as the node lives (each a `sh -c` command line).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeCommands {
+    pub exec: Vec<String>,
+    pub run: Vec<String>,
 }
 
 /// What a command changed (or, with `--dry-run`, would change).

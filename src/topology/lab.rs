@@ -183,6 +183,40 @@ pub(super) fn parse(
                     .map_err(|e| cx.err(r.span(), e))
             })
             .collect::<Result<Vec<_>>>()?;
+        let commands = |v: &[toml::Spanned<String>]| -> Result<Vec<String>> {
+            v.iter()
+                .map(|c| {
+                    let text = c.get_ref().trim();
+                    if text.is_empty() || text.contains('\0') {
+                        Err(cx.err(c.span(), "a command is a non-empty shell command line"))
+                    } else {
+                        Ok(text.to_string())
+                    }
+                })
+                .collect()
+        };
+        let (exec, run) = (commands(&n.exec)?, commands(&n.run)?);
+        let made = n.forward
+            || !n.attach.is_empty()
+            || lab
+                .links
+                .iter()
+                .any(|l| l.ends.iter().any(|e| e.namespace == *ns.get_ref()));
+        if (!exec.is_empty() || !run.is_empty()) && !made {
+            return Err(cx.err(
+                ns.span(),
+                format!(
+                    "namespace {} has commands to run but nothing makes it: attach it to a network, give it a link, or set forward = true",
+                    ns.get_ref()
+                ),
+            ));
+        }
+        if !exec.is_empty() || !run.is_empty() {
+            lab.processes.insert(
+                ns.get_ref().clone(),
+                crate::model::topology::NodeCommands { exec, run },
+            );
+        }
         if n.forward || !routes.is_empty() {
             lab.routers.insert(
                 ns.get_ref().clone(),

@@ -85,6 +85,12 @@ struct NamespaceSpec {
     /// Static routes, `DEST via GATEWAY`.
     #[serde(default)]
     routes: Vec<Spanned<String>>,
+    /// Commands run once, in order, when `up` makes the namespace.
+    #[serde(default)]
+    exec: Vec<Spanned<String>>,
+    /// Long-running processes `up` starts and `down` stops.
+    #[serde(default)]
+    run: Vec<Spanned<String>>,
 }
 
 /// `ip = "10.0.0.2"` or `ip = ["10.0.0.2", "fd00::2"]`. (Spans do not

@@ -1,0 +1,362 @@
+//! Processes in nodes: the `exec` and `run` commands of a topology file.
+//! `exec` commands run once, in order, when `up` makes their namespace;
+//! `run` commands are long-running processes `up` starts (and starts again
+//! when they are gone), `down` stops, and `check` reports when they died.
+//! Each runs as `nsnet exec NODE -- sh -c COMMAND` does (the node's
+//! network, its `/etc/netns/NODE/` files), in a session of its own, its
+//! output in a log under the state directory. What runs is kept in a
+//! runtime file per node (`nodes/NODE.json`), not in the record: a pid is
+//! known only once the process runs, and a process outlives no
+//! namespace (deleting one ends the processes in it).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::{Error, Nsnet, Result};
+use crate::model::lab::NodeProcess;
+use crate::model::topology::{NodeCommands, Outcome, Topology};
+use crate::model::NsRef;
+
+const DIR: &str = "nodes";
+/// How long `up` watches the processes it started for an early exit.
+const EARLY_EXIT: Duration = Duration::from_millis(300);
+/// How long a process `down` stops has after SIGTERM before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(3);
+
+/// A node's process as `ps` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProcessView {
+    pub node: String,
+    pub command: String,
+    pub pid: i32,
+    pub running: bool,
+    pub log: PathBuf,
+    pub owner: String,
+}
+
+/// The start time (clock ticks since boot) of a live, non-zombie process.
+fn start_of(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(") ")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state); the start time is field 22.
+    (fields.first() != Some(&"Z"))
+        .then(|| fields.get(19)?.parse().ok())
+        .flatten()
+}
+
+fn alive(p: &NodeProcess) -> bool {
+    start_of(p.pid) == Some(p.start)
+}
+
+/// SIGTERM, then SIGKILL after the grace period if it is still there.
+fn stop(p: &NodeProcess) {
+    if !alive(p) {
+        return;
+    }
+    // SAFETY: kill(2) of a pid whose start time matched: the process `up`
+    // started, not another that reused the pid.
+    unsafe { libc::kill(p.pid, libc::SIGTERM) };
+    let end = std::time::Instant::now() + STOP_GRACE;
+    while alive(p) && std::time::Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if alive(p) {
+        // SAFETY: as above.
+        unsafe { libc::kill(p.pid, libc::SIGKILL) };
+    }
+}
+
+impl Nsnet {
+    fn nodes_dir(&self) -> PathBuf {
+        self.store.dir().join(DIR)
+    }
+
+    fn node_file(&self, node: &str) -> PathBuf {
+        self.nodes_dir().join(format!("{node}.json"))
+    }
+
+    fn read_node(&self, node: &str) -> Vec<NodeProcess> {
+        std::fs::read(self.node_file(node))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    /// Writes a node's processes (atomically); none: the file goes.
+    fn write_node(&self, node: &str, procs: &[NodeProcess]) -> Result<()> {
+        let path = self.node_file(node);
+        if procs.is_empty() {
+            let _ = std::fs::remove_file(&path);
+            return Ok(());
+        }
+        let fail = |source| Error::WriteFile {
+            path: path.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(self.nodes_dir()).map_err(fail)?;
+        let tmp = path.with_extension("json.tmp");
+        let text = serde_json::to_vec_pretty(procs).expect("JSON of processes");
+        std::fs::write(&tmp, text).map_err(fail)?;
+        std::fs::rename(&tmp, &path).map_err(fail)
+    }
+
+    /// The nodes that have a runtime file.
+    fn nodes_with_processes(&self) -> Vec<String> {
+        let mut nodes: Vec<String> = std::fs::read_dir(self.nodes_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()?
+                    .strip_suffix(".json")
+                    .map(str::to_string)
+            })
+            .collect();
+        nodes.sort();
+        nodes
+    }
+
+    /// The processes `up` started, of one node or all, and whether each
+    /// still runs.
+    pub fn node_processes(&self, node: Option<&str>) -> Vec<ProcessView> {
+        let nodes = match node {
+            Some(n) => vec![n.to_string()],
+            None => self.nodes_with_processes(),
+        };
+        nodes
+            .iter()
+            .flat_map(|n| {
+                self.read_node(n).into_iter().map(move |p| ProcessView {
+                    node: n.clone(),
+                    running: alive(&p),
+                    command: p.command,
+                    pid: p.pid,
+                    log: p.log,
+                    owner: p.owner,
+                })
+            })
+            .collect()
+    }
+
+    /// What `converge_processes` would change, as lines.
+    pub(super) fn process_changes(&self, topo: &Topology) -> Vec<String> {
+        let mut lines = Vec::new();
+        for (node, want) in &topo.lab.processes {
+            let have = self.read_node(node);
+            for cmd in &want.run {
+                if !have.iter().any(|p| &p.command == cmd && alive(p)) {
+                    lines.push(format!("run in {node}: {cmd}"));
+                }
+            }
+        }
+        for node in self.nodes_with_processes() {
+            let want = topo.lab.processes.get(&node);
+            for p in self.read_node(&node) {
+                let wanted = want.is_some_and(|w| w.run.contains(&p.command));
+                if p.owner == topo.owner && !wanted && alive(&p) {
+                    lines.push(format!("stop in {node}: {}", p.command));
+                }
+            }
+        }
+        lines
+    }
+
+    /// Makes the file's processes run: its `exec` commands in the nodes
+    /// `fresh` (made by this `up`), then each `run` command that does not
+    /// run; stops the file's processes it no longer asks for. A process
+    /// that exits at once is an error naming its log.
+    pub(super) fn converge_processes(
+        &self,
+        topo: &Topology,
+        fresh: &BTreeSet<String>,
+    ) -> Result<()> {
+        for node in self.nodes_with_processes() {
+            if !topo.lab.processes.contains_key(&node) {
+                self.stop_processes_of(&node, &topo.owner, &[])?;
+            }
+        }
+        let mut started: Vec<(String, String, PathBuf, Child)> = Vec::new();
+        for (node, want) in &topo.lab.processes {
+            if fresh.contains(node) {
+                for cmd in &want.exec {
+                    run_once(node, cmd)?;
+                }
+            }
+            self.stop_processes_of(node, &topo.owner, &want.run)?;
+            started.extend(self.start_missing(node, want, &topo.owner)?);
+        }
+        if started.is_empty() {
+            return Ok(());
+        }
+        std::thread::sleep(EARLY_EXIT);
+        for (node, command, log, mut child) in started {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(Error::NodeProcessExited {
+                    node,
+                    command,
+                    status: status.to_string(),
+                    log,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops the processes of `owner` in `node` that are not in `keep`.
+    fn stop_processes_of(&self, node: &str, owner: &str, keep: &[String]) -> Result<()> {
+        let (gone, stay): (Vec<NodeProcess>, Vec<NodeProcess>) = self
+            .read_node(node)
+            .into_iter()
+            .partition(|p| p.owner == owner && !keep.contains(&p.command));
+        for p in &gone {
+            stop(p);
+        }
+        self.write_node(node, &stay)
+    }
+
+    /// Starts the `run` commands of `want` that do not run in `node`.
+    fn start_missing(
+        &self,
+        node: &str,
+        want: &NodeCommands,
+        owner: &str,
+    ) -> Result<Vec<(String, String, PathBuf, Child)>> {
+        let mut procs: Vec<NodeProcess> = self
+            .read_node(node)
+            .into_iter()
+            .filter(|p| alive(p) || p.owner != owner)
+            .collect();
+        let mut started = Vec::new();
+        for (k, cmd) in want.run.iter().enumerate() {
+            if procs.iter().any(|p| &p.command == cmd && alive(p)) {
+                continue;
+            }
+            let log = self.nodes_dir().join(format!("{node}.{k}.log"));
+            let child = spawn(node, cmd, &log)?;
+            let pid = child.id() as i32;
+            procs.retain(|p| &p.command != cmd);
+            procs.push(NodeProcess {
+                command: cmd.clone(),
+                pid,
+                start: start_of(pid).unwrap_or_default(),
+                log: log.clone(),
+                owner: owner.to_string(),
+            });
+            started.push((node.to_string(), cmd.clone(), log, child));
+        }
+        self.write_node(node, &procs)?;
+        Ok(started)
+    }
+
+    /// Stops every process a file's `up` started, and removes their logs
+    /// (`down`: nothing of the file stays).
+    pub(super) fn stop_file_processes(&self, owner: &str, out: &mut Outcome) -> Result<()> {
+        for node in self.nodes_with_processes() {
+            let mine: Vec<NodeProcess> = self
+                .read_node(&node)
+                .into_iter()
+                .filter(|p| p.owner == owner)
+                .collect();
+            for p in &mine {
+                out.changes.push(format!("stop in {node}: {}", p.command));
+            }
+            self.stop_processes_of(&node, owner, &[])?;
+            for p in &mine {
+                let _ = std::fs::remove_file(&p.log);
+            }
+        }
+        // The directory goes with its last file.
+        let _ = std::fs::remove_dir(self.nodes_dir());
+        Ok(())
+    }
+
+    /// The `run` processes that died while their node lives.
+    pub(super) fn exited_processes(&self) -> Vec<ProcessView> {
+        self.node_processes(None)
+            .into_iter()
+            .filter(|p| !p.running && self.namespace_exists(&NsRef::Named(p.node.clone())))
+            .collect()
+    }
+}
+
+/// `nsnet exec NODE -- sh -c COMMAND` with the current nsnet binary.
+fn in_node(node: &str, command: &str) -> Result<Command> {
+    let exe = std::env::current_exe().map_err(|source| Error::NodeProcess {
+        node: node.to_string(),
+        command: command.to_string(),
+        what: "finding the nsnet binary",
+        source,
+    })?;
+    let mut c = Command::new(exe);
+    c.args(["exec", node, "--", "sh", "-c", command])
+        .env_remove("CNI_COMMAND")
+        .stdin(Stdio::null());
+    Ok(c)
+}
+
+/// Runs an `exec` command to its end; a failure carries its output.
+fn run_once(node: &str, command: &str) -> Result<()> {
+    let out = in_node(node, command)?
+        .output()
+        .map_err(|source| Error::NodeProcess {
+            node: node.to_string(),
+            command: command.to_string(),
+            what: "running it",
+            source,
+        })?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let text = String::from_utf8_lossy(&out.stderr);
+    Err(Error::NodeExecFailed {
+        node: node.to_string(),
+        command: command.to_string(),
+        status: out.status.to_string(),
+        output: text
+            .lines()
+            .rev()
+            .take(5)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n"),
+    })
+}
+
+/// Starts a `run` command in a session of its own, its output appended to
+/// `log`.
+fn spawn(node: &str, command: &str, log: &Path) -> Result<Child> {
+    use std::os::unix::process::CommandExt;
+    let fail = |what, source| Error::NodeProcess {
+        node: node.to_string(),
+        command: command.to_string(),
+        what,
+        source,
+    };
+    if let Some(dir) = log.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| fail("making its log directory", e))?;
+    }
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| fail("opening its log", e))?;
+    let err = out.try_clone().map_err(|e| fail("opening its log", e))?;
+    let mut cmd = in_node(node, command)?;
+    cmd.stdout(out).stderr(err);
+    // SAFETY: setsid(2) is async-signal-safe and touches no memory of ours.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn().map_err(|e| fail("starting it", e))
+}
