@@ -626,3 +626,102 @@ fn capture_writes_what_crosses_a_link() {
     sb.fails("capture a:eth9", 3);
     sb.fails("capture nowhere:eth0", 3);
 }
+
+/// `examples/ospf-lab.toml` with FRR: the routers' zebra and ospfd start
+/// with `up`, h1 reaches h2 once OSPF converged (bounded), the learned
+/// routes are in r1's kernel, a ring link taken down re-routes within the
+/// protocol's timers, and `down` leaves no FRR process and the host as
+/// before.
+#[test]
+fn the_ospf_lab_converges_reroutes_and_leaves_nothing() {
+    crate::common::require_tools(
+        &["/usr/lib/frr/zebra", "/usr/lib/frr/ospfd", "vtysh"],
+        "Debian package frr; scripts/test installs it",
+    );
+    let sb = Sandbox::new();
+    // FRR keeps crash buffers under /var/tmp/frr: the sandbox's own. The
+    // daemons read their configuration as user frr: a copy of the example
+    // in a directory it may read.
+    sb.sh(&format!(
+        "mount -t tmpfs nsnet-test /var/tmp && mkdir -m 755 /run/lab && \
+         cp -r {0}/examples/ospf-lab.toml {0}/examples/ospf-lab /run/lab/ && chmod -R a+rX /run/lab",
+        env!("CARGO_MANIFEST_DIR")
+    ));
+    let before = sb.snapshot();
+    let file = "/run/lab/ospf-lab.toml";
+    sb.ok(&["up", "-f", file]);
+    let reach = |limit: u64| {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(limit) {
+            if sb
+                .sh_status("ip netns exec h1 ping -c 1 -W 1 10.0.3.2")
+                .status
+                .success()
+            {
+                return Some(start.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
+    };
+    let converged = reach(60);
+    assert!(converged.is_some(), "no convergence: {}", sb.ok("logs r1"));
+    let routes = sb.sh("ip -n r1 -4 route show proto ospf");
+    assert!(routes.contains("10.0.3.0/24"), "{routes}");
+    let neighbours = sb.ok(&[
+        "exec",
+        "r1",
+        "--",
+        "vtysh",
+        "-N",
+        "r1",
+        "-c",
+        "show ip ospf neighbor",
+    ]);
+    assert_eq!(neighbours.matches("Full").count(), 2, "{neighbours}");
+    // The r1 - r2 link goes: traffic takes r4 once the neighbour is dead
+    // (4 s) and SPF ran.
+    let via = sb.sh("ip -n r1 route get 10.0.3.2");
+    let (gone, other) = if via.contains("dev eth1") {
+        ("eth1", "eth2")
+    } else {
+        ("eth2", "eth1")
+    };
+    sb.sh(&format!("ip -n r1 link set {gone} down"));
+    let rerouted = reach(20);
+    assert!(
+        rerouted.is_some(),
+        "no re-route: {}",
+        sb.sh("ip -n r1 route")
+    );
+    let via = sb.sh("ip -n r1 route get 10.0.3.2");
+    assert!(via.contains(&format!("dev {other}")), "{via}");
+    eprintln!(
+        "OSPF lab: converged in {:?}, re-routed in {:?}",
+        converged.unwrap(),
+        rerouted.unwrap()
+    );
+    // The processes nsnet started (its runtime files; never another
+    // test's): each runs the FRR daemon it exec'd.
+    let ps: serde_json::Value = serde_json::from_str(&sb.ok("--json ps")).unwrap();
+    let pids: Vec<i64> = ps
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["running"] == true)
+        .map(|p| p["pid"].as_i64().unwrap())
+        .collect();
+    assert_eq!(pids.len(), 8, "zebra and ospfd on four routers: {ps}");
+    for pid in &pids {
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+        assert!(exe.starts_with("/usr/lib/frr"), "{pid}: {}", exe.display());
+    }
+    sb.ok(&["down", "-f", file]);
+    for pid in &pids {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}/ns/net")).exists(),
+            "FRR process {pid} left"
+        );
+    }
+    assert_same(&sb.snapshot(), &before, "down");
+}

@@ -183,7 +183,7 @@ impl Nsnet {
         for (node, want) in &topo.lab.processes {
             if fresh.contains(node) {
                 for cmd in &want.exec {
-                    run_once(node, cmd)?;
+                    run_once(node, cmd, &topo.owner)?;
                 }
             }
             self.stop_processes_of(node, &topo.owner, &want.run)?;
@@ -236,7 +236,7 @@ impl Nsnet {
                 continue;
             }
             let log = self.nodes_dir().join(format!("{node}.{k}.log"));
-            let child = spawn(node, cmd, &log)?;
+            let child = spawn(node, cmd, owner, &log)?;
             let pid = child.id() as i32;
             procs.retain(|p| &p.command != cmd);
             procs.push(NodeProcess {
@@ -283,8 +283,10 @@ impl Nsnet {
     }
 }
 
-/// `nsnet exec NODE -- sh -c COMMAND` with the current nsnet binary.
-fn in_node(node: &str, command: &str) -> Result<Command> {
+/// `nsnet exec NODE -- sh -c COMMAND` with the current nsnet binary, in
+/// the directory of the topology file `owner` (its relative paths, such as
+/// a daemon's configuration, work as written).
+fn in_node(node: &str, command: &str, owner: &str) -> Result<Command> {
     let exe = std::env::current_exe().map_err(|source| Error::NodeProcess {
         node: node.to_string(),
         command: command.to_string(),
@@ -295,12 +297,15 @@ fn in_node(node: &str, command: &str) -> Result<Command> {
     c.args(["exec", node, "--", "sh", "-c", command])
         .env_remove("CNI_COMMAND")
         .stdin(Stdio::null());
+    if let Some(dir) = Path::new(owner).parent() {
+        c.current_dir(dir);
+    }
     Ok(c)
 }
 
 /// Runs an `exec` command to its end; a failure carries its output.
-fn run_once(node: &str, command: &str) -> Result<()> {
-    let out = in_node(node, command)?
+fn run_once(node: &str, command: &str, owner: &str) -> Result<()> {
+    let out = in_node(node, command, owner)?
         .output()
         .map_err(|source| Error::NodeProcess {
             node: node.to_string(),
@@ -330,7 +335,7 @@ fn run_once(node: &str, command: &str) -> Result<()> {
 
 /// Starts a `run` command in a session of its own, its output appended to
 /// `log`.
-fn spawn(node: &str, command: &str, log: &Path) -> Result<Child> {
+fn spawn(node: &str, command: &str, owner: &str, log: &Path) -> Result<Child> {
     use std::os::unix::process::CommandExt;
     let fail = |what, source| Error::NodeProcess {
         node: node.to_string(),
@@ -347,7 +352,7 @@ fn spawn(node: &str, command: &str, log: &Path) -> Result<Child> {
         .open(log)
         .map_err(|e| fail("opening its log", e))?;
     let err = out.try_clone().map_err(|e| fail("opening its log", e))?;
-    let mut cmd = in_node(node, command)?;
+    let mut cmd = in_node(node, command, owner)?;
     cmd.stdout(out).stderr(err);
     // SAFETY: setsid(2) is async-signal-safe and touches no memory of ours.
     unsafe {
