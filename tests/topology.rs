@@ -237,6 +237,8 @@ fn bad_files_are_refused_with_line_and_column() {
         ("[networks.a]\nsubnets = [\"10.0.0.0/24\"]\n[namespaces.x]\nattach = [{ network = \"a\", ip = \"10.0.1.1\" }]\n", ":4:33: address 10.0.1.1 is outside"),
         ("[networks.a]\nsubnets = [\"10.0.0.0/24\"]\n[namespaces.x]\nattach = [{ network = \"a\", ip = \"10.0.0.9\" }]\n[namespaces.y]\nattach = [{ network = \"a\", ip = \"10.0.0.9\" }]\n", ":6:33: address 10.0.0.9 is also given to namespace x"),
         ("[networks.a]\nsubnets = [\"10.0.0.0/24\"]\n[networks.a]\nsubnets = [\"10.1.0.0/24\"]\n", ":3:"),
+        ("[networks.a]\nsubnets = [\"10.0.0.0/24\"]\n[namespaces.x]\nattach = [{ network = \"a\" }]\nfiles = { \"etc/../x\" = \"y\" }\n", ":5:11: node file \"etc/../x\""),
+        ("[namespaces.x]\nrun = [\"sleep 1\"]\n", ":1:13: namespace x has commands to run but nothing makes it"),
     ] {
         let file = write(&dir, text);
         let err = sb.fails(&["up", "-f", &file], 2);
@@ -322,7 +324,8 @@ run = [{runs}]
 
 [namespaces.n2]
 attach = [{{ network = "lan", ip = "10.77.0.20" }}]
-run = ["busybox httpd -f -p 10.77.0.20:8080 -h /"]
+run = ["busybox httpd -f -p 10.77.0.20:8080 -h /run/site"]
+files = {{ "/run/site/index.html" = {{ text = "served by n2\n" }}, "/etc/nsnet-test/motd" = "motd.txt" }}
 "#,
         marker.display()
     )
@@ -358,6 +361,10 @@ fn nodes_run_their_commands_and_down_stops_them() {
     let marker = dir.path().join("made");
     let text = |runs: &str| nodes_file(&marker, runs);
     let stubborn = r#""echo started; exec sleep 600", "trap '' TERM; while :; do sleep 0.2; done""#;
+    // The directories node files are bound over exist on the host (the
+    // sandbox's /run and /etc); the files are seen only in n2.
+    sb.sh("mkdir -p /run/site /etc/nsnet-test");
+    std::fs::write(dir.path().join("motd.txt"), "welcome to n2\n").unwrap();
     let file = write(&dir, &text(stubborn));
     let out = sb.ok(&["up", "-f", &file]);
     assert!(out.contains("run in n2: busybox httpd"), "{out}");

@@ -64,6 +64,19 @@ pub enum Error {
         what: &'static str,
         source: std::io::Error,
     },
+    #[error("node file {} of {node} would not be seen: {} does not exist on the host (a node's files are bound over what exists)", path.display(), needed.display())]
+    NodeFileUnseen {
+        node: String,
+        path: std::path::PathBuf,
+        needed: std::path::PathBuf,
+    },
+    #[error("node file {} of {node}: reading {}", path.display(), source_file.display())]
+    NodeFileSource {
+        node: String,
+        path: std::path::PathBuf,
+        source_file: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("exec command {command:?} in node {node} failed ({status}):\n{output}")]
     NodeExecFailed {
         node: String,
@@ -129,7 +142,8 @@ impl Error {
             Error::NulInArguments | Error::BadEndpoint { .. } | Error::NoUnderlay { .. } => {
                 Some(Class::Invalid)
             }
-            Error::NoSuchFile { .. } => Some(Class::NotFound),
+            Error::NoSuchFile { .. } | Error::NodeFileSource { .. } => Some(Class::NotFound),
+            Error::NodeFileUnseen { .. } => Some(Class::Invalid),
             Error::Cluster(c) if c.is_bad_setting() => Some(Class::Invalid),
             Error::Capture(kernel::capture::Error::NoInterface { .. }) => Some(Class::NotFound),
             Error::Capture(

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use super::{Error, Nsnet, Result};
 use crate::model::lab::NodeProcess;
-use crate::model::topology::{NodeCommands, Outcome, Topology};
+use crate::model::topology::{place_of, FilePlace, FileSource, NodeCommands, Outcome, Topology};
 use crate::model::NsRef;
 
 const DIR: &str = "nodes";
@@ -24,6 +24,40 @@ const DIR: &str = "nodes";
 const EARLY_EXIT: Duration = Duration::from_millis(300);
 /// How long a process `down` stops has after SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(3);
+
+/// A node file nsnet wrote: its path in the node, where it is on the host,
+/// and the file that asked for it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct WrittenFile {
+    path: PathBuf,
+    host: PathBuf,
+    owner: String,
+}
+
+/// The directories `nsnet exec NODE` binds from the node's private
+/// directory over the host's (one per line), in `nodes/NODE.binds`.
+pub fn private_binds(state_dir: &Path, node: &str) -> Vec<(PathBuf, PathBuf)> {
+    let root = state_dir.join(DIR).join(format!("{node}.root"));
+    std::fs::read_to_string(state_dir.join(DIR).join(format!("{node}.binds")))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with('/'))
+        .map(|dir| (root.join(&dir[1..]), PathBuf::from(dir)))
+        .collect()
+}
+
+/// Removes `file`, then its parent directories up to (not including)
+/// `stop` while they are empty.
+fn remove_pruning(file: &Path, stop: &Path) {
+    let _ = std::fs::remove_file(file);
+    let mut dir = file.parent();
+    while let Some(d) = dir {
+        if d == stop || !d.starts_with(stop) || std::fs::remove_dir(d).is_err() {
+            break;
+        }
+        dir = d.parent();
+    }
+}
 
 /// A node's process as `ps` shows it.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -103,6 +137,99 @@ impl Nsnet {
         std::fs::rename(&tmp, &path).map_err(fail)
     }
 
+    fn node_root(&self, node: &str) -> PathBuf {
+        self.nodes_dir().join(format!("{node}.root"))
+    }
+
+    fn read_files(&self, node: &str) -> Vec<WrittenFile> {
+        std::fs::read(self.nodes_dir().join(format!("{node}.files.json")))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    /// Records the files written for a node, and the private directories
+    /// `nsnet exec` binds for it.
+    fn record_files(&self, node: &str, files: &[WrittenFile]) -> Result<()> {
+        let list = self.nodes_dir().join(format!("{node}.files.json"));
+        let binds = self.nodes_dir().join(format!("{node}.binds"));
+        if files.is_empty() {
+            let _ = std::fs::remove_file(&list);
+            let _ = std::fs::remove_file(&binds);
+            let _ = std::fs::remove_dir(self.node_root(node));
+            return Ok(());
+        }
+        let root = self.node_root(node);
+        let dirs: BTreeSet<String> = files
+            .iter()
+            .filter_map(|f| match place_of(node, &f.path, &root) {
+                FilePlace::Private { dir, .. } => Some(dir.display().to_string() + "\n"),
+                FilePlace::Etc { .. } => None,
+            })
+            .collect();
+        let fail = |path: &Path| {
+            let path = path.display().to_string();
+            move |source| Error::WriteFile { path, source }
+        };
+        std::fs::create_dir_all(self.nodes_dir()).map_err(fail(&list))?;
+        let text = serde_json::to_vec_pretty(files).expect("JSON of files");
+        std::fs::write(&list, text).map_err(fail(&list))?;
+        std::fs::write(&binds, dirs.into_iter().collect::<String>()).map_err(fail(&binds))
+    }
+
+    /// Writes the node files of `owner` that `want` lists (where only the
+    /// node's processes see them) and removes those it no longer lists.
+    fn converge_files(
+        &self,
+        node: &str,
+        want: &std::collections::BTreeMap<PathBuf, FileSource>,
+        owner: &str,
+    ) -> Result<()> {
+        let root = self.node_root(node);
+        let etc = Path::new("/etc/netns").join(node);
+        let mut kept: Vec<WrittenFile> = Vec::new();
+        for f in self.read_files(node) {
+            if f.owner != owner {
+                kept.push(f);
+            } else if !want.contains_key(&f.path) {
+                let stop = if f.host.starts_with(&etc) {
+                    &etc
+                } else {
+                    &root
+                };
+                remove_pruning(&f.host, stop);
+            }
+        }
+        for (path, source) in want {
+            let host = write_node_file(node, path, source, &root)?;
+            kept.push(WrittenFile {
+                path: path.clone(),
+                host,
+                owner: owner.to_string(),
+            });
+        }
+        self.record_files(node, &kept)
+    }
+
+    /// Removes the node files of `owner` (`down`).
+    fn remove_file_files(&self, owner: &str) -> Result<()> {
+        let nodes: Vec<String> = std::fs::read_dir(self.nodes_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()?
+                    .strip_suffix(".files.json")
+                    .map(str::to_string)
+            })
+            .collect();
+        for node in nodes {
+            self.converge_files(&node, &Default::default(), owner)?;
+        }
+        Ok(())
+    }
+
     /// The nodes that have a runtime file.
     fn nodes_with_processes(&self) -> Vec<String> {
         let mut nodes: Vec<String> = std::fs::read_dir(self.nodes_dir())
@@ -110,10 +237,11 @@ impl Nsnet {
             .flatten()
             .flatten()
             .filter_map(|e| {
-                e.file_name()
-                    .to_str()?
-                    .strip_suffix(".json")
-                    .map(str::to_string)
+                let name = e.file_name().to_str()?.to_string();
+                if name.ends_with(".files.json") {
+                    return None;
+                }
+                name.strip_suffix(".json").map(str::to_string)
             })
             .collect();
         nodes.sort();
@@ -146,6 +274,24 @@ impl Nsnet {
     pub(super) fn process_changes(&self, topo: &Topology) -> Vec<String> {
         let mut lines = Vec::new();
         for (node, want) in &topo.lab.processes {
+            let root = self.node_root(node);
+            for (path, source) in &want.files {
+                let host = match place_of(node, path, &root) {
+                    FilePlace::Etc { host, .. } | FilePlace::Private { host, .. } => host,
+                };
+                let content = match source {
+                    FileSource::Text(t) => Some(t.clone().into_bytes()),
+                    FileSource::Path(p) => std::fs::read(p).ok(),
+                };
+                if content.is_none() || std::fs::read(&host).ok() != content {
+                    lines.push(format!("write {} in {node}", path.display()));
+                }
+            }
+            for f in self.read_files(node) {
+                if f.owner == topo.owner && !want.files.contains_key(&f.path) {
+                    lines.push(format!("remove {} in {node}", f.path.display()));
+                }
+            }
             let have = self.read_node(node);
             for cmd in &want.run {
                 if !have.iter().any(|p| &p.command == cmd && alive(p)) {
@@ -181,9 +327,10 @@ impl Nsnet {
         }
         let mut started: Vec<(String, String, PathBuf, Child)> = Vec::new();
         for (node, want) in &topo.lab.processes {
+            self.converge_files(node, &want.files, &topo.owner)?;
             if fresh.contains(node) {
                 for cmd in &want.exec {
-                    run_once(node, cmd, &topo.owner)?;
+                    run_once(node, cmd, &topo.owner, self.store.dir())?;
                 }
             }
             self.stop_processes_of(node, &topo.owner, &want.run)?;
@@ -236,7 +383,7 @@ impl Nsnet {
                 continue;
             }
             let log = self.nodes_dir().join(format!("{node}.{k}.log"));
-            let child = spawn(node, cmd, owner, &log)?;
+            let child = spawn(node, cmd, owner, self.store.dir(), &log)?;
             let pid = child.id() as i32;
             procs.retain(|p| &p.command != cmd);
             procs.push(NodeProcess {
@@ -269,6 +416,7 @@ impl Nsnet {
                 let _ = std::fs::remove_file(&p.log);
             }
         }
+        self.remove_file_files(owner)?;
         // The directory goes with its last file.
         let _ = std::fs::remove_dir(self.nodes_dir());
         Ok(())
@@ -283,10 +431,46 @@ impl Nsnet {
     }
 }
 
+/// Writes one node file where its place says (its directory made), after
+/// checking that the node will see it there; returns where it went.
+fn write_node_file(node: &str, path: &Path, source: &FileSource, root: &Path) -> Result<PathBuf> {
+    let (host, needed) = match place_of(node, path, root) {
+        FilePlace::Etc { host, shadows } => (host, shadows),
+        FilePlace::Private { host, dir } => (host, dir),
+    };
+    if !needed.exists() {
+        return Err(Error::NodeFileUnseen {
+            node: node.to_string(),
+            path: path.to_path_buf(),
+            needed,
+        });
+    }
+    let content = match source {
+        FileSource::Text(t) => t.clone().into_bytes(),
+        FileSource::Path(p) => std::fs::read(p).map_err(|source| Error::NodeFileSource {
+            node: node.to_string(),
+            path: path.to_path_buf(),
+            source_file: p.clone(),
+            source,
+        })?,
+    };
+    let fail = |source| Error::WriteFile {
+        path: host.display().to_string(),
+        source,
+    };
+    if let Some(dir) = host.parent() {
+        std::fs::create_dir_all(dir).map_err(fail)?;
+    }
+    if std::fs::read(&host).ok().as_deref() != Some(&content[..]) {
+        std::fs::write(&host, &content).map_err(fail)?;
+    }
+    Ok(host)
+}
+
 /// `nsnet exec NODE -- sh -c COMMAND` with the current nsnet binary, in
 /// the directory of the topology file `owner` (its relative paths, such as
 /// a daemon's configuration, work as written).
-fn in_node(node: &str, command: &str, owner: &str) -> Result<Command> {
+fn in_node(node: &str, command: &str, owner: &str, state_dir: &Path) -> Result<Command> {
     let exe = std::env::current_exe().map_err(|source| Error::NodeProcess {
         node: node.to_string(),
         command: command.to_string(),
@@ -294,7 +478,9 @@ fn in_node(node: &str, command: &str, owner: &str) -> Result<Command> {
         source,
     })?;
     let mut c = Command::new(exe);
-    c.args(["exec", node, "--", "sh", "-c", command])
+    c.arg("--state-dir")
+        .arg(state_dir)
+        .args(["exec", node, "--", "sh", "-c", command])
         .env_remove("CNI_COMMAND")
         .stdin(Stdio::null());
     if let Some(dir) = Path::new(owner).parent() {
@@ -304,8 +490,8 @@ fn in_node(node: &str, command: &str, owner: &str) -> Result<Command> {
 }
 
 /// Runs an `exec` command to its end; a failure carries its output.
-fn run_once(node: &str, command: &str, owner: &str) -> Result<()> {
-    let out = in_node(node, command, owner)?
+fn run_once(node: &str, command: &str, owner: &str, state_dir: &Path) -> Result<()> {
+    let out = in_node(node, command, owner, state_dir)?
         .output()
         .map_err(|source| Error::NodeProcess {
             node: node.to_string(),
@@ -335,7 +521,7 @@ fn run_once(node: &str, command: &str, owner: &str) -> Result<()> {
 
 /// Starts a `run` command in a session of its own, its output appended to
 /// `log`.
-fn spawn(node: &str, command: &str, owner: &str, log: &Path) -> Result<Child> {
+fn spawn(node: &str, command: &str, owner: &str, state_dir: &Path, log: &Path) -> Result<Child> {
     use std::os::unix::process::CommandExt;
     let fail = |what, source| Error::NodeProcess {
         node: node.to_string(),
@@ -352,7 +538,7 @@ fn spawn(node: &str, command: &str, owner: &str, log: &Path) -> Result<Child> {
         .open(log)
         .map_err(|e| fail("opening its log", e))?;
     let err = out.try_clone().map_err(|e| fail("opening its log", e))?;
-    let mut cmd = in_node(node, command, owner)?;
+    let mut cmd = in_node(node, command, owner, state_dir)?;
     cmd.stdout(out).stderr(err);
     // SAFETY: setsid(2) is async-signal-safe and touches no memory of ours.
     unsafe {

@@ -14,13 +14,14 @@ use nsnet::{Error, Result};
 ///
 /// Like iproute2 it also gives the command a private mount namespace with
 /// `/sys` remounted (so `/sys/class/net` shows the namespace's interfaces)
-/// and the files of `/etc/netns/NAME/` bind-mounted over `/etc/`.
-pub fn exec(ns: &NsRef, command: &[String]) -> Result<i32> {
+/// and the files of `/etc/netns/NAME/` bind-mounted over `/etc/`; the
+/// node's private directories (files of a topology file) over theirs.
+pub fn exec(ns: &NsRef, command: &[String], state_dir: &Path) -> Result<i32> {
     // The process is single-threaded here and is about to exec: moving its
     // only thread cannot disturb other work.
     nsnet::api::live::enter_for_exec(ns)?;
     if let Some(name) = ns.name() {
-        private_mounts(name)?;
+        private_mounts(name, state_dir)?;
     }
     let args: Vec<CString> = command
         .iter()
@@ -33,7 +34,7 @@ pub fn exec(ns: &NsRef, command: &[String]) -> Result<i32> {
     Ok(if err == nix::Error::ENOENT { 127 } else { 126 })
 }
 
-fn private_mounts(name: &str) -> Result<()> {
+fn private_mounts(name: &str, state_dir: &Path) -> Result<()> {
     let fail = |what: &str, source: nix::Error| Error::Exec {
         namespace: name.to_string(),
         what: what.to_string(),
@@ -73,6 +74,20 @@ fn private_mounts(name: &str) -> Result<()> {
                 )
                 .map_err(|err| fail(&format!("binding {}", e.path().display()), err))?;
             }
+        }
+    }
+    // The node's private directories (files of a topology file outside
+    // /etc), over the host's.
+    for (source, target) in nsnet::api::nodes::private_binds(state_dir, name) {
+        if source.is_dir() && target.is_dir() {
+            mount(
+                Some(&source),
+                &target,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(|err| fail(&format!("binding {}", source.display()), err))?;
         }
     }
     Ok(())

@@ -801,7 +801,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             if !nsnet.namespace_exists(&ns) {
                 return Err(missing_namespace(&nsnet, &ns));
             }
-            return exec::exec(&ns, &command);
+            return exec::exec(&ns, &command, &cli.options.state_dir);
         }
         Command::Ping {
             namespace,

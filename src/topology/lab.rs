@@ -196,13 +196,15 @@ pub(super) fn parse(
                 .collect()
         };
         let (exec, run) = (commands(&n.exec)?, commands(&n.run)?);
+        let files = node_files(cx, owner, &n.files)?;
         let made = n.forward
             || !n.attach.is_empty()
             || lab
                 .links
                 .iter()
                 .any(|l| l.ends.iter().any(|e| e.namespace == *ns.get_ref()));
-        if (!exec.is_empty() || !run.is_empty()) && !made {
+        let any = !exec.is_empty() || !run.is_empty() || !files.is_empty();
+        if any && !made {
             return Err(cx.err(
                 ns.span(),
                 format!(
@@ -211,10 +213,10 @@ pub(super) fn parse(
                 ),
             ));
         }
-        if !exec.is_empty() || !run.is_empty() {
+        if any {
             lab.processes.insert(
                 ns.get_ref().clone(),
-                crate::model::topology::NodeCommands { exec, run },
+                crate::model::topology::NodeCommands { exec, run, files },
             );
         }
         if n.forward || !routes.is_empty() {
@@ -228,6 +230,41 @@ pub(super) fn parse(
         }
     }
     Ok(lab)
+}
+
+/// A node's `files`: absolute paths in the node (no `..`, not a
+/// directory), their sources beside the topology file `owner`.
+fn node_files(
+    cx: &Ctx,
+    owner: &str,
+    files: &BTreeMap<toml::Spanned<String>, toml::Spanned<super::NodeFileSpec>>,
+) -> Result<BTreeMap<std::path::PathBuf, crate::model::topology::FileSource>> {
+    use crate::model::topology::FileSource;
+    use std::path::{Component, Path};
+    let beside = Path::new(owner).parent().unwrap_or(Path::new("/"));
+    let mut out = BTreeMap::new();
+    for (path, source) in files {
+        let p = Path::new(path.get_ref());
+        let plain = p
+            .components()
+            .skip(1)
+            .all(|c| matches!(c, Component::Normal(_)));
+        if !p.is_absolute() || !plain || p.parent().is_none() || path.get_ref().ends_with('/') {
+            return Err(cx.err(
+                path.span(),
+                format!(
+                    "node file {:?}: a file's absolute path in the node, without .. (such as /etc/frr/frr.conf)",
+                    path.get_ref()
+                ),
+            ));
+        }
+        let src = match source.get_ref() {
+            super::NodeFileSpec::Path(rel) => FileSource::Path(beside.join(rel)),
+            super::NodeFileSpec::Inline { text } => FileSource::Text(text.clone()),
+        };
+        out.insert(p.to_path_buf(), src);
+    }
+    Ok(out)
 }
 
 /// The file as a graph: its networks, namespaces, attachments and links.

@@ -91,6 +91,18 @@ struct NamespaceSpec {
     /// Long-running processes `up` starts and `down` stops.
     #[serde(default)]
     run: Vec<Spanned<String>>,
+    /// Files the node's processes see: path in the node -> a file beside
+    /// the topology file, or `{ text = "..." }`.
+    #[serde(default)]
+    files: BTreeMap<Spanned<String>, Spanned<NodeFileSpec>>,
+}
+
+/// A node file's content as the file gives it.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum NodeFileSpec {
+    Path(String),
+    Inline { text: String },
 }
 
 /// `ip = "10.0.0.2"` or `ip = ["10.0.0.2", "fd00::2"]`. (Spans do not
