@@ -627,6 +627,65 @@ fn capture_writes_what_crosses_a_link() {
     sb.fails("capture nowhere:eth0", 3);
 }
 
+/// An FRR lab of `examples/` copied where the daemons (user frr) may read
+/// their configurations, in a sandbox whose /var/tmp (FRR's crash
+/// buffers) is its own; the copy's topology file.
+fn frr_lab(sb: &Sandbox, name: &str) -> String {
+    crate::common::require_tools(
+        &[
+            "/usr/lib/frr/zebra",
+            "/usr/lib/frr/ospfd",
+            "/usr/lib/frr/bgpd",
+            "vtysh",
+        ],
+        "Debian package frr; scripts/test installs it",
+    );
+    sb.sh(&format!(
+        "mount -t tmpfs nsnet-test /var/tmp && mkdir -m 755 /run/lab && \
+         cp -r {0}/examples/{name}.toml {0}/examples/{name} /run/lab/ && chmod -R a+rX /run/lab",
+        env!("CARGO_MANIFEST_DIR")
+    ));
+    format!("/run/lab/{name}.toml")
+}
+
+/// How long until `from` pings `to`, within `limit` seconds.
+fn reach(sb: &Sandbox, from: &str, to: &str, limit: u64) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(limit) {
+        let ping = format!("ip netns exec {from} ping -c 1 -W 1 {to}");
+        if sb.sh_status(&ping).status.success() {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+/// The pids of the processes nsnet runs in nodes (its runtime files;
+/// never another test's), each checked to be an FRR daemon.
+fn frr_pids(sb: &Sandbox) -> Vec<i64> {
+    let ps: serde_json::Value = serde_json::from_str(&sb.ok("--json ps")).unwrap();
+    let pids: Vec<i64> = ps
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["running"] == true)
+        .map(|p| p["pid"].as_i64().unwrap())
+        .collect();
+    for pid in &pids {
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+        assert!(exe.starts_with("/usr/lib/frr"), "{pid}: {}", exe.display());
+    }
+    pids
+}
+
+fn assert_gone(pids: &[i64]) {
+    for pid in pids {
+        let gone = !std::path::Path::new(&format!("/proc/{pid}/ns/net")).exists();
+        assert!(gone, "FRR process {pid} left");
+    }
+}
+
 /// `examples/ospf-lab.toml` with FRR: the routers' zebra and ospfd start
 /// with `up`, h1 reaches h2 once OSPF converged (bounded), the learned
 /// routes are in r1's kernel, a ring link taken down re-routes within the
@@ -634,37 +693,11 @@ fn capture_writes_what_crosses_a_link() {
 /// before.
 #[test]
 fn the_ospf_lab_converges_reroutes_and_leaves_nothing() {
-    crate::common::require_tools(
-        &["/usr/lib/frr/zebra", "/usr/lib/frr/ospfd", "vtysh"],
-        "Debian package frr; scripts/test installs it",
-    );
     let sb = Sandbox::new();
-    // FRR keeps crash buffers under /var/tmp/frr: the sandbox's own. The
-    // daemons read their configuration as user frr: a copy of the example
-    // in a directory it may read.
-    sb.sh(&format!(
-        "mount -t tmpfs nsnet-test /var/tmp && mkdir -m 755 /run/lab && \
-         cp -r {0}/examples/ospf-lab.toml {0}/examples/ospf-lab /run/lab/ && chmod -R a+rX /run/lab",
-        env!("CARGO_MANIFEST_DIR")
-    ));
+    let file = frr_lab(&sb, "ospf-lab");
     let before = sb.snapshot();
-    let file = "/run/lab/ospf-lab.toml";
-    sb.ok(&["up", "-f", file]);
-    let reach = |limit: u64| {
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(limit) {
-            if sb
-                .sh_status("ip netns exec h1 ping -c 1 -W 1 10.0.3.2")
-                .status
-                .success()
-            {
-                return Some(start.elapsed());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        None
-    };
-    let converged = reach(60);
+    sb.ok(&["up", "-f", &file]);
+    let converged = reach(&sb, "h1", "10.0.3.2", 60);
     assert!(converged.is_some(), "no convergence: {}", sb.ok("logs r1"));
     let routes = sb.sh("ip -n r1 -4 route show proto ospf");
     assert!(routes.contains("10.0.3.0/24"), "{routes}");
@@ -679,8 +712,8 @@ fn the_ospf_lab_converges_reroutes_and_leaves_nothing() {
         "show ip ospf neighbor",
     ]);
     assert_eq!(neighbours.matches("Full").count(), 2, "{neighbours}");
-    // The r1 - r2 link goes: traffic takes r4 once the neighbour is dead
-    // (4 s) and SPF ran.
+    // The link r1 uses goes: traffic takes the other side of the ring once
+    // SPF ran (at once when r1 sees its link down; else after 4 s).
     let via = sb.sh("ip -n r1 route get 10.0.3.2");
     let (gone, other) = if via.contains("dev eth1") {
         ("eth1", "eth2")
@@ -688,7 +721,7 @@ fn the_ospf_lab_converges_reroutes_and_leaves_nothing() {
         ("eth2", "eth1")
     };
     sb.sh(&format!("ip -n r1 link set {gone} down"));
-    let rerouted = reach(20);
+    let rerouted = reach(&sb, "h1", "10.0.3.2", 20);
     assert!(
         rerouted.is_some(),
         "no re-route: {}",
@@ -701,27 +734,46 @@ fn the_ospf_lab_converges_reroutes_and_leaves_nothing() {
         converged.unwrap(),
         rerouted.unwrap()
     );
-    // The processes nsnet started (its runtime files; never another
-    // test's): each runs the FRR daemon it exec'd.
-    let ps: serde_json::Value = serde_json::from_str(&sb.ok("--json ps")).unwrap();
-    let pids: Vec<i64> = ps
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|p| p["running"] == true)
-        .map(|p| p["pid"].as_i64().unwrap())
-        .collect();
-    assert_eq!(pids.len(), 8, "zebra and ospfd on four routers: {ps}");
-    for pid in &pids {
-        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
-        assert!(exe.starts_with("/usr/lib/frr"), "{pid}: {}", exe.display());
-    }
-    sb.ok(&["down", "-f", file]);
-    for pid in &pids {
-        assert!(
-            !std::path::Path::new(&format!("/proc/{pid}/ns/net")).exists(),
-            "FRR process {pid} left"
-        );
-    }
+    let pids = frr_pids(&sb);
+    assert_eq!(pids.len(), 8, "zebra and ospfd on four routers");
+    sb.ok(&["down", "-f", &file]);
+    assert_gone(&pids);
+    assert_same(&sb.snapshot(), &before, "down");
+}
+
+/// `examples/bgp-lab.toml`: two autonomous systems learn each other's LAN
+/// over eBGP, h1 reaches h2, and `down` leaves nothing.
+#[test]
+fn the_bgp_lab_exchanges_routes_and_leaves_nothing() {
+    let sb = Sandbox::new();
+    let file = frr_lab(&sb, "bgp-lab");
+    let before = sb.snapshot();
+    sb.ok(&["up", "-f", &file]);
+    let converged = reach(&sb, "h1", "10.0.2.2", 60);
+    assert!(converged.is_some(), "no session: {}", sb.ok("logs r1"));
+    let routes = sb.sh("ip -n r1 -4 route show proto bgp");
+    assert!(
+        routes.contains("10.0.2.0/24 nhid") || routes.contains("10.0.2.0/24 via"),
+        "{routes}"
+    );
+    let summary = sb.ok(&[
+        "exec",
+        "r2",
+        "--",
+        "vtysh",
+        "-N",
+        "r2",
+        "-c",
+        "show bgp ipv4 unicast 10.0.1.0/24",
+    ]);
+    assert!(
+        summary.contains("65001"),
+        "r2 did not learn h1's LAN from AS 65001: {summary}"
+    );
+    eprintln!("BGP lab: converged in {:?}", converged.unwrap());
+    let pids = frr_pids(&sb);
+    assert_eq!(pids.len(), 4, "zebra and bgpd on two routers");
+    sb.ok(&["down", "-f", &file]);
+    assert_gone(&pids);
     assert_same(&sb.snapshot(), &before, "down");
 }
