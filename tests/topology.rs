@@ -417,6 +417,26 @@ fn nodes_run_their_commands_and_down_stops_them() {
         &write(&dir, &text(r#""echo started; exec sleep 600""#)),
     ]);
     assert_eq!(sb.ok("ps").matches("running").count(), 2);
+    // n2 without commands or files: its server stops, its files go.
+    let motd = std::path::Path::new("/etc/netns/n2/nsnet-test/motd");
+    assert!(motd.exists(), "the node file is where iproute2 looks");
+    let bare = text(r#""echo started; exec sleep 600""#)
+        .replace(
+            "run = [\"busybox httpd -f -p 10.77.0.20:8080 -h /run/site\"]\n",
+            "",
+        )
+        .lines()
+        .filter(|l| !l.starts_with("files = "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let out = sb.ok(&["up", "-f", &write(&dir, &bare)]);
+    assert!(
+        out.contains("stop in n2") && out.contains("remove /etc/nsnet-test/motd in n2"),
+        "{out}"
+    );
+    assert!(!motd.exists());
+    assert_eq!(sb.ok("ps").matches("running").count(), 1);
+    write(&dir, &text(r#""echo started; exec sleep 600""#));
     // A process that exits at once fails up, naming its log.
     write(
         &dir,

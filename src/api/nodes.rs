@@ -213,39 +213,34 @@ impl Nsnet {
 
     /// Removes the node files of `owner` (`down`).
     fn remove_file_files(&self, owner: &str) -> Result<()> {
-        let nodes: Vec<String> = std::fs::read_dir(self.nodes_dir())
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| {
-                e.file_name()
-                    .to_str()?
-                    .strip_suffix(".files.json")
-                    .map(str::to_string)
-            })
-            .collect();
-        for node in nodes {
+        for node in self.runtime_nodes(".files.json") {
             self.converge_files(&node, &Default::default(), owner)?;
         }
         Ok(())
     }
 
-    /// The nodes that have a runtime file.
-    fn nodes_with_processes(&self) -> Vec<String> {
+    /// The nodes with a runtime file named `NODE{suffix}`, sorted.
+    fn runtime_nodes(&self, suffix: &str) -> Vec<String> {
         let mut nodes: Vec<String> = std::fs::read_dir(self.nodes_dir())
             .into_iter()
             .flatten()
             .flatten()
             .filter_map(|e| {
                 let name = e.file_name().to_str()?.to_string();
-                if name.ends_with(".files.json") {
+                // NODE.json is not NODE.files.json's.
+                if suffix == ".json" && name.ends_with(".files.json") {
                     return None;
                 }
-                name.strip_suffix(".json").map(str::to_string)
+                name.strip_suffix(suffix).map(str::to_string)
             })
             .collect();
         nodes.sort();
         nodes
+    }
+
+    /// The nodes that have processes recorded.
+    fn nodes_with_processes(&self) -> Vec<String> {
+        self.runtime_nodes(".json")
     }
 
     /// The processes `up` started, of one node or all, and whether each
@@ -270,28 +265,45 @@ impl Nsnet {
             .collect()
     }
 
+    /// What `converge_files` would change in `node`, as lines.
+    fn file_changes(
+        &self,
+        node: &str,
+        want: &std::collections::BTreeMap<PathBuf, FileSource>,
+        owner: &str,
+        lines: &mut Vec<String>,
+    ) {
+        let root = self.node_root(node);
+        for (path, source) in want {
+            let host = match place_of(node, path, &root) {
+                FilePlace::Etc { host, .. } | FilePlace::Private { host, .. } => host,
+            };
+            let content = match source {
+                FileSource::Text(t) => Some(t.clone().into_bytes()),
+                FileSource::Path(p) => std::fs::read(p).ok(),
+            };
+            if content.is_none() || std::fs::read(&host).ok() != content {
+                lines.push(format!("write {} in {node}", path.display()));
+            }
+        }
+        for f in self.read_files(node) {
+            if f.owner == owner && !want.contains_key(&f.path) {
+                lines.push(format!("remove {} in {node}", f.path.display()));
+            }
+        }
+    }
+
     /// What `converge_processes` would change, as lines.
     pub(super) fn process_changes(&self, topo: &Topology) -> Vec<String> {
         let mut lines = Vec::new();
+        let none = NodeCommands::default();
+        for node in self.runtime_nodes(".files.json") {
+            if !topo.lab.processes.contains_key(&node) {
+                self.file_changes(&node, &none.files, &topo.owner, &mut lines);
+            }
+        }
         for (node, want) in &topo.lab.processes {
-            let root = self.node_root(node);
-            for (path, source) in &want.files {
-                let host = match place_of(node, path, &root) {
-                    FilePlace::Etc { host, .. } | FilePlace::Private { host, .. } => host,
-                };
-                let content = match source {
-                    FileSource::Text(t) => Some(t.clone().into_bytes()),
-                    FileSource::Path(p) => std::fs::read(p).ok(),
-                };
-                if content.is_none() || std::fs::read(&host).ok() != content {
-                    lines.push(format!("write {} in {node}", path.display()));
-                }
-            }
-            for f in self.read_files(node) {
-                if f.owner == topo.owner && !want.files.contains_key(&f.path) {
-                    lines.push(format!("remove {} in {node}", f.path.display()));
-                }
-            }
+            self.file_changes(node, &want.files, &topo.owner, &mut lines);
             let have = self.read_node(node);
             for cmd in &want.run {
                 if !have.iter().any(|p| &p.command == cmd && alive(p)) {
@@ -323,6 +335,11 @@ impl Nsnet {
         for node in self.nodes_with_processes() {
             if !topo.lab.processes.contains_key(&node) {
                 self.stop_processes_of(&node, &topo.owner, &[])?;
+            }
+        }
+        for node in self.runtime_nodes(".files.json") {
+            if !topo.lab.processes.contains_key(&node) {
+                self.converge_files(&node, &Default::default(), &topo.owner)?;
             }
         }
         let mut started: Vec<(String, String, PathBuf, Child)> = Vec::new();
