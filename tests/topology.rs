@@ -458,3 +458,31 @@ fn nodes_run_their_commands_and_down_stops_them() {
     assert_eq!(sb.ok("ps").lines().count(), 1, "only the header");
     assert_same(&sb.snapshot(), &before, "down");
 }
+
+/// A process whose record was lost (an `up` killed between starting it
+/// and recording it) is found again by the next `up`, not started twice,
+/// and `down` stops it.
+#[test]
+fn a_node_process_whose_record_was_lost_is_taken_on_not_doubled() {
+    let sb = Sandbox::new();
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        &dir,
+        "[networks.lan]\nsubnets = [\"10.78.0.0/24\"]\n[namespaces.n1]\nattach = [{ network = \"lan\" }]\nrun = [\"exec sleep 600\"]\n",
+    );
+    sb.ok(&["up", "-f", &file]);
+    let first = pids(&sb);
+    assert_eq!(first.len(), 1);
+    sb.sh("rm /run/nsnet/nodes/n1.json");
+    assert!(pids(&sb).is_empty(), "the record is gone");
+    let again = sb.ok(&["up", "-f", &file]);
+    assert!(!again.contains("run in n1"), "{again}");
+    assert_eq!(pids(&sb), first, "the same process, taken on");
+    sb.sh("rm /run/nsnet/nodes/n1.json");
+    sb.ok(&["down", "-f", &file]);
+    let pid = first[0].1;
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}/ns/net")).exists(),
+        "an unrecorded process survived down"
+    );
+}

@@ -310,12 +310,13 @@ impl Nsnet {
         // `exec` commands; `run` commands that do not run are started.
         let procs = self.process_changes(topo);
         if dry_run || out.changes.is_empty() {
-            let start = !dry_run && !procs.is_empty();
-            out.changes.extend(procs);
-            if start {
+            // Also with nothing to start: a process whose record was lost
+            // is recorded again.
+            if !dry_run && !topo.lab.processes.is_empty() {
                 self.converge_processes(topo, &BTreeSet::new())?;
-                out.applied = true;
+                out.applied = !procs.is_empty();
             }
+            out.changes.extend(procs);
             return Ok(out);
         }
         let fresh: BTreeSet<String> = topo

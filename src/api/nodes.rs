@@ -70,6 +70,42 @@ pub struct ProcessView {
     pub owner: String,
 }
 
+/// The environment variable that marks a process `up` started: the file,
+/// the node and the command it runs for, so that one whose record was lost
+/// (an `up` killed between starting it and recording it) is found again
+/// rather than started twice, and stopped by `down`.
+const MARK: &str = "NSNET_NODE_PROCESS";
+
+fn owner_mark(owner: &str) -> String {
+    format!("{:08x}.", crate::model::names::stable_hash(&[owner]))
+}
+
+fn mark_of(owner: &str, node: &str, command: &str) -> String {
+    format!(
+        "{}{node}.{:08x}",
+        owner_mark(owner),
+        crate::model::names::stable_hash(&[command])
+    )
+}
+
+/// Live processes whose mark starts with `prefix`.
+fn marked(prefix: &str) -> Vec<i32> {
+    let needle = format!("{MARK}={prefix}");
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
+                env.split(|b| *b == 0)
+                    .any(|v| v.starts_with(needle.as_bytes()))
+            }) && start_of(*pid).is_some()
+        })
+        .collect()
+}
+
 /// The start time (clock ticks since boot) of a live, non-zombie process.
 fn start_of(pid: i32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -306,7 +342,9 @@ impl Nsnet {
             self.file_changes(node, &want.files, &topo.owner, &mut lines);
             let have = self.read_node(node);
             for cmd in &want.run {
-                if !have.iter().any(|p| &p.command == cmd && alive(p)) {
+                let runs = have.iter().any(|p| &p.command == cmd && alive(p))
+                    || !marked(&mark_of(&topo.owner, node, cmd)).is_empty();
+                if !runs {
                     lines.push(format!("run in {node}: {cmd}"));
                 }
             }
@@ -400,7 +438,20 @@ impl Nsnet {
                 continue;
             }
             let log = self.nodes_dir().join(format!("{node}.{k}.log"));
-            let child = spawn(node, cmd, owner, self.store.dir(), &log)?;
+            let mark = mark_of(owner, node, cmd);
+            // Started by an `up` that did not live to record it: taken on.
+            if let Some(pid) = marked(&mark).into_iter().next() {
+                procs.retain(|p| &p.command != cmd);
+                procs.push(NodeProcess {
+                    command: cmd.clone(),
+                    pid,
+                    start: start_of(pid).unwrap_or_default(),
+                    log,
+                    owner: owner.to_string(),
+                });
+                continue;
+            }
+            let child = spawn(node, cmd, owner, self.store.dir(), &log, &mark)?;
             let pid = child.id() as i32;
             procs.retain(|p| &p.command != cmd);
             procs.push(NodeProcess {
@@ -431,6 +482,18 @@ impl Nsnet {
             self.stop_processes_of(&node, owner, &[])?;
             for p in &mine {
                 let _ = std::fs::remove_file(&p.log);
+            }
+        }
+        // Those started by an `up` that did not live to record them.
+        for pid in marked(&owner_mark(owner)) {
+            if let Some(start) = start_of(pid) {
+                stop(&NodeProcess {
+                    command: String::new(),
+                    pid,
+                    start,
+                    log: PathBuf::new(),
+                    owner: owner.to_string(),
+                });
             }
         }
         self.remove_file_files(owner)?;
@@ -538,7 +601,14 @@ fn run_once(node: &str, command: &str, owner: &str, state_dir: &Path) -> Result<
 
 /// Starts a `run` command in a session of its own, its output appended to
 /// `log`.
-fn spawn(node: &str, command: &str, owner: &str, state_dir: &Path, log: &Path) -> Result<Child> {
+fn spawn(
+    node: &str,
+    command: &str,
+    owner: &str,
+    state_dir: &Path,
+    log: &Path,
+    mark: &str,
+) -> Result<Child> {
     use std::os::unix::process::CommandExt;
     let fail = |what, source| Error::NodeProcess {
         node: node.to_string(),
@@ -556,7 +626,7 @@ fn spawn(node: &str, command: &str, owner: &str, state_dir: &Path, log: &Path) -
         .map_err(|e| fail("opening its log", e))?;
     let err = out.try_clone().map_err(|e| fail("opening its log", e))?;
     let mut cmd = in_node(node, command, owner, state_dir)?;
-    cmd.stdout(out).stderr(err);
+    cmd.stdout(out).stderr(err).env(MARK, mark);
     // SAFETY: setsid(2) is async-signal-safe and touches no memory of ours.
     unsafe {
         cmd.pre_exec(|| {
