@@ -486,3 +486,28 @@ fn a_node_process_whose_record_was_lost_is_taken_on_not_doubled() {
         "an unrecorded process survived down"
     );
 }
+
+/// A node deleted behind nsnet's back (`ip netns del`) leaves its
+/// processes running in the unnamed namespace; `gc` stops and forgets
+/// them.
+#[test]
+fn gc_stops_the_processes_of_a_node_deleted_by_hand() {
+    let sb = Sandbox::new();
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        &dir,
+        "[networks.lan]\nsubnets = [\"10.79.0.0/24\"]\n[namespaces.n1]\nattach = [{ network = \"lan\" }]\nrun = [\"exec sleep 600\"]\n",
+    );
+    sb.ok(&["up", "-f", &file]);
+    let pid = pids(&sb)[0].1;
+    sb.sh("ip netns del n1");
+    assert!(std::path::Path::new(&format!("/proc/{pid}/ns/net")).exists());
+    let out = sb.ok("gc");
+    assert!(
+        out.contains("stop process \"exec sleep 600\" of n1"),
+        "{out}"
+    );
+    assert!(!std::path::Path::new(&format!("/proc/{pid}/ns/net")).exists());
+    assert!(pids(&sb).is_empty());
+    sb.ok(&["down", "-f", &file]);
+}

@@ -464,6 +464,7 @@ impl Nsnet {
             }
         }
         ops.extend(crate::plan::lab::plan_lab_removal(&mut after, &removal)?);
+        self.forget_gone_nodes(&mut out);
         self.tear_down(&lock, &before, &after, ops, out)
     }
 

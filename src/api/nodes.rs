@@ -502,6 +502,27 @@ impl Nsnet {
         Ok(())
     }
 
+    /// Stops and forgets the processes of nodes whose namespace was
+    /// deleted behind nsnet's back (`ip netns del`): a process left running
+    /// keeps the unnamed namespace alive. Their logs go too (`gc`).
+    pub(super) fn forget_gone_nodes(&self, out: &mut Outcome) {
+        for node in self.nodes_with_processes() {
+            if self.namespace_exists(&NsRef::Named(node.clone())) {
+                continue;
+            }
+            for p in &self.read_node(&node) {
+                let what = if alive(p) { "stop" } else { "forget" };
+                out.changes.push(format!(
+                    "{what} process {:?} of {node} (its namespace no longer exists)",
+                    p.command
+                ));
+                stop(p);
+                let _ = std::fs::remove_file(&p.log);
+            }
+            let _ = self.write_node(&node, &[]);
+        }
+    }
+
     /// The `run` processes that died while their node lives.
     pub(super) fn exited_processes(&self) -> Vec<ProcessView> {
         self.node_processes(None)
