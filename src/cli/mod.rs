@@ -251,7 +251,8 @@ pub enum Command {
         #[arg(short = 'f', long = "file", default_value = "nsnet.toml")]
         file: PathBuf,
     },
-    /// Forget attachments whose namespace no longer exists (removing their veths, leases, ports)
+    /// Forget what refers to namespaces that no longer exist: attachments (their veths,
+    /// leases, ports), links, and the processes topology files ran in them
     Gc,
     /// Compare what nsnet recorded with the kernel and the firewall (exit 1 on drift)
     Check {

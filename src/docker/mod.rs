@@ -264,6 +264,27 @@ fn idempotent(r: crate::api::Result<()>) -> Result<(), String> {
     }
 }
 
+/// Whether a driver serves on `socket`: it answers Docker's handshake
+/// within a second. A socket that only accepts is stale: a driver killed
+/// a moment ago may still hold it while it exits (a supervisor restarting
+/// it at once saw "another driver" there), and the kernel queues a
+/// connection to it that nobody will answer.
+fn answers(socket: &Path) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::os::unix::net::UnixStream::connect(socket) else {
+        return false;
+    };
+    let wait = Some(std::time::Duration::from_secs(1));
+    if s.set_read_timeout(wait).is_err() || s.set_write_timeout(wait).is_err() {
+        return false;
+    }
+    let asked = s.write_all(
+        b"POST /Plugin.Activate HTTP/1.1\r\nHost: plugin\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    let mut head = [0u8; 8];
+    asked.is_ok() && s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.")
+}
+
 /// Binds `socket`, removing a stale one (left by a killed driver: no one
 /// answers on it).
 fn listen(socket: &Path) -> Result<tiny_http::Server, Error> {
@@ -273,7 +294,7 @@ fn listen(socket: &Path) -> Result<tiny_http::Server, Error> {
             source,
         })?;
     }
-    if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+    if answers(socket) {
         return Err(Error::Listen {
             path: socket.to_path_buf(),
             reason: "another driver answers on it".into(),

@@ -188,6 +188,10 @@ scenario_restart() {
   D run -d --name r1 --network rnet bb sleep 600 >/dev/null
   stop_pid "$PLUGIN" 5; start_plugin
   D run --rm --network rnet bb ping -c1 -W2 r1 >/dev/null || fail "after a plugin restart"
+  # A second driver on the socket of a live one is refused, and leaves it.
+  if second=$("$NSNET" docker-plugin 2>&1 </dev/null); then fail "a second driver started"; fi
+  case $second in *"another driver answers"*) ;; *) fail "second driver: $second" ;; esac
+  D run --rm --network rnet bb ping -c1 -W2 r1 >/dev/null || fail "the second driver broke the first"
   step plugin-restart
   stop_pid "$DOCKERD" 30; start_dockerd
   [ -z "$(leaked)" ] || fail "dockerd stop leaked: $(leaked)"
