@@ -439,29 +439,22 @@ impl Nsnet {
             }
             let log = self.nodes_dir().join(format!("{node}.{k}.log"));
             let mark = mark_of(owner, node, cmd);
-            // Started by an `up` that did not live to record it: taken on.
-            if let Some(pid) = marked(&mark).into_iter().next() {
-                procs.retain(|p| &p.command != cmd);
-                procs.push(NodeProcess {
-                    command: cmd.clone(),
-                    pid,
-                    start: start_of(pid).unwrap_or_default(),
-                    log,
-                    owner: owner.to_string(),
-                });
-                continue;
-            }
-            let child = spawn(node, cmd, owner, self.store.dir(), &log, &mark)?;
-            let pid = child.id() as i32;
-            procs.retain(|p| &p.command != cmd);
-            procs.push(NodeProcess {
+            let record = |pid: i32| NodeProcess {
                 command: cmd.clone(),
                 pid,
                 start: start_of(pid).unwrap_or_default(),
                 log: log.clone(),
                 owner: owner.to_string(),
-            });
-            started.push((node.to_string(), cmd.clone(), log, child));
+            };
+            procs.retain(|p| &p.command != cmd);
+            // Started by an `up` that did not live to record it: taken on.
+            if let Some(pid) = marked(&mark).into_iter().next() {
+                procs.push(record(pid));
+                continue;
+            }
+            let child = spawn(node, cmd, owner, self.store.dir(), &log, &mark)?;
+            procs.push(record(child.id() as i32));
+            started.push((node.to_string(), cmd.clone(), log.clone(), child));
         }
         self.write_node(node, &procs)?;
         Ok(started)
