@@ -6,7 +6,7 @@ use crate::common::{assert_same, Sandbox};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 const ROUTED_LAB: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/routed-lab.toml");
@@ -583,7 +583,8 @@ fn capture_writes_what_crosses_a_link() {
     let sb = Sandbox::new();
     link_a_b(&sb, "10.9.0");
     let pcap = "/run/link.pcap";
-    let cap = Command::new(crate::common::NSNET)
+    let cap = sb
+        .command(crate::common::NSNET)
         .args(["capture", "a:eth1", "-w", pcap, "-c", "5", "icmp"])
         .stderr(Stdio::piped())
         .spawn()
@@ -604,7 +605,8 @@ fn capture_writes_what_crosses_a_link() {
     assert_eq!(read.matches("ICMP echo reply").count(), 2, "{read}");
     assert!(read.contains("10.9.0.1 > 10.9.0.2"), "{read}");
     // Lines, both directions.
-    let cap = Command::new(crate::common::NSNET)
+    let cap = sb
+        .command(crate::common::NSNET)
         .args(["capture", "b:eth1", "-c", "2", "icmp"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

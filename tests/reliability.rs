@@ -310,7 +310,7 @@ fn a_hundred_parallel_connects_get_distinct_addresses() {
     sb.ok("network create storm --subnet 10.132.0.0/24");
     let children: Vec<_> = (0..100)
         .map(|i| {
-            std::process::Command::new(crate::common::NSNET)
+            sb.command(crate::common::NSNET)
                 .args(["-q", "connect", "storm", &format!("s{i}")])
                 .stderr(std::process::Stdio::piped())
                 .spawn()
@@ -346,7 +346,7 @@ fn overlapping_creates_race_and_exactly_one_wins() {
     let sb = Sandbox::new();
     let children: Vec<_> = (0..20)
         .map(|i| {
-            std::process::Command::new(crate::common::NSNET)
+            sb.command(crate::common::NSNET)
                 .args([
                     "-q",
                     "network",
@@ -394,7 +394,7 @@ fn parallel_ups_and_downs_of_different_files_do_not_interfere() {
         let children: Vec<_> = files
             .iter()
             .map(|f| {
-                std::process::Command::new(crate::common::NSNET)
+                sb.command(crate::common::NSNET)
                     .args(["-q", verb, "-f", f])
                     .stderr(std::process::Stdio::piped())
                     .spawn()

@@ -53,8 +53,13 @@ fn settled(v: serde_json::Value) -> String {
 }
 
 pub struct Sandbox {
-    _private: (),
+    /// Set in the environment of every command the sandbox runs, which
+    /// all they start inherit: the watchdog's way to find them.
+    id: String,
 }
+
+/// The environment variable that names a process's sandbox.
+const SANDBOX_ENV: &str = "NSNET_TEST_SANDBOX";
 
 /// A command line for nsnet: a string split on whitespace, as one would
 /// type it (`"network create lab --subnet 10.0.0.0/24"`), or a list of
@@ -125,17 +130,23 @@ pub fn bound_to_test(cmd: &mut Command) -> &mut Command {
     }
 }
 
-/// A watchdog per sandbox for what nsnet itself starts detached (its DNS
-/// server): when the test's thread ends, however it ends, the kernel sends
-/// it SIGTERM and it kills every process left in the sandbox's mount
-/// namespace, which all of them inherit.
-fn start_watchdog() {
-    let script = r#"me=$(readlink /proc/self/ns/mnt)
+/// A watchdog per sandbox for what nsnet starts detached (its DNS server,
+/// the processes of topology nodes): when the test's thread ends, however
+/// it ends, the kernel sends it SIGTERM and it kills every process left in
+/// the sandbox's mount namespace, and every process that carries the
+/// sandbox's id in its environment (those in mount namespaces of their
+/// own: `nsnet exec` makes one for each node process, the demo one for
+/// itself).
+fn start_watchdog(id: &str) {
+    let script = r#"me=$(readlink /proc/self/ns/mnt); mark="NSNET_TEST_SANDBOX=$1"
 trap 'for d in /proc/[0-9]*; do p=${d#/proc/}; [ "$p" = $$ ] && continue;
-  [ "$(readlink "$d/ns/mnt" 2>/dev/null)" = "$me" ] && kill -9 "$p" 2>/dev/null; done; exit 0' TERM
+  if [ "$(readlink "$d/ns/mnt" 2>/dev/null)" = "$me" ] ||
+     tr "\0" "\n" < "$d/environ" 2>/dev/null | grep -qx "$mark"; then kill -9 "$p" 2>/dev/null; fi
+  done; exit 0' TERM
 while :; do sleep 3600 & wait $!; done"#;
     let mut cmd = Command::new("sh");
-    cmd.args(["-c", script])
+    // The id goes as an argument: the watchdog's own environment is clean.
+    cmd.args(["-c", script, "watchdog", id])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
@@ -181,22 +192,29 @@ impl Sandbox {
              (run the README's test command as root)"
         );
         nsnet::kernel::sandbox::enter().expect("entering the test sandbox");
-        start_watchdog();
-        let sb = Sandbox { _private: () };
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = format!("{}-{n}", std::process::id());
+        start_watchdog(&id);
+        let sb = Sandbox { id };
         sb.sh("ip link set lo up");
         sb
     }
 
     /// Runs nsnet with `args`.
     pub fn run(&self, args: impl Argv) -> Output {
-        Command::new(NSNET)
-            .args(args.argv())
-            .output()
-            .expect("running nsnet")
+        self.run_env(args, &[])
+    }
+
+    /// A command of this sandbox: what it starts carries the sandbox's id.
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
+        c.env(SANDBOX_ENV, &self.id);
+        c
     }
 
     pub fn run_env(&self, args: impl Argv, env: &[(&str, &str)]) -> Output {
-        let mut c = Command::new(NSNET);
+        let mut c = self.command(NSNET);
         c.args(args.argv());
         for (k, v) in env {
             c.env(k, v);
@@ -237,7 +255,7 @@ impl Sandbox {
 
     /// Runs a shell command (iproute2, nft, ping as independent oracles).
     pub fn sh_status(&self, cmd: &str) -> Output {
-        Command::new("bash")
+        self.command("bash")
             .args(["-c", cmd])
             .output()
             .expect("running bash")
