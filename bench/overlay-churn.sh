@@ -29,22 +29,8 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
-ip link add ul address 02:00:00:00:00:fe type bridge && ip link set ul up && ip addr add 198.51.100.254/24 dev ul
-for i in $(seq $HOSTS); do
-  ip netns add h$i
-  ip link add h${i}u type veth peer name eth0 netns h$i
-  ip link set h${i}u master ul up
-  ip -n h$i link set lo up
-  ip -n h$i addr add 198.51.100.$i/24 dev eth0 && ip -n h$i link set eth0 up
-done
-mkdir -p /run/etcd-data
-etcd --name e1 --data-dir /run/etcd-data --listen-client-urls $ETCD --advertise-client-urls $ETCD \
-  --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
-  --initial-cluster e1=http://127.0.0.1:2380 >/run/etcd.log 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do curl -s -m 1 $ETCD/health | grep -q true && break; sleep 0.1; done
+overlay_world $HOSTS
 
-h() { local i=$1; shift; NSNET_STATE_DIR=/run/nsnet-h$i nsenter --net=/run/netns/h$i "$@"; }
 ticks=$(getconf CLK_TCK)
 declare -A agent_pid=() member=()
 cpu_ticks=0 life_ticks=0 busiest=0

@@ -169,6 +169,14 @@ impl Cluster {
         self.ok(i, &overlay_args("lab", subnet));
     }
 
+    /// Host `i` joins network lab (host subnets of `subnet`), connects its
+    /// namespace c{i} and runs its agent.
+    fn serve(&mut self, i: usize, subnet: &str) {
+        self.join(i, subnet);
+        self.ok(i, &["connect", "lab", &format!("c{i}")]);
+        self.start_agent(i);
+    }
+
     fn start_agent(&mut self, i: usize) {
         let log = std::fs::File::create(format!("/run/agent-h{i}.log")).unwrap();
         let mut cmd = self.cmd(i, "agent");
@@ -375,9 +383,7 @@ fn racing_joins_get_distinct_subnets() {
 fn late_joiner_is_reachable_and_a_dead_host_is_withdrawn() {
     let mut c = Cluster::new(3);
     for i in 1..=2 {
-        c.join(i, "10.200.0.0/16");
-        c.ok(i, &["connect", "lab", &format!("c{i}")]);
-        c.start_agent(i);
+        c.serve(i, "10.200.0.0/16");
     }
     c.join(3, "10.200.0.0/16");
     c.ok(3, "connect lab c3");
@@ -429,9 +435,7 @@ fn late_joiner_is_reachable_and_a_dead_host_is_withdrawn() {
 fn an_etcd_outage_flushes_nothing_and_the_agents_reconverge() {
     let mut c = Cluster::new(3);
     for i in 1..=2 {
-        c.join(i, "10.200.0.0/16");
-        c.ok(i, &["connect", "lab", &format!("c{i}")]);
-        c.start_agent(i);
+        c.serve(i, "10.200.0.0/16");
     }
     let a2 = c.addr("c2");
     assert!(c
@@ -467,9 +471,7 @@ fn leaving_on_every_host_restores_etcd_and_the_hosts() {
     let mut c = Cluster::new(3);
     let before: Vec<String> = (1..=3).map(|i| c.host_snapshot(i)).collect();
     for i in 1..=3 {
-        c.join(i, "10.200.0.0/16");
-        c.ok(i, &["connect", "lab", &format!("c{i}")]);
-        c.start_agent(i);
+        c.serve(i, "10.200.0.0/16");
     }
     assert!(c
         .wait_for(Duration::from_secs(3), || c.pings("c1", &c.addr("c3")))
@@ -729,9 +731,7 @@ fn guard_drops(c: &Cluster, i: usize) -> u64 {
 fn vxlan_is_accepted_only_from_peers() {
     let mut c = Cluster::new(2);
     for i in 1..=2 {
-        c.join(i, "10.200.0.0/16");
-        c.ok(i, &["connect", "lab", &format!("c{i}")]);
-        c.start_agent(i);
+        c.serve(i, "10.200.0.0/16");
     }
     let a1 = c.addr("c1");
     assert!(
@@ -1169,9 +1169,7 @@ fn assert_peers_follow_etcd(c: &Cluster, hosts: &[usize]) {
 fn a_host_cut_off_from_etcd_finds_its_subnet_held() {
     let mut c = Cluster::new(4);
     for i in 1..=3 {
-        c.join(i, "10.200.0.0/16");
-        c.ok(i, &["connect", "lab", &format!("c{i}")]);
-        c.start_agent(i);
+        c.serve(i, "10.200.0.0/16");
     }
     let before = claims_in_etcd(&c);
     let (a1, a2) = (c.addr("c1"), c.addr("c2"));
@@ -1427,9 +1425,7 @@ fn twenty_hosts_churn_and_end_with_the_peers_etcd_holds() {
     let mut c = Cluster::new(HOSTS);
     let mut members = BTreeSet::new();
     let join = |c: &mut Cluster, i: usize| {
-        c.join(i, "10.200.0.0/16");
-        c.ok(i, &["connect", "lab", &format!("c{i}")]);
-        c.start_agent(i);
+        c.serve(i, "10.200.0.0/16");
     };
     for i in 1..=10 {
         join(&mut c, i);

@@ -9,8 +9,14 @@ use crate::plan::{Op, Target};
 impl Nsnet {
     pub fn check(&self, network: Option<&str>) -> Result<Report> {
         let state = self.state()?;
-        let mut report = self.check_state(&state, network)?;
-        self.check_dns(&state, &mut report);
+        self.check_all(&state, network)
+    }
+
+    /// The record against the kernel, the DNS server, and (for the whole
+    /// host) the processes of topology nodes.
+    fn check_all(&self, state: &State, network: Option<&str>) -> Result<Report> {
+        let mut report = self.check_state(state, network)?;
+        self.check_dns(state, &mut report);
         if network.is_none() {
             for p in self.exited_processes() {
                 report.drift.push(check::Finding::ProcessExited {
@@ -62,19 +68,7 @@ impl Nsnet {
         if !errors.is_empty() {
             return Err(super::Error::Teardown(errors));
         }
-        let mut report = self.check_state(&state, network)?;
-        self.check_dns(&state, &mut report);
-        if network.is_none() {
-            for p in self.exited_processes() {
-                report.drift.push(check::Finding::ProcessExited {
-                    namespace: p.node,
-                    command: p.command,
-                    log: p.log.display().to_string(),
-                    owner: p.owner,
-                });
-            }
-        }
-        Ok(report)
+        self.check_all(&state, network)
     }
 }
 

@@ -123,19 +123,15 @@ fn alive(p: &NodeProcess) -> bool {
 
 /// SIGTERM, then SIGKILL after the grace period if it is still there.
 fn stop(p: &NodeProcess) {
-    if !alive(p) {
-        return;
-    }
-    // SAFETY: kill(2) of a pid whose start time matched: the process `up`
-    // started, not another that reused the pid.
-    unsafe { libc::kill(p.pid, libc::SIGTERM) };
-    let end = std::time::Instant::now() + STOP_GRACE;
-    while alive(p) && std::time::Instant::now() < end {
-        std::thread::sleep(Duration::from_millis(10));
-    }
     if alive(p) {
-        // SAFETY: as above.
-        unsafe { libc::kill(p.pid, libc::SIGKILL) };
+        // Known by pid and start time: a reused pid is never signalled.
+        crate::kernel::end_processes(vec![p.pid], STOP_GRACE, || {
+            if alive(p) {
+                vec![p.pid]
+            } else {
+                Vec::new()
+            }
+        });
     }
 }
 

@@ -153,3 +153,36 @@ pub fn each_keep_going<T>(
     }
     first.map_or(Ok(()), Err)
 }
+
+/// Ends processes: SIGTERM to each of `first` and to each that `left`
+/// reports later (children appearing meanwhile), once each, until `left`
+/// reports none or `grace` passed; then the same with SIGKILL for five
+/// seconds. Returns those still there. `left` says which still run (a
+/// caller that knows a process by its pid and start time checks both, so
+/// that a pid reused meanwhile is never signalled).
+pub fn end_processes(
+    first: Vec<i32>,
+    grace: std::time::Duration,
+    left: impl Fn() -> Vec<i32>,
+) -> Vec<i32> {
+    use std::time::{Duration, Instant};
+    let drain = |sig: libc::c_int, first: Vec<i32>, limit: Duration| -> Vec<i32> {
+        let end = Instant::now() + limit;
+        let mut signalled = std::collections::HashSet::new();
+        let mut now = first;
+        while !now.is_empty() && Instant::now() < end {
+            for p in now.iter().filter(|p| signalled.insert(**p)) {
+                // SAFETY: kill(2) of a pid `left` vouched for.
+                unsafe { libc::kill(*p, sig) };
+            }
+            std::thread::sleep(Duration::from_millis(10));
+            now = left();
+        }
+        now
+    };
+    let still = drain(libc::SIGTERM, first, grace);
+    if still.is_empty() {
+        return still;
+    }
+    drain(libc::SIGKILL, still, Duration::from_secs(5))
+}

@@ -307,36 +307,14 @@ fn pids_in(key: NsKey) -> Vec<i32> {
 }
 
 /// Ends the processes in namespace `name` (`pids`, found by
-/// `processes_by_namespace`): SIGTERM, SIGKILL to those still there after
-/// `grace`, then waits until none is left, so that no process keeps the
-/// namespace alive once it is deleted. Processes that appear meanwhile
-/// (children of those ending) get the same signals.
+/// `processes_by_namespace`, and those that appear meanwhile): SIGTERM,
+/// SIGKILL to those still there after `grace`, so that no process keeps
+/// the namespace alive once it is deleted.
 pub fn end_processes(name: &str, pids: &[i32], grace: std::time::Duration) -> Result<()> {
-    use std::time::{Duration, Instant};
     let Some(key) = key(name) else {
         return Ok(());
     };
-    // Signals each process there once, until none is left or `limit`
-    // passed; returns those left.
-    let drain = |sig: libc::c_int, first: Vec<i32>, limit: Duration| -> Vec<i32> {
-        let end = Instant::now() + limit;
-        let mut signalled = std::collections::HashSet::new();
-        let mut left = first;
-        while !left.is_empty() && Instant::now() < end {
-            for p in left.iter().filter(|p| signalled.insert(**p)) {
-                // SAFETY: kill(2) with a pid found in the namespace.
-                unsafe { libc::kill(*p, sig) };
-            }
-            std::thread::sleep(Duration::from_millis(10));
-            left = pids_in(key);
-        }
-        left
-    };
-    let left = drain(libc::SIGTERM, pids.to_vec(), grace);
-    if left.is_empty() {
-        return Ok(());
-    }
-    let left = drain(libc::SIGKILL, left, Duration::from_secs(5));
+    let left = super::end_processes(pids.to_vec(), grace, || pids_in(key));
     if left.is_empty() {
         Ok(())
     } else {
