@@ -174,6 +174,8 @@ fn bad_link_ends_are_refused_with_line_and_column() {
         ("[[links]]\nendpoints = [\"r1:eth1\", \"r2:eth1\"]\nips = [\"10.0.0.1/30\"]\n", ":3:8: ips has one entry per end"),
         ("[[links]]\nendpoints = [\"r1:eth1\", \"r2:eth1\"]\nimpair = { delay = \"20 parsecs\" }\n", ":3:10: invalid duration"),
         ("[namespaces.r1]\nroutes = [\"10.2.0.0/24 via\"]\n", ":2:11: invalid route"),
+        ("[networks.n]\nsubnets = [\"10.63.0.0/24\"]\n[[links]]\nendpoints = [\"h1:eth0\", \"network:n\"]\n", ":4:13: network:n cannot be a switch: n is a network of this file"),
+        ("[[links]]\nendpoints = [\"h1:eth0\", \"network:s1\"]\nips = [\"10.0.0.1/24\", \"10.0.0.2/24\"]\n", ":3:8: network:s1 is a port of switch s1, and a switch port has no address"),
     ] {
         let file = write(&dir, text);
         let err = sb.fails(&["up", "-f", &file], 2);
@@ -277,6 +279,71 @@ fn the_routed_triangle_routes_and_a_removed_route_breaks_that_path() {
         "{err}"
     );
     sb.ok(&["down", "-f", ROUTED_LAB]);
+    sb.settle();
+    assert_same(&sb.snapshot(), &before, "down");
+}
+
+const SWITCH_LAB: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/switch-lab.toml");
+
+/// Mininet's `linear,3`: pingall passes at once after `up`, the bridges
+/// hold exactly the ports the file names, a loop is refused, a port taken
+/// off its bridge by hand is found and put back, `down` leaves nothing.
+#[test]
+fn a_chain_of_switches_carries_one_subnet_and_refuses_a_loop() {
+    let sb = Sandbox::new();
+    let dir = tempfile::tempdir().unwrap();
+    let before = sb.snapshot();
+    let out = sb.ok(&["up", "-f", SWITCH_LAB]);
+    assert!(out.contains("link h1:eth0 <-> s1:h1-eth0"), "{out}");
+    assert!(out.contains("link s1:s2 <-> s2:s1"), "{out}");
+    // No wait: the ports forward from the moment `up` returns.
+    let pings = sb.ok(&["--json", "pingall", "-f", SWITCH_LAB, "-c", "1"]);
+    let v: serde_json::Value = serde_json::from_str(&pings).unwrap();
+    let pairs = v["pairs"].as_array().unwrap();
+    assert_eq!(pairs.len(), 6, "every host pings the two others: {pings}");
+    assert!(pairs.iter().all(|p| p["received"] == 1), "{pings}");
+    assert!(pairs.iter().any(|p| p["because"] == "switch s3"), "{pings}");
+    // The oracle: the bridge in s2 has its trunks and its host's port.
+    let ports = sb
+        .sh("ip -n s2 -o link show master br0 | cut -d' ' -f2 | cut -d@ -f1 | sort | tr '\\n' ' '");
+    assert_eq!(ports.trim(), "h2-eth0 s1 s3", "{ports}");
+    sb.ok("ping h1 10.0.0.3 -c 1");
+    let graph = sb.ok("graph");
+    assert!(
+        graph.contains("shape=box3d, label=\"s2 (switch)\""),
+        "{graph}"
+    );
+    // A loop is refused (conflict), and nothing changes.
+    let up = sb.snapshot();
+    let looped = write(
+        &dir,
+        &format!(
+            "{}\n[[links]]\nendpoints = [\"network:s3\", \"network:s1\"]\n",
+            std::fs::read_to_string(SWITCH_LAB).unwrap()
+        ),
+    );
+    let err = sb.fails(&["up", "-f", &looped], 4);
+    assert!(err.contains("would make a loop (s3 - s2 - s1)"), "{err}");
+    assert_same(&sb.snapshot(), &up, "a refused loop changed the host");
+    // A port off its bridge: found, and put back by `up`.
+    sb.sh("ip -n s2 link set dev s3 nomaster");
+    let drift = sb.run("check");
+    assert_eq!(drift.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&drift.stdout);
+    assert!(
+        text.contains("s2:s3 is not a port of the switch's bridge br0"),
+        "{text}"
+    );
+    sb.fails("ping h1 10.0.0.3 -c 1 -W 0.5", 1);
+    sb.ok(&["up", "-f", SWITCH_LAB]);
+    sb.ok("check");
+    sb.ok("ping h1 10.0.0.3 -c 1");
+    // The command line: a host on a switch the file made, and gone again.
+    let out = sb.ok("link add h9:eth0 network:s2 --ip 10.0.0.9/24");
+    assert!(out.contains("linked h9:eth0 <-> s2:h9-eth0"), "{out}");
+    sb.ok("ping h9 10.0.0.1 -c 1");
+    sb.ok("link del network:s2 h9:eth0");
+    sb.ok(&["down", "-f", SWITCH_LAB]);
     sb.settle();
     assert_same(&sb.snapshot(), &before, "down");
 }

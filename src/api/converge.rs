@@ -71,7 +71,8 @@ fn lab_damage(
 ) {
     use check::Finding;
     match finding {
-        Finding::LinkEndMissing { link: [a, b], .. } => {
+        Finding::LinkEndMissing { link: [a, b], .. }
+        | Finding::SwitchPortDetached { link: [a, b], .. } => {
             let owned = state.links.iter().any(|l| l.joins(a, b) && mine(&l.owner));
             if owned && !lab.links.contains(&(a.clone(), b.clone())) {
                 lab.links.push((a.clone(), b.clone()));
@@ -237,7 +238,7 @@ fn planned_lab_facts(
     let names: BTreeSet<&str> = lab
         .links
         .iter()
-        .flat_map(|l| l.ends.iter().map(|e| e.namespace.as_str()))
+        .flat_map(|l| l.ends.iter().map(|e| e.namespace()))
         .chain(lab.routers.keys().map(String::as_str))
         .chain(lab.impairments.keys().map(|e| e.namespace.as_str()))
         .collect();
@@ -341,6 +342,9 @@ impl Nsnet {
             &lab_facts,
             &mut Vec::new(),
         )?);
+        // The links' namespaces too are made in parallel, with the
+        // attachments'.
+        let mut ops = plan::batch_namespaces(ops);
         if damaged.firewall {
             // The whole table, whatever the live one looks like.
             ops.push(Op::whole_firewall(&mid, &after));

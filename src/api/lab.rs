@@ -57,10 +57,7 @@ impl Nsnet {
     }
 
     pub fn link_add(&self, req: &LinkRequest) -> Result<()> {
-        let names = [
-            req.ends[0].namespace.as_str(),
-            req.ends[1].namespace.as_str(),
-        ];
+        let names = [req.ends[0].namespace(), req.ends[1].namespace()];
         self.lab_change("add links", &names, Mode::AllOrNothing, |s, f| {
             lab::plan_link_add(s, req, f)
         })?;

@@ -1,6 +1,7 @@
 //! `pingall`, as Mininet has it: every namespace pings every address it
 //! should reach (a namespace on the same network, the other end of a
-//! link, an address one of its static routes covers), all in parallel.
+//! link, a namespace on the same switches in the same subnet, an address
+//! one of its static routes covers), all in parallel.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -95,7 +96,9 @@ pub fn expected(state: &State) -> Vec<Pair> {
             }
         }
     }
-    for l in &state.links {
+    // A switch has no address to ping from (its links are in `switched`).
+    let switch = |e: &crate::model::lab::Endpoint| crate::plan::lab::is_switch(state, &e.namespace);
+    for l in state.links.iter().filter(|l| !l.ends.iter().any(switch)) {
         for (i, j) in [(0, 1), (1, 0)] {
             for addr in &l.addresses[j] {
                 add(
@@ -106,6 +109,9 @@ pub fn expected(state: &State) -> Vec<Pair> {
                 );
             }
         }
+    }
+    for (from, to, addr, switch) in switched(state) {
+        add(&from, &to, addr, format!("switch {switch}"));
     }
     let all = addresses(state);
     for (ns, lab) in &state.lab_namespaces {
@@ -119,6 +125,59 @@ pub fn expected(state: &State) -> Vec<Pair> {
         }
     }
     pairs.into_values().collect()
+}
+
+/// The pairs that share a segment of switches (switches joined by links)
+/// and a subnet: `(from, to, address, the switch `to` is on)`.
+fn switched(state: &State) -> Vec<(String, String, IpAddr, String)> {
+    let is_switch = |ns: &str| crate::plan::lab::is_switch(state, ns);
+    // Each switch's segment: the smallest switch name reachable from it.
+    let mut segment: BTreeMap<&str, &str> = BTreeMap::new();
+    for (ns, _) in state.lab_namespaces.iter().filter(|(_, r)| r.switch) {
+        segment.insert(ns, ns);
+    }
+    fn root<'a>(seg: &BTreeMap<&'a str, &'a str>, mut s: &'a str) -> &'a str {
+        while seg[s] != s {
+            s = seg[s];
+        }
+        s
+    }
+    for l in &state.links {
+        let [a, b] = &l.ends;
+        if is_switch(&a.namespace) && is_switch(&b.namespace) {
+            let (ra, rb) = (root(&segment, &a.namespace), root(&segment, &b.namespace));
+            let (lo, hi) = if ra < rb { (ra, rb) } else { (rb, ra) };
+            segment.insert(hi, lo);
+        }
+    }
+    // Hosts' ends on switches: (segment, host, switch, addresses).
+    let mut ports = Vec::new();
+    for l in &state.links {
+        for (i, j) in [(0, 1), (1, 0)] {
+            let (host, sw) = (&l.ends[i], &l.ends[j]);
+            if is_switch(&sw.namespace) && !is_switch(&host.namespace) {
+                let seg = root(&segment, &sw.namespace);
+                ports.push((seg, &host.namespace, &sw.namespace, &l.addresses[i]));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (seg, from, _, mine) in &ports {
+        for (other, to, switch, theirs) in &ports {
+            let reachable = theirs
+                .iter()
+                .filter(|t| mine.iter().any(|m| m.contains(&t.addr())));
+            for addr in reachable.filter(|_| seg == other && from != to) {
+                out.push((
+                    from.to_string(),
+                    to.to_string(),
+                    addr.addr(),
+                    switch.to_string(),
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// At most this many pings run at once.

@@ -121,6 +121,12 @@ pub enum Finding {
         end: Endpoint,
         link: [Endpoint; 2],
     },
+    /// A switch's port is not on the switch's bridge (or the bridge is
+    /// gone): frames from that link go nowhere.
+    SwitchPortDetached {
+        end: Endpoint,
+        link: [Endpoint; 2],
+    },
     /// A static route nsnet added is not in the namespace's table.
     RouteMissing {
         namespace: String,
@@ -158,6 +164,7 @@ impl Finding {
             | Firewall { .. }
             | DnsServerDown
             | LinkEndMissing { .. }
+            | SwitchPortDetached { .. }
             | RouteMissing { .. }
             | ImpairmentDrift { .. }
             | ProcessExited { .. } => None,
@@ -215,7 +222,7 @@ impl Finding {
             SubnetTaken { network, .. } => format!(
                 "leave and join again: nsnet network rm {network} --force, then nsnet network create {network} --driver overlay ... as before (this host's namespaces get addresses of a new host subnet)"
             ),
-            LinkEndMissing { link: [a, b], .. } => format!(
+            LinkEndMissing { link: [a, b], .. } | SwitchPortDetached { link: [a, b], .. } => format!(
                 "nsnet link del {a} {b} && nsnet link add {a} {b} ... (or nsnet up -f FILE if a topology file made it)"
             ),
             RouteMissing { namespace, route } => format!(
@@ -265,6 +272,11 @@ impl Finding {
     fn fmt_more(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use Finding::*;
         match self {
+            SwitchPortDetached { end, link: [a, b] } => write!(
+                f,
+                "link {a} {b}: {end} is not a port of the switch's bridge {}",
+                crate::model::lab::SWITCH_BRIDGE
+            ),
             TunnelMissing { network, device } => write!(
                 f,
                 "network {network}: VXLAN device {device} is missing or down (no traffic to other hosts)"
@@ -334,6 +346,7 @@ impl fmt::Display for Finding {
             | VxlanUnguarded { .. }
             | VxlanGuardStale { .. }
             | SubnetTaken { .. }
+            | SwitchPortDetached { .. }
             | ProcessExited { .. } => self.fmt_more(f),
             GatewayMissing {
                 network,
@@ -708,6 +721,13 @@ fn forward_warnings(state: &State, probe: &mut dyn Probe) -> Result<Vec<String>>
     Ok(out)
 }
 
+/// Whether `ifname` is a port of the switch's bridge in `target`.
+fn on_switch(probe: &mut dyn Probe, target: &Target, ifname: &str) -> Result<bool> {
+    let bridge = probe.link(target, crate::model::lab::SWITCH_BRIDGE)?;
+    let port = probe.link(target, ifname)?;
+    Ok(matches!((bridge, port), (Some(b), Some(p)) if p.master == Some(b.index)))
+}
+
 /// Links, routes and impairments the record has and the kernel lacks.
 fn lab_findings(state: &State, probe: &mut dyn Probe, out: &mut Vec<Finding>) -> Result<()> {
     let ns_target = |ns: &str| Target::Ns(NsRef::Named(ns.to_string()));
@@ -721,6 +741,13 @@ fn lab_findings(state: &State, probe: &mut dyn Probe, out: &mut Vec<Finding>) ->
         for e in &l.ends {
             if !present(probe, &e.namespace, &e.ifname)? {
                 out.push(Finding::LinkEndMissing {
+                    end: e.clone(),
+                    link: l.ends.clone(),
+                });
+            } else if crate::plan::lab::is_switch(state, &e.namespace)
+                && !on_switch(probe, &ns_target(&e.namespace), &e.ifname)?
+            {
+                out.push(Finding::SwitchPortDetached {
                     end: e.clone(),
                     link: l.ends.clone(),
                 });

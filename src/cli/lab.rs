@@ -11,7 +11,7 @@ use super::Result;
 use nsnet::api::pingall;
 use nsnet::model::graph::{Format, Graph};
 use nsnet::model::lab::LinkRequest;
-use nsnet::model::lab::{Endpoint, Impairment, Route};
+use nsnet::model::lab::{resolve_ends, Endpoint, Impairment, LinkEnd, Route};
 use nsnet::model::Rejection;
 use nsnet::Nsnet;
 
@@ -19,15 +19,21 @@ use nsnet::Nsnet;
 pub enum LinkCmd {
     /// Link two namespaces with a veth pair (creating them if needed)
     #[command(
-        after_help = "Example:\n  nsnet link add r1:eth1 r2:eth1 --ip 10.1.12.1/30 --ip 10.1.12.2/30"
+        after_help = "Examples:\n  nsnet link add r1:eth1 r2:eth1 --ip 10.1.12.1/30 --ip 10.1.12.2/30\n  \
+        nsnet link add h1:eth0 network:s1 --ip 10.0.0.1/24\n  nsnet link add network:s1 network:s2\n\n\
+        A switch (network:NAME) is a bridge in a namespace of its own, made with its first link\n\
+        and deleted with its last; its port for h1:eth0 is NAME:h1-eth0. Links that would close\n\
+        a loop of switches are refused."
     )]
     Add {
-        /// NAMESPACE:INTERFACE of one end
+        /// NAMESPACE:INTERFACE of one end, or network:SWITCH for a port
+        /// of a switch (made with its first link)
         a: String,
-        /// NAMESPACE:INTERFACE of the other end
+        /// NAMESPACE:INTERFACE or network:SWITCH of the other end
         b: String,
         /// ADDR/PLEN of an end: the first --ip goes to the first end, the
-        /// second to the second (none: no addresses)
+        /// second to the second (none: no addresses; a link to a switch
+        /// takes one, for the namespace's end)
         #[arg(long = "ip", value_name = "ADDR/PLEN")]
         ips: Vec<String>,
         /// MTU of both ends
@@ -124,10 +130,14 @@ fn endpoint(s: &str) -> Result<Endpoint> {
     Ok(s.parse::<Endpoint>()?)
 }
 
+fn link_end(s: &str) -> Result<LinkEnd> {
+    Ok(s.parse::<LinkEnd>()?)
+}
+
 pub fn link(nsnet: &Nsnet, out: &Printer, cmd: LinkCmd) -> Result<()> {
     match cmd {
         LinkCmd::Add { a, b, ips, mtu } => {
-            let ends = [endpoint(&a)?, endpoint(&b)?];
+            let ends = [link_end(&a)?, link_end(&b)?];
             let addrs = super::all(&ips, |s| {
                 s.parse::<ipnet::IpNet>()
                     .map_err(|_| Rejection::Unparsable {
@@ -136,22 +146,28 @@ pub fn link(nsnet: &Nsnet, out: &Printer, cmd: LinkCmd) -> Result<()> {
                         expected: "expected ADDR/PLEN such as 10.1.12.1/30",
                     })
             })?;
+            let to_switch = |i: usize| matches!(ends[i], LinkEnd::Switch(_));
             let addresses = match addrs.as_slice() {
                 [] => [vec![], vec![]],
+                // A switch's port has no address: one --ip is the other end's.
+                [x] if to_switch(1) && !to_switch(0) => [vec![*x], vec![]],
+                [x] if to_switch(0) && !to_switch(1) => [vec![], vec![*x]],
                 [x, y] => [vec![*x], vec![*y]],
                 _ => return Err(Rejection::LinkAddressCount { given: addrs.len() }.into()),
             };
-            nsnet.link_add(&LinkRequest {
-                ends: ends.clone(),
+            let req = LinkRequest {
+                ends,
                 addresses,
                 mtu,
                 owner: None,
                 impair: None,
-            })?;
-            out.done(&format!("linked {} <-> {}", ends[0], ends[1]));
+            };
+            nsnet.link_add(&req)?;
+            let [a, b] = req.resolved_ends();
+            out.done(&format!("linked {a} <-> {b}"));
         }
         LinkCmd::Del { a, b } => {
-            let (a, b) = (endpoint(&a)?, endpoint(&b)?);
+            let [a, b] = resolve_ends(&[link_end(&a)?, link_end(&b)?]);
             nsnet.link_del(&a, &b)?;
             out.done(&format!("deleted link {a} <-> {b}"));
         }
@@ -317,7 +333,11 @@ fn only_owned_by(mut state: nsnet::model::State, owner: &str) -> nsnet::model::S
         n.attachments.retain(|a| mine(&a.owner));
     }
     state.links.retain(|l| mine(&l.owner));
-    state.lab_namespaces.retain(|_, r| mine(&r.owner));
+    // A switch belongs to whoever's links it carries.
+    let links = &state.links;
+    state
+        .lab_namespaces
+        .retain(|ns, r| mine(&r.owner) || (r.switch && links.iter().any(|l| l.uses_namespace(ns))));
     state
 }
 

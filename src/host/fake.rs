@@ -643,6 +643,18 @@ impl FakeProbe {
                 self.peers.insert(a, b);
                 self.peers.insert(b, a);
             }
+            Op::CreateSwitch { netns, bridge, .. } => {
+                self.new_link(&Target::Ns(netns.clone()), bridge, LinkKind::Bridge, None)?;
+            }
+            Op::AddPort {
+                netns,
+                ifname,
+                bridge,
+            } => {
+                let t = Target::Ns(netns.clone());
+                let master = self.index(&t, bridge)?;
+                self.link_mut(&t, ifname)?.master = Some(master);
+            }
             Op::DeleteLink { target, name } => self.delete_link(target, name)?,
             Op::DeleteLinkGroup { names, .. } | Op::DeleteLinks { names } => {
                 // As the kernel's batch: the links present go, gone ones

@@ -430,6 +430,26 @@ impl Live {
                     up: false,
                 })?;
             }
+            Op::CreateSwitch { netns, bridge, mac } => {
+                let t = Target::Ns(netns.clone());
+                self.indexes
+                    .retain(|k, _| *k != (t.clone(), bridge.clone()));
+                self.handle(&t)?.create_bridge(bridge, *mac, None, None)?;
+            }
+            Op::AddPort {
+                netns,
+                ifname,
+                bridge,
+            } => {
+                let t = Target::Ns(netns.clone());
+                let master = self.index_of(&t, bridge)?;
+                let index = self.index_of(&t, ifname)?;
+                let h = self.handle(&t)?;
+                // Up with its carrier now, the port forwards from the moment
+                // it joins (see `sync_link_state`).
+                h.sync_link_state(ifname)?;
+                h.set_master(index, ifname, master)?;
+            }
             Op::AddRoute {
                 target,
                 destination,
@@ -602,6 +622,8 @@ impl Live {
             },
             Op::RetireLinks { links } => self.retire_links(links)?,
             Op::CreateLinkPair { .. }
+            | Op::CreateSwitch { .. }
+            | Op::AddPort { .. }
             | Op::AddRoute { .. }
             | Op::DeleteRoute { .. }
             | Op::SetImpairment { .. }

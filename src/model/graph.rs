@@ -2,7 +2,7 @@
 //! and links as edges), rendered as Graphviz dot or Mermaid. Built from
 //! the record or from a topology file; pure.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
 use super::lab::Endpoint;
@@ -14,6 +14,8 @@ pub struct Graph {
     pub networks: BTreeMap<String, Vec<String>>,
     /// Namespace name and whether it forwards (a router).
     pub namespaces: BTreeMap<String, bool>,
+    /// The namespaces that are switches (a bridge whose ports are links).
+    pub switches: BTreeSet<String>,
     pub attachments: Vec<Attachment>,
     pub links: Vec<Link>,
 }
@@ -64,6 +66,9 @@ impl Graph {
         }
         for (ns, r) in &state.lab_namespaces {
             *g.namespaces.entry(ns.clone()).or_insert(false) |= r.forward;
+            if r.switch {
+                g.switches.insert(ns.clone());
+            }
         }
         for l in &state.links {
             let impaired = l.ends.clone().map(|e| {
@@ -93,7 +98,9 @@ impl Graph {
     }
 
     fn ns_label(&self, ns: &str) -> String {
-        if self.namespaces.get(ns).copied().unwrap_or(false) {
+        if self.switches.contains(ns) {
+            format!("{ns} (switch)")
+        } else if self.namespaces.get(ns).copied().unwrap_or(false) {
             format!("{ns} (router)")
         } else {
             ns.to_string()
@@ -109,7 +116,8 @@ impl Graph {
         parts.join(" ")
     }
 
-    /// Graphviz: networks are boxes, namespaces ellipses, routers octagons.
+    /// Graphviz: networks are boxes, namespaces ellipses, routers octagons,
+    /// switches 3-D boxes.
     pub fn dot(&self) -> String {
         let q = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
         let mut out = String::from("graph nsnet {\n  graph [overlap=false, splines=true];\n  node [fontname=\"Helvetica\", fontsize=11];\n  edge [fontname=\"Helvetica\", fontsize=9];\n");
@@ -126,7 +134,11 @@ impl Graph {
             );
         }
         for (ns, router) in &self.namespaces {
-            let shape = if *router { "octagon" } else { "ellipse" };
+            let shape = match (self.switches.contains(ns), *router) {
+                (true, _) => "box3d",
+                (false, true) => "octagon",
+                (false, false) => "ellipse",
+            };
             let _ = writeln!(
                 out,
                 "  {} [shape={shape}, label={}];",
@@ -181,7 +193,9 @@ impl Graph {
         for (ns, router) in &self.namespaces {
             let id = format!("n{}", ids.len());
             let label = q(&self.ns_label(ns));
-            if *router {
+            if self.switches.contains(ns) {
+                let _ = writeln!(out, "  {id}[/{label}/]");
+            } else if *router {
                 let _ = writeln!(out, "  {id}{{{{{label}}}}}");
             } else {
                 let _ = writeln!(out, "  {id}([{label}])");

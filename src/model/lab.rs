@@ -1,7 +1,9 @@
 //! Lab objects, as containerlab and Mininet users know them: point-to-point
-//! links between two named namespaces (a veth pair, no bridge), namespaces
-//! that forward and carry static routes, and link impairment (a netem
-//! qdisc on an interface). Parsing and validation of their values; pure.
+//! links between two named namespaces (a veth pair, no bridge), switches
+//! (a bridge in a namespace of its own, whose ports are links' ends),
+//! namespaces that forward and carry static routes, and link impairment (a
+//! netem qdisc on an interface). Parsing and validation of their values;
+//! pure.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -61,6 +63,84 @@ impl From<Endpoint> for String {
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         write!(f, "{}:{}", self.namespace, self.ifname)
+    }
+}
+
+/// The word that makes a link end a switch's: `network:s1`.
+pub const SWITCH_PREFIX: &str = "network:";
+
+/// The bridge inside a switch's namespace; its ports are `eth1`, `eth2`...
+pub const SWITCH_BRIDGE: &str = "br0";
+
+/// One end of a link as asked for: an interface of a namespace, or a new
+/// port of a switch (`network:NAME`), which the plan names (`NAME:ethN`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LinkEnd {
+    Iface(Endpoint),
+    Switch(String),
+}
+
+impl LinkEnd {
+    /// The namespace the end is in (a switch's is named after it).
+    pub fn namespace(&self) -> &str {
+        match self {
+            LinkEnd::Iface(e) => &e.namespace,
+            LinkEnd::Switch(s) => s,
+        }
+    }
+
+    pub fn iface(&self) -> Option<&Endpoint> {
+        match self {
+            LinkEnd::Iface(e) => Some(e),
+            LinkEnd::Switch(_) => None,
+        }
+    }
+}
+
+/// The name of a switch's port for a link whose other end is `peer`:
+/// `NS-IF` for a namespace's interface, the switch's name for another
+/// switch (two switches share at most one link), so that the port says
+/// what it leads to (`nsnet capture s1:h1-eth0`); a hash where that does
+/// not make an interface name. A pure function of the link, so a file's
+/// plan and the record agree on it.
+pub fn switch_port(peer: &LinkEnd) -> String {
+    let (candidate, parts) = match peer {
+        LinkEnd::Iface(e) => (
+            format!("{}-{}", e.namespace, e.ifname),
+            [e.namespace.as_str(), e.ifname.as_str()],
+        ),
+        LinkEnd::Switch(s) => (s.clone(), [s.as_str(), ""]),
+    };
+    let usable = names::validate_ifname(&candidate).is_ok()
+        && candidate != SWITCH_BRIDGE
+        && candidate != "lo";
+    if usable {
+        candidate
+    } else {
+        format!("p-{:08x}", names::stable_hash(&parts))
+    }
+}
+
+impl FromStr for LinkEnd {
+    type Err = Rejection;
+    fn from_str(s: &str) -> Result<LinkEnd, Rejection> {
+        let Some(name) = s.strip_prefix(SWITCH_PREFIX) else {
+            return s.parse().map(LinkEnd::Iface);
+        };
+        nsref::validate_name(name).map_err(|e| Rejection::InvalidEndpoint {
+            value: s.to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(LinkEnd::Switch(name.to_string()))
+    }
+}
+
+impl fmt::Display for LinkEnd {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            LinkEnd::Iface(e) => e.fmt(f),
+            LinkEnd::Switch(s) => write!(f, "{SWITCH_PREFIX}{s}"),
+        }
     }
 }
 
@@ -190,6 +270,10 @@ pub struct LabNamespace {
     /// The topology file that asked for forwarding and routes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// The namespace is a switch: a bridge (`SWITCH_BRIDGE`) whose ports
+    /// are the ends of its links; it goes with its last link.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub switch: bool,
 }
 
 /// Link impairment, as a netem qdisc applies it to what an interface
@@ -436,10 +520,29 @@ pub struct ImpairmentRecord {
     pub owner: Option<String>,
 }
 
+/// The interfaces a link between `ends` has, switch ports named.
+pub fn resolve_ends(ends: &[LinkEnd; 2]) -> [Endpoint; 2] {
+    let end = |i: usize| match &ends[i] {
+        LinkEnd::Iface(e) => e.clone(),
+        LinkEnd::Switch(s) => Endpoint {
+            namespace: s.clone(),
+            ifname: switch_port(&ends[1 - i]),
+        },
+    };
+    [end(0), end(1)]
+}
+
+impl LinkRequest {
+    /// The interfaces the link's ends are, switch ports named.
+    pub fn resolved_ends(&self) -> [Endpoint; 2] {
+        resolve_ends(&self.ends)
+    }
+}
+
 /// A link to make.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LinkRequest {
-    pub ends: [Endpoint; 2],
+    pub ends: [LinkEnd; 2],
     pub addresses: [Vec<IpNet>; 2],
     pub mtu: Option<u32>,
     pub owner: Option<String>,
@@ -465,6 +568,30 @@ mod tests {
         ] {
             assert!(bad.parse::<Endpoint>().is_err(), "{bad}");
         }
+        let s: LinkEnd = "network:s1".parse().unwrap();
+        assert_eq!(s, LinkEnd::Switch("s1".into()));
+        assert_eq!(s.to_string(), "network:s1");
+        assert_eq!(
+            "h1:eth0".parse::<LinkEnd>().unwrap(),
+            LinkEnd::Iface(Endpoint {
+                namespace: "h1".into(),
+                ifname: "eth0".into()
+            })
+        );
+        assert!("network:".parse::<LinkEnd>().is_err());
+        let port = |peer: &str| switch_port(&peer.parse().unwrap());
+        assert_eq!(port("h1:eth0"), "h1-eth0");
+        assert_eq!(port("network:s2"), "s2");
+        assert_eq!(
+            port("averylonghostname:eth0"),
+            port("averylonghostname:eth0")
+        );
+        assert!(port("averylonghostname:eth0").starts_with("p-"));
+        assert!(
+            port("network:br0").starts_with("p-"),
+            "not the bridge's name"
+        );
+        assert!("network:a/b".parse::<LinkEnd>().is_err());
     }
 
     #[test]

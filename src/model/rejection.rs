@@ -312,6 +312,18 @@ pub enum Rejection {
     NotImpaired { end: String },
     #[error("namespace {namespace} is in use by {by}; remove that first")]
     NamespaceInLab { namespace: String, by: String },
+    #[error("cannot trace {role} {value}: {reason}")]
+    UnknownTraceEnd {
+        role: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("network:{name} cannot be a switch: {name} is {what}")]
+    NotASwitch { name: String, what: String },
+    #[error("a link between switches {a} and {b} would make a loop ({path}): frames would circle forever, so nsnet refuses it")]
+    SwitchLoop { a: String, b: String, path: String },
+    #[error("{end} is a port of switch {switch}, and a switch port has no address: give addresses to the namespaces' ends")]
+    SwitchPortSetting { end: String, switch: String },
 }
 
 impl Rejection {
@@ -339,6 +351,7 @@ impl Rejection {
             | NoSuchLink { .. }
             | NoSuchRoute { .. }
             | NoSuchInterface { .. }
+            | UnknownTraceEnd { .. }
             | NotImpaired { .. } => Class::NotFound,
             NetworkExists { .. }
             | NamespaceExists { .. }
@@ -370,6 +383,8 @@ impl Rejection {
             | EndInUse { .. }
             | RouteExists { .. }
             | NamespaceInLab { .. }
+            | NotASwitch { .. }
+            | SwitchLoop { .. }
             | OwnedByDocker { .. } => Class::Conflict,
             _ => Class::Invalid,
         }

@@ -220,7 +220,7 @@ pub fn missing<'a>(topo: &'a Topology, mid: &State) -> Missing<'a> {
 
 /// Whether a recorded link is the one the file asks for.
 fn link_matches(have: &crate::model::lab::Link, want: &LinkRequest) -> bool {
-    have.ends == want.ends && have.addresses == want.addresses && have.mtu == want.mtu
+    have.ends == want.resolved_ends() && have.addresses == want.addresses && have.mtu == want.mtu
 }
 
 /// Removes the lab objects of `owner` the file no longer wants (or wants
@@ -276,7 +276,8 @@ pub fn plan_lab_creations(
         if state.links.iter().any(|l| link_matches(l, want)) {
             continue;
         }
-        changes.push(format!("link {} <-> {}", want.ends[0], want.ends[1]));
+        let [a, b] = want.resolved_ends();
+        changes.push(format!("link {a} <-> {b}"));
         let req = LinkRequest {
             impair: None,
             ..want.clone()

@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 
 use super::{Op, Target};
-use crate::model::lab::{Endpoint, Impairment, ImpairmentRecord, LabNamespace, Link, Route};
+use crate::model::lab::{
+    Endpoint, Impairment, ImpairmentRecord, LabNamespace, Link, LinkEnd, Route, SWITCH_BRIDGE,
+};
 use crate::model::{NsRef, Rejection, State};
 
 type Result<T> = std::result::Result<T, Rejection>;
@@ -46,17 +48,50 @@ fn end_user(state: &State, end: &Endpoint, facts: &Facts) -> Option<String> {
     live.then(|| "an interface the namespace already has".to_string())
 }
 
-fn check_link(state: &State, req: &LinkRequest, facts: &Facts) -> Result<()> {
-    if req.ends[0] == req.ends[1] {
+fn check_link(state: &State, req: &LinkRequest, ends: &[Endpoint; 2], facts: &Facts) -> Result<()> {
+    if ends[0] == ends[1] {
         return Err(Rejection::SameEndTwice {
             end: req.ends[0].to_string(),
         });
     }
-    for end in &req.ends {
-        if let Some(by) = end_user(state, end, facts) {
-            return Err(Rejection::EndInUse {
-                end: end.to_string(),
-                by,
+    for (asked, end) in req.ends.iter().zip(ends) {
+        match asked {
+            LinkEnd::Iface(_) => {
+                if let Some(by) = end_user(state, end, facts) {
+                    return Err(Rejection::EndInUse {
+                        end: end.to_string(),
+                        by,
+                    });
+                }
+                if is_switch(state, &end.namespace) {
+                    return Err(Rejection::EndInUse {
+                        end: end.to_string(),
+                        by: format!(
+                            "switch {0} (a link ends on it as network:{0})",
+                            end.namespace
+                        ),
+                    });
+                }
+            }
+            LinkEnd::Switch(name) => check_switch(state, name, end, facts)?,
+        }
+    }
+    for (i, asked) in req.ends.iter().enumerate() {
+        if let LinkEnd::Switch(name) = asked {
+            if !req.addresses[i].is_empty() {
+                return Err(Rejection::SwitchPortSetting {
+                    end: asked.to_string(),
+                    switch: name.clone(),
+                });
+            }
+        }
+    }
+    if let [LinkEnd::Switch(a), LinkEnd::Switch(b)] = &req.ends {
+        if let Some(path) = switch_path(state, a, b) {
+            return Err(Rejection::SwitchLoop {
+                a: a.clone(),
+                b: b.clone(),
+                path: path.join(" - "),
             });
         }
     }
@@ -68,6 +103,88 @@ fn check_link(state: &State, req: &LinkRequest, facts: &Facts) -> Result<()> {
         });
     }
     Ok(())
+}
+
+pub fn is_switch(state: &State, ns: &str) -> bool {
+    state.lab_namespaces.get(ns).is_some_and(|r| r.switch)
+}
+
+/// `name` may be (or become) a switch: no network, namespace of a lab or
+/// attachment has that name, and its port for this link is free.
+fn check_switch(state: &State, name: &str, port: &Endpoint, facts: &Facts) -> Result<()> {
+    let not = |what: String| {
+        Err(Rejection::NotASwitch {
+            name: name.to_string(),
+            what,
+        })
+    };
+    if state.networks.contains_key(name) {
+        return not(
+            "an IP network (namespaces join it with connect); a switch needs a name no network has"
+                .into(),
+        );
+    }
+    if !is_switch(state, name) {
+        let ns = NsRef::Named(name.to_string());
+        if let Some((net, _)) = state.attachments_of(&ns).next() {
+            return not(format!("a namespace connected to network {}", net.name));
+        }
+        if state.lab_namespaces.contains_key(name) {
+            return not("a namespace of a lab".into());
+        }
+        if facts.get(name).is_some_and(|f| f.exists) {
+            return not("a namespace that already exists".into());
+        }
+    }
+    if let Some(l) = state.links.iter().find(|l| l.has_end(port)) {
+        return Err(Rejection::EndInUse {
+            end: port.to_string(),
+            by: format!("link {} <-> {}", l.ends[0], l.ends[1]),
+        });
+    }
+    Ok(())
+}
+
+/// The switches from `a` to `b` over links between switches, if they are
+/// connected already (a link between them would close a loop).
+fn switch_path(state: &State, a: &str, b: &str) -> Option<Vec<String>> {
+    if a == b {
+        return Some(vec![a.to_string()]);
+    }
+    let trunks: Vec<(&str, &str)> = state
+        .links
+        .iter()
+        .filter(|l| {
+            is_switch(state, &l.ends[0].namespace) && is_switch(state, &l.ends[1].namespace)
+        })
+        .map(|l| (l.ends[0].namespace.as_str(), l.ends[1].namespace.as_str()))
+        .collect();
+    let mut came_from: BTreeMap<&str, &str> = BTreeMap::from([(a, a)]);
+    let mut queue = std::collections::VecDeque::from([a]);
+    while let Some(at) = queue.pop_front() {
+        if at == b {
+            let mut path = vec![b.to_string()];
+            let mut cur = b;
+            while cur != a {
+                cur = came_from[cur];
+                path.push(cur.to_string());
+            }
+            path.reverse();
+            return Some(path);
+        }
+        for &(x, y) in &trunks {
+            let next = match (x == at, y == at) {
+                (true, _) => y,
+                (_, true) => x,
+                _ => continue,
+            };
+            if !came_from.contains_key(next) {
+                came_from.insert(next, at);
+                queue.push_back(next);
+            }
+        }
+    }
+    None
 }
 
 /// The namespace's lab record, made (with the steps that make the
@@ -95,14 +212,37 @@ fn ensure_namespace(state: &mut State, ns: &str, facts: &Facts, ops: &mut Vec<Op
     );
 }
 
+/// The switch's namespace and bridge, made if it has none yet.
+fn ensure_switch(state: &mut State, name: &str, facts: &Facts, ops: &mut Vec<Op>) {
+    if is_switch(state, name) {
+        return;
+    }
+    ensure_namespace(state, name, facts, ops);
+    ops.push(Op::CreateSwitch {
+        netns: NsRef::Named(name.to_string()),
+        bridge: SWITCH_BRIDGE.into(),
+        mac: crate::model::names::derived_mac(&["switch", name]),
+    });
+    ops.push(Op::LinkUp {
+        target: target(name),
+        ifname: SWITCH_BRIDGE.into(),
+    });
+    let record = state.lab_namespaces.get_mut(name).expect("just ensured");
+    record.switch = true;
+}
+
 /// Plans a link and records it in `state` (untouched when refused).
 pub fn plan_link_add(state: &mut State, req: &LinkRequest, facts: &Facts) -> Result<Vec<Op>> {
-    check_link(state, req, facts)?;
+    let ends = req.resolved_ends();
+    check_link(state, req, &ends, facts)?;
     let mut ops = Vec::new();
-    for end in &req.ends {
-        ensure_namespace(state, &end.namespace, facts, &mut ops);
+    for asked in &req.ends {
+        match asked {
+            LinkEnd::Iface(e) => ensure_namespace(state, &e.namespace, facts, &mut ops),
+            LinkEnd::Switch(s) => ensure_switch(state, s, facts, &mut ops),
+        }
     }
-    let [a, b] = &req.ends;
+    let [a, b] = &ends;
     ops.push(Op::CreateLinkPair {
         netns: NsRef::Named(a.namespace.clone()),
         ifname: a.ifname.clone(),
@@ -110,7 +250,7 @@ pub fn plan_link_add(state: &mut State, req: &LinkRequest, facts: &Facts) -> Res
         peer_ifname: b.ifname.clone(),
         mtu: req.mtu,
     });
-    for (end, addrs) in req.ends.iter().zip(&req.addresses) {
+    for (end, addrs) in ends.iter().zip(&req.addresses) {
         for addr in addrs {
             ops.push(Op::AddAddress {
                 target: target(&end.namespace),
@@ -123,14 +263,25 @@ pub fn plan_link_add(state: &mut State, req: &LinkRequest, facts: &Facts) -> Res
             ifname: end.ifname.clone(),
         });
     }
+    // Ports join their switch once both ends are up (the bridge then
+    // forwards on them at once).
+    for (asked, end) in req.ends.iter().zip(&ends) {
+        if let LinkEnd::Switch(_) = asked {
+            ops.push(Op::AddPort {
+                netns: NsRef::Named(end.namespace.clone()),
+                ifname: end.ifname.clone(),
+                bridge: SWITCH_BRIDGE.into(),
+            });
+        }
+    }
     state.links.push(Link {
-        ends: req.ends.clone(),
+        ends: ends.clone(),
         addresses: req.addresses.clone(),
         mtu: req.mtu,
         owner: req.owner.clone(),
     });
     if let Some(imp) = req.impair.as_ref().filter(|i| !i.is_none()) {
-        for end in &req.ends {
+        for end in &ends {
             ops.extend(plan_impair(
                 state,
                 end,
@@ -494,6 +645,7 @@ pub fn recover_lab(before: &State, after: &State, kept: &mut State) -> Vec<Op> {
                 .filter(|r| a.is_some_and(|x| x.routes.contains(r)))
                 .collect(),
             owner: b.and_then(|r| r.owner.clone()),
+            switch: either(|r| r.switch),
         };
         for r in b.iter().chain(a.iter()).flat_map(|x| &x.routes) {
             if !record.routes.contains(r) {
@@ -529,7 +681,7 @@ mod tests {
 
     fn link(a: &str, b: &str) -> LinkRequest {
         LinkRequest {
-            ends: [end(a), end(b)],
+            ends: [LinkEnd::Iface(end(a)), LinkEnd::Iface(end(b))],
             addresses: [
                 vec!["10.1.12.1/30".parse().unwrap()],
                 vec!["10.1.12.2/30".parse().unwrap()],
@@ -604,6 +756,88 @@ mod tests {
         let ops = plan_forward(&mut s, "r1", false, None, &facts).unwrap();
         assert_eq!(ops.last().unwrap().to_string(), "delete namespace r1");
         assert!(s.is_empty(), "{s:?}");
+    }
+
+    fn switched(a: &str, b: &str) -> LinkRequest {
+        let ends: [LinkEnd; 2] = [a.parse().unwrap(), b.parse().unwrap()];
+        let ip = |e: &LinkEnd, x: &str| match e {
+            LinkEnd::Iface(_) => vec![x.parse().unwrap()],
+            LinkEnd::Switch(_) => vec![],
+        };
+        LinkRequest {
+            addresses: [ip(&ends[0], "10.0.0.1/24"), ip(&ends[1], "10.0.0.2/24")],
+            ends,
+            mtu: None,
+            owner: None,
+            impair: None,
+        }
+    }
+
+    #[test]
+    fn a_switch_is_made_with_its_first_link_and_goes_with_its_last() {
+        let mut s = State::default();
+        let ops = plan_link_add(&mut s, &switched("h1:eth0", "network:s1"), &Facts::new()).unwrap();
+        let steps: Vec<String> = ops.iter().map(|o| o.to_string()).collect();
+        for step in [
+            "create namespace s1",
+            "create switch s1 (bridge br0)",
+            "create link h1:eth0 <-> s1:h1-eth0",
+            "make s1:h1-eth0 a port of br0",
+        ] {
+            assert!(steps.contains(&step.to_string()), "{step}: {steps:?}");
+        }
+        assert!(is_switch(&s, "s1"));
+        assert_eq!(s.links[0].ends[1].to_string(), "s1:h1-eth0");
+        // A second link reuses the switch.
+        let ops = plan_link_add(&mut s, &switched("h2:eth0", "network:s1"), &Facts::new()).unwrap();
+        assert!(!ops.iter().any(|o| matches!(o, Op::CreateSwitch { .. })));
+        plan_link_del(&mut s, &end("h1:eth0"), &end("s1:h1-eth0")).unwrap();
+        assert!(is_switch(&s, "s1"), "s1 still has h2");
+        let ops = plan_link_del(&mut s, &end("s1:h2-eth0"), &end("h2:eth0")).unwrap();
+        let steps: Vec<String> = ops.iter().map(|o| o.to_string()).collect();
+        assert!(
+            steps.contains(&"delete namespace s1".to_string()),
+            "{steps:?}"
+        );
+        assert!(s.is_empty(), "{s:?}");
+    }
+
+    #[test]
+    fn switches_refuse_loops_addresses_and_names_taken() {
+        let mut s = State::default();
+        for (a, b) in [("network:s1", "network:s2"), ("network:s2", "network:s3")] {
+            plan_link_add(&mut s, &switched(a, b), &Facts::new()).unwrap();
+        }
+        let before = s.clone();
+        let err = plan_link_add(&mut s, &switched("network:s3", "network:s1"), &Facts::new())
+            .unwrap_err();
+        match &err {
+            Rejection::SwitchLoop { path, .. } => assert_eq!(path, "s3 - s2 - s1"),
+            other => panic!("{other}"),
+        }
+        assert_eq!(err.exit_code(), 4);
+        assert_eq!(s, before, "nothing recorded");
+        let mut addressed = switched("h1:eth0", "network:s1");
+        addressed.addresses[1] = vec!["10.0.0.9/24".parse().unwrap()];
+        let err = plan_link_add(&mut s, &addressed, &Facts::new()).unwrap_err();
+        assert!(matches!(err, Rejection::SwitchPortSetting { .. }), "{err}");
+        // A namespace of a lab is not a switch, nor a switch a namespace.
+        plan_link_add(&mut s, &link("r1:eth1", "r2:eth1"), &Facts::new()).unwrap();
+        let err =
+            plan_link_add(&mut s, &switched("h1:eth0", "network:r1"), &Facts::new()).unwrap_err();
+        assert!(matches!(err, Rejection::NotASwitch { .. }), "{err}");
+        let err = plan_link_add(&mut s, &link("s1:eth9", "h1:eth0"), &Facts::new()).unwrap_err();
+        assert!(matches!(err, Rejection::EndInUse { .. }), "{err}");
+        let mut facts = Facts::new();
+        facts.insert(
+            "s9".into(),
+            LabNsFacts {
+                exists: true,
+                ifnames: vec![],
+            },
+        );
+        let err = plan_link_add(&mut s, &switched("h1:eth0", "network:s9"), &facts).unwrap_err();
+        assert!(err.to_string().contains("already exists"), "{err}");
     }
 
     #[test]

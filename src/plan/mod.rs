@@ -103,6 +103,18 @@ pub enum Op {
         peer_ifname: String,
         mtu: Option<u32>,
     },
+    /// A switch: a bridge in the switch's own namespace, down.
+    CreateSwitch {
+        netns: NsRef,
+        bridge: String,
+        mac: [u8; 6],
+    },
+    /// Makes `ifname` a port of the bridge `bridge` in the same namespace.
+    AddPort {
+        netns: NsRef,
+        ifname: String,
+        bridge: String,
+    },
     /// A static route (replacing one to the same destination).
     AddRoute {
         target: Target,
@@ -351,6 +363,8 @@ impl fmt::Display for Op {
             ),
             Op::DeleteLink { target, name } => write!(f, "delete link {name} in {target}"),
             Op::CreateLinkPair { .. }
+            | Op::CreateSwitch { .. }
+            | Op::AddPort { .. }
             | Op::AddRoute { .. }
             | Op::DeleteRoute { .. }
             | Op::SetImpairment { .. }
@@ -438,6 +452,14 @@ fn fmt_lab(op: &Op, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f,
             "create link {netns}:{ifname} <-> {peer_netns}:{peer_ifname}"
         ),
+        Op::CreateSwitch { netns, bridge, .. } => {
+            write!(f, "create switch {netns} (bridge {bridge})")
+        }
+        Op::AddPort {
+            netns,
+            ifname,
+            bridge,
+        } => write!(f, "make {netns}:{ifname} a port of {bridge}"),
         Op::AddRoute {
             target,
             destination,
@@ -659,10 +681,12 @@ pub fn without_firewall(ops: Vec<Op>) -> impl Iterator<Item = Op> {
 pub fn batch_namespaces(ops: Vec<Op>) -> Vec<Op> {
     let names: Vec<String> = ops
         .iter()
-        .filter_map(|o| match o {
-            Op::CreateNetns { name } => Some(name.clone()),
-            _ => None,
+        .flat_map(|o| match o {
+            Op::CreateNetns { name } => std::slice::from_ref(name),
+            Op::CreateNamespaces { names } => names.as_slice(),
+            _ => &[],
         })
+        .cloned()
         .collect();
     if names.len() < 2 {
         return ops;
@@ -670,7 +694,7 @@ pub fn batch_namespaces(ops: Vec<Op>) -> Vec<Op> {
     std::iter::once(Op::CreateNamespaces { names })
         .chain(
             ops.into_iter()
-                .filter(|o| !matches!(o, Op::CreateNetns { .. })),
+                .filter(|o| !matches!(o, Op::CreateNetns { .. } | Op::CreateNamespaces { .. })),
         )
         .collect()
 }

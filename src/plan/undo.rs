@@ -21,7 +21,10 @@ pub fn undo_of(op: &Op, old_sysctl: Option<String>) -> Option<Op> {
             target: Target::Host,
             name: host.clone(),
         }),
-        Op::CreateLinkPair { .. } | Op::AddRoute { .. } | Op::SetImpairment { .. } => lab_undo(op),
+        Op::CreateLinkPair { .. }
+        | Op::CreateSwitch { .. }
+        | Op::AddRoute { .. }
+        | Op::SetImpairment { .. } => lab_undo(op),
         Op::AddAddress {
             target,
             ifname,
@@ -65,6 +68,7 @@ pub fn undo_of(op: &Op, old_sysctl: Option<String>) -> Option<Op> {
         | Op::SetMac { .. }
         | Op::SetHairpin { .. }
         | Op::SetPortIsolated { .. }
+        | Op::AddPort { .. }
         | Op::AddDefaultRoute { .. } => None,
         Op::AddPeers { vxlan, peers } => Some(Op::RemovePeers {
             vxlan: vxlan.clone(),
@@ -102,6 +106,10 @@ fn lab_undo(op: &Op) -> Option<Op> {
         Op::CreateLinkPair { netns, ifname, .. } => Some(Op::DeleteLink {
             target: Target::Ns(netns.clone()),
             name: ifname.clone(),
+        }),
+        Op::CreateSwitch { netns, bridge, .. } => Some(Op::DeleteLink {
+            target: Target::Ns(netns.clone()),
+            name: bridge.clone(),
         }),
         Op::AddRoute {
             target,

@@ -9,6 +9,10 @@
 //! mtu = 1500
 //! impair = { delay = "20ms", loss = "1%" }  # both ends
 //!
+//! [[links]]                                 # a port of switch s1 (made with its first link)
+//! endpoints = ["h1:eth0", "network:s1"]
+//! ips = ["10.0.0.1/24"]                     # the namespace's end only
+//!
 //! [namespaces.r1]
 //! forward = true
 //! routes = ["10.2.0.0/24 via 10.1.12.2", "default via 10.1.12.2"]
@@ -24,7 +28,7 @@ use super::{Ctx, FileSpec, OneOrMany};
 use crate::api::Result;
 use crate::model::graph::{self, Graph};
 use crate::model::lab::LinkRequest;
-use crate::model::lab::{Endpoint, Impairment, Route};
+use crate::model::lab::{Endpoint, Impairment, LinkEnd, Route};
 use crate::model::topology::{LabSpec, Router};
 use crate::model::ConnectRequest;
 
@@ -88,23 +92,27 @@ fn addresses(cx: &Ctx, v: &Spanned<OneOrMany>) -> Result<Vec<IpNet>> {
 
 fn link(cx: &Ctx, owner: &str, spec: &Spanned<LinkSpec>) -> Result<LinkRequest> {
     let l = spec.get_ref();
-    let ends: Vec<Endpoint> = l
+    let ends: Vec<LinkEnd> = l
         .endpoints
         .get_ref()
         .iter()
         .map(|e| e.get_ref().parse().map_err(|r| cx.err(e.span(), r)))
         .collect::<Result<_>>()?;
-    let [a, b]: [Endpoint; 2] = ends.try_into().map_err(|_| {
+    let [a, b]: [LinkEnd; 2] = ends.try_into().map_err(|_| {
         cx.err(
             l.endpoints.span(),
-            "a link has exactly two endpoints, NAMESPACE:INTERFACE each",
+            "a link has exactly two endpoints, NAMESPACE:INTERFACE or network:SWITCH each",
         )
     })?;
     if a == b {
         return Err(cx.err(l.endpoints.span(), format!("link end {a} is given twice")));
     }
+    let to_switch = |e: &LinkEnd| matches!(e, LinkEnd::Switch(_));
     let addresses = match l.ips.as_slice() {
         [] => [Vec::new(), Vec::new()],
+        // A switch's port has no address: one entry is the other end's.
+        [x] if to_switch(&b) && !to_switch(&a) => [addresses(cx, x)?, Vec::new()],
+        [x] if to_switch(&a) && !to_switch(&b) => [Vec::new(), addresses(cx, x)?],
         [x, y] => [addresses(cx, x)?, addresses(cx, y)?],
         [first, ..] => {
             return Err(cx.err(
@@ -113,6 +121,15 @@ fn link(cx: &Ctx, owner: &str, spec: &Spanned<LinkSpec>) -> Result<LinkRequest> 
             ))
         }
     };
+    for (end, addrs) in [&a, &b].into_iter().zip(&addresses) {
+        if let (LinkEnd::Switch(switch), false) = (end, addrs.is_empty()) {
+            let r = crate::model::Rejection::SwitchPortSetting {
+                end: end.to_string(),
+                switch: switch.clone(),
+            };
+            return Err(cx.err(l.ips[0].span(), r));
+        }
+    }
     let mtu = super::mtu(cx, &l.mtu)?;
     Ok(LinkRequest {
         ends: [a, b],
@@ -123,19 +140,49 @@ fn link(cx: &Ctx, owner: &str, spec: &Spanned<LinkSpec>) -> Result<LinkRequest> 
     })
 }
 
-/// The file's lab objects; `attachments` are its parsed attachments (an
-/// interface a link end may not take).
-pub(super) fn parse(
+/// A link's `network:NAME` ends name switches: not one of the file's
+/// networks, nor one of its namespaces.
+fn check_switches(
+    cx: &Ctx,
+    s: &Spanned<LinkSpec>,
+    req: &LinkRequest,
+    networks: &[&str],
+    spec: &FileSpec,
+) -> Result<()> {
+    for end in &req.ends {
+        let LinkEnd::Switch(name) = end else {
+            continue;
+        };
+        let what = if networks.contains(&name.as_str()) {
+            "a network of this file (namespaces join it with attach); a switch needs a name no network has"
+        } else if spec.namespaces.keys().any(|n| n.get_ref() == name) {
+            "a namespace of this file"
+        } else {
+            continue;
+        };
+        let r = crate::model::Rejection::NotASwitch {
+            name: name.clone(),
+            what: what.into(),
+        };
+        return Err(cx.err(s.get_ref().endpoints.span(), r));
+    }
+    Ok(())
+}
+
+/// The file's links, and the impairments they ask for, into `lab`.
+fn links(
     cx: &Ctx,
     owner: &str,
     spec: &FileSpec,
     attachments: &[ConnectRequest],
-) -> Result<LabSpec> {
-    let mut lab = LabSpec::default();
+    lab: &mut LabSpec,
+) -> Result<()> {
     let mut ends: BTreeMap<Endpoint, ()> = BTreeMap::new();
+    let networks: Vec<&str> = spec.networks.keys().map(|n| n.get_ref().as_str()).collect();
     for s in &spec.links {
         let req = link(cx, owner, s)?;
-        for e in &req.ends {
+        check_switches(cx, s, &req, &networks, spec)?;
+        for e in &req.resolved_ends() {
             let on_network = attachments
                 .iter()
                 .find(|a| a.namespace.name() == Some(&e.namespace) && a.ifname() == e.ifname);
@@ -160,6 +207,19 @@ pub(super) fn parse(
         }
         lab.links.push(req);
     }
+    Ok(())
+}
+
+/// The file's lab objects; `attachments` are its parsed attachments (an
+/// interface a link end may not take).
+pub(super) fn parse(
+    cx: &Ctx,
+    owner: &str,
+    spec: &FileSpec,
+    attachments: &[ConnectRequest],
+) -> Result<LabSpec> {
+    let mut lab = LabSpec::default();
+    links(cx, owner, spec, attachments, &mut lab)?;
     for (ns, n) in &spec.namespaces {
         for (a, req) in n.attach.iter().zip(
             attachments
@@ -202,7 +262,7 @@ pub(super) fn parse(
             || lab
                 .links
                 .iter()
-                .any(|l| l.ends.iter().any(|e| e.namespace == *ns.get_ref()));
+                .any(|l| l.ends.iter().any(|e| e.namespace() == ns.get_ref()));
         let any = !exec.is_empty() || !run.is_empty() || !files.is_empty();
         if any && !made {
             return Err(cx.err(
@@ -290,8 +350,15 @@ pub fn graph(topo: &super::Topology) -> Graph {
         *g.namespaces.entry(ns.clone()).or_insert(false) |= r.forward;
     }
     for l in &topo.lab.links {
-        for e in &l.ends {
+        let ends = l.resolved_ends();
+        for e in &ends {
             g.namespaces.entry(e.namespace.clone()).or_insert(false);
+        }
+        for s in l.ends.iter().filter_map(|e| match e {
+            LinkEnd::Switch(s) => Some(s),
+            LinkEnd::Iface(_) => None,
+        }) {
+            g.switches.insert(s.clone());
         }
         let text = |v: &[IpNet]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
         let imp = |e: &Endpoint| {
@@ -302,9 +369,9 @@ pub fn graph(topo: &super::Topology) -> Graph {
                 .unwrap_or_default()
         };
         g.links.push(graph::Link {
-            ends: l.ends.clone(),
             addresses: [text(&l.addresses[0]), text(&l.addresses[1])],
-            impaired: [imp(&l.ends[0]), imp(&l.ends[1])],
+            impaired: [imp(&ends[0]), imp(&ends[1])],
+            ends,
         });
     }
     g

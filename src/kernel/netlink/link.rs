@@ -292,6 +292,64 @@ impl Handle {
         )
     }
 
+    /// Makes the kernel act on a link's pending carrier change now, as
+    /// `ethtool`'s link query does (`ETHTOOL_GLINK` runs the link's
+    /// linkwatch event synchronously): a bridge enables a port only once
+    /// that event ran, and the kernel defers it up to a second when the
+    /// two ends of a veth pair have the same interface index (common for
+    /// ports in fresh namespaces). Returns whether the link has a carrier.
+    pub fn sync_link_state(&mut self, name: &str) -> Result<bool> {
+        #[repr(C)]
+        struct EthtoolValue {
+            cmd: u32,
+            data: u32,
+        }
+        const ETHTOOL_GLINK: u32 = 0x0000_000a;
+        let mut value = EthtoolValue {
+            cmd: ETHTOOL_GLINK,
+            data: 0,
+        };
+        // SAFETY: ifreq is plain old data, all zeroes is a valid value.
+        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+        for (dst, src) in req
+            .ifr_name
+            .iter_mut()
+            .zip(name.bytes().take(libc::IFNAMSIZ - 1))
+        {
+            *dst = src as libc::c_char;
+        }
+        req.ifr_ifru.ifru_data = (&raw mut value).cast();
+        // SAFETY: SIOCETHTOOL reads the ifreq and the ethtool_value it
+        // points to, both alive for the call; a netlink socket answers
+        // device ioctls of its namespace (sock_do_ioctl falls back to
+        // dev_ioctl).
+        let rc = unsafe { libc::ioctl(self.socket.as_raw_fd(), libc::SIOCETHTOOL, &mut req) };
+        if rc < 0 {
+            return Err(super::Error::Kernel {
+                op: "reading the link state of",
+                target: name.to_string(),
+                answer: std::io::Error::last_os_error(),
+                ext_ack: None,
+            });
+        }
+        Ok(value.data != 0)
+    }
+
+    /// Makes a link a port of a bridge (`ip link set X master BR`).
+    pub fn set_master(&mut self, index: u32, name: &str, master: u32) -> Result<()> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes.push(LinkAttribute::Controller(master));
+        self.request(
+            RouteNetlinkMessage::SetLink(msg),
+            0,
+            Ctx {
+                op: "adding a bridge port",
+                target: name,
+            },
+        )
+    }
+
     /// Moves a link into a link group.
     pub fn set_group(&mut self, index: u32, name: &str, group: u32) -> Result<()> {
         let mut msg = LinkMessage::default();
