@@ -22,4 +22,5 @@ mod ports;
 mod protection;
 mod reliability;
 mod topology;
+mod trace;
 mod tutorial;

@@ -20,6 +20,7 @@ pub mod nodes;
 pub mod overlay;
 pub mod pingall;
 pub mod preview;
+pub mod trace;
 
 pub use crate::check::{Finding, Report};
 pub use crate::host::{phase, set_verbose, Machine};

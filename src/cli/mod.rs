@@ -11,6 +11,7 @@ pub mod lab;
 mod nodes;
 pub mod output;
 pub mod schema;
+mod trace;
 
 pub use deferred::parse;
 use deferred::Deferred;
@@ -168,6 +169,15 @@ pub enum Command {
         The filter is libpcap's (tcpdump's) and is compiled by tcpdump, which must be installed\n\
         for a filter. Ctrl-C ends the capture; the number of packets goes to stderr.")]
     Capture(capture::CaptureArgs),
+    /// Why a packet from SRC does or does not reach DST: each route
+    /// lookup, bridge, link and firewall chain on the way, and the cause
+    #[command(after_help = "Examples:\n  \
+        nsnet trace web db --port 5432\n  \
+        nsnet trace h1 10.9.2.10 --proto icmp\n  \
+        nsnet trace from:eth0 host:8080\n  \
+        nsnet trace web db --json\n\
+        Exit 0 if the packet would arrive (or leaves the host towards the outside), 1 if not.")]
+    Trace(trace::TraceArgs),
     #[command(flatten)]
     Nodes(nodes::NodeCmd),
     /// Show bridges, their networks and attachments (like `brctl show`, and more)
@@ -832,6 +842,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Check { network, repair } => return check(&nsnet, &out, network, repair),
         Command::Show { network } => show(&nsnet, &out, network)?,
         Command::Capture(args) => capture::run(&nsnet, &args)?,
+        Command::Trace(args) => return trace::run(&nsnet, &out, &args),
         Command::Nodes(cmd) => return nodes::run(&nsnet, &out, &cmd),
         Command::Demo => return demo::run(&out),
         Command::Agent { etcd, access } => agent(&nsnet, etcd, &access)?,

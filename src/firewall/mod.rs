@@ -11,6 +11,7 @@ pub mod docker_user;
 pub mod drift;
 pub mod rules;
 pub mod vxlan_guard;
+pub mod walk;
 
 pub use rules::{Kind, Transaction, TABLE};
 
@@ -169,6 +170,12 @@ fn list(args: &[&str]) -> Result<Option<serde_json::Value>, Error> {
         Err(Error::Rejected(msg)) if msg.contains("No such file or directory") => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+/// The whole ruleset, every table's chains, rules and sets (read only):
+/// what `trace` walks a packet through.
+pub fn ruleset() -> Result<serde_json::Value, Error> {
+    Ok(list(&["-j", "list", "ruleset"])?.unwrap_or_else(|| serde_json::json!({"nftables": []})))
 }
 
 /// Base chains of *other* tables on the forward hook whose policy is drop:

@@ -25,7 +25,7 @@ pub(super) const OUTPUT: &str = "output";
 pub(super) const POSTROUTING: &str = "postrouting";
 pub(super) const FORWARD: &str = "forward";
 /// Direct-access protection: before connection tracking and NAT.
-pub(super) const RAW_PREROUTING: &str = "raw_prerouting";
+pub const RAW_PREROUTING: &str = "raw_prerouting";
 const PRIO_RAW: i32 = -300;
 /// Published container ports of `routed` networks, by address, protocol
 /// and port: what may come in from outside.

@@ -54,6 +54,17 @@ pub struct FakeProbe {
     pub vxlan_guards: BTreeMap<u32, Vec<std::net::Ipv4Addr>>,
     /// Other tables' forward chains with a drop policy.
     pub foreign_drops: Vec<crate::firewall::rules::ForeignDrop>,
+    /// The answers of route lookups, by where and to what (none: no
+    /// route).
+    pub route_answers: Vec<(
+        Target,
+        std::net::IpAddr,
+        Option<crate::kernel::netlink::RouteLookup>,
+    )>,
+    /// The whole ruleset (none: an empty one).
+    pub ruleset: Option<Value>,
+    /// Where something listens: (namespace, port).
+    pub listening: Vec<(Target, u16)>,
 }
 
 impl FakeProbe {
@@ -142,6 +153,32 @@ impl Probe for FakeProbe {
 
     fn foreign_forward_drops(&mut self) -> Result<Vec<crate::firewall::rules::ForeignDrop>> {
         Ok(self.foreign_drops.clone())
+    }
+
+    fn route_get(
+        &mut self,
+        target: &Target,
+        dst: std::net::IpAddr,
+    ) -> Result<Option<crate::kernel::netlink::RouteLookup>> {
+        Ok(self
+            .route_answers
+            .iter()
+            .find(|(t, d, _)| t == target && *d == dst)
+            .and_then(|(_, _, r)| r.clone()))
+    }
+
+    fn ruleset(&mut self) -> Result<Value> {
+        Ok(self
+            .ruleset
+            .clone()
+            .unwrap_or_else(|| serde_json::json!({"nftables": []})))
+    }
+
+    fn listening(&mut self, target: &Target, _protocol: Protocol, port: u16) -> Result<bool> {
+        Ok(self
+            .listening
+            .iter()
+            .any(|(t, p)| t == target && *p == port))
     }
 
     fn file_exists(&mut self, path: &std::path::Path) -> bool {
@@ -352,6 +389,9 @@ delegate_probe! {
     namespaces() -> Result<Vec<String>>;
     bridge_ports() -> Result<Vec<LinkInfo>>;
     peers(vxlan: &str) -> Result<Vec<Peer>>;
+    route_get(target: &Target, dst: std::net::IpAddr) -> Result<Option<crate::kernel::netlink::RouteLookup>>;
+    ruleset() -> Result<Value>;
+    listening(target: &Target, protocol: Protocol, port: u16) -> Result<bool>;
 }
 
 /// What nft would list after the whole-table transaction `whole` (as

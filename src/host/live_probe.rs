@@ -106,6 +106,32 @@ impl Probe for Live {
         Ok(netns::list()?)
     }
 
+    fn route_get(
+        &mut self,
+        target: &Target,
+        dst: std::net::IpAddr,
+    ) -> Result<Option<crate::kernel::netlink::RouteLookup>> {
+        Ok(self.handle(target)?.route_get(dst)?)
+    }
+
+    fn ruleset(&mut self) -> Result<serde_json::Value> {
+        Ok(crate::firewall::ruleset()?)
+    }
+
+    fn listening(&mut self, target: &Target, protocol: Protocol, port: u16) -> Result<bool> {
+        let listeners = match target {
+            Target::Host => crate::kernel::sockdiag::listeners(protocol),
+            Target::Ns(ns) => {
+                let fd = netns::open(ns)?;
+                netns::in_netns(std::os::fd::AsFd::as_fd(&fd), &ns.to_string(), || {
+                    crate::kernel::sockdiag::listeners(protocol)
+                })?
+            }
+        }
+        .map_err(crate::kernel::Error::SockDiag)?;
+        Ok(listeners.iter().any(|l| l.port == port))
+    }
+
     fn bridge_ports(&mut self) -> Result<Vec<LinkInfo>> {
         Ok(self.handle(&Target::Host)?.bridge_ports()?)
     }

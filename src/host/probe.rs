@@ -71,4 +71,16 @@ pub trait Probe {
     fn bridge_ports(&mut self) -> Result<Vec<LinkInfo>>;
     /// The peers programmed on a VXLAN device (none when it is gone).
     fn peers(&mut self, vxlan: &str) -> Result<Vec<crate::model::overlay::Peer>>;
+    /// The kernel's route from `target` to `dst` (`ip route get`); `None`
+    /// when it has none.
+    fn route_get(
+        &mut self,
+        target: &Target,
+        dst: std::net::IpAddr,
+    ) -> Result<Option<crate::kernel::netlink::RouteLookup>>;
+    /// Every table's chains, rules and sets, as `nft -j list ruleset`.
+    fn ruleset(&mut self) -> Result<Value>;
+    /// Whether a socket in `target` listens on `port` (TCP) or is bound
+    /// to it (UDP), on any address.
+    fn listening(&mut self, target: &Target, protocol: Protocol, port: u16) -> Result<bool>;
 }

@@ -14,7 +14,7 @@ mod tunnel;
 pub use addr::AddressInfo;
 pub use link::{LinkInfo, LinkKind, PortOption, VethSpec};
 pub use qdisc::{netem_options, parse_netem_options};
-pub use route::RouteInfo;
+pub use route::{RouteInfo, RouteLookup};
 pub use tunnel::VxlanSpec;
 
 use std::io;
@@ -198,6 +198,23 @@ impl Handle {
             })?;
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// Sends a request that the kernel answers with one message.
+    pub(crate) fn single(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        ctx: &Ctx,
+    ) -> Result<Option<RouteNetlinkMessage>> {
+        let seq = self.send(msg, 0, ctx)?;
+        let mut out = None;
+        self.receive(seq, ctx, |reply| {
+            if let Reply::Message(m) = reply {
+                out = Some(m);
+            }
+            Ok(false)
+        })?;
+        Ok(out)
     }
 
     /// Sends a dump request and collects every reply message.

@@ -151,3 +151,68 @@ fn static_route(destination: IpNet, gateway: IpAddr) -> RouteMessage {
         .push(RouteAttribute::Gateway(RouteAddress::from(gateway)));
     msg
 }
+
+/// What the kernel's route lookup says about a destination (`ip route
+/// get`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteLookup {
+    /// The destination is one of this namespace's own addresses.
+    pub local: bool,
+    pub oif: Option<u32>,
+    pub gateway: Option<IpAddr>,
+    /// The source address the kernel would pick.
+    pub source: Option<IpAddr>,
+}
+
+impl Handle {
+    /// The route a packet to `dst` sent from this namespace takes; `None`
+    /// when the kernel has none (unreachable, prohibited, blackholed).
+    pub fn route_get(&mut self, dst: IpAddr) -> Result<Option<RouteLookup>> {
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = match dst {
+            IpAddr::V4(_) => AddressFamily::Inet,
+            IpAddr::V6(_) => AddressFamily::Inet6,
+        };
+        msg.header.destination_prefix_length = if dst.is_ipv4() { 32 } else { 128 };
+        msg.attributes
+            .push(RouteAttribute::Destination(RouteAddress::from(dst)));
+        let text = dst.to_string();
+        let ctx = Ctx {
+            op: "looking up the route to",
+            target: &text,
+        };
+        let reply = match self.single(RouteNetlinkMessage::GetRoute(msg), &ctx) {
+            Ok(r) => r,
+            Err(e)
+                if matches!(
+                    e.errno(),
+                    Some(libc::ENETUNREACH | libc::EHOSTUNREACH | libc::EACCES | libc::EINVAL)
+                ) =>
+            {
+                return Ok(None)
+            }
+            Err(e) => return Err(e),
+        };
+        let Some(RouteNetlinkMessage::NewRoute(m)) = reply else {
+            return Ok(None);
+        };
+        if !matches!(m.header.kind, RouteType::Unicast | RouteType::Local) {
+            return Ok(None);
+        }
+        let mut out = RouteLookup {
+            local: m.header.kind == RouteType::Local,
+            oif: None,
+            gateway: None,
+            source: None,
+        };
+        for attr in &m.attributes {
+            match attr {
+                RouteAttribute::Oif(i) => out.oif = Some(*i),
+                RouteAttribute::Gateway(a) => out.gateway = ip_of(a),
+                RouteAttribute::PrefSource(a) => out.source = ip_of(a),
+                _ => {}
+            }
+        }
+        Ok(Some(out))
+    }
+}
