@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# `nsnet trace` on a host with N namespaces (default 1,000: ten networks of
+# 100, published ports on some), inside a private sandbox (the host is
+# untouched): the median time of a trace across one bridge (reached) and
+# of one between two isolated networks (dropped), against the floor of
+# the facts a trace needs (`ip route get` in the source namespace and
+# `nft -j list ruleset`, each a process of its own). Goal: <= 50 ms.
+#   bench/trace.sh [N]     (as root)
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+enter_sandbox "$@"
+n=${1:-1000}
+tmp=$(mktemp -d)
+per=$(( n / 10 ))
+file="$tmp/many.toml"
+: > "$file"
+for k in $(seq 0 9); do
+  printf '[networks.net%s]\nsubnets = ["10.%s.0.0/16"]\n' "$k" "$((100 + k))" >> "$file"
+done
+for i in $(seq 0 $((n - 1))); do
+  k=$(( i / per )); j=$(( i % per ))
+  pub=""
+  [ "$j" -lt 10 ] && pub=", publish = [\"$((20000 + i)):80\"]"
+  printf '[namespaces.n%s]\nattach = [{ network = "net%s", ip = "10.%s.%s.%s"%s }]\n' \
+    "$i" "$k" "$((100 + k))" "$((j / 250))" "$((j % 250 + 2))" "$pub" >> "$file"
+done
+"$NSNET" -q up -f "$file"
+times=$(spawn_times "$NSNET trace n1 n2" "$NSNET trace n1 n$((per + 1))" \
+  "ip -n n1 route get 10.100.0.3" "nft -j list ruleset")
+read -r same across route nft < <(echo $times)
+ms() { echo "scale=2; $1 / 1000000" | bc; }
+printf '%-44s %10s %10s\n' "N=$n namespaces" "median ms" "x floor"
+floor=$((route + nft))
+printf '%-44s %10s\n' "floor: ip route get + nft -j list ruleset" "$(ms $floor)"
+printf '%-44s %10s %10s\n' "nsnet trace, same network (reached)" "$(ms $same)" "$(echo "scale=2; $same / $floor" | bc)"
+printf '%-44s %10s %10s\n' "nsnet trace, isolated networks (dropped)" "$(ms $across)" "$(echo "scale=2; $across / $floor" | bc)"
+"$NSNET" -q down -f "$file"
+rm -rf "$tmp"
