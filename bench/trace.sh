@@ -5,6 +5,9 @@
 # of one between two isolated networks (dropped), against the floor of
 # the facts a trace needs (`ip route get` in the source namespace and
 # `nft -j list ruleset`, each a process of its own). Goal: <= 50 ms.
+# Then the same with --probe (a real packet, its nftables trace events),
+# against a plain TCP connection attempt (curl) on the same path. Goal:
+# <= 200 ms.
 #   bench/trace.sh [N]     (as root)
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -25,14 +28,24 @@ for i in $(seq 0 $((n - 1))); do
     "$i" "$k" "$((100 + k))" "$((j / 250))" "$((j % 250 + 2))" "$pub" >> "$file"
 done
 "$NSNET" -q up -f "$file"
+# A listener on n2's port 80 for the probes to reach.
+ip netns exec n2 python3 -c 'import socket,time;s=socket.socket();s.bind(("0.0.0.0",80));s.listen(64);time.sleep(3600)' &
+listener=$!
+trap 'kill $listener 2>/dev/null' EXIT
+sleep 0.3
 times=$(spawn_times "$NSNET trace n1 n2" "$NSNET trace n1 n$((per + 1))" \
-  "ip -n n1 route get 10.100.0.3" "nft -j list ruleset")
-read -r same across route nft < <(echo $times)
+  "ip -n n1 route get 10.100.0.3" "nft -j list ruleset" \
+  "$NSNET trace n1 n2 --probe" "$NSNET trace n1 n$((per + 1)) --probe" \
+  "ip netns exec n1 curl -s -m 1 -o /dev/null http://10.100.0.3/")
+read -r same across route nft psame pacross curl < <(echo $times)
 ms() { echo "scale=2; $1 / 1000000" | bc; }
 printf '%-44s %10s %10s\n' "N=$n namespaces" "median ms" "x floor"
 floor=$((route + nft))
 printf '%-44s %10s\n' "floor: ip route get + nft -j list ruleset" "$(ms $floor)"
 printf '%-44s %10s %10s\n' "nsnet trace, same network (reached)" "$(ms $same)" "$(echo "scale=2; $same / $floor" | bc)"
 printf '%-44s %10s %10s\n' "nsnet trace, isolated networks (dropped)" "$(ms $across)" "$(echo "scale=2; $across / $floor" | bc)"
+printf '%-44s %10s\n' "a connection attempt (ip netns exec + curl)" "$(ms $curl)"
+printf '%-44s %10s %10s\n' "nsnet trace --probe, same network" "$(ms $psame)" "$(echo "scale=2; $psame / $curl" | bc)"
+printf '%-44s %10s %10s\n' "nsnet trace --probe, isolated (dropped)" "$(ms $pacross)" "$(echo "scale=2; $pacross / $curl" | bc)"
 "$NSNET" -q down -f "$file"
 rm -rf "$tmp"

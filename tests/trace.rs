@@ -66,6 +66,30 @@ fn check(sb: &Sandbox, c: &Case) {
         let cause = v["cause"].as_str().unwrap_or_default();
         assert!(cause.contains(c.cause), "trace {}: cause {cause:?}", c.args);
     }
+    // The probe: a real packet, and the kernel's own account, agree.
+    if !c.args.starts_with("from:") {
+        let probed: Vec<&str> = args.iter().copied().chain(["--probe"]).collect();
+        let out = sb.run(&probed);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| {
+            panic!(
+                "trace {} --probe: {e}: {}",
+                c.args,
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        assert_eq!(
+            v["probe"]["agrees"], true,
+            "trace {} --probe: {text}",
+            c.args
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "trace {} --probe: {text}",
+            c.args
+        );
+    }
     let what = format!("the real attempt of `trace {}`", c.args);
     match c.oracle {
         Oracle::Ask(from, to, Some(by)) => served_by(sb.ask(from, to, false), by, &what),
@@ -77,14 +101,9 @@ fn check(sb: &Sandbox, c: &Case) {
     }
 }
 
-#[test]
-fn traces_name_the_cause_and_agree_with_a_real_attempt() {
-    let sb = Sandbox::new();
-    setup(&sb);
-    let _web2 = sb.echo("web2", 80, false);
-    let _db = sb.echo("db", 5432, false);
-    let _s2 = sb.echo("s2", 7, false);
-    let cases = [
+/// The paths of the table, on `setup`'s networks and lab.
+fn cases() -> [Case; 8] {
+    [
         Case {
             args: "web web2",
             reached: true,
@@ -133,8 +152,17 @@ fn traces_name_the_cause_and_agree_with_a_real_attempt() {
             cause: "",
             oracle: Oracle::Ping("h1", "10.9.2.10", true),
         },
-    ];
-    for c in &cases {
+    ]
+}
+
+#[test]
+fn traces_name_the_cause_and_agree_with_a_real_attempt() {
+    let sb = Sandbox::new();
+    setup(&sb);
+    let _web2 = sb.echo("web2", 80, false);
+    let _db = sb.echo("db", 5432, false);
+    let _s2 = sb.echo("s2", 7, false);
+    for c in &cases() {
         check(&sb, c);
     }
     // A route nsnet made, deleted by hand: the router and prefix named.
@@ -164,6 +192,11 @@ fn traces_name_the_cause_and_agree_with_a_real_attempt() {
         },
     );
     sb.sh("nft delete table ip filter");
+    let err = sb.fails("trace from:up0 host:8080 --probe", 3);
+    assert!(
+        err.contains("--probe sends its packet from a namespace or the host"),
+        "{err}"
+    );
     // Bad ends: the documented exit codes, the value named.
     let err = sb.fails("trace web nowhere", 3);
     assert!(err.contains("cannot trace to nowhere"), "{err}");
@@ -174,4 +207,40 @@ fn traces_name_the_cause_and_agree_with_a_real_attempt() {
     );
     let err = sb.fails("trace from:up0 host:9999", 3);
     assert!(err.contains("no namespace publishes port 9999"), "{err}");
+}
+
+#[test]
+fn a_probe_killed_mid_way_leaves_no_rule() {
+    let sb = Sandbox::new();
+    sb.ok("network create front --subnet 10.80.0.0/24");
+    sb.ok("connect front web --ip 10.80.0.2");
+    // The probe's rule is there while it waits (for an address nobody
+    // holds: a second), and gone when it is killed: the kernel deletes
+    // the table with nsnet's socket.
+    let mut child = sb
+        .command(crate::common::NSNET)
+        .args(["trace", "web", "10.80.0.99", "--probe"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let table = format!("nsnet_probe_{}", child.id());
+    let mut seen = false;
+    for _ in 0..100 {
+        if sb.sh("nft list tables").contains(&table) {
+            seen = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(seen, "the probe's table {table} was never there");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    child.wait().unwrap();
+    assert!(
+        !sb.sh("nft list tables").contains("nsnet_probe"),
+        "left behind"
+    );
 }

@@ -19,6 +19,7 @@ use super::{Nsnet, Result};
 pub use crate::firewall::walk::{By, ChainOutcome, Hook, Verdict, L4};
 use crate::firewall::walk::{Packet, Ruleset};
 use crate::host::Probe;
+pub use crate::kernel::nftrace::{Event, Outcome};
 use crate::model::lab::Endpoint;
 use crate::model::ports::Protocol;
 use crate::model::{Network, NsRef, Rejection, State};
@@ -68,6 +69,22 @@ pub struct Request {
     pub dst: String,
     pub port: Option<u16>,
     pub l4: L4,
+    /// Also send a real packet and read what the kernel did with it.
+    pub probe: bool,
+}
+
+/// What a real packet met (`--probe`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeReport {
+    pub outcome: Outcome,
+    /// The host's trace events: each rule that gave a verdict, each
+    /// policy, in the order the packet met them (the probe's own rule
+    /// left out).
+    pub events: Vec<Event>,
+    /// Whether the explanation and the probe say the same.
+    pub agrees: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// One step of the path.
@@ -128,6 +145,8 @@ pub struct Trace {
     /// Matches the walk could not evaluate (the verdict may differ there).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unsure: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe: Option<ProbeReport>,
 }
 
 /// Where the packet is.
@@ -142,9 +161,49 @@ const MAX_HOPS: usize = 32;
 impl Nsnet {
     pub fn trace(&self, req: &Request) -> Result<Trace> {
         self.require_root("trace packets")?;
+        if req.probe {
+            if let Source::Upstream { ifname, .. } = &req.src {
+                return Err(Rejection::UnknownTraceEnd {
+                    role: "from",
+                    value: format!("from:{ifname}"),
+                    reason: "--probe sends its packet from a namespace or the host, not as an outside client".into(),
+                }
+                .into());
+            }
+        }
         let state = self.state()?;
         let mut host = self.host();
-        Tracer::new(&state, &mut *host, req)?.run()
+        let tracer = Tracer::new(&state, &mut *host, req)?;
+        let (src, dst) = (tracer.pkt.src, tracer.origin());
+        let mut trace = tracer.run()?;
+        if req.probe {
+            let ns = match &req.src {
+                Source::Namespace(n) => Some(NsRef::Named(n.clone())),
+                _ => None,
+            };
+            let from = match (&ns, trace.hops.first()) {
+                (
+                    _,
+                    Some(Hop::Route {
+                        source: Some(s), ..
+                    }),
+                ) => *s,
+                (Some(_), _) => src,
+                (None, _) => host
+                    .route_get(&Target::Host, dst.ip())?
+                    .and_then(|r| r.source)
+                    .unwrap_or(src),
+            };
+            let l4proto = match (req.l4, dst.is_ipv4()) {
+                (L4::Tcp, _) => 6,
+                (L4::Udp, _) => 17,
+                (L4::Icmp, true) => 1,
+                (L4::Icmp, false) => 58,
+            };
+            let (outcome, events) = host.send_probe(ns.as_ref(), from, dst, l4proto)?;
+            trace.probe = Some(compare(&trace, outcome, events));
+        }
+        Ok(trace)
     }
 }
 
@@ -218,10 +277,16 @@ impl<'a> Tracer<'a> {
                 reached: false,
                 cause: None,
                 unsure: Vec::new(),
+                probe: None,
             },
             pkt,
             dnat,
         })
+    }
+
+    /// The destination as the source sends it (before any DNAT).
+    fn origin(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::new(self.pkt.dst, self.pkt.dport)
     }
 
     fn run(mut self) -> Result<Trace> {
@@ -710,6 +775,60 @@ impl<'a> Tracer<'a> {
     }
 }
 
+/// The probe's report: its events (without its own table's), and whether
+/// they and what came back agree with the explanation.
+fn compare(t: &Trace, outcome: Outcome, events: Vec<Event>) -> ProbeReport {
+    let own = crate::kernel::nftrace::table_name();
+    let events: Vec<Event> = events
+        .into_iter()
+        .filter(|e| {
+            e.table != own && (e.kind == "policy" || e.verdict == "accept" || e.verdict == "drop")
+        })
+        .collect();
+    let kernel_drop = events.iter().find(|e| e.verdict == "drop");
+    let nothing_listens = t
+        .cause
+        .as_deref()
+        .is_some_and(|c| c.starts_with("nothing listens"));
+    let mut agrees = match outcome {
+        Outcome::Connected | Outcome::Answered => t.reached,
+        Outcome::Refused => nothing_listens,
+        Outcome::NoAnswer => !t.reached && !nothing_listens,
+        Outcome::NoRoute => t
+            .cause
+            .as_deref()
+            .is_some_and(|c| c.starts_with("no route")),
+    };
+    let explained_drop = t.hops.iter().rev().find_map(|h| match h {
+        Hop::Chains { chains, .. } => chains.iter().find(|c| c.stops()),
+        _ => None,
+    });
+    if let (Some(k), Some(e)) = (kernel_drop, explained_drop) {
+        agrees &= k.table == e.table && k.family == e.family;
+    }
+    let note = (!agrees).then(|| {
+        let kernel = match kernel_drop {
+            Some(k) => format!(
+                "the kernel dropped it in table {} {} chain {}",
+                k.family, k.table, k.chain
+            ),
+            None => format!("the probe got: {outcome:?}").to_lowercase(),
+        };
+        let said = if t.reached {
+            "reached".to_string()
+        } else {
+            t.cause.clone().unwrap_or_else(|| "not reached".into())
+        };
+        format!("the explanation and the probe disagree: the explanation says {said}; {kernel}")
+    });
+    ProbeReport {
+        outcome,
+        events,
+        agrees,
+        note,
+    }
+}
+
 fn o_internal(n: Option<&Network>) -> bool {
     n.is_some_and(|n| n.internal)
 }
@@ -931,6 +1050,7 @@ mod tests {
             dst: "b".into(),
             port: Some(port),
             l4: L4::Tcp,
+            probe: false,
         }
     }
 
@@ -979,6 +1099,54 @@ mod tests {
             t.cause.as_deref(),
             Some("dropped by table ip filter chain FORWARD policy drop (not nsnet's: Docker's)")
         );
+    }
+
+    #[test]
+    fn a_probe_that_disagrees_says_so() {
+        let (fake, nsnet, _dir) = bed();
+        let event = |verdict: &str| Event {
+            id: 1,
+            family: "inet".into(),
+            table: "nsnet".into(),
+            chain: "forward".into(),
+            handle: Some(7),
+            kind: "rule",
+            verdict: verdict.into(),
+        };
+        // The explanation: nothing listens; the kernel: dropped in forward.
+        fake.state().probe.probe_result = Some((Outcome::NoAnswer, vec![event("drop")]));
+        let t = nsnet
+            .trace(&Request {
+                probe: true,
+                ..request(80)
+            })
+            .unwrap();
+        let p = t.probe.unwrap();
+        assert!(!p.agrees);
+        let note = p.note.unwrap();
+        assert!(note.contains("nothing listens on b:80"), "{note}");
+        assert!(
+            note.contains("dropped it in table inet nsnet chain forward"),
+            "{note}"
+        );
+        // The same answer the explanation expects: agreement.
+        fake.state().probe.probe_result = Some((Outcome::Refused, vec![event("accept")]));
+        let t = nsnet
+            .trace(&Request {
+                probe: true,
+                ..request(80)
+            })
+            .unwrap();
+        assert!(t.probe.unwrap().agrees);
+        // An outside client cannot be sent as.
+        let err = nsnet
+            .trace(&Request {
+                src: "from:eth0".parse().unwrap(),
+                probe: true,
+                ..request(80)
+            })
+            .unwrap_err();
+        assert_eq!(err.exit_code(), 3);
     }
 
     #[test]

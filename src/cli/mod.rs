@@ -175,8 +175,11 @@ pub enum Command {
         nsnet trace web db --port 5432\n  \
         nsnet trace h1 10.9.2.10 --proto icmp\n  \
         nsnet trace from:eth0 host:8080\n  \
-        nsnet trace web db --json\n\
-        Exit 0 if the packet would arrive (or leaves the host towards the outside), 1 if not.")]
+        nsnet trace web db --json\n  \
+        nsnet trace web db --port 5432 --probe\n\
+        Exit 0 if the packet would arrive (or leaves the host towards the outside), 1 if not;\n\
+        with --probe, if the real packet arrived. The probe's trace rule is in a table the kernel\n\
+        deletes with nsnet's netlink socket: nothing is left behind, even after kill -9.")]
     Trace(trace::TraceArgs),
     #[command(flatten)]
     Nodes(nodes::NodeCmd),

@@ -1,7 +1,7 @@
 //! `nsnet trace SRC DST`: the path a packet takes, hop by hop, and why it
 //! does or does not arrive (`api::trace`).
 
-use nsnet::api::trace::{By, Hop, Request, Source, Trace, L4};
+use nsnet::api::trace::{By, Hop, Outcome, Request, Source, Trace, L4};
 use nsnet::{Nsnet, Result};
 
 use super::output::Printer;
@@ -20,6 +20,10 @@ pub struct TraceArgs {
     /// tcp, udp or icmp (an echo request)
     #[arg(long, default_value = "tcp", value_parser = ["tcp", "udp", "icmp"])]
     proto: String,
+    /// Also send a real packet (a TCP SYN, a UDP datagram or an echo
+    /// request) and report what the kernel did with it, chain by chain
+    #[arg(long)]
+    probe: bool,
 }
 
 /// Exit 0 when the packet arrives (or leaves the host towards the
@@ -36,13 +40,19 @@ pub fn run(nsnet: &Nsnet, out: &Printer, args: &TraceArgs) -> Result<i32> {
         dst: args.dst.clone(),
         port: args.port,
         l4,
+        probe: args.probe,
     })?;
     if out.json {
         out.print_json(serde_json::to_value(&trace).expect("a trace serializes"));
     } else {
         print(&trace);
     }
-    Ok(if trace.reached { 0 } else { 1 })
+    // With a probe, what the packet did decides.
+    let reached = match &trace.probe {
+        Some(p) => matches!(p.outcome, Outcome::Connected | Outcome::Answered),
+        None => trace.reached,
+    };
+    Ok(if reached { 0 } else { 1 })
 }
 
 fn print(t: &Trace) {
@@ -62,6 +72,30 @@ fn print(t: &Trace) {
     }
     for u in &t.unsure {
         println!("unsure: a rule nsnet cannot evaluate may decide otherwise: {u}");
+    }
+    if let Some(p) = &t.probe {
+        let outcome = match p.outcome {
+            Outcome::Connected => "connected",
+            Outcome::Refused => "refused (it arrived, nothing took it)",
+            Outcome::Answered => "answered",
+            Outcome::NoAnswer => "no answer",
+            Outcome::NoRoute => "not sent: the source has no route",
+        };
+        println!("probe: {outcome}");
+        for e in &p.events {
+            let by = match e.handle {
+                Some(h) if e.kind == "rule" => format!("rule {h}"),
+                _ => e.kind.to_string(),
+            };
+            println!(
+                "  kernel: {} {} {}: {} by {by}",
+                e.family, e.table, e.chain, e.verdict
+            );
+        }
+        match &p.note {
+            Some(n) => println!("{n}"),
+            None => println!("the probe agrees"),
+        }
     }
 }
 

@@ -65,6 +65,11 @@ pub struct FakeProbe {
     pub ruleset: Option<Value>,
     /// Where something listens: (namespace, port).
     pub listening: Vec<(Target, u16)>,
+    /// What a probe packet meets (none: no answer, no event).
+    pub probe_result: Option<(
+        crate::kernel::nftrace::Outcome,
+        Vec<crate::kernel::nftrace::Event>,
+    )>,
 }
 
 impl FakeProbe {
@@ -165,6 +170,22 @@ impl Probe for FakeProbe {
             .iter()
             .find(|(t, d, _)| t == target && *d == dst)
             .and_then(|(_, _, r)| r.clone()))
+    }
+
+    fn send_probe(
+        &mut self,
+        _ns: Option<&NsRef>,
+        _src: std::net::IpAddr,
+        _dst: std::net::SocketAddr,
+        _l4proto: u8,
+    ) -> Result<(
+        crate::kernel::nftrace::Outcome,
+        Vec<crate::kernel::nftrace::Event>,
+    )> {
+        Ok(self
+            .probe_result
+            .clone()
+            .unwrap_or((crate::kernel::nftrace::Outcome::NoAnswer, Vec::new())))
     }
 
     fn ruleset(&mut self) -> Result<Value> {
@@ -392,6 +413,7 @@ delegate_probe! {
     route_get(target: &Target, dst: std::net::IpAddr) -> Result<Option<crate::kernel::netlink::RouteLookup>>;
     ruleset() -> Result<Value>;
     listening(target: &Target, protocol: Protocol, port: u16) -> Result<bool>;
+    send_probe(ns: Option<&NsRef>, src: std::net::IpAddr, dst: std::net::SocketAddr, l4proto: u8) -> Result<(crate::kernel::nftrace::Outcome, Vec<crate::kernel::nftrace::Event>)>;
 }
 
 /// What nft would list after the whole-table transaction `whole` (as

@@ -132,6 +132,20 @@ impl Probe for Live {
         Ok(listeners.iter().any(|l| l.port == port))
     }
 
+    fn send_probe(
+        &mut self,
+        ns: Option<&NsRef>,
+        src: std::net::IpAddr,
+        dst: std::net::SocketAddr,
+        l4proto: u8,
+    ) -> Result<(
+        crate::kernel::nftrace::Outcome,
+        Vec<crate::kernel::nftrace::Event>,
+    )> {
+        crate::kernel::nftrace::probe(ns, src, dst, l4proto)
+            .map_err(|e| crate::kernel::Error::Probe(e).into())
+    }
+
     fn bridge_ports(&mut self) -> Result<Vec<LinkInfo>> {
         Ok(self.handle(&Target::Host)?.bridge_ports()?)
     }

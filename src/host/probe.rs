@@ -83,4 +83,17 @@ pub trait Probe {
     /// Whether a socket in `target` listens on `port` (TCP) or is bound
     /// to it (UDP), on any address.
     fn listening(&mut self, target: &Target, protocol: Protocol, port: u16) -> Result<bool>;
+    /// Sends one real packet from `ns` (`None`: the host) to `dst`, with
+    /// a trace rule for it in the host (gone with the call, or with the
+    /// process): what came back, and the host's trace events for it.
+    fn send_probe(
+        &mut self,
+        ns: Option<&NsRef>,
+        src: std::net::IpAddr,
+        dst: std::net::SocketAddr,
+        l4proto: u8,
+    ) -> Result<(
+        crate::kernel::nftrace::Outcome,
+        Vec<crate::kernel::nftrace::Event>,
+    )>;
 }

@@ -15,6 +15,7 @@ pub mod conntrack;
 pub mod netlink;
 pub mod netns;
 pub mod nfnetlink;
+pub mod nftrace;
 pub mod ping;
 pub mod resolv;
 pub mod sandbox;
@@ -102,6 +103,8 @@ pub enum Error {
     },
     #[error("listing the host's listening sockets (sock_diag)")]
     SockDiag(#[source] std::io::Error),
+    #[error("sending a traced probe packet")]
+    Probe(#[source] std::io::Error),
     #[error("no interface {ifname} in {target}")]
     NoSuchLink { target: String, ifname: String },
     #[error("{name} exists but is a {kind} link, not a bridge")]

@@ -215,6 +215,12 @@ fn receive(socket: &Socket, buf: &mut [u8]) -> io::Result<(usize, Option<IpAddr>
     Ok((n as usize, source_ip(&from), hop_limit))
 }
 
+/// The identifier of this process's echo requests: tells them apart from
+/// other pings in the namespace (and lets `trace --probe` match them).
+pub fn echo_id() -> u16 {
+    (std::process::id() as u16) ^ 0x6e73
+}
+
 /// Sends `opts.count` echo requests from inside `ns` to `dest`, calling
 /// `on_reply` for each reply as it comes.
 pub fn ping(
@@ -226,8 +232,7 @@ pub fn ping(
     let v6 = dest.is_ipv6();
     let socket = icmp_socket(ns, v6)?;
     let target = SockAddr::from(SocketAddr::new(dest, 0));
-    // Tell our own requests apart from other pings in the namespace.
-    let id = (std::process::id() as u16) ^ 0x6e73;
+    let id = echo_id();
     let start = Instant::now();
     let mut summary = Summary {
         transmitted: 0,
