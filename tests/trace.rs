@@ -34,6 +34,8 @@ fn setup(sb: &Sandbox) {
         "connect solo s1 --ip 10.82.0.2",
         "connect solo s2 --ip 10.82.0.3",
         "connect inner i1 --ip 10.83.0.2",
+        "network create rt --subnet 10.84.0.0/24 --gateway-mode routed",
+        "connect rt rtw --ip 10.84.0.2 -p 8081:80",
         "link add h1:eth0 r1:eth0 --ip 10.9.1.10/24 --ip 10.9.1.1/24",
         "link add r1:eth1 r2:eth1 --ip 10.9.0.1/30 --ip 10.9.0.2/30",
         "link add r2:eth0 h2:eth0 --ip 10.9.2.1/24 --ip 10.9.2.10/24",
@@ -49,6 +51,7 @@ fn setup(sb: &Sandbox) {
     // The upstream routes the bridges' subnets to the host: it tries the
     // direct access that protection stops.
     sb.sh("ip -n up route add 10.80.0.0/24 via 203.0.113.2");
+    sb.sh("ip -n up route add 10.84.0.0/24 via 203.0.113.2");
 }
 
 fn check(sb: &Sandbox, c: &Case) {
@@ -102,8 +105,20 @@ fn check(sb: &Sandbox, c: &Case) {
 }
 
 /// The paths of the table, on `setup`'s networks and lab.
-fn cases() -> [Case; 8] {
+fn cases() -> [Case; 10] {
     [
+        Case {
+            args: "from:up0@203.0.113.1 10.84.0.2",
+            reached: true,
+            cause: "",
+            oracle: Oracle::Ask(Some("up"), "10.84.0.2:80", Some("rtw")),
+        },
+        Case {
+            args: "from:up0@203.0.113.1 10.84.0.2 --port 81",
+            reached: false,
+            cause: "network rt accepts no new connections from outside (gateway mode routed)",
+            oracle: Oracle::Ask(Some("up"), "10.84.0.2:81", None),
+        },
         Case {
             args: "web web2",
             reached: true,
@@ -162,6 +177,8 @@ fn traces_name_the_cause_and_agree_with_a_real_attempt() {
     let _web2 = sb.echo("web2", 80, false);
     let _db = sb.echo("db", 5432, false);
     let _s2 = sb.echo("s2", 7, false);
+    let _rtw = sb.echo("rtw", 80, false);
+    let _rtw81 = sb.echo("rtw", 81, false);
     for c in &cases() {
         check(&sb, c);
     }
