@@ -45,6 +45,7 @@ pub mod netavark;
 mod plan;
 mod store;
 pub mod topology;
+pub mod ui;
 
 pub use api::{require_root, Error, Mode, Nsnet, Result};
 

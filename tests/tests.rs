@@ -24,3 +24,4 @@ mod reliability;
 mod topology;
 mod trace;
 mod tutorial;
+mod ui;

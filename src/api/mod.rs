@@ -21,6 +21,7 @@ pub mod overlay;
 pub mod pingall;
 pub mod preview;
 pub mod trace;
+pub mod view;
 
 pub use crate::check::{Finding, Report};
 pub use crate::host::{phase, set_verbose, Machine};

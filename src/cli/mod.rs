@@ -181,6 +181,14 @@ pub enum Command {
         with --probe, if the real packet arrived. The probe's trace rule is in a table the kernel\n\
         deletes with nsnet's netlink socket: nothing is left behind, even after kill -9.")]
     Trace(trace::TraceArgs),
+    /// A local web page with the live topology, traffic counters, drift and
+    /// traces between two namespaces chosen with two clicks
+    #[command(
+        after_help = "Prints the page's URL, with the token every request needs, and serves\n\
+        until Ctrl-C or SIGTERM. Listens on loopback only, unless --allow-remote.\n\
+        Everything it serves is in the binary: it works offline."
+    )]
+    Ui(UiArgs),
     #[command(flatten)]
     Nodes(nodes::NodeCmd),
     /// Show bridges, their networks and attachments (like `brctl show`, and more)
@@ -774,6 +782,23 @@ fn show(nsnet: &Nsnet, out: &output::Printer, network: Option<String>) -> Result
     Ok(())
 }
 
+#[derive(Debug, clap::Args)]
+pub struct UiArgs {
+    /// Address and port to listen on (port 0: any free port)
+    #[arg(long, default_value = nsnet::ui::DEFAULT_LISTEN, value_name = "ADDR:PORT")]
+    listen: std::net::SocketAddr,
+    /// Allow an address other than loopback (anyone who reaches it and has
+    /// the URL sees your network)
+    #[arg(long)]
+    allow_remote: bool,
+}
+
+fn ui(nsnet: &Nsnet, args: &UiArgs) -> Result<()> {
+    nsnet::ui::check_listen(args.listen, args.allow_remote)?;
+    nsnet.require_root("read the network for the web view")?;
+    nsnet::ui::serve(nsnet, args.listen, args.allow_remote)
+}
+
 pub fn run(cli: Cli) -> Result<i32> {
     let out = output::Printer {
         json: cli.options.json,
@@ -846,6 +871,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Show { network } => show(&nsnet, &out, network)?,
         Command::Capture(args) => capture::run(&nsnet, &args)?,
         Command::Trace(args) => return trace::run(&nsnet, &out, &args),
+        Command::Ui(args) => ui(&nsnet, &args)?,
         Command::Nodes(cmd) => return nodes::run(&nsnet, &out, &cmd),
         Command::Demo => return demo::run(&out),
         Command::Agent { etcd, access } => agent(&nsnet, etcd, &access)?,

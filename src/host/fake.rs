@@ -65,6 +65,8 @@ pub struct FakeProbe {
     pub ruleset: Option<Value>,
     /// Where something listens: (namespace, port).
     pub listening: Vec<(Target, u16)>,
+    /// Byte counters (received, sent) by namespace and link.
+    pub counters: Vec<(Target, String, u64, u64)>,
     /// What a probe packet meets (none: no answer, no event).
     pub probe_result: Option<(
         crate::kernel::nftrace::Outcome,
@@ -170,6 +172,15 @@ impl Probe for FakeProbe {
             .iter()
             .find(|(t, d, _)| t == target && *d == dst)
             .and_then(|(_, _, r)| r.clone()))
+    }
+
+    fn counters(&mut self, target: &Target) -> Result<Vec<(String, u64, u64)>> {
+        Ok(self
+            .counters
+            .iter()
+            .filter(|(t, ..)| t == target)
+            .map(|(_, n, rx, tx)| (n.clone(), *rx, *tx))
+            .collect())
     }
 
     fn send_probe(
@@ -413,6 +424,7 @@ delegate_probe! {
     route_get(target: &Target, dst: std::net::IpAddr) -> Result<Option<crate::kernel::netlink::RouteLookup>>;
     ruleset() -> Result<Value>;
     listening(target: &Target, protocol: Protocol, port: u16) -> Result<bool>;
+    counters(target: &Target) -> Result<Vec<(String, u64, u64)>>;
     send_probe(ns: Option<&NsRef>, src: std::net::IpAddr, dst: std::net::SocketAddr, l4proto: u8) -> Result<(crate::kernel::nftrace::Outcome, Vec<crate::kernel::nftrace::Event>)>;
 }
 

@@ -132,6 +132,10 @@ impl Probe for Live {
         Ok(listeners.iter().any(|l| l.port == port))
     }
 
+    fn counters(&mut self, target: &Target) -> Result<Vec<(String, u64, u64)>> {
+        Ok(self.handle(target)?.counters()?)
+    }
+
     fn send_probe(
         &mut self,
         ns: Option<&NsRef>,

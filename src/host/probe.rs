@@ -83,6 +83,8 @@ pub trait Probe {
     /// Whether a socket in `target` listens on `port` (TCP) or is bound
     /// to it (UDP), on any address.
     fn listening(&mut self, target: &Target, protocol: Protocol, port: u16) -> Result<bool>;
+    /// Each link's name and byte counters (received, sent) in `target`.
+    fn counters(&mut self, target: &Target) -> Result<Vec<(String, u64, u64)>>;
     /// Sends one real packet from `ns` (`None`: the host) to `dst`, with
     /// a trace rule for it in the host (gone with the call, or with the
     /// process): what came back, and the host's trace events for it.

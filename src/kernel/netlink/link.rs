@@ -104,6 +104,34 @@ impl Handle {
         )
     }
 
+    /// Every link's name and byte counters (received, sent): what `nsnet
+    /// ui` shows as traffic.
+    pub fn counters(&mut self) -> Result<Vec<(String, u64, u64)>> {
+        let keep = |m: RouteNetlinkMessage| {
+            let RouteNetlinkMessage::NewLink(m) = m else {
+                return None;
+            };
+            let mut name = None;
+            let mut bytes = (0, 0);
+            for a in &m.attributes {
+                match a {
+                    LinkAttribute::IfName(n) => name = Some(n.clone()),
+                    LinkAttribute::Stats64(s) => bytes = (s.rx_bytes, s.tx_bytes),
+                    _ => {}
+                }
+            }
+            name.map(|n| (n, bytes.0, bytes.1))
+        };
+        self.dump_map(
+            RouteNetlinkMessage::GetLink(LinkMessage::default()),
+            Ctx {
+                op: "reading link counters",
+                target: "",
+            },
+            keep,
+        )
+    }
+
     /// Every bridge port of this namespace, with its master (name, index,
     /// master and MAC are filled in; kinds are not). The AF_BRIDGE dump:
     /// its messages carry no peer-namespace id, which the plain dump looks
