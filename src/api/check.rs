@@ -16,8 +16,15 @@ impl Nsnet {
     /// host) the processes of topology nodes.
     fn check_all(&self, state: &State, network: Option<&str>) -> Result<Report> {
         let mut report = self.check_state(state, network)?;
-        self.check_dns(state, &mut report);
-        if network.is_none() {
+        self.check_beyond_kernel(state, network.is_none(), &mut report);
+        Ok(report)
+    }
+
+    /// The DNS server, and for the whole host (`whole`) the processes of
+    /// topology nodes.
+    pub(super) fn check_beyond_kernel(&self, state: &State, whole: bool, report: &mut Report) {
+        self.check_dns(state, report);
+        if whole {
             for p in self.exited_processes() {
                 report.drift.push(check::Finding::ProcessExited {
                     namespace: p.node,
@@ -27,7 +34,6 @@ impl Nsnet {
                 });
             }
         }
-        Ok(report)
     }
 
     /// The DNS server runs when a network needs it.

@@ -156,6 +156,14 @@ impl Nsnet {
     pub fn watch(&self) -> Watch {
         Watch { host: self.host() }
     }
+
+    /// `check` of the whole host, on the watch's session: the namespaces
+    /// it opened stay open from one refresh to the next.
+    pub fn check_watched(&self, state: &State, watch: &mut Watch) -> Result<Report> {
+        let mut report = crate::check::check_where(state, |_| true, &mut *watch.host)?;
+        self.check_beyond_kernel(state, true, &mut report);
+        Ok(report)
+    }
 }
 
 impl Watch {

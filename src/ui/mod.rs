@@ -178,7 +178,7 @@ impl Ctx<'_> {
                 "/" => (200, "text/html", INDEX.to_string()),
                 "/api/topology" => self.json(|| {
                     let state = self.nsnet.state()?;
-                    let report = self.nsnet.check(None)?;
+                    let report = self.nsnet.check_watched(&state, watch)?;
                     Ok(serde_json::to_value(crate::api::view::topology(&state, &report))
                         .expect("serializes"))
                 }),

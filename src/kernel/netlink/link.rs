@@ -105,31 +105,42 @@ impl Handle {
     }
 
     /// Every link's name and byte counters (received, sent): what `nsnet
-    /// ui` shows as traffic.
+    /// ui` shows as traffic. Read raw (the name and IFLA_STATS64 only), as
+    /// `links` is: the view refreshes every namespace's every second.
     pub fn counters(&mut self) -> Result<Vec<(String, u64, u64)>> {
-        let keep = |m: RouteNetlinkMessage| {
-            let RouteNetlinkMessage::NewLink(m) = m else {
-                return None;
-            };
+        const IFLA_IFNAME: u16 = 3;
+        const IFLA_STATS64: u16 = 23;
+        let mut out = Vec::new();
+        let mut keep = |p: &[u8]| {
             let mut name = None;
             let mut bytes = (0, 0);
-            for a in &m.attributes {
-                match a {
-                    LinkAttribute::IfName(n) => name = Some(n.clone()),
-                    LinkAttribute::Stats64(s) => bytes = (s.rx_bytes, s.tx_bytes),
+            for (kind, v) in super::attributes(p.get(16..).unwrap_or_default()) {
+                let u64_at = |i: usize| {
+                    v.get(i..i + 8)
+                        .and_then(|b| b.try_into().ok())
+                        .map_or(0, u64::from_ne_bytes)
+                };
+                match kind {
+                    IFLA_IFNAME => {
+                        let n = v.split(|b| *b == 0).next().unwrap_or_default();
+                        name = Some(String::from_utf8_lossy(n).into_owned());
+                    }
+                    // rtnl_link_stats64: rx_packets, tx_packets, rx_bytes, tx_bytes...
+                    IFLA_STATS64 => bytes = (u64_at(16), u64_at(24)),
                     _ => {}
                 }
             }
-            name.map(|n| (n, bytes.0, bytes.1))
+            out.extend(name.map(|n| (n, bytes.0, bytes.1)));
         };
-        self.dump_map(
+        self.dump_raw_links(
             RouteNetlinkMessage::GetLink(LinkMessage::default()),
             Ctx {
                 op: "reading link counters",
                 target: "",
             },
-            keep,
-        )
+            &mut keep,
+        )?;
+        Ok(out)
     }
 
     /// Every bridge port of this namespace, with its master (name, index,

@@ -268,6 +268,21 @@ impl Handle {
         Ok(out)
     }
 
+    /// A link dump whose payloads go to `keep` unparsed.
+    pub(crate) fn dump_raw_links(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        ctx: Ctx,
+        keep: RawLinks<'_>,
+    ) -> Result<()> {
+        let seq = self.send(msg, NLM_F_DUMP, &ctx)?;
+        self.receive_range_raw(seq..=seq, &ctx, Some(keep), |_, reply| match reply {
+            Reply::Done | Reply::Ack => Ok(false),
+            Reply::Message(_) => Ok(true),
+            Reply::Refused(e) => Err(e),
+        })
+    }
+
     /// Reads datagrams until `on_reply` says stop. Several netlink messages
     /// may share one datagram; each carries its own length.
     fn receive(
