@@ -948,8 +948,13 @@ fn published(
         _ => Protocol::Tcp,
     };
     // The host's address: on the upstream interface the packet comes in
-    // on, else the one it sends from by default.
+    // on; for a namespace, its network's gateway (the host's address on
+    // its bridge); for the host itself, loopback.
     let host_addr = match &req.src {
+        Source::Namespace(n) => state
+            .attachments_of(&NsRef::Named(n.clone()))
+            .find_map(|(net, _)| net.subnets.iter().find(|s| s.gateway.is_ipv4()))
+            .map(|s| s.gateway),
         Source::Upstream { ifname, .. } => {
             let link = probe.link(&Target::Host, ifname)?;
             let index = link.map(|l| l.index);
