@@ -7,8 +7,8 @@ use std::path::Path;
 
 /// Each folder and the folders it may import. The crate root's re-exports
 /// (`crate::Error`, `crate::Nsnet`, ...) count as `api`; `error_chain` is a
-/// root helper anyone may use. Front ends (`topology`, `cni`, `agent`, `docker`) go
-/// through `api` and speak `model`.
+/// root helper anyone may use. Front ends (`topology`, `cni`, `agent`, `docker`,
+/// `netavark`, `ui`) go through `api` and speak `model`.
 fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
     let below = |v: &[&'static str]| v.to_vec();
     BTreeMap::from([
@@ -44,13 +44,14 @@ fn allowed() -> BTreeMap<&'static str, Vec<&'static str>> {
         ("cni", below(&["api", "model"])),
         ("docker", below(&["api", "model"])),
         ("netavark", below(&["api", "model"])),
+        ("ui", below(&["api", "model"])),
     ])
 }
 
 /// What the binary (`main.rs` and `cli/`) may name of the library: the
 /// door, the values, and the front ends it hands a process to.
-const BINARY_MAY_USE: [&str; 7] = [
-    "api", "model", "topology", "cni", "agent", "docker", "netavark",
+const BINARY_MAY_USE: [&str; 8] = [
+    "api", "model", "topology", "cni", "agent", "docker", "netavark", "ui",
 ];
 
 /// The crate paths a file names: `crate::a::b` and `use crate::{a, b::c}`.

@@ -105,8 +105,14 @@ fn check(sb: &Sandbox, c: &Case) {
 }
 
 /// The paths of the table, on `setup`'s networks and lab.
-fn cases() -> [Case; 10] {
+fn cases() -> [Case; 11] {
     [
+        Case {
+            args: "web host:8080",
+            reached: true,
+            cause: "",
+            oracle: Oracle::Ask(Some("web"), "10.80.0.1:8080", Some("web2")),
+        },
         Case {
             args: "from:up0@203.0.113.1 10.84.0.2",
             reached: true,
