@@ -632,13 +632,17 @@ fn attachment_findings(
     if net.internal {
         return Ok(());
     }
-    let routes = probe.routes(&inside)?;
     for ipv4 in [true, false] {
-        let needs = net.subnets.iter().any(|s| s.cidr.addr().is_ipv4() == ipv4);
-        let has = routes
+        // One dump per family the network has (an IPv4-only network's
+        // attachment: one instead of two).
+        if !net.subnets.iter().any(|s| s.cidr.addr().is_ipv4() == ipv4) {
+            continue;
+        }
+        let has = probe
+            .routes_of_family(&inside, ipv4)?
             .iter()
-            .any(|r| r.destination.prefix_len() == 0 && r.destination.addr().is_ipv4() == ipv4);
-        if needs && !has {
+            .any(|r| r.destination.prefix_len() == 0);
+        if !has {
             out.push(Finding::DefaultRouteMissing {
                 network: network.clone(),
                 namespace: namespace.clone(),

@@ -41,6 +41,10 @@ impl Probe for Live {
         Ok(self.handle(target)?.routes()?)
     }
 
+    fn routes_of_family(&mut self, target: &Target, v4: bool) -> Result<Vec<RouteInfo>> {
+        Ok(self.handle(target)?.routes_of_family(v4)?)
+    }
+
     fn impairment(
         &mut self,
         target: &Target,

@@ -36,6 +36,14 @@ pub trait Probe {
     fn link(&mut self, target: &Target, name: &str) -> Result<Option<LinkInfo>>;
     fn addresses(&mut self, target: &Target) -> Result<Vec<AddressInfo>>;
     fn routes(&mut self, target: &Target) -> Result<Vec<RouteInfo>>;
+    /// The routes of one family (IPv4 when `v4`).
+    fn routes_of_family(&mut self, target: &Target, v4: bool) -> Result<Vec<RouteInfo>> {
+        Ok(self
+            .routes(target)?
+            .into_iter()
+            .filter(|r| r.destination.addr().is_ipv4() == v4)
+            .collect())
+    }
     /// The impairment (netem or tbf root qdisc) of an interface, if any.
     fn impairment(
         &mut self,

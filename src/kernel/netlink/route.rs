@@ -83,8 +83,21 @@ impl Handle {
 
     /// Routes of the main table of both families.
     pub fn routes(&mut self) -> Result<Vec<RouteInfo>> {
+        self.routes_of(&[AddressFamily::Inet, AddressFamily::Inet6])
+    }
+
+    /// The main table's routes of one family (one dump instead of two).
+    pub fn routes_of_family(&mut self, v4: bool) -> Result<Vec<RouteInfo>> {
+        self.routes_of(&[if v4 {
+            AddressFamily::Inet
+        } else {
+            AddressFamily::Inet6
+        }])
+    }
+
+    fn routes_of(&mut self, families: &[AddressFamily]) -> Result<Vec<RouteInfo>> {
         let mut out = Vec::new();
-        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+        for family in families.iter().copied() {
             let mut msg = RouteMessage::default();
             msg.header.address_family = family;
             let replies = self.dump(
