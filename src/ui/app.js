@@ -218,9 +218,10 @@ function topology() {
     if (pendingTrace) {
       const [a, b] = pendingTrace;
       pendingTrace = null;
+      // Real clicks on the two nodes: the same path as a user's.
       for (const name of [a, b]) {
         const n = nodes.find((m) => m.label === name && m.kind !== "network");
-        if (n) select(n);
+        if (n) n.g.dispatchEvent(new MouseEvent("click", { bubbles: true }));
       }
     }
   });
@@ -243,7 +244,7 @@ function refresh() {
     });
 }
 
-// `#trace=A,B` selects A then B, as two clicks do.
+// `#trace=A,B` clicks A then B once the topology is drawn.
 const m = /^#trace=([^,]+),(.+)$/.exec(location.hash);
 if (m) pendingTrace = [decodeURIComponent(m[1]), decodeURIComponent(m[2])];
 refresh();
