@@ -136,6 +136,10 @@ fn the_web_view_draws_counts_marks_drift_and_traces() {
         traced.contains(r#"<p class="verdict reached">h1 → h2"#),
         "{traced}"
     );
+    for n in ["h1", "h2"] {
+        let clicked = format!(r#"class="node host selected" data-name="{n}""#);
+        assert!(traced.contains(&clicked), "{n} not selected by its click");
+    }
     // A link deleted by hand: drifted on the page's first refresh.
     sb.sh("ip -n r2 link del eth1");
     let start = Instant::now();
