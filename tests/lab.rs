@@ -717,6 +717,21 @@ fn frr_lab(sb: &Sandbox, name: &str) -> String {
     format!("/run/lab/{name}.toml")
 }
 
+/// `vtysh -N NODE -c CMD` in the node; its history goes to the lab's
+/// private directory, not to the host's $HOME.
+fn vtysh(sb: &Sandbox, node: &str, cmd: &str) -> String {
+    let out = sb.run_env(
+        &["exec", node, "--", "vtysh", "-N", node, "-c", cmd],
+        &[("HOME", "/run/lab")],
+    );
+    assert!(
+        out.status.success(),
+        "vtysh {cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// How long until `from` pings `to`, within `limit` seconds.
 fn reach(sb: &Sandbox, from: &str, to: &str, limit: u64) -> Option<Duration> {
     let start = Instant::now();
@@ -770,16 +785,7 @@ fn the_ospf_lab_converges_reroutes_and_leaves_nothing() {
     assert!(converged.is_some(), "no convergence: {}", sb.ok("logs r1"));
     let routes = sb.sh("ip -n r1 -4 route show proto ospf");
     assert!(routes.contains("10.0.3.0/24"), "{routes}");
-    let neighbours = sb.ok(&[
-        "exec",
-        "r1",
-        "--",
-        "vtysh",
-        "-N",
-        "r1",
-        "-c",
-        "show ip ospf neighbor",
-    ]);
+    let neighbours = vtysh(&sb, "r1", "show ip ospf neighbor");
     assert_eq!(neighbours.matches("Full").count(), 2, "{neighbours}");
     // The link r1 uses goes: traffic takes the other side of the ring once
     // SPF ran (at once when r1 sees its link down; else after 4 s).
@@ -825,16 +831,7 @@ fn the_bgp_lab_exchanges_routes_and_leaves_nothing() {
         routes.contains("10.0.2.0/24 nhid") || routes.contains("10.0.2.0/24 via"),
         "{routes}"
     );
-    let summary = sb.ok(&[
-        "exec",
-        "r2",
-        "--",
-        "vtysh",
-        "-N",
-        "r2",
-        "-c",
-        "show bgp ipv4 unicast 10.0.1.0/24",
-    ]);
+    let summary = vtysh(&sb, "r2", "show bgp ipv4 unicast 10.0.1.0/24");
     assert!(
         summary.contains("65001"),
         "r2 did not learn h1's LAN from AS 65001: {summary}"

@@ -55,6 +55,10 @@ fn dom(url: &str, budget_ms: u32) -> String {
             "--disable-sync",
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
+        // Its caches and settings too, never the host's $HOME.
+        .env("HOME", profile.path())
+        .env("XDG_CACHE_HOME", profile.path())
+        .env("XDG_CONFIG_HOME", profile.path())
         .arg(format!("--virtual-time-budget={budget_ms}"))
         .arg("--dump-dom")
         .arg(url)
