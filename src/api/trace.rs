@@ -173,7 +173,9 @@ impl Nsnet {
         }
         let state = self.state()?;
         let mut host = self.host();
-        let tracer = Tracer::new(&state, &mut *host, req)?;
+        // Every table, indexed once for all the hooks the path meets.
+        let listing = host.ruleset()?;
+        let tracer = Tracer::new(&state, &mut *host, Ruleset::new(&listing), req)?;
         let (src, dst) = (tracer.pkt.src, tracer.origin());
         let mut trace = tracer.run()?;
         if req.probe {
@@ -210,7 +212,7 @@ impl Nsnet {
 struct Tracer<'a> {
     state: &'a State,
     probe: &'a mut dyn Probe,
-    listing: serde_json::Value,
+    ruleset: Ruleset<'a>,
     pkt: Packet,
     /// The DNAT of a published port.
     dnat: Option<Dnat>,
@@ -226,7 +228,12 @@ fn unknown(role: &'static str, value: &str, reason: impl Into<String>) -> Reject
 }
 
 impl<'a> Tracer<'a> {
-    fn new(state: &'a State, probe: &'a mut dyn Probe, req: &Request) -> Result<Tracer<'a>> {
+    fn new(
+        state: &'a State,
+        probe: &'a mut dyn Probe,
+        ruleset: Ruleset<'a>,
+        req: &Request,
+    ) -> Result<Tracer<'a>> {
         let from = match &req.src {
             Source::Namespace(n) => {
                 if !probe.namespace_exists(&NsRef::Named(n.clone()))? {
@@ -262,11 +269,10 @@ impl<'a> Tracer<'a> {
             oif: None,
             dnat: false,
         };
-        let listing = probe.ruleset()?;
         Ok(Tracer {
             state,
             probe,
-            listing,
+            ruleset,
             out: Trace {
                 from,
                 to: req.dst.clone(),
@@ -628,13 +634,9 @@ impl<'a> Tracer<'a> {
     /// Walks the filter chains of `hook` with a priority in `prios`;
     /// false when one drops (the cause is then set).
     fn chains(&mut self, hook: Hook, prios: std::ops::Range<i64>) -> bool {
-        let ruleset = Ruleset::new(&self.listing);
-        let chains: Vec<ChainOutcome> = ruleset
-            .walk_filtered(hook, &self.pkt, |c| {
-                c["type"] != "nat" && prios.contains(&c["prio"].as_i64().unwrap_or(0))
-            })
-            .into_iter()
-            .collect();
+        let chains = self.ruleset.walk_filtered(hook, &self.pkt, |c| {
+            c["type"] != "nat" && prios.contains(&c["prio"].as_i64().unwrap_or(0))
+        });
         if chains.is_empty() {
             return true;
         }
@@ -715,7 +717,7 @@ impl<'a> Tracer<'a> {
             .filter(|n| n.isolate)
             .map(|n| n.name.as_str())
             .collect();
-        let crossing = !isolating.is_empty() && !net.internal && !o_internal(other);
+        let crossing = !isolating.is_empty() && !net.internal && !other.is_some_and(|o| o.internal);
         if let (Some(o), true) = (other, crossing) {
             let (a, b) = if net.name < o.name {
                 (net, o)
@@ -762,9 +764,8 @@ impl<'a> Tracer<'a> {
 
     /// Whose table a foreign chain is, as far as names tell.
     fn owner_of(&self, c: &ChainOutcome) -> &'static str {
-        let ruleset = Ruleset::new(&self.listing);
-        if ruleset.has_chain(&c.family, &c.table, "DOCKER")
-            || ruleset.has_chain(&c.family, &c.table, "DOCKER-USER")
+        if self.ruleset.has_chain(&c.family, &c.table, "DOCKER")
+            || self.ruleset.has_chain(&c.family, &c.table, "DOCKER-USER")
         {
             "Docker's"
         } else if c.table == "firewalld" {
@@ -827,10 +828,6 @@ fn compare(t: &Trace, outcome: Outcome, events: Vec<Event>) -> ProbeReport {
         agrees,
         note,
     }
-}
-
-fn o_internal(n: Option<&Network>) -> bool {
-    n.is_some_and(|n| n.internal)
 }
 
 /// 0.0.0.0 or :: of the destination's family, until the source's route

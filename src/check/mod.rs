@@ -6,13 +6,14 @@
 //! May import `model`, `plan` (for `Target`), `kernel`'s value types, the
 //! firewall's rendering, and `host` (the `Probe` it asks).
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use ipnet::IpNet;
 use serde::Serialize;
 
 pub use crate::host::Probe;
-use crate::kernel::netlink::LinkKind;
+use crate::kernel::netlink::{LinkInfo, LinkKind};
 use crate::model::lab::Endpoint;
 use crate::model::{sysctl, Attachment, Network, NsRef, State};
 use crate::plan::driver::Device;
@@ -725,32 +726,40 @@ fn forward_warnings(state: &State, probe: &mut dyn Probe) -> Result<Vec<String>>
     Ok(out)
 }
 
-/// Whether `ifname` is a port of the switch's bridge in `target`.
-fn on_switch(probe: &mut dyn Probe, target: &Target, ifname: &str) -> Result<bool> {
-    let bridge = probe.link(target, crate::model::lab::SWITCH_BRIDGE)?;
-    let port = probe.link(target, ifname)?;
-    Ok(matches!((bridge, port), (Some(b), Some(p)) if p.master == Some(b.index)))
-}
-
 /// Links, routes and impairments the record has and the kernel lacks.
 fn lab_findings(state: &State, probe: &mut dyn Probe, out: &mut Vec<Finding>) -> Result<()> {
     let ns_target = |ns: &str| Target::Ns(NsRef::Named(ns.to_string()));
-    let present = |probe: &mut dyn Probe, ns: &str, ifname: &str| -> Result<bool> {
+    let live_link = |probe: &mut dyn Probe, ns: &str, ifname: &str| -> Result<Option<LinkInfo>> {
         if !probe.namespace_exists(&NsRef::Named(ns.to_string()))? {
-            return Ok(false);
+            return Ok(None);
         }
-        Ok(probe.link(&ns_target(ns), ifname)?.is_some())
+        probe.link(&ns_target(ns), ifname)
     };
+    // Each switch's bridge, looked up once for all its ports.
+    let mut bridges: BTreeMap<&str, Option<u32>> = BTreeMap::new();
     for l in &state.links {
         for e in &l.ends {
-            if !present(probe, &e.namespace, &e.ifname)? {
+            let Some(port) = live_link(probe, &e.namespace, &e.ifname)? else {
                 out.push(Finding::LinkEndMissing {
                     end: e.clone(),
                     link: l.ends.clone(),
                 });
-            } else if crate::plan::lab::is_switch(state, &e.namespace)
-                && !on_switch(probe, &ns_target(&e.namespace), &e.ifname)?
-            {
+                continue;
+            };
+            if !crate::plan::lab::is_switch(state, &e.namespace) {
+                continue;
+            }
+            let bridge = match bridges.get(e.namespace.as_str()) {
+                Some(b) => *b,
+                None => {
+                    let target = ns_target(&e.namespace);
+                    let b = probe
+                        .link(&target, crate::model::lab::SWITCH_BRIDGE)?
+                        .map(|b| b.index);
+                    *bridges.entry(&e.namespace).or_insert(b)
+                }
+            };
+            if bridge.is_none() || port.master != bridge {
                 out.push(Finding::SwitchPortDetached {
                     end: e.clone(),
                     link: l.ends.clone(),
@@ -776,7 +785,7 @@ fn lab_findings(state: &State, probe: &mut dyn Probe, out: &mut Vec<Finding>) ->
         }
     }
     for (end, rec) in &state.impairments {
-        if !present(probe, &end.namespace, &end.ifname)? {
+        if live_link(probe, &end.namespace, &end.ifname)?.is_none() {
             continue;
         }
         let live = probe.impairment(&ns_target(&end.namespace), &end.ifname)?;

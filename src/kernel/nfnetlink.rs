@@ -54,15 +54,29 @@ pub fn attr(kind: u16, payload: &[u8]) -> Vec<u8> {
 
 /// A request of subsystem `subsys`: nlmsghdr, nfgenmsg, attributes.
 pub fn message(subsys: u16, kind: u16, flags: u16, seq: u32, family: u8, attrs: &[u8]) -> Vec<u8> {
+    batch_message((subsys << 8) | kind, flags, seq, family, 0, attrs)
+}
+
+/// A message with its whole netlink type and nfgenmsg's resource id: a
+/// batch's begin and end name the subsystem there (nf_tables batches).
+pub fn batch_message(
+    nl_type: u16,
+    flags: u16,
+    seq: u32,
+    family: u8,
+    res_id: u16,
+    attrs: &[u8],
+) -> Vec<u8> {
     let len = NLMSG_HDRLEN + NFGENMSG_LEN + attrs.len();
     let mut m = Vec::with_capacity(len);
     m.extend_from_slice(&(len as u32).to_ne_bytes());
-    m.extend_from_slice(&((subsys << 8) | kind).to_ne_bytes());
+    m.extend_from_slice(&nl_type.to_ne_bytes());
     m.extend_from_slice(&(NLM_F_REQUEST | flags).to_ne_bytes());
     m.extend_from_slice(&seq.to_ne_bytes());
     m.extend_from_slice(&0u32.to_ne_bytes());
-    // nfgenmsg: family, version 0, resource id 0.
-    m.extend_from_slice(&[family, 0, 0, 0]);
+    // nfgenmsg: family, version 0, resource id (big endian).
+    m.extend_from_slice(&[family, 0]);
+    m.extend_from_slice(&res_id.to_be_bytes());
     m.extend_from_slice(attrs);
     m
 }

@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 
-use super::nfnetlink::{attr, error_code, find, messages, NLMSG_ERROR, NLM_F_ACK};
+use super::nfnetlink::{
+    attr, batch_message as msg, error_code, find, messages, NLMSG_ERROR, NLM_F_ACK,
+};
 
 const SUBSYS: u16 = 10;
 const BATCH_BEGIN: u16 = 16;
@@ -103,21 +105,6 @@ fn cstr(s: &str) -> Vec<u8> {
     let mut v = s.as_bytes().to_vec();
     v.push(0);
     v
-}
-
-/// One nf_tables message of a batch (nlmsghdr, nfgenmsg, attributes).
-fn msg(kind: u16, flags: u16, seq: u32, family: u8, res_id: u16, body: &[u8]) -> Vec<u8> {
-    let len = 16 + 4 + body.len();
-    let mut m = Vec::with_capacity(len);
-    m.extend_from_slice(&(len as u32).to_ne_bytes());
-    m.extend_from_slice(&kind.to_ne_bytes());
-    m.extend_from_slice(&(1 | flags).to_ne_bytes());
-    m.extend_from_slice(&seq.to_ne_bytes());
-    m.extend_from_slice(&0u32.to_ne_bytes());
-    m.extend_from_slice(&[family, 0]);
-    m.extend_from_slice(&res_id.to_be_bytes());
-    m.extend_from_slice(body);
-    m
 }
 
 fn expr(name: &str, data: &[Vec<u8>]) -> Vec<u8> {
