@@ -137,7 +137,7 @@ impl Nsnet {
     pub fn sync_docker_forward(&self) -> Result<Vec<String>> {
         self.require_root("place rules in Docker's DOCKER-USER chain")?;
         let state = self.state()?;
-        let bridges: Vec<&str> = state.networks.values().map(|n| n.bridge.as_str()).collect();
+        let bridges = state.bridges();
         let mut host = self.host();
         let mut taken = Vec::new();
         for v6 in [false, true] {

@@ -3,9 +3,11 @@
 
 use crate::host::{NsState, Probe};
 use crate::kernel::netlink::LinkKind;
+use crate::model::lan::{Lan, LanRequest, SavedDevice, PROBE_BATCH};
 use crate::model::ports::HostListener;
 use crate::model::{names, sysctl, ConnectRequest, CreateRequest, Network};
 use crate::plan::attach::NsFacts;
+use crate::plan::driver::lan::{probe_candidates, LanProbe};
 use crate::plan::network::{bridge_name, ExistingLink, HostFacts};
 use crate::plan::Target;
 
@@ -30,6 +32,9 @@ pub fn namespace_facts(
             is_host,
             ..NsFacts::default()
         });
+    }
+    if net.lan.is_some() {
+        return lan_namespace_facts(probe, net, req, exists);
     }
     let (links, routes) = if exists {
         let inside = Target::Ns(ns.clone());
@@ -77,7 +82,132 @@ pub fn namespace_facts(
         host_ifnames,
         parked_host_end,
         default_routes,
+        ..NsFacts::default()
     })
+}
+
+/// The facts of a connect to a network on the LAN: the namespace's
+/// interfaces and default routes, the host device to move, and who on the
+/// LAN answers for the addresses the plan may pick.
+fn lan_namespace_facts(
+    probe: &mut dyn Probe,
+    net: &Network,
+    req: &ConnectRequest,
+    exists: bool,
+) -> Result<NsFacts> {
+    let (ifnames, default_routes) = if exists {
+        let inside = Target::Ns(req.namespace.clone());
+        let names = probe.links(&inside)?.into_iter().map(|l| l.name).collect();
+        let defaults = probe
+            .routes(&inside)?
+            .iter()
+            .filter(|r| r.destination.prefix_len() == 0)
+            .map(|r| r.destination.addr().is_ipv4())
+            .collect();
+        (names, defaults)
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    let device = match &net.lan {
+        Some(Lan::HostDevice(d)) => saved_device(probe, &d.device)?,
+        _ => None,
+    };
+    Ok(NsFacts {
+        exists,
+        ifnames,
+        default_routes,
+        device,
+        lan_probe: probe_lan(probe, net, &req.ips)?,
+        ..NsFacts::default()
+    })
+}
+
+/// A host interface as it is now: what moving it away loses.
+fn saved_device(probe: &mut dyn Probe, name: &str) -> Result<Option<SavedDevice>> {
+    let Some(link) = probe.link(&Target::Host, name)? else {
+        return Ok(None);
+    };
+    let addresses = probe
+        .addresses(&Target::Host)?
+        .into_iter()
+        .filter(|a| a.index == link.index)
+        // The kernel makes the link-local address itself.
+        .filter(|a| !matches!(a.addr, ipnet::IpNet::V6(n) if n.addr().segments()[0] == 0xfe80))
+        .map(|a| a.addr)
+        .collect();
+    let routes = probe
+        .routes(&Target::Host)?
+        .into_iter()
+        .filter(|r| r.oif == Some(link.index))
+        .filter_map(|r| {
+            Some(crate::model::lan::DeviceRoute {
+                destination: r.destination,
+                gateway: r.gateway?,
+            })
+        })
+        .collect();
+    Ok(Some(SavedDevice {
+        name: link.name,
+        mac: link.mac.as_ref().map(names::format_mac),
+        mtu: link.mtu,
+        up: link.up,
+        addresses,
+        routes,
+    }))
+}
+
+/// Probes the LAN of a macvlan network for the addresses a connect may
+/// take: those asked for and the lowest free ones, in batches until one
+/// is free (or the pool is probed out).
+fn probe_lan(
+    probe: &mut dyn Probe,
+    net: &Network,
+    asked: &[crate::model::RequestedIp],
+) -> Result<LanProbe> {
+    let Some(m) = net.macvlan() else {
+        return Ok(LanProbe::default());
+    };
+    if m.probe_ms == 0 {
+        return Ok(LanProbe::default());
+    }
+    let asked: Vec<std::net::IpAddr> = asked.iter().map(|r| r.addr).collect();
+    let wait = std::time::Duration::from_millis(u64::from(m.probe_ms));
+    let mut out = LanProbe {
+        probed: Some(Vec::new()),
+        holders: Vec::new(),
+    };
+    // Asked-for addresses are probed alone; a lease is picked otherwise.
+    let batch = if asked.iter().any(|a| a.is_ipv4()) {
+        0
+    } else {
+        PROBE_BATCH
+    };
+    loop {
+        let candidates = probe_candidates(net, &asked, &out.holders, batch);
+        let fresh: Vec<std::net::Ipv4Addr> = candidates
+            .iter()
+            .filter(|a| !out.probed.as_ref().is_some_and(|p| p.contains(a)))
+            .filter_map(|a| match a {
+                std::net::IpAddr::V4(v4) => Some(*v4),
+                std::net::IpAddr::V6(_) => None,
+            })
+            .collect();
+        if fresh.is_empty() {
+            return Ok(out);
+        }
+        let found = probe.lan_probe(&m.parent, &fresh, wait)?;
+        let all_held = fresh
+            .iter()
+            .all(|a| found.iter().any(|h| h.address == std::net::IpAddr::V4(*a)));
+        out.probed
+            .as_mut()
+            .expect("set above")
+            .extend(fresh.iter().map(|a| std::net::IpAddr::V4(*a)));
+        out.holders.extend(found);
+        if batch == 0 || !all_held {
+            return Ok(out);
+        }
+    }
 }
 
 /// The host's listening sockets on the protocols `req` publishes (none
@@ -126,6 +256,9 @@ fn kind_name(kind: &LinkKind) -> String {
 /// What the host looks like, as far as creating the network of `req`
 /// cares.
 pub fn host_facts(probe: &mut dyn Probe, req: &CreateRequest) -> Result<HostFacts> {
+    if let Some(lan) = &req.lan {
+        return lan_host_facts(probe, req, lan);
+    }
     let bridge = bridge_name(req)?;
     let link = probe.link(&Target::Host, &bridge)?;
     let existing_addresses = match &link {
@@ -168,6 +301,75 @@ pub fn host_facts(probe: &mut dyn Probe, req: &CreateRequest) -> Result<HostFact
         existing_addresses,
         routes,
         sysctls,
+        ..HostFacts::default()
+    })
+}
+
+/// What creating a network on the LAN needs to know: its host interface,
+/// whether the kernel could make a missing VLAN parent, and who on the
+/// LAN answers for the addresses the host's own interface may take.
+fn lan_host_facts(
+    probe: &mut dyn Probe,
+    req: &CreateRequest,
+    lan: &LanRequest,
+) -> Result<HostFacts> {
+    let name = lan.host_interface();
+    let link = probe.link(&Target::Host, name)?;
+    let vlan_supported = link.is_none()
+        && crate::model::lan::vlan_parent(name).is_some()
+        && probe.kind_supported("vlan")?;
+    let mut lan_probe = LanProbe::default();
+    if let (
+        Some(_),
+        LanRequest::Macvlan {
+            host_access: true,
+            probe_ms,
+            ip_ranges,
+            parent,
+            ..
+        },
+    ) = (&link, lan)
+    {
+        if *probe_ms > 0 {
+            let mut candidates = Vec::new();
+            for cidr in req.subnets.iter().filter(|c| c.addr().is_ipv4()) {
+                let Ok(gateway) = crate::plan::network::gateway_for(cidr, &req.gateways) else {
+                    continue;
+                };
+                let subnet = crate::model::ipam::Subnet {
+                    cidr: *cidr,
+                    gateway,
+                };
+                let range = ip_ranges.iter().find(|r| cidr.contains(*r));
+                candidates.extend(crate::model::ipam::free_addresses(
+                    &subnet,
+                    range,
+                    &Default::default(),
+                    PROBE_BATCH,
+                ));
+            }
+            let v4: Vec<std::net::Ipv4Addr> = candidates
+                .iter()
+                .filter_map(|a| match a {
+                    std::net::IpAddr::V4(v) => Some(*v),
+                    std::net::IpAddr::V6(_) => None,
+                })
+                .collect();
+            let wait = std::time::Duration::from_millis(u64::from(*probe_ms));
+            lan_probe.holders = probe.lan_probe(parent, &v4, wait)?;
+            lan_probe.probed = Some(candidates);
+        }
+    }
+    Ok(HostFacts {
+        lan_interface: link.map(|l| ExistingLink {
+            name: l.name,
+            kind: kind_name(&l.kind),
+            mac: l.mac,
+            up: l.up,
+        }),
+        vlan_supported,
+        lan_probe,
+        ..HostFacts::default()
     })
 }
 
@@ -222,6 +424,7 @@ mod tests {
                 host_ifnames: vec![host_end],
                 parked_host_end: false,
                 default_routes: vec![true],
+                ..NsFacts::default()
             }
         );
         let missing = ConnectRequest::new("n", NsRef::Named("b".into()));

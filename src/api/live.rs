@@ -113,7 +113,7 @@ impl super::Nsnet {
         let mut host = self.host();
         let mut live = LivePorts::new(host.bridge_ports()?);
         let mut missing: Vec<String> = Vec::new();
-        for net in state.networks.values() {
+        for net in state.networks.values().filter(|n| n.has_bridge()) {
             if live.get(&net.bridge).is_none() {
                 missing.push(net.bridge.clone());
             }

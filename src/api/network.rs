@@ -16,6 +16,12 @@ impl Nsnet {
         self.make_network(&lock, &state, req, &mut *self.host())
     }
 
+    /// Why `--driver ipvlan` is refused: the kernel's support, asked.
+    pub fn ipvlan_refusal(&self) -> Rejection {
+        let supported = self.host().kind_supported("ipvlan").unwrap_or(false);
+        Rejection::Ipvlan { supported }
+    }
+
     /// Gathers the host's facts, plans the network of `req` and commits
     /// it: the local part of every driver's create.
     pub(super) fn make_network(

@@ -139,6 +139,27 @@ pub enum Finding {
         wanted: String,
         found: String,
     },
+    /// The host interface a LAN network is on is gone (a macvlan
+    /// network's parent: the kernel took every namespace's interface on
+    /// it along), or a host-device network's device is neither in the
+    /// host nor in its namespace.
+    LanInterfaceMissing {
+        network: String,
+        ifname: String,
+    },
+    /// The host's own interface on a macvlan network (`--host-access`) is
+    /// gone, down or without its address.
+    HostAccessMissing {
+        network: String,
+        ifname: String,
+    },
+    /// The host's route to a namespace of a macvlan network, through its
+    /// host-access interface, is gone.
+    HostRouteMissing {
+        network: String,
+        namespace: NsRef,
+        address: IpNet,
+    },
 }
 
 impl Finding {
@@ -160,6 +181,9 @@ impl Finding {
             | InterfaceMissing { network, .. }
             | InterfaceDown { network, .. }
             | AddressMissing { network, .. }
+            | LanInterfaceMissing { network, .. }
+            | HostAccessMissing { network, .. }
+            | HostRouteMissing { network, .. }
             | DefaultRouteMissing { network, .. } => Some(network),
             Sysctl { .. }
             | Firewall { .. }
@@ -182,6 +206,7 @@ impl Finding {
             | InterfaceMissing { namespace, .. }
             | InterfaceDown { namespace, .. }
             | AddressMissing { namespace, .. }
+            | HostRouteMissing { namespace, .. }
             | DefaultRouteMissing { namespace, .. } => Some(namespace),
             _ => None,
         }
@@ -197,6 +222,8 @@ impl Finding {
                 | Finding::BridgeDown { .. }
                 | Finding::GatewayMissing { .. }
                 | Finding::TunnelMissing { .. }
+                | Finding::LanInterfaceMissing { .. }
+                | Finding::HostAccessMissing { .. }
         )
     }
 
@@ -241,6 +268,8 @@ impl Finding {
             BridgeMissing { network, .. }
             | NotABridge { network, .. }
             | GatewayMissing { network, .. }
+            | LanInterfaceMissing { network, .. }
+            | HostAccessMissing { network, .. }
             | TunnelMissing { network, .. } => format!(
                 "nsnet network rm {network} --force, then create it again (or nsnet up -f FILE if a topology file made it)"
             ),
@@ -249,6 +278,7 @@ impl Finding {
             | InterfaceMissing { network, namespace, .. }
             | InterfaceDown { network, namespace, .. }
             | AddressMissing { network, namespace, .. }
+            | HostRouteMissing { network, namespace, .. }
             | DefaultRouteMissing { network, namespace, .. } => format!(
                 "nsnet disconnect {network} {namespace} && nsnet connect {network} {namespace} (or nsnet up -f FILE if a topology file made it)"
             ),
@@ -311,7 +341,23 @@ impl Finding {
                 f,
                 "{namespace}: process {command:?} has exited (its output: {log}, or nsnet logs {namespace})"
             ),
-            _ => unreachable!("called for tunnel and process findings only"),
+            LanInterfaceMissing { network, ifname } => write!(
+                f,
+                "network {network}: host interface {ifname} is gone (its namespaces have no way to the LAN)"
+            ),
+            HostAccessMissing { network, ifname } => write!(
+                f,
+                "network {network}: the host's interface {ifname} is missing, down or without its address (the host cannot reach the namespaces)"
+            ),
+            HostRouteMissing {
+                network,
+                namespace,
+                address,
+            } => write!(
+                f,
+                "network {network}, namespace {namespace}: the host's route to {address} is missing"
+            ),
+            _ => unreachable!("called for tunnel, LAN and process findings only"),
         }
     }
 }
@@ -348,6 +394,9 @@ impl fmt::Display for Finding {
             | VxlanGuardStale { .. }
             | SubnetTaken { .. }
             | SwitchPortDetached { .. }
+            | LanInterfaceMissing { .. }
+            | HostAccessMissing { .. }
+            | HostRouteMissing { .. }
             | ProcessExited { .. } => self.fmt_more(f),
             GatewayMissing {
                 network,
@@ -515,7 +564,9 @@ fn bridge_findings(net: &Network, host: &HostView, out: &mut Vec<Finding>) -> Op
         });
     }
     for device in crate::plan::driver::of(net.driver()).devices(net) {
-        let Device::Tunnel { name } = device;
+        let Device::Tunnel { name } = device else {
+            continue;
+        };
         if !host.links.iter().any(|l| l.name == name && l.up) {
             out.push(Finding::TunnelMissing {
                 network: network.clone(),
@@ -579,6 +630,7 @@ fn attachment_findings(
     let network = net.name.clone();
     let namespace = a.namespace.clone();
     match host.links.iter().find(|l| l.name == a.host_ifname) {
+        _ if !net.has_bridge() => {}
         None => out.push(Finding::HostVethMissing {
             network: network.clone(),
             namespace: namespace.clone(),
@@ -654,6 +706,89 @@ fn attachment_findings(
     Ok(())
 }
 
+/// A network on the LAN: its host interface (and the host's own one on
+/// it, with its routes), then each attachment inside its namespace.
+fn lan_findings(
+    net: &Network,
+    host: &HostView,
+    probe: &mut dyn Probe,
+    out: &mut Vec<Finding>,
+) -> Result<()> {
+    let network = net.name.clone();
+    let has = |name: &str| host.links.iter().find(|l| l.name == name);
+    for device in crate::plan::driver::of(net.driver()).devices(net) {
+        match device {
+            Device::Parent { name } if has(&name).is_none() => {
+                out.push(Finding::LanInterfaceMissing {
+                    network,
+                    ifname: name,
+                });
+                return Ok(());
+            }
+            Device::HostAccess { name, addresses } => {
+                let ok = has(&name).is_some_and(|l| {
+                    l.up && addresses.iter().all(|a| {
+                        host.addresses
+                            .iter()
+                            .any(|x| x.index == l.index && x.addr == *a)
+                    })
+                });
+                if !ok {
+                    out.push(Finding::HostAccessMissing {
+                        network: network.clone(),
+                        ifname: name.clone(),
+                    });
+                    continue;
+                }
+                host_route_findings(net, &name, probe, out)?;
+            }
+            _ => {}
+        }
+    }
+    if let Some(crate::model::lan::Lan::HostDevice(d)) = &net.lan {
+        if net.attachments.is_empty() && has(&d.device).is_none() {
+            out.push(Finding::LanInterfaceMissing {
+                network,
+                ifname: d.device.clone(),
+            });
+        }
+    }
+    for a in &net.attachments {
+        attachment_findings(net, a, 0, host, probe, out)?;
+    }
+    Ok(())
+}
+
+/// The host's route to each namespace of a macvlan network, through its
+/// host-access interface `ifname`.
+fn host_route_findings(
+    net: &Network,
+    ifname: &str,
+    probe: &mut dyn Probe,
+    out: &mut Vec<Finding>,
+) -> Result<()> {
+    let Some(link) = probe.link(&Target::Host, ifname)? else {
+        return Ok(());
+    };
+    let routes = probe.routes(&Target::Host)?;
+    for a in &net.attachments {
+        for addr in &a.addresses {
+            let want = IpNet::from(addr.addr());
+            if !routes
+                .iter()
+                .any(|r| r.destination == want && r.oif == Some(link.index))
+            {
+                out.push(Finding::HostRouteMissing {
+                    network: net.name.clone(),
+                    namespace: a.namespace.clone(),
+                    address: want,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Drift of the networks `keep` selects; the sysctls and the firewall
 /// table are checked once, whatever the selection.
 pub fn check_where(
@@ -669,6 +804,10 @@ pub fn check_where(
             addresses: probe.addresses(&Target::Host)?,
         };
         for net in selected {
+            if !net.has_bridge() {
+                lan_findings(net, &host, probe, &mut report.drift)?;
+                continue;
+            }
             guard_findings(net, probe, &mut report.drift)?;
             if let Some(bridge) = bridge_findings(net, &host, &mut report.drift) {
                 for a in &net.attachments {
@@ -703,7 +842,7 @@ pub fn check_where(
 /// let nsnet's bridges pass; it is one, saying so, when they are missing
 /// or stale.
 fn forward_warnings(state: &State, probe: &mut dyn Probe) -> Result<Vec<String>> {
-    let bridges: Vec<&str> = state.networks.values().map(|n| n.bridge.as_str()).collect();
+    let bridges = state.bridges();
     let mut out = Vec::new();
     for drop in probe.foreign_forward_drops()? {
         if let Some(v6) = drop.iptables_forward() {

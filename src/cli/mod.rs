@@ -366,6 +366,8 @@ pub enum NetworkCmd {
         dns_servers: Vec<String>,
         #[command(flatten)]
         overlay: OverlayArgs,
+        #[command(flatten)]
+        lan: Box<LanArgs>,
     },
     /// List networks
     Ls,
@@ -393,6 +395,112 @@ pub enum Driver {
     /// One network across hosts: a host subnet per host, routed over VXLAN,
     /// coordinated in etcd
     Overlay,
+    /// Namespaces straight on the LAN of a host interface (--parent), each
+    /// with a MAC and an address of the LAN's own
+    Macvlan,
+    /// A host interface (--device) moved into the namespace that connects,
+    /// and back on disconnect
+    HostDevice,
+    /// Refused: this kernel has no ipvlan driver (use macvlan)
+    Ipvlan,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Networks on the LAN (--driver macvlan, --driver host-device)")]
+pub struct LanArgs {
+    /// The host interface on the LAN (macvlan)
+    #[arg(long, value_name = "IFNAME")]
+    parent: Option<String>,
+    /// How namespaces of the network reach each other: bridge (inside the
+    /// host), private (not at all), vepa (through the LAN's switch),
+    /// passthru (one namespace takes the parent over)
+    #[arg(long, value_name = "MODE", default_value = "bridge")]
+    mode: String,
+    /// Addresses nsnet hands out, within --subnet (default: all of it);
+    /// one per family
+    #[arg(long = "ip-range", value_name = "CIDR")]
+    ip_ranges: Vec<String>,
+    /// Give the host an interface on the network too, so that the host and
+    /// its namespaces reach each other (the kernel passes nothing between
+    /// a macvlan interface and its parent)
+    #[arg(long)]
+    host_access: bool,
+    /// Milliseconds to wait for an answer to the ARP probes that keep
+    /// addresses in use on the LAN from being handed out (0: no probes)
+    #[arg(long, value_name = "MS", default_value_t = nsnet::model::lan::DEFAULT_PROBE_MS)]
+    probe_wait: u32,
+    /// The host interface to move in (host-device)
+    #[arg(long, value_name = "IFNAME")]
+    device: Option<String>,
+}
+
+impl LanArgs {
+    /// The LAN part of the request; options of the other LAN driver, or
+    /// of none, are refused.
+    fn request(
+        &self,
+        nsnet: &Nsnet,
+        driver: Driver,
+    ) -> Result<Option<nsnet::model::lan::LanRequest>> {
+        use nsnet::model::lan::LanRequest;
+        let stray = |option: &'static str| -> Result<()> {
+            Err(Rejection::NotForDriver {
+                option,
+                driver: driver_name(driver),
+            }
+            .into())
+        };
+        if driver == Driver::Ipvlan {
+            return Err(nsnet.ipvlan_refusal().into());
+        }
+        if driver != Driver::Macvlan {
+            if self.parent.is_some() {
+                stray("--parent")?;
+            }
+            if self.host_access {
+                stray("--host-access")?;
+            }
+            if !self.ip_ranges.is_empty() {
+                stray("--ip-range")?;
+            }
+            if self.mode != "bridge" {
+                stray("--mode")?;
+            }
+        }
+        if driver != Driver::HostDevice && self.device.is_some() {
+            stray("--device")?;
+        }
+        Ok(match driver {
+            Driver::Bridge | Driver::Overlay => None,
+            Driver::Ipvlan => unreachable!("refused above"),
+            Driver::Macvlan => Some(LanRequest::Macvlan {
+                parent: self.parent.clone().ok_or(Rejection::MissingOption {
+                    option: "--parent",
+                    reason: "a macvlan network is on a host interface on the LAN",
+                })?,
+                mode: self.mode.parse()?,
+                ip_ranges: all(&self.ip_ranges, parse_subnet)?,
+                host_access: self.host_access,
+                probe_ms: self.probe_wait,
+            }),
+            Driver::HostDevice => Some(LanRequest::HostDevice {
+                device: self.device.clone().ok_or(Rejection::MissingOption {
+                    option: "--device",
+                    reason: "a host-device network moves that host interface into its namespace",
+                })?,
+            }),
+        })
+    }
+}
+
+fn driver_name(driver: Driver) -> &'static str {
+    match driver {
+        Driver::Bridge => "bridge",
+        Driver::Overlay => "overlay",
+        Driver::Macvlan => "macvlan",
+        Driver::HostDevice => "host-device",
+        Driver::Ipvlan => "ipvlan",
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -476,7 +584,7 @@ impl OverlayArgs {
         name: &str,
         subnets: &[ipnet::IpNet],
     ) -> Result<Option<nsnet::model::overlay::OverlayRequest>> {
-        if self.driver == Driver::Bridge {
+        if self.driver != Driver::Overlay {
             return Ok(None);
         }
         let underlay = self
@@ -992,6 +1100,7 @@ fn network(nsnet: &Nsnet, out: &output::Printer, cmd: NetworkCmd) -> Result<()> 
             dns_domain,
             dns_servers,
             overlay,
+            lan,
         } => {
             if let Some(extra) = stray.first() {
                 return Err(Rejection::StrayArgument {
@@ -1021,6 +1130,7 @@ fn network(nsnet: &Nsnet, out: &output::Printer, cmd: NetworkCmd) -> Result<()> 
                 icc: !no_icc,
                 trusted_interfaces,
                 overlay: overlay.request(&name, &subnets)?,
+                lan: lan.request(nsnet, overlay.driver)?,
                 subnets,
                 dns: !no_dns,
                 dns_domain: dns_domain.map(|d| names::validate_domain(&d)).transpose()?,

@@ -56,25 +56,34 @@ fn report_stdout(printed: io::Result<()>) {
 /// its record line (as `show` does), not decoded.
 fn print_inspect(w: &mut impl Write, net: &Network, peers: &[Peer]) -> io::Result<()> {
     writeln!(w, "network:     {}", net.name)?;
-    writeln!(
-        w,
-        "bridge:      {}{} (mac {})",
-        net.bridge,
-        if net.bridge_adopted { " (adopted)" } else { "" },
-        net.bridge_mac
-    )?;
+    match &net.lan {
+        None => writeln!(
+            w,
+            "bridge:      {}{} (mac {})",
+            net.bridge,
+            if net.bridge_adopted { " (adopted)" } else { "" },
+            net.bridge_mac
+        )?,
+        Some(_) => writeln!(w, "driver:      {}", made_of(net))?,
+    }
+    if let Some(h) = net.macvlan().and_then(|m| m.host_access.as_ref()) {
+        let list: Vec<String> = h.addresses.iter().map(|a| a.to_string()).collect();
+        writeln!(w, "host access: {} {}", h.ifname, list.join(","))?;
+    }
     for s in &net.subnets {
         writeln!(w, "subnet:      {} gateway {}", s.cidr, s.gateway)?;
     }
     writeln!(w, "internal:    {}", net.internal)?;
-    writeln!(
-        w,
-        "gateway mode: {} (IPv6: {})",
-        net.gateway_mode, net.gateway_mode_v6
-    )?;
-    writeln!(w, "masquerade:  {}", net.masquerades(true))?;
-    writeln!(w, "isolate:     {}", net.isolate)?;
-    writeln!(w, "icc:         {}", net.icc)?;
+    if net.has_bridge() {
+        writeln!(
+            w,
+            "gateway mode: {} (IPv6: {})",
+            net.gateway_mode, net.gateway_mode_v6
+        )?;
+        writeln!(w, "masquerade:  {}", net.masquerades(true))?;
+        writeln!(w, "isolate:     {}", net.isolate)?;
+        writeln!(w, "icc:         {}", net.icc)?;
+    }
     if !net.trusted_interfaces.is_empty() {
         writeln!(w, "trusted:     {}", net.trusted_interfaces.join(", "))?;
     }
@@ -240,7 +249,7 @@ fn print_bridges(w: &mut impl Write, state: &State, live: &LivePorts) -> io::Res
         "{:<16}{:<24}{:<16}interfaces",
         "bridge name", "bridge id", "STP enabled"
     )?;
-    for net in state.networks.values() {
+    for net in state.networks.values().filter(|n| n.has_bridge()) {
         let bridge = live.get(&net.bridge);
         let id = bridge
             .and_then(|b| b.mac)
@@ -282,9 +291,9 @@ fn print_network(w: &mut impl Write, net: &Network, live: &LivePorts) -> io::Res
         .collect();
     writeln!(
         w,
-        "network {} (bridge {}): {} [{}]",
+        "network {} ({}): {} [{}]",
         net.name,
-        net.bridge,
+        made_of(net),
         gws.join(", "),
         flags(net)
     )?;
@@ -316,6 +325,7 @@ fn print_network(w: &mut impl Write, net: &Network, live: &LivePorts) -> io::Res
     let bridge = live.get(&net.bridge);
     for a in net.attachments.summaries() {
         let state = match live.get(a.host_ifname()) {
+            _ if !net.has_bridge() => "",
             None => " (host side missing)",
             Some(l) if !on_bridge(l, bridge) => " (not on bridge)",
             Some(_) => "",
@@ -332,6 +342,17 @@ fn print_network(w: &mut impl Write, net: &Network, live: &LivePorts) -> io::Res
         }
     }
     Ok(())
+}
+
+/// What the network is made of: its bridge, or its host interface on the
+/// LAN.
+fn made_of(net: &Network) -> String {
+    use nsnet::model::lan::Lan;
+    match &net.lan {
+        None => format!("bridge {}", net.bridge),
+        Some(Lan::Macvlan(m)) => format!("macvlan on {}, mode {}", m.parent, m.mode),
+        Some(Lan::HostDevice(d)) => format!("host-device {}", d.device),
+    }
 }
 
 fn subnets(net: &Network) -> String {
@@ -360,6 +381,19 @@ fn ports(ports: &[PortMapping]) -> String {
 
 fn flags(net: &Network) -> String {
     let mut f = Vec::new();
+    if let Some(lan) = &net.lan {
+        f.push(match lan {
+            nsnet::model::lan::Lan::Macvlan(m) => format!("macvlan:{}", m.mode),
+            nsnet::model::lan::Lan::HostDevice(_) => "host-device".into(),
+        });
+        if net.macvlan().is_some_and(|m| m.host_access.is_some()) {
+            f.push("host-access".into());
+        }
+        if net.internal {
+            f.push("internal".into());
+        }
+        return f.join(",");
+    }
     let mode = |v4| net.mode(v4).as_str().to_string();
     if net.internal {
         f.push("internal".to_string());
@@ -386,6 +420,7 @@ fn flags(net: &Network) -> String {
     if net.bridge_adopted {
         f.push("adopted-bridge".into());
     }
+
     f.join(",")
 }
 
@@ -410,10 +445,18 @@ impl Printer {
             self.print_json(json!(NetworkView::of(net)));
         } else if !self.quiet {
             let gws: Vec<String> = net.subnets.iter().map(|s| s.gateway.to_string()).collect();
+            if net.subnets.is_empty() {
+                println!(
+                    "created network {} ({}; a namespace keeps its addresses)",
+                    net.name,
+                    made_of(net)
+                );
+                return;
+            }
             println!(
-                "created network {} (bridge {}, subnet {}, gateway {})",
+                "created network {} ({}, subnet {}, gateway {})",
                 net.name,
-                net.bridge,
+                made_of(net),
                 subnets(net),
                 gws.join(",")
             );
@@ -431,10 +474,11 @@ impl Printer {
             "NAME", "BRIDGE", "SUBNETS", "ATTACHMENTS"
         );
         for net in state.networks.values() {
+            let lan = net.lan.as_ref().map(|l| l.host_interface().to_string());
             println!(
                 "{:<20} {:<16} {:<36} {:>11}  {}",
                 net.name,
-                net.bridge,
+                lan.unwrap_or_else(|| net.bridge.clone()),
                 subnets(net),
                 net.attachments.len(),
                 flags(net)
@@ -477,12 +521,16 @@ impl Printer {
         if self.json {
             self.print_json(json!({"schema": super::schema::SCHEMA, "network": network, "attachment": AttachmentView::of(a)}));
         } else if !self.quiet {
+            let side = match (&a.device, a.host_ifname.is_empty()) {
+                (Some(d), _) => format!(" (host interface {})", d.name),
+                (None, true) => String::new(),
+                (None, false) => format!(" (host side {})", a.host_ifname),
+            };
             println!(
-                "connected {} to {network}: {} {} (host side {})",
+                "connected {} to {network}: {} {}{side}",
                 a.namespace,
                 a.ifname,
                 addresses(a),
-                a.host_ifname
             );
             if !a.ports.is_empty() {
                 println!("published {}", ports(&a.ports));

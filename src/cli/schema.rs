@@ -53,6 +53,10 @@ pub struct NetworkView {
     /// Docker made it: its network ID and its endpoints.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub docker: Option<DockerView>,
+    /// A network on the LAN (driver macvlan or host-device): its host
+    /// interface and settings, as recorded (`bridge` is empty).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lan: Option<nsnet::model::lan::Lan>,
 }
 
 #[derive(Serialize)]
@@ -193,6 +197,7 @@ impl NetworkView {
                 .map(|a| AttachmentView::of(a))
                 .collect(),
             present: None,
+            lan: n.lan.clone(),
             overlay: n.overlay.as_ref().map(|o| OverlayView {
                 cluster_subnet: o.config.subnet.to_string(),
                 host_subnet_len: o.config.host_subnet_len,

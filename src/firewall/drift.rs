@@ -114,6 +114,7 @@ fn normalized(v: &Value) -> Value {
 /// Differences between the table nsnet expects for `state` and the one nft
 /// lists (`None`: no table).
 pub fn drift(state: &State, live: Option<&Value>) -> Vec<TableDrift> {
+    let state = &*state.bridged();
     let mut out = structure_drift(state, live);
     if let Some(live) = live {
         if !state.networks.is_empty() {

@@ -103,6 +103,7 @@ type Elements = BTreeMap<&'static str, BTreeSet<String>>;
 /// valid when the table does not exist yet; with no networks the table is
 /// removed and the ruleset is as before nsnet ran.
 pub fn render(state: &State) -> Value {
+    let state = &*state.bridged();
     let table = json!({"family": FAMILY, "name": TABLE});
     let mut cmds = vec![
         json!({"add": {"table": table}}),
@@ -190,6 +191,7 @@ impl Transaction {
 /// whole table otherwise (in place; deleted when `new` has no network).
 /// `None` when nothing changes.
 pub fn update(old: &State, new: &State) -> Option<Transaction> {
+    let (old, new) = (&*old.bridged(), &*new.bridged());
     let same_structure =
         !old.networks.is_empty() && (same_networks(old, new) || structure(old) == structure(new));
     if !same_structure {
@@ -398,7 +400,7 @@ pub(super) fn structure(state: &State) -> Vec<Value> {
         "nsnet: published ports",
         vec![ct_dnat(), json!({"accept": null})],
     ));
-    let bridges: Vec<&str> = state.networks.values().map(|n| n.bridge.as_str()).collect();
+    let bridges = state.bridges();
     for net in state.networks.values() {
         cmds.extend(network_rules(net, &bridges));
     }
@@ -898,6 +900,7 @@ mod tests {
 
 /// How many rules each chain of the table for `state` has.
 pub fn rule_counts(state: &State) -> BTreeMap<String, usize> {
+    let state = &*state.bridged();
     let mut counts = BTreeMap::new();
     if state.networks.is_empty() {
         return counts;
@@ -968,6 +971,7 @@ pub fn foreign_forward_drops(chains: &Value) -> Vec<ForeignDrop> {
 /// applied: what an intact table looks like (fakes and tests use it).
 #[cfg(test)]
 pub fn render_listing(state: &State) -> Value {
+    let state = &*state.bridged();
     let mut items = vec![];
     let full = render(state);
     let elems = elements(state);

@@ -17,7 +17,7 @@ use crate::model::lab::Impairment;
 use crate::model::overlay::Peer;
 use crate::model::ports::{HostListener, Protocol};
 use crate::model::{NsRef, State};
-use crate::plan::{undo_of, Op, Target};
+use crate::plan::{undo_of, LanOp, Op, Target};
 
 /// One namespace (or the host) as a test describes it.
 #[derive(Debug, Clone, Default)]
@@ -67,6 +67,11 @@ pub struct FakeProbe {
     pub listening: Vec<(Target, u16)>,
     /// Byte counters (received, sent) by namespace and link.
     pub counters: Vec<(Target, String, u64, u64)>,
+    /// Who answers ARP probes on the LAN, and the probes asked for.
+    pub lan_holders: Vec<crate::model::lan::LanHolder>,
+    pub lan_probes: Vec<Vec<std::net::Ipv4Addr>>,
+    /// Kinds of link the kernel knows beyond the built-in ones.
+    pub kinds: Vec<String>,
     /// What a probe packet meets (none: no answer, no event).
     pub probe_result: Option<(
         crate::kernel::nftrace::Outcome,
@@ -256,6 +261,28 @@ impl Probe for FakeProbe {
     fn peers(&mut self, vxlan: &str) -> Result<Vec<Peer>> {
         Ok(self.overlay_peers.get(vxlan).cloned().unwrap_or_default())
     }
+
+    fn lan_probe(
+        &mut self,
+        ifname: &str,
+        addrs: &[std::net::Ipv4Addr],
+        _wait: std::time::Duration,
+    ) -> Result<Vec<crate::model::lan::LanHolder>> {
+        if !self.host.links.iter().any(|l| l.name == ifname) {
+            return Err(no_such_link(&Target::Host, ifname));
+        }
+        self.lan_probes.push(addrs.to_vec());
+        Ok(self
+            .lan_holders
+            .iter()
+            .filter(|h| addrs.iter().any(|a| std::net::IpAddr::V4(*a) == h.address))
+            .copied()
+            .collect())
+    }
+
+    fn kind_supported(&mut self, kind: &str) -> Result<bool> {
+        Ok(self.kinds.iter().any(|k| k == kind))
+    }
 }
 
 impl FakeProbe {
@@ -421,6 +448,8 @@ delegate_probe! {
     namespaces() -> Result<Vec<String>>;
     bridge_ports() -> Result<Vec<LinkInfo>>;
     peers(vxlan: &str) -> Result<Vec<Peer>>;
+    lan_probe(ifname: &str, addrs: &[std::net::Ipv4Addr], wait: std::time::Duration) -> Result<Vec<crate::model::lan::LanHolder>>;
+    kind_supported(kind: &str) -> Result<bool>;
     route_get(target: &Target, dst: std::net::IpAddr) -> Result<Option<crate::kernel::netlink::RouteLookup>>;
     ruleset() -> Result<Value>;
     listening(target: &Target, protocol: Protocol, port: u16) -> Result<bool>;
@@ -539,6 +568,101 @@ impl FakeProbe {
             .iter_mut()
             .find(|l| l.name == name)
             .ok_or_else(|| no_such_link(target, name))
+    }
+
+    /// Steps of networks on the LAN.
+    fn lan_step(&mut self, op: &LanOp) -> Result<()> {
+        match op {
+            LanOp::CreateMacvlan {
+                netns,
+                ifname,
+                parent,
+                ..
+            } => {
+                self.index(&Target::Host, parent)?;
+                let t = netns.clone().map(Target::Ns).unwrap_or(Target::Host);
+                self.new_link(&t, ifname, LinkKind::Other("macvlan".into()), None)?;
+            }
+            LanOp::MoveDeviceIn {
+                device,
+                netns,
+                ifname,
+            } => self.move_link(
+                &Target::Host,
+                &device.name,
+                &Target::Ns(netns.clone()),
+                ifname,
+            )?,
+            LanOp::ReturnDevice {
+                netns,
+                ifname,
+                device,
+            } => {
+                let inside = Target::Ns(netns.clone());
+                if self
+                    .ns(&inside)
+                    .is_ok_and(|n| n.links.iter().any(|l| l.name == *ifname))
+                {
+                    self.move_link(&inside, ifname, &Target::Host, &device.name)?;
+                }
+                let index = self.index(&Target::Host, &device.name)?;
+                let link = self.link_mut(&Target::Host, &device.name)?;
+                link.mtu = device.mtu;
+                link.up = device.up;
+                link.mac = device
+                    .mac
+                    .as_deref()
+                    .and_then(|m| crate::model::names::parse_mac(m).ok());
+                let host = self.ns_mut(&Target::Host)?;
+                for a in &device.addresses {
+                    host.addresses.push(AddressInfo { index, addr: *a });
+                }
+                for r in &device.routes {
+                    host.routes.push(RouteInfo {
+                        destination: r.destination,
+                        gateway: Some(r.gateway),
+                        oif: Some(index),
+                    });
+                }
+            }
+            LanOp::AddDeviceRoute {
+                destination,
+                ifname,
+            } => {
+                let oif = Some(self.index(&Target::Host, ifname)?);
+                self.host.routes.push(RouteInfo {
+                    destination: *destination,
+                    gateway: None,
+                    oif,
+                });
+            }
+            LanOp::DeleteDeviceRoute { destination, .. } => {
+                self.host.routes.retain(|r| r.destination != *destination);
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves a link between namespaces under a new name: its addresses
+    /// and routes stay behind (gone), and it arrives down.
+    fn move_link(&mut self, from: &Target, name: &str, to: &Target, new_name: &str) -> Result<()> {
+        let index = self.index(from, name)?;
+        if self.ns(to)?.links.iter().any(|l| l.name == new_name) {
+            return Err(refused("moving link", new_name, libc::EEXIST));
+        }
+        let src = self.ns_mut(from)?;
+        let pos = src
+            .links
+            .iter()
+            .position(|l| l.index == index)
+            .expect("found");
+        let mut link = src.links.remove(pos);
+        src.addresses.retain(|a| a.index != index);
+        src.routes.retain(|r| r.oif != Some(index));
+        link.name = new_name.to_string();
+        link.up = false;
+        self.ns_mut(to)?.links.push(link);
+        Ok(())
     }
 
     /// Deletes a link with its addresses and routes, and a veth's other
@@ -720,6 +844,7 @@ impl FakeProbe {
             Op::CreateSwitch { netns, bridge, .. } => {
                 self.new_link(&Target::Ns(netns.clone()), bridge, LinkKind::Bridge, None)?;
             }
+            Op::Lan(op) => self.lan_step(op)?,
             Op::AddPort {
                 netns,
                 ifname,

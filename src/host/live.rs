@@ -11,7 +11,7 @@ use crate::firewall;
 use crate::kernel::netlink::{self, Handle, LinkKind, PortOption};
 use crate::kernel::{self, conntrack, netns, resolv, sysctl};
 use crate::model::NsRef;
-use crate::plan::{undo_of, Op, Target};
+use crate::plan::{undo_of, LanOp, Op, Target};
 
 struct NsConn {
     fd: OwnedFd,
@@ -277,6 +277,133 @@ impl Live {
             mtu: *mtu,
             group: Some(*group),
         })?;
+        Ok(())
+    }
+
+    /// Steps of networks on the LAN: macvlan interfaces, routes through
+    /// the host's own one, host interfaces moved in and back.
+    fn lan_step(&mut self, op: &LanOp) -> KResult<()> {
+        match op {
+            LanOp::CreateMacvlan {
+                netns,
+                ifname,
+                parent,
+                mode,
+                mtu,
+                group,
+            } => {
+                let parent = self.index_of(&Target::Host, parent)?;
+                let fd = match netns {
+                    Some(ns) => Some(self.ns_fd(ns)?),
+                    None => None,
+                };
+                let target = netns.clone().map(Target::Ns).unwrap_or(Target::Host);
+                self.indexes.remove(&(target, ifname.clone()));
+                self.host()?.create_macvlan(&netlink::MacvlanSpec {
+                    name: ifname,
+                    parent,
+                    mode: *mode,
+                    netns: fd.as_ref().map(|f| f.as_fd()),
+                    mtu: *mtu,
+                    group: *group,
+                })?;
+            }
+            LanOp::AddDeviceRoute {
+                destination,
+                ifname,
+            } => {
+                let index = self.index_of(&Target::Host, ifname)?;
+                self.host()?.add_device_route(*destination, index)?;
+            }
+            LanOp::DeleteDeviceRoute {
+                destination,
+                ifname,
+            } => {
+                let index = self.index_of(&Target::Host, ifname)?;
+                self.host()?.delete_device_route(*destination, index)?;
+            }
+            LanOp::MoveDeviceIn {
+                device,
+                netns,
+                ifname,
+            } => {
+                let index = self.index_of(&Target::Host, &device.name)?;
+                let fd = self.ns_fd(netns)?;
+                self.host()?
+                    .move_link(index, &device.name, fd.as_fd(), ifname)?;
+                self.forget_host_links(std::slice::from_ref(&device.name));
+            }
+            LanOp::ReturnDevice {
+                netns,
+                ifname,
+                device,
+            } => self.return_device(netns, ifname, device)?,
+        }
+        Ok(())
+    }
+
+    /// A duplicate of the descriptor of namespace `ns` (opened once).
+    fn ns_fd(&mut self, ns: &NsRef) -> KResult<OwnedFd> {
+        let conn = self.ns(ns)?;
+        conn.fd.try_clone().map_err(|e| {
+            kernel::Error::Netns(netns::Error::Open {
+                name: ns.to_string(),
+                source: e,
+            })
+        })
+    }
+
+    /// Moves a host interface back from `netns` (if it is still there) and
+    /// puts back its MTU, MAC, addresses and up state.
+    fn return_device(
+        &mut self,
+        ns: &NsRef,
+        ifname: &str,
+        device: &crate::model::lan::SavedDevice,
+    ) -> KResult<()> {
+        let inside = Target::Ns(ns.clone());
+        let there = match self.handle(&inside) {
+            Ok(h) => h.link_by_name(ifname)?,
+            Err(e) if e.is_gone() => None,
+            Err(e) => return Err(e),
+        };
+        if let Some(link) = there {
+            let host = netns::current()?;
+            self.handle(&inside)?
+                .move_link(link.index, ifname, host.as_fd(), &device.name)?;
+            self.indexes.remove(&(inside, ifname.to_string()));
+        }
+        self.forget_host_links(std::slice::from_ref(&device.name));
+        let index = self.index_of(&Target::Host, &device.name)?;
+        let h = self.host()?;
+        let now = h
+            .link_by_name(&device.name)?
+            .ok_or_else(|| kernel::Error::NoSuchLink {
+                target: "host".into(),
+                ifname: device.name.clone(),
+            })?;
+        if now.mtu != device.mtu {
+            h.set_mtu(index, &device.name, device.mtu)?;
+        }
+        let mac = device
+            .mac
+            .as_deref()
+            .and_then(|m| crate::model::names::parse_mac(m).ok());
+        if let Some(mac) = mac.filter(|m| now.mac != Some(*m)) {
+            h.set_mac(index, &device.name, mac)?;
+        }
+        for a in &device.addresses {
+            match h.add_address(index, &device.name, a) {
+                Err(e) if e.errno() == Some(libc::EEXIST) => {}
+                other => other?,
+            }
+        }
+        if device.up != now.up {
+            h.set_up(index, &device.name, device.up)?;
+        }
+        for r in &device.routes {
+            h.replace_route(r.destination, r.gateway)?;
+        }
         Ok(())
     }
 
@@ -628,6 +755,7 @@ impl Live {
             | Op::DeleteRoute { .. }
             | Op::SetImpairment { .. }
             | Op::ClearImpairment { .. } => self.lab_step(op)?,
+            Op::Lan(op) => self.lan_step(op)?,
             Op::ParkLinks { names } => {
                 kernel::each_keep_going(names, |name| {
                     let index = self.index_of(&Target::Host, name)?;

@@ -154,6 +154,30 @@ impl Probe for Live {
             .map_err(|e| crate::kernel::Error::Probe(e).into())
     }
 
+    fn lan_probe(
+        &mut self,
+        ifname: &str,
+        addrs: &[std::net::Ipv4Addr],
+        wait: std::time::Duration,
+    ) -> Result<Vec<crate::model::lan::LanHolder>> {
+        let host = self.handle(&Target::Host)?;
+        let link = host
+            .link_by_name(ifname)?
+            .ok_or_else(|| crate::kernel::Error::NoSuchLink {
+                target: "host".into(),
+                ifname: ifname.to_string(),
+            })?;
+        let mac = link.mac.unwrap_or_default();
+        Ok(
+            crate::kernel::arp::probe(ifname, link.index, mac, addrs, wait)
+                .map_err(crate::kernel::Error::from)?,
+        )
+    }
+
+    fn kind_supported(&mut self, kind: &str) -> Result<bool> {
+        Ok(self.handle(&Target::Host)?.kind_supported(kind)?)
+    }
+
     fn bridge_ports(&mut self) -> Result<Vec<LinkInfo>> {
         Ok(self.handle(&Target::Host)?.bridge_ports()?)
     }

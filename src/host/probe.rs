@@ -86,6 +86,16 @@ pub trait Probe {
         target: &Target,
         dst: std::net::IpAddr,
     ) -> Result<Option<crate::kernel::netlink::RouteLookup>>;
+    /// Who on the LAN of host interface `ifname` answers ARP probes for
+    /// `addrs`, within `wait` (RFC 5227).
+    fn lan_probe(
+        &mut self,
+        ifname: &str,
+        addrs: &[std::net::Ipv4Addr],
+        wait: std::time::Duration,
+    ) -> Result<Vec<crate::model::lan::LanHolder>>;
+    /// Whether the kernel knows links of `kind` (`ipvlan`, `vlan`).
+    fn kind_supported(&mut self, kind: &str) -> Result<bool>;
     /// Every table's chains, rules and sets, as `nft -j list ruleset`.
     fn ruleset(&mut self) -> Result<Value>;
     /// Whether a socket in `target` listens on `port` (TCP) or is bound

@@ -9,6 +9,7 @@
 //! `model` for the plain values it is handed (`NsRef`), and nothing else
 //! of the crate.
 
+pub mod arp;
 pub mod bpf;
 pub mod capture;
 pub mod conntrack;
@@ -113,6 +114,8 @@ pub enum Error {
     NoNetem { ifname: String },
     #[error(transparent)]
     Bpf(#[from] bpf::Error),
+    #[error(transparent)]
+    Arp(#[from] arp::Error),
     #[error("starting {what}")]
     Spawn {
         what: &'static str,

@@ -236,6 +236,35 @@ pub fn allocate(subnet: &Subnet, used: &Leases) -> Result<IpAddr, IpamError> {
     Ok(to_ip(&subnet.cidr, candidate))
 }
 
+/// Up to `n` free host addresses from the bottom of `subnet` (within
+/// `range` when given): not the gateway, not leased. For pools whose
+/// addresses are probed before use (LAN networks): O(n + leases).
+pub fn free_addresses(
+    subnet: &Subnet,
+    range: Option<&IpNet>,
+    used: &Leases,
+    n: usize,
+) -> Vec<IpAddr> {
+    let Some((mut lo, mut hi)) = host_bounds(&subnet.cidr) else {
+        return Vec::new();
+    };
+    if let Some(r) = range {
+        lo = lo.max(to_u128(&r.network()));
+        hi = hi.min(to_u128(&r.broadcast()));
+    }
+    let gateway = to_u128(&subnet.gateway);
+    let mut out = Vec::new();
+    let mut candidate = lo;
+    while candidate <= hi && out.len() < n {
+        let addr = to_ip(&subnet.cidr, candidate);
+        if candidate != gateway && !used.contains(&addr) {
+            out.push(addr);
+        }
+        candidate += 1;
+    }
+    out
+}
+
 /// Pools that automatic subnets come from, split into /24 and /64.
 const V4_POOLS: [&str; 2] = ["172.30.0.0/16", "10.200.0.0/16"];
 const V6_POOL: &str = "fd6e:736e:6574::/48";

@@ -11,6 +11,7 @@ pub mod gateway;
 pub mod graph;
 pub mod ipam;
 pub mod lab;
+pub mod lan;
 pub mod names;
 pub mod nsref;
 pub mod overlay;
@@ -196,6 +197,11 @@ pub struct Network {
     /// rm` calls no plugin).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netavark: Option<String>,
+    /// A network on the host's LAN (drivers `macvlan` and `host-device`):
+    /// it has no bridge (`bridge` is empty), no NAT and no rules of
+    /// nsnet's firewall.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lan: Option<lan::Lan>,
 }
 
 /// One veth pair joining a namespace to a network. (`Eq`: two shared
@@ -231,6 +237,10 @@ pub struct Attachment {
     /// container and gives it its addresses and routes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub docker: Option<String>,
+    /// The host interface moved into the namespace (driver `host-device`),
+    /// as it was in the host: what its return puts back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<lan::SavedDevice>,
 }
 
 /// How a CNI runtime names an attachment.
@@ -249,15 +259,32 @@ pub enum DriverKind {
     /// A bridge on this host's part of a network across hosts, and a
     /// VXLAN device to the others.
     Overlay,
+    /// Interfaces of their own on a host interface on the LAN.
+    Macvlan,
+    /// A host interface moved into the namespace.
+    HostDevice,
 }
 
 impl Network {
     /// The driver of this network.
     pub fn driver(&self) -> DriverKind {
-        match self.overlay {
-            Some(_) => DriverKind::Overlay,
-            None => DriverKind::Bridge,
+        match (&self.overlay, &self.lan) {
+            (Some(_), _) => DriverKind::Overlay,
+            (None, Some(lan::Lan::Macvlan(_))) => DriverKind::Macvlan,
+            (None, Some(lan::Lan::HostDevice(_))) => DriverKind::HostDevice,
+            (None, None) => DriverKind::Bridge,
         }
+    }
+
+    /// Whether the network has a bridge on this host (every driver but
+    /// the LAN ones): its firewall rules, gateway addresses, DNS server.
+    pub fn has_bridge(&self) -> bool {
+        self.lan.is_none()
+    }
+
+    /// The macvlan settings of a macvlan network.
+    pub fn macvlan(&self) -> Option<&lan::Macvlan> {
+        self.lan.as_ref().and_then(lan::Lan::macvlan)
     }
 
     pub fn attachment(&self, ns: &NsRef) -> Option<&Attachment> {
@@ -305,7 +332,7 @@ impl Network {
 
     /// Whether traffic may leave this network through the host's routing.
     pub fn forwards(&self) -> bool {
-        !self.internal
+        !self.internal && self.has_bridge()
     }
 
     /// Whether two records describe the same network but for their
@@ -338,6 +365,7 @@ impl Network {
             overlay,
             docker,
             netavark,
+            lan,
         } = self;
         *name == other.name
             && *bridge == other.bridge
@@ -359,6 +387,7 @@ impl Network {
             && *owner == other.owner
             && *docker == other.docker
             && *netavark == other.netavark
+            && *lan == other.lan
             && *overlay == other.overlay
             && *dns == other.dns
             && *dns_domain == other.dns_domain
@@ -381,16 +410,37 @@ impl Network {
 
     /// Whether traffic of that family leaving the host is masqueraded.
     pub fn masquerades(&self, v4: bool) -> bool {
-        !self.internal && self.mode(v4).masquerades()
+        self.forwards() && self.mode(v4).masquerades()
     }
 
     /// Whether the bridge carries gateway addresses.
     pub fn has_gateway_addresses(&self) -> bool {
-        !(self.internal && self.gateway_mode == GatewayMode::Isolated)
+        self.has_bridge() && !(self.internal && self.gateway_mode == GatewayMode::Isolated)
     }
 }
 
 impl State {
+    /// The bridges of the networks that have one.
+    pub fn bridges(&self) -> Vec<&str> {
+        self.networks
+            .values()
+            .filter(|n| n.has_bridge())
+            .map(|n| n.bridge.as_str())
+            .collect()
+    }
+
+    /// The state without its networks on the LAN: what nsnet's firewall
+    /// table is made from (they have no rules). Borrowed when there are
+    /// none, as on most hosts.
+    pub fn bridged(&self) -> std::borrow::Cow<'_, State> {
+        if self.networks.values().all(Network::has_bridge) {
+            return std::borrow::Cow::Borrowed(self);
+        }
+        let mut s = self.clone();
+        s.networks.retain(|_, n| n.has_bridge());
+        std::borrow::Cow::Owned(s)
+    }
+
     /// Nothing recorded: no file needs to exist.
     pub fn is_empty(&self) -> bool {
         self.networks.is_empty()
@@ -522,6 +572,7 @@ pub(crate) fn test_network(name: &str, bridge: &str, subnets: &[&str]) -> Networ
         overlay: None,
         docker: None,
         netavark: None,
+        lan: None,
     }
 }
 
@@ -541,6 +592,7 @@ pub(crate) fn test_attachment(ns: &str) -> Attachment {
         cni: None,
         aliases: vec![],
         docker: None,
+        device: None,
     }
 }
 

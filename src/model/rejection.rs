@@ -58,6 +58,11 @@ pub enum Rejection {
         option: &'static str,
         endpoint: String,
     },
+    #[error("{option} is not an option of a {driver} network")]
+    NotForDriver {
+        option: &'static str,
+        driver: &'static str,
+    },
     #[error("{option} is needed: {reason}")]
     MissingOption {
         option: &'static str,
@@ -324,6 +329,71 @@ pub enum Rejection {
     SwitchLoop { a: String, b: String, path: String },
     #[error("{end} is a port of switch {switch}, and a switch port has no address: give addresses to the namespaces' ends")]
     SwitchPortSetting { end: String, switch: String },
+    // Networks on the LAN (drivers macvlan and host-device).
+    #[error("{option} is not an option of a {driver} network: it has no bridge, NAT or DNS server of nsnet's; the LAN's router is its gateway")]
+    NotForLan {
+        option: &'static str,
+        driver: &'static str,
+    },
+    #[error("host interface {ifname} is already used by network {network}")]
+    HostInterfaceTaken { ifname: String, network: String },
+    #[error("{}", vlan_parent_text(parent, base, *id, *supported))]
+    VlanParent {
+        parent: String,
+        base: String,
+        id: u16,
+        supported: bool,
+    },
+    #[error("{}", ipvlan_text(*supported))]
+    Ipvlan { supported: bool },
+    #[error("host interface {ifname} does not exist (a {driver} network needs one)")]
+    NoSuchHostInterface {
+        ifname: String,
+        driver: &'static str,
+    },
+    #[error("host interface {ifname} is a {kind}: a {driver} network needs a LAN interface")]
+    UnusableHostInterface {
+        ifname: String,
+        kind: String,
+        driver: &'static str,
+    },
+    #[error("--host-access with --mode {mode}: {}", match mode { super::lan::MacvlanMode::Passthru => "a passthru parent takes one interface only, so the host cannot have one", _ => "the kernel passes nothing between private macvlan interfaces, so the host's could not reach the namespaces" })]
+    HostAccessInMode { mode: super::lan::MacvlanMode },
+    #[error("--ip-range {range} is not inside the network's --subnet")]
+    RangeOutsideSubnet { range: IpNet },
+    #[error("no free address in {subnet}: every free address probed is in use on the LAN")]
+    LanPoolBusy { subnet: IpNet },
+    #[error("address {address} is in use on the LAN of network {network}: {mac} answered for it")]
+    AddressOnLan {
+        address: IpAddr,
+        network: String,
+        mac: String,
+    },
+    #[error("host interface {device} of network {network} is already in namespace {namespace}")]
+    DeviceInUse {
+        device: String,
+        network: String,
+        namespace: NsRef,
+    },
+    #[error("network {network} is a {driver} network: it has no NAT, so it publishes no ports (its namespaces have addresses of the LAN: connect to them directly)")]
+    PublishOnLan {
+        network: String,
+        driver: &'static str,
+    },
+}
+
+fn vlan_parent_text(parent: &str, base: &str, id: u16, supported: bool) -> String {
+    match supported {
+        false => format!("parent {parent} is VLAN {id} of {base}, and this kernel has no 802.1q VLAN support (CONFIG_VLAN_8021Q): nsnet cannot make it"),
+        true => format!("parent {parent} does not exist: make VLAN {id} on {base} first (nsnet does not make VLAN interfaces)"),
+    }
+}
+
+fn ipvlan_text(supported: bool) -> String {
+    match supported {
+        false => "ipvlan networks need the kernel's ipvlan driver (CONFIG_IPVLAN), which this kernel lacks: use --driver macvlan".into(),
+        true => "nsnet does not make ipvlan networks: use --driver macvlan".into(),
+    }
 }
 
 impl Rejection {
@@ -352,7 +422,8 @@ impl Rejection {
             | NoSuchRoute { .. }
             | NoSuchInterface { .. }
             | UnknownTraceEnd { .. }
-            | NotImpaired { .. } => Class::NotFound,
+            | NotImpaired { .. }
+            | NoSuchHostInterface { .. } => Class::NotFound,
             NetworkExists { .. }
             | NamespaceExists { .. }
             | BridgeTaken { .. }
@@ -385,6 +456,10 @@ impl Rejection {
             | NamespaceInLab { .. }
             | NotASwitch { .. }
             | SwitchLoop { .. }
+            | HostInterfaceTaken { .. }
+            | LanPoolBusy { .. }
+            | AddressOnLan { .. }
+            | DeviceInUse { .. }
             | OwnedByDocker { .. } => Class::Conflict,
             _ => Class::Invalid,
         }

@@ -44,13 +44,18 @@ pub struct CreateRequest {
     pub docker: Option<String>,
     /// The podman network ID, when netavark asks for the network.
     pub netavark: Option<String>,
+    /// A network on the LAN (drivers `macvlan`, `host-device`).
+    pub lan: Option<super::lan::LanRequest>,
 }
 
 impl CreateRequest {
     /// The driver of the network asked for.
     pub fn driver(&self) -> super::DriverKind {
-        match (&self.overlay, &self.joined) {
-            (None, None) => super::DriverKind::Bridge,
+        use super::lan::LanRequest;
+        match (&self.overlay, &self.joined, &self.lan) {
+            (None, None, None) => super::DriverKind::Bridge,
+            (None, None, Some(LanRequest::Macvlan { .. })) => super::DriverKind::Macvlan,
+            (None, None, Some(LanRequest::HostDevice { .. })) => super::DriverKind::HostDevice,
             _ => super::DriverKind::Overlay,
         }
     }
@@ -76,6 +81,7 @@ impl CreateRequest {
             joined: None,
             docker: None,
             netavark: None,
+            lan: None,
         }
     }
 

@@ -13,6 +13,12 @@ pub fn route_localnet(ifname: &str) -> String {
     format!("net/ipv4/conf/{ifname}/route_localnet")
 }
 
+/// Which ARP requests an interface answers (1: only for its own
+/// addresses).
+pub fn arp_ignore(ifname: &str) -> String {
+    format!("net/ipv4/conf/{ifname}/arp_ignore")
+}
+
 /// Duplicate address detection of an interface's IPv6 addresses.
 pub fn accept_dad(ifname: &str) -> String {
     format!("net/ipv6/conf/{ifname}/accept_dad")

@@ -38,6 +38,11 @@ pub struct NsFacts {
     pub bridge_netfilter: bool,
     /// Host sockets listening on the protocols the request publishes.
     pub host_listeners: Vec<HostListener>,
+    /// What probing the LAN found (macvlan networks).
+    pub lan_probe: super::driver::lan::LanProbe,
+    /// The host interface a host-device network would move in, as it is
+    /// now; `None` when the host has no such interface.
+    pub device: Option<crate::model::lan::SavedDevice>,
 }
 
 /// Ports a Linux bridge holds: port numbers have 10 bits, and 0 is
@@ -197,7 +202,7 @@ pub(super) fn check_host_listeners(
     Ok(())
 }
 
-pub(super) fn ipam_rejection(e: IpamError, net: &Network) -> Rejection {
+pub(crate) fn ipam_rejection(e: IpamError, net: &Network) -> Rejection {
     match e {
         IpamError::InUse { addr } => Rejection::AddressInUse {
             address: addr,
@@ -251,7 +256,7 @@ fn lease_addresses(state: &State, net: &Network, ips: &[RequestedIp]) -> Result<
 fn check_free(state: &State, net: &Network, req: &ConnectRequest, facts: &NsFacts) -> Result<()> {
     let ns = &req.namespace;
     let ifname = req.ifname();
-    if net.attachments.len() >= BRIDGE_PORT_LIMIT {
+    if net.has_bridge() && net.attachments.len() >= BRIDGE_PORT_LIMIT {
         return Err(Rejection::BridgeFull {
             network: net.name.clone(),
             limit: BRIDGE_PORT_LIMIT,
@@ -300,8 +305,9 @@ fn check_free(state: &State, net: &Network, req: &ConnectRequest, facts: &NsFact
     Ok(())
 }
 
-/// The steps that make one attachment in the kernel.
-fn connect_steps(
+/// The steps that make one attachment to a bridge in the kernel, once its
+/// namespace exists: a veth pair, addresses, routes.
+pub(crate) fn veth_steps(
     net: &Network,
     att: &Attachment,
     facts: &NsFacts,
@@ -309,15 +315,6 @@ fn connect_steps(
 ) -> Vec<Op> {
     let target = Target::Ns(att.namespace.clone());
     let mut ops = Vec::new();
-    if att.namespace_created {
-        ops.push(Op::CreateNetns {
-            name: att
-                .namespace
-                .name()
-                .expect("only named ones are created")
-                .to_string(),
-        });
-    }
     ops.push(Op::CreateVeth {
         host: att.host_ifname.clone(),
         peer: att.ifname.clone(),
@@ -396,6 +393,9 @@ pub fn plan_connect_into(
     let ifname = req.ifname().to_string();
     names::validate_ifname(&ifname)?;
     check_free(state, net, req, facts)?;
+    if net.lan.is_some() {
+        return lan_connect_into(state, req, facts);
+    }
     let publish = pick_host_ports(state, &req.publish, &facts.host_listeners)?;
     published_ports(state, net, &publish)?;
     if !req.take_host_ports {
@@ -420,8 +420,10 @@ pub fn plan_connect_into(
         cni: req.cni.clone(),
         aliases: req.aliases.clone(),
         docker: None,
+        device: None,
     };
-    let mut ops = connect_steps(net, &att, facts, req.mac);
+    let mut ops = create_namespace(&att);
+    ops.extend(super::driver::of(net.driver()).connect(net, &att, facts, req.mac));
     if facts.parked_host_end {
         ops.insert(
             0,
@@ -438,6 +440,101 @@ pub fn plan_connect_into(
         .push(att.into());
     ops.extend(super::resolv_steps_for(state, [&req.namespace]));
     Ok(ops)
+}
+
+/// The namespace nsnet makes for an attachment, if it does.
+fn create_namespace(att: &Attachment) -> Vec<Op> {
+    match (att.namespace_created, att.namespace.name()) {
+        (true, Some(name)) => vec![Op::CreateNetns {
+            name: name.to_string(),
+        }],
+        _ => Vec::new(),
+    }
+}
+
+/// `plan_connect_into` for a network on the LAN: no host end, no ports,
+/// addresses no one on the LAN answered for (or the host device's own).
+fn lan_connect_into(state: &mut State, req: &ConnectRequest, facts: &NsFacts) -> Result<Vec<Op>> {
+    use super::driver::lan;
+    let net = find_network(state, &req.network)?;
+    if !req.publish.is_empty() {
+        return Err(Rejection::PublishOnLan {
+            network: net.name.clone(),
+            driver: match net.driver() {
+                crate::model::DriverKind::HostDevice => "host-device",
+                _ => "macvlan",
+            },
+        });
+    }
+    let device = lan::device_to_move(net, facts)?;
+    let asked = requested_addresses(net, &req.ips)?;
+    let att = Attachment {
+        namespace: req.namespace.clone(),
+        namespace_created: !facts.exists,
+        host_ifname: String::new(),
+        ifname: req.ifname().to_string(),
+        mac: req.mac.as_ref().map(names::format_mac),
+        addresses: lan::lease(net, &asked, facts)?,
+        ports: Vec::new(),
+        owner: None,
+        cni: req.cni.clone(),
+        aliases: req.aliases.clone(),
+        docker: None,
+        device,
+    };
+    let mut ops = create_namespace(&att);
+    ops.extend(super::driver::of(net.driver()).connect(net, &att, facts, req.mac));
+    state
+        .networks
+        .get_mut(&req.network)
+        .expect("found above")
+        .attachments
+        .push(att.into());
+    ops.extend(super::resolv_steps_for(state, [&req.namespace]));
+    Ok(ops)
+}
+
+/// How the veths of leaving attachments go. The veths of namespaces that
+/// go with them are only parked: the namespace's deletion takes them
+/// along, asynchronously. The others are retired: deleted in the
+/// background once their addresses are off. A veth handed to Docker goes
+/// with its host end, wherever Docker put the other (back in the host
+/// after a Leave, or in a container).
+pub(crate) fn veth_removal(leaving: &[&Attachment], doomed: &[String]) -> Vec<Op> {
+    let mut ops = Vec::new();
+    let (handed, leaving_own): (Vec<&Attachment>, Vec<&Attachment>) =
+        leaving.iter().partition(|a| a.docker.is_some());
+    for a in &handed {
+        ops.push(Op::DeleteLink {
+            target: Target::Host,
+            name: a.host_ifname.clone(),
+        });
+    }
+    let (park, delete): (Vec<&Attachment>, Vec<&Attachment>) = leaving_own.iter().partition(|a| {
+        a.namespace
+            .name()
+            .is_some_and(|n| doomed.iter().any(|d| d == n))
+    });
+    let names = |v: &[&Attachment]| v.iter().map(|a| a.host_ifname.clone()).collect::<Vec<_>>();
+    if !delete.is_empty() {
+        ops.push(Op::RetireLinks {
+            links: delete
+                .iter()
+                .map(|a| super::RetiredLink {
+                    host_ifname: a.host_ifname.clone(),
+                    netns: a.namespace.clone(),
+                    ifname: a.ifname.clone(),
+                    addresses: a.addresses.clone(),
+                })
+                .collect(),
+        });
+    }
+    if !park.is_empty() {
+        ops.push(Op::ParkLinks {
+            names: names(&park),
+        });
+    }
+    ops
 }
 
 /// Plans the removal of attachments of one network: all their host veths
@@ -479,43 +576,7 @@ pub fn plan_disconnect(
     // Published ports go first, so that no new connection is sent to an
     // attachment on its way out.
     let mut ops: Vec<Op> = Op::firewall(state, &new_state).into_iter().collect();
-    // The veths of namespaces that go with them are only parked: the
-    // namespace's deletion takes them along, asynchronously. The others
-    // are retired: deleted in the background once their addresses are off.
-    // A veth handed to Docker goes with its host end, wherever Docker put
-    // the other (back in the host after a Leave, or in a container).
-    let (handed, leaving_own): (Vec<&Attachment>, Vec<&Attachment>) =
-        leaving.iter().partition(|a| a.docker.is_some());
-    for a in &handed {
-        ops.push(Op::DeleteLink {
-            target: Target::Host,
-            name: a.host_ifname.clone(),
-        });
-    }
-    let (park, delete): (Vec<&Attachment>, Vec<&Attachment>) = leaving_own.iter().partition(|a| {
-        a.namespace
-            .name()
-            .is_some_and(|n| doomed.iter().any(|d| d == n))
-    });
-    let names = |v: &[&Attachment]| v.iter().map(|a| a.host_ifname.clone()).collect::<Vec<_>>();
-    if !delete.is_empty() {
-        ops.push(Op::RetireLinks {
-            links: delete
-                .iter()
-                .map(|a| super::RetiredLink {
-                    host_ifname: a.host_ifname.clone(),
-                    netns: a.namespace.clone(),
-                    ifname: a.ifname.clone(),
-                    addresses: a.addresses.clone(),
-                })
-                .collect(),
-        });
-    }
-    if !park.is_empty() {
-        ops.push(Op::ParkLinks {
-            names: names(&park),
-        });
-    }
+    ops.extend(super::driver::of(net.driver()).disconnect(net, &leaving, &doomed));
     ops.extend(Op::forget_flows(leaving.iter().copied()));
     for name in doomed {
         ops.push(Op::DeleteNetns { name });

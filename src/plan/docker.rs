@@ -167,6 +167,7 @@ pub fn plan_join(
         cni: None,
         aliases: Vec::new(),
         docker: Some(endpoint.to_string()),
+        device: None,
     };
     let mut ops = vec![Op::CreateVeth {
         host: att.host_ifname.clone(),

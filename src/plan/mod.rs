@@ -94,6 +94,8 @@ pub enum Op {
         /// move into `netns` and configure.
         handed: bool,
     },
+    /// A step of a network on the LAN.
+    Lan(LanOp),
     /// A point-to-point link: a veth pair with one end in each of two
     /// namespaces, down.
     CreateLinkPair {
@@ -277,6 +279,45 @@ pub enum Op {
     },
 }
 
+/// The steps of networks on the LAN (drivers macvlan and host-device).
+#[derive(Debug, Clone, PartialEq)]
+pub enum LanOp {
+    /// A macvlan interface on host interface `parent`, made in `netns`
+    /// (the host's own namespace when `None`), down.
+    CreateMacvlan {
+        netns: Option<NsRef>,
+        ifname: String,
+        parent: String,
+        mode: crate::model::lan::MacvlanMode,
+        mtu: Option<u32>,
+        group: Option<u32>,
+    },
+    /// A route of the host to `destination` straight through an interface
+    /// (no gateway): the host's way to a macvlan namespace.
+    AddDeviceRoute {
+        destination: IpNet,
+        ifname: String,
+    },
+    DeleteDeviceRoute {
+        destination: IpNet,
+        ifname: String,
+    },
+    /// Moves host interface `device.name` into `netns`, renamed `ifname`.
+    MoveDeviceIn {
+        device: crate::model::lan::SavedDevice,
+        netns: NsRef,
+        ifname: String,
+    },
+    /// Moves `ifname` of `netns` back into the host as `device` was (name,
+    /// MAC, MTU, addresses, up state); where it is back already, puts its
+    /// state back.
+    ReturnDevice {
+        netns: NsRef,
+        ifname: String,
+        device: crate::model::lan::SavedDevice,
+    },
+}
+
 /// A veth to retire: its host end, and its other end in a namespace that
 /// stays.
 #[derive(Debug, Clone, PartialEq)]
@@ -323,6 +364,50 @@ fn fmt_host_link_removal(op: &Op, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     }
 }
 
+impl fmt::Display for LanOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use LanOp as Op;
+        match self {
+            Op::CreateMacvlan {
+                netns,
+                ifname,
+                parent,
+                mode,
+                ..
+            } => match netns {
+                Some(ns) => write!(f, "create macvlan {ifname} ({mode}) on {parent} in {ns}"),
+                None => write!(f, "create macvlan {ifname} ({mode}) on {parent} in host"),
+            },
+            Op::AddDeviceRoute {
+                destination,
+                ifname,
+            } => write!(f, "add route to {destination} dev {ifname} in host"),
+            Op::DeleteDeviceRoute {
+                destination,
+                ifname,
+            } => write!(f, "delete route to {destination} dev {ifname} in host"),
+            Op::MoveDeviceIn {
+                device,
+                netns,
+                ifname,
+            } => write!(
+                f,
+                "move host interface {} into {netns} as {ifname}",
+                device.name
+            ),
+            Op::ReturnDevice {
+                netns,
+                ifname,
+                device,
+            } => write!(
+                f,
+                "move {ifname} of {netns} back to the host as {}",
+                device.name
+            ),
+        }
+    }
+}
+
 /// Overlay peers and the firewall table.
 fn fmt_overlay_or_firewall(op: &Op, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     match op {
@@ -362,6 +447,7 @@ impl fmt::Display for Op {
                 if *ipv6 { "" } else { " (IPv4 only)" }
             ),
             Op::DeleteLink { target, name } => write!(f, "delete link {name} in {target}"),
+            Op::Lan(op) => write!(f, "{op}"),
             Op::CreateLinkPair { .. }
             | Op::CreateSwitch { .. }
             | Op::AddPort { .. }
@@ -390,13 +476,11 @@ impl fmt::Display for Op {
                 target,
                 ifname,
                 mac,
-            } => {
-                write!(
-                    f,
-                    "set MAC of {ifname} in {target} to {}",
-                    crate::model::names::format_mac(mac)
-                )
-            }
+            } => write!(
+                f,
+                "set MAC of {ifname} in {target} to {}",
+                crate::model::names::format_mac(mac)
+            ),
             Op::AddDefaultRoute {
                 target, gateway, ..
             } => write!(f, "add default route via {gateway} in {target}"),

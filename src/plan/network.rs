@@ -41,6 +41,13 @@ pub struct HostFacts {
     pub routes: Vec<IpNet>,
     /// Current values of the sysctls a network may need.
     pub sysctls: Vec<(String, String)>,
+    /// The host interface a LAN network would be on (macvlan's parent,
+    /// host-device's device); `None` when the host has none of that name.
+    pub lan_interface: Option<ExistingLink>,
+    /// The kernel can make 802.1q VLAN interfaces.
+    pub vlan_supported: bool,
+    /// What probing the LAN found for the host's own macvlan interface.
+    pub lan_probe: super::driver::lan::LanProbe,
 }
 
 impl HostFacts {
@@ -156,7 +163,7 @@ fn subnets_for(state: &State, req: &CreateRequest, host: &HostFacts) -> Result<V
             });
         }
     }
-    if cidrs.is_empty() {
+    if cidrs.is_empty() && req.lan.is_none() {
         let taken: Vec<IpNet> = others
             .iter()
             .map(|(_, t)| *t)
@@ -227,18 +234,28 @@ pub fn plan_create(
             network: req.name.clone(),
         });
     }
-    let bridge = bridge_name(req)?;
-    if let Some(other) = state.networks.values().find(|n| n.bridge == bridge) {
+    let bridge = match req.lan {
+        Some(_) => String::new(),
+        None => bridge_name(req)?,
+    };
+    if let Some(other) = state
+        .networks
+        .values()
+        .find(|n| n.has_bridge() && n.bridge == bridge)
+    {
         return Err(Rejection::BridgeTaken {
             bridge,
             network: other.name.clone(),
         });
     }
+    driver::lan::validate_request(state, req, host)?;
     check_modes(req)?;
     let driver = driver::of(req.driver());
     driver.validate(state, req)?;
     let subnets = subnets_for(state, req, host)?;
+    let lan = driver::lan::lan_of(req, &subnets, host)?;
     let adopted = match &host.existing_link {
+        _ if req.lan.is_some() => false,
         Some(l) if l.is_bridge() => true,
         Some(l) => {
             return Err(Rejection::NotABridge {
@@ -249,20 +266,21 @@ pub fn plan_create(
         None => false,
     };
     let mac = match &host.existing_link {
-        Some(l) => l.mac.unwrap_or_default(),
+        Some(l) if req.lan.is_none() => l.mac.unwrap_or_default(),
+        Some(_) => names::derived_mac(&[&req.name, &bridge]),
         None => names::derived_mac(&[&req.name, &bridge]),
     };
     let mut network = Network {
         name: req.name.clone(),
         bridge,
         bridge_adopted: adopted,
-        bridge_brought_up: host.existing_link.as_ref().is_some_and(|l| !l.up),
+        bridge_brought_up: adopted && host.existing_link.as_ref().is_some_and(|l| !l.up),
         bridge_mac: names::format_mac(&mac),
         subnets,
         preexisting_gateways: Vec::new(),
         bridge_sysctls: Default::default(),
         internal: req.internal,
-        masquerade: !req.internal && req.gateway_mode.masquerades(),
+        masquerade: !req.internal && req.gateway_mode.masquerades() && req.lan.is_none(),
         gateway_mode: req.gateway_mode,
         gateway_mode_v6: req.mode_v6(),
         icc: req.icc,
@@ -272,7 +290,7 @@ pub fn plan_create(
         link_group: state.free_link_group(&req.name),
         attachments: Default::default(),
         owner: None,
-        dns: req.dns,
+        dns: req.dns && req.lan.is_none(),
         dns_domain: req.dns_domain.clone(),
         dns_servers: req.dns_servers.clone(),
         overlay: req.joined.clone(),
@@ -284,6 +302,7 @@ pub fn plan_create(
                 endpoints: Default::default(),
             }),
         netavark: req.netavark.clone(),
+        lan,
     };
     let mut ops = driver.setup(&mut network, host, mac);
     let mut new_state = state.clone();
@@ -309,13 +328,27 @@ pub fn plan_remove(state: &State, name: &str, force: bool) -> Result<(State, Vec
     }
     let mut new_state = state.clone();
     let mut ops = Vec::new();
+    let driver = driver::of(net.driver());
+    let mut doomed = Vec::new();
+    for a in &net.attachments {
+        if new_state.detach(name, &a.namespace) {
+            doomed.push(a.namespace.name().expect("detach checked").to_string());
+        }
+    }
+    if !net.has_bridge() {
+        // No host ends: the driver takes the interfaces away (a host
+        // device goes back to the host before its namespace goes).
+        let leaving: Vec<&crate::model::Attachment> =
+            net.attachments.iter().map(AsRef::as_ref).collect();
+        ops.extend(driver.disconnect(net, &leaving, &doomed));
+    }
     // The veths and a bridge nsnet created share one link group: one
     // request deletes them all, with one RCU grace period for the lot.
-    let driver = driver::of(net.driver());
     let mut links: Vec<String> = net
         .attachments
         .iter()
         .map(|a| a.host_ifname.clone())
+        .filter(|n| !n.is_empty())
         .collect();
     links.extend(driver.links(net));
     if !links.is_empty() {
@@ -325,13 +358,7 @@ pub fn plan_remove(state: &State, name: &str, force: bool) -> Result<(State, Vec
         });
     }
     ops.extend(Op::forget_flows(net.attachments.iter().map(AsRef::as_ref)));
-    for a in &net.attachments {
-        if new_state.detach(name, &a.namespace) {
-            ops.push(Op::DeleteNetns {
-                name: a.namespace.name().expect("detach checked").to_string(),
-            });
-        }
-    }
+    ops.extend(doomed.into_iter().map(|name| Op::DeleteNetns { name }));
     new_state.networks.remove(name);
     ops.extend(driver.release(net));
     ops.extend(Op::firewall(state, &new_state));

@@ -1,6 +1,6 @@
 //! The step that reverses each step of a plan.
 
-use super::{Op, Target};
+use super::{LanOp, Op, Target};
 
 /// The step that reverses `op`. `old_sysctl` is the value a sysctl had.
 pub fn undo_of(op: &Op, old_sysctl: Option<String>) -> Option<Op> {
@@ -21,6 +21,7 @@ pub fn undo_of(op: &Op, old_sysctl: Option<String>) -> Option<Op> {
             target: Target::Host,
             name: host.clone(),
         }),
+        Op::Lan(op) => lan_undo(op),
         Op::CreateLinkPair { .. }
         | Op::CreateSwitch { .. }
         | Op::AddRoute { .. }
@@ -97,6 +98,34 @@ pub fn undo_of(op: &Op, old_sysctl: Option<String>) -> Option<Op> {
         | Op::DeleteAddress { .. } => None,
         // It follows the record, which the next sync reads again.
         Op::DockerForward { .. } | Op::GuardVxlan { .. } | Op::GuardPeers { .. } => None,
+    }
+}
+
+/// The undo of a step of a network on the LAN; moving a device back and
+/// deleting a route are not undone (teardown plans keep going instead).
+fn lan_undo(op: &LanOp) -> Option<Op> {
+    match op {
+        LanOp::CreateMacvlan { netns, ifname, .. } => Some(Op::DeleteLink {
+            target: netns.clone().map(Target::Ns).unwrap_or(Target::Host),
+            name: ifname.clone(),
+        }),
+        LanOp::AddDeviceRoute {
+            destination,
+            ifname,
+        } => Some(Op::Lan(LanOp::DeleteDeviceRoute {
+            destination: *destination,
+            ifname: ifname.clone(),
+        })),
+        LanOp::MoveDeviceIn {
+            device,
+            netns,
+            ifname,
+        } => Some(Op::Lan(LanOp::ReturnDevice {
+            netns: netns.clone(),
+            ifname: ifname.clone(),
+            device: device.clone(),
+        })),
+        _ => None,
     }
 }
 

@@ -6,12 +6,14 @@
 //! links, addresses and routes; it knows nothing of nsnet's networks.
 
 mod addr;
+mod lan;
 mod link;
 mod qdisc;
 mod route;
 mod tunnel;
 
 pub use addr::AddressInfo;
+pub use lan::MacvlanSpec;
 pub use link::{LinkInfo, LinkKind, PortOption, VethSpec};
 pub use qdisc::{netem_options, parse_netem_options};
 pub use route::{RouteInfo, RouteLookup};

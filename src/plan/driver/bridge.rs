@@ -3,7 +3,8 @@
 //! addresses.
 
 use super::NetworkDriver;
-use crate::model::{sysctl, CreateRequest, Network, Rejection, State};
+use crate::model::{sysctl, Attachment, CreateRequest, Network, Rejection, State};
+use crate::plan::attach::NsFacts;
 use crate::plan::network::HostFacts;
 use crate::plan::{Op, Target};
 
@@ -34,6 +35,25 @@ impl NetworkDriver for Bridge {
 
     fn devices(&self, _network: &Network) -> Vec<super::Device> {
         Vec::new()
+    }
+
+    fn connect(
+        &self,
+        network: &Network,
+        att: &Attachment,
+        facts: &NsFacts,
+        mac: Option<[u8; 6]>,
+    ) -> Vec<Op> {
+        crate::plan::attach::veth_steps(network, att, facts, mac)
+    }
+
+    fn disconnect(
+        &self,
+        _network: &Network,
+        leaving: &[&Attachment],
+        doomed: &[String],
+    ) -> Vec<Op> {
+        crate::plan::attach::veth_removal(leaving, doomed)
     }
 }
 

@@ -7,20 +7,29 @@
 //! planner.
 
 mod bridge;
+pub mod lan;
 mod overlay;
 
 pub use bridge::Bridge;
 pub use overlay::{check_overlay, Overlay};
 
+use super::attach::NsFacts;
 use super::network::HostFacts;
 use super::Op;
-use crate::model::{CreateRequest, DriverKind, Network, Rejection, State};
+use crate::model::{Attachment, CreateRequest, DriverKind, Network, Rejection, State};
 
 /// A device a driver makes that must be there and up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Device {
     /// The tunnel device of a network across hosts.
     Tunnel { name: String },
+    /// The host interface a macvlan network is on.
+    Parent { name: String },
+    /// The host's own interface on a macvlan network, with its addresses.
+    HostAccess {
+        name: String,
+        addresses: Vec<ipnet::IpNet>,
+    },
 }
 
 pub trait NetworkDriver: Sync {
@@ -38,6 +47,18 @@ pub trait NetworkDriver: Sync {
     fn release(&self, network: &Network) -> Vec<Op>;
     /// The devices `check` expects there and up, beyond the bridge.
     fn devices(&self, network: &Network) -> Vec<Device>;
+    /// The steps that give an attachment its interface and configure it,
+    /// once its namespace exists.
+    fn connect(
+        &self,
+        network: &Network,
+        att: &Attachment,
+        facts: &NsFacts,
+        mac: Option<[u8; 6]>,
+    ) -> Vec<Op>;
+    /// The steps that take the interfaces of `leaving` away, before the
+    /// `doomed` namespaces (those nsnet made for them) are deleted.
+    fn disconnect(&self, network: &Network, leaving: &[&Attachment], doomed: &[String]) -> Vec<Op>;
 }
 
 /// The driver of a kind of network.
@@ -45,6 +66,8 @@ pub fn of(kind: DriverKind) -> &'static dyn NetworkDriver {
     match kind {
         DriverKind::Bridge => &Bridge,
         DriverKind::Overlay => &Overlay,
+        DriverKind::Macvlan => &lan::Macvlan,
+        DriverKind::HostDevice => &lan::HostDeviceDriver,
     }
 }
 

@@ -40,6 +40,25 @@ impl NetworkDriver for Overlay {
         Bridge.release(network)
     }
 
+    fn connect(
+        &self,
+        network: &Network,
+        att: &crate::model::Attachment,
+        facts: &crate::plan::attach::NsFacts,
+        mac: Option<[u8; 6]>,
+    ) -> Vec<Op> {
+        Bridge.connect(network, att, facts, mac)
+    }
+
+    fn disconnect(
+        &self,
+        network: &Network,
+        leaving: &[&crate::model::Attachment],
+        doomed: &[String],
+    ) -> Vec<Op> {
+        Bridge.disconnect(network, leaving, doomed)
+    }
+
     fn devices(&self, network: &Network) -> Vec<Device> {
         network
             .overlay
