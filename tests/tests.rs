@@ -13,6 +13,7 @@ mod docker;
 mod docs;
 mod kernel_errors;
 mod lab;
+mod lan;
 mod layers;
 mod lifecycle;
 mod netavark;

@@ -486,4 +486,58 @@ mod tests {
         assert!(state.networks["n"].bridge_adopted);
         assert_eq!(state.networks["n"].preexisting_gateways.len(), 1);
     }
+
+    #[test]
+    fn the_lan_is_probed_in_batches_until_an_address_is_free() {
+        let mut net = test_network("home", "", &["192.0.2.0/24"]);
+        net.lan = Some(Lan::Macvlan(crate::model::lan::Macvlan {
+            parent: "eth0".into(),
+            mode: Default::default(),
+            ip_ranges: vec![],
+            host_access: None,
+            probe_ms: 200,
+        }));
+        let mut probe = FakeProbe::default();
+        probe.add_link(&Target::Host, link(2, "eth0", LinkKind::Veth));
+        // The first batch (.2 to .9) is all taken on the LAN.
+        probe.lan_holders = (2..=9)
+            .map(|i| crate::model::lan::LanHolder {
+                address: format!("192.0.2.{i}").parse().unwrap(),
+                mac: [2, 0, 0, 0, 0, i],
+            })
+            .collect();
+        let req = ConnectRequest::new("home", NsRef::Named("a".into()));
+        let facts = namespace_facts(&mut probe, Some(&net), &req).unwrap();
+        assert_eq!(probe.lan_probes.len(), 2, "{:?}", probe.lan_probes);
+        assert_eq!(probe.lan_probes[1][0].to_string(), "192.0.2.10");
+        assert_eq!(facts.lan_probe.holders.len(), 8);
+        let (s, _) = crate::plan::attach::plan_connect(
+            &crate::model::State {
+                networks: [("home".to_string(), net.clone())].into(),
+                ..Default::default()
+            },
+            &req,
+            &facts,
+        )
+        .unwrap();
+        assert_eq!(
+            s.networks["home"].attachments[0].addresses[0].to_string(),
+            "192.0.2.10/24"
+        );
+        // An address asked for is probed alone; with probing off, nothing.
+        let asked = ConnectRequest {
+            ips: vec!["192.0.2.77".parse().unwrap()],
+            ..req.clone()
+        };
+        namespace_facts(&mut probe, Some(&net), &asked).unwrap();
+        assert_eq!(
+            probe.lan_probes[2],
+            ["192.0.2.77".parse::<std::net::Ipv4Addr>().unwrap()]
+        );
+        if let Some(Lan::Macvlan(m)) = &mut net.lan {
+            m.probe_ms = 0;
+        }
+        let facts = namespace_facts(&mut probe, Some(&net), &req).unwrap();
+        assert_eq!((probe.lan_probes.len(), facts.lan_probe.probed), (3, None));
+    }
 }

@@ -402,7 +402,7 @@ impl Live {
             h.set_up(index, &device.name, device.up)?;
         }
         for r in &device.routes {
-            h.replace_route(r.destination, r.gateway)?;
+            h.restore_route(r.destination, r.gateway, index)?;
         }
         Ok(())
     }

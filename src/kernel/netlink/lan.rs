@@ -5,7 +5,9 @@
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use ipnet::IpNet;
-use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
+use std::net::IpAddr;
+
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoMacVlan, LinkAttribute, LinkInfo as NlLinkInfo, LinkMessage,
     MacVlanMode,
@@ -167,6 +169,23 @@ impl Handle {
             0,
             Ctx {
                 op: "deleting route",
+                target: &target,
+            },
+        )
+    }
+
+    /// Puts back a route of a host device via `gateway` out of `oif`, as
+    /// `ip route add` makes it (protocol boot).
+    pub fn restore_route(&mut self, destination: IpNet, gateway: IpAddr, oif: u32) -> Result<()> {
+        let mut msg = super::route::static_route(destination, gateway);
+        msg.header.protocol = RouteProtocol::Boot;
+        msg.attributes.push(RouteAttribute::Oif(oif));
+        let target = format!("{destination} via {gateway}");
+        self.request(
+            RouteNetlinkMessage::NewRoute(msg),
+            NLM_F_CREATE | NLM_F_REPLACE,
+            Ctx {
+                op: "putting back route",
                 target: &target,
             },
         )

@@ -143,7 +143,7 @@ impl Handle {
 }
 
 /// A unicast route of the main table (message building only, no I/O).
-fn static_route(destination: IpNet, gateway: IpAddr) -> RouteMessage {
+pub(super) fn static_route(destination: IpNet, gateway: IpAddr) -> RouteMessage {
     let mut msg = RouteMessage::default();
     msg.header.address_family = match gateway {
         IpAddr::V4(_) => AddressFamily::Inet,

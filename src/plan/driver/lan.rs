@@ -424,12 +424,22 @@ impl NetworkDriver for Macvlan {
                 }));
             }
         }
-        // A namespace that goes takes its interface along.
-        for a in leaving.iter().filter(|a| !goes(a, doomed)) {
-            ops.push(Op::DeleteLink {
-                target: Target::Ns(a.namespace.clone()),
-                name: a.ifname.clone(),
-            });
+        for a in leaving {
+            if goes(a, doomed) {
+                // The namespace takes its interface along, but later (the
+                // kernel destroys namespaces in the background): its
+                // addresses go now, so that nobody answers for them.
+                ops.extend(a.addresses.iter().map(|x| Op::DeleteAddress {
+                    target: Target::Ns(a.namespace.clone()),
+                    ifname: a.ifname.clone(),
+                    addr: *x,
+                }));
+            } else {
+                ops.push(Op::DeleteLink {
+                    target: Target::Ns(a.namespace.clone()),
+                    name: a.ifname.clone(),
+                });
+            }
         }
         ops
     }
@@ -560,5 +570,304 @@ pub fn device_to_move(net: &Network, facts: &NsFacts) -> Result<Option<SavedDevi
             ifname: d.device.clone(),
             driver: "host-device",
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ConnectRequest, NsRef};
+    use crate::plan::attach::{plan_connect, plan_disconnect};
+    use crate::plan::network::{plan_create, plan_remove, ExistingLink};
+
+    fn parent() -> HostFacts {
+        HostFacts {
+            lan_interface: Some(ExistingLink {
+                name: "eth0".into(),
+                kind: "veth".into(),
+                mac: Some([2, 0, 0, 0, 0, 1]),
+                up: true,
+            }),
+            ..HostFacts::default()
+        }
+    }
+
+    fn macvlan(host_access: bool, mode: MacvlanMode) -> CreateRequest {
+        CreateRequest {
+            lan: Some(LanRequest::Macvlan {
+                parent: "eth0".into(),
+                mode,
+                ip_ranges: vec![],
+                host_access,
+                probe_ms: 200,
+            }),
+            ..CreateRequest::for_test("home", &["192.0.2.0/24"])
+        }
+    }
+
+    fn steps(ops: &[Op]) -> Vec<String> {
+        ops.iter().map(|o| o.to_string()).collect()
+    }
+
+    fn probed(holders: &[(&str, u8)], probed: &[&str]) -> NsFacts {
+        NsFacts {
+            lan_probe: LanProbe {
+                probed: Some(probed.iter().map(|a| a.parse().unwrap()).collect()),
+                holders: holders
+                    .iter()
+                    .map(|(a, m)| LanHolder {
+                        address: a.parse().unwrap(),
+                        mac: [2, 0, 0, 0, 0, *m],
+                    })
+                    .collect(),
+            },
+            ..NsFacts::default()
+        }
+    }
+
+    #[test]
+    fn a_macvlan_network_has_no_bridge_firewall_or_forwarding() {
+        let (s, ops) = plan_create(
+            &State::default(),
+            &macvlan(false, MacvlanMode::Bridge),
+            &parent(),
+        )
+        .unwrap();
+        assert!(ops.is_empty(), "{:?}", steps(&ops));
+        let net = &s.networks["home"];
+        assert!(!net.has_bridge() && !net.dns && !net.forwards());
+        assert_eq!(net.driver(), crate::model::DriverKind::Macvlan);
+        let host = HostFacts {
+            lan_probe: LanProbe {
+                probed: Some(vec![
+                    "192.0.2.2".parse().unwrap(),
+                    "192.0.2.3".parse().unwrap(),
+                ]),
+                holders: vec![LanHolder {
+                    address: "192.0.2.2".parse().unwrap(),
+                    mac: [2, 0, 0, 0, 0, 2],
+                }],
+            },
+            ..parent()
+        };
+        let (s, ops) = plan_create(
+            &State::default(),
+            &macvlan(true, MacvlanMode::Bridge),
+            &host,
+        )
+        .unwrap();
+        let shim = host_access_name("home");
+        assert_eq!(
+            steps(&ops),
+            [
+                format!("create macvlan {shim} (bridge) on eth0 in host"),
+                format!("set net/ipv4/conf/{shim}/arp_ignore = 1 in host"),
+                format!("add address 192.0.2.3/32 to {shim} in host"),
+                format!("bring up {shim} in host"),
+            ],
+            "the host's own address skips the one someone answered for"
+        );
+        let (_, ops) = plan_remove(&s, "home", false).unwrap();
+        assert!(
+            matches!(&ops[..], [Op::DeleteLinkGroup { names, .. }] if *names == [shim.clone()]),
+            "{:?}",
+            steps(&ops)
+        );
+    }
+
+    #[test]
+    fn a_connect_skips_addresses_in_use_on_the_lan_and_a_disconnect_silences_them() {
+        let (s, _) = plan_create(
+            &State::default(),
+            &macvlan(true, MacvlanMode::Bridge),
+            &parent(),
+        )
+        .unwrap();
+        let shim = host_access_name("home");
+        let req = ConnectRequest::new("home", NsRef::Named("a".into()));
+        let facts = probed(&[("192.0.2.3", 9)], &["192.0.2.3", "192.0.2.4"]);
+        let (s, ops) = plan_connect(&s, &req, &facts).unwrap();
+        assert_eq!(
+            steps(&ops),
+            [
+                "create namespace a".to_string(),
+                "create macvlan eth0 (bridge) on eth0 in a".into(),
+                "bring up lo in namespace a".into(),
+                "add address 192.0.2.4/24 to eth0 in namespace a".into(),
+                "bring up eth0 in namespace a".into(),
+                "add default route via 192.0.2.1 in namespace a".into(),
+                format!("add route to 192.0.2.4/32 dev {shim} in host"),
+            ]
+        );
+        // An address asked for that someone answered for: a conflict
+        // naming the MAC; ports: refused; nothing probed free: refused.
+        let asked = ConnectRequest {
+            ips: vec!["192.0.2.3".parse().unwrap()],
+            ..ConnectRequest::new("home", NsRef::Named("b".into()))
+        };
+        let e = plan_connect(&s, &asked, &facts).unwrap_err();
+        assert_eq!(
+            (e.exit_code(), e.to_string().contains("02:00:00:00:00:09")),
+            (4, true),
+            "{e}"
+        );
+        let ports = ConnectRequest {
+            publish: vec!["8080:80".parse().unwrap()],
+            ..ConnectRequest::new("home", NsRef::Named("b".into()))
+        };
+        assert_eq!(plan_connect(&s, &ports, &facts).unwrap_err().exit_code(), 2);
+        let busy = probed(&[("192.0.2.5", 9)], &["192.0.2.5"]);
+        let e = plan_connect(
+            &s,
+            &ConnectRequest::new("home", NsRef::Named("b".into())),
+            &busy,
+        )
+        .unwrap_err();
+        assert!(matches!(e, Rejection::LanPoolBusy { .. }), "{e}");
+        let (_, ops) = plan_disconnect(&s, "home", &[NsRef::Named("a".into())]).unwrap();
+        assert_eq!(
+            steps(&ops),
+            [
+                format!("delete route to 192.0.2.4/32 dev {shim} in host"),
+                "delete address 192.0.2.4/24 from eth0 in namespace a".into(),
+                "delete namespace a".into(),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_host_device_goes_back_before_its_namespace_also_in_recovery() {
+        let req = CreateRequest {
+            lan: Some(LanRequest::HostDevice {
+                device: "eth1".into(),
+            }),
+            ..CreateRequest::named("hd")
+        };
+        let host = HostFacts {
+            lan_interface: Some(ExistingLink {
+                name: "eth1".into(),
+                kind: "veth".into(),
+                mac: None,
+                up: true,
+            }),
+            ..HostFacts::default()
+        };
+        let (s, _) = plan_create(&State::default(), &req, &host).unwrap();
+        let saved = SavedDevice {
+            name: "eth1".into(),
+            mac: Some("02:00:00:00:00:01".into()),
+            mtu: 1400,
+            up: true,
+            addresses: vec!["198.51.100.7/24".parse().unwrap()],
+            routes: vec![],
+        };
+        let facts = NsFacts {
+            device: Some(saved.clone()),
+            ..NsFacts::default()
+        };
+        let x = NsRef::Named("x".into());
+        let (after, ops) = plan_connect(&s, &ConnectRequest::new("hd", x.clone()), &facts).unwrap();
+        assert_eq!(steps(&ops)[1], "move host interface eth1 into x as eth0");
+        assert!(
+            steps(&ops).contains(&"add address 198.51.100.7/24 to eth0 in namespace x".to_string()),
+            "the device keeps its addresses"
+        );
+        assert_eq!(
+            crate::plan::undo_of(&ops[1], None)
+                .map(|o| o.to_string())
+                .as_deref(),
+            Some("move eth0 of x back to the host as eth1")
+        );
+        let e = plan_connect(
+            &after,
+            &ConnectRequest::new("hd", NsRef::Named("y".into())),
+            &facts,
+        )
+        .unwrap_err();
+        assert_eq!(e.exit_code(), 4, "{e}");
+        let gone = plan_connect(
+            &s,
+            &ConnectRequest::new("hd", x.clone()),
+            &NsFacts::default(),
+        )
+        .unwrap_err();
+        assert_eq!(gone.exit_code(), 3, "{gone}");
+        for (_, ops) in [
+            plan_disconnect(&after, "hd", &[x]).unwrap(),
+            crate::plan::recover::recover(&s, &after),
+        ] {
+            let steps = steps(&ops);
+            let back = steps
+                .iter()
+                .position(|s| s.starts_with("move eth0 of x back"))
+                .expect("moved back");
+            let gone = steps
+                .iter()
+                .position(|s| s == "delete namespace x")
+                .expect("deleted");
+            assert!(back < gone, "{steps:?}");
+        }
+    }
+
+    #[test]
+    fn bad_lan_requests_are_refused_with_the_value() {
+        let (passthru, _) = plan_create(
+            &State::default(),
+            &macvlan(false, MacvlanMode::Passthru),
+            &parent(),
+        )
+        .unwrap();
+        let with = |edit: fn(&mut CreateRequest)| {
+            let mut r = macvlan(false, MacvlanMode::Bridge);
+            r.name = "other".into();
+            r.subnets = vec!["198.51.100.0/24".parse().unwrap()];
+            edit(&mut r);
+            r
+        };
+        let cases: Vec<(CreateRequest, HostFacts, &str, i32)> = vec![
+            (with(|_| {}), parent(), "already used by network home", 4),
+            (
+                with(|r| {
+                    r.lan = Some(LanRequest::Macvlan {
+                        parent: "eth0".into(),
+                        mode: MacvlanMode::Private,
+                        ip_ranges: vec![],
+                        host_access: true,
+                        probe_ms: 0,
+                    })
+                }),
+                parent(),
+                "--mode private",
+                2,
+            ),
+            (
+                with(|r| r.internal = true),
+                HostFacts::default(),
+                "host interface eth0 does not exist",
+                3,
+            ),
+            (
+                with(|r| r.bridge = Some("br".into())),
+                parent(),
+                "--bridge is not an option",
+                2,
+            ),
+            (
+                with(|r| r.subnets.clear()),
+                parent(),
+                "--subnet is needed",
+                2,
+            ),
+        ];
+        for (i, (req, host, needle, code)) in cases.into_iter().enumerate() {
+            let state = if i == 0 {
+                passthru.clone()
+            } else {
+                State::default()
+            };
+            let e = plan_create(&state, &req, &host).unwrap_err();
+            assert!(e.to_string().contains(needle), "{e} lacks {needle}");
+            assert_eq!(e.exit_code(), code, "{e}");
+        }
     }
 }

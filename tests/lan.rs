@@ -1,0 +1,316 @@
+//! Networks on the LAN (drivers macvlan and host-device), on a simulated
+//! LAN: a bridge in namespace `lan` with the LAN's router at 192.0.2.1, a
+//! DHCP-less other machine at 192.0.2.50 (namespace `other`), and a veth
+//! from the LAN bridge to the sandbox's host (`lan0`, the host at
+//! 192.0.2.10) as the parent. The LAN's own view (its neighbour table, its
+//! pings) is the oracle for what the namespaces look like on the wire.
+
+use crate::common::{assert_same, Sandbox};
+
+const OTHER_MAC: &str = "02:00:00:00:00:50";
+
+fn lan(sb: &Sandbox) {
+    sb.sh(&format!(
+        "ip netns add lan && ip -n lan link set lo up && \
+         ip -n lan link add br0 type bridge && ip -n lan link set br0 up && \
+         ip -n lan addr add 192.0.2.1/24 dev br0 && \
+         ip netns add other && \
+         ip link add o0 netns other address {OTHER_MAC} type veth peer name p-other netns lan && \
+         ip -n lan link set p-other master br0 up && ip -n other link set o0 up && \
+         ip -n other addr add 192.0.2.50/24 dev o0 && \
+         ip link add lan0 type veth peer name p-host netns lan && \
+         ip -n lan link set p-host master br0 up && \
+         ip link set lan0 up && ip addr add 192.0.2.10/24 dev lan0"
+    ));
+}
+
+/// The IPv4 address of `ifname` in namespace `ns`.
+fn address(sb: &Sandbox, ns: &str, ifname: &str) -> String {
+    let out = sb.sh(&format!(
+        "ip -n {ns} -4 -o addr show dev {ifname} | awk '{{print $4}}' | cut -d/ -f1"
+    ));
+    out.trim().to_string()
+}
+
+fn mac(sb: &Sandbox, ns: &str, ifname: &str) -> String {
+    sb.sh(&format!(
+        "ip -n {ns} -j link show dev {ifname} | jq -r '.[0].address'"
+    ))
+    .trim()
+    .to_string()
+}
+
+/// Whether one ping from `ns` (`None`: the host) to `dest` is answered.
+fn pings(sb: &Sandbox, ns: Option<&str>, dest: &str) -> bool {
+    let cmd = match ns {
+        Some(ns) => format!("ip netns exec {ns} ping -c1 -W1 {dest}"),
+        None => format!("ping -c1 -W1 {dest}"),
+    };
+    sb.sh_status(&cmd).status.success()
+}
+
+#[test]
+fn macvlan_namespaces_are_on_the_lan_and_skip_addresses_in_use() {
+    let sb = Sandbox::new();
+    lan(&sb);
+    let before = sb.snapshot();
+    sb.ok("network create home --driver macvlan --parent lan0 --subnet 192.0.2.0/24 --gateway 192.0.2.1 --ip-range 192.0.2.48/29");
+    sb.ok("connect home a");
+    sb.ok("connect home b");
+    sb.ok("connect home c");
+    let addrs: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .map(|ns| address(&sb, ns, "eth0"))
+        .collect();
+    assert_eq!(
+        addrs,
+        ["192.0.2.48", "192.0.2.49", "192.0.2.51"],
+        "the other machine's 192.0.2.50 is skipped"
+    );
+    let route = sb.sh("ip -n a route show default");
+    assert!(route.contains("default via 192.0.2.1 dev eth0"), "{route}");
+    for ns in ["a", "b"] {
+        assert!(pings(&sb, Some(ns), "192.0.2.1"), "{ns} reaches the router");
+        assert!(
+            pings(&sb, Some(ns), "192.0.2.50"),
+            "{ns} reaches the other machine"
+        );
+    }
+    assert!(pings(&sb, Some("a"), &addrs[1]), "bridge mode: a reaches b");
+    // The LAN sees each namespace with its own MAC and address.
+    for (ns, addr) in [("a", &addrs[0]), ("b", &addrs[1])] {
+        let neigh = sb.sh(&format!("ip -n lan neigh show {addr} dev br0"));
+        assert!(neigh.contains(&mac(&sb, ns, "eth0")), "{ns}: {neigh}");
+    }
+    // The host cannot reach its macvlan namespaces (no --host-access).
+    assert!(
+        !pings(&sb, None, &addrs[0]),
+        "the host reached a without host access"
+    );
+    let err = sb.fails("connect home d --ip 192.0.2.50", 4);
+    assert!(
+        err.contains("192.0.2.50") && err.contains(OTHER_MAC),
+        "the conflict names the MAC that answered: {err}"
+    );
+    assert!(sb.sh("ip netns").lines().all(|l| !l.starts_with("d ")));
+    let err = sb.fails("connect home d -p 8080:80", 2);
+    assert!(err.contains("publishes no ports"), "{err}");
+    assert!(sb.ok("check").contains("no drift"));
+    let show = sb.ok("show home");
+    assert!(
+        show.contains("macvlan on lan0") && show.contains(&addrs[0]),
+        "{show}"
+    );
+    sb.ok("disconnect home a");
+    assert!(
+        !pings(&sb, Some("lan"), &addrs[0]),
+        "nobody answers for a after disconnect"
+    );
+    sb.ok("network rm home --force");
+    sb.settle();
+    for addr in &addrs {
+        assert!(
+            !pings(&sb, Some("lan"), addr),
+            "nobody answers for {addr} after rm"
+        );
+    }
+    assert_same(&sb.snapshot(), &before, "network rm");
+}
+
+#[test]
+fn host_access_joins_the_host_and_check_finds_its_pieces_missing() {
+    let sb = Sandbox::new();
+    lan(&sb);
+    let before = sb.snapshot();
+    sb.ok("network create home --driver macvlan --parent lan0 --subnet 192.0.2.0/24 --ip-range 192.0.2.128/25 --host-access");
+    sb.ok("connect home a");
+    let a = address(&sb, "a", "eth0");
+    let inspect = sb.ok("network inspect home");
+    let line = inspect
+        .lines()
+        .find_map(|l| l.strip_prefix("host access: "))
+        .unwrap_or_else(|| panic!("no host access line: {inspect}"));
+    let (shim, host_addr) = line.split_once(' ').expect("name and address");
+    let host_addr = host_addr.trim_end_matches("/32");
+    assert_eq!(host_addr, "192.0.2.128", "the lowest address of the range");
+    assert_eq!(a, "192.0.2.129");
+    assert!(pings(&sb, None, &a), "the host reaches a through {shim}");
+    assert!(
+        pings(&sb, Some("a"), host_addr),
+        "a reaches the host at {host_addr}"
+    );
+    assert!(
+        pings(&sb, Some("a"), "192.0.2.50"),
+        "a still reaches the LAN"
+    );
+    assert!(sb.ok("check").contains("no drift"));
+    sb.sh(&format!("ip route del {a} dev {shim}"));
+    let text = sb.drift(&[]);
+    assert!(
+        text.contains(&format!("the host's route to {a}/32 is missing")),
+        "{text}"
+    );
+    sb.sh(&format!("ip link del {shim}"));
+    let text = sb.drift(&[]);
+    assert!(
+        text.contains(&format!("the host's interface {shim} is missing")),
+        "{text}"
+    );
+    sb.ok("network rm home --force");
+    sb.settle();
+    assert_same(&sb.snapshot(), &before, "network rm");
+    let err = sb.fails(
+        "network create p --driver macvlan --parent lan0 --subnet 192.0.2.0/24 --mode private --host-access",
+        2,
+    );
+    assert!(err.contains("private"), "{err}");
+}
+
+#[test]
+fn private_mode_keeps_namespaces_apart_and_a_lost_parent_is_a_finding() {
+    let sb = Sandbox::new();
+    lan(&sb);
+    sb.ok("network create p --driver macvlan --parent lan0 --subnet 192.0.2.0/24 --ip-range 192.0.2.64/26 --mode private");
+    sb.ok("connect p a");
+    sb.ok("connect p b");
+    let b = address(&sb, "b", "eth0");
+    assert!(pings(&sb, Some("a"), "192.0.2.1"), "a reaches the router");
+    assert!(!pings(&sb, Some("a"), &b), "private mode: a reached b");
+    // The parent goes: the kernel takes every interface on it along.
+    sb.sh("ip link del lan0");
+    let text = sb.drift(&[]);
+    assert!(text.contains("host interface lan0 is gone"), "{text}");
+    sb.ok("network rm p --force");
+    assert!(sb.ok("check").contains("no drift"));
+    assert!(!sb.sh("ip netns").contains("a "), "a's namespace went");
+}
+
+/// dev0 as `ip` shows it: name, MTU, MAC, state, flags, global addresses,
+/// and its routes.
+fn device(sb: &Sandbox) -> String {
+    sb.sh(
+        "ip -j addr show dev dev0 | jq -c '.[0] | {ifname,mtu,address,operstate,flags,\
+         addr:[.addr_info[]|select(.scope==\"global\")|{local,prefixlen}]}'; \
+         ip route show dev dev0",
+    )
+}
+
+#[test]
+fn host_device_moves_in_and_back_exactly_also_after_a_kill() {
+    let sb = Sandbox::new();
+    lan(&sb);
+    sb.sh(
+        "ip link add dev0 mtu 1400 address 02:11:22:33:44:55 type veth peer name p-dev netns lan && \
+         ip -n lan link set p-dev master br0 up && ip addr add 192.0.2.77/24 dev dev0 && \
+         ip addr add 192.0.2.78/24 dev dev0 && ip link set dev0 up && \
+         ip route add 198.51.100.0/24 via 192.0.2.1 dev dev0",
+    );
+    let kept = device(&sb);
+    sb.ok("network create hd --driver host-device --device dev0");
+    let before = sb.snapshot();
+    sb.ok("connect hd x --ifname lan1");
+    assert!(sb.sh_status("ip link show dev0").status.code() != Some(0));
+    let inside = sb.sh("ip -n x addr show dev lan1");
+    assert!(
+        inside.contains("192.0.2.77/24")
+            && inside.contains("192.0.2.78/24")
+            && inside.contains("02:11:22:33:44:55")
+            && inside.contains("mtu 1400"),
+        "{inside}"
+    );
+    assert!(pings(&sb, Some("x"), "192.0.2.50"), "x reaches the LAN");
+    assert!(sb.ok("check").contains("no drift"));
+    let err = sb.fails("connect hd y", 4);
+    assert!(err.contains("dev0") && err.contains("x"), "{err}");
+    sb.ok("disconnect hd x");
+    assert_eq!(device(&sb), kept, "dev0 is back as it was");
+    assert_same(&sb.snapshot(), &before, "disconnect");
+    // Killed after the move, or after its addresses: the next command
+    // finishes the job from the journal and dev0 is back.
+    for k in [2, 3, 5] {
+        let out = sb.run_env(
+            &["connect", "hd", "x"],
+            &[("NSNET_ABORT_AT", &k.to_string())],
+        );
+        assert!(!out.status.success(), "abort at {k}");
+        sb.ok("gc");
+        assert_eq!(device(&sb), kept, "dev0 after an abort at step {k}");
+        assert_same(&sb.snapshot(), &before, &format!("abort at {k}"));
+    }
+    // With a subnet: an address of it and a default route via the router.
+    sb.ok("network rm hd");
+    sb.ok("network create hd2 --driver host-device --device dev0 --subnet 203.0.113.0/24 --gateway 203.0.113.1");
+    sb.ok("connect hd2 y --ip 203.0.113.9");
+    let inside = sb.sh("ip -n y -4 -o addr show dev eth0");
+    assert!(
+        inside.contains("203.0.113.9/24") && !inside.contains("192.0.2.77"),
+        "{inside}"
+    );
+    assert!(sb
+        .sh("ip -n y route show default")
+        .contains("via 203.0.113.1"));
+    sb.ok("network rm hd2 --force");
+    assert_eq!(device(&sb), kept, "dev0 is back after rm --force");
+}
+
+#[test]
+fn lan_networks_refuse_what_they_cannot_do() {
+    let sb = Sandbox::new();
+    lan(&sb);
+    let before = sb.snapshot();
+    let mv = "network create m --driver macvlan --subnet 192.0.2.0/24";
+    for (args, code, needle) in [
+        (
+            format!("{mv} --parent nope0"),
+            3,
+            "host interface nope0 does not exist",
+        ),
+        (format!("{mv} --parent lan0.10"), 2, "CONFIG_VLAN_8021Q"),
+        (mv.to_string(), 2, "--parent is needed"),
+        (
+            "network create m --driver macvlan --parent lan0".into(),
+            2,
+            "--subnet is needed",
+        ),
+        (
+            format!("{mv} --parent lan0 --mode bridged"),
+            2,
+            "macvlan mode \"bridged\"",
+        ),
+        (format!("{mv} --parent lan0 --no-icc"), 2, "--mode private"),
+        (
+            format!("{mv} --parent lan0 --ip-range 198.51.100.0/28"),
+            2,
+            "not inside the network's --subnet",
+        ),
+        (format!("{mv} --parent lo"), 2, "loopback"),
+        (
+            "network create i --driver ipvlan --parent lan0 --subnet 192.0.2.0/24".into(),
+            2,
+            "CONFIG_IPVLAN",
+        ),
+        (
+            "network create h --driver host-device".into(),
+            2,
+            "--device is needed",
+        ),
+        (
+            "network create h --driver host-device --device lan0 --parent lan0".into(),
+            2,
+            "--parent is not an option",
+        ),
+        (
+            "network create b --parent lan0".into(),
+            2,
+            "--parent is not an option of a bridge network",
+        ),
+    ] {
+        let err = sb.fails(args.as_str(), code);
+        assert!(err.contains(needle), "{args}: {err}");
+    }
+    sb.ok("network create m --driver macvlan --parent lan0 --subnet 192.0.2.0/24");
+    let err = sb.fails("network create h --driver host-device --device lan0", 4);
+    assert!(err.contains("already used by network m"), "{err}");
+    sb.ok("network rm m");
+    assert_same(&sb.snapshot(), &before, "refusals and rm");
+}
