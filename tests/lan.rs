@@ -135,6 +135,13 @@ fn host_access_joins_the_host_and_check_finds_its_pieces_missing() {
     assert_eq!(host_addr, "192.0.2.128", "the lowest address of the range");
     assert_eq!(a, "192.0.2.129");
     assert!(pings(&sb, None, &a), "the host reaches a through {shim}");
+    let text = sb.ok(&["trace", "host", "a", "--proto", "icmp", "--probe"]);
+    assert!(
+        text.contains(&format!(
+            "the host's interface {shim} on network home -> a:eth0"
+        )) && !text.contains("disagree"),
+        "{text}"
+    );
     assert!(
         pings(&sb, Some("a"), host_addr),
         "a reaches the host at {host_addr}"
@@ -176,6 +183,14 @@ fn private_mode_keeps_namespaces_apart_and_a_lost_parent_is_a_finding() {
     let b = address(&sb, "b", "eth0");
     assert!(pings(&sb, Some("a"), "192.0.2.1"), "a reaches the router");
     assert!(!pings(&sb, Some("a"), &b), "private mode: a reached b");
+    // trace says why, and its probe agrees.
+    let out = sb.run(&["trace", "a", "b", "--proto", "icmp", "--probe"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("private macvlan network") && !text.contains("disagree"),
+        "{text}"
+    );
     // The parent goes: the kernel takes every interface on it along.
     sb.sh("ip link del lan0");
     let text = sb.drift(&[]);
@@ -313,4 +328,61 @@ fn lan_networks_refuse_what_they_cannot_do() {
     assert!(err.contains("already used by network m"), "{err}");
     sb.ok("network rm m");
     assert_same(&sb.snapshot(), &before, "refusals and rm");
+}
+
+const LAN_FILE: &str = r#"
+[networks.home]
+driver = "macvlan"
+parent = "lan0"
+subnets = ["192.0.2.0/24"]
+ip_ranges = ["192.0.2.64/27"]
+host_access = true
+
+[networks.dev]
+driver = "host-device"
+device = "dev0"
+subnets = ["198.51.100.0/24"]
+
+[namespaces.a]
+attach = [{ network = "home" }]
+
+[namespaces.b]
+attach = [{ network = "home" }, { network = "dev", ifname = "eth1" }]
+"#;
+
+#[test]
+fn topology_files_make_lan_networks_and_take_them_away() {
+    let sb = Sandbox::new();
+    lan(&sb);
+    sb.sh("ip link add dev0 type veth peer name p-dev netns lan && \
+         ip -n lan link set p-dev master br0 up");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("lan.toml");
+    std::fs::write(&file, LAN_FILE).unwrap();
+    let file = file.to_str().unwrap();
+    let before = sb.snapshot();
+    sb.ok(&["up", "-f", file]);
+    assert!(
+        sb.ok(&["up", "-f", file]).contains("no changes"),
+        "up is idempotent"
+    );
+    assert!(sb.ok("check").contains("no drift"));
+    let out = sb.ok(&["pingall", "-f", file]);
+    assert!(out.contains("2 of 2 pairs reached"), "{out}");
+    assert!(sb.sh("ip -n b link show eth1").contains("eth1"));
+    assert!(sb.sh_status("ip link show dev0").status.code() != Some(0));
+    sb.ok(&["down", "-f", file]);
+    sb.settle();
+    assert_same(&sb.snapshot(), &before, "down");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[networks.n]\nsubnets = [\"10.9.0.0/24\"]\nparent = \"lan0\"\n",
+    )
+    .unwrap();
+    let err = sb.fails(&["up", "-f", bad.to_str().unwrap()], 2);
+    assert!(
+        err.contains("bad.toml:3:") && err.contains("parent is not an option of a bridge network"),
+        "{err}"
+    );
 }

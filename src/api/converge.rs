@@ -158,7 +158,7 @@ fn plan_creations(
                     .get(&req.network)
                     .is_some_and(|n| facts::bridge_netfilter(&mut *host, n)),
                 host_listeners: facts::host_listeners(&mut *host, req)?,
-                ..Default::default()
+                ..facts::lan_facts(&mut *host, after.networks.get(&req.network), req)?
             },
             None => facts::namespace_facts(&mut *host, after.networks.get(&req.network), req)?,
         };

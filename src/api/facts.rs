@@ -108,14 +108,30 @@ fn lan_namespace_facts(
     } else {
         (Vec::new(), Vec::new())
     };
+    Ok(NsFacts {
+        exists,
+        ifnames,
+        default_routes,
+        ..lan_facts(probe, Some(net), req)?
+    })
+}
+
+/// What a connect to a network on the LAN learns outside the namespace:
+/// the host device to move, and who answers for the addresses it may take
+/// (nothing for other networks).
+pub fn lan_facts(
+    probe: &mut dyn Probe,
+    net: Option<&Network>,
+    req: &ConnectRequest,
+) -> Result<NsFacts> {
+    let Some(net) = net else {
+        return Ok(NsFacts::default());
+    };
     let device = match &net.lan {
         Some(Lan::HostDevice(d)) => saved_device(probe, &d.device)?,
         _ => None,
     };
     Ok(NsFacts {
-        exists,
-        ifnames,
-        default_routes,
         device,
         lan_probe: probe_lan(probe, net, &req.ips)?,
         ..NsFacts::default()

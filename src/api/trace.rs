@@ -381,6 +381,10 @@ impl<'a> Tracer<'a> {
             .attachments_of(&named)
             .find(|(_, a)| a.ifname == dev)
         {
+            if !net.has_bridge() {
+                let network = net.name.clone();
+                return self.across_lan(ns, dev, &network, next_hop);
+            }
             self.out.hops.push(Hop::Cross {
                 what: format!(
                     "{ns}:{dev} into bridge {} of network {}",
@@ -430,6 +434,74 @@ impl<'a> Tracer<'a> {
                     "nothing on switch {} (and the switches linked to it) has {next_hop}",
                     other.namespace
                 ));
+                Ok(None)
+            }
+        }
+    }
+
+    /// From a namespace's interface on a network on the LAN: another
+    /// namespace of the network (macvlan bridge or vepa mode, never
+    /// private), the host's own interface on it, or out onto the LAN.
+    /// nsnet's firewall is on none of these paths.
+    fn across_lan(
+        &mut self,
+        ns: &str,
+        dev: &str,
+        network: &str,
+        next_hop: IpAddr,
+    ) -> Result<Option<At>> {
+        use crate::model::lan::MacvlanMode;
+        let state: &'a State = self.state;
+        let net = &state.networks[network];
+        let name = &net.name;
+        let m = net.macvlan();
+        if let Some(h) = m.and_then(|m| m.host_access.as_ref()) {
+            if h.addresses.iter().any(|a| a.addr() == next_hop) {
+                self.out.hops.push(Hop::Cross {
+                    what: format!(
+                        "{ns}:{dev} -> the host's interface {} on network {name}",
+                        h.ifname
+                    ),
+                });
+                return Ok(Some(At::Host {
+                    iif: Some(h.ifname.clone()),
+                }));
+            }
+        }
+        let holder = net
+            .attachments
+            .iter()
+            .filter(|a| a.namespace.to_string() != ns)
+            .find(|a| a.addresses.iter().any(|x| x.addr() == next_hop));
+        match (holder, m.map(|m| m.mode)) {
+            (Some(_), Some(MacvlanMode::Private)) => {
+                self.fail(format!(
+                    "network {name} is a private macvlan network: the kernel passes nothing between its namespaces (--mode bridge lets them talk)"
+                ));
+                Ok(None)
+            }
+            (Some(a), mode) => {
+                let how = match mode {
+                    Some(MacvlanMode::Vepa) => "through the LAN's switch (vepa mode)",
+                    _ => "inside the host (macvlan bridge mode)",
+                };
+                self.out.hops.push(Hop::Cross {
+                    what: format!(
+                        "{ns}:{dev} -> {}:{} on network {name}, {how}",
+                        a.namespace, a.ifname
+                    ),
+                });
+                Ok(Some(At::Ns {
+                    name: a.namespace.to_string(),
+                    first: false,
+                }))
+            }
+            (None, _) => {
+                let parent = net.lan.as_ref().map_or("", |l| l.host_interface());
+                self.out.hops.push(Hop::Leave {
+                    dev: format!("{parent} onto the LAN of network {name} (towards {next_hop})"),
+                });
+                self.out.reached = true;
                 Ok(None)
             }
         }
@@ -555,6 +627,9 @@ impl<'a> Tracer<'a> {
 
     /// From the host's interface `oif` on: a network's namespace, or out.
     fn onto_bridge(&mut self, oif: &str) -> Result<Option<At>> {
+        if let Some(net) = self.network_of_host_access(oif) {
+            return Ok(self.through_host_access(oif, net));
+        }
         let Some(net) = self.network_of_bridge(oif) else {
             self.out.hops.push(Hop::Leave {
                 dev: oif.to_string(),
@@ -598,7 +673,43 @@ impl<'a> Tracer<'a> {
     }
 
     fn network_of_bridge(&self, ifname: &str) -> Option<&'a Network> {
-        self.state.networks.values().find(|n| n.bridge == ifname)
+        self.state
+            .networks
+            .values()
+            .find(|n| n.has_bridge() && n.bridge == ifname)
+    }
+
+    /// The macvlan network whose host-access interface is `ifname`.
+    fn network_of_host_access(&self, ifname: &str) -> Option<&'a Network> {
+        self.state.networks.values().find(|n| {
+            n.macvlan()
+                .and_then(|m| m.host_access.as_ref())
+                .is_some_and(|h| h.ifname == ifname)
+        })
+    }
+
+    /// From the host's interface on a macvlan network to the namespace
+    /// that has the destination.
+    fn through_host_access(&mut self, oif: &str, net: &'a Network) -> Option<At> {
+        let dst = self.pkt.dst;
+        let Some(a) = net
+            .attachments
+            .iter()
+            .find(|a| a.addresses.iter().any(|x| x.addr() == dst))
+        else {
+            self.fail(format!("no namespace on network {} has {dst}", net.name));
+            return None;
+        };
+        self.out.hops.push(Hop::Cross {
+            what: format!(
+                "the host's interface {oif} on network {} -> {}:{}",
+                net.name, a.namespace, a.ifname
+            ),
+        });
+        Some(At::Ns {
+            name: a.namespace.to_string(),
+            first: false,
+        })
     }
 
     /// Arrived: for TCP and UDP, whether something listens on the port.

@@ -244,6 +244,9 @@ fn padded(w: &mut impl Write, text: &str, width: usize) -> io::Result<()> {
 
 /// The `brctl show` table.
 fn print_bridges(w: &mut impl Write, state: &State, live: &LivePorts) -> io::Result<()> {
+    if state.bridges().is_empty() && !state.networks.is_empty() {
+        return Ok(());
+    }
     writeln!(
         w,
         "{:<16}{:<24}{:<16}interfaces",

@@ -20,8 +20,12 @@ type Result<T> = std::result::Result<T, Rejection>;
 
 /// Whether a recorded network is what the request describes.
 pub fn network_matches(net: &Network, req: &CreateRequest) -> bool {
-    let Ok(bridge) = bridge_name(req) else {
-        return false;
+    let bridge = match &req.lan {
+        Some(_) => String::new(),
+        None => match bridge_name(req) {
+            Ok(b) => b,
+            Err(_) => return false,
+        },
     };
     let recorded: BTreeSet<_> = net.subnets.iter().map(|s| s.cidr).collect();
     if recorded != req.subnets.iter().copied().collect() {
@@ -40,8 +44,36 @@ pub fn network_matches(net: &Network, req: &CreateRequest) -> bool {
         && net.trusted_interfaces == req.trusted_interfaces
         && net.isolate == req.isolate
         && net.mtu == req.mtu
-        && net.dns == req.dns
+        && net.dns == (req.dns && req.lan.is_none())
         && net.dns_domain == req.dns_domain
+        && lan_matches(net, req)
+}
+
+/// Whether a network's LAN part is what the request asks for (its host
+/// access address is nsnet's pick: whether there is one is what matters).
+fn lan_matches(net: &Network, req: &CreateRequest) -> bool {
+    use crate::model::lan::{Lan, LanRequest};
+    match (&net.lan, &req.lan) {
+        (None, None) => true,
+        (Some(Lan::HostDevice(d)), Some(LanRequest::HostDevice { device })) => d.device == *device,
+        (
+            Some(Lan::Macvlan(m)),
+            Some(LanRequest::Macvlan {
+                parent,
+                mode,
+                ip_ranges,
+                host_access,
+                probe_ms,
+            }),
+        ) => {
+            m.parent == *parent
+                && m.mode == *mode
+                && m.ip_ranges == *ip_ranges
+                && m.host_access.is_some() == *host_access
+                && m.probe_ms == *probe_ms
+        }
+        _ => false,
+    }
 }
 
 /// Whether a recorded attachment is what the request describes. Addresses

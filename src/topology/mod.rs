@@ -70,6 +70,18 @@ struct NetworkSpec {
     /// Names of the network's namespaces resolve (default true).
     dns: Option<bool>,
     dns_domain: Option<Spanned<String>>,
+    /// `bridge` (the default), `macvlan` or `host-device`.
+    driver: Option<Spanned<String>>,
+    /// macvlan: the host interface on the LAN, the mode, the pools.
+    parent: Option<Spanned<String>>,
+    mode: Option<Spanned<String>>,
+    #[serde(default)]
+    ip_ranges: Vec<Spanned<String>>,
+    #[serde(default)]
+    host_access: bool,
+    probe_wait: Option<u32>,
+    /// host-device: the host interface moved in.
+    device: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -330,26 +342,30 @@ fn network(
         }
         gateways.push(ip);
     }
+    let lan = lan_request(cx, name, n)?;
     let bridge = n.bridge.as_ref().unwrap_or(name);
-    names::validate_ifname(bridge.get_ref()).map_err(|e| {
-        let hint = if n.bridge.is_none() {
-            "; set bridge = \"...\""
-        } else {
-            ""
-        };
-        cx.err(bridge.span(), format!("{e}{hint}"))
-    })?;
-    if let Some(other) = defined
-        .bridges
-        .insert(bridge.get_ref().clone(), name.get_ref().clone())
-    {
-        return Err(cx.err(
-            bridge.span(),
-            format!(
-                "bridge {} is also the bridge of network {other}",
-                bridge.get_ref()
-            ),
-        ));
+    // A network on the LAN has no bridge to name.
+    if lan.is_none() {
+        names::validate_ifname(bridge.get_ref()).map_err(|e| {
+            let hint = if n.bridge.is_none() {
+                "; set bridge = \"...\""
+            } else {
+                ""
+            };
+            cx.err(bridge.span(), format!("{e}{hint}"))
+        })?;
+        if let Some(other) = defined
+            .bridges
+            .insert(bridge.get_ref().clone(), name.get_ref().clone())
+        {
+            return Err(cx.err(
+                bridge.span(),
+                format!(
+                    "bridge {} is also the bridge of network {other}",
+                    bridge.get_ref()
+                ),
+            ));
+        }
     }
     let mtu = mtu(cx, &n.mtu)?;
     let (gateway_mode, gateway_mode_v6) = modes(cx, n)?;
@@ -378,7 +394,74 @@ fn network(
             .as_ref()
             .map(|d| names::validate_domain(d.get_ref()).map_err(|e| cx.err(d.span(), e)))
             .transpose()?,
+        lan,
         ..CreateRequest::named(name.get_ref())
+    })
+}
+
+/// The LAN part of a network (`driver = "macvlan"` or `"host-device"`);
+/// options of a driver the network does not have are errors at their
+/// line.
+fn lan_request(
+    cx: &Ctx,
+    name: &Spanned<String>,
+    n: &NetworkSpec,
+) -> Result<Option<crate::model::lan::LanRequest>> {
+    use crate::model::lan::{LanRequest, DEFAULT_PROBE_MS};
+    let driver = n
+        .driver
+        .as_ref()
+        .map(|d| d.get_ref().as_str())
+        .unwrap_or("bridge");
+    let stray = |option: Option<std::ops::Range<usize>>, what: &str| match option {
+        Some(span) => Err(cx.err(
+            span,
+            format!("{what} is not an option of a {driver} network"),
+        )),
+        None => Ok(()),
+    };
+    if driver != "macvlan" {
+        stray(n.parent.as_ref().map(|p| p.span()), "parent")?;
+        stray(n.mode.as_ref().map(|p| p.span()), "mode")?;
+        stray(n.ip_ranges.first().map(|p| p.span()), "ip_ranges")?;
+    }
+    if driver != "host-device" {
+        stray(n.device.as_ref().map(|p| p.span()), "device")?;
+    }
+    let needed = |v: &Option<Spanned<String>>, what: &str| {
+        v.as_ref().map(|p| p.get_ref().clone()).ok_or_else(|| {
+            cx.err(
+                name.span(),
+                format!("network {} ({driver}) needs {what}", name.get_ref()),
+            )
+        })
+    };
+    Ok(match driver {
+        "bridge" => None,
+        "macvlan" => Some(LanRequest::Macvlan {
+            parent: needed(&n.parent, "parent = \"IFNAME\"")?,
+            mode: match &n.mode {
+                Some(m) => m.get_ref().parse().map_err(|e| cx.err(m.span(), e))?,
+                None => Default::default(),
+            },
+            ip_ranges: n
+                .ip_ranges
+                .iter()
+                .map(|r| parse_subnet(r.get_ref()).map_err(|e| cx.err(r.span(), e)))
+                .collect::<Result<_>>()?,
+            host_access: n.host_access,
+            probe_ms: n.probe_wait.unwrap_or(DEFAULT_PROBE_MS),
+        }),
+        "host-device" => Some(LanRequest::HostDevice {
+            device: needed(&n.device, "device = \"IFNAME\"")?,
+        }),
+        other => {
+            let span = n.driver.as_ref().map(|d| d.span()).unwrap_or(name.span());
+            return Err(cx.err(
+                span,
+                format!("unknown driver {other:?}: expected bridge, macvlan or host-device"),
+            ));
+        }
     })
 }
 
