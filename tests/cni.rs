@@ -47,7 +47,7 @@ fn cni_raw(call: &Call, stdin: &[u8]) -> (Value, i32) {
     (v, out.status.code().unwrap_or(-1))
 }
 
-fn add(id: &str, ns: &str, conf: &Value) -> Value {
+pub(crate) fn add(id: &str, ns: &str, conf: &Value) -> Value {
     let netns = format!("/run/netns/{ns}");
     let (v, code) = cni(
         &Call {
@@ -63,7 +63,7 @@ fn add(id: &str, ns: &str, conf: &Value) -> Value {
     v
 }
 
-fn del(id: &str, netns: &str, conf: &Value) {
+pub(crate) fn del(id: &str, netns: &str, conf: &Value) {
     let (v, code) = cni(
         &Call {
             command: "DEL",

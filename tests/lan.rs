@@ -386,3 +386,33 @@ fn topology_files_make_lan_networks_and_take_them_away() {
         "{err}"
     );
 }
+
+#[test]
+fn a_cni_runtime_puts_pods_on_the_lan_with_the_macvlan_plugin_s_keys() {
+    use serde_json::json;
+    let sb = Sandbox::new();
+    lan(&sb);
+    let before = sb.snapshot();
+    let conf = json!({
+        "cniVersion": "1.0.0", "name": "lan", "type": "nsnet",
+        "master": "lan0", "mode": "bridge", "ipRanges": ["192.0.2.48/29"],
+        "ipam": {"type": "nsnet", "ranges": [[{"subnet": "192.0.2.0/24", "gateway": "192.0.2.1"}]]}
+    });
+    sb.sh("ip netns add p1 && ip netns add p2");
+    let r1 = crate::cni::add("p1", "p1", &conf);
+    let r2 = crate::cni::add("p2", "p2", &conf);
+    assert_eq!(r1["ips"][0]["address"], "192.0.2.48/24", "{r1}");
+    assert_eq!(r2["ips"][0]["address"], "192.0.2.49/24", "{r2}");
+    assert_eq!(r1["ips"][0]["gateway"], "192.0.2.1", "{r1}");
+    let ifs = r1["interfaces"].as_array().expect("interfaces");
+    assert_eq!(ifs.len(), 1, "only the pod's interface: {r1}");
+    assert_eq!(ifs[0]["mac"], mac(&sb, "p1", "eth0"), "{r1}");
+    assert!(pings(&sb, Some("p1"), "192.0.2.50") && pings(&sb, Some("p2"), "192.0.2.48"));
+    crate::cni::del("p1", "/run/netns/p1", &conf);
+    crate::cni::del("p2", "/run/netns/p2", &conf);
+    sb.sh("ip netns del p1 && ip netns del p2");
+    // The network stays, as the reference plugins leave their bridge.
+    assert!(sb.ok("show lan").contains("macvlan on lan0"));
+    sb.ok("network rm lan");
+    assert_same(&sb.snapshot(), &before, "after DEL and rm");
+}

@@ -67,3 +67,18 @@ fn podman_s_containers_on_two_hosts_meet_on_an_nsnet_overlay() {
         ],
     );
 }
+
+#[test]
+fn netavark_puts_containers_on_the_lan_with_nsnet_macvlan() {
+    scenario(
+        "lan.sh",
+        &[
+            "created",
+            "set-up",
+            "on-the-lan",
+            "check-clean",
+            "probed",
+            "last-teardown-removes-network",
+        ],
+    );
+}

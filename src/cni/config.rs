@@ -100,6 +100,17 @@ pub struct NetConf {
     /// cluster's, each node allocates from its own host subnet.
     #[serde(default)]
     overlay: Option<OverlayConf>,
+    /// The CNI macvlan plugin's keys: the host interface on the LAN, and
+    /// the mode; nsnet's own beside them.
+    master: Option<String>,
+    mode: Option<String>,
+    #[serde(default)]
+    ip_ranges: Vec<String>,
+    #[serde(default)]
+    host_access: bool,
+    probe_wait: Option<u32>,
+    /// The CNI host-device plugin's key: the host interface moved in.
+    device: Option<String>,
 }
 
 /// `"overlay": {"etcd": [...], "hostSubnetLen": 24, "vni": N, "vxlanPort":
@@ -181,6 +192,7 @@ impl NetConf {
         let invalid = |e: crate::model::Rejection| {
             CniError::new(7, "invalid network configuration").with(e.to_string())
         };
+        let lan = self.lan().map_err(invalid)?;
         let req = CreateRequest {
             subnets: subnets
                 .iter()
@@ -192,18 +204,56 @@ impl NetConf {
                 .map(|g| parse_ip(g, "gateway"))
                 .collect::<Result<_, _>>()
                 .map_err(invalid)?,
-            bridge: Some(self.bridge.clone().unwrap_or_else(|| "cni0".into())),
+            bridge: match lan {
+                Some(_) => self.bridge.clone(),
+                None => Some(self.bridge.clone().unwrap_or_else(|| "cni0".into())),
+            },
             internal: self.internal.unwrap_or(false),
-            gateway_mode: self.gateway_mode()?,
+            gateway_mode: match lan {
+                // The LAN's router routes: there is no mode to pick.
+                Some(_) => crate::model::GatewayMode::Nat,
+                None => self.gateway_mode()?,
+            },
             gateway_mode_v6: None,
             icc: self.icc.unwrap_or(true),
             trusted_interfaces: self.trusted_interfaces.clone(),
             isolate: self.isolate.unwrap_or(true),
             mtu: self.mtu,
             dns: self.nsnet_dns(),
+            lan,
             ..CreateRequest::named(&self.name)
         };
         self.with_overlay(req).map_err(invalid)
+    }
+
+    /// A network on the LAN: `"master"` (macvlan, with `"mode"`,
+    /// `"ipRanges"`, `"hostAccess"`, `"probeWait"`) or `"device"`
+    /// (host-device), as the CNI plugins of those names take them.
+    fn lan(&self) -> Result<Option<crate::model::lan::LanRequest>, crate::model::Rejection> {
+        use crate::model::lan::{LanRequest, DEFAULT_PROBE_MS};
+        Ok(match (&self.master, &self.device) {
+            (Some(_), Some(_)) => {
+                return Err(crate::model::Rejection::NotForDriver {
+                    option: "device",
+                    driver: "macvlan (\"master\")",
+                })
+            }
+            (Some(parent), None) => Some(LanRequest::Macvlan {
+                parent: parent.clone(),
+                mode: self.mode.as_deref().unwrap_or("bridge").parse()?,
+                ip_ranges: self
+                    .ip_ranges
+                    .iter()
+                    .map(|r| parse_subnet(r))
+                    .collect::<Result<_, _>>()?,
+                host_access: self.host_access,
+                probe_ms: self.probe_wait.unwrap_or(DEFAULT_PROBE_MS),
+            }),
+            (None, Some(device)) => Some(LanRequest::HostDevice {
+                device: device.clone(),
+            }),
+            (None, None) => None,
+        })
     }
 
     /// `req` as an overlay network when the configuration names one: its

@@ -14,11 +14,22 @@ pub fn render(
 ) -> Value {
     let (host_mac, inside_mac) = macs;
     let old = matches!(conf.cni_version.as_str(), "0.3.0" | "0.3.1" | "0.4.0");
-    let interfaces = json!([
-        {"name": net.bridge, "mac": net.bridge_mac},
-        {"name": att.host_ifname, "mac": host_mac},
-        {"name": att.ifname, "mac": inside_mac, "sandbox": netns},
-    ]);
+    // A network on the LAN has no bridge and no host end: the container's
+    // interface is the only one (as the CNI macvlan plugin reports it).
+    let (interfaces, inside) = match net.has_bridge() {
+        true => (
+            json!([
+                {"name": net.bridge, "mac": net.bridge_mac},
+                {"name": att.host_ifname, "mac": host_mac},
+                {"name": att.ifname, "mac": inside_mac, "sandbox": netns},
+            ]),
+            2,
+        ),
+        false => (
+            json!([{"name": att.ifname, "mac": inside_mac, "sandbox": netns}]),
+            0,
+        ),
+    };
     let ips: Vec<Value> = att
         .addresses
         .iter()
@@ -28,7 +39,7 @@ pub fn render(
                 .iter()
                 .find(|s| s.cidr.contains(&a.addr()))
                 .map(|s| s.gateway.to_string());
-            let mut ip = json!({"address": a.to_string(), "interface": 2});
+            let mut ip = json!({"address": a.to_string(), "interface": inside});
             if let Some(g) = gateway {
                 ip["gateway"] = json!(g);
             }

@@ -83,7 +83,7 @@ pub fn handed_ifname(id: &str) -> Result<String, Rejection> {
 
 /// nsnet's network options, as `-o KEY=VALUE` names them (the Docker
 /// driver, and the netavark plugin's `--opt`): key, what the value is.
-pub const OPTIONS: [(&str, &str); 17] = [
+pub const OPTIONS: [(&str, &str); 23] = [
     ("gateway-mode", "nat, nat-unprotected, routed or isolated"),
     ("gateway-mode-v6", "the IPv6 gateway mode, when different"),
     (
@@ -107,7 +107,25 @@ pub const OPTIONS: [(&str, &str); 17] = [
         "dns",
         "true or false: nsnet's DNS server answers on the gateway",
     ),
-    ("driver", "bridge or overlay"),
+    ("driver", "bridge, overlay, macvlan or host-device"),
+    ("parent", "macvlan: the host interface on the LAN"),
+    (
+        "macvlan_mode",
+        "macvlan: bridge, private, vepa or passthru (Docker's name)",
+    ),
+    (
+        "ip-range",
+        "macvlan: the addresses handed out, within the subnet (comma-separated, one per family)",
+    ),
+    (
+        "host-access",
+        "macvlan: true or false: the host gets an interface on the network",
+    ),
+    (
+        "probe-wait",
+        "macvlan: milliseconds an ARP probe for an address waits (0: none)",
+    ),
+    ("device", "host-device: the host interface moved in"),
     ("etcd", "overlay: etcd endpoints, comma-separated"),
     (
         "etcd-ca",
@@ -202,9 +220,13 @@ pub fn apply_options(
     }
     let mut overlay = OverlayAsked::default();
     let mut is_overlay = false;
+    let mut lan = LanAsked::default();
     for (key, value) in options {
         let v = value.as_str();
         match key.as_str() {
+            "parent" | "macvlan_mode" | "ip-range" | "host-access" | "probe-wait" | "device" => {
+                lan.set(key, v)?
+            }
             "gateway-mode" => req.gateway_mode = mode(key, v)?,
             "gateway-mode-v6" => req.gateway_mode_v6 = Some(mode(key, v)?),
             "icc" => req.icc = boolean(key, v)?,
@@ -218,7 +240,14 @@ pub fn apply_options(
             "driver" => match v {
                 "bridge" => is_overlay = false,
                 "overlay" => is_overlay = true,
-                _ => return Err(bad_option(key, v, "expected bridge or overlay")),
+                "macvlan" | "host-device" => lan.driver = Some(v.to_string()),
+                _ => {
+                    return Err(bad_option(
+                        key,
+                        v,
+                        "expected bridge, overlay, macvlan or host-device",
+                    ))
+                }
             },
             "etcd" => overlay.etcd = v.split(',').map(str::to_string).collect(),
             "etcd-ca" => overlay.access.ca = Some(v.into()),
@@ -237,7 +266,74 @@ pub fn apply_options(
             reason: "etcd, etcd-*, vni and name are options of overlay networks",
         });
     }
+    req.lan = lan.request()?;
     Ok(is_overlay.then_some(overlay))
+}
+
+/// The LAN options of `-o`, gathered before the driver is known.
+#[derive(Debug, Default)]
+struct LanAsked {
+    driver: Option<String>,
+    parent: Option<String>,
+    mode: crate::model::lan::MacvlanMode,
+    ip_ranges: Vec<IpNet>,
+    host_access: bool,
+    probe_ms: Option<u32>,
+    device: Option<String>,
+    /// The LAN options given, for the refusal when the driver is not one.
+    given: Vec<&'static str>,
+}
+
+impl LanAsked {
+    fn set(&mut self, key: &str, v: &str) -> Result<(), Rejection> {
+        let (name, _) = OPTIONS
+            .iter()
+            .find(|(k, _)| *k == key)
+            .expect("a known option");
+        self.given.push(name);
+        match key {
+            "parent" => self.parent = Some(v.to_string()),
+            "macvlan_mode" => self.mode = v.parse()?,
+            "ip-range" => {
+                self.ip_ranges = v
+                    .split(',')
+                    .map(crate::model::rejection::parse_subnet)
+                    .collect::<Result<_, _>>()?
+            }
+            "host-access" => self.host_access = boolean(key, v)?,
+            "probe-wait" => self.probe_ms = Some(number(key, v)?),
+            _ => self.device = Some(v.to_string()),
+        }
+        Ok(())
+    }
+
+    fn request(self) -> Result<Option<crate::model::lan::LanRequest>, Rejection> {
+        use crate::model::lan::{LanRequest, DEFAULT_PROBE_MS};
+        let missing = |option, reason| Rejection::MissingOption { option, reason };
+        match self.driver.as_deref() {
+            Some("macvlan") => Ok(Some(LanRequest::Macvlan {
+                parent: self.parent.ok_or(missing(
+                    "parent",
+                    "a macvlan network is on a host interface on the LAN",
+                ))?,
+                mode: self.mode,
+                ip_ranges: self.ip_ranges,
+                host_access: self.host_access,
+                probe_ms: self.probe_ms.unwrap_or(DEFAULT_PROBE_MS),
+            })),
+            Some(_) => Ok(Some(LanRequest::HostDevice {
+                device: self.device.ok_or(missing(
+                    "device",
+                    "a host-device network moves that host interface in",
+                ))?,
+            })),
+            None if self.given.is_empty() => Ok(None),
+            None => Err(missing(
+                "driver=macvlan",
+                "parent, macvlan_mode, ip-range, host-access, probe-wait and device are options of networks on the LAN",
+            )),
+        }
+    }
 }
 
 fn mode(key: &str, value: &str) -> Result<GatewayMode, Rejection> {

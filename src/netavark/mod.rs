@@ -64,7 +64,7 @@ pub fn run(
         "info" => Ok(Some(json!({
             "version": env!("CARGO_PKG_VERSION"),
             "api_version": "1.0.0",
-            "nsnet": "network driver for netavark: nsnet's bridge networks and overlays",
+            "nsnet": "network driver for netavark: nsnet's bridge, overlay, macvlan and host-device networks",
         }))),
         "create" => create(parse(stdin)?, &taken_subnets(nsnet)?).map(Some),
         "setup" => setup(nsnet, need(netns)?, parse(stdin)?).map(Some),
@@ -126,7 +126,6 @@ fn network_request(def: &NetworkDef) -> Result<CreateRequest, Rejection> {
         req.subnets.push(s.subnet);
         req.gateways.extend(s.gateway);
     }
-    req.bridge = def.network_interface.clone();
     let opts = def.options.clone().unwrap_or_default();
     if let Some(overlay) = crate::model::docker::apply_options(&mut req, &opts)? {
         if overlay.name.is_some() {
@@ -138,6 +137,12 @@ fn network_request(def: &NetworkDef) -> Result<CreateRequest, Rejection> {
         // Named in etcd as podman names it: the same on every host.
         req.overlay = Some(overlay.request(&req.name, &req.subnets)?);
     }
+    if req.lan.is_some() {
+        // The network's interface is the LAN's host interface (as with
+        // netavark's own macvlan driver): nothing to name.
+        return Ok(req);
+    }
+    req.bridge = def.network_interface.clone();
     if req.bridge.is_none() && crate::model::names::validate_ifname(&def.name).is_err() {
         // The bridge takes the network's name when it can.
         let id = def.id.get(..12).unwrap_or(&def.id);
@@ -177,7 +182,17 @@ fn create(mut network: Value, taken: &[IpNet]) -> Result<Value, String> {
         network["network_interface"] = json!(req.bridge.clone().unwrap_or(def.name.clone()));
         return Ok(network);
     }
-    if req.subnets.is_empty() {
+    if let Some(lan) = &req.lan {
+        // nsnet hands out the addresses: it probes the LAN for them first.
+        network["ipam_options"] = json!({ "driver": OWN_IPAM });
+        network["network_interface"] = json!(lan.host_interface());
+        if req.subnets.is_empty() && matches!(lan, crate::model::lan::LanRequest::Macvlan { .. }) {
+            return Err(rejected(Rejection::MissingOption {
+                option: "--subnet",
+                reason: "a macvlan network takes the LAN's subnet (and --gateway, when the LAN's router is not its first address)",
+            }));
+        }
+    } else if req.subnets.is_empty() {
         let free = crate::model::ipam::pick_free_subnet(false, taken);
         req.subnets
             .push(free.ok_or_else(|| rejected(Rejection::NoFreeSubnet))?);
@@ -196,7 +211,9 @@ fn create(mut network: Value, taken: &[IpNet]) -> Result<Value, String> {
         subnets.push(json!({ "subnet": cidr.to_string(), "gateway": gateway.to_string() }));
     }
     network["subnets"] = json!(subnets);
-    network["network_interface"] = json!(req.bridge.clone().unwrap_or(def.name.clone()));
+    if req.lan.is_none() {
+        network["network_interface"] = json!(req.bridge.clone().unwrap_or(def.name.clone()));
+    }
     Ok(network)
 }
 
