@@ -131,3 +131,18 @@ fn docker_shows_nsnet_s_refusals() {
         ],
     );
 }
+
+#[test]
+fn docker_containers_go_straight_on_the_lan_with_nsnet_macvlan() {
+    scenario(
+        "lan",
+        &[
+            "lan-network-created",
+            "lan-address-probed",
+            "lan-reached",
+            "lan-ports-refused",
+            "lan-removed",
+            "done",
+        ],
+    );
+}

@@ -354,6 +354,13 @@ fn network_request(c: &CreateNetwork) -> Result<CreateRequest, crate::model::Rej
         }
         overlay_request(&mut req, overlay)?;
     }
+    if let Some(crate::model::lan::LanRequest::HostDevice { .. }) = req.lan {
+        // Docker moves and configures the interface it is handed itself.
+        return Err(crate::model::Rejection::NotForDriver {
+            option: "driver=host-device",
+            driver: "Docker",
+        });
+    }
     Ok(req)
 }
 

@@ -311,6 +311,10 @@ impl Network {
     pub fn used_addresses(&self) -> ipam::Leases {
         let mut used = self.attachments.addresses();
         used.extend(self.subnets.iter().map(|s| s.gateway));
+        // The host's own interface on a macvlan network.
+        if let Some(h) = self.macvlan().and_then(|m| m.host_access.as_ref()) {
+            used.extend(h.addresses.iter().map(IpNet::addr));
+        }
         // Docker's endpoints hold theirs from CreateEndpoint on.
         if let Some(d) = &self.docker {
             used.extend(

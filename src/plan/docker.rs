@@ -83,8 +83,24 @@ pub fn plan_create_endpoint(
 /// Forgets endpoint `endpoint`, leaving first if Docker did not. An
 /// endpoint nsnet does not know (deleted already) changes nothing.
 pub fn plan_delete_endpoint(state: &State, id: &str, endpoint: &str) -> Result<(State, Vec<Op>)> {
-    let (mut after, ops) = plan_leave(state, id, endpoint)?;
-    let name = find_docker_network(state, id)?.name.clone();
+    let (mut after, mut ops) = plan_leave(state, id, endpoint)?;
+    let net = find_docker_network(state, id)?;
+    if net.macvlan().is_some() {
+        // Docker moves a macvlan interface back to the host when it
+        // releases the container's namespace, which may be after Leave:
+        // by now it is there (as Docker's own macvlan driver counts on).
+        let name = handed_ifname(endpoint)?;
+        if !ops
+            .iter()
+            .any(|o| matches!(o, Op::DeleteLink { name: n, .. } if *n == name))
+        {
+            ops.push(Op::DeleteLink {
+                target: crate::plan::Target::Host,
+                name,
+            });
+        }
+    }
+    let name = net.name.clone();
     if let Some(d) = network_mut(&mut after, &name).docker.as_mut() {
         d.endpoints.remove(endpoint);
     }
@@ -136,7 +152,7 @@ pub fn plan_join(
             network: net.name.clone(),
         });
     }
-    if net.attachments.len() >= BRIDGE_PORT_LIMIT {
+    if net.has_bridge() && net.attachments.len() >= BRIDGE_PORT_LIMIT {
         return Err(Rejection::BridgeFull {
             network: net.name.clone(),
             limit: BRIDGE_PORT_LIMIT,
@@ -169,6 +185,18 @@ pub fn plan_join(
         docker: Some(endpoint.to_string()),
         device: None,
     };
+    if let Some(m) = net.macvlan() {
+        return Ok(join_macvlan(
+            state,
+            net,
+            m,
+            Attachment {
+                host_ifname: String::new(),
+                ..att
+            },
+            mac,
+        ));
+    }
     let mut ops = vec![Op::CreateVeth {
         host: att.host_ifname.clone(),
         peer: att.ifname.clone(),
@@ -190,6 +218,47 @@ pub fn plan_join(
     network_mut(&mut after, &name).attachments.push(att.into());
     ops.extend(Op::firewall(state, &after));
     Ok((after, ops))
+}
+
+/// A join to a macvlan network: a macvlan interface on the parent, made
+/// in the host for Docker to move into the container and configure (it
+/// moves it back to the host on Leave, where it is deleted); the host's
+/// route to it through its own interface, when it has one.
+fn join_macvlan(
+    state: &State,
+    net: &Network,
+    m: &crate::model::lan::Macvlan,
+    att: Attachment,
+    mac: Option<[u8; 6]>,
+) -> (State, Vec<Op>) {
+    use crate::plan::{LanOp, Target};
+    let mut ops = vec![Op::Lan(LanOp::CreateMacvlan {
+        netns: None,
+        ifname: att.ifname.clone(),
+        parent: m.parent.clone(),
+        mode: m.mode,
+        mtu: net.mtu,
+        group: None,
+    })];
+    if let Some(mac) = mac {
+        ops.push(Op::SetMac {
+            target: Target::Host,
+            ifname: att.ifname.clone(),
+            mac,
+        });
+    }
+    if let Some(h) = &m.host_access {
+        ops.extend(att.addresses.iter().map(|a| {
+            Op::Lan(LanOp::AddDeviceRoute {
+                destination: IpNet::from(a.addr()),
+                ifname: h.ifname.clone(),
+            })
+        }));
+    }
+    let mut after = state.clone();
+    let name = net.name.clone();
+    network_mut(&mut after, &name).attachments.push(att.into());
+    (after, ops)
 }
 
 /// Ends the join of `endpoint`: its ports first, then the veth (Docker
@@ -215,6 +284,15 @@ pub fn plan_publish(
 ) -> Result<(State, Vec<Op>)> {
     let net = find_docker_network(state, id)?;
     let att = joined(net, endpoint)?.clone();
+    if !net.has_bridge() {
+        if ports.is_empty() {
+            return Ok((state.clone(), Vec::new()));
+        }
+        return Err(Rejection::PublishOnLan {
+            network: net.name.clone(),
+            driver: "macvlan",
+        });
+    }
     let name = net.name.clone();
     let mut after = state.clone();
     set_ports(&mut after, &name, &att.namespace, Vec::new());
@@ -339,11 +417,40 @@ fn pool<'a>(state: &'a State, id: &str) -> Result<&'a crate::model::docker::Pool
 /// An address of pool `id`: `asked`, or the lowest free one; the
 /// gateway's (`gateway`: the first host address unless asked). Free means
 /// held by no one: not by the pool, nor by the network on its subnet.
+/// The addresses a request for an address of pool `id` would probe on
+/// the LAN, when the pool is a macvlan network's: its parent, how long a
+/// probe waits (ms), and the address asked for or the lowest free ones.
+pub fn lan_candidates(
+    state: &State,
+    id: &str,
+    asked: Option<std::net::IpAddr>,
+) -> Option<(String, u32, Vec<std::net::IpAddr>)> {
+    let p = state.docker_pools.get(id)?;
+    let net = state.networks.values().find(|n| n.served_by(p))?;
+    let m = net.macvlan().filter(|m| m.probe_ms > 0)?;
+    let held: Vec<crate::model::lan::LanHolder> = p
+        .held()
+        .map(|address| crate::model::lan::LanHolder {
+            address,
+            mac: [0; 6],
+        })
+        .collect();
+    let asked: Vec<std::net::IpAddr> = asked.into_iter().collect();
+    let batch = if asked.is_empty() {
+        crate::model::lan::PROBE_BATCH
+    } else {
+        0
+    };
+    let candidates = super::driver::lan::probe_candidates(net, &asked, &held, batch);
+    Some((m.parent.clone(), m.probe_ms, candidates))
+}
+
 pub fn plan_request_address(
     state: &State,
     id: &str,
     asked: Option<std::net::IpAddr>,
     gateway: bool,
+    lan: &super::driver::lan::LanProbe,
 ) -> Result<(State, IpNet)> {
     let p = pool(state, id)?;
     let bad = |e: ipam::IpamError| Rejection::Address(e);
@@ -372,10 +479,24 @@ pub fn plan_request_address(
             },
         };
         let addr = match asked {
-            Some(a) => ipam::check_requested(&subnet, a, &used).map(|()| a),
-            None => ipam::allocate(&subnet, &used),
+            Some(a) => {
+                ipam::check_requested(&subnet, a, &used).map_err(bad)?;
+                a
+            }
+            // On the LAN: the lowest address no one answered for.
+            None if lan.probed.is_some() => super::driver::lan::pick(&subnet, None, &used, lan)
+                .ok_or(Rejection::LanPoolBusy {
+                    subnet: subnet.cidr,
+                })?,
+            None => ipam::allocate(&subnet, &used).map_err(bad)?,
         };
-        let addr = addr.map_err(bad)?;
+        if let Some(h) = lan.holder(&addr) {
+            return Err(Rejection::AddressOnLan {
+                address: addr,
+                network: net.map(|n| n.name.clone()).unwrap_or_default(),
+                mac: names::format_mac(&h.mac),
+            });
+        }
         return Ok((
             held_by(state, id, addr),
             IpNet::new(addr, subnet.cidr.prefix_len()).expect("prefix of the subnet"),
@@ -531,14 +652,22 @@ mod tests {
         let (s, cidr) =
             plan_request_pool(&State::default(), Some(addr("10.7.0.0/24")), false).unwrap();
         let id = cidr.to_string();
-        let (s, gw) = plan_request_address(&s, &id, None, true).unwrap();
+        let (s, gw) = plan_request_address(&s, &id, None, true, &Default::default()).unwrap();
         assert_eq!(gw, addr("10.7.0.1/24"));
-        let (s, a) = plan_request_address(&s, &id, None, false).unwrap();
-        let (s, b) = plan_request_address(&s, &id, None, false).unwrap();
+        let (s, a) = plan_request_address(&s, &id, None, false, &Default::default()).unwrap();
+        let (s, b) = plan_request_address(&s, &id, None, false, &Default::default()).unwrap();
         assert_eq!((a, b), (addr("10.7.0.2/24"), addr("10.7.0.3/24")));
-        let e = plan_request_address(&s, &id, Some(a.addr()), false).unwrap_err();
+        let e =
+            plan_request_address(&s, &id, Some(a.addr()), false, &Default::default()).unwrap_err();
         assert!(e.to_string().contains("10.7.0.2"), "{e}");
-        assert!(plan_request_address(&s, &id, Some("10.8.0.9".parse().unwrap()), false).is_err());
+        assert!(plan_request_address(
+            &s,
+            &id,
+            Some("10.8.0.9".parse().unwrap()),
+            false,
+            &Default::default()
+        )
+        .is_err());
         let e = plan_request_pool(&s, Some(addr("10.7.0.0/16")), false).unwrap_err();
         assert!(matches!(e, Rejection::SubnetOverlap { .. }), "{e}");
         // nsnet's own connect does not take what the pool handed out.
@@ -548,7 +677,7 @@ mod tests {
         let got = lease_free(&with_net);
         assert_eq!(got, "10.7.0.4/24");
         let s = plan_release_address(&s, &id, a.addr());
-        let (_, again) = plan_request_address(&s, &id, None, false).unwrap();
+        let (_, again) = plan_request_address(&s, &id, None, false, &Default::default()).unwrap();
         assert_eq!(again, a);
         assert!(plan_release_pool(&s, &id).docker_pools.is_empty());
         // No pool asked: a free one.

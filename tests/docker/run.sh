@@ -6,7 +6,7 @@
 # a tmpfs at /var/lib/docker (overlay2 cannot sit on the /var/lib overlay), and a cgroup
 # parent of its own, removed at the end: cgroupfs is not namespaced. Docker's DNS
 # upstream is 127.0.0.1, where nothing listens: no query leaves the sandbox.
-#   usage: run.sh NSNET_BINARY [SCENARIO...]     scenarios: basic ipam restart faults bad
+#   usage: run.sh NSNET_BINARY [SCENARIO...]     scenarios: basic ipam restart faults bad lan
 set -euo pipefail
 if [ -z "${NSNET_DOCKER_INNER:-}" ]; then
   export NSNET_DOCKER_INNER=1
@@ -307,6 +307,45 @@ scenario_ipam() {
   [ -z "$(leaked)" ] || fail "leaked: $(leaked)"
   check_clean "after the IPAM scenario"
   step ipam-released
+}
+
+scenario_lan() {
+  # Containers straight on a LAN (nsnet's macvlan): a LAN bridge in namespace "lan"
+  # with its router at 192.0.2.1 and another machine at 192.0.2.2, which nsnet's
+  # IPAM finds by ARP probe and skips; lan0 is the parent.
+  ip netns add lan; ip -n lan link add br0 type bridge; ip -n lan link set br0 up
+  ip -n lan addr add 192.0.2.1/24 dev br0
+  ip netns add other
+  ip link add o0 netns other type veth peer name p-other netns lan
+  ip -n lan link set p-other master br0 up; ip -n other link set o0 up
+  ip -n other addr add 192.0.2.2/24 dev o0
+  ip link add lan0 type veth peer name p-host netns lan
+  ip -n lan link set p-host master br0 up; ip link set lan0 up
+  D network create -d nsnet --ipam-driver nsnet --subnet 192.0.2.0/24 --gateway 192.0.2.1 \
+    -o driver=macvlan -o parent=lan0 home >/dev/null
+  step lan-network-created
+  D run -d --name m1 --network home bb sleep 600 >/dev/null
+  local a1; a1=$(D inspect -f '{{(index .NetworkSettings.Networks "home").IPAddress}}' m1)
+  [ "$a1" = 192.0.2.3 ] || fail "m1 got $a1 (192.0.2.2 answers on the LAN)"
+  step lan-address-probed "$a1"
+  grep -q "default via 192.0.2.1 dev eth0" <<<"$(D exec m1 ip route)" || fail "no default route via the LAN's router"
+  D exec m1 ping -c1 -W2 192.0.2.2 >/dev/null || fail "m1 cannot reach the other machine"
+  D exec m1 ping -c1 -W2 192.0.2.1 >/dev/null || fail "m1 cannot reach the router"
+  local mac1; mac1=$(D exec m1 cat /sys/class/net/eth0/address)
+  grep -q "$mac1" <<<"$(ip -n lan neigh show 192.0.2.3)" || fail "the LAN does not see m1's MAC $mac1"
+  step lan-reached
+  local out
+  out=$(D run --rm --network home -p 8090:80 bb true 2>&1) && fail "a published port on macvlan was taken"
+  grep -q "publishes no ports" <<<"$out" || fail "publish message: $out"
+  step lan-ports-refused
+  check_clean "on the LAN"
+  D rm -f m1 >/dev/null
+  D network rm home >/dev/null
+  [ -z "$(leaked)" ] || fail "leaked: $(leaked)"
+  [ "$("$NSNET" --json network ls)" = "[]" ] || fail "network left: $("$NSNET" network ls)"
+  ip link del lan0; ip netns del lan; ip netns del other
+  [ "$(links)" = "$BEFORE" ] || fail "host links changed: $(links) (before: $BEFORE)"
+  step lan-removed
 }
 
 for s in $SCENARIOS; do "scenario_$s"; done

@@ -207,7 +207,12 @@ impl LanProbe {
 
 /// The lowest free address of the pool that probing found free (any free
 /// one when probing is off).
-fn pick(subnet: &Subnet, range: Option<&IpNet>, used: &Leases, probe: &LanProbe) -> Option<IpAddr> {
+pub(crate) fn pick(
+    subnet: &Subnet,
+    range: Option<&IpNet>,
+    used: &Leases,
+    probe: &LanProbe,
+) -> Option<IpAddr> {
     let v4 = subnet.cidr.addr().is_ipv4();
     match &probe.probed {
         // IPv6 addresses are not probed: the kernel's duplicate address
@@ -243,11 +248,6 @@ pub fn probe_candidates(
         return Vec::new();
     }
     let mut used = net.used_addresses();
-    if let Some(h) = &m.host_access {
-        for a in &h.addresses {
-            used.insert(a.addr());
-        }
-    }
     for h in known {
         used.insert(h.address);
     }
@@ -271,12 +271,7 @@ pub fn lease(net: &Network, asked: &[IpAddr], facts: &NsFacts) -> Result<Vec<IpN
             .map(|d| d.addresses.clone())
             .unwrap_or_default());
     }
-    let mut used = net.used_addresses();
-    if let Some(h) = net.macvlan().and_then(|m| m.host_access.as_ref()) {
-        for a in &h.addresses {
-            used.insert(a.addr());
-        }
-    }
+    let used = net.used_addresses();
     let ranges = net
         .macvlan()
         .map(|m| m.ip_ranges.clone())
@@ -425,7 +420,14 @@ impl NetworkDriver for Macvlan {
             }
         }
         for a in leaving {
-            if goes(a, doomed) {
+            if a.docker.is_some() {
+                // Docker moved it back to the host on Leave (or it went
+                // with the container's namespace).
+                ops.push(Op::DeleteLink {
+                    target: Target::Host,
+                    name: a.ifname.clone(),
+                });
+            } else if goes(a, doomed) {
                 // The namespace takes its interface along, but later (the
                 // kernel destroys namespaces in the background): its
                 // addresses go now, so that nobody answers for them.
