@@ -72,9 +72,13 @@ pub fn holder_in(packet: &[u8], asked: &[Ipv4Addr], own: [u8; 6]) -> Option<LanH
     })
 }
 
+/// A packet socket for ARP on one interface. Made with protocol 0 (no
+/// frames yet) and bound with the protocol and the interface in one go:
+/// a socket made with its protocol already receives from every interface,
+/// and rebinding it waits for an RCU grace period (13 ms here).
 fn packet_socket(index: u32) -> io::Result<Socket> {
-    let proto = Protocol::from(i32::from(ETH_P_ARP.to_be()));
-    let socket = Socket::new(Domain::PACKET, Type::DGRAM, Some(proto))?;
+    let socket = Socket::new(Domain::PACKET, Type::DGRAM, Some(Protocol::from(0)))?;
+    socket.set_nonblocking(true)?;
     let sll = link_address(index, false);
     // SAFETY: sll lives across the call and its size is given.
     let r = unsafe {
@@ -137,7 +141,26 @@ fn collect(
         if left.is_zero() {
             return Ok(());
         }
-        socket.set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
+        // poll's timeout is a high-resolution timer; a socket's receive
+        // timeout counts in jiffies and overshoots by up to 10 ms.
+        let mut fds = libc::pollfd {
+            fd: socket.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let wait = i32::try_from(left.as_millis().max(1)).unwrap_or(i32::MAX);
+        // SAFETY: one valid pollfd, its count given.
+        let ready = unsafe { libc::poll(&mut fds, 1, wait) };
+        if ready < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if ready == 0 {
+            return Ok(());
+        }
         // SAFETY: all-zero is a valid sockaddr_ll.
         let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         let mut from_len = std::mem::size_of::<libc::sockaddr_ll>() as u32;
