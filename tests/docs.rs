@@ -97,8 +97,9 @@ fn tail(text: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-const GUIDES: [&str; 9] = [
+const GUIDES: [&str; 10] = [
     "networks.md",
+    "lan.md",
     "ports-and-security.md",
     "topology-files.md",
     "dns.md",
@@ -204,4 +205,9 @@ fn the_command_reference_names_every_command() {
         missing.is_empty(),
         "not in docs/reference/commands.md: {missing:?}"
     );
+}
+
+#[test]
+fn guide_lan() {
+    run_guide("lan.md");
 }
