@@ -416,3 +416,31 @@ fn a_cni_runtime_puts_pods_on_the_lan_with_the_macvlan_plugin_s_keys() {
     sb.ok("network rm lan");
     assert_same(&sb.snapshot(), &before, "after DEL and rm");
 }
+
+#[test]
+fn ipv6_addresses_in_use_on_the_lan_are_found_by_neighbour_solicitation() {
+    let sb = Sandbox::new();
+    lan(&sb);
+    sb.sh("ip -n lan addr add 2001:db8:1::1/64 dev br0 nodad && \
+         ip -n other addr add 2001:db8:1::2/64 dev o0 nodad");
+    let before = sb.snapshot();
+    sb.ok("network create home --driver macvlan --parent lan0 --subnet 192.0.2.0/24 --subnet 2001:db8:1::/64 --gateway 2001:db8:1::1");
+    sb.ok("connect home a");
+    let v6 = sb.sh("ip -n a -6 -o addr show dev eth0 scope global");
+    assert!(
+        v6.contains("2001:db8:1::3/64"),
+        "::2 answers on the LAN: {v6}"
+    );
+    assert!(
+        pings(&sb, Some("a"), "2001:db8:1::2"),
+        "a reaches the other machine over IPv6"
+    );
+    let err = sb.fails("connect home b --ip 2001:db8:1::2", 4);
+    assert!(
+        err.contains("2001:db8:1::2") && err.contains(OTHER_MAC),
+        "the conflict names the MAC that answered: {err}"
+    );
+    sb.ok("network rm home --force");
+    sb.settle();
+    assert_same(&sb.snapshot(), &before, "network rm");
+}

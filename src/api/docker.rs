@@ -201,15 +201,10 @@ impl Nsnet {
         self.docker_change(Mode::AllOrNothing, |state, host| {
             let mut lan = crate::plan::driver::lan::LanProbe::default();
             if let Some((parent, ms, candidates)) = plan::lan_candidates(state, id, asked) {
-                let v4: Vec<std::net::Ipv4Addr> = candidates
-                    .iter()
-                    .filter_map(|a| match a {
-                        std::net::IpAddr::V4(v) => Some(*v),
-                        std::net::IpAddr::V6(_) => None,
-                    })
-                    .collect();
                 let wait = std::time::Duration::from_millis(u64::from(ms));
-                lan.holders = host.lan_probe(&parent, &v4, wait).map_err(Error::Probe)?;
+                lan.holders = host
+                    .lan_probe(&parent, &candidates, wait)
+                    .map_err(Error::Probe)?;
                 lan.probed = Some(candidates);
             }
             let (after, addr) = plan::plan_request_address(state, id, asked, gateway, &lan)?;

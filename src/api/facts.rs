@@ -7,7 +7,7 @@ use crate::model::lan::{Lan, LanRequest, SavedDevice, PROBE_BATCH};
 use crate::model::ports::HostListener;
 use crate::model::{names, sysctl, ConnectRequest, CreateRequest, Network};
 use crate::plan::attach::NsFacts;
-use crate::plan::driver::lan::{probe_candidates, LanProbe};
+use crate::plan::driver::lan::{probe_candidates, probe_done, LanProbe};
 use crate::plan::network::{bridge_name, ExistingLink, HostFacts};
 use crate::plan::Target;
 
@@ -192,35 +192,19 @@ fn probe_lan(
         probed: Some(Vec::new()),
         holders: Vec::new(),
     };
-    // Asked-for addresses are probed alone; a lease is picked otherwise.
-    let batch = if asked.iter().any(|a| a.is_ipv4()) {
-        0
-    } else {
-        PROBE_BATCH
-    };
     loop {
-        let candidates = probe_candidates(net, &asked, &out.holders, batch);
-        let fresh: Vec<std::net::Ipv4Addr> = candidates
-            .iter()
+        let candidates = probe_candidates(net, &asked, &out.holders, PROBE_BATCH);
+        let fresh: Vec<std::net::IpAddr> = candidates
+            .into_iter()
             .filter(|a| !out.probed.as_ref().is_some_and(|p| p.contains(a)))
-            .filter_map(|a| match a {
-                std::net::IpAddr::V4(v4) => Some(*v4),
-                std::net::IpAddr::V6(_) => None,
-            })
             .collect();
         if fresh.is_empty() {
             return Ok(out);
         }
         let found = probe.lan_probe(&m.parent, &fresh, wait)?;
-        let all_held = fresh
-            .iter()
-            .all(|a| found.iter().any(|h| h.address == std::net::IpAddr::V4(*a)));
-        out.probed
-            .as_mut()
-            .expect("set above")
-            .extend(fresh.iter().map(|a| std::net::IpAddr::V4(*a)));
+        out.probed.as_mut().expect("set above").extend(fresh);
         out.holders.extend(found);
-        if batch == 0 || !all_held {
+        if probe_done(net, &asked, &out) {
             return Ok(out);
         }
     }
@@ -348,7 +332,7 @@ fn lan_host_facts(
     {
         if *probe_ms > 0 {
             let mut candidates = Vec::new();
-            for cidr in req.subnets.iter().filter(|c| c.addr().is_ipv4()) {
+            for cidr in &req.subnets {
                 let Ok(gateway) = crate::plan::network::gateway_for(cidr, &req.gateways) else {
                     continue;
                 };
@@ -364,15 +348,8 @@ fn lan_host_facts(
                     PROBE_BATCH,
                 ));
             }
-            let v4: Vec<std::net::Ipv4Addr> = candidates
-                .iter()
-                .filter_map(|a| match a {
-                    std::net::IpAddr::V4(v) => Some(*v),
-                    std::net::IpAddr::V6(_) => None,
-                })
-                .collect();
             let wait = std::time::Duration::from_millis(u64::from(*probe_ms));
-            lan_probe.holders = probe.lan_probe(parent, &v4, wait)?;
+            lan_probe.holders = probe.lan_probe(parent, &candidates, wait)?;
             lan_probe.probed = Some(candidates);
         }
     }
@@ -548,7 +525,7 @@ mod tests {
         namespace_facts(&mut probe, Some(&net), &asked).unwrap();
         assert_eq!(
             probe.lan_probes[2],
-            ["192.0.2.77".parse::<std::net::Ipv4Addr>().unwrap()]
+            ["192.0.2.77".parse::<std::net::IpAddr>().unwrap()]
         );
         if let Some(Lan::Macvlan(m)) = &mut net.lan {
             m.probe_ms = 0;

@@ -425,7 +425,7 @@ pub struct LanArgs {
     /// a macvlan interface and its parent)
     #[arg(long)]
     host_access: bool,
-    /// Milliseconds to wait for an answer to the ARP probes that keep
+    /// Milliseconds to wait for an answer to the probes (ARP, IPv6 DAD) that keep
     /// addresses in use on the LAN from being handed out (0: no probes)
     #[arg(long, value_name = "MS", default_value_t = nsnet::model::lan::DEFAULT_PROBE_MS)]
     probe_wait: u32,

@@ -67,9 +67,10 @@ pub struct FakeProbe {
     pub listening: Vec<(Target, u16)>,
     /// Byte counters (received, sent) by namespace and link.
     pub counters: Vec<(Target, String, u64, u64)>,
-    /// Who answers ARP probes on the LAN, and the probes asked for.
+    /// Who answers duplicate address probes on the LAN, and the probes
+    /// asked for.
     pub lan_holders: Vec<crate::model::lan::LanHolder>,
-    pub lan_probes: Vec<Vec<std::net::Ipv4Addr>>,
+    pub lan_probes: Vec<Vec<std::net::IpAddr>>,
     /// Kinds of link the kernel knows beyond the built-in ones.
     pub kinds: Vec<String>,
     /// What a probe packet meets (none: no answer, no event).
@@ -265,7 +266,7 @@ impl Probe for FakeProbe {
     fn lan_probe(
         &mut self,
         ifname: &str,
-        addrs: &[std::net::Ipv4Addr],
+        addrs: &[std::net::IpAddr],
         _wait: std::time::Duration,
     ) -> Result<Vec<crate::model::lan::LanHolder>> {
         if !self.host.links.iter().any(|l| l.name == ifname) {
@@ -275,7 +276,7 @@ impl Probe for FakeProbe {
         Ok(self
             .lan_holders
             .iter()
-            .filter(|h| addrs.iter().any(|a| std::net::IpAddr::V4(*a) == h.address))
+            .filter(|h| addrs.contains(&h.address))
             .copied()
             .collect())
     }
@@ -448,7 +449,7 @@ delegate_probe! {
     namespaces() -> Result<Vec<String>>;
     bridge_ports() -> Result<Vec<LinkInfo>>;
     peers(vxlan: &str) -> Result<Vec<Peer>>;
-    lan_probe(ifname: &str, addrs: &[std::net::Ipv4Addr], wait: std::time::Duration) -> Result<Vec<crate::model::lan::LanHolder>>;
+    lan_probe(ifname: &str, addrs: &[std::net::IpAddr], wait: std::time::Duration) -> Result<Vec<crate::model::lan::LanHolder>>;
     kind_supported(kind: &str) -> Result<bool>;
     route_get(target: &Target, dst: std::net::IpAddr) -> Result<Option<crate::kernel::netlink::RouteLookup>>;
     ruleset() -> Result<Value>;

@@ -157,7 +157,7 @@ impl Probe for Live {
     fn lan_probe(
         &mut self,
         ifname: &str,
-        addrs: &[std::net::Ipv4Addr],
+        addrs: &[std::net::IpAddr],
         wait: std::time::Duration,
     ) -> Result<Vec<crate::model::lan::LanHolder>> {
         let host = self.handle(&Target::Host)?;
@@ -169,7 +169,7 @@ impl Probe for Live {
             })?;
         let mac = link.mac.unwrap_or_default();
         Ok(
-            crate::kernel::arp::probe(ifname, link.index, mac, addrs, wait)
+            crate::kernel::dad::probe(ifname, link.index, mac, addrs, wait)
                 .map_err(crate::kernel::Error::from)?,
         )
     }

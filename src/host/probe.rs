@@ -86,12 +86,13 @@ pub trait Probe {
         target: &Target,
         dst: std::net::IpAddr,
     ) -> Result<Option<crate::kernel::netlink::RouteLookup>>;
-    /// Who on the LAN of host interface `ifname` answers ARP probes for
-    /// `addrs`, within `wait` (RFC 5227).
+    /// Who on the LAN of host interface `ifname` answers duplicate address
+    /// probes for `addrs` (ARP for IPv4, Neighbour Solicitations for
+    /// IPv6), within `wait`.
     fn lan_probe(
         &mut self,
         ifname: &str,
-        addrs: &[std::net::Ipv4Addr],
+        addrs: &[std::net::IpAddr],
         wait: std::time::Duration,
     ) -> Result<Vec<crate::model::lan::LanHolder>>;
     /// Whether the kernel knows links of `kind` (`ipvlan`, `vlan`).

@@ -9,10 +9,10 @@
 //! `model` for the plain values it is handed (`NsRef`), and nothing else
 //! of the crate.
 
-pub mod arp;
 pub mod bpf;
 pub mod capture;
 pub mod conntrack;
+pub mod dad;
 pub mod netlink;
 pub mod netns;
 pub mod nfnetlink;
@@ -115,7 +115,7 @@ pub enum Error {
     #[error(transparent)]
     Bpf(#[from] bpf::Error),
     #[error(transparent)]
-    Arp(#[from] arp::Error),
+    Dad(#[from] dad::Error),
     #[error("starting {what}")]
     Spawn {
         what: &'static str,

@@ -123,7 +123,7 @@ pub const OPTIONS: [(&str, &str); 23] = [
     ),
     (
         "probe-wait",
-        "macvlan: milliseconds an ARP probe for an address waits (0: none)",
+        "macvlan: milliseconds a probe for an address in use (ARP, IPv6 DAD) waits (0: none)",
     ),
     ("device", "host-device: the host interface moved in"),
     ("etcd", "overlay: etcd endpoints, comma-separated"),

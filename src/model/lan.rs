@@ -2,7 +2,7 @@
 //! a host interface (driver `macvlan`), or a whole host interface moved
 //! into a namespace (driver `host-device`). No bridge, no NAT, no
 //! published ports: the LAN routes to them as to any other machine. The
-//! values here are pure; `plan::driver::lan` plans them and `kernel::arp`
+//! values here are pure; `plan::driver::lan` plans them and `kernel::dad`
 //! probes the LAN for addresses in use.
 
 use std::fmt;
@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use super::Rejection;
 
-/// How long a connect waits for an answer to its ARP probes (RFC 5227),
-/// in milliseconds: hosts on a wired LAN answer within a millisecond, and
+/// How long a connect waits for an answer to its duplicate address probes
+/// (ARP, RFC 5227; Neighbour Solicitation, RFC 4862), in milliseconds: hosts on a wired LAN answer within a millisecond, and
 /// a sleeping Wi-Fi client within ~100 ms. The RFC's own PROBE_WAIT,
 /// PROBE_NUM and PROBE_MAX (1 s + 3 probes 1-2 s apart) are for a host
 /// configuring itself with no record of the LAN; nsnet probes addresses

@@ -2,7 +2,9 @@
 //! on a host interface, with its own MAC and an address of the LAN) and
 //! `host-device` (a whole host interface moves into the namespace and
 //! back). Neither has a bridge, a gateway address of nsnet's, NAT or
-//! firewall rules: the LAN's router is the gateway.
+//! firewall rules: the LAN's router is the gateway. Addresses are probed
+//! on the LAN (`kernel::dad`, through the host seam) before the plan picks
+//! them; the plan takes the lowest one no one answered for.
 
 use std::net::IpAddr;
 
@@ -213,11 +215,8 @@ pub(crate) fn pick(
     used: &Leases,
     probe: &LanProbe,
 ) -> Option<IpAddr> {
-    let v4 = subnet.cidr.addr().is_ipv4();
     match &probe.probed {
-        // IPv6 addresses are not probed: the kernel's duplicate address
-        // detection marks a taken one `dadfailed` (check reports it).
-        Some(probed) if v4 => probed
+        Some(probed) => probed
             .iter()
             .find(|a| {
                 subnet.cidr.contains(*a)
@@ -227,14 +226,32 @@ pub(crate) fn pick(
                     && probe.holder(a).is_none()
             })
             .copied(),
-        _ => ipam::free_addresses(subnet, range, used, 1)
+        None => ipam::free_addresses(subnet, range, used, 1)
             .first()
             .copied(),
     }
 }
 
+/// Whether probing has found what a connect needs: a free address in each
+/// subnet whose family was not asked for (an asked-for one is probed
+/// alone, and refused if someone holds it).
+pub fn probe_done(net: &Network, asked: &[IpAddr], probe: &LanProbe) -> bool {
+    let Some(m) = net.macvlan() else {
+        return true;
+    };
+    let used = net.used_addresses();
+    net.subnets
+        .iter()
+        .filter(|s| !asked.iter().any(|a| s.cidr.contains(a)))
+        .all(|s| {
+            let range = m.ip_ranges.iter().find(|r| s.cidr.contains(*r));
+            pick(s, range, &used, probe).is_some()
+        })
+}
+
 /// The addresses a connect to `net` would probe: those asked for, and the
-/// lowest `n` free ones of each IPv4 pool beyond `known` holders.
+/// lowest `n` free ones beyond `known` holders of each pool whose family
+/// was not asked for.
 pub fn probe_candidates(
     net: &Network,
     asked: &[IpAddr],
@@ -251,8 +268,11 @@ pub fn probe_candidates(
     for h in known {
         used.insert(h.address);
     }
-    let mut out: Vec<IpAddr> = asked.iter().filter(|a| a.is_ipv4()).copied().collect();
-    for s in net.subnets.iter().filter(|s| s.cidr.addr().is_ipv4()) {
+    let mut out: Vec<IpAddr> = asked.to_vec();
+    for s in &net.subnets {
+        if asked.iter().any(|a| a.is_ipv4() == s.cidr.addr().is_ipv4()) {
+            continue;
+        }
         let range = m.ip_ranges.iter().find(|r| s.cidr.contains(*r));
         out.extend(ipam::free_addresses(s, range, &used, n));
     }
