@@ -248,10 +248,9 @@ pub fn plan_create(
             network: other.name.clone(),
         });
     }
-    driver::lan::validate_request(state, req, host)?;
-    check_modes(req)?;
     let driver = driver::of(req.driver());
-    driver.validate(state, req)?;
+    driver.validate(state, req, host)?;
+    check_modes(req)?;
     let subnets = subnets_for(state, req, host)?;
     let lan = driver::lan::lan_of(req, &subnets, host)?;
     let adopted = match &host.existing_link {

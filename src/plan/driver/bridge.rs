@@ -11,7 +11,12 @@ use crate::plan::{Op, Target};
 pub struct Bridge;
 
 impl NetworkDriver for Bridge {
-    fn validate(&self, _state: &State, _req: &CreateRequest) -> Result<(), Rejection> {
+    fn validate(
+        &self,
+        _state: &State,
+        _req: &CreateRequest,
+        _host: &HostFacts,
+    ) -> Result<(), Rejection> {
         Ok(())
     }
 

@@ -31,15 +31,9 @@ fn driver_name(req: &LanRequest) -> &'static str {
     }
 }
 
-/// What every LAN network refuses: options of a bridge network, a host
-/// interface nsnet owns or cannot use, and (macvlan) host access where
-/// the mode keeps the host out.
-pub fn validate_request(state: &State, req: &CreateRequest, host: &HostFacts) -> Result<()> {
-    let Some(lan) = &req.lan else {
-        return Ok(());
-    };
-    let driver = driver_name(lan);
-    let option = if req.bridge.is_some() {
+/// An option of bridge networks in a request for a network on the LAN.
+fn bridge_option(req: &CreateRequest) -> Option<&'static str> {
+    if req.bridge.is_some() {
         Some("--bridge")
     } else if !req.icc {
         Some("--no-icc (use --mode private)")
@@ -51,10 +45,14 @@ pub fn validate_request(state: &State, req: &CreateRequest, host: &HostFacts) ->
         Some("--dns/--dns-domain (nsnet's DNS serves bridge networks)")
     } else {
         None
-    };
-    if let Some(option) = option {
-        return Err(Rejection::NotForLan { option, driver });
     }
+}
+
+/// The host interface a LAN network would be on: a valid name, not a
+/// bridge of nsnet's nor taken by another LAN network that needs it alone
+/// (or by any, when this one does), there, and of a kind that can be.
+fn check_host_interface(state: &State, lan: &LanRequest, host: &HostFacts) -> Result<()> {
+    let driver = driver_name(lan);
     let ifname = lan.host_interface();
     names::validate_ifname(ifname)?;
     let exclusive = matches!(
@@ -66,7 +64,7 @@ pub fn validate_request(state: &State, req: &CreateRequest, host: &HostFacts) ->
             }
     );
     let taken = state.networks.values().find(|n| {
-        n.bridge == ifname
+        (n.has_bridge() && n.bridge == ifname)
             || n.lan
                 .as_ref()
                 .is_some_and(|l| l.host_interface() == ifname && (exclusive || uses_exclusively(n)))
@@ -77,60 +75,75 @@ pub fn validate_request(state: &State, req: &CreateRequest, host: &HostFacts) ->
             network: other.name.clone(),
         });
     }
-    match (&host.lan_interface, lan) {
-        (None, LanRequest::Macvlan { parent, .. }) => {
-            if let Some((base, id)) = crate::model::lan::vlan_parent(parent) {
-                return Err(Rejection::VlanParent {
-                    parent: parent.clone(),
-                    base: base.to_string(),
-                    id,
-                    supported: host.vlan_supported,
-                });
-            }
-            return Err(Rejection::NoSuchHostInterface {
-                ifname: parent.clone(),
+    let Some(l) = &host.lan_interface else {
+        return Err(match crate::model::lan::vlan_parent(ifname) {
+            Some((base, id)) if driver == "macvlan" => Rejection::VlanParent {
+                parent: ifname.to_string(),
+                base: base.to_string(),
+                id,
+                supported: host.vlan_supported,
+            },
+            _ => Rejection::NoSuchHostInterface {
+                ifname: ifname.to_string(),
                 driver,
-            });
-        }
-        (None, LanRequest::HostDevice { device }) => {
-            return Err(Rejection::NoSuchHostInterface {
-                ifname: device.clone(),
-                driver,
-            })
-        }
-        (Some(l), _) if l.kind == "loopback" || l.kind == "bridge" && driver == "host-device" => {
-            return Err(Rejection::UnusableHostInterface {
-                ifname: l.name.clone(),
-                kind: l.kind.clone(),
-                driver,
-            })
-        }
-        _ => {}
+            },
+        });
+    };
+    if l.kind == "loopback" || (l.kind == "bridge" && driver == "host-device") {
+        return Err(Rejection::UnusableHostInterface {
+            ifname: l.name.clone(),
+            kind: l.kind.clone(),
+            driver,
+        });
     }
-    if req.subnets.is_empty() && matches!(lan, LanRequest::Macvlan { .. }) {
+    Ok(())
+}
+
+/// What a macvlan network needs besides: the LAN's subnet, ranges inside
+/// it, and a mode that lets the host in when it asks to be.
+fn check_macvlan(req: &CreateRequest, lan: &LanRequest) -> Result<()> {
+    let LanRequest::Macvlan {
+        mode,
+        host_access,
+        ip_ranges,
+        ..
+    } = lan
+    else {
+        return Ok(());
+    };
+    if req.subnets.is_empty() {
         return Err(Rejection::MissingOption {
             option: "--subnet",
             reason: "a macvlan network takes the LAN's subnet (and --gateway, when the LAN's router is not its first address)",
         });
     }
-    if let LanRequest::Macvlan {
-        mode,
-        host_access: true,
-        ..
-    } = lan
+    if *host_access && matches!(mode, MacvlanMode::Private | MacvlanMode::Passthru) {
+        return Err(Rejection::HostAccessInMode { mode: *mode });
+    }
+    match ip_ranges
+        .iter()
+        .find(|r| !req.subnets.iter().any(|s| s.contains(*r)))
     {
-        if matches!(mode, MacvlanMode::Private | MacvlanMode::Passthru) {
-            return Err(Rejection::HostAccessInMode { mode: *mode });
-        }
+        Some(r) => Err(Rejection::RangeOutsideSubnet { range: *r }),
+        None => Ok(()),
     }
-    if let LanRequest::Macvlan { ip_ranges, .. } = lan {
-        for r in ip_ranges {
-            if !req.subnets.iter().any(|s| s.contains(r)) {
-                return Err(Rejection::RangeOutsideSubnet { range: *r });
-            }
-        }
+}
+
+/// What every LAN network refuses: options of a bridge network, a host
+/// interface nsnet owns or cannot use, and (macvlan) what `check_macvlan`
+/// refuses.
+fn validate_lan(state: &State, req: &CreateRequest, host: &HostFacts) -> Result<()> {
+    let Some(lan) = &req.lan else {
+        return Ok(());
+    };
+    if let Some(option) = bridge_option(req) {
+        return Err(Rejection::NotForLan {
+            option,
+            driver: driver_name(lan),
+        });
     }
-    Ok(())
+    check_host_interface(state, lan, host)?;
+    check_macvlan(req, lan)
 }
 
 /// Whether `n` uses its host interface alone: a host-device network, or
@@ -324,8 +337,8 @@ pub fn lease(net: &Network, asked: &[IpAddr], facts: &NsFacts) -> Result<Vec<IpN
 }
 
 impl NetworkDriver for Macvlan {
-    fn validate(&self, _state: &State, _req: &CreateRequest) -> Result<()> {
-        Ok(())
+    fn validate(&self, state: &State, req: &CreateRequest, host: &HostFacts) -> Result<()> {
+        validate_lan(state, req, host)
     }
 
     fn setup(&self, network: &mut Network, _host: &HostFacts, _mac: [u8; 6]) -> Vec<Op> {
@@ -509,8 +522,8 @@ fn configure(net: &Network, att: &Attachment, facts: &NsFacts) -> Vec<Op> {
 }
 
 impl NetworkDriver for HostDeviceDriver {
-    fn validate(&self, _state: &State, _req: &CreateRequest) -> Result<()> {
-        Ok(())
+    fn validate(&self, state: &State, req: &CreateRequest, host: &HostFacts) -> Result<()> {
+        validate_lan(state, req, host)
     }
 
     fn setup(&self, _network: &mut Network, _host: &HostFacts, _mac: [u8; 6]) -> Vec<Op> {

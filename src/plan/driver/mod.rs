@@ -33,9 +33,14 @@ pub enum Device {
 }
 
 pub trait NetworkDriver: Sync {
-    /// The driver's own checks of a create request against the record,
-    /// after the ones every network gets (name, bridge, subnets, modes).
-    fn validate(&self, state: &State, req: &CreateRequest) -> Result<(), Rejection>;
+    /// The driver's own checks of a create request against the record and
+    /// the host, before the ones every network gets (subnets, modes).
+    fn validate(
+        &self,
+        state: &State,
+        req: &CreateRequest,
+        host: &HostFacts,
+    ) -> Result<(), Rejection>;
     /// The steps that make the network's devices; may record on `network`
     /// what the host had before (an adopted bridge's settings).
     fn setup(&self, network: &mut Network, host: &HostFacts, mac: [u8; 6]) -> Vec<Op>;

@@ -17,7 +17,7 @@ type Result<T> = std::result::Result<T, Rejection>;
 pub struct Overlay;
 
 impl NetworkDriver for Overlay {
-    fn validate(&self, state: &State, req: &CreateRequest) -> Result<()> {
+    fn validate(&self, state: &State, req: &CreateRequest, _host: &HostFacts) -> Result<()> {
         match &req.joined {
             Some(o) => check_overlay(state, &req.name, &o.config),
             None => Ok(()),
