@@ -101,6 +101,11 @@ fn macvlan_namespaces_are_on_the_lan_and_skip_addresses_in_use() {
         show.contains("macvlan on lan0") && show.contains(&addrs[0]),
         "{show}"
     );
+    // A namespace deleted behind nsnet's back: a finding, then gc.
+    sb.sh("ip netns del c");
+    assert!(sb.drift(&[]).contains("namespace c"), "check finds c gone");
+    sb.ok("gc");
+    assert!(sb.ok("check").contains("no drift"));
     sb.ok("disconnect home a");
     assert!(
         !pings(&sb, Some("lan"), &addrs[0]),

@@ -18,7 +18,8 @@ impl Nsnet {
 
     /// Why `--driver ipvlan` is refused: the kernel's support, asked.
     pub fn ipvlan_refusal(&self) -> Rejection {
-        let supported = self.host().kind_supported("ipvlan").unwrap_or(false);
+        // Without an answer, the refusal that holds on any kernel.
+        let supported = self.host().kind_supported("ipvlan").unwrap_or(true);
         Rejection::Ipvlan { supported }
     }
 

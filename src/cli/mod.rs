@@ -401,7 +401,7 @@ pub enum Driver {
     /// A host interface (--device) moved into the namespace that connects,
     /// and back on disconnect
     HostDevice,
-    /// Refused: this kernel has no ipvlan driver (use macvlan)
+    /// Refused, saying whether the kernel has ipvlan at all (use macvlan)
     Ipvlan,
 }
 

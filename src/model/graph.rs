@@ -42,6 +42,22 @@ pub enum Format {
     Mermaid,
 }
 
+/// What a network on the LAN is on, as a line of its node's label.
+fn lan_line(lan: &super::lan::Lan) -> String {
+    match lan {
+        super::lan::Lan::Macvlan(m) => format!("macvlan on {}", m.parent),
+        super::lan::Lan::HostDevice(d) => format!("host device {}", d.device),
+    }
+}
+
+/// The line `lan_line` gives a network asked for.
+pub fn lan_request_line(lan: &super::lan::LanRequest) -> String {
+    match lan {
+        super::lan::LanRequest::Macvlan { parent, .. } => format!("macvlan on {parent}"),
+        super::lan::LanRequest::HostDevice { device } => format!("host device {device}"),
+    }
+}
+
 fn texts<T: ToString>(v: &[T]) -> Vec<String> {
     v.iter().map(T::to_string).collect()
 }
@@ -51,8 +67,9 @@ impl Graph {
     pub fn from_state(state: &State) -> Graph {
         let mut g = Graph::default();
         for net in state.networks.values() {
-            let subnets = net.subnets.iter().map(|s| s.cidr.to_string()).collect();
-            g.networks.insert(net.name.clone(), subnets);
+            let mut lines: Vec<String> = net.subnets.iter().map(|s| s.cidr.to_string()).collect();
+            lines.extend(net.lan.as_ref().map(lan_line));
+            g.networks.insert(net.name.clone(), lines);
             for a in &net.attachments {
                 let ns = a.namespace.to_string();
                 g.namespaces.entry(ns.clone()).or_insert(false);

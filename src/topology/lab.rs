@@ -331,10 +331,9 @@ fn node_files(
 pub fn graph(topo: &super::Topology) -> Graph {
     let mut g = Graph::default();
     for n in &topo.networks {
-        g.networks.insert(
-            n.name.clone(),
-            n.subnets.iter().map(|s| s.to_string()).collect(),
-        );
+        let mut lines: Vec<String> = n.subnets.iter().map(|s| s.to_string()).collect();
+        lines.extend(n.lan.as_ref().map(graph::lan_request_line));
+        g.networks.insert(n.name.clone(), lines);
     }
     for a in &topo.attachments {
         let ns = a.namespace.to_string();

@@ -219,6 +219,8 @@ impl Handle {
                 Ok(true)
             }
             Err(e) if e.errno() == Some(libc::EOPNOTSUPP) => Ok(false),
+            // Not allowed to ask (not root): no answer.
+            Err(e) if matches!(e.errno(), Some(libc::EPERM | libc::EACCES)) => Err(e),
             Err(e) if e.errno().is_some() => Ok(true),
             Err(e) => Err(e),
         }
