@@ -706,11 +706,15 @@ EOF"
 
 /// Sends ICMP echo requests to `target` from namespace `evil`, over a VXLAN
 /// device of `vni` whose packets leave from `source` towards h1's VTEP,
-/// addressed to h1's VXLAN device (`mac`), as a forger would.
+/// addressed to h1's VXLAN device (`mac`), as a forger would. The device
+/// sends nothing else: without an IPv6 link-local address it sends no
+/// DAD or MLD, which the kernel delays by up to a second, so that they
+/// could reach h1 while the next forge is counted.
 fn forge(c: &Cluster, vni: u32, source: &str, mac: &str, target: &str) {
     c.sb.sh(&format!(
         "ip -n evil link del vx 2>/dev/null; \
          ip -n evil link add vx type vxlan id {vni} local {source} remote 198.51.100.1 dstport 4789 nolearning && \
+         ip -n evil link set vx addrgenmode none && \
          ip -n evil addr add 10.200.250.1/16 dev vx && ip -n evil link set vx up && \
          ip -n evil neigh replace {target} lladdr {mac} dev vx nud permanent && \
          (ip netns exec evil ping -c 3 -i 0.2 -W 1 {target} >/dev/null || true)"

@@ -244,6 +244,16 @@ pub fn bridge_netfilter(probe: &mut dyn Probe, net: &Network) -> bool {
     !net.icc && on(sysctl::BRIDGE_CALL_IPTABLES) && on(sysctl::BRIDGE_CALL_IP6TABLES)
 }
 
+/// A host link as creating a network sees it.
+fn existing(l: crate::kernel::netlink::LinkInfo) -> ExistingLink {
+    ExistingLink {
+        name: l.name,
+        kind: kind_name(&l.kind),
+        mac: l.mac,
+        up: l.up,
+    }
+}
+
 fn kind_name(kind: &LinkKind) -> String {
     match kind {
         LinkKind::Bridge => "bridge".into(),
@@ -292,12 +302,7 @@ pub fn host_facts(probe: &mut dyn Probe, req: &CreateRequest) -> Result<HostFact
         .filter_map(|k| probe.sysctl(&k).map(|v| (k, v)))
         .collect();
     Ok(HostFacts {
-        existing_link: link.map(|l| ExistingLink {
-            name: l.name,
-            kind: kind_name(&l.kind),
-            mac: l.mac,
-            up: l.up,
-        }),
+        existing_link: link.map(existing),
         existing_addresses,
         routes,
         sysctls,
@@ -354,12 +359,7 @@ fn lan_host_facts(
         }
     }
     Ok(HostFacts {
-        lan_interface: link.map(|l| ExistingLink {
-            name: l.name,
-            kind: kind_name(&l.kind),
-            mac: l.mac,
-            up: l.up,
-        }),
+        lan_interface: link.map(existing),
         vlan_supported,
         lan_probe,
         ..HostFacts::default()

@@ -313,7 +313,6 @@ pub(crate) fn veth_steps(
     facts: &NsFacts,
     mac: Option<[u8; 6]>,
 ) -> Vec<Op> {
-    let target = Target::Ns(att.namespace.clone());
     let mut ops = Vec::new();
     ops.push(Op::CreateVeth {
         host: att.host_ifname.clone(),
@@ -336,10 +335,20 @@ pub(crate) fn veth_steps(
             ifname: att.host_ifname.clone(),
         });
     }
-    ops.push(Op::LinkUp {
+    ops.extend(configure_inside(net, att, facts));
+    ops
+}
+
+/// An attachment's interface configured inside its namespace: `lo` up,
+/// the addresses, the interface up, and a default route via each
+/// subnet's gateway (unless the network is internal, or the namespace
+/// has one of that family).
+pub(crate) fn configure_inside(net: &Network, att: &Attachment, facts: &NsFacts) -> Vec<Op> {
+    let target = Target::Ns(att.namespace.clone());
+    let mut ops = vec![Op::LinkUp {
         target: target.clone(),
         ifname: "lo".into(),
-    });
+    }];
     for a in &att.addresses {
         ops.push(Op::AddAddress {
             target: target.clone(),
@@ -409,18 +418,10 @@ pub fn plan_connect_into(
         });
     }
     let att = Attachment {
-        namespace: ns.clone(),
-        namespace_created: !facts.exists,
         host_ifname,
-        ifname,
-        mac: req.mac.as_ref().map(names::format_mac),
         addresses: lease_addresses(state, net, &req.ips)?,
         ports: publish,
-        owner: None,
-        cni: req.cni.clone(),
-        aliases: req.aliases.clone(),
-        docker: None,
-        device: None,
+        ..attachment_of(req, facts)
     };
     let mut ops = create_namespace(&att);
     ops.extend(super::driver::of(net.driver()).connect(net, &att, facts, req.mac));
@@ -440,6 +441,25 @@ pub fn plan_connect_into(
         .push(att.into());
     ops.extend(super::resolv_steps_for(state, [&req.namespace]));
     Ok(ops)
+}
+
+/// The attachment `req` asks for, before its host end, addresses and
+/// ports are known.
+fn attachment_of(req: &ConnectRequest, facts: &NsFacts) -> Attachment {
+    Attachment {
+        namespace: req.namespace.clone(),
+        namespace_created: !facts.exists,
+        host_ifname: String::new(),
+        ifname: req.ifname().to_string(),
+        mac: req.mac.as_ref().map(names::format_mac),
+        addresses: Vec::new(),
+        ports: Vec::new(),
+        owner: None,
+        cni: req.cni.clone(),
+        aliases: req.aliases.clone(),
+        docker: None,
+        device: None,
+    }
 }
 
 /// The namespace nsnet makes for an attachment, if it does.
@@ -469,18 +489,9 @@ fn lan_connect_into(state: &mut State, req: &ConnectRequest, facts: &NsFacts) ->
     let device = lan::device_to_move(net, facts)?;
     let asked = requested_addresses(net, &req.ips)?;
     let att = Attachment {
-        namespace: req.namespace.clone(),
-        namespace_created: !facts.exists,
-        host_ifname: String::new(),
-        ifname: req.ifname().to_string(),
-        mac: req.mac.as_ref().map(names::format_mac),
         addresses: lan::lease(net, &asked, facts)?,
-        ports: Vec::new(),
-        owner: None,
-        cni: req.cni.clone(),
-        aliases: req.aliases.clone(),
-        docker: None,
         device,
+        ..attachment_of(req, facts)
     };
     let mut ops = create_namespace(&att);
     ops.extend(super::driver::of(net.driver()).connect(net, &att, facts, req.mac));

@@ -247,14 +247,7 @@ fn join_macvlan(
             mac,
         });
     }
-    if let Some(h) = &m.host_access {
-        ops.extend(att.addresses.iter().map(|a| {
-            Op::Lan(LanOp::AddDeviceRoute {
-                destination: IpNet::from(a.addr()),
-                ifname: h.ifname.clone(),
-            })
-        }));
-    }
+    ops.extend(super::driver::lan::host_routes(net, &att.addresses));
     let mut after = state.clone();
     let name = net.name.clone();
     network_mut(&mut after, &name).attachments.push(att.into());

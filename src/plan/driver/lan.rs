@@ -413,30 +413,16 @@ impl NetworkDriver for Macvlan {
         mac: Option<[u8; 6]>,
     ) -> Vec<Op> {
         let m = net.macvlan().expect("a macvlan network");
-        let mut ops = vec![Op::Lan(LanOp::CreateMacvlan {
+        let made = Op::Lan(LanOp::CreateMacvlan {
             netns: Some(att.namespace.clone()),
             ifname: att.ifname.clone(),
             parent: m.parent.clone(),
             mode: m.mode,
             mtu: net.mtu,
             group: None,
-        })];
-        if let Some(mac) = mac {
-            ops.push(Op::SetMac {
-                target: Target::Ns(att.namespace.clone()),
-                ifname: att.ifname.clone(),
-                mac,
-            });
-        }
-        ops.extend(configure(net, att, facts));
-        if let Some(h) = &m.host_access {
-            ops.extend(att.addresses.iter().map(|a| {
-                Op::Lan(LanOp::AddDeviceRoute {
-                    destination: IpNet::from(a.addr()),
-                    ifname: h.ifname.clone(),
-                })
-            }));
-        }
+        });
+        let mut ops = configure(made, net, att, facts, mac);
+        ops.extend(host_routes(net, &att.addresses));
         ops
     }
 
@@ -486,39 +472,42 @@ fn goes(a: &Attachment, doomed: &[String]) -> bool {
         .is_some_and(|n| doomed.iter().any(|d| d == n))
 }
 
-/// `lo` up, the addresses, the interface up, and a default route via
-/// the LAN's router (unless internal, or the namespace has one).
-fn configure(net: &Network, att: &Attachment, facts: &NsFacts) -> Vec<Op> {
-    let target = Target::Ns(att.namespace.clone());
-    let mut ops = vec![Op::LinkUp {
-        target: target.clone(),
-        ifname: "lo".into(),
-    }];
-    for a in &att.addresses {
-        ops.push(Op::AddAddress {
-            target: target.clone(),
+/// The interface made (or moved in) for an attachment, its MAC set when
+/// asked, then configured inside as every attachment is.
+fn configure(
+    made: Op,
+    net: &Network,
+    att: &Attachment,
+    facts: &NsFacts,
+    mac: Option<[u8; 6]>,
+) -> Vec<Op> {
+    let mut ops = vec![made];
+    if let Some(mac) = mac {
+        ops.push(Op::SetMac {
+            target: Target::Ns(att.namespace.clone()),
             ifname: att.ifname.clone(),
-            addr: *a,
+            mac,
         });
     }
-    ops.push(Op::LinkUp {
-        target: target.clone(),
-        ifname: att.ifname.clone(),
-    });
-    if !net.internal {
-        for s in net
-            .subnets
-            .iter()
-            .filter(|s| !facts.default_routes.contains(&s.cidr.addr().is_ipv4()))
-        {
-            ops.push(Op::AddDefaultRoute {
-                target: target.clone(),
-                ifname: att.ifname.clone(),
-                gateway: s.gateway,
-            });
-        }
-    }
+    ops.extend(crate::plan::attach::configure_inside(net, att, facts));
     ops
+}
+
+/// The host's routes to `addresses` through its interface on a macvlan
+/// network, when it has one.
+pub(crate) fn host_routes(net: &Network, addresses: &[IpNet]) -> Vec<Op> {
+    let Some(h) = net.macvlan().and_then(|m| m.host_access.as_ref()) else {
+        return Vec::new();
+    };
+    addresses
+        .iter()
+        .map(|a| {
+            Op::Lan(LanOp::AddDeviceRoute {
+                destination: IpNet::from(a.addr()),
+                ifname: h.ifname.clone(),
+            })
+        })
+        .collect()
 }
 
 impl NetworkDriver for HostDeviceDriver {
@@ -553,20 +542,12 @@ impl NetworkDriver for HostDeviceDriver {
             .device
             .clone()
             .expect("a host-device attachment records its device");
-        let mut ops = vec![Op::Lan(LanOp::MoveDeviceIn {
+        let made = Op::Lan(LanOp::MoveDeviceIn {
             device,
             netns: att.namespace.clone(),
             ifname: att.ifname.clone(),
-        })];
-        if let Some(mac) = mac {
-            ops.push(Op::SetMac {
-                target: Target::Ns(att.namespace.clone()),
-                ifname: att.ifname.clone(),
-                mac,
-            });
-        }
-        ops.extend(configure(net, att, facts));
-        ops
+        });
+        configure(made, net, att, facts, mac)
     }
 
     fn disconnect(&self, _net: &Network, leaving: &[&Attachment], _doomed: &[String]) -> Vec<Op> {
