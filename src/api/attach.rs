@@ -84,8 +84,11 @@ impl Nsnet {
         let start = std::time::Instant::now();
         let mut state = before.clone();
         let mut ops = Vec::new();
+        // One probe of each LAN for all the connects: one wait.
+        let probed = facts::lan_probes(host, &before, reqs)?;
         for req in reqs {
-            let facts = facts::namespace_facts(host, state.networks.get(&req.network), req)?;
+            let net = state.networks.get(&req.network);
+            let facts = facts::namespace_facts(host, net, req, probed.get(&req.network))?;
             crate::host::phase("gather facts", start);
             ops.extend(plan_connect_into(&mut state, req, &facts)?);
         }

@@ -149,7 +149,10 @@ fn plan_creations(
     // Namespaces planned in this very run, not in the kernel yet: their
     // interfaces and default-route families.
     let mut planned: BTreeMap<NsRef, Vec<(String, Vec<bool>)>> = BTreeMap::new();
+    // One probe of each LAN for all the file's connects: one wait.
+    let probed = facts::lan_probes(&mut *host, &after, m.attachments.iter().copied())?;
     for req in m.attachments {
+        let shared = probed.get(&req.network);
         let mut facts = match planned.get(&req.namespace) {
             Some(_) => NsFacts {
                 exists: true,
@@ -158,9 +161,11 @@ fn plan_creations(
                     .get(&req.network)
                     .is_some_and(|n| facts::bridge_netfilter(&mut *host, n)),
                 host_listeners: facts::host_listeners(&mut *host, req)?,
-                ..facts::lan_facts(&mut *host, after.networks.get(&req.network), req)?
+                ..facts::lan_facts(&mut *host, after.networks.get(&req.network), req, shared)?
             },
-            None => facts::namespace_facts(&mut *host, after.networks.get(&req.network), req)?,
+            None => {
+                facts::namespace_facts(&mut *host, after.networks.get(&req.network), req, shared)?
+            }
         };
         for (ifn, families) in planned.get(&req.namespace).into_iter().flatten() {
             facts.ifnames.push(ifn.clone());

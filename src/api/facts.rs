@@ -7,17 +7,20 @@ use crate::model::lan::{Lan, LanRequest, SavedDevice, PROBE_BATCH};
 use crate::model::ports::HostListener;
 use crate::model::{names, sysctl, ConnectRequest, CreateRequest, Network};
 use crate::plan::attach::NsFacts;
-use crate::plan::driver::lan::{probe_candidates, probe_done, LanProbe};
+use crate::plan::driver::lan::{probe_candidates, probe_done, LanNeed, LanProbe};
 use crate::plan::network::{bridge_name, ExistingLink, HostFacts};
 use crate::plan::Target;
 
 use super::Result;
 
-/// What the kernel says about the namespace `req` attaches.
+/// What the kernel says about the namespace `req` attaches; `shared`:
+/// what probing the LAN found for the whole command (`lan_probes`), when
+/// the network is a macvlan network.
 pub fn namespace_facts(
     probe: &mut dyn Probe,
     net: Option<&Network>,
     req: &ConnectRequest,
+    shared: Option<&LanProbe>,
 ) -> Result<NsFacts> {
     let Some(net) = net else {
         return Ok(NsFacts::default());
@@ -34,7 +37,7 @@ pub fn namespace_facts(
         });
     }
     if net.lan.is_some() {
-        return lan_namespace_facts(probe, net, req, exists);
+        return lan_namespace_facts(probe, net, req, exists, shared);
     }
     let (links, routes) = if exists {
         let inside = Target::Ns(ns.clone());
@@ -94,6 +97,7 @@ fn lan_namespace_facts(
     net: &Network,
     req: &ConnectRequest,
     exists: bool,
+    shared: Option<&LanProbe>,
 ) -> Result<NsFacts> {
     let (ifnames, default_routes) = if exists {
         let inside = Target::Ns(req.namespace.clone());
@@ -112,17 +116,19 @@ fn lan_namespace_facts(
         exists,
         ifnames,
         default_routes,
-        ..lan_facts(probe, Some(net), req)?
+        ..lan_facts(probe, Some(net), req, shared)?
     })
 }
 
 /// What a connect to a network on the LAN learns outside the namespace:
 /// the host device to move, and who answers for the addresses it may take
-/// (nothing for other networks).
+/// (`shared`: what probing found for the whole command; nothing for other
+/// networks).
 pub fn lan_facts(
     probe: &mut dyn Probe,
     net: Option<&Network>,
     req: &ConnectRequest,
+    shared: Option<&LanProbe>,
 ) -> Result<NsFacts> {
     let Some(net) = net else {
         return Ok(NsFacts::default());
@@ -131,9 +137,16 @@ pub fn lan_facts(
         Some(Lan::HostDevice(d)) => saved_device(probe, &d.device)?,
         _ => None,
     };
+    let lan_probe = match shared {
+        Some(p) => p.clone(),
+        None => {
+            let asked: Vec<std::net::IpAddr> = req.ips.iter().map(|r| r.addr).collect();
+            probe_lan(probe, net, &LanNeed::of(net, [asked.as_slice()]))?
+        }
+    };
     Ok(NsFacts {
         device,
-        lan_probe: probe_lan(probe, net, &req.ips)?,
+        lan_probe,
         ..NsFacts::default()
     })
 }
@@ -172,29 +185,53 @@ fn saved_device(probe: &mut dyn Probe, name: &str) -> Result<Option<SavedDevice>
     }))
 }
 
-/// Probes the LAN of a macvlan network for the addresses a connect may
-/// take: those asked for and the lowest free ones, in batches until one
-/// is free (or the pool is probed out).
-fn probe_lan(
+/// What probing the LAN of each macvlan network found for the connects
+/// `reqs`: one probe (one wait) per network for all of them, instead of
+/// one per connect.
+pub fn lan_probes<'a>(
     probe: &mut dyn Probe,
-    net: &Network,
-    asked: &[crate::model::RequestedIp],
-) -> Result<LanProbe> {
+    state: &crate::model::State,
+    reqs: impl IntoIterator<Item = &'a ConnectRequest>,
+) -> Result<std::collections::BTreeMap<String, LanProbe>> {
+    let mut asked: std::collections::BTreeMap<&str, Vec<Vec<std::net::IpAddr>>> =
+        Default::default();
+    for req in reqs {
+        let probed = state
+            .networks
+            .get(&req.network)
+            .and_then(Network::macvlan)
+            .is_some_and(|m| m.probe_ms > 0);
+        if probed {
+            let ips = req.ips.iter().map(|r| r.addr).collect();
+            asked.entry(req.network.as_str()).or_default().push(ips);
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    for (name, ips) in asked {
+        let net = &state.networks[name];
+        let need = LanNeed::of(net, ips.iter().map(Vec::as_slice));
+        out.insert(name.to_string(), probe_lan(probe, net, &need)?);
+    }
+    Ok(out)
+}
+
+/// Probes the LAN of a macvlan network for the addresses connects may
+/// take: those asked for and the lowest free ones, in batches until there
+/// are enough free ones (or the pool is probed out).
+fn probe_lan(probe: &mut dyn Probe, net: &Network, need: &LanNeed) -> Result<LanProbe> {
     let Some(m) = net.macvlan() else {
         return Ok(LanProbe::default());
     };
     if m.probe_ms == 0 {
         return Ok(LanProbe::default());
     }
-    let asked: Vec<std::net::IpAddr> = asked.iter().map(|r| r.addr).collect();
     let wait = std::time::Duration::from_millis(u64::from(m.probe_ms));
     let mut out = LanProbe {
         probed: Some(Vec::new()),
         holders: Vec::new(),
     };
     loop {
-        let candidates = probe_candidates(net, &asked, &out.holders, PROBE_BATCH);
-        let fresh: Vec<std::net::IpAddr> = candidates
+        let fresh: Vec<std::net::IpAddr> = probe_candidates(net, need, &out.holders)
             .into_iter()
             .filter(|a| !out.probed.as_ref().is_some_and(|p| p.contains(a)))
             .collect();
@@ -204,7 +241,7 @@ fn probe_lan(
         let found = probe.lan_probe(&m.parent, &fresh, wait)?;
         out.probed.as_mut().expect("set above").extend(fresh);
         out.holders.extend(found);
-        if probe_done(net, &asked, &out) {
+        if probe_done(net, need, &out) {
             return Ok(out);
         }
     }
@@ -405,7 +442,7 @@ mod tests {
         let req = ConnectRequest::new("n", ns.clone());
         let host_end = names::host_veth_name("n", "a", "eth0");
         probe.add_link(&Target::Host, link(7, &host_end, LinkKind::Veth));
-        let facts = namespace_facts(&mut probe, Some(&net), &req).unwrap();
+        let facts = namespace_facts(&mut probe, Some(&net), &req, None).unwrap();
         assert_eq!(
             facts,
             NsFacts {
@@ -422,7 +459,7 @@ mod tests {
         );
         let missing = ConnectRequest::new("n", NsRef::Named("b".into()));
         assert!(
-            !namespace_facts(&mut probe, Some(&net), &missing)
+            !namespace_facts(&mut probe, Some(&net), &missing, None)
                 .unwrap()
                 .exists
         );
@@ -437,7 +474,7 @@ mod tests {
             ..FakeProbe::default()
         };
         let req = ConnectRequest::new("n", host);
-        let facts = namespace_facts(&mut probe, Some(&net), &req).unwrap();
+        let facts = namespace_facts(&mut probe, Some(&net), &req, None).unwrap();
         assert!(facts.is_host);
         let state = crate::model::State {
             networks: [("n".to_string(), net.clone())].into(),
@@ -500,7 +537,7 @@ mod tests {
             })
             .collect();
         let req = ConnectRequest::new("home", NsRef::Named("a".into()));
-        let facts = namespace_facts(&mut probe, Some(&net), &req).unwrap();
+        let facts = namespace_facts(&mut probe, Some(&net), &req, None).unwrap();
         assert_eq!(probe.lan_probes.len(), 2, "{:?}", probe.lan_probes);
         assert_eq!(probe.lan_probes[1][0].to_string(), "192.0.2.10");
         assert_eq!(facts.lan_probe.holders.len(), 8);
@@ -522,15 +559,54 @@ mod tests {
             ips: vec!["192.0.2.77".parse().unwrap()],
             ..req.clone()
         };
-        namespace_facts(&mut probe, Some(&net), &asked).unwrap();
+        namespace_facts(&mut probe, Some(&net), &asked, None).unwrap();
         assert_eq!(
             probe.lan_probes[2],
             ["192.0.2.77".parse::<std::net::IpAddr>().unwrap()]
         );
+        // Three connects of one command: one probe, enough for all three.
+        let reqs: Vec<ConnectRequest> = ["x", "y", "z"]
+            .iter()
+            .map(|n| ConnectRequest::new("home", NsRef::Named(n.to_string())))
+            .collect();
+        let state = crate::model::State {
+            networks: [("home".to_string(), net.clone())].into(),
+            ..Default::default()
+        };
+        let probed = lan_probes(&mut probe, &state, &reqs).unwrap();
+        assert_eq!(probe.lan_probes.len(), 5, "{:?}", probe.lan_probes);
+        assert_eq!(probe.lan_probes[3].len(), 10, "3 leases and a batch more");
+        assert_eq!(
+            probe.lan_probes[4][0].to_string(),
+            "192.0.2.12",
+            "the rest were taken"
+        );
+        let mut s = state.clone();
+        for r in &reqs {
+            let facts = namespace_facts(
+                &mut probe,
+                Some(&s.networks["home"].clone()),
+                r,
+                probed.get("home"),
+            )
+            .unwrap();
+            crate::plan::attach::plan_connect_into(&mut s, r, &facts).unwrap();
+        }
+        assert_eq!(
+            probe.lan_probes.len(),
+            5,
+            "the connects probed nothing more"
+        );
+        let got: Vec<String> = s.networks["home"]
+            .attachments
+            .iter()
+            .map(|a| a.addresses[0].to_string())
+            .collect();
+        assert_eq!(got, ["192.0.2.10/24", "192.0.2.11/24", "192.0.2.12/24"]);
         if let Some(Lan::Macvlan(m)) = &mut net.lan {
             m.probe_ms = 0;
         }
-        let facts = namespace_facts(&mut probe, Some(&net), &req).unwrap();
-        assert_eq!((probe.lan_probes.len(), facts.lan_probe.probed), (3, None));
+        let facts = namespace_facts(&mut probe, Some(&net), &req, None).unwrap();
+        assert_eq!((probe.lan_probes.len(), facts.lan_probe.probed), (5, None));
     }
 }

@@ -428,13 +428,14 @@ pub fn lan_candidates(
             mac: [0; 6],
         })
         .collect();
-    let asked: Vec<std::net::IpAddr> = asked.into_iter().collect();
-    let batch = if asked.is_empty() {
-        crate::model::lan::PROBE_BATCH
-    } else {
-        0
+    let mut need = super::driver::lan::LanNeed {
+        asked: asked.into_iter().collect(),
+        leases: [0; 2],
     };
-    let candidates = super::driver::lan::probe_candidates(net, &asked, &held, batch);
+    if need.asked.is_empty() {
+        need.leases[usize::from(p.cidr.addr().is_ipv6())] = 1;
+    }
+    let candidates = super::driver::lan::probe_candidates(net, &need, &held);
     Some((m.parent.clone(), m.probe_ms, candidates))
 }
 

@@ -245,32 +245,61 @@ pub(crate) fn pick(
     }
 }
 
-/// Whether probing has found what a connect needs: a free address in each
-/// subnet whose family was not asked for (an asked-for one is probed
-/// alone, and refused if someone holds it).
-pub fn probe_done(net: &Network, asked: &[IpAddr], probe: &LanProbe) -> bool {
+/// What the connects of one command to a macvlan network need from
+/// probing its LAN: the addresses they ask for (probed alone, refused when
+/// someone holds one) and how many leases of each family they take.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LanNeed {
+    pub asked: Vec<IpAddr>,
+    /// IPv4, IPv6.
+    pub leases: [usize; 2],
+}
+
+fn family(v4: bool) -> usize {
+    usize::from(!v4)
+}
+
+impl LanNeed {
+    /// The need of connects to `net` asking for these addresses each.
+    pub fn of<'a>(net: &Network, asked: impl IntoIterator<Item = &'a [IpAddr]>) -> LanNeed {
+        let mut need = LanNeed::default();
+        for ips in asked {
+            need.asked.extend_from_slice(ips);
+            for s in &net.subnets {
+                let v4 = s.cidr.addr().is_ipv4();
+                if !ips.iter().any(|a| a.is_ipv4() == v4) {
+                    need.leases[family(v4)] += 1;
+                }
+            }
+        }
+        need
+    }
+}
+
+/// Whether probing has found what the connects need: as many free
+/// addresses as they take leases in each family.
+pub fn probe_done(net: &Network, need: &LanNeed, probe: &LanProbe) -> bool {
     let Some(m) = net.macvlan() else {
         return true;
     };
     let used = net.used_addresses();
-    net.subnets
-        .iter()
-        .filter(|s| !asked.iter().any(|a| s.cidr.contains(a)))
-        .all(|s| {
-            let range = m.ip_ranges.iter().find(|r| s.cidr.contains(*r));
-            pick(s, range, &used, probe).is_some()
-        })
+    net.subnets.iter().all(|s| {
+        let range = m.ip_ranges.iter().find(|r| s.cidr.contains(*r));
+        let free = probe.probed.iter().flatten().filter(|a| {
+            s.cidr.contains(*a)
+                && range.is_none_or(|r| r.contains(*a))
+                && **a != s.gateway
+                && !used.contains(a)
+                && probe.holder(a).is_none()
+        });
+        free.count() >= need.leases[family(s.cidr.addr().is_ipv4())]
+    })
 }
 
-/// The addresses a connect to `net` would probe: those asked for, and the
-/// lowest `n` free ones beyond `known` holders of each pool whose family
-/// was not asked for.
-pub fn probe_candidates(
-    net: &Network,
-    asked: &[IpAddr],
-    known: &[LanHolder],
-    n: usize,
-) -> Vec<IpAddr> {
+/// The addresses the connects of `need` would probe on `net`'s LAN: those
+/// asked for, and of each family they lease, the lowest free ones beyond
+/// `known` holders, a batch more than they take.
+pub fn probe_candidates(net: &Network, need: &LanNeed, known: &[LanHolder]) -> Vec<IpAddr> {
     let Some(m) = net.macvlan() else {
         return Vec::new();
     };
@@ -281,12 +310,14 @@ pub fn probe_candidates(
     for h in known {
         used.insert(h.address);
     }
-    let mut out: Vec<IpAddr> = asked.to_vec();
+    let mut out: Vec<IpAddr> = need.asked.clone();
     for s in &net.subnets {
-        if asked.iter().any(|a| a.is_ipv4() == s.cidr.addr().is_ipv4()) {
+        let leases = need.leases[family(s.cidr.addr().is_ipv4())];
+        if leases == 0 {
             continue;
         }
         let range = m.ip_ranges.iter().find(|r| s.cidr.contains(*r));
+        let n = leases + crate::model::lan::PROBE_BATCH - 1;
         out.extend(ipam::free_addresses(s, range, &used, n));
     }
     out
