@@ -374,7 +374,6 @@ impl Live {
             self.indexes.remove(&(inside, ifname.to_string()));
         }
         self.forget_host_links(std::slice::from_ref(&device.name));
-        let index = self.index_of(&Target::Host, &device.name)?;
         let h = self.host()?;
         let now = h
             .link_by_name(&device.name)?
@@ -382,6 +381,7 @@ impl Live {
                 target: "host".into(),
                 ifname: device.name.clone(),
             })?;
+        let index = now.index;
         if now.mtu != device.mtu {
             h.set_mtu(index, &device.name, device.mtu)?;
         }

@@ -124,7 +124,8 @@ impl Journal {
     }
 }
 
-/// A bridge plus subnets and options.
+/// A bridge plus subnets and options; or, for a network on the LAN
+/// (`lan`), the host interface it is on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Network {
