@@ -10,15 +10,15 @@ use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
 
-struct Call<'a> {
-    command: &'a str,
-    id: &'a str,
-    netns: &'a str,
-    ifname: &'a str,
-    args: &'a str,
+pub(crate) struct Call<'a> {
+    pub command: &'a str,
+    pub id: &'a str,
+    pub netns: &'a str,
+    pub ifname: &'a str,
+    pub args: &'a str,
 }
 
-fn cni(call: &Call, conf: &Value) -> (Value, i32) {
+pub(crate) fn cni(call: &Call, conf: &Value) -> (Value, i32) {
     cni_raw(call, conf.to_string().as_bytes())
 }
 

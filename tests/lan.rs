@@ -413,7 +413,34 @@ fn a_cni_runtime_puts_pods_on_the_lan_with_the_macvlan_plugin_s_keys() {
     assert_eq!(ifs.len(), 1, "only the pod's interface: {r1}");
     assert_eq!(ifs[0]["mac"], mac(&sb, "p1", "eth0"), "{r1}");
     assert!(pings(&sb, Some("p1"), "192.0.2.50") && pings(&sb, Some("p2"), "192.0.2.48"));
+    // CHECK with the runtime's prevResult, and STATUS: all there.
+    let mut checked = conf.clone();
+    checked["prevResult"] = r1.clone();
+    let call = |command| crate::cni::Call {
+        command,
+        id: "p1",
+        netns: "/run/netns/p1",
+        ifname: "eth0",
+        args: "",
+    };
+    assert_eq!(crate::cni::cni(&call("CHECK"), &checked).1, 0, "CHECK");
+    assert_eq!(crate::cni::cni(&call("STATUS"), &conf).1, 0, "STATUS");
+    // The pod's interface taken away behind nsnet's back: CHECK says so.
+    sb.sh("ip -n p1 link del eth0");
+    let (v, code) = crate::cni::cni(&call("CHECK"), &checked);
+    assert_eq!((code, &v["code"]), (1, &serde_json::json!(100)), "{v}");
+    assert!(
+        v["details"]
+            .as_str()
+            .unwrap_or("")
+            .contains("eth0 is missing"),
+        "{v}"
+    );
     crate::cni::del("p1", "/run/netns/p1", &conf);
+    assert_eq!(
+        sb.ok("check").trim(),
+        "no drift: the kernel and the firewall match what nsnet recorded"
+    );
     crate::cni::del("p2", "/run/netns/p2", &conf);
     sb.sh("ip netns del p1 && ip netns del p2");
     // The network stays, as the reference plugins leave their bridge.
