@@ -162,6 +162,12 @@ fn host_access_joins_the_host_and_check_finds_its_pieces_missing() {
         text.contains(&format!("the host's route to {a}/32 is missing")),
         "{text}"
     );
+    sb.ok("check --repair");
+    assert!(
+        sb.ok("check").contains("no drift"),
+        "repair put the route back"
+    );
+    assert!(pings(&sb, None, &a), "the host reaches a again");
     sb.sh(&format!("ip link del {shim}"));
     let text = sb.drift(&[]);
     assert!(

@@ -44,20 +44,29 @@ impl Nsnet {
         }
     }
 
-    /// Restores the firewall table, the forwarding sysctls and bridges'
-    /// up state from the record; then checks again.
+    /// Restores the firewall table, the forwarding sysctls, bridges' (and
+    /// the host's macvlan interfaces') up state and the host's routes to
+    /// macvlan namespaces from the record; then checks again.
     pub fn repair(&self, network: Option<&str>) -> Result<Report> {
         self.require_root("repair")?;
         let (lock, state) = self.begin()?;
         let mut ops = vec![];
         for net in state.networks.values() {
             if network.is_none_or(|n| n == net.name) {
-                ops.push(Op::LinkUp {
+                let own = match net.macvlan().and_then(|m| m.host_access.as_ref()) {
+                    Some(h) => Some(h.ifname.clone()),
+                    None => net.has_bridge().then(|| net.bridge.clone()),
+                };
+                ops.extend(own.map(|ifname| Op::LinkUp {
                     target: Target::Host,
-                    ifname: net.bridge.clone(),
-                });
+                    ifname,
+                }));
             }
         }
+        ops.extend(host_routes_missing(
+            &self.check_state(&state, network)?,
+            &state,
+        ));
         for (key, value) in crate::model::sysctl::needed(&state) {
             ops.push(Op::SetSysctl {
                 target: Target::Host,
@@ -76,6 +85,31 @@ impl Nsnet {
         }
         self.check_all(&state, network)
     }
+}
+
+/// The host's routes to macvlan namespaces that `report` finds missing.
+fn host_routes_missing(report: &Report, state: &State) -> Vec<Op> {
+    report
+        .drift
+        .iter()
+        .filter_map(|f| match f {
+            check::Finding::HostRouteMissing {
+                network, address, ..
+            } => {
+                let h = state
+                    .networks
+                    .get(network)?
+                    .macvlan()?
+                    .host_access
+                    .as_ref()?;
+                Some(Op::Lan(crate::plan::LanOp::AddDeviceRoute {
+                    destination: *address,
+                    ifname: h.ifname.clone(),
+                }))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 impl Nsnet {

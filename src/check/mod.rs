@@ -239,9 +239,11 @@ impl Finding {
     pub fn remedy(&self) -> String {
         use Finding::*;
         match self {
-            Sysctl { .. } | Firewall { .. } | BridgeDown { .. } | DnsServerDown => {
-                "nsnet check --repair".into()
-            }
+            Sysctl { .. }
+            | Firewall { .. }
+            | BridgeDown { .. }
+            | HostRouteMissing { .. }
+            | DnsServerDown => "nsnet check --repair".into(),
             NamespaceGone { .. } => "nsnet gc".into(),
             VxlanUnguarded { .. } | VxlanGuardStale { .. } => {
                 "run nsnet agent on this host: it keeps the guard in step with the peers".into()
@@ -278,7 +280,6 @@ impl Finding {
             | InterfaceMissing { network, namespace, .. }
             | InterfaceDown { network, namespace, .. }
             | AddressMissing { network, namespace, .. }
-            | HostRouteMissing { network, namespace, .. }
             | DefaultRouteMissing { network, namespace, .. } => format!(
                 "nsnet disconnect {network} {namespace} && nsnet connect {network} {namespace} (or nsnet up -f FILE if a topology file made it)"
             ),
@@ -292,6 +293,7 @@ impl Finding {
             Finding::Sysctl { .. }
                 | Finding::Firewall { .. }
                 | Finding::BridgeDown { .. }
+                | Finding::HostRouteMissing { .. }
                 | Finding::DnsServerDown
         )
     }
