@@ -728,21 +728,20 @@ fn lan_findings(
                 return Ok(());
             }
             Device::HostAccess { name, addresses } => {
-                let ok = has(&name).is_some_and(|l| {
+                let intact = has(&name).filter(|l| {
                     l.up && addresses.iter().all(|a| {
                         host.addresses
                             .iter()
                             .any(|x| x.index == l.index && x.addr == *a)
                     })
                 });
-                if !ok {
-                    out.push(Finding::HostAccessMissing {
+                match intact {
+                    Some(l) => host_route_findings(net, l.index, probe, out)?,
+                    None => out.push(Finding::HostAccessMissing {
                         network: network.clone(),
-                        ifname: name.clone(),
-                    });
-                    continue;
+                        ifname: name,
+                    }),
                 }
-                host_route_findings(net, &name, probe, out)?;
             }
             _ => {}
         }
@@ -762,23 +761,20 @@ fn lan_findings(
 }
 
 /// The host's route to each namespace of a macvlan network, through its
-/// host-access interface `ifname`.
+/// host-access interface (link `oif`).
 fn host_route_findings(
     net: &Network,
-    ifname: &str,
+    oif: u32,
     probe: &mut dyn Probe,
     out: &mut Vec<Finding>,
 ) -> Result<()> {
-    let Some(link) = probe.link(&Target::Host, ifname)? else {
-        return Ok(());
-    };
     let routes = probe.routes(&Target::Host)?;
     for a in &net.attachments {
         for addr in &a.addresses {
             let want = IpNet::from(addr.addr());
             if !routes
                 .iter()
-                .any(|r| r.destination == want && r.oif == Some(link.index))
+                .any(|r| r.destination == want && r.oif == Some(oif))
             {
                 out.push(Finding::HostRouteMissing {
                     network: net.name.clone(),

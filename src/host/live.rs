@@ -217,13 +217,7 @@ impl Live {
         let fd = if *handed {
             netns::current()?
         } else {
-            let conn = self.ns(netns)?;
-            conn.fd.try_clone().map_err(|e| {
-                kernel::Error::Netns(netns::Error::Open {
-                    name: netns.to_string(),
-                    source: e,
-                })
-            })?
+            self.ns_fd(netns)?
         };
         self.host()?.create_veth(&netlink::VethSpec {
             host_name: host,
@@ -535,12 +529,7 @@ impl Live {
                 peer_ifname,
                 mtu,
             } => {
-                let peer = self.ns(peer_netns)?.fd.try_clone().map_err(|e| {
-                    kernel::Error::Netns(netns::Error::Open {
-                        name: peer_netns.to_string(),
-                        source: e,
-                    })
-                })?;
+                let peer = self.ns_fd(peer_netns)?;
                 let a = Target::Ns(netns.clone());
                 let b = Target::Ns(peer_netns.clone());
                 self.indexes.retain(|k, _| {

@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::netns;
+use super::packet::{self, PACKET_OUTGOING};
 use crate::model::NsRef;
 
 /// What a packet socket keeps of each packet (tcpdump's default).
@@ -24,7 +25,6 @@ pub const SNAPLEN: u32 = 262_144;
 pub const LINKTYPE_ETHERNET: u32 = 1;
 /// How often a capture waiting for packets looks at its stop flag.
 const WAKE: Duration = Duration::from_millis(200);
-const PACKET_OUTGOING: u8 = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -175,12 +175,13 @@ fn open(ns: Option<&NsRef>, ifname: &str, filter: Option<&[Insn]>) -> Result<Soc
         ifname: ifname.to_string(),
         source,
     };
-    let all = Protocol::from(i32::from((libc::ETH_P_ALL as u16).to_be()));
+    // Protocol 0: nothing arrives until the bind (see `packet::bind`).
     let make = || -> io::Result<(Socket, u32)> {
         let name = std::ffi::CString::new(ifname).map_err(io::Error::other)?;
         // SAFETY: a valid NUL-terminated name.
         let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
-        Ok((Socket::new(Domain::PACKET, Type::RAW, Some(all))?, index))
+        let none = Protocol::from(0);
+        Ok((Socket::new(Domain::PACKET, Type::RAW, Some(none))?, index))
     };
     let (socket, index) = match ns {
         Some(n) => {
@@ -198,23 +199,7 @@ fn open(ns: Option<&NsRef>, ifname: &str, filter: Option<&[Insn]>) -> Result<Soc
     if let Some(f) = filter {
         attach(&socket, f).map_err(fail)?;
     }
-    // SAFETY: all-zero is a valid sockaddr_ll; the fields set make it one
-    // for this interface.
-    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    sll.sll_family = libc::AF_PACKET as u16;
-    sll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
-    sll.sll_ifindex = index as i32;
-    // SAFETY: sll lives across the call and its size is given.
-    let r = unsafe {
-        libc::bind(
-            socket.as_raw_fd(),
-            std::ptr::addr_of!(sll).cast(),
-            std::mem::size_of::<libc::sockaddr_ll>() as u32,
-        )
-    };
-    if r != 0 {
-        return Err(fail(io::Error::last_os_error()));
-    }
+    packet::bind(&socket, index, libc::ETH_P_ALL as u16).map_err(fail)?;
     socket.set_read_timeout(Some(WAKE)).map_err(fail)?;
     Ok(socket)
 }
@@ -265,24 +250,10 @@ pub fn capture(
     while opts.count.is_none_or(|c| seen < c)
         && !opts.stop.is_some_and(|s| s.load(Ordering::Relaxed))
     {
-        // SAFETY: all-zero is a valid sockaddr_ll.
-        let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        let mut from_len = std::mem::size_of::<libc::sockaddr_ll>() as u32;
-        // SAFETY: buf and from are valid for the sizes given; MSG_TRUNC
-        // makes the kernel return the packet's full length.
-        let n = unsafe {
-            libc::recvfrom(
-                socket.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                libc::MSG_TRUNC,
-                std::ptr::addr_of_mut!(from).cast(),
-                &mut from_len,
-            )
-        };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            match e.kind() {
+        // MSG_TRUNC: the length on the wire, whatever was kept.
+        let (n, from) = match packet::receive(&socket, &mut buf, libc::MSG_TRUNC) {
+            Ok(got) => got,
+            Err(e) => match e.kind() {
                 io::ErrorKind::WouldBlock
                 | io::ErrorKind::TimedOut
                 | io::ErrorKind::Interrupted => continue,
@@ -292,9 +263,9 @@ pub fn capture(
                         source: e,
                     })
                 }
-            }
-        }
-        let wire_len = n as usize;
+            },
+        };
+        let wire_len = n;
         let packet = Packet {
             time: SystemTime::now(),
             outgoing: from.sll_pkttype == PACKET_OUTGOING,

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::packet::{self, PACKET_OUTGOING};
 use crate::model::lan::LanHolder;
 
 const ETH_P_ARP: u16 = 0x0806;
@@ -33,7 +34,6 @@ const ARP_REPLY: u16 = 2;
 const ICMPV6: u8 = 58;
 const NEIGHBOUR_SOLICITATION: u8 = 135;
 const NEIGHBOUR_ADVERTISEMENT: u8 = 136;
-const PACKET_OUTGOING: u8 = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -172,44 +172,16 @@ pub fn nd_holder(
     })
 }
 
-/// A packet socket for `protocol` on one interface. Made with protocol 0
-/// (no frames yet) and bound with the protocol and the interface in one
-/// go: a socket made with its protocol already receives from every
-/// interface, and rebinding it waits for an RCU grace period (13 ms here).
+/// A non-blocking packet socket for `protocol` on one interface.
 fn packet_socket(index: u32, protocol: u16) -> io::Result<Socket> {
     let socket = Socket::new(Domain::PACKET, Type::DGRAM, Some(Protocol::from(0)))?;
     socket.set_nonblocking(true)?;
-    let sll = link_address(index, protocol, None);
-    // SAFETY: sll lives across the call and its size is given.
-    let r = unsafe {
-        libc::bind(
-            socket.as_raw_fd(),
-            std::ptr::addr_of!(sll).cast(),
-            std::mem::size_of::<libc::sockaddr_ll>() as u32,
-        )
-    };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    packet::bind(&socket, index, protocol)?;
     Ok(socket)
 }
 
-fn link_address(index: u32, protocol: u16, to: Option<[u8; 6]>) -> libc::sockaddr_ll {
-    // SAFETY: all-zero is a valid sockaddr_ll; the fields set make it one
-    // for this interface.
-    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    sll.sll_family = libc::AF_PACKET as u16;
-    sll.sll_protocol = protocol.to_be();
-    sll.sll_ifindex = index as i32;
-    if let Some(mac) = to {
-        sll.sll_halen = 6;
-        sll.sll_addr[..6].copy_from_slice(&mac);
-    }
-    sll
-}
-
 fn send(socket: &Socket, index: u32, protocol: u16, to: [u8; 6], packet: &[u8]) -> io::Result<()> {
-    let to = link_address(index, protocol, Some(to));
+    let to = packet::link_address(index, protocol, Some(to));
     // SAFETY: packet and to are valid for the sizes given.
     let n = unsafe {
         libc::sendto(
@@ -356,34 +328,20 @@ impl Probes {
 /// source; `None` when there is none waiting.
 fn receive(socket: &Socket, buf: &mut [u8]) -> io::Result<Option<(usize, [u8; 6])>> {
     loop {
-        // SAFETY: all-zero is a valid sockaddr_ll.
-        let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        let mut from_len = std::mem::size_of::<libc::sockaddr_ll>() as u32;
-        // SAFETY: buf and from are valid for the sizes given.
-        let n = unsafe {
-            libc::recvfrom(
-                socket.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                0,
-                std::ptr::addr_of_mut!(from).cast(),
-                &mut from_len,
-            )
-        };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            return match e.kind() {
-                io::ErrorKind::WouldBlock => Ok(None),
+        let (n, from) = match packet::receive(socket, buf, 0) {
+            Ok(got) => got,
+            Err(e) => match e.kind() {
+                io::ErrorKind::WouldBlock => return Ok(None),
                 io::ErrorKind::Interrupted => continue,
-                _ => Err(e),
-            };
-        }
+                _ => return Err(e),
+            },
+        };
         if from.sll_pkttype == PACKET_OUTGOING {
             continue;
         }
         let mut mac = [0u8; 6];
         mac.copy_from_slice(&from.sll_addr[..6]);
-        return Ok(Some((n as usize, mac)));
+        return Ok(Some((n, mac)));
     }
 }
 

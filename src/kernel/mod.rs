@@ -17,6 +17,7 @@ pub mod netlink;
 pub mod netns;
 pub mod nfnetlink;
 pub mod nftrace;
+pub mod packet;
 pub mod ping;
 pub mod resolv;
 pub mod sandbox;

@@ -280,17 +280,13 @@ struct LanAsked {
     host_access: bool,
     probe_ms: Option<u32>,
     device: Option<String>,
-    /// The LAN options given, for the refusal when the driver is not one.
-    given: Vec<&'static str>,
+    /// A LAN option was given (refused when the driver is not one).
+    given: bool,
 }
 
 impl LanAsked {
     fn set(&mut self, key: &str, v: &str) -> Result<(), Rejection> {
-        let (name, _) = OPTIONS
-            .iter()
-            .find(|(k, _)| *k == key)
-            .expect("a known option");
-        self.given.push(name);
+        self.given = true;
         match key {
             "parent" => self.parent = Some(v.to_string()),
             "macvlan_mode" => self.mode = v.parse()?,
@@ -327,7 +323,7 @@ impl LanAsked {
                     "a host-device network moves that host interface in",
                 ))?,
             })),
-            None if self.given.is_empty() => Ok(None),
+            None if !self.given => Ok(None),
             None => Err(missing(
                 "driver=macvlan",
                 "parent, macvlan_mode, ip-range, host-access, probe-wait and device are options of networks on the LAN",

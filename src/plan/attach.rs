@@ -433,14 +433,20 @@ pub fn plan_connect_into(
             },
         );
     }
+    Ok(record(state, req, att, ops))
+}
+
+/// Records `att` on its network in `state`; `ops`, and the resolv.conf
+/// steps of its namespace after them.
+fn record(state: &mut State, req: &ConnectRequest, att: Attachment, mut ops: Vec<Op>) -> Vec<Op> {
     state
         .networks
         .get_mut(&req.network)
-        .expect("found above")
+        .expect("planned against it")
         .attachments
         .push(att.into());
     ops.extend(super::resolv_steps_for(state, [&req.namespace]));
-    Ok(ops)
+    ops
 }
 
 /// The attachment `req` asks for, before its host end, addresses and
@@ -495,14 +501,15 @@ fn lan_connect_into(state: &mut State, req: &ConnectRequest, facts: &NsFacts) ->
     };
     let mut ops = create_namespace(&att);
     ops.extend(super::driver::of(net.driver()).connect(net, &att, facts, req.mac));
-    state
-        .networks
-        .get_mut(&req.network)
-        .expect("found above")
-        .attachments
-        .push(att.into());
-    ops.extend(super::resolv_steps_for(state, [&req.namespace]));
-    Ok(ops)
+    Ok(record(state, req, att, ops))
+}
+
+/// Whether a leaving attachment's namespace goes with it (nsnet deletes
+/// it in the same plan).
+pub(crate) fn goes(a: &Attachment, doomed: &[String]) -> bool {
+    a.namespace
+        .name()
+        .is_some_and(|n| doomed.iter().any(|d| d == n))
 }
 
 /// How the veths of leaving attachments go. The veths of namespaces that
@@ -521,11 +528,8 @@ pub(crate) fn veth_removal(leaving: &[&Attachment], doomed: &[String]) -> Vec<Op
             name: a.host_ifname.clone(),
         });
     }
-    let (park, delete): (Vec<&Attachment>, Vec<&Attachment>) = leaving_own.iter().partition(|a| {
-        a.namespace
-            .name()
-            .is_some_and(|n| doomed.iter().any(|d| d == n))
-    });
+    let (park, delete): (Vec<&Attachment>, Vec<&Attachment>) =
+        leaving_own.iter().partition(|a| goes(a, doomed));
     let names = |v: &[&Attachment]| v.iter().map(|a| a.host_ifname.clone()).collect::<Vec<_>>();
     if !delete.is_empty() {
         ops.push(Op::RetireLinks {

@@ -1,21 +1,15 @@
 //! Links on the LAN: macvlan interfaces on a host interface, host
-//! interfaces moved between namespaces, routes straight through an
-//! interface, and asking the kernel whether it knows a kind of link.
+//! interfaces moved between namespaces, and asking the kernel whether it
+//! knows a kind of link.
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-use ipnet::IpNet;
-use std::net::IpAddr;
-
-use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoMacVlan, LinkAttribute, LinkInfo as NlLinkInfo, LinkMessage,
     MacVlanMode,
 };
-use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
-};
-use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_packet_route::RouteNetlinkMessage;
 
 use super::{Ctx, Handle, Result};
 use crate::model::lan::MacvlanMode as Mode;
@@ -39,26 +33,6 @@ fn kernel_mode(mode: Mode) -> MacVlanMode {
         Mode::Vepa => MacVlanMode::Vepa,
         Mode::Passthru => MacVlanMode::Passthrough,
     }
-}
-
-/// A route to `destination` out of interface `oif`, no gateway.
-fn device_route(destination: IpNet, oif: u32) -> RouteMessage {
-    let mut msg = RouteMessage::default();
-    msg.header.address_family = match destination {
-        IpNet::V4(_) => AddressFamily::Inet,
-        IpNet::V6(_) => AddressFamily::Inet6,
-    };
-    msg.header.table = RouteHeader::RT_TABLE_MAIN;
-    msg.header.protocol = RouteProtocol::Static;
-    msg.header.scope = RouteScope::Link;
-    msg.header.kind = RouteType::Unicast;
-    msg.header.destination_prefix_length = destination.prefix_len();
-    msg.attributes
-        .push(RouteAttribute::Destination(RouteAddress::from(
-            destination.addr(),
-        )));
-    msg.attributes.push(RouteAttribute::Oif(oif));
-    msg
 }
 
 impl Handle {
@@ -119,22 +93,6 @@ impl Handle {
         )
     }
 
-    /// Renames link `index` (it must be down).
-    pub fn rename_link(&mut self, index: u32, name: &str, new_name: &str) -> Result<()> {
-        let mut msg = LinkMessage::default();
-        msg.header.index = index;
-        msg.attributes
-            .push(LinkAttribute::IfName(new_name.to_string()));
-        self.request(
-            RouteNetlinkMessage::SetLink(msg),
-            0,
-            Ctx {
-                op: "renaming link",
-                target: name,
-            },
-        )
-    }
-
     pub fn set_mtu(&mut self, index: u32, name: &str, mtu: u32) -> Result<()> {
         let mut msg = LinkMessage::default();
         msg.header.index = index;
@@ -145,48 +103,6 @@ impl Handle {
             Ctx {
                 op: "setting MTU of",
                 target: name,
-            },
-        )
-    }
-
-    /// Adds a route to `destination` straight out of interface `oif`.
-    pub fn add_device_route(&mut self, destination: IpNet, oif: u32) -> Result<()> {
-        let target = format!("{destination} dev #{oif}");
-        self.request(
-            RouteNetlinkMessage::NewRoute(device_route(destination, oif)),
-            NLM_F_CREATE | NLM_F_EXCL,
-            Ctx {
-                op: "adding route",
-                target: &target,
-            },
-        )
-    }
-
-    pub fn delete_device_route(&mut self, destination: IpNet, oif: u32) -> Result<()> {
-        let target = format!("{destination} dev #{oif}");
-        self.request(
-            RouteNetlinkMessage::DelRoute(device_route(destination, oif)),
-            0,
-            Ctx {
-                op: "deleting route",
-                target: &target,
-            },
-        )
-    }
-
-    /// Puts back a route of a host device via `gateway` out of `oif`, as
-    /// `ip route add` makes it (protocol boot).
-    pub fn restore_route(&mut self, destination: IpNet, gateway: IpAddr, oif: u32) -> Result<()> {
-        let mut msg = super::route::static_route(destination, gateway);
-        msg.header.protocol = RouteProtocol::Boot;
-        msg.attributes.push(RouteAttribute::Oif(oif));
-        let target = format!("{destination} via {gateway}");
-        self.request(
-            RouteNetlinkMessage::NewRoute(msg),
-            NLM_F_CREATE | NLM_F_REPLACE,
-            Ctx {
-                op: "putting back route",
-                target: &target,
             },
         )
     }

@@ -1,4 +1,5 @@
-//! Routes in the main table.
+//! Routes in the main table: via a gateway, straight out of an
+//! interface, and the kernel's lookup.
 
 use std::net::IpAddr;
 
@@ -81,6 +82,48 @@ impl Handle {
         )
     }
 
+    /// Adds a route to `destination` straight out of interface `oif`.
+    pub fn add_device_route(&mut self, destination: IpNet, oif: u32) -> Result<()> {
+        let target = format!("{destination} dev #{oif}");
+        self.request(
+            RouteNetlinkMessage::NewRoute(device_route(destination, oif)),
+            NLM_F_CREATE | NLM_F_EXCL,
+            Ctx {
+                op: "adding route",
+                target: &target,
+            },
+        )
+    }
+
+    pub fn delete_device_route(&mut self, destination: IpNet, oif: u32) -> Result<()> {
+        let target = format!("{destination} dev #{oif}");
+        self.request(
+            RouteNetlinkMessage::DelRoute(device_route(destination, oif)),
+            0,
+            Ctx {
+                op: "deleting route",
+                target: &target,
+            },
+        )
+    }
+
+    /// Puts back a route of a host device via `gateway` out of `oif`, as
+    /// `ip route add` makes it (protocol boot).
+    pub fn restore_route(&mut self, destination: IpNet, gateway: IpAddr, oif: u32) -> Result<()> {
+        let mut msg = static_route(destination, gateway);
+        msg.header.protocol = RouteProtocol::Boot;
+        msg.attributes.push(RouteAttribute::Oif(oif));
+        let target = format!("{destination} via {gateway}");
+        self.request(
+            RouteNetlinkMessage::NewRoute(msg),
+            NLM_F_CREATE | NLM_F_REPLACE,
+            Ctx {
+                op: "putting back route",
+                target: &target,
+            },
+        )
+    }
+
     /// Routes of the main table of both families.
     pub fn routes(&mut self) -> Result<Vec<RouteInfo>> {
         self.routes_of(&[AddressFamily::Inet, AddressFamily::Inet6])
@@ -142,16 +185,17 @@ impl Handle {
     }
 }
 
-/// A unicast route of the main table (message building only, no I/O).
-pub(super) fn static_route(destination: IpNet, gateway: IpAddr) -> RouteMessage {
+/// A static unicast route of the main table to `destination` (message
+/// building only, no I/O).
+fn unicast_route(destination: IpNet, scope: RouteScope) -> RouteMessage {
     let mut msg = RouteMessage::default();
-    msg.header.address_family = match gateway {
-        IpAddr::V4(_) => AddressFamily::Inet,
-        IpAddr::V6(_) => AddressFamily::Inet6,
+    msg.header.address_family = match destination {
+        IpNet::V4(_) => AddressFamily::Inet,
+        IpNet::V6(_) => AddressFamily::Inet6,
     };
     msg.header.table = RouteHeader::RT_TABLE_MAIN;
     msg.header.protocol = RouteProtocol::Static;
-    msg.header.scope = RouteScope::Universe;
+    msg.header.scope = scope;
     msg.header.kind = RouteType::Unicast;
     msg.header.destination_prefix_length = destination.prefix_len();
     if destination.prefix_len() > 0 {
@@ -160,8 +204,25 @@ pub(super) fn static_route(destination: IpNet, gateway: IpAddr) -> RouteMessage 
                 destination.addr(),
             )));
     }
+    msg
+}
+
+/// A route to `destination` via `gateway` (of the gateway's family).
+fn static_route(destination: IpNet, gateway: IpAddr) -> RouteMessage {
+    let mut msg = unicast_route(destination, RouteScope::Universe);
+    msg.header.address_family = match gateway {
+        IpAddr::V4(_) => AddressFamily::Inet,
+        IpAddr::V6(_) => AddressFamily::Inet6,
+    };
     msg.attributes
         .push(RouteAttribute::Gateway(RouteAddress::from(gateway)));
+    msg
+}
+
+/// A route to `destination` straight out of interface `oif`.
+fn device_route(destination: IpNet, oif: u32) -> RouteMessage {
+    let mut msg = unicast_route(destination, RouteScope::Link);
+    msg.attributes.push(RouteAttribute::Oif(oif));
     msg
 }
 

@@ -477,7 +477,7 @@ impl NetworkDriver for Macvlan {
                     target: Target::Host,
                     name: a.ifname.clone(),
                 });
-            } else if goes(a, doomed) {
+            } else if crate::plan::attach::goes(a, doomed) {
                 // The namespace takes its interface along, but later (the
                 // kernel destroys namespaces in the background): its
                 // addresses go now, so that nobody answers for them.
@@ -495,12 +495,6 @@ impl NetworkDriver for Macvlan {
         }
         ops
     }
-}
-
-fn goes(a: &Attachment, doomed: &[String]) -> bool {
-    a.namespace
-        .name()
-        .is_some_and(|n| doomed.iter().any(|d| d == n))
 }
 
 /// The interface made (or moved in) for an attachment, its MAC set when
