@@ -2,7 +2,7 @@
 //! line per argument, hints where users commonly go wrong, several
 //! networks removed in one go (all or none).
 
-use crate::common::Sandbox;
+use crate::common::{assert_no_reply, Sandbox};
 
 #[test]
 fn help_has_examples_and_describes_every_argument() {
@@ -274,4 +274,45 @@ fn ping_behaves_like_ping8() {
         .and_then(|n| n.trim().parse().ok())
         .unwrap();
     assert!((2..100).contains(&sent), "stopped early: {text}");
+}
+
+/// Replies held back 1.5 s by a token bucket on the way into the
+/// namespace: nsnet's ping waits for them as ping(8) does (-W: how long to
+/// wait after the last request when no reply came, 10 s by default).
+#[test]
+fn late_replies_count_as_with_ping8() {
+    let sb = Sandbox::new();
+    sb.ok("network create p --subnet 10.59.0.0/24");
+    sb.ok("connect p a");
+    sb.ok("ping a 10.59.0.1 -c 1");
+    let port = sb.sh("ip -j link show master p | jq -r '.[0].ifname'");
+    // 64 bytes a second, a bucket of 100: once the host's own echo
+    // request has emptied the bucket, each 98-byte reply waits ~1.5 s for
+    // the one before it (a reply that is waited for leaves it empty again).
+    sb.sh(&format!(
+        "tc qdisc add dev {} root tbf rate 512bit burst 100 latency 20s",
+        port.trim()
+    ));
+    sb.sh("ping -c 1 -W 5 10.59.0.2 >/dev/null");
+    let held_back = |nsnet: bool, args: &str| {
+        if nsnet {
+            sb.run(format!("ping a 10.59.0.1 {args}"))
+        } else {
+            sb.sh_status(&format!("ip netns exec a ping {args} 10.59.0.1"))
+        }
+    };
+    let late = held_back(true, "-c 1");
+    let text = String::from_utf8_lossy(&late.stdout);
+    assert_eq!(late.status.code(), Some(0), "{text}");
+    let rtt: f64 = text
+        .split("time=")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no reply line: {text}"));
+    assert!(rtt > 1000.0, "the reply was held back: {text}");
+    assert_eq!(held_back(false, "-c 1").status.code(), Some(0), "ping(8)");
+    // -W shorter than the delay: no reply, ping's status 1, for both.
+    assert_no_reply(&held_back(true, "-c 1 -W 0.3"), "-W 0.3");
+    assert_eq!(held_back(false, "-c 1 -W 0.3").status.code(), Some(1));
 }

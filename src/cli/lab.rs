@@ -111,7 +111,7 @@ pub struct PingallArgs {
     /// Echo requests per pair
     #[arg(short = 'c', long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     count: u32,
-    /// Seconds to wait for each reply
+    /// Seconds to wait after a pair's last request when no reply has come
     #[arg(short = 'W', long, default_value_t = 1.0)]
     timeout: f64,
 }

@@ -153,8 +153,9 @@ pub enum Command {
         /// Number of requests
         #[arg(short = 'c', long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=100000))]
         count: u32,
-        /// Seconds to wait for each reply
-        #[arg(short = 'W', long, default_value_t = 1.0)]
+        /// Seconds to wait after the last request when no reply has come, as
+        /// ping(8)'s -W; a reply counts whenever it arrives
+        #[arg(short = 'W', long, default_value_t = 10.0)]
         timeout: f64,
         /// Seconds between requests
         #[arg(short = 'i', long, default_value_t = 1.0)]

@@ -38,7 +38,7 @@ pub enum Error {
 #[derive(Debug, Clone)]
 pub struct Options {
     pub count: u32,
-    /// How long to wait for each reply.
+    /// How long to wait after the last request when no reply came.
     pub timeout: Duration,
     /// Time between requests.
     pub interval: Duration,
@@ -221,8 +221,12 @@ pub fn echo_id() -> u16 {
     (std::process::id() as u16) ^ 0x6e73
 }
 
-/// Sends `opts.count` echo requests from inside `ns` to `dest`, calling
-/// `on_reply` for each reply as it comes.
+/// Sends `opts.count` echo requests from inside `ns` to `dest`, one every
+/// `opts.interval`, calling `on_reply` for each reply as it comes, as
+/// ping(8) does: a reply counts whenever it arrives, also after the next
+/// request went out; after the last request ping waits for the missing
+/// replies `opts.timeout` when none has come yet, else twice the longest
+/// round trip (at least one interval).
 pub fn ping(
     ns: &NsRef,
     dest: IpAddr,
@@ -240,78 +244,101 @@ pub fn ping(
         elapsed: Duration::ZERO,
         rtts: Vec::new(),
     };
+    // When each request went out, and whether its reply came.
+    let mut sent: Vec<(Instant, bool)> = Vec::new();
+    let mut next = start;
+    let mut end = None;
     let mut buf = [0u8; 2048];
-    for i in 0..opts.count {
-        if opts.stopped() {
+    while !opts.stopped() && summary.received < opts.count {
+        let now = Instant::now();
+        if summary.transmitted < opts.count && now >= next {
+            let seq = (summary.transmitted + 1) as u16;
+            socket
+                .send_to(&echo_request(v6, id, seq), &target)
+                .map_err(|source| Error::Send { dest, source })?;
+            summary.transmitted += 1;
+            sent.push((now, false));
+            next = now + opts.interval;
+            if summary.transmitted == opts.count {
+                end = Some(now + linger(&summary, opts));
+            }
+            continue;
+        }
+        let until = end.unwrap_or(next);
+        if now >= until {
             break;
         }
-        let seq = (i + 1) as u16;
-        let sent = Instant::now();
-        socket
-            .send_to(&echo_request(v6, id, seq), &target)
-            .map_err(|source| Error::Send { dest, source })?;
-        summary.transmitted += 1;
-        let deadline = sent + opts.timeout;
-        loop {
-            let now = Instant::now();
-            if now >= deadline {
-                break;
-            }
-            socket
-                .set_read_timeout(Some(deadline - now))
-                .map_err(|source| Error::Receive { dest, source })?;
-            let (n, from, hop_limit) = match receive(&socket, &mut buf) {
-                Ok(r) => r,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    break
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                    if opts.stopped() {
-                        break;
-                    }
-                    continue;
-                }
-                Err(source) => return Err(Error::Receive { dest, source }),
-            };
-            if from != Some(dest) {
-                continue;
-            }
-            if let Some((rseq, bytes, ttl)) = parse_reply(v6, &buf[..n], id) {
-                let ttl = ttl.or(hop_limit);
-                if rseq != seq {
-                    continue;
-                }
-                let reply = Reply {
-                    seq,
-                    bytes,
-                    ttl,
-                    rtt: sent.elapsed(),
-                };
-                summary.received += 1;
-                summary.rtts.push(reply.rtt);
-                on_reply(&reply);
-                break;
-            }
-        }
-        if i + 1 < opts.count {
-            // In short naps, so that a stop is noticed at once.
-            let next = sent + opts.interval;
-            while !opts.stopped() {
-                let now = Instant::now();
-                if next <= now {
-                    break;
-                }
-                std::thread::sleep((next - now).min(Duration::from_millis(20)));
-            }
-        }
+        let Some((seq, bytes, ttl)) = receive_reply(&socket, &mut buf, v6, id, dest, until)? else {
+            continue;
+        };
+        let Some((at, answered)) = usize::from(seq)
+            .checked_sub(1)
+            .and_then(|i| sent.get_mut(i))
+            .filter(|(_, answered)| !*answered)
+        else {
+            continue; // a duplicate, or an old process's reply
+        };
+        *answered = true;
+        let reply = Reply {
+            seq,
+            bytes,
+            ttl,
+            rtt: at.elapsed(),
+        };
+        summary.received += 1;
+        summary.rtts.push(reply.rtt);
+        on_reply(&reply);
     }
     summary.elapsed = start.elapsed();
     Ok(summary)
+}
+
+/// How long ping waits after its last request: `opts.timeout` when no
+/// reply came yet, else twice the longest round trip, at least one interval
+/// (ping(8)'s rule).
+fn linger(summary: &Summary, opts: &Options) -> Duration {
+    match summary.rtts.iter().max() {
+        None => opts.timeout,
+        Some(max) => (*max * 2).max(opts.interval),
+    }
+}
+
+/// Waits until `until` at the latest for one of our echo replies from
+/// `dest`: `Some((seq, bytes, ttl))`, or `None` when the wait ended (time
+/// up, a signal, another packet).
+fn receive_reply(
+    socket: &Socket,
+    buf: &mut [u8],
+    v6: bool,
+    id: u16,
+    dest: IpAddr,
+    until: Instant,
+) -> Result<Option<(u16, usize, Option<u8>)>, Error> {
+    // In slices, so that a stop that comes just before the wait is seen.
+    let wait = until
+        .saturating_duration_since(Instant::now())
+        .min(Duration::from_millis(100));
+    if wait.is_zero() {
+        return Ok(None);
+    }
+    let fail = |source| Error::Receive { dest, source };
+    socket.set_read_timeout(Some(wait)).map_err(fail)?;
+    let (n, from, hop_limit) = match receive(socket, buf) {
+        Ok(r) => r,
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+            ) =>
+        {
+            return Ok(None)
+        }
+        Err(source) => return Err(fail(source)),
+    };
+    if from != Some(dest) {
+        return Ok(None);
+    }
+    Ok(parse_reply(v6, &buf[..n], id).map(|(seq, bytes, ttl)| (seq, bytes, ttl.or(hop_limit))))
 }
 
 #[cfg(test)]
@@ -322,6 +349,29 @@ mod tests {
     fn checksum_of_a_request_verifies() {
         let pkt = echo_request(false, 0x1234, 1);
         assert_eq!(checksum(&pkt), 0);
+    }
+
+    #[test]
+    fn the_wait_after_the_last_request_is_ping8s() {
+        let opts = Options {
+            timeout: Duration::from_secs(10),
+            interval: Duration::from_millis(200),
+            ..Options::default()
+        };
+        let ms = Duration::from_millis;
+        for (rtts, want) in [
+            (vec![], ms(10_000)),
+            (vec![ms(1), ms(3)], ms(200)),
+            (vec![ms(150), ms(40)], ms(300)),
+        ] {
+            let summary = Summary {
+                transmitted: 2,
+                received: rtts.len() as u32,
+                elapsed: Duration::ZERO,
+                rtts,
+            };
+            assert_eq!(linger(&summary, &opts), want);
+        }
     }
 
     #[test]
