@@ -98,7 +98,9 @@ fn check(sb: &Sandbox, c: &Case) {
         Oracle::Ask(from, to, Some(by)) => served_by(sb.ask(from, to, false), by, &what),
         Oracle::Ask(from, to, None) => refused(sb.ask(from, to, false), &what),
         Oracle::Ping(from, to, answered) => {
-            let ping = sb.sh_status(&format!("ip netns exec {from} ping -c 1 -W 1 {to}"));
+            // A reply may need a neighbour lookup's retransmission (1 s).
+            let wait = if answered { 5 } else { 1 };
+            let ping = sb.sh_status(&format!("ip netns exec {from} ping -c 1 -W {wait} {to}"));
             assert_eq!(ping.status.success(), answered, "{what}");
         }
     }
