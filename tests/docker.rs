@@ -69,6 +69,7 @@ fn nsnet_s_ipam_serves_docker_and_its_own_namespaces_without_clashes() {
         &[
             "ipam-no-address-twice",
             "ipam-refusals-named",
+            "ipam-ip-range",
             "connect-disconnect-mtu-ipv6",
             "internal-no-gateway",
             "ipam-released",

@@ -29,7 +29,7 @@ impl Nsnet {
         if let Ok(net) = self.docker_network(id) {
             return Ok(net);
         }
-        self.create_network(req)
+        self.create_network(&plan::with_pool_ranges(&self.state()?, req)?)
     }
 
     /// DeleteNetwork. A network nsnet does not have (removed already) is
@@ -160,11 +160,17 @@ impl Nsnet {
         Ok(taken)
     }
 
-    /// RequestPool of Docker's IPAM: `asked`, or a free private subnet.
-    pub fn docker_request_pool(&self, asked: Option<IpNet>, v6: bool) -> Result<IpNet> {
+    /// RequestPool of Docker's IPAM: `asked`, or a free private subnet,
+    /// handing out its own addresses from `range`.
+    pub fn docker_request_pool(
+        &self,
+        asked: Option<IpNet>,
+        range: Option<IpNet>,
+        v6: bool,
+    ) -> Result<IpNet> {
         let mut got = None;
         self.docker_change(Mode::AllOrNothing, |state, _| {
-            let (after, cidr) = plan::plan_request_pool(state, asked, v6)?;
+            let (after, cidr) = plan::plan_request_pool(state, asked, range, v6)?;
             got = Some(cidr);
             Ok((after, Vec::new()))
         })?;
@@ -172,11 +178,11 @@ impl Nsnet {
     }
 
     /// A pool Docker kept and nsnet's record lost (its record is on a
-    /// tmpfs, Docker's networks outlive a reboot): recorded again as it was
-    /// asked, whatever network now has its subnet.
-    pub fn docker_restore_pool(&self, cidr: IpNet) -> Result<()> {
+    /// tmpfs, Docker's networks outlive a reboot): recorded again from its
+    /// ID, as it was asked, whatever network now has its subnet.
+    pub fn docker_restore_pool(&self, id: &str) -> Result<()> {
         self.docker_change(Mode::AllOrNothing, |state, _| {
-            Ok((plan::plan_restore_pool(state, cidr), Vec::new()))
+            Ok((plan::plan_restore_pool(state, id)?, Vec::new()))
         })
         .map(drop)
     }

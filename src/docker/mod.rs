@@ -215,8 +215,15 @@ impl Backend for Plugin<'_> {
     fn unpublish(&self, id: &str, endpoint: &str) -> Result<(), String> {
         idempotent(self.nsnet.docker_unpublish(id, endpoint))
     }
-    fn request_pool(&self, asked: Option<IpNet>, v6: bool) -> Result<IpNet, String> {
-        self.nsnet.docker_request_pool(asked, v6).map_err(text)
+    fn request_pool(
+        &self,
+        asked: Option<IpNet>,
+        range: Option<IpNet>,
+        v6: bool,
+    ) -> Result<IpNet, String> {
+        self.nsnet
+            .docker_request_pool(asked, range, v6)
+            .map_err(text)
     }
     fn release_pool(&self, id: &str) -> Result<(), String> {
         self.nsnet.docker_release_pool(id).map_err(text)
@@ -230,12 +237,9 @@ impl Backend for Plugin<'_> {
         let asked_again = || self.nsnet.docker_request_address(id, asked, gateway);
         match asked_again() {
             // A pool Docker kept and nsnet's record lost (a reboot): its
-            // ID is its CIDR.
+            // ID says its CIDR and range.
             Err(crate::api::Error::Rejected(crate::model::Rejection::NoSuchPool { .. })) => {
-                let cidr: IpNet = id
-                    .parse()
-                    .map_err(|_| format!("nsnet has no address pool {id}"))?;
-                self.nsnet.docker_restore_pool(cidr).map_err(text)?;
+                self.nsnet.docker_restore_pool(id).map_err(text)?;
                 log(&format!("pool {id}: made again for Docker"));
                 asked_again().map_err(text)
             }

@@ -40,7 +40,14 @@ pub trait Backend {
     fn leave(&self, id: &str, endpoint: &str) -> Result<(), String>;
     fn publish(&self, id: &str, endpoint: &str, ports: &[PortMapping]) -> Result<(), String>;
     fn unpublish(&self, id: &str, endpoint: &str) -> Result<(), String>;
-    fn request_pool(&self, asked: Option<IpNet>, v6: bool) -> Result<IpNet, String>;
+    /// A pool: `asked` or a free subnet, its own addresses from `range`
+    /// (`--ip-range`).
+    fn request_pool(
+        &self,
+        asked: Option<IpNet>,
+        range: Option<IpNet>,
+        v6: bool,
+    ) -> Result<IpNet, String>;
     fn release_pool(&self, id: &str) -> Result<(), String>;
     fn request_address(
         &self,
@@ -264,19 +271,18 @@ fn ipam(method: &str, body: &[u8], backend: &dyn Backend) -> Reply {
 }
 
 fn request_pool(c: RequestPool, backend: &dyn Backend) -> Result<Value, String> {
-    if !c.sub_pool.is_empty() {
-        return Err(format!(
-            "nsnet's IPAM hands out addresses of the whole subnet: --ip-range {} is not supported \
-             (leave it out, or use Docker's default IPAM)",
-            c.sub_pool
-        ));
-    }
+    let subnet = |p: &str| crate::model::rejection::parse_subnet(p).map_err(|e| e.to_string());
     let asked = match c.pool.as_str() {
         "" => None,
-        p => Some(crate::model::rejection::parse_subnet(p).map_err(|e| e.to_string())?),
+        p => Some(subnet(p)?),
     };
-    let cidr = backend.request_pool(asked, c.v6)?;
-    Ok(json!({ "PoolID": cidr.to_string(), "Pool": cidr.to_string(), "Data": {} }))
+    let range = match c.sub_pool.as_str() {
+        "" => None,
+        r => Some(subnet(r)?),
+    };
+    let cidr = backend.request_pool(asked, range, c.v6)?;
+    let id = crate::model::docker::Pool::new(cidr, range).id();
+    Ok(json!({ "PoolID": id, "Pool": cidr.to_string(), "Data": {} }))
 }
 
 fn request_address(c: PoolCall, backend: &dyn Backend) -> Result<Value, String> {

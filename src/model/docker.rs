@@ -33,12 +33,15 @@ pub struct Endpoint {
 }
 
 /// An address pool Docker's IPAM asked nsnet for (`--ipam-driver nsnet`):
-/// its gateway and the addresses handed out, until Docker releases them.
-/// Its ID is its CIDR.
+/// the range its own addresses come from (`--ip-range`), its gateway and
+/// the addresses handed out, until Docker releases them. Its ID says its
+/// CIDR and range (see `id`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Pool {
     pub cidr: IpNet,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range: Option<IpNet>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<IpAddr>,
     #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
@@ -46,6 +49,36 @@ pub struct Pool {
 }
 
 impl Pool {
+    pub fn new(cidr: IpNet, range: Option<IpNet>) -> Pool {
+        Pool {
+            cidr,
+            range,
+            gateway: None,
+            addresses: Default::default(),
+        }
+    }
+
+    /// The ID Docker keeps for the pool: its CIDR, then its range when it
+    /// has one (`10.5.0.0/24/10.5.0.128/25`, as Docker's own IPAM writes
+    /// it), so that a pool nsnet's record lost is made again from its ID.
+    pub fn id(&self) -> String {
+        match self.range {
+            Some(r) => format!("{}/{r}", self.cidr),
+            None => self.cidr.to_string(),
+        }
+    }
+
+    /// The CIDR and range a pool ID names (`id`'s inverse).
+    pub fn parse_id(id: &str) -> Option<(IpNet, Option<IpNet>)> {
+        let parts: Vec<&str> = id.split('/').collect();
+        let net = |a: &[&str]| format!("{}/{}", a[0], a[1]).parse::<IpNet>().ok();
+        match parts.len() {
+            2 => Some((net(&parts)?, None)),
+            4 => Some((net(&parts[..2])?, Some(net(&parts[2..])?))),
+            _ => None,
+        }
+    }
+
     /// What nsnet's IPAM must not hand out on a network of this subnet.
     pub fn held(&self) -> impl Iterator<Item = IpAddr> + '_ {
         self.gateway.iter().chain(&self.addresses).copied()

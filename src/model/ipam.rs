@@ -110,6 +110,8 @@ pub enum IpamError {
     InUse { addr: IpAddr },
     #[error("subnet {subnet} has no free address left")]
     Exhausted { subnet: IpNet },
+    #[error("--ip-range {range} has no free address left")]
+    RangeExhausted { range: IpNet },
     #[error("subnet {subnet} is too small: it has no address for hosts")]
     TooSmall { subnet: IpNet },
 }

@@ -213,7 +213,9 @@ pub(crate) fn ipam_rejection(e: IpamError, net: &Network) -> Rejection {
                 .find(|a| a.addresses.iter().any(|n| n.addr() == addr))
                 .map(|a| a.namespace.clone()),
         },
-        IpamError::Exhausted { .. } => Rejection::PoolExhausted(e),
+        IpamError::Exhausted { .. } | IpamError::RangeExhausted { .. } => {
+            Rejection::PoolExhausted(e)
+        }
         IpamError::Gateway { .. } => Rejection::AddressIsGateway(e),
         other => Rejection::Address(other),
     }

@@ -16,7 +16,7 @@ use super::Op;
 use crate::model::docker::{handed_ifname, Endpoint};
 use crate::model::ipam;
 use crate::model::ports::{HostListener, PortMapping};
-use crate::model::{names, Attachment, Network, NsRef, Rejection, State};
+use crate::model::{names, Attachment, CreateRequest, Network, NsRef, Rejection, State};
 
 type Result<T> = std::result::Result<T, Rejection>;
 
@@ -339,8 +339,15 @@ fn set_ports(state: &mut State, network: &str, ns: &NsRef, ports: Vec<PortMappin
 // Docker's IPAM (`--ipam-driver nsnet`): pools, then addresses of them.
 
 /// A pool for Docker's IPAM: `asked` (refused when it overlaps a network
-/// or another pool), or a free private subnet. Its ID is its CIDR.
-pub fn plan_request_pool(state: &State, asked: Option<IpNet>, v6: bool) -> Result<(State, IpNet)> {
+/// or another pool), or a free private subnet; its own addresses from
+/// `range` (`--ip-range`, inside the subnet asked for). Recorded under
+/// its ID (`Pool::id`).
+pub fn plan_request_pool(
+    state: &State,
+    asked: Option<IpNet>,
+    range: Option<IpNet>,
+    v6: bool,
+) -> Result<(State, IpNet)> {
     let taken: Vec<(String, IpNet)> = state
         .networks
         .values()
@@ -368,29 +375,59 @@ pub fn plan_request_pool(state: &State, asked: Option<IpNet>, v6: bool) -> Resul
             ipam::pick_free_subnet(v6, &cidrs).ok_or(Rejection::NoFreeSubnet)?
         }
     };
+    if let Some(r) = range {
+        if asked.is_none() || !cidr.contains(&r) {
+            return Err(Rejection::RangeOutsideSubnet { range: r });
+        }
+    }
+    let pool = crate::model::docker::Pool::new(cidr, range);
     let mut after = state.clone();
-    let pool = crate::model::docker::Pool {
-        cidr,
-        gateway: None,
-        addresses: Default::default(),
-    };
-    after.docker_pools.insert(cidr.to_string(), pool);
+    after.docker_pools.insert(pool.id(), pool);
     Ok((after, cidr))
 }
 
-/// Records pool `cidr` again, as Docker kept it (see
+/// Records pool `id` again, as Docker kept it (see
 /// `api::Nsnet::docker_restore_pool`). Idempotent.
-pub fn plan_restore_pool(state: &State, cidr: IpNet) -> State {
+pub fn plan_restore_pool(state: &State, id: &str) -> Result<State> {
+    let (cidr, range) = crate::model::docker::Pool::parse_id(id)
+        .ok_or_else(|| Rejection::NoSuchPool { id: id.to_string() })?;
     let mut after = state.clone();
     after
         .docker_pools
-        .entry(cidr.to_string())
-        .or_insert(crate::model::docker::Pool {
-            cidr,
-            gateway: None,
-            addresses: Default::default(),
+        .entry(id.to_string())
+        .or_insert(crate::model::docker::Pool::new(cidr, range));
+    Ok(after)
+}
+
+/// Docker's network request with the ranges (`--ip-range`) of the pools
+/// that serve its subnets: a macvlan network probes and leases from them
+/// (and shows them); an overlay, whose hosts each hand out addresses of
+/// their own subnet, refuses them.
+pub fn with_pool_ranges(state: &State, req: &CreateRequest) -> Result<CreateRequest> {
+    let ranges: Vec<IpNet> = state
+        .docker_pools
+        .values()
+        .filter(|p| req.subnets.contains(&p.cidr))
+        .filter_map(|p| p.range)
+        .collect();
+    let mut req = req.clone();
+    if ranges.is_empty() {
+        return Ok(req);
+    }
+    if req.overlay.is_some() {
+        return Err(Rejection::NotForDriver {
+            option: "--ip-range",
+            driver: "overlay",
         });
-    after
+    }
+    if let Some(crate::model::lan::LanRequest::Macvlan { ip_ranges, .. }) = &mut req.lan {
+        for r in ranges {
+            if !ip_ranges.contains(&r) {
+                ip_ranges.push(r);
+            }
+        }
+    }
+    Ok(req)
 }
 
 /// Gives a pool back. Idempotent.
@@ -472,17 +509,27 @@ pub fn plan_request_address(
                 },
             },
         };
+        // Docker's own addresses come from the range; one asked for
+        // (`--ip`) may be anywhere in the subnet, as with Docker's IPAM.
+        let range = p.range.as_ref();
         let addr = match asked {
             Some(a) => {
                 ipam::check_requested(&subnet, a, &used).map_err(bad)?;
                 a
             }
             // On the LAN: the lowest address no one answered for.
-            None if lan.probed.is_some() => super::driver::lan::pick(&subnet, None, &used, lan)
+            None if lan.probed.is_some() => super::driver::lan::pick(&subnet, range, &used, lan)
                 .ok_or(Rejection::LanPoolBusy {
                     subnet: subnet.cidr,
                 })?,
-            None => ipam::allocate(&subnet, &used).map_err(bad)?,
+            None => match range {
+                Some(r) => ipam::free_addresses(&subnet, Some(r), &used, 1)
+                    .pop()
+                    .ok_or(Rejection::PoolExhausted(ipam::IpamError::RangeExhausted {
+                        range: *r,
+                    }))?,
+                None => ipam::allocate(&subnet, &used).map_err(bad)?,
+            },
         };
         if let Some(h) = lan.holder(&addr) {
             return Err(Rejection::AddressOnLan {
@@ -644,7 +691,7 @@ mod tests {
     #[test]
     fn pools_hand_out_each_address_once_and_refuse_overlaps() {
         let (s, cidr) =
-            plan_request_pool(&State::default(), Some(addr("10.7.0.0/24")), false).unwrap();
+            plan_request_pool(&State::default(), Some(addr("10.7.0.0/24")), None, false).unwrap();
         let id = cidr.to_string();
         let (s, gw) = plan_request_address(&s, &id, None, true, &Default::default()).unwrap();
         assert_eq!(gw, addr("10.7.0.1/24"));
@@ -662,7 +709,7 @@ mod tests {
             &Default::default()
         )
         .is_err());
-        let e = plan_request_pool(&s, Some(addr("10.7.0.0/16")), false).unwrap_err();
+        let e = plan_request_pool(&s, Some(addr("10.7.0.0/16")), None, false).unwrap_err();
         assert!(matches!(e, Rejection::SubnetOverlap { .. }), "{e}");
         // nsnet's own connect does not take what the pool handed out.
         let mut with_net = s.clone();
@@ -675,8 +722,90 @@ mod tests {
         assert_eq!(again, a);
         assert!(plan_release_pool(&s, &id).docker_pools.is_empty());
         // No pool asked: a free one.
-        let (_, picked) = plan_request_pool(&State::default(), None, false).unwrap();
+        let (_, picked) = plan_request_pool(&State::default(), None, None, false).unwrap();
         assert!(picked.addr().is_ipv4());
+    }
+
+    #[test]
+    fn a_pool_s_range_holds_docker_s_own_addresses() {
+        let none = &Default::default();
+        let (s, cidr) = ranged_pool("10.7.0.0/24", "10.7.0.248/30");
+        let id = "10.7.0.0/24/10.7.0.248/30";
+        assert_eq!(cidr, addr("10.7.0.0/24"));
+        assert_eq!(s.docker_pools[id].id(), id);
+        // The gateway and an address asked for may lie outside the range.
+        let (s, gw) = plan_request_address(&s, id, None, true, none).unwrap();
+        assert_eq!(gw, addr("10.7.0.1/24"));
+        let asked = Some("10.7.0.9".parse().unwrap());
+        let (s, a) = plan_request_address(&s, id, asked, false, none).unwrap();
+        assert_eq!(a, addr("10.7.0.9/24"));
+        let mut s = s;
+        for want in [
+            "10.7.0.248/24",
+            "10.7.0.249/24",
+            "10.7.0.250/24",
+            "10.7.0.251/24",
+        ] {
+            let (after, got) = plan_request_address(&s, id, None, false, none).unwrap();
+            assert_eq!(got, addr(want));
+            s = after;
+        }
+        let e = plan_request_address(&s, id, None, false, none).unwrap_err();
+        assert!(e.to_string().contains("--ip-range 10.7.0.248/30"), "{e}");
+        // Outside the subnet, or without one: refused, naming the range.
+        for (asked, range) in [(Some("10.7.0.0/24"), "10.8.0.0/25"), (None, "10.7.0.0/25")] {
+            let e = plan_request_pool(&State::default(), asked.map(addr), Some(addr(range)), false)
+                .unwrap_err();
+            assert!(matches!(e, Rejection::RangeOutsideSubnet { .. }), "{e}");
+            assert!(e.to_string().contains(range), "{e}");
+        }
+        // A record lost: the pool comes back, range and all, from its ID.
+        let again = plan_restore_pool(&State::default(), id).unwrap();
+        assert_eq!(again.docker_pools[id].range, Some(addr("10.7.0.248/30")));
+        assert!(plan_restore_pool(&State::default(), "10.7.0.0").is_err());
+    }
+
+    #[test]
+    fn a_macvlan_network_takes_its_pool_s_range_and_an_overlay_refuses_it() {
+        let (s, _) = ranged_pool("192.0.2.0/24", "192.0.2.64/26");
+        let mut req = CreateRequest::named("home");
+        req.subnets = vec![addr("192.0.2.0/24")];
+        assert_eq!(
+            with_pool_ranges(&s, &req).unwrap(),
+            req,
+            "a bridge: the pool's"
+        );
+        req.lan = Some(crate::model::lan::LanRequest::Macvlan {
+            parent: "lan0".into(),
+            mode: crate::model::lan::MacvlanMode::Bridge,
+            ip_ranges: vec![],
+            host_access: false,
+            probe_ms: 200,
+        });
+        let got = with_pool_ranges(&s, &req).unwrap();
+        let Some(crate::model::lan::LanRequest::Macvlan { ip_ranges, .. }) = got.lan else {
+            panic!("macvlan")
+        };
+        assert_eq!(ip_ranges, vec![addr("192.0.2.64/26")]);
+        let mut overlay = CreateRequest::named("lab");
+        overlay.subnets = req.subnets.clone();
+        let opts =
+            crate::model::overlay::OverlayOptions::defaults(vec!["http://192.0.2.9:2379".into()]);
+        overlay.overlay =
+            Some(crate::model::overlay::OverlayRequest::new("lab", &req.subnets, opts).unwrap());
+        let e = with_pool_ranges(&s, &overlay).unwrap_err();
+        assert!(e.to_string().contains("--ip-range"), "{e}");
+    }
+
+    /// A pool of `cidr` asked for with `--ip-range range`.
+    fn ranged_pool(cidr: &str, range: &str) -> (State, IpNet) {
+        plan_request_pool(
+            &State::default(),
+            Some(addr(cidr)),
+            Some(addr(range)),
+            false,
+        )
+        .unwrap()
     }
 
     fn lease_free(state: &State) -> String {

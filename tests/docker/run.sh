@@ -282,10 +282,20 @@ scenario_ipam() {
   local out
   out=$(D network create -d nsnet --ipam-driver nsnet --subnet 10.94.0.0/16 clash 2>&1) && fail "overlapping pool taken"
   echo "$out" | grep -q "overlaps" || fail "pool overlap message: $out"
-  out=$(D network create -d nsnet --ipam-driver nsnet --subnet 10.95.0.0/24 --ip-range 10.95.0.128/25 rng 2>&1) &&
-    fail "--ip-range taken"
-  echo "$out" | grep -q -- "--ip-range" || fail "--ip-range message: $out"
   step ipam-refusals-named
+  # --ip-range: Docker's own addresses come from it, one asked for may be
+  # anywhere in the subnet (as with Docker's IPAM).
+  D network create -d nsnet --ipam-driver nsnet --subnet 10.95.0.0/24 --ip-range 10.95.0.128/25 rng >/dev/null
+  D run -d --name r1 --network rng bb sleep 600 >/dev/null
+  D run -d --name r2 --network rng --ip 10.95.0.9 bb sleep 600 >/dev/null
+  local r1 r2
+  r1=$(D inspect -f '{{(index .NetworkSettings.Networks "rng").IPAddress}}' r1)
+  r2=$(D inspect -f '{{(index .NetworkSettings.Networks "rng").IPAddress}}' r2)
+  [ "$r1" = 10.95.0.128 ] && [ "$r2" = 10.95.0.9 ] || fail "--ip-range addresses $r1 $r2"
+  D exec r1 ping -c1 -W5 10.95.0.9 >/dev/null || fail "r1 cannot reach r2"
+  D rm -f r1 r2 >/dev/null
+  D network rm rng >/dev/null
+  step ipam-ip-range "$r1 $r2"
   # connect/disconnect of a running container; MTU; IPv6; internal.
   D network create -d nsnet --subnet 10.96.0.0/24 --ipv6 --subnet fd00:96::/64 -o mtu=1400 six >/dev/null
   D network connect six i1
@@ -319,20 +329,24 @@ scenario_lan() {
   ip link add o0 netns other type veth peer name p-other netns lan
   ip -n lan link set p-other master br0 up; ip -n other link set o0 up
   ip -n other addr add 192.0.2.2/24 dev o0
+  ip -n other addr add 192.0.2.64/24 dev o0
   ip link add lan0 type veth peer name p-host netns lan
   ip -n lan link set p-host master br0 up; ip link set lan0 up
   D network create -d nsnet --ipam-driver nsnet --subnet 192.0.2.0/24 --gateway 192.0.2.1 \
-    -o driver=macvlan -o parent=lan0 home >/dev/null
+    --ip-range 192.0.2.64/26 -o driver=macvlan -o parent=lan0 home >/dev/null
   step lan-network-created
+  local id; id=$(D network inspect -f '{{.Id}}' home)
+  grep -q '"192.0.2.64/26"' <<<"$("$NSNET" --json network inspect "dk-${id:0:12}")" ||
+    fail "the network does not show Docker's --ip-range"
   D run -d --name m1 --network home bb sleep 600 >/dev/null
   local a1; a1=$(D inspect -f '{{(index .NetworkSettings.Networks "home").IPAddress}}' m1)
-  [ "$a1" = 192.0.2.3 ] || fail "m1 got $a1 (192.0.2.2 answers on the LAN)"
+  [ "$a1" = 192.0.2.65 ] || fail "m1 got $a1 (192.0.2.64 answers on the LAN)"
   step lan-address-probed "$a1"
   grep -q "default via 192.0.2.1 dev eth0" <<<"$(D exec m1 ip route)" || fail "no default route via the LAN's router"
   D exec m1 ping -c1 -W2 192.0.2.2 >/dev/null || fail "m1 cannot reach the other machine"
   D exec m1 ping -c1 -W2 192.0.2.1 >/dev/null || fail "m1 cannot reach the router"
   local mac1; mac1=$(D exec m1 cat /sys/class/net/eth0/address)
-  grep -q "$mac1" <<<"$(ip -n lan neigh show 192.0.2.3)" || fail "the LAN does not see m1's MAC $mac1"
+  grep -q "$mac1" <<<"$(ip -n lan neigh show 192.0.2.65)" || fail "the LAN does not see m1's MAC $mac1"
   step lan-reached
   local out
   out=$(D run --rm --network home -p 8090:80 bb true 2>&1) && fail "a published port on macvlan was taken"

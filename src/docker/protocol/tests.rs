@@ -71,10 +71,16 @@ impl Backend for Fake {
         self.calls.borrow_mut().push(format!("unpublish {ep}"));
         Ok(())
     }
-    fn request_pool(&self, asked: Option<IpNet>, v6: bool) -> Result<IpNet, String> {
+    fn request_pool(
+        &self,
+        asked: Option<IpNet>,
+        range: Option<IpNet>,
+        v6: bool,
+    ) -> Result<IpNet, String> {
+        let range = range.map_or(String::new(), |r| format!(" range {r}"));
         self.calls
             .borrow_mut()
-            .push(format!("request_pool {asked:?} {v6}"));
+            .push(format!("request_pool {asked:?}{range} {v6}"));
         Ok(asked.unwrap_or("10.5.0.0/24".parse().unwrap()))
     }
     fn release_pool(&self, id: &str) -> Result<(), String> {
@@ -272,16 +278,27 @@ fn the_ipam_hands_out_pools_and_addresses_and_says_error() {
         r#"{"PoolID":"10.5.0.0/24","Address":"10.5.0.9","Options":{}}"#,
     );
     assert_eq!(r.body, json!({"Error": "address 10.5.0.9 is in use"}));
+    // --ip-range: the pool's ID carries it, as Docker's own IPAM writes it.
     let r = call(
         &f,
         "/IpamDriver.RequestPool",
         r#"{"Pool":"10.5.0.0/24","SubPool":"10.5.0.128/25"}"#,
     );
+    assert_eq!(
+        r.body,
+        json!({"PoolID": "10.5.0.0/24/10.5.0.128/25", "Pool": "10.5.0.0/24", "Data": {}})
+    );
+    assert!(f
+        .calls
+        .borrow()
+        .contains(&"request_pool Some(10.5.0.0/24) range 10.5.0.128/25 false".to_string()));
+    let r = call(
+        &f,
+        "/IpamDriver.RequestPool",
+        r#"{"Pool":"10.5.0.0/24","SubPool":"10.5.0.128/33"}"#,
+    );
     assert!(
-        r.body["Error"]
-            .as_str()
-            .unwrap()
-            .contains("--ip-range 10.5.0.128/25"),
+        r.body["Error"].as_str().unwrap().contains("10.5.0.128/33"),
         "{r:?}"
     );
     let r = call(&f, "/IpamDriver.RequestPool", r#"{"Pool":"10.5.1.0/16"}"#);
