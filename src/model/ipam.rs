@@ -154,6 +154,26 @@ fn to_u128(ip: &IpAddr) -> u128 {
     }
 }
 
+/// The CIDR block of `subnet` whose addresses run from `start` to `end`
+/// (a missing end: the subnet's own), counting its network and broadcast
+/// addresses or not: how a lease range such as podman's (`--ip-range
+/// 192.0.2.64/26` arrives as 192.0.2.65 to 192.0.2.126) becomes nsnet's
+/// `--ip-range`. `None` when no block has those ends.
+pub fn range_block(subnet: &IpNet, start: Option<IpAddr>, end: Option<IpAddr>) -> Option<IpNet> {
+    let start = start.unwrap_or_else(|| subnet.network());
+    let end = end.unwrap_or_else(|| subnet.broadcast());
+    if !subnet.contains(&start) || !subnet.contains(&end) {
+        return None;
+    }
+    (subnet.prefix_len()..=subnet.max_prefix_len())
+        .filter_map(|len| IpNet::new(start, len).ok().map(|b| b.trunc()))
+        .find(|block| {
+            let (lo, hi) = (to_u128(&block.network()), to_u128(&block.broadcast()));
+            let (s, e) = (to_u128(&start), to_u128(&end));
+            (s == lo || (s == lo + 1 && hi > lo + 1)) && (e == hi || (e + 1 == hi && hi > lo + 1))
+        })
+}
+
 /// The default gateway: the first host address.
 pub fn default_gateway(subnet: &IpNet) -> Result<IpAddr, IpamError> {
     let (lo, hi) = host_bounds(subnet).ok_or(IpamError::TooSmall { subnet: *subnet })?;
@@ -293,6 +313,35 @@ pub fn overlap(a: &IpNet, b: &IpNet) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn lease_ranges_become_cidr_blocks() {
+        let net = |s: &str| s.parse::<IpNet>().unwrap();
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        let subnet = net("192.0.2.0/24");
+        for (start, end, want) in [
+            (ip("192.0.2.65"), ip("192.0.2.126"), Some("192.0.2.64/26")),
+            (ip("192.0.2.64"), ip("192.0.2.127"), Some("192.0.2.64/26")),
+            (ip("192.0.2.128"), None, Some("192.0.2.128/25")),
+            (None, None, Some("192.0.2.0/24")),
+            (ip("192.0.2.9"), ip("192.0.2.9"), Some("192.0.2.9/32")),
+            (ip("192.0.2.10"), ip("192.0.2.20"), None),
+            (ip("192.0.2.65"), ip("192.0.2.127"), Some("192.0.2.64/26")),
+            (ip("198.51.100.1"), None, None),
+        ] {
+            assert_eq!(
+                range_block(&subnet, start, end),
+                want.map(net),
+                "{start:?}-{end:?}"
+            );
+        }
+        let v6 = net("2001:db8::/64");
+        assert_eq!(
+            range_block(&v6, ip("2001:db8::100"), ip("2001:db8::1ff")),
+            Some(net("2001:db8::100/120"))
+        );
+    }
+
     use super::*;
     use proptest::prelude::*;
 

@@ -361,6 +361,12 @@ pub enum Rejection {
     HostAccessInMode { mode: super::lan::MacvlanMode },
     #[error("--ip-range {range} is not inside the network's --subnet")]
     RangeOutsideSubnet { range: IpNet },
+    #[error("--ip-range {start}-{end} of subnet {subnet} is not a CIDR block: nsnet hands out the addresses of a macvlan network from a block such as {subnet}")]
+    RangeNotBlock {
+        subnet: IpNet,
+        start: String,
+        end: String,
+    },
     #[error("no free address in {subnet}: every free address probed is in use on the LAN")]
     LanPoolBusy { subnet: IpNet },
     #[error("address {address} is in use on the LAN of network {network}: {mac} answered for it")]

@@ -112,6 +112,46 @@ struct SubnetDef {
     subnet: IpNet,
     #[serde(default)]
     gateway: Option<IpAddr>,
+    /// `--ip-range`, as podman passes it: first and last address.
+    #[serde(default)]
+    lease_range: Option<LeaseRange>,
+}
+
+#[derive(Deserialize)]
+struct LeaseRange {
+    #[serde(default)]
+    start_ip: Option<IpAddr>,
+    #[serde(default)]
+    end_ip: Option<IpAddr>,
+}
+
+/// The lease ranges of `def` (podman's `--ip-range`) as nsnet's ranges
+/// (CIDR blocks). podman's IPAM keeps to them on a bridge network; on a
+/// macvlan network nsnet hands out the addresses, from these blocks; an
+/// overlay's hosts each hand out their own host subnet and refuse them.
+fn lease_ranges(def: &NetworkDef, req: &mut CreateRequest) -> Result<(), Rejection> {
+    for s in def.subnets.iter().flatten() {
+        let Some(r) = &s.lease_range else {
+            continue;
+        };
+        if req.overlay.is_some() {
+            return Err(Rejection::NotForDriver {
+                option: "--ip-range",
+                driver: "overlay",
+            });
+        }
+        let Some(crate::model::lan::LanRequest::Macvlan { ip_ranges, .. }) = &mut req.lan else {
+            continue;
+        };
+        let block = crate::model::ipam::range_block(&s.subnet, r.start_ip, r.end_ip);
+        let shown = |a: Option<IpAddr>| a.map_or(String::new(), |a| a.to_string());
+        ip_ranges.push(block.ok_or_else(|| Rejection::RangeNotBlock {
+            subnet: s.subnet,
+            start: shown(r.start_ip),
+            end: shown(r.end_ip),
+        })?);
+    }
+    Ok(())
 }
 
 /// The nsnet network of a netavark network definition: its name, its
@@ -137,6 +177,7 @@ fn network_request(def: &NetworkDef) -> Result<CreateRequest, Rejection> {
         // Named in etcd as podman names it: the same on every host.
         req.overlay = Some(overlay.request(&req.name, &req.subnets)?);
     }
+    lease_ranges(def, &mut req)?;
     if req.lan.is_some() {
         // The network's interface is the LAN's host interface (as with
         // netavark's own macvlan driver): nothing to name.
@@ -208,7 +249,16 @@ fn create(mut network: Value, taken: &[IpNet]) -> Result<Value, String> {
             None => crate::model::ipam::default_gateway(cidr),
         }
         .map_err(|e| rejected(Rejection::BadGateway(e)))?;
-        subnets.push(json!({ "subnet": cidr.to_string(), "gateway": gateway.to_string() }));
+        let mut subnet = json!({ "subnet": cidr.to_string(), "gateway": gateway.to_string() });
+        // podman's IPAM keeps to the lease range it was given.
+        let given = network["subnets"].as_array().into_iter().flatten();
+        if let Some(range) = given
+            .filter(|s| s["subnet"].as_str() == Some(&cidr.to_string()))
+            .find_map(|s| s.get("lease_range"))
+        {
+            subnet["lease_range"] = range.clone();
+        }
+        subnets.push(subnet);
     }
     network["subnets"] = json!(subnets);
     if req.lan.is_none() {
@@ -438,6 +488,42 @@ mod tests {
         // A long name: the bridge is named after the ID.
         let out = create(network(json!({"name": "a-very-long-podman-network"})), &[]).unwrap();
         assert_eq!(out["network_interface"], "nsp-abababababab");
+    }
+
+    #[test]
+    fn ip_ranges_stay_with_podman_or_become_the_lan_s() {
+        let range = json!({"start_ip": "192.0.2.65", "end_ip": "192.0.2.126"});
+        let subnets = json!([{"subnet": "192.0.2.0/24", "lease_range": range}]);
+        // A bridge: podman's IPAM hands out the addresses, from the range.
+        let out = create(network(json!({ "subnets": subnets })), &[]).unwrap();
+        assert_eq!(out["subnets"][0]["lease_range"], range);
+        // macvlan: nsnet does, from the block the range spans.
+        let lan = |range: Value| {
+            let def = network(json!({
+                "subnets": [{"subnet": "192.0.2.0/24", "lease_range": range}],
+                "options": {"driver": "macvlan", "parent": "lan0"}
+            }));
+            let def: NetworkDef = serde_json::from_value(def).unwrap();
+            network_request(&def)
+        };
+        let Some(crate::model::lan::LanRequest::Macvlan { ip_ranges, .. }) =
+            lan(range.clone()).unwrap().lan
+        else {
+            panic!("a macvlan request")
+        };
+        assert_eq!(ip_ranges, vec!["192.0.2.64/26".parse::<IpNet>().unwrap()]);
+        let e = lan(json!({"start_ip": "192.0.2.10", "end_ip": "192.0.2.20"})).unwrap_err();
+        assert!(e.to_string().contains("192.0.2.10-192.0.2.20"), "{e}");
+        // An overlay: each host has its own host subnet.
+        let e = create(
+            network(json!({
+                "subnets": [{"subnet": "10.200.0.0/16", "lease_range": {"start_ip": "10.200.1.1"}}],
+                "options": {"driver": "overlay", "etcd": "http://192.0.2.9:2379"}
+            })),
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.contains("--ip-range"), "{e}");
     }
 
     #[test]

@@ -27,17 +27,20 @@ ip link add lan0 type veth peer name p-host netns lan
 ip -n lan link set p-host master br0 up; ip link set lan0 up
 
 # podman network create -d nsnet --subnet 192.0.2.0/24 --gateway 192.0.2.1
-#   --opt driver=macvlan --opt parent=lan0 --ip-range is nsnet's: --opt ip-range=...
+#   --ip-range 192.0.2.48/29 --opt driver=macvlan --opt parent=lan0
+# (podman passes the range as its first and last host address)
 cat >"$W/create.json" <<EOF
 {"network": {"name": "home", "id": "$(printf 'fe%.0s' $(seq 32))", "driver": "nsnet",
              "ipv6_enabled": false, "internal": false, "dns_enabled": true,
-             "subnets": [{"subnet": "192.0.2.0/24", "gateway": "192.0.2.1"}],
-             "options": {"driver": "macvlan", "parent": "lan0", "ip-range": "192.0.2.48/29"}},
+             "subnets": [{"subnet": "192.0.2.0/24", "gateway": "192.0.2.1",
+                          "lease_range": {"start_ip": "192.0.2.49", "end_ip": "192.0.2.54"}}],
+             "options": {"driver": "macvlan", "parent": "lan0"}},
  "used": {"interfaces": [], "names": {}, "subnets": []},
  "options": {"subnet_pools": [], "default_interface_name": "podman", "check_used_subnets": true}}
 EOF
 na create <"$W/create.json" >"$W/network.json" || { cat "$W/network.json"; fail "create"; }
 grep -q '"network_interface": *"lan0"' "$W/network.json" || fail "interface: $(cat "$W/network.json")"
+grep -q '"start_ip": *"192.0.2.49"' "$W/network.json" || fail "the lease range was dropped: $(cat "$W/network.json")"
 step created
 for c in c1 c2; do
   ip netns add "$c"
