@@ -240,7 +240,8 @@ fn host_device_moves_in_and_back_exactly_also_after_a_kill() {
         "ip link add dev0 mtu 1400 address 02:11:22:33:44:55 type veth peer name p-dev netns lan && \
          ip -n lan link set p-dev master br0 up && ip addr add 192.0.2.77/24 dev dev0 && \
          ip addr add 192.0.2.78/24 dev dev0 && ip link set dev0 up && \
-         ip route add 198.51.100.0/24 via 192.0.2.1 dev dev0",
+         ip route add 198.51.100.0/24 via 192.0.2.1 dev dev0 proto static metric 50 && \
+         ip route add 203.0.113.0/24 via 192.0.2.1 dev dev0",
     );
     let kept = device(&sb);
     sb.ok("network create hd --driver host-device --device dev0");

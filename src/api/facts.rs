@@ -172,6 +172,8 @@ fn saved_device(probe: &mut dyn Probe, name: &str) -> Result<Option<SavedDevice>
             Some(crate::model::lan::DeviceRoute {
                 destination: r.destination,
                 gateway: r.gateway?,
+                protocol: Some(r.protocol),
+                metric: r.metric,
             })
         })
         .collect();
@@ -438,6 +440,8 @@ mod tests {
                 destination: "0.0.0.0/0".parse().unwrap(),
                 gateway: None,
                 oif: Some(1),
+                protocol: libc::RTPROT_BOOT,
+                metric: None,
             });
         let req = ConnectRequest::new("n", ns.clone());
         let host_end = names::host_veth_name("n", "a", "eth0");

@@ -342,6 +342,8 @@ impl FakeProbe {
                             destination: any.parse().expect("valid"),
                             gateway: Some(s.gateway),
                             oif: Some(index),
+                            protocol: libc::RTPROT_STATIC,
+                            metric: None,
                         });
                     }
                 }
@@ -623,6 +625,8 @@ impl FakeProbe {
                         destination: r.destination,
                         gateway: Some(r.gateway),
                         oif: Some(index),
+                        protocol: r.protocol.unwrap_or(libc::RTPROT_BOOT),
+                        metric: r.metric,
                     });
                 }
             }
@@ -635,6 +639,8 @@ impl FakeProbe {
                     destination: *destination,
                     gateway: None,
                     oif,
+                    protocol: libc::RTPROT_STATIC,
+                    metric: None,
                 });
             }
             LanOp::DeleteDeviceRoute { destination, .. } => {
@@ -935,6 +941,8 @@ impl FakeProbe {
                     destination: any.parse().expect("valid"),
                     gateway: Some(*gateway),
                     oif,
+                    protocol: libc::RTPROT_STATIC,
+                    metric: None,
                 });
             }
             Op::AddRoute {
@@ -948,6 +956,8 @@ impl FakeProbe {
                     destination: *destination,
                     gateway: Some(*via),
                     oif: None,
+                    protocol: libc::RTPROT_STATIC,
+                    metric: None,
                 });
             }
             Op::DeleteRoute {

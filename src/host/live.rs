@@ -396,7 +396,7 @@ impl Live {
             h.set_up(index, &device.name, device.up)?;
         }
         for r in &device.routes {
-            h.restore_route(r.destination, r.gateway, index)?;
+            h.restore_route(r, index)?;
         }
         Ok(())
     }

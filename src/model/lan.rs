@@ -188,6 +188,11 @@ pub struct SavedDevice {
 pub struct DeviceRoute {
     pub destination: IpNet,
     pub gateway: IpAddr,
+    /// Who made it (RTPROT_*); records from before it was kept: boot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<u32>,
 }
 
 /// Someone on the LAN answered for an address.

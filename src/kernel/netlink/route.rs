@@ -3,6 +3,7 @@
 
 use std::net::IpAddr;
 
+use crate::model::lan::DeviceRoute;
 use ipnet::IpNet;
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 use netlink_packet_route::route::{
@@ -18,6 +19,9 @@ pub struct RouteInfo {
     pub destination: IpNet,
     pub gateway: Option<IpAddr>,
     pub oif: Option<u32>,
+    /// Who made it (RTPROT_*: boot, static, dhcp, ...).
+    pub protocol: u8,
+    pub metric: Option<u32>,
 }
 
 fn ip_of(addr: &RouteAddress) -> Option<IpAddr> {
@@ -109,10 +113,16 @@ impl Handle {
 
     /// Puts back a route of a host device via `gateway` out of `oif`, as
     /// `ip route add` makes it (protocol boot).
-    pub fn restore_route(&mut self, destination: IpNet, gateway: IpAddr, oif: u32) -> Result<()> {
+    pub fn restore_route(&mut self, route: &DeviceRoute, oif: u32) -> Result<()> {
+        let (destination, gateway) = (route.destination, route.gateway);
         let mut msg = static_route(destination, gateway);
-        msg.header.protocol = RouteProtocol::Boot;
+        msg.header.protocol = route
+            .protocol
+            .map_or(RouteProtocol::Boot, RouteProtocol::from);
         msg.attributes.push(RouteAttribute::Oif(oif));
+        if let Some(metric) = route.metric {
+            msg.attributes.push(RouteAttribute::Priority(metric));
+        }
         let target = format!("{destination} via {gateway}");
         self.request(
             RouteNetlinkMessage::NewRoute(msg),
@@ -160,11 +170,13 @@ impl Handle {
                 let mut dest = None;
                 let mut gateway = None;
                 let mut oif = None;
+                let mut metric = None;
                 for attr in &m.attributes {
                     match attr {
                         RouteAttribute::Destination(a) => dest = ip_of(a),
                         RouteAttribute::Gateway(a) => gateway = ip_of(a),
                         RouteAttribute::Oif(i) => oif = Some(*i),
+                        RouteAttribute::Priority(p) => metric = Some(*p),
                         _ => {}
                     }
                 }
@@ -177,6 +189,8 @@ impl Handle {
                         destination,
                         gateway,
                         oif,
+                        protocol: m.header.protocol.into(),
+                        metric,
                     });
                 }
             }
