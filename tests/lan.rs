@@ -223,12 +223,14 @@ fn private_mode_keeps_namespaces_apart_and_a_lost_parent_is_a_finding() {
 }
 
 /// dev0 as `ip` shows it: name, MTU, MAC, state, flags, global addresses,
-/// and its routes.
+/// and its routes; and the settings of its own set off the defaults.
 fn device(sb: &Sandbox) -> String {
     sb.sh(
         "ip -j addr show dev dev0 | jq -c '.[0] | {ifname,mtu,address,operstate,flags,\
          addr:[.addr_info[]|select(.scope==\"global\")|{local,prefixlen}]}'; \
-         ip route show dev dev0",
+         ip route show dev dev0; \
+         sysctl net.ipv6.conf.dev0.accept_ra net.ipv4.conf.dev0.rp_filter \
+           net.ipv4.neigh.dev0.base_reachable_time_ms",
     )
 }
 
@@ -241,7 +243,9 @@ fn host_device_moves_in_and_back_exactly_also_after_a_kill() {
          ip -n lan link set p-dev master br0 up && ip addr add 192.0.2.77/24 dev dev0 && \
          ip addr add 192.0.2.78/24 dev dev0 && ip link set dev0 up && \
          ip route add 198.51.100.0/24 via 192.0.2.1 dev dev0 proto static metric 50 && \
-         ip route add 203.0.113.0/24 via 192.0.2.1 dev dev0",
+         ip route add 203.0.113.0/24 via 192.0.2.1 dev dev0 && \
+         sysctl -qw net.ipv6.conf.dev0.accept_ra=2 net.ipv4.conf.dev0.rp_filter=2 \
+           net.ipv4.neigh.dev0.base_reachable_time_ms=12345",
     );
     let kept = device(&sb);
     sb.ok("network create hd --driver host-device --device dev0");

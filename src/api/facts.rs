@@ -178,6 +178,7 @@ fn saved_device(probe: &mut dyn Probe, name: &str) -> Result<Option<SavedDevice>
         })
         .collect();
     Ok(Some(SavedDevice {
+        sysctls: probe.device_sysctls(&link.name),
         name: link.name,
         mac: link.mac.as_ref().map(names::format_mac),
         mtu: link.mtu,
@@ -423,6 +424,40 @@ mod tests {
             up: false,
             group: 0,
         }
+    }
+
+    #[test]
+    fn a_host_device_is_recorded_with_what_a_move_loses() {
+        let mut probe = FakeProbe::default();
+        probe.add_link(&Target::Host, link(4, "dev0", LinkKind::Veth));
+        probe.host.routes.push(RouteInfo {
+            destination: "198.51.100.0/24".parse().unwrap(),
+            gateway: Some("192.0.2.1".parse().unwrap()),
+            oif: Some(4),
+            protocol: libc::RTPROT_STATIC,
+            metric: Some(50),
+        });
+        for (key, value) in [
+            ("net/ipv6/conf/default/accept_ra", "1"),
+            ("net/ipv6/conf/dev0/accept_ra", "2"),
+            ("net/ipv4/conf/default/rp_filter", "0"),
+            ("net/ipv4/conf/dev0/rp_filter", "0"),
+            ("net/ipv4/conf/eth9/rp_filter", "2"),
+        ] {
+            probe.sysctls.insert(key.into(), value.into());
+        }
+        let saved = saved_device(&mut probe, "dev0").unwrap().unwrap();
+        // Only its own settings, and only those off the defaults.
+        assert_eq!(
+            saved.sysctls.into_iter().collect::<Vec<_>>(),
+            vec![("ipv6/conf/accept_ra".to_string(), "2".to_string())]
+        );
+        assert_eq!(saved.routes[0].protocol, Some(libc::RTPROT_STATIC));
+        assert_eq!(saved.routes[0].metric, Some(50));
+        assert_eq!(
+            crate::kernel::sysctl::device_key("dev0", "ipv6/conf/accept_ra"),
+            "net/ipv6/conf/dev0/accept_ra"
+        );
     }
 
     #[test]

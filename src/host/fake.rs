@@ -148,6 +148,20 @@ impl Probe for FakeProbe {
         self.sysctls.get(key).cloned()
     }
 
+    /// The interface's entries of `sysctls` that differ from the
+    /// `default` entry of their directory.
+    fn device_sysctls(&mut self, ifname: &str) -> BTreeMap<String, String> {
+        let own = format!("/{ifname}/");
+        self.sysctls
+            .iter()
+            .filter_map(|(key, value)| {
+                let (dir, name) = key.strip_prefix("net/")?.split_once(&own)?;
+                let default = self.sysctls.get(&format!("net/{dir}/default/{name}"));
+                (default != Some(value)).then(|| (format!("{dir}/{name}"), value.clone()))
+            })
+            .collect()
+    }
+
     fn firewall_table(&mut self) -> Result<Option<Value>> {
         Ok(self.firewall.clone())
     }
@@ -439,6 +453,7 @@ delegate_probe! {
     routes(target: &Target) -> Result<Vec<RouteInfo>>;
     impairment(target: &Target, ifname: &str) -> Result<Option<Impairment>>;
     sysctl(key: &str) -> Option<String>;
+    device_sysctls(ifname: &str) -> BTreeMap<String, String>;
     firewall_table() -> Result<Option<Value>>;
     firewall_intact(state: &State) -> Result<bool>;
     foreign_forward_drops() -> Result<Vec<crate::firewall::rules::ForeignDrop>>;

@@ -348,7 +348,7 @@ impl Live {
     }
 
     /// Moves a host interface back from `netns` (if it is still there) and
-    /// puts back its MTU, MAC, addresses and up state.
+    /// puts back its MTU, MAC, settings, addresses, up state and routes.
     fn return_device(
         &mut self,
         ns: &NsRef,
@@ -386,6 +386,12 @@ impl Live {
         if let Some(mac) = mac.filter(|m| now.mac != Some(*m)) {
             h.set_mac(index, &device.name, mac)?;
         }
+        // Before the addresses: disable_ipv6, accept_dad and the like
+        // decide what adding them does.
+        for (relative, value) in &device.sysctls {
+            sysctl::write(&sysctl::device_key(&device.name, relative), value)?;
+        }
+        let h = self.host()?;
         for a in &device.addresses {
             match h.add_address(index, &device.name, a) {
                 Err(e) if e.errno() == Some(libc::EEXIST) => {}

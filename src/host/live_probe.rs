@@ -69,6 +69,10 @@ impl Probe for Live {
         sysctl::read(key).ok()
     }
 
+    fn device_sysctls(&mut self, ifname: &str) -> std::collections::BTreeMap<String, String> {
+        sysctl::device_settings(ifname)
+    }
+
     fn firewall_table(&mut self) -> Result<Option<Value>> {
         Ok(crate::firewall::list_table()?)
     }

@@ -52,6 +52,9 @@ pub trait Probe {
     ) -> Result<Option<crate::model::lab::Impairment>>;
     /// A sysctl of nsnet's own namespace; `None` where it does not exist.
     fn sysctl(&mut self, key: &str) -> Option<String>;
+    /// The settings of host interface `ifname` that a move to another
+    /// namespace loses (see `kernel::sysctl::device_settings`).
+    fn device_sysctls(&mut self, ifname: &str) -> std::collections::BTreeMap<String, String>;
     /// nsnet's firewall table as nft lists it; `None` when it is missing.
     fn firewall_table(&mut self) -> Result<Option<Value>>;
     /// Whether the live table has the rules `state` calls for.

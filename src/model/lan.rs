@@ -180,6 +180,10 @@ pub struct SavedDevice {
     /// along with its addresses).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<DeviceRoute>,
+    /// Its own settings that differ from the host's defaults (a move
+    /// resets them), by key without the interface (`ipv6/conf/accept_ra`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub sysctls: std::collections::BTreeMap<String, String>,
 }
 
 /// A route through a host device via a gateway.

@@ -801,6 +801,7 @@ mod tests {
             up: true,
             addresses: vec!["198.51.100.7/24".parse().unwrap()],
             routes: vec![],
+            sysctls: Default::default(),
         };
         let facts = NsFacts {
             device: Some(saved.clone()),
