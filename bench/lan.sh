@@ -23,10 +23,8 @@ tmp=$(mktemp -d)
 ms() { echo "scale=2; $1 / 1000000" | bc; }
 median() { sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 
-ip netns add lan; ip -n lan link add br0 type bridge; ip -n lan link set br0 up
-ip -n lan addr add 192.0.2.1/24 dev br0
-ip link add lan0 type veth peer name p-host netns lan
-ip -n lan link set p-host master br0 up; ip link set lan0 up
+# The tests' LAN; its other machine at .254, beyond the addresses taken.
+"$(dirname "$0")/../tests/common/simulated-lan.sh" 192.0.2.254
 
 floor() {
   : >"$tmp/ns.batch"; : >"$tmp/mv.batch"; : >"$tmp/del.batch"

@@ -58,6 +58,12 @@ fn run_guide(name: &str) {
     std::fs::create_dir(&bin).unwrap();
     std::os::unix::fs::symlink(NSNET, bin.join("nsnet")).unwrap();
     std::os::unix::fs::symlink(repo().join("examples"), dir.path().join("examples")).unwrap();
+    // The LAN the LAN guide's hidden setup makes, as the LAN tests do.
+    std::os::unix::fs::symlink(
+        repo().join("tests/common/simulated-lan.sh"),
+        dir.path().join("simulated-lan.sh"),
+    )
+    .unwrap();
     // Names the guides do not serve go to a documentation address that
     // nothing in the sandbox answers, and give up at once.
     std::fs::write(

@@ -11,16 +11,8 @@ const OTHER_MAC: &str = "02:00:00:00:00:50";
 
 fn lan(sb: &Sandbox) {
     sb.sh(&format!(
-        "ip netns add lan && ip -n lan link set lo up && \
-         ip -n lan link add br0 type bridge && ip -n lan link set br0 up && \
-         ip -n lan addr add 192.0.2.1/24 dev br0 && \
-         ip netns add other && \
-         ip link add o0 netns other address {OTHER_MAC} type veth peer name p-other netns lan && \
-         ip -n lan link set p-other master br0 up && ip -n other link set o0 up && \
-         ip -n other addr add 192.0.2.50/24 dev o0 && \
-         ip link add lan0 type veth peer name p-host netns lan && \
-         ip -n lan link set p-host master br0 up && \
-         ip link set lan0 up && ip addr add 192.0.2.10/24 dev lan0"
+        "{}/tests/common/simulated-lan.sh --host 192.0.2.10/24 --other-mac {OTHER_MAC} 192.0.2.50",
+        env!("CARGO_MANIFEST_DIR")
     ));
 }
 

@@ -323,15 +323,7 @@ scenario_lan() {
   # Containers straight on a LAN (nsnet's macvlan): a LAN bridge in namespace "lan"
   # with its router at 192.0.2.1 and another machine at 192.0.2.2, which nsnet's
   # IPAM finds by ARP probe and skips; lan0 is the parent.
-  ip netns add lan; ip -n lan link add br0 type bridge; ip -n lan link set br0 up
-  ip -n lan addr add 192.0.2.1/24 dev br0
-  ip netns add other
-  ip link add o0 netns other type veth peer name p-other netns lan
-  ip -n lan link set p-other master br0 up; ip -n other link set o0 up
-  ip -n other addr add 192.0.2.2/24 dev o0
-  ip -n other addr add 192.0.2.64/24 dev o0
-  ip link add lan0 type veth peer name p-host netns lan
-  ip -n lan link set p-host master br0 up; ip link set lan0 up
+  "$(dirname "$0")/../common/simulated-lan.sh" 192.0.2.2 192.0.2.64
   D network create -d nsnet --ipam-driver nsnet --subnet 192.0.2.0/24 --gateway 192.0.2.1 \
     --ip-range 192.0.2.64/26 -o driver=macvlan -o parent=lan0 home >/dev/null
   step lan-network-created

@@ -17,14 +17,7 @@ step() { echo "STEP $*"; }
 fail() { echo "FAIL $*"; exit 1; }
 na() { "$NETAVARK" --config "$W/config" --rootless=false --plugin-directory "$W/plugins" "$@"; }
 
-ip netns add lan; ip -n lan link add br0 type bridge; ip -n lan link set br0 up
-ip -n lan addr add 192.0.2.1/24 dev br0
-ip netns add other
-ip link add o0 netns other type veth peer name p-other netns lan
-ip -n lan link set p-other master br0 up; ip -n other link set o0 up
-ip -n other addr add 192.0.2.50/24 dev o0
-ip link add lan0 type veth peer name p-host netns lan
-ip -n lan link set p-host master br0 up; ip link set lan0 up
+"$(dirname "$0")/../common/simulated-lan.sh" 192.0.2.50
 
 # podman network create -d nsnet --subnet 192.0.2.0/24 --gateway 192.0.2.1
 #   --ip-range 192.0.2.48/29 --opt driver=macvlan --opt parent=lan0
