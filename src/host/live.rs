@@ -391,7 +391,6 @@ impl Live {
         for (relative, value) in &device.sysctls {
             sysctl::write(&sysctl::device_key(&device.name, relative), value)?;
         }
-        let h = self.host()?;
         for a in &device.addresses {
             match h.add_address(index, &device.name, a) {
                 Err(e) if e.errno() == Some(libc::EEXIST) => {}

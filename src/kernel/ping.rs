@@ -271,12 +271,9 @@ pub fn ping(
         let Some((seq, bytes, ttl)) = receive_reply(&socket, &mut buf, v6, id, dest, until)? else {
             continue;
         };
-        let Some((at, answered)) = usize::from(seq)
-            .checked_sub(1)
-            .and_then(|i| sent.get_mut(i))
-            .filter(|(_, answered)| !*answered)
+        let Some((at, answered)) = request_of(seq, &mut sent).filter(|(_, answered)| !*answered)
         else {
-            continue; // a duplicate, or an old process's reply
+            continue; // a duplicate
         };
         *answered = true;
         let reply = Reply {
@@ -291,6 +288,14 @@ pub fn ping(
     }
     summary.elapsed = start.elapsed();
     Ok(summary)
+}
+
+/// The newest of the requests `sent` that carried `seq` (sequence numbers
+/// wrap after 65535 requests).
+fn request_of(seq: u16, sent: &mut [(Instant, bool)]) -> Option<&mut (Instant, bool)> {
+    let back = usize::from((sent.len() as u16).wrapping_sub(seq));
+    let i = sent.len().checked_sub(back + 1)?;
+    sent.get_mut(i)
 }
 
 /// How long ping waits after its last request: `opts.timeout` when no
@@ -349,6 +354,23 @@ mod tests {
     fn checksum_of_a_request_verifies() {
         let pkt = echo_request(false, 0x1234, 1);
         assert_eq!(checksum(&pkt), 0);
+    }
+
+    #[test]
+    fn a_reply_finds_its_request_also_after_sequence_numbers_wrap() {
+        let t = Instant::now();
+        let mut sent: Vec<(Instant, bool)> = (0..65_537u32)
+            .map(|i| (t + Duration::from_millis(u64::from(i)), false))
+            .collect();
+        let at = |seq, sent: &mut Vec<(Instant, bool)>| {
+            request_of(seq, sent).map(|(at, _)| at.duration_since(t).as_millis())
+        };
+        assert_eq!(at(1, &mut sent), Some(65_536), "the newest seq 1");
+        assert_eq!(at(65_535, &mut sent), Some(65_534));
+        sent.truncate(3);
+        assert_eq!(at(1, &mut sent), Some(0));
+        assert_eq!(at(3, &mut sent), Some(2));
+        assert_eq!(at(4, &mut sent), None, "not sent yet");
     }
 
     #[test]

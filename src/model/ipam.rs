@@ -155,7 +155,7 @@ fn to_u128(ip: &IpAddr) -> u128 {
 }
 
 /// The CIDR block of `subnet` whose addresses run from `start` to `end`
-/// (a missing end: the subnet's own), counting its network and broadcast
+/// (a missing one: the subnet's own), counting its network and broadcast
 /// addresses or not: how a lease range such as podman's (`--ip-range
 /// 192.0.2.64/26` arrives as 192.0.2.65 to 192.0.2.126) becomes nsnet's
 /// `--ip-range`. `None` when no block has those ends.
@@ -172,6 +172,16 @@ pub fn range_block(subnet: &IpNet, start: Option<IpAddr>, end: Option<IpAddr>) -
             let (s, e) = (to_u128(&start), to_u128(&end));
             (s == lo || (s == lo + 1 && hi > lo + 1)) && (e == hi || (e + 1 == hi && hi > lo + 1))
         })
+}
+
+/// The smallest CIDR block that holds `start` and `end` (of one family).
+pub fn covering_block(start: &IpAddr, end: &IpAddr) -> IpNet {
+    let max = if start.is_ipv4() { 32 } else { 128 };
+    (0..=max)
+        .rev()
+        .filter_map(|len| IpNet::new(*start, len).ok().map(|b| b.trunc()))
+        .find(|b| b.contains(end))
+        .expect("a /0 holds every address of its family")
 }
 
 /// The default gateway: the first host address.
@@ -316,6 +326,13 @@ mod tests {
 
     #[test]
     fn lease_ranges_become_cidr_blocks() {
+        assert_eq!(
+            covering_block(
+                &"192.0.2.10".parse().unwrap(),
+                &"192.0.2.20".parse().unwrap()
+            ),
+            "192.0.2.0/27".parse().unwrap()
+        );
         let net = |s: &str| s.parse::<IpNet>().unwrap();
         let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
         let subnet = net("192.0.2.0/24");

@@ -361,11 +361,11 @@ pub enum Rejection {
     HostAccessInMode { mode: super::lan::MacvlanMode },
     #[error("--ip-range {range} is not inside the network's --subnet")]
     RangeOutsideSubnet { range: IpNet },
-    #[error("--ip-range {start}-{end} of subnet {subnet} is not a CIDR block: nsnet hands out the addresses of a macvlan network from a block such as {subnet}")]
+    #[error("--ip-range {start}-{end} is not a CIDR block: a macvlan network's addresses come from CIDR blocks (the smallest that holds this range is {covering})")]
     RangeNotBlock {
-        subnet: IpNet,
         start: String,
         end: String,
+        covering: IpNet,
     },
     #[error("no free address in {subnet}: every free address probed is in use on the LAN")]
     LanPoolBusy { subnet: IpNet },

@@ -143,12 +143,15 @@ fn lease_ranges(def: &NetworkDef, req: &mut CreateRequest) -> Result<(), Rejecti
         let Some(crate::model::lan::LanRequest::Macvlan { ip_ranges, .. }) = &mut req.lan else {
             continue;
         };
-        let block = crate::model::ipam::range_block(&s.subnet, r.start_ip, r.end_ip);
-        let shown = |a: Option<IpAddr>| a.map_or(String::new(), |a| a.to_string());
+        let (start, end) = (
+            r.start_ip.unwrap_or(s.subnet.network()),
+            r.end_ip.unwrap_or(s.subnet.broadcast()),
+        );
+        let block = crate::model::ipam::range_block(&s.subnet, Some(start), Some(end));
         ip_ranges.push(block.ok_or_else(|| Rejection::RangeNotBlock {
-            subnet: s.subnet,
-            start: shown(r.start_ip),
-            end: shown(r.end_ip),
+            start: start.to_string(),
+            end: end.to_string(),
+            covering: crate::model::ipam::covering_block(&start, &end),
         })?);
     }
     Ok(())
@@ -514,6 +517,7 @@ mod tests {
         assert_eq!(ip_ranges, vec!["192.0.2.64/26".parse::<IpNet>().unwrap()]);
         let e = lan(json!({"start_ip": "192.0.2.10", "end_ip": "192.0.2.20"})).unwrap_err();
         assert!(e.to_string().contains("192.0.2.10-192.0.2.20"), "{e}");
+        assert!(e.to_string().contains("192.0.2.0/27"), "{e}");
         // An overlay: each host has its own host subnet.
         let e = create(
             network(json!({

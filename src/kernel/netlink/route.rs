@@ -3,7 +3,6 @@
 
 use std::net::IpAddr;
 
-use crate::model::lan::DeviceRoute;
 use ipnet::IpNet;
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 use netlink_packet_route::route::{
@@ -12,6 +11,7 @@ use netlink_packet_route::route::{
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use super::{Ctx, Handle, Result};
+use crate::model::lan::DeviceRoute;
 
 /// A route of the main table, as the kernel reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,8 +111,9 @@ impl Handle {
         )
     }
 
-    /// Puts back a route of a host device via `gateway` out of `oif`, as
-    /// `ip route add` makes it (protocol boot).
+    /// Puts back a route of a host device via its gateway out of `oif`,
+    /// with the protocol and metric it had (records from before they were
+    /// kept: protocol boot, as `ip route add` makes it).
     pub fn restore_route(&mut self, route: &DeviceRoute, oif: u32) -> Result<()> {
         let (destination, gateway) = (route.destination, route.gateway);
         let mut msg = static_route(destination, gateway);
