@@ -125,6 +125,67 @@ fn macvlan_namespaces_are_on_the_lan_and_skip_addresses_in_use() {
     assert_same(&sb.snapshot(), &before, "network rm");
 }
 
+/// Names on a macvlan network: nsnet's DNS server answers on the host's
+/// own address on the LAN, for the namespaces only; without host access
+/// there is no address to answer on, and no resolv.conf.
+#[test]
+fn names_resolve_on_a_macvlan_network_with_host_access() {
+    let sb = Sandbox::new();
+    lan(&sb);
+    let before = sb.snapshot();
+    sb.ok("network create home --driver macvlan --parent lan0 --subnet 192.0.2.0/24 --ip-range 192.0.2.128/25 --host-access");
+    sb.ok("connect home a b");
+    let b = address(&sb, "b", "eth0");
+    let dig = |ns: &str, args: &str| {
+        sb.sh_status(&format!(
+            "ip netns exec {ns} dig +short +time=2 +tries=1 {args}"
+        ))
+    };
+    let got = dig("a", "b");
+    assert_eq!(
+        String::from_utf8_lossy(&got.stdout).trim(),
+        b,
+        "a resolves b: {}",
+        sb.sh("cat /etc/netns/a/resolv.conf")
+    );
+    assert!(sb
+        .sh("cat /etc/netns/a/resolv.conf")
+        .contains("nameserver 192.0.2.128"));
+    // The LAN's other machine is in the subnet but no member: no answer.
+    let a = address(&sb, "a", "eth0");
+    let other = dig("other", "@192.0.2.128 a");
+    let said = String::from_utf8_lossy(&other.stdout);
+    assert!(
+        !other.status.success() && said.contains("timed out") && !said.contains(&a),
+        "the LAN got an answer: {said}"
+    );
+    assert!(sb.ok("check").contains("no drift"));
+    sb.ok("network rm home --force");
+    assert!(
+        sb.sh_status("test -e /etc/netns/a/resolv.conf")
+            .status
+            .code()
+            == Some(1)
+    );
+    // Without host access: no DNS, no resolv.conf.
+    sb.ok("network create away --driver macvlan --parent lan0 --subnet 192.0.2.0/24 --ip-range 192.0.2.64/26");
+    sb.ok("connect away c");
+    assert!(
+        sb.sh_status("test -e /etc/netns/c/resolv.conf")
+            .status
+            .code()
+            == Some(1)
+    );
+    let err = sb.fails(
+        "network create x --driver macvlan --parent lan0 --subnet 198.51.100.0/24 --dns-domain lan.test",
+        2,
+    );
+    assert!(err.contains("--host-access"), "{err}");
+    sb.ok("network rm away --force");
+    sb.settle();
+    assert_same(&sb.snapshot(), &before, "network rm");
+}
+
 #[test]
 fn host_access_joins_the_host_and_check_finds_its_pieces_missing() {
     let sb = Sandbox::new();

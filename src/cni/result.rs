@@ -74,13 +74,14 @@ pub fn render(
 }
 
 /// The result's `dns`: the runtime's own DNS object when the configuration
-/// has one; otherwise, on a network with nsnet's DNS, its gateways and
-/// search domain, for the runtime to write into the container.
+/// has one; otherwise, on a network with nsnet's DNS, where the server
+/// answers and the search domain, for the runtime to write into the
+/// container.
 fn dns_of(conf: &NetConf, net: &crate::model::Network) -> Value {
     match &conf.dns {
         Some(v @ Value::Object(_)) => v.clone(),
-        _ if net.dns && net.has_gateway_addresses() => json!({
-            "nameservers": net.subnets.iter().map(|s| s.gateway.to_string()).collect::<Vec<_>>(),
+        _ if !net.dns_addresses().is_empty() => json!({
+            "nameservers": net.dns_addresses().iter().map(ToString::to_string).collect::<Vec<_>>(),
             "search": [net.domain()],
         }),
         _ => json!({}),

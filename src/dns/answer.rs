@@ -228,6 +228,51 @@ mod tests {
     }
 
     #[test]
+    fn on_the_lan_only_the_namespaces_and_the_host_are_answered() {
+        use crate::model::lan::{HostAccess, Lan, Macvlan, MacvlanMode};
+        let mut s = State::default();
+        let mut home = test_network("home", "home", &["192.0.2.0/24"]);
+        home.lan = Some(Lan::Macvlan(Macvlan {
+            parent: "lan0".into(),
+            mode: MacvlanMode::Bridge,
+            ip_ranges: vec![],
+            host_access: Some(HostAccess {
+                ifname: "nsl1".into(),
+                addresses: vec!["192.0.2.3/32".parse().unwrap()],
+            }),
+            probe_ms: 200,
+        }));
+        let mut a = test_attachment("a");
+        a.addresses = vec!["192.0.2.4/24".parse().unwrap()];
+        home.attachments.push(a.into());
+        s.networks.insert("home".into(), home);
+        let table = Table::from_state(&s);
+        assert_eq!(
+            crate::dns::records::listen_addresses(&s),
+            ["192.0.2.3".parse::<IpAddr>().unwrap()],
+            "the host's address on the LAN, not the LAN's router"
+        );
+        let ask = |from: &str| {
+            let mut m = Message::query();
+            m.add_query(Query::query(Name::from_ascii("a.").unwrap(), RecordType::A));
+            answer(&m.to_vec().unwrap(), from.parse().unwrap(), &table, true)
+        };
+        for member in ["192.0.2.4", "192.0.2.3"] {
+            let m = parsed(ask(member));
+            assert_eq!(m.answers.len(), 1, "{member}");
+        }
+        // Another machine of the subnet, on the LAN: not a member.
+        assert_eq!(ask("192.0.2.50"), Outcome::Ignore);
+        // Without host access, nothing to answer on.
+        let mut off = s.clone();
+        let home = off.networks.get_mut("home").unwrap();
+        if let Some(Lan::Macvlan(m)) = &mut home.lan {
+            m.host_access = None;
+        }
+        assert!(crate::dns::records::listen_addresses(&off).is_empty());
+    }
+
+    #[test]
     fn isolation_extends_to_discovery() {
         let m = parsed(ask("db.", RecordType::A, "10.1.0.9"));
         assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);

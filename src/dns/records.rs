@@ -23,23 +23,26 @@ pub struct Zone {
     pub reverse: HashMap<IpAddr, String>,
     /// Where names of no member go; `None`: not forwarded (internal).
     pub upstreams: Option<Vec<IpAddr>>,
-    pub gateways: Vec<IpAddr>,
+    /// Who may ask: `None`, any address of the subnets (a bridge's, which
+    /// nothing else reaches); on a LAN, which other machines share, only
+    /// the namespaces' own addresses and the host's there.
+    pub members: Option<Vec<IpAddr>>,
 }
 
-/// Whether a network is served: DNS on, and a gateway address to serve
-/// on (an isolated network's bridge has none).
+/// Whether a network is served: DNS on, and an address to serve on (an
+/// isolated network's bridge has none, nor a macvlan network without
+/// host access).
 fn served(n: &crate::model::Network) -> bool {
-    n.dns && n.has_gateway_addresses()
+    !n.dns_addresses().is_empty()
 }
 
-/// The gateways a server must listen on for `state`, without building
+/// The addresses a server must listen on for `state`, without building
 /// the zones (every changing command asks).
 pub fn listen_addresses(state: &State) -> Vec<IpAddr> {
     let mut out: Vec<IpAddr> = state
         .networks
         .values()
-        .filter(|n| served(n))
-        .flat_map(|n| n.subnets.iter().map(|s| s.gateway))
+        .flat_map(crate::model::Network::dns_addresses)
         .collect();
     out.sort();
     out.dedup();
@@ -64,7 +67,13 @@ impl Table {
                     domain: n.domain().trim_end_matches('.').to_ascii_lowercase(),
                     subnets: n.subnets.iter().map(|s| s.cidr).collect(),
                     upstreams: (!n.internal).then(|| n.dns_servers.clone()),
-                    gateways: n.subnets.iter().map(|s| s.gateway).collect(),
+                    members: n.lan.is_some().then(|| {
+                        n.attachments
+                            .addresses()
+                            .into_iter()
+                            .chain(n.dns_addresses())
+                            .collect()
+                    }),
                     ..Zone::default()
                 };
                 for a in &n.attachments {
@@ -99,9 +108,10 @@ impl Table {
 
     /// The zones whose members `source` is.
     pub fn zones_of(&self, source: IpAddr) -> impl Iterator<Item = &Zone> {
-        self.zones
-            .iter()
-            .filter(move |z| z.subnets.iter().any(|s| s.contains(&source)))
+        self.zones.iter().filter(move |z| match &z.members {
+            Some(members) => members.contains(&source),
+            None => z.subnets.iter().any(|s| s.contains(&source)),
+        })
     }
 }
 

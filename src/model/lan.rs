@@ -156,6 +156,17 @@ pub enum LanRequest {
 }
 
 impl LanRequest {
+    /// Whether the host gets an interface on the LAN (`--host-access`).
+    pub fn host_access(&self) -> bool {
+        matches!(
+            self,
+            LanRequest::Macvlan {
+                host_access: true,
+                ..
+            }
+        )
+    }
+
     pub fn host_interface(&self) -> &str {
         match self {
             LanRequest::Macvlan { parent, .. } => parent,

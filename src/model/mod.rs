@@ -422,6 +422,23 @@ impl Network {
     pub fn has_gateway_addresses(&self) -> bool {
         self.has_bridge() && !(self.internal && self.gateway_mode == GatewayMode::Isolated)
     }
+
+    /// Where nsnet's DNS server answers this network's namespaces: its
+    /// gateways, or on a macvlan network the host's own addresses on the
+    /// LAN (`--host-access`); none when DNS is off or there is no address
+    /// of the host's to answer on.
+    pub fn dns_addresses(&self) -> Vec<IpAddr> {
+        if !self.dns {
+            return Vec::new();
+        }
+        match self.macvlan().and_then(|m| m.host_access.as_ref()) {
+            Some(h) => h.addresses.iter().map(IpNet::addr).collect(),
+            None if self.has_gateway_addresses() => {
+                self.subnets.iter().map(|s| s.gateway).collect()
+            }
+            None => Vec::new(),
+        }
+    }
 }
 
 impl State {

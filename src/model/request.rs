@@ -49,6 +49,16 @@ pub struct CreateRequest {
 }
 
 impl CreateRequest {
+    /// Whether the network gets nsnet's DNS: asked for (the default), and
+    /// an address of the host's to answer on (on the LAN: `--host-access`).
+    pub fn serves_dns(&self) -> bool {
+        self.dns
+            && self
+                .lan
+                .as_ref()
+                .is_none_or(super::lan::LanRequest::host_access)
+    }
+
     /// The driver of the network asked for.
     pub fn driver(&self) -> super::DriverKind {
         use super::lan::LanRequest;

@@ -393,8 +393,12 @@ fn setup(nsnet: &Nsnet, netns: &str, call: Call) -> Result<Value, String> {
             made.attachment.ifname.clone(): { "mac_address": made.macs.1, "subnets": subnets }
         }
     });
-    if net.dns {
-        let servers: Vec<String> = net.subnets.iter().map(|s| s.gateway.to_string()).collect();
+    let servers: Vec<String> = net
+        .dns_addresses()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    if !servers.is_empty() {
         let domain = net
             .dns_domain
             .clone()

@@ -44,7 +44,7 @@ pub fn network_matches(net: &Network, req: &CreateRequest) -> bool {
         && net.trusted_interfaces == req.trusted_interfaces
         && net.isolate == req.isolate
         && net.mtu == req.mtu
-        && net.dns == (req.dns && req.lan.is_none())
+        && net.dns == req.serves_dns()
         && net.dns_domain == req.dns_domain
         && lan_matches(net, req)
 }

@@ -610,7 +610,8 @@ impl Op {
 }
 
 /// The resolv.conf files that point named namespaces at nsnet's DNS
-/// server: one per namespace on a DNS network (its gateways, its search
+/// server: one per namespace on a DNS network (where the server answers
+/// it, its search
 /// domains), unless a topology file gave the namespace servers of its own.
 /// Writes, rewrites and removes what `after` needs compared with what is
 /// recorded, and records it in `after`.
@@ -643,7 +644,7 @@ fn resolv_steps_of(
     for net in after
         .networks
         .values()
-        .filter(|n| n.dns && n.has_gateway_addresses())
+        .filter(|n| !n.dns_addresses().is_empty())
     {
         // The namespaces in scope are looked up, not every attachment read.
         let atts: Vec<&Arc<Attachment>> = match only {
@@ -664,7 +665,7 @@ fn resolv_steps_of(
                     owner: DNS_OWNER.to_string(),
                     search: Vec::new(),
                 });
-            conf.servers.extend(net.subnets.iter().map(|s| s.gateway));
+            conf.servers.extend(net.dns_addresses());
             let domain = net.domain().to_string();
             if !conf.search.contains(&domain) {
                 conf.search.push(domain);

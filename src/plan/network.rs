@@ -289,7 +289,7 @@ pub fn plan_create(
         link_group: state.free_link_group(&req.name),
         attachments: Default::default(),
         owner: None,
-        dns: req.dns && req.lan.is_none(),
+        dns: req.serves_dns(),
         dns_domain: req.dns_domain.clone(),
         dns_servers: req.dns_servers.clone(),
         overlay: req.joined.clone(),

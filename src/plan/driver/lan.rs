@@ -41,8 +41,10 @@ fn bridge_option(req: &CreateRequest) -> Option<&'static str> {
         Some("--trusted-interface")
     } else if req.gateway_mode != crate::model::GatewayMode::Nat || req.gateway_mode_v6.is_some() {
         Some("--gateway-mode")
-    } else if !req.dns_servers.is_empty() || req.dns_domain.is_some() {
-        Some("--dns/--dns-domain (nsnet's DNS serves bridge networks)")
+    } else if (!req.dns_servers.is_empty() || req.dns_domain.is_some())
+        && !req.lan.as_ref().is_some_and(LanRequest::host_access)
+    {
+        Some("--dns/--dns-domain (nsnet's DNS serves a macvlan network with --host-access: it answers on the host's address on the LAN)")
     } else {
         None
     }
@@ -738,7 +740,13 @@ mod tests {
                 "bring up eth0 in namespace a".into(),
                 "add default route via 192.0.2.1 in namespace a".into(),
                 format!("add route to 192.0.2.4/32 dev {shim} in host"),
+                // nsnet's DNS server answers on the host's address there.
+                "write /etc/netns/a/resolv.conf".into(),
             ]
+        );
+        assert_eq!(
+            s.resolv_confs.get("a").unwrap().servers,
+            ["192.0.2.2".parse::<std::net::IpAddr>().unwrap()]
         );
         // An address asked for that someone answered for: a conflict
         // naming the MAC; ports: refused; nothing probed free: refused.
@@ -772,6 +780,7 @@ mod tests {
                 format!("delete route to 192.0.2.4/32 dev {shim} in host"),
                 "delete address 192.0.2.4/24 from eth0 in namespace a".into(),
                 "delete namespace a".into(),
+                "remove /etc/netns/a/resolv.conf".into(),
             ]
         );
     }
