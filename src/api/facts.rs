@@ -36,15 +36,22 @@ pub fn namespace_facts(
             ..NsFacts::default()
         });
     }
-    if net.lan.is_some() {
-        return lan_namespace_facts(probe, net, req, exists, shared);
-    }
     let (links, routes) = if exists {
         let inside = Target::Ns(ns.clone());
         (probe.links(&inside)?, probe.routes(&inside)?)
     } else {
         (Vec::new(), Vec::new())
     };
+    if net.lan.is_some() {
+        // No host end, no ports, no bridge: what is outside is the LAN's.
+        let (ifnames, default_routes) = inside(links, &routes, |_| false);
+        return Ok(NsFacts {
+            exists,
+            ifnames,
+            default_routes,
+            ..lan_facts(probe, Some(net), req, shared)?
+        });
+    }
     // Only the derived name matters: look it up instead of dumping every
     // host link, a list that grows with the number of attachments.
     let host_ifname = names::host_veth_name(&net.name, &ns.to_string(), req.ifname());
@@ -64,18 +71,7 @@ pub fn namespace_facts(
     // The namespace end of a parked pair, and its routes, go with its host
     // end, which the plan deletes first.
     let going = |name: &str| parked_host_end && name == req.ifname();
-    let going_index = links.iter().find(|l| going(&l.name)).map(|l| l.index);
-    let default_routes = routes
-        .iter()
-        .filter(|r| r.destination.prefix_len() == 0)
-        .filter(|r| going_index.is_none() || r.oif != going_index)
-        .map(|r| r.destination.addr().is_ipv4())
-        .collect();
-    let ifnames = links
-        .into_iter()
-        .map(|l| l.name)
-        .filter(|n| !going(n))
-        .collect();
+    let (ifnames, default_routes) = inside(links, &routes, going);
     Ok(NsFacts {
         exists,
         is_host,
@@ -89,35 +85,26 @@ pub fn namespace_facts(
     })
 }
 
-/// The facts of a connect to a network on the LAN: the namespace's
-/// interfaces and default routes, the host device to move, and who on the
-/// LAN answers for the addresses the plan may pick.
-fn lan_namespace_facts(
-    probe: &mut dyn Probe,
-    net: &Network,
-    req: &ConnectRequest,
-    exists: bool,
-    shared: Option<&LanProbe>,
-) -> Result<NsFacts> {
-    let (ifnames, default_routes) = if exists {
-        let inside = Target::Ns(req.namespace.clone());
-        let names = probe.links(&inside)?.into_iter().map(|l| l.name).collect();
-        let defaults = probe
-            .routes(&inside)?
-            .iter()
-            .filter(|r| r.destination.prefix_len() == 0)
-            .map(|r| r.destination.addr().is_ipv4())
-            .collect();
-        (names, defaults)
-    } else {
-        (Vec::new(), Vec::new())
-    };
-    Ok(NsFacts {
-        exists,
-        ifnames,
-        default_routes,
-        ..lan_facts(probe, Some(net), req, shared)?
-    })
+/// The names of a namespace's interfaces and the families of its default
+/// routes, leaving out the interface that is `going` and its routes.
+fn inside(
+    links: Vec<crate::kernel::netlink::LinkInfo>,
+    routes: &[crate::kernel::netlink::RouteInfo],
+    going: impl Fn(&str) -> bool,
+) -> (Vec<String>, Vec<bool>) {
+    let going_index = links.iter().find(|l| going(&l.name)).map(|l| l.index);
+    let default_routes = routes
+        .iter()
+        .filter(|r| r.destination.prefix_len() == 0)
+        .filter(|r| going_index.is_none() || r.oif != going_index)
+        .map(|r| r.destination.addr().is_ipv4())
+        .collect();
+    let ifnames = links
+        .into_iter()
+        .map(|l| l.name)
+        .filter(|n| !going(n))
+        .collect();
+    (ifnames, default_routes)
 }
 
 /// What a connect to a network on the LAN learns outside the namespace:
@@ -385,7 +372,7 @@ fn lan_host_facts(
                     cidr: *cidr,
                     gateway,
                 };
-                let range = ip_ranges.iter().find(|r| cidr.contains(*r));
+                let range = crate::model::lan::range_in(ip_ranges, cidr);
                 candidates.extend(crate::model::ipam::free_addresses(
                     &subnet,
                     range,

@@ -599,6 +599,9 @@ fn bridge_findings(net: &Network, host: &HostView, out: &mut Vec<Finding>) -> Op
 struct HostView {
     links: Vec<crate::kernel::netlink::LinkInfo>,
     addresses: Vec<crate::kernel::netlink::AddressInfo>,
+    /// Read only when a network routes through the host's own interface
+    /// on a LAN (`--host-access`).
+    routes: Vec<crate::kernel::netlink::RouteInfo>,
 }
 
 /// The end of a Docker attachment inside the container: Docker renamed
@@ -736,7 +739,7 @@ fn lan_findings(
                     })
                 });
                 match intact {
-                    Some(l) => host_route_findings(net, l.index, probe, out)?,
+                    Some(l) => host_route_findings(net, l.index, &host.routes, out),
                     None => out.push(Finding::HostAccessMissing {
                         network: network.clone(),
                         ifname: name,
@@ -765,10 +768,9 @@ fn lan_findings(
 fn host_route_findings(
     net: &Network,
     oif: u32,
-    probe: &mut dyn Probe,
+    routes: &[crate::kernel::netlink::RouteInfo],
     out: &mut Vec<Finding>,
-) -> Result<()> {
-    let routes = probe.routes(&Target::Host)?;
+) {
     for a in &net.attachments {
         for addr in &a.addresses {
             let want = IpNet::from(addr.addr());
@@ -784,7 +786,6 @@ fn host_route_findings(
             }
         }
     }
-    Ok(())
 }
 
 /// Drift of the networks `keep` selects; the sysctls and the firewall
@@ -797,9 +798,16 @@ pub fn check_where(
     let mut report = Report::default();
     let selected: Vec<&Network> = state.networks.values().filter(|n| keep(n)).collect();
     if !selected.is_empty() {
+        let host_access = selected
+            .iter()
+            .any(|n| n.macvlan().is_some_and(|m| m.host_access.is_some()));
         let host = HostView {
             links: probe.links(&Target::Host)?,
             addresses: probe.addresses(&Target::Host)?,
+            routes: match host_access {
+                true => probe.routes(&Target::Host)?,
+                false => Vec::new(),
+            },
         };
         for net in selected {
             if !net.has_bridge() {

@@ -155,6 +155,12 @@ pub enum LanRequest {
     },
 }
 
+/// The range of `ranges` (`--ip-range`, one per family at most) that lies
+/// in subnet `cidr`.
+pub fn range_in<'a>(ranges: &'a [IpNet], cidr: &IpNet) -> Option<&'a IpNet> {
+    ranges.iter().find(|r| cidr.contains(*r))
+}
+
 impl LanRequest {
     /// Whether the host gets an interface on the LAN (`--host-access`).
     pub fn host_access(&self) -> bool {

@@ -12,7 +12,9 @@ use ipnet::IpNet;
 
 use super::{Device, NetworkDriver};
 use crate::model::ipam::{self, Leases, Subnet};
-use crate::model::lan::{HostAccess, Lan, LanHolder, LanRequest, MacvlanMode, SavedDevice};
+use crate::model::lan::{
+    range_in, HostAccess, Lan, LanHolder, LanRequest, MacvlanMode, SavedDevice,
+};
 use crate::model::{names, sysctl, Attachment, CreateRequest, Network, Rejection, State};
 use crate::plan::attach::NsFacts;
 use crate::plan::network::HostFacts;
@@ -181,7 +183,7 @@ pub fn lan_of(req: &CreateRequest, subnets: &[Subnet], host: &HostFacts) -> Resu
                 true => {
                     let mut addresses = Vec::new();
                     for s in subnets {
-                        let range = ip_ranges.iter().find(|r| s.cidr.contains(*r));
+                        let range = range_in(ip_ranges, &s.cidr);
                         let addr = pick(s, range, &Leases::default(), &host.lan_probe)
                             .ok_or(Rejection::LanPoolBusy { subnet: s.cidr })?;
                         addresses.push(IpNet::from(addr));
@@ -231,20 +233,28 @@ pub(crate) fn pick(
     probe: &LanProbe,
 ) -> Option<IpAddr> {
     match &probe.probed {
-        Some(probed) => probed
-            .iter()
-            .find(|a| {
-                subnet.cidr.contains(*a)
-                    && range.is_none_or(|r| r.contains(*a))
-                    && **a != subnet.gateway
-                    && !used.contains(a)
-                    && probe.holder(a).is_none()
-            })
-            .copied(),
+        Some(_) => probed_free(probe, subnet, range, used).next(),
         None => ipam::free_addresses(subnet, range, used, 1)
             .first()
             .copied(),
     }
+}
+
+/// The probed addresses of `subnet` (and `range`) that are free: not its
+/// gateway, not `used`, and nobody on the LAN answered for them.
+fn probed_free<'a>(
+    probe: &'a LanProbe,
+    subnet: &'a Subnet,
+    range: Option<&'a IpNet>,
+    used: &'a Leases,
+) -> impl Iterator<Item = IpAddr> + 'a {
+    probe.probed.iter().flatten().copied().filter(move |a| {
+        subnet.cidr.contains(a)
+            && range.is_none_or(|r| r.contains(a))
+            && *a != subnet.gateway
+            && !used.contains(a)
+            && probe.holder(a).is_none()
+    })
 }
 
 /// What the connects of one command to a macvlan network need from
@@ -286,15 +296,8 @@ pub fn probe_done(net: &Network, need: &LanNeed, probe: &LanProbe) -> bool {
     };
     let used = net.used_addresses();
     net.subnets.iter().all(|s| {
-        let range = m.ip_ranges.iter().find(|r| s.cidr.contains(*r));
-        let free = probe.probed.iter().flatten().filter(|a| {
-            s.cidr.contains(*a)
-                && range.is_none_or(|r| r.contains(*a))
-                && **a != s.gateway
-                && !used.contains(a)
-                && probe.holder(a).is_none()
-        });
-        free.count() >= need.leases[family(s.cidr.addr().is_ipv4())]
+        let range = range_in(&m.ip_ranges, &s.cidr);
+        probed_free(probe, s, range, &used).count() >= need.leases[family(s.cidr.addr().is_ipv4())]
     })
 }
 
@@ -318,7 +321,7 @@ pub fn probe_candidates(net: &Network, need: &LanNeed, known: &[LanHolder]) -> V
         if leases == 0 {
             continue;
         }
-        let range = m.ip_ranges.iter().find(|r| s.cidr.contains(*r));
+        let range = range_in(&m.ip_ranges, &s.cidr);
         let n = leases + crate::model::lan::PROBE_BATCH - 1;
         out.extend(ipam::free_addresses(s, range, &used, n));
     }
@@ -338,10 +341,7 @@ pub fn lease(net: &Network, asked: &[IpAddr], facts: &NsFacts) -> Result<Vec<IpN
             .unwrap_or_default());
     }
     let used = net.used_addresses();
-    let ranges = net
-        .macvlan()
-        .map(|m| m.ip_ranges.clone())
-        .unwrap_or_default();
+    let ranges = net.macvlan().map_or(&[][..], |m| &m.ip_ranges[..]);
     let mut out = Vec::new();
     for s in &net.subnets {
         let prefix = s.cidr.prefix_len();
@@ -361,7 +361,7 @@ pub fn lease(net: &Network, asked: &[IpAddr], facts: &NsFacts) -> Result<Vec<IpN
             out.push(IpNet::new(*a, prefix).expect("valid prefix"));
             continue;
         }
-        let range = ranges.iter().find(|r| s.cidr.contains(*r));
+        let range = range_in(ranges, &s.cidr);
         let addr = pick(s, range, &used, &facts.lan_probe)
             .ok_or(Rejection::LanPoolBusy { subnet: s.cidr })?;
         out.push(IpNet::new(addr, prefix).expect("valid prefix"));
