@@ -4,6 +4,7 @@
 //! DNS server is dnsmasq on 203.0.113.1, answering one name and forwarding
 //! nothing.
 
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -352,7 +353,16 @@ fn the_server_comes_and_goes_with_the_networks() {
     assert!(text.contains("DNS server"), "{text}");
     sb.ok("connect n c");
     assert_eq!(dig(&sb, "alpha", "10.66.0.1", "-q c -t A").0, "NOERROR");
+    // The server sees the record first and leaves on its own; the command
+    // still returns only once the process has ended (a zombie has closed
+    // its sockets), asked at once from here rather than through a shell.
+    let pid = nsnet::api::dns::running(Path::new("/run/nsnet")).expect("the server runs");
     sb.ok("network rm n quiet --force");
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    assert!(
+        stat.is_empty() || stat.contains(") Z "),
+        "still there: {stat}"
+    );
     // No process, no socket, no file left.
     assert_eq!(dns_pids(&sb), "");
     assert_eq!(

@@ -1,7 +1,7 @@
 //! Keeping the host's DNS server in step with the record: started by the
 //! first command that leaves a network with DNS, checked to answer on
-//! every gateway before that command returns, and stopped (waited for) by
-//! the command that leaves none.
+//! every gateway before that command returns, and stopped (waited for,
+//! until the process has ended) by the command that leaves none.
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::Path;
@@ -34,18 +34,29 @@ pub fn serve(state_dir: &Path) -> Result<()> {
     })
 }
 
-/// The server's PID, when one runs for this state directory.
+/// The server's PID, when one runs for this state directory. The PID file
+/// outlives the server (a command that leaves no network with DNS removes
+/// it once the process is gone), so its PID is checked.
 pub fn running(dir: &Path) -> Option<i32> {
     let pid: i32 = std::fs::read_to_string(dir.join(PID_FILE))
         .ok()?
         .trim()
         .parse()
         .ok()?;
-    // "PID (COMM) STATE ...": a killed server may linger as a zombie.
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (comm, rest) = stat.split_once(") ")?;
-    let alive = comm.ends_with("(nsnet-dns") && !rest.starts_with('Z');
-    alive.then_some(pid)
+    alive(pid).then_some(pid)
+}
+
+/// Whether `pid` is a DNS server that has not exited: an exited one may
+/// linger as a zombie, its sockets already closed.
+fn alive(pid: i32) -> bool {
+    // "PID (COMM) STATE ...".
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let Some((comm, rest)) = stat.split_once(") ") else {
+        return false;
+    };
+    comm.ends_with("(nsnet-dns") && !rest.starts_with(['Z', 'X'])
 }
 
 /// Whether the server answers on `addr` (a query for the gateway's zone
@@ -92,13 +103,7 @@ impl Nsnet {
         }
         if wanted.is_empty() {
             if let Some(pid) = running(&dir) {
-                // SAFETY: kill(2) with a PID read from our PID file whose
-                // process is named nsnet-dns; no memory is involved.
-                unsafe { libc::kill(pid, libc::SIGTERM) };
-                let end = Instant::now() + STOP_WAIT;
-                while running(&dir).is_some() && Instant::now() < end {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
+                self.stop_dns(pid);
             }
             let _ = std::fs::remove_file(dir.join(PID_FILE));
             let _ = std::fs::remove_file(dir.join(LOG_FILE));
@@ -121,6 +126,26 @@ impl Nsnet {
             }
         }
         Ok(())
+    }
+
+    /// Stops the server and waits until the process has ended, its sockets
+    /// closed: the server may have seen the record first and be on its way
+    /// out already, so the process is waited for, not its PID file.
+    fn stop_dns(&self, pid: i32) {
+        // SAFETY: kill(2) with a PID read from our PID file whose process
+        // is named nsnet-dns; no memory is involved.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let end = Instant::now() + STOP_WAIT;
+        while alive(pid) {
+            if Instant::now() > end {
+                self.notice(format!(
+                    "the DNS server (pid {pid}) has not stopped {} s after SIGTERM",
+                    STOP_WAIT.as_secs()
+                ));
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     fn start_dns(&self, dir: &Path) -> Result<()> {

@@ -314,7 +314,10 @@ fn tcp_client(mut conn: TcpStream, from: IpAddr, table: &Table, host: &[IpAddr])
 }
 
 /// Serves until no network needs it or a signal stops it. The PID file
-/// appears once the first addresses are bound and goes at exit.
+/// appears once the first addresses are bound. It stays at exit: the
+/// command that leaves no network with DNS reads it to wait for this
+/// process to end, also when the server saw the record first and left on
+/// its own; that command removes it.
 pub fn run(state_dir: &Path) -> io::Result<()> {
     let stop = crate::kernel::stop_on(&[libc::SIGTERM, libc::SIGINT]);
     crate::kernel::name_process(c"nsnet-dns");
@@ -375,6 +378,5 @@ pub fn run(state_dir: &Path) -> io::Result<()> {
             break;
         }
     }
-    let _ = std::fs::remove_file(&pid_file);
     Ok(())
 }

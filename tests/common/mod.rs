@@ -171,10 +171,8 @@ impl Drop for Sandbox {
     fn drop(&mut self) {
         let dirs = fs::read_dir("/run").into_iter().flatten().flatten();
         for d in dirs {
-            let Ok(pid) = fs::read_to_string(d.path().join("dns.pid")) else {
-                continue;
-            };
-            if let Ok(pid) = pid.trim().parse::<i32>() {
+            // The PID file outlives its server: only a live nsnet-dns is killed.
+            if let Some(pid) = nsnet::api::dns::running(&d.path()) {
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(pid),
                     nix::sys::signal::Signal::SIGKILL,
