@@ -3,10 +3,10 @@
 
 use crate::common::{assert_same, Sandbox};
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
-use std::process::Stdio;
+use std::process::{ChildStderr, Stdio};
 use std::time::{Duration, Instant};
 
 const ROUTED_LAB: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/routed-lab.toml");
@@ -650,36 +650,22 @@ fn capture_writes_what_crosses_a_link() {
     let sb = Sandbox::new();
     link_a_b(&sb, "10.9.0");
     let pcap = "/run/link.pcap";
-    let cap = sb
-        .command(crate::common::NSNET)
-        .args(["capture", "a:eth1", "-w", pcap, "-c", "5", "icmp"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (cap, mut said) = listening(&sb, &["capture", "a:eth1", "-w", pcap, "-c", "5", "icmp"]);
     // Three echoes and their replies, ARP besides: the filter keeps ICMP
     // only, and the capture stops at the fifth packet.
     sb.sh("ip netns exec a ping -c 3 -i 0.2 10.9.0.2 >/dev/null");
     let out = cap.wait_with_output().unwrap();
     assert!(out.status.success());
-    assert_eq!(
-        String::from_utf8_lossy(&out.stderr).trim(),
-        "5 packets captured"
-    );
+    let mut rest = String::new();
+    said.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest.trim(), "5 packets captured");
     let read = sb.sh(&format!("tcpdump -n -r {pcap} 2>/dev/null"));
     assert_eq!(read.lines().count(), 5, "{read}");
     assert_eq!(read.matches("ICMP echo request").count(), 3, "{read}");
     assert_eq!(read.matches("ICMP echo reply").count(), 2, "{read}");
     assert!(read.contains("10.9.0.1 > 10.9.0.2"), "{read}");
     // Lines, both directions.
-    let cap = sb
-        .command(crate::common::NSNET)
-        .args(["capture", "b:eth1", "-c", "2", "icmp"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (cap, _) = listening(&sb, &["capture", "b:eth1", "-c", "2", "icmp"]);
     sb.sh("ip netns exec a ping -c 1 10.9.0.2 >/dev/null");
     let lines = String::from_utf8_lossy(&cap.wait_with_output().unwrap().stdout).into_owned();
     assert!(
@@ -692,8 +678,29 @@ fn capture_writes_what_crosses_a_link() {
     );
     let err = sb.fails("capture a:eth1 bogus((", 2);
     assert!(err.contains("capture filter"), "{err}");
-    sb.fails("capture a:eth9", 3);
+    sb.fails("capture a:eth9 -w /run/none.pcap", 3);
+    assert!(
+        !std::path::Path::new("/run/none.pcap").exists(),
+        "a file was left"
+    );
     sb.fails("capture nowhere:eth0", 3);
+}
+
+/// `nsnet capture ARGS` started, once it says it listens (stdout piped):
+/// the capture and the rest of its stderr.
+fn listening(sb: &Sandbox, args: &[&str]) -> (std::process::Child, BufReader<ChildStderr>) {
+    let mut cap = sb
+        .command(crate::common::NSNET)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut said = BufReader::new(cap.stderr.take().unwrap());
+    let mut line = String::new();
+    said.read_line(&mut line).unwrap();
+    assert!(line.starts_with("listening on "), "{args:?}: {line}");
+    (cap, said)
 }
 
 /// An FRR lab of `examples/` copied where the daemons (user frr) may read

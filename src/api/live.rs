@@ -14,7 +14,7 @@ use crate::model::{names, NsRef, State};
 use crate::plan::{Op, Target};
 
 pub use crate::kernel::capture::{
-    capture, compile_filter, file_header, record as pcap_record, Options as CaptureOptions, Packet,
+    compile_filter, file_header, record as pcap_record, Capture, Options as CaptureOptions, Packet,
     LINKTYPE_ETHERNET, SNAPLEN,
 };
 pub use crate::kernel::netlink::LinkInfo;

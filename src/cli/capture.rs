@@ -50,47 +50,53 @@ pub fn run(nsnet: &Nsnet, args: &CaptureArgs) -> Result<()> {
         }
     }
     let expr = filter.join(" ");
+    let program = (!expr.is_empty())
+        .then(|| live::compile_filter(&expr))
+        .transpose()?;
     let opts = CaptureOptions {
         count,
-        filter: (!expr.is_empty())
-            .then(|| live::compile_filter(&expr))
-            .transpose()?,
         stop: Some(live::stop_on(&[libc::SIGINT, libc::SIGTERM])),
     };
-    let seen = match write {
-        Some(path) => {
-            let mut sink: Box<dyn Write> = if path == "-" {
-                Box::new(io::stdout().lock())
-            } else {
-                Box::new(
-                    std::fs::File::create(path).map_err(|source| nsnet::Error::WriteFile {
-                        path: path.to_string(),
-                        source,
-                    })?,
-                )
-            };
-            sink.write_all(&live::file_header(live::SNAPLEN, live::LINKTYPE_ETHERNET))
-                .and_then(|()| sink.flush())
-                .map_err(|source| nsnet::Error::WriteFile {
-                    path: path.to_string(),
-                    source,
-                })?;
-            // Flushed per packet: a reader at the other end of a pipe
-            // (Wireshark's `-k -i -`) sees each as it comes.
-            live::capture(ns.as_ref(), &ifname, &opts, |p| {
-                sink.write_all(&live::pcap_record(p))?;
-                sink.flush()
-            })?
-        }
+    // The socket first: an interface that is not there leaves no file.
+    let capture = live::Capture::open(ns.as_ref(), &ifname, program.as_deref())?;
+    let mut sink = write.map(open_sink).transpose()?;
+    // tcpdump's words: from here on nothing is missed, which scripts wait for.
+    eprintln!(
+        "listening on {}, link-type EN10MB (Ethernet), snapshot length {} bytes",
+        args.point,
+        live::SNAPLEN
+    );
+    let seen = match &mut sink {
+        // Flushed per packet: a reader at the other end of a pipe
+        // (Wireshark's `-k -i -`) sees each as it comes.
+        Some(sink) => capture.run(&opts, |p| {
+            sink.write_all(&live::pcap_record(p))?;
+            sink.flush()
+        })?,
         None => {
             let mut out = io::stdout().lock();
-            live::capture(ns.as_ref(), &ifname, &opts, |p| {
-                writeln!(out, "{}", line(&ifname, p))
-            })?
+            capture.run(&opts, |p| writeln!(out, "{}", line(&ifname, p)))?
         }
     };
     eprintln!("{seen} packet{} captured", if seen == 1 { "" } else { "s" });
     Ok(())
+}
+
+/// The pcap file at `path` (stdout for `-`), its header written.
+fn open_sink(path: &str) -> Result<Box<dyn Write>> {
+    let fail = |source| nsnet::Error::WriteFile {
+        path: path.to_string(),
+        source,
+    };
+    let mut sink: Box<dyn Write> = if path == "-" {
+        Box::new(io::stdout().lock())
+    } else {
+        Box::new(std::fs::File::create(path).map_err(fail)?)
+    };
+    sink.write_all(&live::file_header(live::SNAPLEN, live::LINKTYPE_ETHERNET))
+        .and_then(|()| sink.flush())
+        .map_err(fail)?;
+    Ok(sink)
 }
 
 /// One packet as a line: time of day (UTC), interface, direction, what it

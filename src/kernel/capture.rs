@@ -155,14 +155,22 @@ pub struct Packet<'a> {
     pub data: &'a [u8],
 }
 
-/// What to capture, and when to stop.
+/// When a capture stops.
 #[derive(Debug, Default)]
 pub struct Options {
     /// Stop after this many packets.
     pub count: Option<u64>,
-    pub filter: Option<Vec<Insn>>,
     /// Set (by a signal handler) to stop.
     pub stop: Option<&'static AtomicBool>,
+}
+
+/// An open capture: from the moment `open` returns, every packet on the
+/// interface that passes the filter is queued for `run` (tcpdump says
+/// "listening on" at this point).
+#[derive(Debug)]
+pub struct Capture {
+    socket: Socket,
+    ifname: String,
 }
 
 /// A packet socket on `ifname` in `ns` (the host's namespace when `None`),
@@ -236,46 +244,60 @@ fn attach(socket: &Socket, program: &[Insn]) -> io::Result<()> {
     }
 }
 
-/// Captures on `ifname` in `ns` until `count` packets, the stop flag, or
-/// `on_packet` fails; returns how many packets were handed over.
-pub fn capture(
-    ns: Option<&NsRef>,
-    ifname: &str,
-    opts: &Options,
-    mut on_packet: impl FnMut(&Packet) -> io::Result<()>,
-) -> Result<u64, Error> {
-    let socket = open(ns, ifname, opts.filter.as_deref())?;
-    let mut buf = vec![0u8; SNAPLEN as usize];
-    let mut seen = 0u64;
-    while opts.count.is_none_or(|c| seen < c)
-        && !opts.stop.is_some_and(|s| s.load(Ordering::Relaxed))
-    {
-        // MSG_TRUNC: the length on the wire, whatever was kept.
-        let (n, from) = match packet::receive(&socket, &mut buf, libc::MSG_TRUNC) {
-            Ok(got) => got,
-            Err(e) => match e.kind() {
-                io::ErrorKind::WouldBlock
-                | io::ErrorKind::TimedOut
-                | io::ErrorKind::Interrupted => continue,
-                _ => {
-                    return Err(Error::Receive {
-                        ifname: ifname.to_string(),
-                        source: e,
-                    })
-                }
-            },
-        };
-        let wire_len = n;
-        let packet = Packet {
-            time: SystemTime::now(),
-            outgoing: from.sll_pkttype == PACKET_OUTGOING,
-            wire_len,
-            data: &buf[..wire_len.min(buf.len())],
-        };
-        on_packet(&packet).map_err(Error::Write)?;
-        seen += 1;
+impl Capture {
+    /// Opens a capture on `ifname` in `ns` (the host's namespace when
+    /// `None`), `filter` attached in the kernel.
+    pub fn open(
+        ns: Option<&NsRef>,
+        ifname: &str,
+        filter: Option<&[Insn]>,
+    ) -> Result<Capture, Error> {
+        Ok(Capture {
+            socket: open(ns, ifname, filter)?,
+            ifname: ifname.to_string(),
+        })
     }
-    Ok(seen)
+
+    /// Hands packets to `on_packet` until `count` packets, the stop flag,
+    /// or `on_packet` fails; returns how many it handed over.
+    pub fn run(
+        &self,
+        opts: &Options,
+        mut on_packet: impl FnMut(&Packet) -> io::Result<()>,
+    ) -> Result<u64, Error> {
+        let (socket, ifname) = (&self.socket, &self.ifname);
+        let mut buf = vec![0u8; SNAPLEN as usize];
+        let mut seen = 0u64;
+        while opts.count.is_none_or(|c| seen < c)
+            && !opts.stop.is_some_and(|s| s.load(Ordering::Relaxed))
+        {
+            // MSG_TRUNC: the length on the wire, whatever was kept.
+            let (n, from) = match packet::receive(socket, &mut buf, libc::MSG_TRUNC) {
+                Ok(got) => got,
+                Err(e) => match e.kind() {
+                    io::ErrorKind::WouldBlock
+                    | io::ErrorKind::TimedOut
+                    | io::ErrorKind::Interrupted => continue,
+                    _ => {
+                        return Err(Error::Receive {
+                            ifname: ifname.to_string(),
+                            source: e,
+                        })
+                    }
+                },
+            };
+            let wire_len = n;
+            let packet = Packet {
+                time: SystemTime::now(),
+                outgoing: from.sll_pkttype == PACKET_OUTGOING,
+                wire_len,
+                data: &buf[..wire_len.min(buf.len())],
+            };
+            on_packet(&packet).map_err(Error::Write)?;
+            seen += 1;
+        }
+        Ok(seen)
+    }
 }
 
 #[cfg(test)]
