@@ -64,8 +64,15 @@ fn namespaces_by_path_and_by_iproute2_name() {
         .args(["--net", "sleep", "30"])
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(200));
     let path = format!("/proc/{}/ns/net", child.id());
+    // Until unshare has made the namespace (at most 5 s).
+    let ours = std::fs::read_link("/proc/thread-self/ns/net").unwrap();
+    for _ in 0..500 {
+        if std::fs::read_link(&path).is_ok_and(|ns| ns != ours) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     sb.ok(&["connect", "p", &path, "--ip", "10.43.0.10"]);
     sb.sh("ip netns add named");
     sb.ok("connect p named");

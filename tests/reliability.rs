@@ -414,8 +414,7 @@ fn parallel_ups_and_downs_of_different_files_do_not_interfere() {
             assert_eq!(sb.sh("ip netns list | wc -l").trim(), "40");
         }
     }
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    assert_same(&sb.snapshot(), &before, "parallel up then down");
+    sb.assert_back_to(&before, "parallel up then down");
 }
 
 #[test]

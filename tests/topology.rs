@@ -206,7 +206,7 @@ fn gc_cleans_up_after_namespaces_deleted_behind_its_back() {
     let file = write(&dir, LAB);
     sb.ok(&["up", "-f", &file]);
     sb.sh("ip netns del web");
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    sb.gone_with_namespace("ve-web-");
     let check = sb.run("check");
     assert!(String::from_utf8_lossy(&check.stdout).contains("namespace web: the namespace is gone"));
     let out = sb.ok("gc");
@@ -290,7 +290,7 @@ fn up_repairs_what_was_damaged_by_hand() {
     sb.sh(&format!("ip link del {}", veth.trim()));
     sb.sh("ip netns del db");
     sb.sh("nft flush table inet nsnet");
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    sb.gone_with_namespace("ve-db-");
     assert_eq!(sb.run("check").status.code(), Some(1));
     let out = sb.ok(&["up", "-f", &file]);
     for want in [
@@ -396,7 +396,10 @@ fn nodes_run_their_commands_and_down_stops_them() {
         .unwrap()
         .1;
     sb.sh(&format!("kill {victim}"));
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(
+        crate::common::wait_ended(victim),
+        "{victim} outlived SIGTERM"
+    );
     let err = sb.run("check");
     let text_out = String::from_utf8_lossy(&err.stdout);
     assert_eq!(err.status.code(), Some(1), "{text_out}");

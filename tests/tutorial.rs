@@ -198,11 +198,20 @@ fn the_demo_leaves_nothing_running_however_it_ends() {
     let before = sb.snapshot();
     let mark = format!("nsnet-demo-{}", std::process::id());
     let nsnet = crate::common::NSNET;
+    // What still runs once the demo's processes have had 5 s to end
+    // (a leak keeps running; an ending process is merely slow on a
+    // loaded machine).
     let left = || {
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        sb.sh(&format!(
-            "for p in /proc/[0-9]*; do grep -qs -a {mark} $p/environ && tr '\\0' ' ' < $p/cmdline && echo; done; true"
-        ))
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let now = sb.sh(&format!(
+                "for p in /proc/[0-9]*; do grep -qs -a {mark} $p/environ && tr '\\0' ' ' < $p/cmdline && echo; done; true"
+            ));
+            if now.trim().is_empty() || std::time::Instant::now() > end {
+                return now;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     };
     let head = sb.sh(&format!(
         "NSNET_TEST_MARK={mark} {nsnet} demo | grep -m1 'attach namespace ns2'"

@@ -301,6 +301,38 @@ impl Sandbox {
         s
     }
 
+    /// Waits (at most 5 s) until no link whose name starts with `prefix`
+    /// is left: the host ends of a namespace deleted by hand go with it,
+    /// asynchronously.
+    pub fn gone_with_namespace(&self, prefix: &str) {
+        for _ in 0..100 {
+            let links = self.sh("ip -o link show");
+            if !links.lines().any(|l| {
+                l.split(": ")
+                    .nth(1)
+                    .is_some_and(|name| name.starts_with(prefix))
+            }) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("links {prefix}* outlived their namespace by 5 s");
+    }
+
+    /// Asserts that the host is back to `before` within 5 s: interfaces of
+    /// a namespace deleted by hand go with it, asynchronously (the kernel's
+    /// namespace clean-up runs late on a loaded machine).
+    #[track_caller]
+    pub fn assert_back_to(&self, before: &str, what: &str) {
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut now = self.snapshot();
+        while now != before && std::time::Instant::now() < end {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            now = self.snapshot();
+        }
+        assert_same(&now, before, what);
+    }
+
     /// Runs `check` (with `extra` arguments) where drift is expected:
     /// asserts its exit code 1 and returns what it printed.
     #[track_caller]
@@ -504,6 +536,26 @@ impl Sandbox {
              ip -6 route add default via 2001:db8::1 dev up0",
         );
     }
+}
+
+/// Whether process `pid` has ended (it is gone, or a zombie whose parent
+/// has not reaped it yet): at once, without waiting.
+pub fn ended(pid: i64) -> bool {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // "PID (COMM) STATE ...".
+    stat.rsplit_once(") ")
+        .is_none_or(|(_, rest)| rest.starts_with(['Z', 'X']))
+}
+
+/// Waits (at most 5 s) until process `pid` has ended; whether it has.
+pub fn wait_ended(pid: i64) -> bool {
+    for _ in 0..100 {
+        if ended(pid) {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    ended(pid)
 }
 
 /// Asserts two snapshots are equal, showing only the lines that differ.

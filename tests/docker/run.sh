@@ -96,6 +96,18 @@ leaked() { # veths or attachments nsnet still has for Docker
   ip -o link | grep -E ' dkc[0-9a-f]+|ve-[0-9a-f]{12}' || true
 }
 check_clean() { "$NSNET" check >"$W/check.out" 2>&1 || { cat "$W/check.out"; fail "nsnet check: $1"; }; }
+serving() { # waits (at most 5 s) until a process of container $1 listens on TCP port $2
+  local pid; pid=$(D inspect -f '{{.State.Pid}}' "$1")
+  for _ in $(seq 100); do
+    [ -n "$(nsenter -t "$pid" -n ss -Hltn "sport = :$2")" ] && return
+    sleep 0.05
+  done
+  fail "nothing listens on port $2 in container $1"
+}
+no_leak() { # waits (at most 5 s) for Docker's teardown, then asserts nothing leaked
+  for _ in $(seq 100); do [ -z "$(leaked)" ] && return; sleep 0.05; done
+  fail "$1 leaked: $(leaked)"
+}
 
 printf 'nameserver 127.0.0.1\n' >/etc/resolv.conf
 mkdir -p /var/lib/docker /run/docker/plugins "$W/cli"
@@ -139,7 +151,7 @@ scenario_basic() {
   grep -q -- '-P FORWARD DROP' <<<"$(iptables -S FORWARD)" || fail "dockerd did not set FORWARD DROP"
   D run -d --name web --network mydocker0 -p 8080:80 bb httpd -f -p 80 -h /www >/dev/null
   local webip; webip=$(D inspect -f '{{(index .NetworkSettings.Networks "mydocker0").IPAddress}}' web)
-  sleep 0.3
+  serving web 80
   [ "$(in_up bash -c "$(declare -f http_get); http_get 203.0.113.2 8080")" = hello-from-bb ] || fail "8080 from outside"
   [ "$(http_get 127.0.0.1 8080)" = hello-from-bb ] || fail "8080 from the host (127.0.0.1)"
   [ "$(http_get 203.0.113.2 8080)" = hello-from-bb ] || fail "8080 from the host (its address)"
@@ -153,7 +165,7 @@ scenario_basic() {
   step direct-access-blocked
   # Published on 127.0.0.1: the host only.
   D run -d --name lo8 --network mydocker0 -p 127.0.0.1:8081:80 bb httpd -f -p 80 -h /www >/dev/null
-  sleep 0.3
+  serving lo8 80
   [ "$(http_get 127.0.0.1 8081)" = hello-from-bb ] || fail "127.0.0.1:8081 from the host"
   if grep -q hello <<<"$(in_up bash -c "$(declare -f http_get); http_get 203.0.113.2 8081" 2>/dev/null)"; then
     fail "a port published on 127.0.0.1 is reachable from outside"
@@ -222,8 +234,7 @@ scenario_faults() {
   D run -d --name k9 --network fnet bb sleep 600 >/dev/null
   kill -9 "$(D inspect -f '{{.State.Pid}}' k9)"
   for _ in $(seq 50); do [ "$(D inspect -f '{{.State.Running}}' k9)" = false ] && break; sleep 0.1; done
-  sleep 0.5
-  [ -z "$(leaked)" ] || fail "kill -9 of a container leaked: $(leaked)"
+  no_leak "kill -9 of a container"
   check_clean "after kill -9 of a container"
   step container-kill-9
   # The plugin killed with kill -9 in the middle of a docker run: the run

@@ -70,7 +70,7 @@ got=$(ip netns exec c2 dig +short +time=2 +tries=1 @10.91.0.1 c1.nsnet.internal)
 step names-resolve
 ip netns exec c1 busybox httpd -f -p 80 -h "$W/www" &
 httpd=$!
-sleep 0.3
+for _ in $(seq 100); do [ -n "$(ip netns exec c1 ss -Hltn 'sport = :80')" ] && break; sleep 0.05; done
 [ "$(ip netns exec up bash -c "$(declare -f http_get); http_get 203.0.113.2 8080")" = served-by-c1 ] ||
   fail "8080 from the upstream"
 kill "$httpd"
