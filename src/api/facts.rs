@@ -363,26 +363,8 @@ fn lan_host_facts(
     ) = (&link, lan)
     {
         if *probe_ms > 0 {
-            let mut candidates = Vec::new();
-            for cidr in &req.subnets {
-                let Ok(gateway) = crate::plan::network::gateway_for(cidr, &req.gateways) else {
-                    continue;
-                };
-                let subnet = crate::model::ipam::Subnet {
-                    cidr: *cidr,
-                    gateway,
-                };
-                let range = crate::model::lan::range_in(ip_ranges, cidr);
-                candidates.extend(crate::model::ipam::free_addresses(
-                    &subnet,
-                    range,
-                    &Default::default(),
-                    PROBE_BATCH,
-                ));
-            }
             let wait = std::time::Duration::from_millis(u64::from(*probe_ms));
-            lan_probe.holders = probe.lan_probe(parent, &candidates, wait)?;
-            lan_probe.probed = Some(candidates);
+            lan_probe = probe_host_addresses(probe, parent, req, ip_ranges, wait)?;
         }
     }
     Ok(HostFacts {
@@ -391,6 +373,50 @@ fn lan_host_facts(
         lan_probe,
         ..HostFacts::default()
     })
+}
+
+/// Probes the LAN for the host's own address on each subnet of a new
+/// macvlan network with host access: the lowest free ones, a batch at a
+/// time, until one is free (or the pool is probed out), as connects do.
+fn probe_host_addresses(
+    probe: &mut dyn Probe,
+    parent: &str,
+    req: &CreateRequest,
+    ip_ranges: &[ipnet::IpNet],
+    wait: std::time::Duration,
+) -> Result<LanProbe> {
+    let mut out = LanProbe {
+        probed: Some(Vec::new()),
+        holders: Vec::new(),
+    };
+    for cidr in &req.subnets {
+        let Ok(gateway) = crate::plan::network::gateway_for(cidr, &req.gateways) else {
+            continue;
+        };
+        let subnet = crate::model::ipam::Subnet {
+            cidr: *cidr,
+            gateway,
+        };
+        let range = crate::model::lan::range_in(ip_ranges, cidr);
+        let mut held = crate::model::ipam::Leases::default();
+        loop {
+            let batch = crate::model::ipam::free_addresses(&subnet, range, &held, PROBE_BATCH);
+            if batch.is_empty() {
+                break;
+            }
+            let found = probe.lan_probe(parent, &batch, wait)?;
+            let one_free = batch.iter().any(|a| !found.iter().any(|h| h.address == *a));
+            for h in &found {
+                held.insert(h.address);
+            }
+            out.probed.as_mut().expect("set above").extend(batch);
+            out.holders.extend(found);
+            if one_free {
+                break;
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -543,6 +569,56 @@ mod tests {
         assert_eq!(state.networks["n"].preexisting_gateways.len(), 1);
     }
 
+    /// Machines on the LAN holding 192.0.2.`hosts`.
+    fn holders(hosts: std::ops::RangeInclusive<u8>) -> Vec<crate::model::lan::LanHolder> {
+        hosts
+            .map(|i| crate::model::lan::LanHolder {
+                address: format!("192.0.2.{i}").parse().unwrap(),
+                mac: [2, 0, 0, 0, 0, i],
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_hosts_own_address_is_probed_for_in_batches_too() {
+        let mut probe = FakeProbe::default();
+        probe.add_link(&Target::Host, link(2, "eth0", LinkKind::Veth));
+        probe.lan_holders = holders(2..=9);
+        let mut req = CreateRequest::for_test("home", &["192.0.2.0/24"]);
+        req.lan = Some(LanRequest::Macvlan {
+            parent: "eth0".into(),
+            mode: Default::default(),
+            ip_ranges: vec![],
+            host_access: true,
+            probe_ms: 200,
+        });
+        let facts = host_facts(&mut probe, &req).unwrap();
+        assert_eq!(probe.lan_probes.len(), 2, "{:?}", probe.lan_probes);
+        assert_eq!(probe.lan_probes[1][0].to_string(), "192.0.2.10");
+        let (state, _) =
+            crate::plan::network::plan_create(&Default::default(), &req, &facts).unwrap();
+        let lan = state.networks["home"].macvlan().unwrap();
+        let access = lan.host_access.as_ref().unwrap();
+        assert_eq!(access.addresses[0].addr().to_string(), "192.0.2.10");
+        // A range whose every address is held: probed out, then refused.
+        req.lan = Some(LanRequest::Macvlan {
+            parent: "eth0".into(),
+            mode: Default::default(),
+            ip_ranges: vec!["192.0.2.0/28".parse().unwrap()],
+            host_access: true,
+            probe_ms: 200,
+        });
+        probe.lan_holders = holders(1..=15);
+        probe.lan_probes.clear();
+        let facts = host_facts(&mut probe, &req).unwrap();
+        assert_eq!(probe.lan_probes.len(), 2, "{:?}", probe.lan_probes);
+        let e = crate::plan::network::plan_create(&Default::default(), &req, &facts).unwrap_err();
+        assert!(
+            matches!(e, crate::model::Rejection::LanPoolBusy { .. }),
+            "{e}"
+        );
+    }
+
     #[test]
     fn the_lan_is_probed_in_batches_until_an_address_is_free() {
         let mut net = test_network("home", "", &["192.0.2.0/24"]);
@@ -556,12 +632,7 @@ mod tests {
         let mut probe = FakeProbe::default();
         probe.add_link(&Target::Host, link(2, "eth0", LinkKind::Veth));
         // The first batch (.2 to .9) is all taken on the LAN.
-        probe.lan_holders = (2..=9)
-            .map(|i| crate::model::lan::LanHolder {
-                address: format!("192.0.2.{i}").parse().unwrap(),
-                mac: [2, 0, 0, 0, 0, i],
-            })
-            .collect();
+        probe.lan_holders = holders(2..=9);
         let req = ConnectRequest::new("home", NsRef::Named("a".into()));
         let facts = namespace_facts(&mut probe, Some(&net), &req, None).unwrap();
         assert_eq!(probe.lan_probes.len(), 2, "{:?}", probe.lan_probes);
