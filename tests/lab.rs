@@ -197,7 +197,6 @@ fn bad_link_ends_are_refused_with_line_and_column() {
     let err = sb.fails("link del r1:eth1 r3:eth1", 3);
     assert!(err.contains("no link between r1:eth1 and r3:eth1"), "{err}");
     sb.ok("link del r2:eth1 r1:eth1");
-    sb.settle();
     assert_same(&sb.snapshot(), &before, "link del");
 }
 
@@ -279,7 +278,6 @@ fn the_routed_triangle_routes_and_a_removed_route_breaks_that_path() {
         "{err}"
     );
     sb.ok(&["down", "-f", ROUTED_LAB]);
-    sb.settle();
     assert_same(&sb.snapshot(), &before, "down");
 }
 
@@ -344,7 +342,6 @@ fn a_chain_of_switches_carries_one_subnet_and_refuses_a_loop() {
     sb.ok("ping h9 10.0.0.1 -c 1");
     sb.ok("link del network:s2 h9:eth0");
     sb.ok(&["down", "-f", SWITCH_LAB]);
-    sb.settle();
     assert_same(&sb.snapshot(), &before, "down");
 }
 
@@ -508,7 +505,6 @@ fn a_fault_at_every_step_of_the_lab_leaves_the_host_as_before() {
     assert!(k > 30, "only {k} steps");
     sb.ok("ping h1 10.0.3.2 -c 1");
     sb.ok(&["down", "-f", ROUTED_LAB]);
-    sb.settle();
     assert_same(&sb.snapshot(), &before, "down");
     // Killed at points along the way: the next up finishes the job.
     for k in [3, 17, 40] {
@@ -521,7 +517,6 @@ fn a_fault_at_every_step_of_the_lab_leaves_the_host_as_before() {
         sb.ok("ping h2 10.0.1.2 -c 1");
         assert!(sb.ok("check").contains("no drift"), "after abort at {k}");
         sb.ok(&["down", "-f", ROUTED_LAB]);
-        sb.settle();
         assert_same(&sb.snapshot(), &before, &format!("down after abort at {k}"));
     }
 }
@@ -552,7 +547,6 @@ fn namespaces_of_links_are_guarded_and_vanished_ones_collected() {
     assert!(sb.ok("check").contains("no drift"));
     sb.ok("ping c 10.62.0.1 -c 1");
     sb.ok(&["down", "-f", &file]);
-    sb.settle();
     assert_same(&sb.snapshot(), &before, "down after gc");
 }
 
@@ -591,7 +585,6 @@ fn routers_routes_and_impairments_from_the_command_line() {
     sb.ok("link del r:e1 s:e1");
     // r only forwards now: ns del turns that off and deletes it.
     sb.ok("ns del r");
-    sb.settle();
     assert_same(&sb.snapshot(), &before, "after the last lab object");
 }
 
@@ -632,7 +625,6 @@ fn up_remakes_what_was_damaged_by_hand() {
     sb.ok("ping c 10.62.0.1 -c 1");
     assert!(sb.ok(&["up", "-f", &file]).contains("no changes"));
     sb.ok(&["down", "-f", &file]);
-    sb.settle();
     assert_same(&sb.snapshot(), &before, "down after repair");
 }
 

@@ -182,7 +182,6 @@ fn names_resolve_on_a_macvlan_network_with_host_access() {
     );
     assert!(err.contains("--host-access"), "{err}");
     sb.ok("network rm away --force");
-    sb.settle();
     assert_same(&sb.snapshot(), &before, "network rm");
 }
 
@@ -239,7 +238,6 @@ fn host_access_joins_the_host_and_check_finds_its_pieces_missing() {
         "{text}"
     );
     sb.ok("network rm home --force");
-    sb.settle();
     assert_same(&sb.snapshot(), &before, "network rm");
     let err = sb.fails(
         "network create p --driver macvlan --parent lan0 --subnet 192.0.2.0/24 --mode private --host-access",
@@ -452,7 +450,6 @@ fn topology_files_make_lan_networks_and_take_them_away() {
     assert!(sb.sh("ip -n b link show eth1").contains("eth1"));
     assert!(sb.sh_status("ip link show dev0").status.code() != Some(0));
     sb.ok(&["down", "-f", file]);
-    sb.settle();
     assert_same(&sb.snapshot(), &before, "down");
     let bad = dir.path().join("bad.toml");
     std::fs::write(
@@ -548,6 +545,5 @@ fn ipv6_addresses_in_use_on_the_lan_are_found_by_neighbour_solicitation() {
         "the conflict names the MAC that answered: {err}"
     );
     sb.ok("network rm home --force");
-    sb.settle();
     assert_same(&sb.snapshot(), &before, "network rm");
 }

@@ -78,10 +78,11 @@ pub fn render(
 /// answers and the search domain, for the runtime to write into the
 /// container.
 fn dns_of(conf: &NetConf, net: &crate::model::Network) -> Value {
+    let servers = net.dns_addresses();
     match &conf.dns {
         Some(v @ Value::Object(_)) => v.clone(),
-        _ if !net.dns_addresses().is_empty() => json!({
-            "nameservers": net.dns_addresses().iter().map(ToString::to_string).collect::<Vec<_>>(),
+        _ if !servers.is_empty() => json!({
+            "nameservers": servers.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "search": [net.domain()],
         }),
         _ => json!({}),

@@ -1,8 +1,8 @@
 //! `nsnet dns`: the host's DNS server for nsnet networks, a small
 //! synchronous loop (poll over one UDP socket and one TCP listener per
 //! address it answers on: the gateways, and the host's addresses on
-//! macvlan networks with host access; forwarded queries and TCP clients on short-lived
-//! threads). It answers from the record, which it re-reads whenever the
+//! macvlan networks with host access; forwarded queries and TCP clients
+//! on short-lived threads). It answers from the record, which it re-reads whenever the
 //! state directory changed (the kernel says so through a watch on the
 //! directory, asked before each query: a name resolves as soon as the
 //! command that made it returns, and no query is dropped by a reload),
@@ -156,7 +156,8 @@ impl Server {
     }
 
     /// Listens where the networks `state` serves are answered, and
-    /// nowhere else; false when it serves none (the server is no longer needed).
+    /// nowhere else; false when it serves none (the server is no longer
+    /// needed).
     fn follow_networks(&mut self, state: &crate::model::State) -> bool {
         let wanted = super::records::listen_addresses(state);
         self.needed = !wanted.is_empty();

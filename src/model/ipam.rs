@@ -154,14 +154,12 @@ fn to_u128(ip: &IpAddr) -> u128 {
     }
 }
 
-/// The CIDR block of `subnet` whose addresses run from `start` to `end`
-/// (a missing one: the subnet's own), counting its network and broadcast
-/// addresses or not: how a lease range such as podman's (`--ip-range
-/// 192.0.2.64/26` arrives as 192.0.2.65 to 192.0.2.126) becomes nsnet's
-/// `--ip-range`. `None` when no block has those ends.
-pub fn range_block(subnet: &IpNet, start: Option<IpAddr>, end: Option<IpAddr>) -> Option<IpNet> {
-    let start = start.unwrap_or_else(|| subnet.network());
-    let end = end.unwrap_or_else(|| subnet.broadcast());
+/// The CIDR block of `subnet` whose addresses run from `start` to `end`,
+/// counting its network and broadcast addresses or not: how a lease range
+/// such as podman's (`--ip-range 192.0.2.64/26` arrives as 192.0.2.65 to
+/// 192.0.2.126) becomes nsnet's `--ip-range`. `None` when no block has
+/// those ends.
+pub fn range_block(subnet: &IpNet, start: IpAddr, end: IpAddr) -> Option<IpNet> {
     if !subnet.contains(&start) || !subnet.contains(&end) {
         return None;
     }
@@ -334,17 +332,17 @@ mod tests {
             "192.0.2.0/27".parse().unwrap()
         );
         let net = |s: &str| s.parse::<IpNet>().unwrap();
-        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         let subnet = net("192.0.2.0/24");
         for (start, end, want) in [
             (ip("192.0.2.65"), ip("192.0.2.126"), Some("192.0.2.64/26")),
             (ip("192.0.2.64"), ip("192.0.2.127"), Some("192.0.2.64/26")),
-            (ip("192.0.2.128"), None, Some("192.0.2.128/25")),
-            (None, None, Some("192.0.2.0/24")),
+            (ip("192.0.2.128"), ip("192.0.2.255"), Some("192.0.2.128/25")),
+            (ip("192.0.2.0"), ip("192.0.2.255"), Some("192.0.2.0/24")),
             (ip("192.0.2.9"), ip("192.0.2.9"), Some("192.0.2.9/32")),
             (ip("192.0.2.10"), ip("192.0.2.20"), None),
             (ip("192.0.2.65"), ip("192.0.2.127"), Some("192.0.2.64/26")),
-            (ip("198.51.100.1"), None, None),
+            (ip("198.51.100.1"), ip("192.0.2.255"), None),
         ] {
             assert_eq!(
                 range_block(&subnet, start, end),

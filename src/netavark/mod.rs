@@ -143,11 +143,12 @@ fn lease_ranges(def: &NetworkDef, req: &mut CreateRequest) -> Result<(), Rejecti
         let Some(crate::model::lan::LanRequest::Macvlan { ip_ranges, .. }) = &mut req.lan else {
             continue;
         };
+        // A missing end: the subnet's own.
         let (start, end) = (
             r.start_ip.unwrap_or(s.subnet.network()),
             r.end_ip.unwrap_or(s.subnet.broadcast()),
         );
-        let block = crate::model::ipam::range_block(&s.subnet, Some(start), Some(end));
+        let block = crate::model::ipam::range_block(&s.subnet, start, end);
         ip_ranges.push(block.ok_or_else(|| Rejection::RangeNotBlock {
             start: start.to_string(),
             end: end.to_string(),

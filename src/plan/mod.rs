@@ -611,8 +611,8 @@ impl Op {
 
 /// The resolv.conf files that point named namespaces at nsnet's DNS
 /// server: one per namespace on a DNS network (where the server answers
-/// it, its search
-/// domains), unless a topology file gave the namespace servers of its own.
+/// it, its search domains), unless a topology file gave the namespace
+/// servers of its own.
 /// Writes, rewrites and removes what `after` needs compared with what is
 /// recorded, and records it in `after`.
 pub fn resolv_steps(after: &mut State) -> Vec<Op> {
@@ -641,11 +641,11 @@ fn resolv_steps_of(
     use std::collections::BTreeMap;
     let in_scope = |name: &str| only.is_none_or(|o| o.contains(name));
     let mut wanted: BTreeMap<String, ResolvConf> = BTreeMap::new();
-    for net in after
-        .networks
-        .values()
-        .filter(|n| !n.dns_addresses().is_empty())
-    {
+    for net in after.networks.values() {
+        let servers = net.dns_addresses();
+        if servers.is_empty() {
+            continue;
+        }
         // The namespaces in scope are looked up, not every attachment read.
         let atts: Vec<&Arc<Attachment>> = match only {
             Some(names) => names
@@ -665,7 +665,7 @@ fn resolv_steps_of(
                     owner: DNS_OWNER.to_string(),
                     search: Vec::new(),
                 });
-            conf.servers.extend(net.dns_addresses());
+            conf.servers.extend(&servers);
             let domain = net.domain().to_string();
             if !conf.search.contains(&domain) {
                 conf.search.push(domain);
